@@ -1,0 +1,10 @@
+"""Fit one seeded grove of trees and store it under its deterministic key."""
+
+from typing import Any
+
+from groveflow import environment
+from groveflow.train import build_grove
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return build_grove(event, bucket=environment.bucket())

@@ -1,0 +1,10 @@
+"""Merge the planned groves into one forest, evaluate it, and write the model manifest last."""
+
+from typing import Any
+
+from groveflow import environment
+from groveflow.train import merge_run
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return merge_run(event, bucket=environment.bucket())

@@ -1,0 +1,10 @@
+"""Plan a training run: validate the input, split the data, write the grove plan."""
+
+from typing import Any
+
+from groveflow import environment
+from groveflow.train import plan_run
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return plan_run(event, bucket=environment.bucket(), builder_memory_mb=environment.builder_memory_mb())

@@ -1,0 +1,338 @@
+"""Reading a training dataset into float32 features and user labels.
+
+Sources: ``sklearn:NAME`` (bundled demo data), local paths, ``s3://bucket/key``
+and ``s3://bucket/prefix/`` (every data file under the prefix, in key order).
+Formats: CSV with a header, ``.npy`` (a 2-D array; the target is a column
+index), ``.npz`` (arrays ``X`` and ``y``, optional ``feature_names``), Parquet.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from groveflow import storage
+from groveflow.errors import DatasetNotFound, InvalidDataset
+from groveflow.request import DataSpec
+
+__all__ = ["BUNDLED", "Dataset", "load_dataset", "to_features"]
+
+BUNDLED = {
+    "digits": "load_digits",
+    "iris": "load_iris",
+    "wine": "load_wine",
+    "breast_cancer": "load_breast_cancer",
+    "diabetes": "load_diabetes",
+}
+MISSING_MARKERS = {"", "na", "nan", "n/a", "null", "none", "?", "-"}
+DATA_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".npy": "npy", ".npz": "npz"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features and labels ready to split.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features), dtype float32, C order
+    y : ndarray of shape (n_rows,)
+        User labels (int64 or unicode strings) or float64 regression targets.
+    feature_names : list of str
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: list[str]
+
+
+def _format_of(name: str, spec: DataSpec) -> str:
+    if spec.format:
+        return spec.format
+    lowered = name.lower().removesuffix(".gz")
+    for suffix, fmt in DATA_SUFFIXES.items():
+        if lowered.endswith(suffix):
+            return fmt
+    raise InvalidDataset(
+        f"cannot tell the format of {name!r} from its extension; set data.format to one of "
+        f"{sorted(set(DATA_SUFFIXES.values()))}"
+    )
+
+
+def _bundled(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if name not in BUNDLED:
+        raise DatasetNotFound(f"no bundled dataset sklearn:{name}; accepted: {sorted(BUNDLED)}")
+    from sklearn import datasets
+
+    bunch = getattr(datasets, BUNDLED[name])()
+    names = [str(n) for n in getattr(bunch, "feature_names", [])] or [
+        f"x{i}" for i in range(bunch.data.shape[1])
+    ]
+    return np.asarray(bunch.data), np.asarray(bunch.target), names
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_columns(data: bytes, delimiter: str, source: str) -> dict[str, list[str]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InvalidDataset(f"{source} is not UTF-8 text: {error}") from None
+    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    rows = [row for row in rows if row]
+    if not rows:
+        raise InvalidDataset(f"{source} is empty: a CSV needs a header row and data rows")
+    header = [h.strip() for h in rows[0]]
+    if len(set(header)) != len(header) or "" in header:
+        raise InvalidDataset(f"{source} has a blank or repeated column name in its header: {header}")
+    body = rows[1:]
+    for number, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise InvalidDataset(
+                f"{source} line {number} has {len(row)} fields; the header has {len(header)}"
+            )
+    return {name: [row[i].strip() for row in body] for i, name in enumerate(header)}
+
+
+def _numeric_column(values: list[str]) -> np.ndarray | None:
+    """Floats with NaN for missing markers, or None if any value is not a number."""
+    out = np.empty(len(values), dtype=np.float64)
+    for i, text in enumerate(values):
+        if text.lower() in MISSING_MARKERS:
+            out[i] = math.nan
+        elif _is_number(text):
+            out[i] = float(text)
+        else:
+            return None
+    return out
+
+
+def _table_from_columns(
+    columns: dict[str, list[str]] | dict[str, np.ndarray], spec: DataSpec, source: str
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if spec.target is None:
+        raise InvalidDataset(f"data.target is required for {source}: name the column to learn")
+    if spec.target not in columns:
+        raise InvalidDataset(
+            f"target column {spec.target!r} is not in {source}; columns are: {list(columns)}"
+        )
+    unknown = [c for c in (spec.features or ()) + spec.exclude if c not in columns]
+    if unknown:
+        raise InvalidDataset(f"columns {unknown} are not in {source}; columns are: {list(columns)}")
+    names = list(spec.features) if spec.features is not None else [
+        c for c in columns if c != spec.target and c not in spec.exclude
+    ]
+    if not names:
+        raise InvalidDataset(f"{source} has no feature columns besides the target {spec.target!r}")
+    features, bad = [], []
+    for name in names:
+        raw = columns[name]
+        column = _numeric_column(raw) if isinstance(raw, list) else _numeric_array(raw)
+        if column is None:
+            bad.append(name)
+        else:
+            features.append(column)
+    if bad:
+        raise InvalidDataset(
+            f"non-numeric feature columns in {source}: {bad}. groveflow does not encode "
+            "categories silently: encode them first, or list them in data.exclude"
+        )
+    return np.column_stack(features), _target_array(columns[spec.target]), names
+
+
+def _numeric_array(values: np.ndarray) -> np.ndarray | None:
+    if values.dtype.kind in "biuf":
+        return values.astype(np.float64)
+    return None
+
+
+def _target_array(raw: list[str] | np.ndarray) -> np.ndarray:
+    if isinstance(raw, np.ndarray):
+        if raw.dtype.kind == "O":
+            return np.array(["" if v is None else str(v) for v in raw])
+        return raw
+    numeric = _numeric_column(raw)
+    if numeric is None:
+        return np.array([math.nan if v.lower() in MISSING_MARKERS else v for v in raw], dtype=object)
+    return numeric
+
+
+def _read_npy(data: bytes, spec: DataSpec, source: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    try:
+        array = storage.read_npy(data)
+    except (ValueError, OSError) as error:
+        raise InvalidDataset(f"{source} is not a readable .npy file: {error}") from None
+    if array.ndim != 2 or array.shape[1] < 2:
+        raise InvalidDataset(f"{source} must hold a 2-D array with a target column, got {array.shape}")
+    try:
+        target = int(spec.target) if spec.target is not None else array.shape[1] - 1
+    except ValueError:
+        raise InvalidDataset(f"data.target for a .npy file is a column index, got {spec.target!r}") from None
+    if not -array.shape[1] <= target < array.shape[1]:
+        raise InvalidDataset(f"data.target={target} is outside the {array.shape[1]} columns of {source}")
+    target %= array.shape[1]
+    X = np.delete(array, target, axis=1)
+    return X, array[:, target], [f"x{i}" for i in range(X.shape[1])]
+
+
+def _read_npz(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    try:
+        archive = np.load(io.BytesIO(data), allow_pickle=False)
+        if "X" not in archive or "y" not in archive:
+            raise InvalidDataset(f"{source} must hold arrays 'X' and 'y'; it has {list(archive)}")
+        X, y = archive["X"], archive["y"]
+        names = [str(n) for n in archive["feature_names"]] if "feature_names" in archive else None
+    except (ValueError, OSError, EOFError) as error:
+        raise InvalidDataset(f"{source} is not a readable .npz file: {error}") from None
+    if X.ndim != 2:
+        raise InvalidDataset(f"{source}: X must be 2-D, got shape {X.shape}")
+    return X, y, names or [f"x{i}" for i in range(X.shape[1])]
+
+
+def _read_parquet(data: bytes, spec: DataSpec, source: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InvalidDataset("reading Parquet needs pyarrow: pip install 'groveflow[parquet]'") from None
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except Exception as error:
+        raise InvalidDataset(f"{source} is not a readable Parquet file: {error}") from None
+    columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+    return _table_from_columns(columns, spec, source)
+
+
+def _read_one(name: str, data: bytes, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    fmt = _format_of(name, spec)
+    if name.lower().endswith(".gz"):
+        import gzip
+
+        try:
+            data = gzip.decompress(data)
+        except OSError as error:
+            raise InvalidDataset(f"{name} is not a readable gzip file: {error}") from None
+    if fmt == "csv":
+        delimiter = "\t" if name.lower().removesuffix(".gz").endswith(".tsv") else spec.delimiter
+        return _table_from_columns(_csv_columns(data, delimiter, name), spec, name)
+    if fmt == "npy":
+        return _read_npy(data, spec, name)
+    if fmt == "npz":
+        return _read_npz(data, name)
+    return _read_parquet(data, spec, name)
+
+
+def _sources(uri: str) -> list[str]:
+    """The files a URI names: one file, or every data file under a prefix/directory."""
+    if uri.startswith("s3://"):
+        bucket, key = storage.parse_s3_uri(uri)
+        if key and not key.endswith("/"):
+            return [uri]
+        keys = [k for k in storage.list_keys(bucket, key) if _looks_like_data(k)]
+        if not keys:
+            raise DatasetNotFound(f"no data files (.csv, .parquet, .npy, .npz) under {uri}")
+        return [f"s3://{bucket}/{k}" for k in keys]
+    path = Path(uri).expanduser()
+    if path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*") if p.is_file() and _looks_like_data(p.name))
+        if not files:
+            raise DatasetNotFound(f"no data files (.csv, .parquet, .npy, .npz) in directory {uri}")
+        return files
+    return [uri]
+
+
+def _looks_like_data(name: str) -> bool:
+    lowered = name.lower().removesuffix(".gz")
+    base = lowered.rsplit("/", 1)[-1]
+    return not base.startswith(("_", ".")) and any(lowered.endswith(s) for s in DATA_SUFFIXES)
+
+
+def load_dataset(spec: DataSpec, task: str) -> Dataset:
+    """Read and validate the dataset ``spec`` names.
+
+    Raises
+    ------
+    DatasetNotFound
+        If the URI names nothing.
+    InvalidDataset
+        If the data cannot be trained on (empty, non-numeric features, infinite
+        values, missing targets, a single class, ...), naming the problem.
+    """
+    if spec.uri.startswith("sklearn:"):
+        X, y, names = _bundled(spec.uri.removeprefix("sklearn:"))
+    else:
+        parts = [_read_one(src, storage.read_uri(src), spec) for src in _sources(spec.uri)]
+        names = parts[0][2]
+        for src, part in zip(_sources(spec.uri), parts, strict=True):
+            if part[2] != names:
+                raise InvalidDataset(f"{src} has columns {part[2]}; the first file has {names}")
+        X = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        y = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+    return Dataset(X=to_features(X, names), y=_labels(y, task), feature_names=names)
+
+
+def to_features(X: np.ndarray, names: list[str]) -> np.ndarray:
+    """Validate features and convert them to the float32, C-order form every tree reads."""
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise InvalidDataset(f"the dataset has no rows (shape {X.shape})")
+    if X.dtype.kind not in "biuf":
+        raise InvalidDataset(f"features must be numeric, got dtype {X.dtype}")
+    with np.errstate(over="ignore"):
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+    infinite = np.isinf(X32).any(axis=0)
+    if infinite.any():
+        bad = [names[i] for i in np.flatnonzero(infinite)[:10]]
+        raise InvalidDataset(
+            f"infinite values (or values beyond float32's range) in feature columns {bad}; "
+            "replace them or mark them missing (NaN is accepted)"
+        )
+    return X32
+
+
+def _labels(y: np.ndarray, task: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise InvalidDataset(f"the target must be one column, got shape {y.shape}")
+    missing = _missing_mask(y)
+    if missing.any():
+        rows = np.flatnonzero(missing)[:5].tolist()
+        raise InvalidDataset(f"{int(missing.sum())} rows have no target value (rows {rows}...)")
+    if task == "regression":
+        if y.dtype.kind not in "biuf":
+            raise InvalidDataset("a regression target must be numeric; the target column has text")
+        y = y.astype(np.float64)
+        if not np.isfinite(y).all():
+            raise InvalidDataset("the regression target has infinite values")
+        return y
+    if y.dtype.kind == "f":
+        if not np.all(y == np.round(y)):
+            raise InvalidDataset(
+                "classification labels are fractional numbers; did you mean model.task='regression'?"
+            )
+        y = y.astype(np.int64)
+    elif y.dtype.kind in "OSU":
+        y = y.astype(str)
+    elif y.dtype.kind == "b":
+        y = y.astype(np.int64)
+    if np.unique(y).size < 2:
+        raise InvalidDataset(f"the target has a single class ({y[0]!r}): nothing to classify")
+    return y
+
+
+def _missing_mask(y: np.ndarray) -> np.ndarray:
+    if y.dtype.kind == "f":
+        return np.isnan(y)
+    if y.dtype.kind == "O":
+        return np.array([v is None or (isinstance(v, float) and math.isnan(v)) for v in y], dtype=bool)
+    if y.dtype.kind in "US":
+        return np.char.strip(y.astype(str)) == ""
+    return np.zeros(y.shape, dtype=bool)

@@ -1,0 +1,62 @@
+"""Where a run's objects live in the bucket, and how its groves are seeded.
+
+Every key is a pure function of the run id and grove number, so a retried or
+resumed grove writes exactly the same key, never a duplicate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["grove_seeds", "keys"]
+
+
+def grove_seeds(seed: int, n_groves: int) -> list[int]:
+    """Per-grove ``random_state`` values from ``SeedSequence(seed).spawn(n_groves)``.
+
+    Independent of concurrency, order and retries: grove ``i`` always gets the same seed.
+    """
+    children = np.random.SeedSequence(seed).spawn(n_groves)
+    return [int(child.generate_state(1, dtype=np.uint32)[0]) for child in children]
+
+
+class keys:  # noqa: N801 - a namespace of key builders, used as ``keys.plan(run_id)``
+    """S3 keys of one run, all under ``runs/<run_id>/``."""
+
+    @staticmethod
+    def run_prefix(run_id: str) -> str:
+        return f"runs/{run_id}/"
+
+    @staticmethod
+    def request(run_id: str) -> str:
+        return f"runs/{run_id}/run.json"
+
+    @staticmethod
+    def plan(run_id: str) -> str:
+        return f"runs/{run_id}/plan.json"
+
+    @staticmethod
+    def split(run_id: str, name: str) -> str:
+        """``name`` is one of ``X_train``, ``y_train``, ``X_test``, ``y_test``."""
+        return f"runs/{run_id}/data/{name}.npy"
+
+    @staticmethod
+    def groves_prefix(run_id: str) -> str:
+        return f"runs/{run_id}/groves/"
+
+    @staticmethod
+    def grove(run_id: str, grove: int) -> str:
+        return f"runs/{run_id}/groves/grove-{grove:05d}.gfa"
+
+    @staticmethod
+    def model_prefix(run_id: str) -> str:
+        return f"runs/{run_id}/model/"
+
+    @staticmethod
+    def forest(run_id: str) -> str:
+        return f"runs/{run_id}/model/forest.gfa"
+
+    @staticmethod
+    def manifest(run_id: str) -> str:
+        """The model's commit point: written last, and a model exists only once it does."""
+        return f"runs/{run_id}/model/manifest.json"

@@ -1,0 +1,331 @@
+"""The embedded local engine: the real state machines, run on this machine.
+
+moto's Step Functions interpreter executes the unmodified ASL files from
+template.yaml, moto's S3 is served on 127.0.0.1 so the interpreter and the
+worker processes share one bucket, and every Lambda invoke the interpreter
+makes is intercepted (botocore's ``before-call.lambda.Invoke`` event) and run
+by the handler template.yaml names, in a :class:`~groveflow.local.workers.WorkerPool`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.awsrequest import AWSResponse
+from botocore.config import Config
+from botocore.response import StreamingBody
+
+from groveflow.local import moto_compat
+from groveflow.local.template import REGION, FunctionSpec, Stack, load_template
+from groveflow.local.workers import Outcome, WorkerPool, default_size
+
+__all__ = ["ExecutionResult", "Invocation", "LocalEngine", "project_root"]
+
+LOCAL_BUCKET = "groveflow-local"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def project_root() -> Path:
+    """The directory holding template.yaml: the working directory or one of its parents."""
+    for directory in (Path.cwd(), *Path.cwd().parents):
+        if (directory / "template.yaml").is_file() and (directory / "statemachine").is_dir():
+            return directory
+    raise FileNotFoundError(
+        "no template.yaml with a statemachine/ folder here or above: run groveflow from the project"
+    )
+
+
+class _Server:
+    """One moto server per process, on a free loopback port, shared by every engine."""
+
+    _lock = threading.Lock()
+    _endpoint: str | None = None
+
+    @classmethod
+    def endpoint(cls) -> str:
+        with cls._lock:
+            if cls._endpoint is None:
+                cls._endpoint = cls._start()
+            return cls._endpoint
+
+    @staticmethod
+    def _start() -> str:
+        from moto.core.config import default_user_config
+        from moto.server import ThreadedMotoServer
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        os.environ["MOTO_PORT"] = str(port)  # the interpreter's S3 reads (ItemReader) go here
+        for name, value in CREDENTIALS.items():
+            os.environ.setdefault(name, value)
+        default_user_config["stepfunctions"]["execute_state_machine"] = True
+        moto_compat.apply_corrections()
+        boto3.setup_default_session(region_name=REGION)
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register("before-call.lambda.Invoke", _dispatch_invoke)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        return f"http://127.0.0.1:{port}"
+
+
+_ACTIVE: dict[str, LocalEngine] = {}
+
+
+def _dispatch_invoke(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+    """Answer an interpreter's ``lambda:Invoke`` from the engine owning that function ARN."""
+    path = urllib.parse.unquote(params["url_path"])
+    name = path.split("/functions/", 1)[1].rsplit("/invocations", 1)[0]
+    logical_id = name.split(":")[6] if name.startswith("arn:") else name
+    engine = _ACTIVE.get(logical_id)
+    if engine is None:
+        raise RuntimeError(f"no local engine serves Lambda function {name!r}")
+    body = params.get("body") or b"{}"
+    outcome = engine.invoke(logical_id, body if isinstance(body, bytes) else body.encode())
+    parsed: dict[str, Any] = {
+        "StatusCode": 200,
+        "ExecutedVersion": "$LATEST",
+        "Payload": StreamingBody(io.BytesIO(outcome.payload), len(outcome.payload)),
+    }
+    if outcome.error_type is not None:
+        parsed["FunctionError"] = "Unhandled"
+    return AWSResponse(params.get("url", ""), 200, {}, None), parsed
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One Lambda invocation the engine served."""
+
+    function: str
+    payload: dict[str, Any]
+    error_type: str | None
+    duration_ms: float
+    memory_mb: int
+
+
+@dataclass
+class ExecutionResult:
+    """How an execution ended.
+
+    Parameters
+    ----------
+    execution_arn : str
+    status : str
+        ``SUCCEEDED``, ``FAILED``, ``TIMED_OUT`` or ``ABORTED``.
+    output : dict or None
+    error, cause : str or None
+        The execution's Error and Cause when it failed.
+    seconds : float
+        Wall time from start to end.
+    """
+
+    execution_arn: str
+    status: str
+    output: dict[str, Any] | None
+    error: str | None
+    cause: str | None
+    seconds: float
+    invocations: list[Invocation] = field(default_factory=list)
+
+
+class LocalEngine:
+    """Runs the project's state machines locally.
+
+    Parameters
+    ----------
+    root : Path or None, default=None
+        The project directory holding template.yaml; found from the working directory if None.
+    workers : int or None, default=None
+        Worker processes (concurrent invocations); one per core if None.
+    state_dir : Path, default=Path(".groveflow")
+        Where the local bucket is mirrored to disk after each run.
+    on_invoke : callable or None, default=None
+        Called with each :class:`Invocation` as it ends (progress display).
+    """
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        workers: int | None = None,
+        state_dir: Path = Path(".groveflow"),
+        on_invoke: Callable[[Invocation], None] | None = None,
+    ) -> None:
+        self.root = (root or project_root()).resolve()
+        self.endpoint = _Server.endpoint()
+        self.bucket = LOCAL_BUCKET
+        self.state_dir = state_dir.resolve()
+        self.stack: Stack = load_template(self.root, bucket=self.bucket)
+        self.on_invoke = on_invoke
+        self.invocations: list[Invocation] = []
+        self._lock = threading.Lock()
+        session = boto3.session.Session(region_name=REGION, **_lower(CREDENTIALS))
+        config = Config(retries={"max_attempts": 2})
+        self.s3 = session.client("s3", endpoint_url=self.endpoint, config=config)
+        self.sfn = session.client("stepfunctions", endpoint_url=self.endpoint, config=config)
+        self.s3.create_bucket(Bucket=self.bucket)
+        self._machines = self._create_state_machines()
+        environment = {
+            **CREDENTIALS,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_ENDPOINT_URL": self.endpoint,  # nothing a handler does can reach real AWS
+            "AWS_ENDPOINT_URL_S3": self.endpoint,
+        }
+        self.pool = WorkerPool(
+            workers or default_size(), environment, preload=("groveflow.train",)
+        )
+        for logical_id in self.stack.functions:
+            _ACTIVE[logical_id] = self
+
+    def _create_state_machines(self) -> dict[str, str]:
+        arns = {}
+        suffix = uuid.uuid4().hex[:8]
+        for logical_id, spec in self.stack.state_machines.items():
+            arns[logical_id] = self.sfn.create_state_machine(
+                name=f"{logical_id}-{suffix}",
+                definition=spec.definition(),
+                roleArn="arn:aws:iam::123456789012:role/groveflow-local",
+            )["stateMachineArn"]
+        return arns
+
+    def close(self) -> None:
+        """Stop the workers (the shared S3 server keeps the bucket for this process)."""
+        for logical_id in self.stack.functions:
+            if _ACTIVE.get(logical_id) is self:
+                del _ACTIVE[logical_id]
+        self.pool.close()
+
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def invoke(self, logical_id: str, payload: bytes) -> Outcome:
+        """Run one invocation of a template function on the worker pool."""
+        spec: FunctionSpec = self.stack.function_for(logical_id)
+        outcome = self.pool.invoke(spec, payload)
+        record = Invocation(
+            logical_id, json.loads(payload), outcome.error_type, outcome.duration_ms, spec.memory_mb
+        )
+        with self._lock:
+            self.invocations.append(record)
+        if self.on_invoke is not None:
+            self.on_invoke(record)
+        return outcome
+
+    def state_machine_arn(self, logical_id: str) -> str:
+        """The local ARN of a template state machine (``TrainStateMachine``...)."""
+        return self._machines[logical_id]
+
+    def run(
+        self, state_machine: str, execution_input: dict[str, Any], *, name: str, run_id: str | None = None
+    ) -> ExecutionResult:
+        """Start an execution, wait for it to end, mirror the run to disk.
+
+        Parameters
+        ----------
+        state_machine : str
+            Logical id in template.yaml, e.g. ``TrainStateMachine``.
+        execution_input : dict
+        name : str
+            Execution name; unique per state machine (moto misbehaves without one).
+        run_id : str or None
+            The run whose objects are restored from, and mirrored to, ``state_dir``.
+        """
+        run_id = run_id or execution_input.get("run_id") or name
+        self._restore(run_id)
+        first = len(self.invocations)
+        started = time.monotonic()
+        arn = self.sfn.start_execution(
+            stateMachineArn=self._machines[state_machine], name=name, input=json.dumps(execution_input)
+        )["executionArn"]
+        description = self._wait(arn)
+        self._mirror(run_id)
+        output = description.get("output")
+        return ExecutionResult(
+            execution_arn=arn,
+            status=description["status"],
+            output=json.loads(output) if output else None,
+            error=description.get("error"),
+            cause=description.get("cause"),
+            seconds=time.monotonic() - started,
+            invocations=self.invocations[first:],
+        )
+
+    def _wait(self, arn: str) -> dict[str, Any]:
+        delay = 0.02
+        while True:
+            description: dict[str, Any] = self.sfn.describe_execution(executionArn=arn)
+            if description["status"] != "RUNNING":
+                return description
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        """Every event of an execution's history, oldest first."""
+        events: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+        while True:
+            page = self.sfn.get_execution_history(**kwargs)
+            events.extend(page["events"])
+            if not page.get("nextToken"):
+                return events
+            kwargs["nextToken"] = page["nextToken"]
+
+    def run_dir(self, run_id: str) -> Path:
+        """Where a run's objects are mirrored on disk."""
+        return self.state_dir / "s3" / self.bucket / "runs" / run_id
+
+    def _mirror(self, run_id: str) -> None:
+        """Copy the run's objects (all but the cached split) from the local bucket to disk."""
+        prefix = f"runs/{run_id}/"
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                if key.startswith(f"{prefix}data/"):
+                    continue
+                response = self.s3.get_object(Bucket=self.bucket, Key=key)
+                target = self.state_dir / "s3" / self.bucket / key
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(response["Body"].read())
+                meta = target.with_name(target.name + ".metadata.json")
+                if response.get("Metadata"):
+                    meta.write_text(json.dumps(response["Metadata"], sort_keys=True))
+                elif meta.exists():
+                    meta.unlink()
+
+    def _restore(self, run_id: str) -> None:
+        """Load a run mirrored by an earlier process back into the local bucket (resume)."""
+        directory = self.run_dir(run_id)
+        if not directory.is_dir():
+            return
+        base = self.state_dir / "s3" / self.bucket
+        for path in sorted(directory.rglob("*")):
+            if not path.is_file() or path.name.endswith(".metadata.json"):
+                continue
+            meta = path.with_name(path.name + ".metadata.json")
+            metadata = json.loads(meta.read_text()) if meta.exists() else {}
+            key = path.relative_to(base).as_posix()
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=path.read_bytes(), Metadata=metadata)
+
+
+def _lower(credentials: dict[str, str]) -> dict[str, str]:
+    return {
+        "aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": credentials["AWS_SECRET_ACCESS_KEY"],
+    }

@@ -1,0 +1,193 @@
+"""Reading template.yaml: which handler serves which function, with what settings.
+
+template.yaml is the single source of truth. The local engine learns from it
+every function's code, handler, environment, timeout and memory, and every
+state machine's definition file and ``DefinitionSubstitutions``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["FunctionSpec", "Stack", "StateMachineSpec", "load_template", "read_template"]
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """A YAML loader that understands CloudFormation's short-form tags (``!Ref``, ``!GetAtt``...)."""
+
+
+def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def read_template(path: Path) -> dict[str, Any]:
+    """Parse a SAM/CloudFormation template into plain dicts (short tags become ``Fn::`` forms)."""
+    loaded: dict[str, Any] = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - safe subclass
+    return loaded
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One Lambda function as the template declares it.
+
+    Parameters
+    ----------
+    logical_id : str
+    code_dir : Path
+    handler : str
+        ``module.function``, relative to ``code_dir``.
+    environment : dict of str to str
+    timeout_seconds : int
+    memory_mb : int
+    """
+
+    logical_id: str
+    code_dir: Path
+    handler: str
+    environment: dict[str, str]
+    timeout_seconds: int
+    memory_mb: int
+
+    @property
+    def arn(self) -> str:
+        """The ARN the local engine gives this function."""
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.logical_id}"
+
+
+@dataclass(frozen=True)
+class StateMachineSpec:
+    """One state machine: its ASL file and the values of its ``${...}`` placeholders."""
+
+    logical_id: str
+    definition_path: Path
+    substitutions: dict[str, str]
+
+    def definition(self) -> str:
+        """The ASL text with every placeholder substituted."""
+        text = self.definition_path.read_text()
+        for name, value in self.substitutions.items():
+            text = text.replace("${" + name + "}", value)
+        return text
+
+
+@dataclass
+class Stack:
+    """What the local engine needs to know of template.yaml."""
+
+    root: Path
+    functions: dict[str, FunctionSpec] = field(default_factory=dict)
+    state_machines: dict[str, StateMachineSpec] = field(default_factory=dict)
+
+    def function_for(self, name_or_arn: str) -> FunctionSpec:
+        """The function an invoke's ``FunctionName`` (name, ARN, or ARN with qualifier) names."""
+        parts = name_or_arn.split(":")
+        name = parts[6] if name_or_arn.startswith("arn:") and len(parts) > 6 else name_or_arn
+        if name not in self.functions:
+            raise KeyError(f"template.yaml declares no function {name!r}; it has {sorted(self.functions)}")
+        return self.functions[name]
+
+
+class _Resolver:
+    """Resolves the intrinsic functions the template uses to local values."""
+
+    def __init__(self, template: dict[str, Any], bucket: str, stack_name: str) -> None:
+        self.resources: dict[str, Any] = template.get("Resources", {})
+        self.parameters: dict[str, Any] = template.get("Parameters", {})
+        self.bucket = bucket
+        self.stack_name = stack_name
+
+    def ref(self, name: str) -> str:
+        if name in self.parameters:
+            return str(self.parameters[name].get("Default", ""))
+        if name == "AWS::StackName":
+            return self.stack_name
+        if name in {"AWS::Region"}:
+            return REGION
+        if name in {"AWS::AccountId"}:
+            return ACCOUNT
+        if name == "AWS::Partition":
+            return "aws"
+        kind = self.resources.get(name, {}).get("Type", "")
+        if kind == "AWS::S3::Bucket":
+            return self.bucket
+        if kind == "AWS::Serverless::Function":
+            return name
+        if kind == "AWS::Serverless::StateMachine":
+            return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+        raise ValueError(f"the local engine cannot resolve !Ref {name}")
+
+    def value(self, node: Any) -> str:
+        if isinstance(node, str | int | float):
+            return str(node)
+        if isinstance(node, dict) and "Ref" in node:
+            return self.ref(node["Ref"])
+        if isinstance(node, dict) and "Fn::GetAtt" in node:
+            target, attribute = node["Fn::GetAtt"]
+            kind = self.resources.get(target, {}).get("Type", "")
+            if kind == "AWS::Serverless::Function" and attribute == "Arn":
+                return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{target}"
+            if kind == "AWS::S3::Bucket" and attribute == "Arn":
+                return f"arn:aws:s3:::{self.bucket}"
+            raise ValueError(f"the local engine cannot resolve !GetAtt {target}.{attribute}")
+        if isinstance(node, dict) and "Fn::Sub" in node and isinstance(node["Fn::Sub"], str):
+            text = node["Fn::Sub"]
+            while "${" in text:
+                start = text.index("${")
+                end = text.index("}", start)
+                name = text[start + 2 : end]
+                target, _, attribute = name.partition(".")
+                resolved = self.value({"Fn::GetAtt": [target, attribute]} if attribute else {"Ref": name})
+                text = text[:start] + resolved + text[end + 1 :]
+            return text
+        raise ValueError(f"the local engine cannot resolve {node!r}")
+
+
+def load_template(root: Path, *, bucket: str, stack_name: str = "groveflow") -> Stack:
+    """Read ``root/template.yaml`` into a :class:`Stack` with local values for every reference."""
+    template = read_template(root / "template.yaml")
+    resolve = _Resolver(template, bucket, stack_name)
+    defaults = template.get("Globals", {}).get("Function", {})
+    stack = Stack(root=root)
+    for logical_id, resource in template.get("Resources", {}).items():
+        props = resource.get("Properties", {})
+        if resource.get("Type") == "AWS::Serverless::Function":
+            env_nodes = {
+                **defaults.get("Environment", {}).get("Variables", {}),
+                **props.get("Environment", {}).get("Variables", {}),
+            }
+            stack.functions[logical_id] = FunctionSpec(
+                logical_id=logical_id,
+                code_dir=root / props["CodeUri"],
+                handler=props["Handler"],
+                environment={k: resolve.value(v) for k, v in env_nodes.items()},
+                timeout_seconds=int(resolve.value(props.get("Timeout", defaults.get("Timeout", 3)))),
+                memory_mb=int(resolve.value(props.get("MemorySize", defaults.get("MemorySize", 128)))),
+            )
+        elif resource.get("Type") == "AWS::Serverless::StateMachine":
+            stack.state_machines[logical_id] = StateMachineSpec(
+                logical_id=logical_id,
+                definition_path=root / props["DefinitionUri"],
+                substitutions={
+                    k: resolve.value(v) for k, v in props.get("DefinitionSubstitutions", {}).items()
+                },
+            )
+    return stack

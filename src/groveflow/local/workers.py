@@ -1,0 +1,203 @@
+"""A pool of worker processes that behave like warm Lambda sandboxes.
+
+Each worker imports a handler once and keeps it (and whatever the handler
+caches) between invocations, runs it with the function's environment from
+template.yaml, and returns its result or its exception as a Lambda function
+error. A worker that overruns the function's ``Timeout`` is killed and
+replaced, as Lambda does; one that dies is reported as ``Runtime.ExitError``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import multiprocessing
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from groveflow.local.template import FunctionSpec
+
+__all__ = ["Outcome", "WorkerPool"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one invocation returned.
+
+    Parameters
+    ----------
+    payload : bytes
+        The JSON result, or Lambda's error document for a function error.
+    error_type : str or None
+        The function error's ``errorType`` (exception class name,
+        ``Sandbox.Timedout`` or ``Runtime.ExitError``), None on success.
+    duration_ms : float
+        Wall time inside the worker, in milliseconds.
+    """
+
+    payload: bytes
+    error_type: str | None
+    duration_ms: float
+
+
+def _error_document(error_type: str, message: str, trace: list[str] | None = None) -> bytes:
+    return json.dumps(
+        {"errorType": error_type, "errorMessage": message, "stackTrace": trace or []}
+    ).encode()
+
+
+class _Context:
+    """The subset of Lambda's context object that handlers use."""
+
+    def __init__(self, spec: FunctionSpec, deadline: float) -> None:
+        self.function_name = spec.logical_id
+        self.invoked_function_arn = spec.arn
+        self.memory_limit_in_mb = spec.memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{spec.logical_id}"
+        self._deadline = deadline
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _load_handler(spec: FunctionSpec, cache: dict[Path, ModuleType]) -> Any:
+    module_name, _, function_name = spec.handler.rpartition(".")
+    path = spec.code_dir / (module_name.replace(".", "/") + ".py")
+    if path not in cache:
+        module_spec = importlib.util.spec_from_file_location(f"_groveflow_fn_{spec.logical_id}", path)
+        if module_spec is None or module_spec.loader is None:
+            raise ImportError(f"cannot import handler module {path}")
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        cache[path] = module
+    return getattr(cache[path], function_name)
+
+
+def _serve(conn: Connection, base_environment: dict[str, str], preload: list[str]) -> None:
+    """A worker's main loop: receive an invocation, run it, send the outcome."""
+    os.environ.update(base_environment)
+    for name in preload:
+        importlib.import_module(name)
+    modules: dict[Path, ModuleType] = {}
+    while True:
+        try:
+            spec, payload = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        started = time.monotonic()
+        os.environ.update(spec.environment)
+        os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.logical_id
+        os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(spec.memory_mb)
+        try:
+            handler = _load_handler(spec, modules)
+            result = handler(json.loads(payload), _Context(spec, started + spec.timeout_seconds))
+            message: tuple[bytes, str | None] = (json.dumps(result).encode(), None)
+        except Exception as error:
+            trace = traceback.format_exception(error)
+            message = (_error_document(type(error).__name__, str(error), trace), type(error).__name__)
+        conn.send((*message, (time.monotonic() - started) * 1000))
+
+
+class _Worker:
+    def __init__(self, context: Any, base_environment: dict[str, str], preload: list[str]) -> None:
+        self.conn, child = multiprocessing.Pipe()
+        self.process = context.Process(
+            target=_serve, args=(child, base_environment, preload), daemon=True
+        )
+        self.process.start()
+        child.close()
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+
+class WorkerPool:
+    """``size`` warm sandboxes shared by every function, like a Lambda account's concurrency.
+
+    Parameters
+    ----------
+    size : int
+        Worker processes, i.e. invocations that run at once; others wait.
+    environment : dict of str to str
+        Variables every worker starts with (endpoints, credentials, region).
+    preload : list of str, default=()
+        Modules each worker imports at start, so the first invocation is warm.
+    """
+
+    def __init__(
+        self, size: int, environment: dict[str, str], preload: tuple[str, ...] = ()
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"a worker pool needs at least one worker, got size={size}")
+        self._context = multiprocessing.get_context("spawn")
+        self._environment = dict(environment)
+        self._preload = list(preload)
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()
+        for _ in range(size):
+            self._add_worker()
+
+    def _add_worker(self) -> _Worker:
+        worker = _Worker(self._context, self._environment, self._preload)
+        with self._lock:
+            self._all.add(worker)
+        self._idle.put(worker)
+        return worker
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.stop()
+        with self._lock:
+            self._all.discard(worker)
+        self._add_worker()
+
+    def invoke(self, spec: FunctionSpec, payload: bytes) -> Outcome:
+        """Run one invocation on the next idle worker, waiting for one if all are busy."""
+        worker = self._idle.get()
+        started = time.monotonic()
+        try:
+            worker.conn.send((spec, payload))
+            if not worker.conn.poll(spec.timeout_seconds):
+                self._replace(worker)
+                seconds = time.monotonic() - started
+                message = f"Task timed out after {seconds:.2f} seconds"
+                return Outcome(_error_document("Sandbox.Timedout", message), "Sandbox.Timedout", seconds * 1000)
+            body, error_type, duration_ms = worker.conn.recv()
+        except (EOFError, OSError):
+            self._replace(worker)
+            message = "Runtime exited without providing a reason"
+            elapsed = (time.monotonic() - started) * 1000
+            return Outcome(_error_document("Runtime.ExitError", message), "Runtime.ExitError", elapsed)
+        self._idle.put(worker)
+        return Outcome(body, error_type, duration_ms)
+
+    def close(self) -> None:
+        """Stop every worker."""
+        with self._lock:
+            workers = list(self._all)
+            self._all.clear()
+        for worker in workers:
+            worker.stop()
+
+
+def default_size() -> int:
+    """One worker per core, as the CLI's ``--workers`` default."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+if sys.platform == "win32":  # pragma: no cover - the engine needs POSIX process control
+    raise ImportError("the groveflow local engine runs on Linux and macOS")

@@ -1,0 +1,322 @@
+"""The training request: the execution input, validated before anything fans out.
+
+Every check here raises :class:`~groveflow.errors.InvalidRequest` with a message
+that names the bad value and says what would be accepted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from groveflow.errors import InvalidRequest
+
+__all__ = [
+    "ESTIMATORS",
+    "MAX_GROVES",
+    "MAX_TREES",
+    "DataSpec",
+    "ModelSpec",
+    "TrainRequest",
+    "make_estimator",
+    "parse_train_request",
+]
+
+MAX_TREES = 100_000
+MAX_GROVES = 10_000
+MAX_CONCURRENCY = 10_000
+DEFAULT_MAX_CONCURRENCY = 40
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
+
+# Parameters groveflow sets itself: a user value would break seeding or merging.
+MANAGED_PARAMS = {"n_estimators", "random_state", "n_jobs", "warm_start", "verbose", "oob_score"}
+
+ESTIMATORS = {
+    ("random_forest", "classification"): "RandomForestClassifier",
+    ("random_forest", "regression"): "RandomForestRegressor",
+    ("extra_trees", "classification"): "ExtraTreesClassifier",
+    ("extra_trees", "regression"): "ExtraTreesRegressor",
+}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the training data is and which column to learn.
+
+    Parameters
+    ----------
+    uri : str
+        ``sklearn:NAME``, a local path, ``s3://bucket/key`` or ``s3://bucket/prefix/``.
+    target : str or None, default=None
+        Name of the target column (CSV, Parquet); for ``.npy`` an integer column
+        index given as a string is accepted; ignored for ``sklearn:`` and ``.npz``.
+    format : str or None, default=None
+        ``csv``, ``parquet``, ``npy`` or ``npz``; inferred from the extension if absent.
+    features : list of str or None, default=None
+        Feature columns to use; all columns but the target if absent.
+    exclude : list of str, default=[]
+        Columns to drop (identifiers, leakage).
+    delimiter : str, default=","
+        CSV field delimiter.
+    """
+
+    uri: str
+    target: str | None = None
+    format: str | None = None
+    features: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    delimiter: str = ","
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which estimator each grove fits.
+
+    Parameters
+    ----------
+    kind : {"random_forest", "extra_trees"}, default="random_forest"
+    task : {"classification", "regression"}, default="classification"
+    params : dict, default={}
+        scikit-learn hyperparameters (``max_depth``, ``min_samples_leaf``, ...).
+    """
+
+    kind: str = "random_forest"
+    task: str = "classification"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """A validated training request (the execution input).
+
+    Parameters
+    ----------
+    data : DataSpec
+    model : ModelSpec
+    n_trees : int, default=100
+        Trees in the final forest.
+    grove_size : int, default=10
+        Trees each grove builder fits; the last grove holds the remainder.
+    seed : int, default=0
+        Seeds the split and, through ``SeedSequence(seed).spawn``, every grove.
+    test_fraction : float, default=0.2
+        Held-out share of rows, in [0, 0.9]; 0 trains on everything and reports no metrics.
+    max_concurrency : int, default=40
+        Grove builders running at once.
+    tolerated_failure_percentage : float, default=0
+        Share of groves (0-100) that may fail while the run still succeeds.
+    run_id : str or None, default=None
+        Names the run's S3 prefix; the execution name when absent.
+    """
+
+    data: DataSpec
+    model: ModelSpec = field(default_factory=ModelSpec)
+    n_trees: int = 100
+    grove_size: int = 10
+    seed: int = 0
+    test_fraction: float = 0.2
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    tolerated_failure_percentage: float = 0.0
+    run_id: str | None = None
+
+    @property
+    def n_groves(self) -> int:
+        """Number of groves: ``ceil(n_trees / grove_size)``."""
+        return -(-self.n_trees // self.grove_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict that :func:`parse_train_request` accepts back."""
+        out = asdict(self)
+        out["data"]["features"] = list(self.data.features) if self.data.features else None
+        out["data"]["exclude"] = list(self.data.exclude)
+        return out
+
+
+def _check_keys(section: str, value: dict[str, Any], allowed: set[str]) -> None:
+    for key in value:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InvalidRequest(
+                f"unknown key {key!r} in {section}{hint} Accepted keys: {', '.join(sorted(allowed))}"
+            )
+
+
+def _int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name}={value} is out of range; accepted: {low} to {high}")
+    return value
+
+
+def _number(name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise InvalidRequest(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name}={value} is out of range; accepted: {low} to {high}")
+    return float(value)
+
+
+def _string(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _string_list(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise InvalidRequest(f"{name} must be a list of column names, got {value!r}")
+    if len(set(value)) != len(value):
+        raise InvalidRequest(f"{name} lists a column twice: {value!r}")
+    return tuple(value)
+
+
+DATA_KEYS = {"uri", "target", "format", "features", "exclude", "delimiter"}
+DATA_FORMATS = {"csv", "parquet", "npy", "npz"}
+
+
+def _parse_data(value: Any) -> DataSpec:
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"data must be an object with a 'uri', got {value!r}")
+    _check_keys("data", value, DATA_KEYS)
+    if "uri" not in value:
+        raise InvalidRequest("data.uri is missing: give sklearn:NAME, a path or an s3:// URI")
+    uri = _string("data.uri", value["uri"])
+    target = value.get("target")
+    if target is not None:
+        if isinstance(target, int) and not isinstance(target, bool):
+            target = str(target)
+        target = _string("data.target", target)
+    fmt = value.get("format")
+    if fmt is not None and fmt not in DATA_FORMATS:
+        raise InvalidRequest(f"data.format={fmt!r} is not supported; accepted: {sorted(DATA_FORMATS)}")
+    features = value.get("features")
+    exclude = value.get("exclude", [])
+    delimiter = value.get("delimiter", ",")
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\"\r\n":
+        raise InvalidRequest(f"data.delimiter must be one character (not a quote), got {delimiter!r}")
+    spec = DataSpec(
+        uri=uri,
+        target=target,
+        format=fmt,
+        features=_string_list("data.features", features) if features is not None else None,
+        exclude=_string_list("data.exclude", exclude),
+        delimiter=delimiter,
+    )
+    if spec.target is not None and spec.target in (spec.features or ()) + spec.exclude:
+        raise InvalidRequest(f"data.target {spec.target!r} is also listed as a feature or excluded")
+    return spec
+
+
+MODEL_KEYS = {"kind", "task", "params"}
+
+
+def make_estimator(kind: str, task: str, params: dict[str, Any], *, n_trees: int, seed: int) -> Any:
+    """The scikit-learn estimator one grove fits (``n_jobs=1``; the pool gives parallelism)."""
+    from sklearn import ensemble
+
+    cls = getattr(ensemble, ESTIMATORS[(kind, task)])
+    return cls(n_estimators=n_trees, random_state=seed, n_jobs=1, **params)
+
+
+def _validate_params(kind: str, task: str, params: dict[str, Any]) -> None:
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    managed = MANAGED_PARAMS & set(params)
+    if managed:
+        raise InvalidRequest(
+            f"model.params may not set {sorted(managed)}: groveflow sets them from n_trees, "
+            "grove_size and seed"
+        )
+    probe = make_estimator(kind, task, {}, n_trees=1, seed=0)
+    allowed = set(probe.get_params()) - MANAGED_PARAMS
+    _check_keys("model.params", params, allowed)
+    try:
+        probe.set_params(**params)
+        probe._validate_params()
+    except (InvalidParameterError, ValueError, TypeError) as error:
+        raise InvalidRequest(f"model.params: {error}") from None
+    if not params.get("bootstrap", kind == "random_forest") and params.get("max_samples") is not None:
+        raise InvalidRequest("model.params.max_samples needs bootstrap=true")
+    if task == "regression" and params.get("class_weight") is not None:
+        raise InvalidRequest("model.params.class_weight applies to classification only")
+
+
+def _parse_model(value: Any) -> ModelSpec:
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"model must be an object, got {value!r}")
+    _check_keys("model", value, MODEL_KEYS)
+    kind = value.get("kind", "random_forest")
+    task = value.get("task", "classification")
+    kinds = sorted({k for k, _ in ESTIMATORS})
+    tasks = sorted({t for _, t in ESTIMATORS})
+    if kind not in kinds:
+        raise InvalidRequest(f"model.kind={kind!r} is not supported; accepted: {kinds}")
+    if task not in tasks:
+        raise InvalidRequest(f"model.task={task!r} is not supported; accepted: {tasks}")
+    params = value.get("params", {})
+    if not isinstance(params, dict):
+        raise InvalidRequest(f"model.params must be an object, got {params!r}")
+    _validate_params(kind, task, params)
+    return ModelSpec(kind=kind, task=task, params=dict(params))
+
+
+TOP_KEYS = {
+    "data",
+    "model",
+    "n_trees",
+    "grove_size",
+    "seed",
+    "test_fraction",
+    "max_concurrency",
+    "tolerated_failure_percentage",
+    "run_id",
+}
+
+
+def parse_train_request(value: Any) -> TrainRequest:
+    """Validate an execution input and return the request it describes.
+
+    Raises
+    ------
+    InvalidRequest
+        Naming the first problem found and what would be accepted.
+    """
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"the execution input must be a JSON object, got {type(value).__name__}")
+    _check_keys("the execution input", value, TOP_KEYS)
+    if "data" not in value:
+        raise InvalidRequest("the execution input has no 'data' section (with a 'uri')")
+    n_trees = _int("n_trees", value.get("n_trees", 100), 1, MAX_TREES)
+    grove_size = _int("grove_size", value.get("grove_size", 10), 1, MAX_TREES)
+    if grove_size > n_trees:
+        raise InvalidRequest(f"grove_size={grove_size} is larger than n_trees={n_trees}")
+    if -(-n_trees // grove_size) > MAX_GROVES:
+        raise InvalidRequest(
+            f"n_trees={n_trees} in groves of {grove_size} makes more than {MAX_GROVES} groves; "
+            "raise grove_size"
+        )
+    run_id = value.get("run_id")
+    if run_id is not None and (not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id)):
+        raise InvalidRequest(
+            f"run_id={run_id!r} is not accepted: 1-80 letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return TrainRequest(
+        data=_parse_data(value["data"]),
+        model=_parse_model(value.get("model", {})),
+        n_trees=n_trees,
+        grove_size=grove_size,
+        seed=_int("seed", value.get("seed", 0), 0, 2**32 - 1),
+        test_fraction=_number("test_fraction", value.get("test_fraction", 0.2), 0.0, 0.9),
+        max_concurrency=_int(
+            "max_concurrency", value.get("max_concurrency", DEFAULT_MAX_CONCURRENCY), 1, MAX_CONCURRENCY
+        ),
+        tolerated_failure_percentage=_number(
+            "tolerated_failure_percentage", value.get("tolerated_failure_percentage", 0), 0.0, 100.0
+        ),
+        run_id=run_id,
+    )

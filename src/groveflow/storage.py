@@ -1,0 +1,146 @@
+"""Object storage: the one place groveflow talks to S3 or the local disk.
+
+Handlers use the same calls on AWS and on the local engine; locally, boto3 is
+pointed at the engine's S3 server by the standard ``AWS_ENDPOINT_URL_S3``
+variable, so there is a single code path.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groveflow.errors import DatasetNotFound
+
+__all__ = [
+    "exists",
+    "get_bytes",
+    "get_json",
+    "get_object",
+    "list_keys",
+    "npy_bytes",
+    "parse_s3_uri",
+    "put_bytes",
+    "put_json",
+    "read_npy",
+    "read_uri",
+    "sha256_hex",
+]
+
+
+@functools.cache
+def _s3() -> Any:
+    import boto3
+
+    return boto3.client("s3")
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/key`` into ``(bucket, key)``; the key may be empty or a prefix."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"s3 URI has no bucket: {uri!r}")
+    return bucket, key
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _is_missing(error: Exception) -> bool:
+    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+    return code in {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
+
+
+def get_object(bucket: str, key: str) -> tuple[bytes, dict[str, str]]:
+    """Read one object and its user metadata; a missing one raises ``FileNotFoundError``."""
+    try:
+        response = _s3().get_object(Bucket=bucket, Key=key)
+    except Exception as error:
+        if _is_missing(error):
+            raise FileNotFoundError(f"s3://{bucket}/{key}") from error
+        raise
+    return response["Body"].read(), dict(response.get("Metadata", {}))
+
+
+def get_bytes(bucket: str, key: str) -> bytes:
+    """Read one object; a missing object or bucket raises ``FileNotFoundError``."""
+    return get_object(bucket, key)[0]
+
+
+def put_bytes(bucket: str, key: str, data: bytes, *, metadata: dict[str, str] | None = None) -> None:
+    """Write one object (a single PUT: readers see all of it or none of it)."""
+    _s3().put_object(Bucket=bucket, Key=key, Body=data, Metadata=metadata or {})
+
+
+def exists(bucket: str, key: str) -> bool:
+    """Whether an object exists."""
+    try:
+        _s3().head_object(Bucket=bucket, Key=key)
+    except Exception as error:
+        if _is_missing(error):
+            return False
+        raise
+    return True
+
+
+def list_keys(bucket: str, prefix: str) -> list[str]:
+    """Every key under ``prefix``, in S3's (lexicographic) order."""
+    keys: list[str] = []
+    paginator = _s3().get_paginator("list_objects_v2")
+    try:
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+    except Exception as error:
+        if _is_missing(error):
+            return []
+        raise
+    return keys
+
+
+def get_json(bucket: str, key: str) -> Any:
+    """Read a JSON object."""
+    return json.loads(get_bytes(bucket, key))
+
+
+def put_json(bucket: str, key: str, value: Any) -> None:
+    """Write ``value`` as indented, key-sorted JSON (stable bytes for equal values)."""
+    put_bytes(bucket, key, json.dumps(value, indent=2, sort_keys=True).encode())
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """Serialize an array in ``.npy`` form (no pickle; object arrays are refused)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def read_npy(data: bytes) -> np.ndarray:
+    """Deserialize ``.npy`` bytes written by :func:`npy_bytes`."""
+    array: np.ndarray = np.load(io.BytesIO(data), allow_pickle=False)
+    return array
+
+
+def read_uri(uri: str) -> bytes:
+    """Read a whole file from ``s3://bucket/key`` or a local path.
+
+    Raises
+    ------
+    DatasetNotFound
+        If the object or file does not exist.
+    """
+    try:
+        if uri.startswith("s3://"):
+            return get_bytes(*parse_s3_uri(uri))
+        return Path(uri).expanduser().read_bytes()
+    except (FileNotFoundError, IsADirectoryError) as error:
+        raise DatasetNotFound(f"no such file or object: {uri}") from error

@@ -1,0 +1,411 @@
+"""The three stages of a training run: plan, build one grove, merge.
+
+Each stage is what one Lambda handler calls. They share nothing but the bucket:
+the plan writes the split and the grove plan, each grove builder writes one
+grove object under a deterministic key, and the merge writes the forest and,
+last, the manifest that makes the model exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import platform
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from groveflow import storage
+from groveflow.datasets import Dataset, load_dataset
+from groveflow.errors import (
+    DatasetTooLarge,
+    GroveMismatch,
+    GroveMissing,
+    InvalidDataset,
+    InvalidRequest,
+)
+from groveflow.layout import grove_seeds, keys
+from groveflow.metrics import classification_metrics, regression_metrics
+from groveflow.request import TrainRequest, make_estimator, parse_train_request
+
+__all__ = ["FORMAT_VERSION", "build_grove", "merge_run", "plan_run"]
+
+FORMAT_VERSION = 1
+SPLITS = ("X_train", "y_train", "X_test", "y_test")
+PYTHON_BASELINE_MB = 200  # interpreter + numpy + scikit-learn, measured on python3.12
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def plan_run(event: dict[str, Any], *, bucket: str, builder_memory_mb: int) -> dict[str, Any]:
+    """Validate the request, split the data once, and store the split and grove plan.
+
+    Parameters
+    ----------
+    event : dict
+        ``{"request": <execution input>, "execution_name": str}``.
+    bucket : str
+        The stack's bucket.
+    builder_memory_mb : int
+        Memory (in MB) of each grove builder, for the size guard.
+
+    Returns
+    -------
+    dict
+        ``run_id``, ``bucket``, ``plan_key``, ``n_groves``, ``max_concurrency`` and
+        ``tolerated_failure_percentage``: small, so it fits any state payload.
+    """
+    request = parse_train_request(event.get("request"))
+    run_id = request.run_id or _run_id_from(event.get("execution_name"))
+    stored = _stored_request(bucket, run_id)
+    if stored is not None and stored != request.to_dict():
+        raise InvalidRequest(
+            f"run_id {run_id!r} was already used with a different input; "
+            "choose a new run_id or repeat the original input to resume"
+        )
+    if stored is None or not all(storage.exists(bucket, keys.split(run_id, s)) for s in SPLITS):
+        dataset = load_dataset(request.data, request.model.task)
+        split = _split(dataset, request)
+        _check_fits(split["X_train"], request, builder_memory_mb)
+        for name in SPLITS:
+            storage.put_bytes(bucket, keys.split(run_id, name), storage.npy_bytes(split[name]))
+        storage.put_json(bucket, keys.request(run_id), _run_record(request, run_id, dataset, split))
+    seeds = grove_seeds(request.seed, request.n_groves)
+    plan = [
+        {"run_id": run_id, "grove": i, "seed": seed, "n_trees": _grove_trees(request, i)}
+        for i, seed in enumerate(seeds)
+    ]
+    storage.put_json(bucket, keys.plan(run_id), plan)
+    return {
+        "run_id": run_id,
+        "bucket": bucket,
+        "plan_key": keys.plan(run_id),
+        "n_groves": request.n_groves,
+        "max_concurrency": min(request.max_concurrency, request.n_groves),
+        "tolerated_failure_percentage": request.tolerated_failure_percentage,
+    }
+
+
+def _run_id_from(execution_name: Any) -> str:
+    if not isinstance(execution_name, str) or not execution_name:
+        raise InvalidRequest("the request has no run_id and the execution has no name")
+    return execution_name
+
+
+def _stored_request(bucket: str, run_id: str) -> dict[str, Any] | None:
+    try:
+        record = storage.get_json(bucket, keys.request(run_id))
+    except FileNotFoundError:
+        return None
+    request: dict[str, Any] = record["request"]
+    return request
+
+
+def _grove_trees(request: TrainRequest, grove: int) -> int:
+    return min(request.grove_size, request.n_trees - grove * request.grove_size)
+
+
+def _split(dataset: Dataset, request: TrainRequest) -> dict[str, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    n_rows = len(dataset.y)
+    rows = np.arange(n_rows)
+    if request.test_fraction == 0:
+        train, test = rows, rows[:0]
+    else:
+        classification = request.model.task == "classification"
+        stratify = dataset.y if classification else None
+        n_test = int(np.ceil(request.test_fraction * n_rows))
+        if classification:
+            _, counts = np.unique(dataset.y, return_counts=True)
+            if counts.min() < 2 or n_test < len(counts) or n_rows - n_test < len(counts):
+                raise InvalidDataset(
+                    f"too few rows for a stratified split: {n_rows} rows, {len(counts)} classes, "
+                    f"smallest class has {counts.min()} rows, test_fraction={request.test_fraction}. "
+                    "Every class needs 2+ rows; add data, lower test_fraction, or set it to 0"
+                )
+        elif n_test < 1 or n_rows - n_test < 2:
+            raise InvalidDataset(
+                f"too few rows ({n_rows}) for test_fraction={request.test_fraction}"
+            )
+        train, test = train_test_split(
+            rows, test_size=request.test_fraction, random_state=request.seed % 2**32, stratify=stratify
+        )
+        train, test = np.sort(train), np.sort(test)
+    if len(train) < 2:
+        raise InvalidDataset(f"too few rows to train on: {len(train)}")
+    return {
+        "X_train": dataset.X[train],
+        "y_train": dataset.y[train],
+        "X_test": dataset.X[test],
+        "y_test": dataset.y[test],
+        "test_rows": test,
+    }
+
+
+def estimate_grove_mb(n_rows: int, n_features: int, n_classes: int, request: TrainRequest) -> int:
+    """Rough peak memory (in MB) of one grove builder.
+
+    The cached split (float32 features), scikit-learn's per-tree working set
+    (sample weights, indices and sort buffers, about 40 bytes a row) and the
+    fitted trees (at most ``2 * n_rows / min_samples_leaf`` nodes each, at about
+    64 bytes plus 8 bytes per class value).
+    """
+    leaf = request.model.params.get("min_samples_leaf", 1)
+    min_leaf = leaf if isinstance(leaf, int) else max(1, int(leaf * n_rows))
+    nodes = 2 * n_rows / min_leaf
+    tree_bytes = nodes * (64 + 8 * max(n_classes, 1))
+    total = 2 * n_rows * n_features * 4 + 40 * n_rows + request.grove_size * tree_bytes
+    return PYTHON_BASELINE_MB + int(np.ceil(total / 2**20))
+
+
+def _check_fits(X_train: np.ndarray, request: TrainRequest, memory_mb: int) -> None:
+    n_classes = 1 if request.model.task == "regression" else 2
+    needed = estimate_grove_mb(X_train.shape[0], X_train.shape[1], n_classes, request)
+    if needed > memory_mb:
+        suggestion = min(10240, int(np.ceil(needed * 1.2 / 64)) * 64)
+        hint = (
+            f"set the grove builder's memory to {suggestion} MB"
+            if suggestion < 10240
+            else "Lambda's 10,240 MB ceiling is not enough: sample the data or lower grove_size"
+        )
+        raise DatasetTooLarge(
+            f"a grove of {request.grove_size} trees on {X_train.shape[0]} x {X_train.shape[1]} rows "
+            f"needs about {needed} MB, more than the builder's {memory_mb} MB; {hint}"
+        )
+
+
+def _sha256_of(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(storage.npy_bytes(np.ascontiguousarray(array)))
+    return digest.hexdigest()
+
+
+def _run_record(
+    request: TrainRequest, run_id: str, dataset: Dataset, split: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    classes = np.unique(dataset.y) if request.model.task == "classification" else None
+    return {
+        "run_id": run_id,
+        "request": request.to_dict(),
+        "feature_names": dataset.feature_names,
+        "classes": classes.tolist() if classes is not None else None,
+        "classes_dtype": classes.dtype.str if classes is not None else None,
+        "data": {
+            "uri": request.data.uri,
+            "sha256": _sha256_of(dataset.X, dataset.y),
+            "n_rows": len(dataset.y),
+            "n_features": dataset.X.shape[1],
+            "n_train": len(split["y_train"]),
+            "n_test": len(split["y_test"]),
+            "test_rows_sha256": _sha256_of(split["test_rows"].astype(np.int64)),
+        },
+    }
+
+
+# --------------------------------------------------------------------------- grove
+
+_TRAIN_CACHE: dict[tuple[str, str], tuple[dict[str, Any], np.ndarray, np.ndarray]] = {}
+
+
+def _training_split(bucket: str, run_id: str) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The run record and training split, cached across warm invocations of a builder."""
+    key = (bucket, run_id)
+    if key not in _TRAIN_CACHE:
+        record = storage.get_json(bucket, keys.request(run_id))
+        X = storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, "X_train")))
+        y = storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, "y_train")))
+        _TRAIN_CACHE.clear()
+        _TRAIN_CACHE[key] = (record, X, y)
+    return _TRAIN_CACHE[key]
+
+
+def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
+    """Fit one grove and store it under its deterministic key.
+
+    A grove already stored with a matching checksum and seed is reused, so a
+    retried or resumed grove never fits twice nor writes different bytes.
+
+    Returns
+    -------
+    dict
+        ``{"grove": int, "reused": bool}``: next to nothing, so thousands of
+        results stay far below the state payload limit.
+    """
+    run_id, grove, seed, n_trees = item["run_id"], int(item["grove"]), int(item["seed"]), int(item["n_trees"])
+    key = keys.grove(run_id, grove)
+    if _stored_grove_ok(bucket, key, seed):
+        return {"grove": grove, "reused": True}
+    record, X, y = _training_split(bucket, run_id)
+    model = record["request"]["model"]
+    estimator = make_estimator(model["kind"], model["task"], model["params"], n_trees=n_trees, seed=seed)
+    estimator.fit(X, y)
+    blob = encode_grove(estimator)
+    storage.put_bytes(bucket, key, blob, metadata={"sha256": storage.sha256_hex(blob), "seed": str(seed)})
+    return {"grove": grove, "reused": False}
+
+
+def _stored_grove_ok(bucket: str, key: str, seed: int) -> bool:
+    try:
+        blob, metadata = storage.get_object(bucket, key)
+    except FileNotFoundError:
+        return False
+    return metadata.get("sha256") == storage.sha256_hex(blob) and metadata.get("seed") == str(seed)
+
+
+def encode_grove(estimator: Any) -> bytes:
+    """Serialize a fitted grove (joblib for now; deterministic for the same trees)."""
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump(estimator, buffer)
+    return buffer.getvalue()
+
+
+def decode_grove(blob: bytes) -> Any:
+    """Inverse of :func:`encode_grove`."""
+    import joblib
+
+    return joblib.load(io.BytesIO(blob))
+
+
+# --------------------------------------------------------------------------- merge
+
+
+@dataclass
+class _Groves:
+    estimators: list[Any]
+    records: list[dict[str, Any]]
+    missing: list[int]
+
+
+def _collect_groves(bucket: str, run_id: str, plan: list[dict[str, Any]], record: dict[str, Any]) -> _Groves:
+    expected = {keys.grove(run_id, p["grove"]) for p in plan}
+    strays = [k for k in storage.list_keys(bucket, keys.groves_prefix(run_id)) if k not in expected]
+    if strays:
+        raise GroveMismatch(f"objects under the run's groves/ prefix that the plan does not name: {strays[:5]}")
+    groves = _Groves([], [], [])
+    for item in plan:
+        key = keys.grove(run_id, item["grove"])
+        try:
+            blob, metadata = storage.get_object(bucket, key)
+        except FileNotFoundError:
+            groves.missing.append(item["grove"])
+            continue
+        checksum = storage.sha256_hex(blob)
+        if metadata.get("sha256") != checksum or metadata.get("seed") != str(item["seed"]):
+            raise GroveMismatch(f"grove {item['grove']} ({key}) does not match its checksum or seed")
+        estimator = decode_grove(blob)
+        _check_grove(estimator, item, record)
+        groves.estimators.append(estimator)
+        groves.records.append({**item, "sha256": checksum})
+    return groves
+
+
+def _check_grove(estimator: Any, item: dict[str, Any], record: dict[str, Any]) -> None:
+    grove = item["grove"]
+    if len(estimator.estimators_) != item["n_trees"]:
+        raise GroveMismatch(f"grove {grove} has {len(estimator.estimators_)} trees; the plan says {item['n_trees']}")
+    if estimator.n_features_in_ != record["data"]["n_features"]:
+        raise GroveMismatch(f"grove {grove} has {estimator.n_features_in_} features; the data has {record['data']['n_features']}")
+    if record["classes"] is not None and estimator.classes_.tolist() != record["classes"]:
+        raise GroveMismatch(f"grove {grove} has classes {estimator.classes_.tolist()}; the data has {record['classes']}")
+
+
+def _merge_estimators(estimators: list[Any]) -> Any:
+    forest = estimators[0]
+    forest.estimators_ = [tree for grove in estimators for tree in grove.estimators_]
+    forest.n_estimators = len(forest.estimators_)
+    return forest
+
+
+def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
+    """Check every planned grove, merge them, evaluate on the held-out split, store the model.
+
+    The forest is written first and the manifest last: a model exists only
+    once its manifest does, so a merge that dies midway leaves no model.
+
+    Raises
+    ------
+    GroveMissing
+        If more groves are missing than ``tolerated_failure_percentage`` allows.
+    GroveMismatch
+        If a stored grove fails its checksum or does not match the plan.
+    """
+    started = time.perf_counter()
+    run_id = event["run_id"]
+    record = storage.get_json(bucket, keys.request(run_id))
+    request = parse_train_request(record["request"])
+    plan = storage.get_json(bucket, keys.plan(run_id))
+    groves = _collect_groves(bucket, run_id, plan, record)
+    allowed = request.tolerated_failure_percentage
+    if groves.missing and (100 * len(groves.missing) / len(plan) > allowed or not groves.estimators):
+        raise GroveMissing(
+            f"{len(groves.missing)} of {len(plan)} groves were not built (groves "
+            f"{groves.missing[:10]}); tolerated_failure_percentage={allowed:g}"
+        )
+    forest = _merge_estimators(groves.estimators)
+    blob = encode_grove(forest)
+    metrics = _evaluate(forest, bucket, run_id, request)
+    storage.put_bytes(bucket, keys.forest(run_id), blob)
+    trees_built = sum(r["n_trees"] for r in groves.records)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "run_id": run_id,
+        "task": request.model.task,
+        "kind": request.model.kind,
+        "params": request.model.params,
+        "classes": record["classes"],
+        "classes_dtype": record["classes_dtype"],
+        "feature_names": record["feature_names"],
+        "n_features": record["data"]["n_features"],
+        "trees_requested": request.n_trees,
+        "trees_built": trees_built,
+        "groves": groves.records,
+        "groves_missing": groves.missing,
+        "forest": {"key": "forest.gfa", "sha256": storage.sha256_hex(blob), "bytes": len(blob)},
+        "data": record["data"],
+        "seed": request.seed,
+        "metrics": metrics,
+        "versions": _versions(),
+    }
+    storage.put_json(bucket, keys.manifest(run_id), manifest)
+    return {
+        "run_id": run_id,
+        "model_uri": f"s3://{bucket}/{keys.manifest(run_id)}",
+        "trees_requested": request.n_trees,
+        "trees_built": trees_built,
+        "groves_built": len(groves.records),
+        "groves_missing": len(groves.missing),
+        "metrics": metrics,
+        "merge_seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _evaluate(forest: Any, bucket: str, run_id: str, request: TrainRequest) -> dict[str, Any]:
+    X_test = storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, "X_test")))
+    y_test = storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, "y_test")))
+    if len(y_test) == 0:
+        return {"n_test": 0, "note": "test_fraction=0: no held-out rows, no metrics"}
+    if request.model.task == "classification":
+        scores = classification_metrics(y_test, forest.predict_proba(X_test), forest.classes_)
+    else:
+        scores = regression_metrics(y_test, forest.predict(X_test))
+    return {"n_test": len(y_test), **scores}
+
+
+def _versions() -> dict[str, str]:
+    import sklearn
+
+    import groveflow
+
+    return {
+        "groveflow": groveflow.__version__,
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
