@@ -7,4 +7,10 @@ from groveflow.train import plan_run
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return plan_run(event, bucket=environment.bucket(), builder_memory_mb=environment.builder_memory_mb())
+    return plan_run(
+        event,
+        bucket=environment.bucket(),
+        builder_memory_mb=environment.builder_memory_mb(),
+        data_buckets=environment.data_buckets(),
+        local_paths=environment.local_paths_allowed(),
+    )

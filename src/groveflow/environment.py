@@ -6,7 +6,7 @@ import os
 
 from groveflow.errors import GroveflowError
 
-__all__ = ["bucket", "builder_memory_mb"]
+__all__ = ["bucket", "builder_memory_mb", "data_buckets", "local_paths_allowed"]
 
 
 def bucket() -> str:
@@ -20,3 +20,14 @@ def bucket() -> str:
 def builder_memory_mb() -> int:
     """``GROVEFLOW_BUILDER_MEMORY_MB``: each grove builder's memory (in MB), for the size guard."""
     return int(os.environ.get("GROVEFLOW_BUILDER_MEMORY_MB", "3008"))
+
+
+def data_buckets() -> tuple[str, ...]:
+    """``GROVEFLOW_DATA_BUCKETS``: comma-separated buckets the stack may read datasets from."""
+    raw = os.environ.get("GROVEFLOW_DATA_BUCKETS", "")
+    return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
+def local_paths_allowed() -> bool:
+    """``GROVEFLOW_LOCAL_ENGINE``: set by the local engine, where datasets may be local paths."""
+    return os.environ.get("GROVEFLOW_LOCAL_ENGINE") == "1"

@@ -40,7 +40,14 @@ PYTHON_BASELINE_MB = 200  # interpreter + numpy + scikit-learn, measured on pyth
 # --------------------------------------------------------------------------- plan
 
 
-def plan_run(event: dict[str, Any], *, bucket: str, builder_memory_mb: int) -> dict[str, Any]:
+def plan_run(
+    event: dict[str, Any],
+    *,
+    bucket: str,
+    builder_memory_mb: int,
+    data_buckets: tuple[str, ...] = (),
+    local_paths: bool = False,
+) -> dict[str, Any]:
     """Validate the request, split the data once, and store the split and grove plan.
 
     Parameters
@@ -51,6 +58,10 @@ def plan_run(event: dict[str, Any], *, bucket: str, builder_memory_mb: int) -> d
         The stack's bucket.
     builder_memory_mb : int
         Memory (in MB) of each grove builder, for the size guard.
+    data_buckets : tuple of str, default=()
+        Buckets besides ``bucket`` that datasets may be read from.
+    local_paths : bool, default=False
+        Whether datasets may be local paths (only on the local engine).
 
     Returns
     -------
@@ -59,6 +70,7 @@ def plan_run(event: dict[str, Any], *, bucket: str, builder_memory_mb: int) -> d
         ``tolerated_failure_percentage``: small, so it fits any state payload.
     """
     request = parse_train_request(event.get("request"))
+    _check_readable(request.data.uri, (bucket, *data_buckets), local_paths)
     run_id = request.run_id or _run_id_from(event.get("execution_name"))
     stored = _stored_request(bucket, run_id)
     if stored is not None and stored != request.to_dict():
@@ -87,6 +99,26 @@ def plan_run(event: dict[str, Any], *, bucket: str, builder_memory_mb: int) -> d
         "max_concurrency": min(request.max_concurrency, request.n_groves),
         "tolerated_failure_percentage": request.tolerated_failure_percentage,
     }
+
+
+def _check_readable(uri: str, buckets: tuple[str, ...], local_paths: bool) -> None:
+    """Refuse, before reading anything, a dataset the stack may not read."""
+    if uri.startswith("sklearn:"):
+        return
+    if uri.startswith("s3://"):
+        data_bucket, _ = storage.parse_s3_uri(uri)
+        if data_bucket not in buckets:
+            raise InvalidRequest(
+                f"data.uri {uri} is in bucket {data_bucket!r}, which this stack may not read; "
+                f"readable buckets: {sorted(buckets)} (add it to the DataBucketNames parameter)"
+            )
+        return
+    if "://" in uri:
+        raise InvalidRequest(f"data.uri {uri!r} is not supported: use s3://, a local path or sklearn:NAME")
+    if not local_paths:
+        raise InvalidRequest(
+            f"data.uri {uri!r} is a local path, readable only on the local engine; upload it to S3"
+        )
 
 
 def _run_id_from(execution_name: Any) -> str:

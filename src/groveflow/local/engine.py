@@ -27,7 +27,10 @@ from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.response import StreamingBody
 
+from botocore.exceptions import ClientError
+
 from groveflow.local import moto_compat
+from groveflow.local.faults import FaultInjector
 from groveflow.local.template import REGION, FunctionSpec, Stack, load_template
 from groveflow.local.workers import Outcome, WorkerPool, default_size
 
@@ -62,6 +65,8 @@ class _Server:
 
     @staticmethod
     def _start() -> str:
+        import logging
+
         from moto.core.config import default_user_config
         from moto.server import ThreadedMotoServer
 
@@ -72,6 +77,9 @@ class _Server:
         for name, value in CREDENTIALS.items():
             os.environ.setdefault(name, value)
         default_user_config["stepfunctions"]["execute_state_machine"] = True
+        # The interpreter logs every failed state with a traceback; executions report them.
+        logging.getLogger("moto").setLevel(logging.CRITICAL)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         moto_compat.apply_corrections()
         boto3.setup_default_session(region_name=REGION)
         assert boto3.DEFAULT_SESSION is not None
@@ -110,6 +118,7 @@ class Invocation:
 
     function: str
     payload: dict[str, Any]
+    output: Any
     error_type: str | None
     duration_ms: float
     memory_mb: int
@@ -153,6 +162,8 @@ class LocalEngine:
         Where the local bucket is mirrored to disk after each run.
     on_invoke : callable or None, default=None
         Called with each :class:`Invocation` as it ends (progress display).
+    faults : FaultInjector or None, default=None
+        Throttles, crashes and timeouts to inject (see :mod:`groveflow.local.faults`).
     """
 
     def __init__(
@@ -162,6 +173,7 @@ class LocalEngine:
         workers: int | None = None,
         state_dir: Path = Path(".groveflow"),
         on_invoke: Callable[[Invocation], None] | None = None,
+        faults: FaultInjector | None = None,
     ) -> None:
         self.root = (root or project_root()).resolve()
         self.endpoint = _Server.endpoint()
@@ -170,6 +182,8 @@ class LocalEngine:
         self.stack: Stack = load_template(self.root, bucket=self.bucket)
         self.on_invoke = on_invoke
         self.invocations: list[Invocation] = []
+        self.faults = faults
+        self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
         session = boto3.session.Session(region_name=REGION, **_lower(CREDENTIALS))
         config = Config(retries={"max_attempts": 2})
@@ -183,6 +197,7 @@ class LocalEngine:
             "AWS_REGION": REGION,
             "AWS_ENDPOINT_URL": self.endpoint,  # nothing a handler does can reach real AWS
             "AWS_ENDPOINT_URL_S3": self.endpoint,
+            "GROVEFLOW_LOCAL_ENGINE": "1",
         }
         self.pool = WorkerPool(
             workers or default_size(), environment, preload=("groveflow.train",)
@@ -217,15 +232,42 @@ class LocalEngine:
     def invoke(self, logical_id: str, payload: bytes) -> Outcome:
         """Run one invocation of a template function on the worker pool."""
         spec: FunctionSpec = self.stack.function_for(logical_id)
-        outcome = self.pool.invoke(spec, payload)
+        outcome = self._injected(spec, payload) or self.pool.invoke(spec, payload)
         record = Invocation(
-            logical_id, json.loads(payload), outcome.error_type, outcome.duration_ms, spec.memory_mb
+            function=logical_id,
+            payload=json.loads(payload),
+            output=json.loads(outcome.payload),
+            error_type=outcome.error_type,
+            duration_ms=outcome.duration_ms,
+            memory_mb=spec.memory_mb,
         )
         with self._lock:
             self.invocations.append(record)
         if self.on_invoke is not None:
             self.on_invoke(record)
         return outcome
+
+    def _injected(self, spec: FunctionSpec, payload: bytes) -> Outcome | None:
+        """The outcome of an injected fault for this attempt, if one is drawn."""
+        if self.faults is None:
+            return None
+        key = f"{spec.logical_id}:{payload.decode()}"
+        with self._lock:
+            attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
+        fault = self.faults.decide(spec.logical_id, json.loads(payload), attempt)
+        if fault == "throttle":
+            error = {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."}
+            raise ClientError({"Error": error, "Reason": "ConcurrentInvocationLimitExceeded"}, "Invoke")
+        if fault == "crash":
+            return Outcome(
+                _error("Runtime.ExitError", "RequestId: injected Error: Runtime exited with error: signal: killed"),
+                "Runtime.ExitError",
+                0.0,
+            )
+        if fault == "timeout":
+            message = f"Task timed out after {spec.timeout_seconds:.2f} seconds"
+            return Outcome(_error("Sandbox.Timedout", message), "Sandbox.Timedout", spec.timeout_seconds * 1000.0)
+        return None
 
     def state_machine_arn(self, logical_id: str) -> str:
         """The local ARN of a template state machine (``TrainStateMachine``...)."""
@@ -322,6 +364,10 @@ class LocalEngine:
             metadata = json.loads(meta.read_text()) if meta.exists() else {}
             key = path.relative_to(base).as_posix()
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=path.read_bytes(), Metadata=metadata)
+
+
+def _error(error_type: str, message: str) -> bytes:
+    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
 
 
 def _lower(credentials: dict[str, str]) -> dict[str, str]:

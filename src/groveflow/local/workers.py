@@ -87,6 +87,7 @@ def _load_handler(spec: FunctionSpec, cache: dict[Path, ModuleType]) -> Any:
 def _serve(conn: Connection, base_environment: dict[str, str], preload: list[str]) -> None:
     """A worker's main loop: receive an invocation, run it, send the outcome."""
     os.environ.update(base_environment)
+    baseline = dict(os.environ)
     for name in preload:
         importlib.import_module(name)
     modules: dict[Path, ModuleType] = {}
@@ -96,6 +97,8 @@ def _serve(conn: Connection, base_environment: dict[str, str], preload: list[str
         except (EOFError, OSError, KeyboardInterrupt):
             return
         started = time.monotonic()
+        os.environ.clear()
+        os.environ.update(baseline)
         os.environ.update(spec.environment)
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.logical_id
         os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(spec.memory_mb)
