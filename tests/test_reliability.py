@@ -1,0 +1,188 @@
+"""Reliability: faults, failing groves, tolerated failures, resume, and an interrupted merge."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import ROOT, unique_name
+
+from groveflow.artifact import load_forest
+from groveflow.errors import ModelNotFound
+from groveflow.layout import keys
+from groveflow.local import LocalEngine
+from groveflow.local.faults import FaultInjector, parse_faults
+
+# 10 groves of 2 trees on wine: big enough to fan out, quick enough to run many times.
+SMALL = {"data": {"uri": "sklearn:wine"}, "n_trees": 20, "grove_size": 2, "seed": 11}
+
+
+class CrashGroves(FaultInjector):
+    """Every attempt of the given groves crashes."""
+
+    def __init__(self, groves: set[int]) -> None:
+        super().__init__()
+        object.__setattr__(self, "groves", groves)
+
+    def decide(self, function: str, payload: dict[str, Any], attempt: int) -> str | None:
+        failing = function == "BuildGroveFunction" and payload.get("grove") in self.groves  # type: ignore[attr-defined]
+        return "crash" if failing else None
+
+
+def _forest(engine: Any, run_id: str) -> bytes:
+    body: bytes = engine.s3.get_object(Bucket=engine.bucket, Key=keys.forest(run_id))["Body"].read()
+    return body
+
+
+def _has(engine: Any, key: str) -> bool:
+    return engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=key).get("KeyCount", 0) > 0
+
+
+def _run(engine: Any, request: dict[str, Any], run_id: str) -> Any:
+    return engine.run("TrainStateMachine", {**request, "run_id": run_id}, name=unique_name(run_id))
+
+
+@pytest.fixture(scope="module")
+def clean_forest(engine: Any) -> bytes:
+    run_id = unique_name("clean")
+    result = _run(engine, SMALL, run_id)
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    return _forest(engine, run_id)
+
+
+@pytest.fixture
+def faulty_engine(state_dir: Any) -> Iterator[LocalEngine]:
+    faults = parse_faults("throttle=0.2,crash=0.05,timeout=0.02,seed=7")
+    with LocalEngine(ROOT, workers=2, state_dir=state_dir, faults=faults) as engine:
+        yield engine
+
+
+def test_parse_faults_rejects_bad_specs() -> None:
+    assert parse_faults("throttle=0.2,seed=7") == FaultInjector(throttle=0.2, seed=7)
+    for bad in ("throttle=2", "explode=0.1", "crash=x", "throttle=0.6,crash=0.6"):
+        with pytest.raises(ValueError, match=r"throttle|crash|explode|number"):
+            parse_faults(bad)
+
+
+def test_runs_under_injected_faults_all_succeed_with_the_clean_forest(
+    faulty_engine: LocalEngine, clean_forest: bytes
+) -> None:
+    # GIVEN throttles (20%), crashes (5%) and timeouts (2%) on every grove attempt
+    retried = 0
+    for number in range(20):
+        # WHEN 20 seeded runs go through the state machine
+        object.__setattr__(faulty_engine.faults, "seed", number)
+        run_id = unique_name(f"faulty{number}")
+        result = _run(faulty_engine, SMALL, run_id)
+        # THEN each succeeds with a forest byte-identical to the fault-free run's
+        assert result.status == "SUCCEEDED", (number, result.error, result.cause)
+        assert _forest(faulty_engine, run_id) == clean_forest
+        history = faulty_engine.history(result.execution_arn)
+        retried += sum(1 for i in result.invocations if i.error_type is not None)
+        assert history[-1]["type"] == "ExecutionSucceeded"
+    # and faults really happened and were retried
+    assert retried > 0
+
+
+def test_throttles_show_as_lambda_throttles_and_are_retried(state_dir: Any) -> None:
+    class ThrottleFirstAttempt(FaultInjector):
+        def decide(self, function: str, payload: dict[str, Any], attempt: int) -> str | None:
+            return "throttle" if function == "PlanFunction" and attempt == 1 else None
+
+    with LocalEngine(ROOT, workers=1, state_dir=state_dir, faults=ThrottleFirstAttempt()) as engine:
+        result = _run(engine, {**SMALL, "n_trees": 2}, unique_name("throttled"))
+        assert result.status == "SUCCEEDED"
+        failed = [e for e in engine.history(result.execution_arn) if e["type"] == "TaskFailed"]
+        assert failed[0]["taskFailedEventDetails"]["error"] == "Lambda.TooManyRequestsException"
+
+
+def test_tolerated_failures_let_a_run_finish_and_report_trees_built(state_dir: Any) -> None:
+    # GIVEN one grove of ten that always crashes, and 10% tolerated
+    with LocalEngine(ROOT, workers=2, state_dir=state_dir, faults=CrashGroves({4})) as engine:
+        run_id = unique_name("tolerated")
+        result = _run(engine, {**SMALL, "tolerated_failure_percentage": 10}, run_id)
+        # THEN the run succeeds and says how many trees it built
+        assert result.status == "SUCCEEDED", (result.error, result.cause)
+        assert (result.output["trees_requested"], result.output["trees_built"]) == (20, 18)
+        manifest = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=keys.manifest(run_id))["Body"].read())
+        assert manifest["groves_missing"] == [4]
+        assert manifest["trees_built"] == 18
+
+
+def test_resume_builds_only_missing_groves_and_gives_the_same_forest(
+    state_dir: Any, clean_forest: bytes
+) -> None:
+    run_id = unique_name("resume")
+    # GIVEN a run stopped midway: groves 5-9 failed, 0-4 are stored
+    with LocalEngine(ROOT, workers=2, state_dir=state_dir, faults=CrashGroves(set(range(5, 10)))) as engine:
+        first = _run(engine, SMALL, run_id)
+        assert first.status == "FAILED"
+        assert not _has(engine, keys.manifest(run_id))
+    # WHEN it is rerun with the same run id, in a new engine
+    with LocalEngine(ROOT, workers=2, state_dir=state_dir) as engine:
+        second = _run(engine, SMALL, run_id)
+        # THEN only the five missing groves are fitted, and the forest is the clean run's
+        assert second.status == "SUCCEEDED", (second.error, second.cause)
+        built = sorted(i.payload["grove"] for i in second.invocations if i.function == "BuildGroveFunction" and not i.output["reused"])
+        assert built == [5, 6, 7, 8, 9]
+        assert _forest(engine, run_id) == clean_forest
+
+
+def test_a_reused_run_id_with_a_different_input_is_refused(engine: Any) -> None:
+    run_id = unique_name("reused")
+    assert _run(engine, {**SMALL, "n_trees": 4}, run_id).status == "SUCCEEDED"
+    again = _run(engine, {**SMALL, "n_trees": 6}, run_id)
+    assert again.status == "FAILED"
+    assert again.error == "InvalidRequest"
+    assert "already used with a different input" in again.cause
+
+
+def test_merge_killed_before_the_manifest_leaves_no_model_and_a_rerun_completes_it(
+    engine: Any, monkeypatch: pytest.MonkeyPatch, clean_forest: bytes
+) -> None:
+    from groveflow import storage, train
+
+    run_id = unique_name("killed-merge")
+    # GIVEN a run whose groves are all built
+    faults = CrashGroves({0})
+    object.__setattr__(engine, "faults", faults)
+    try:
+        assert _run(engine, SMALL, run_id).status == "FAILED"
+    finally:
+        object.__setattr__(engine, "faults", None)
+    # ... grove 0 added by a clean rerun is not enough: build it, then merge by hand and die
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", engine.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    storage._s3.cache_clear()
+    plan = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=keys.plan(run_id))["Body"].read())
+    train.build_grove(plan[0], bucket=engine.bucket)
+
+    real_put_json = storage.put_json
+
+    def die_at_the_manifest(bucket: str, key: str, value: Any) -> None:
+        if key == keys.manifest(run_id):
+            raise SystemExit("killed")
+        real_put_json(bucket, key, value)
+
+    monkeypatch.setattr(storage, "put_json", die_at_the_manifest)
+    # WHEN the merge dies after writing the forest, before the manifest
+    with pytest.raises(SystemExit):
+        train.merge_run({"run_id": run_id}, bucket=engine.bucket)
+    storage._s3.cache_clear()
+    # THEN no model is visible (the forest alone is not a model)
+    assert _has(engine, keys.forest(run_id))
+    assert not _has(engine, keys.manifest(run_id))
+    with pytest.raises(ModelNotFound):
+        load_forest(f"s3://{engine.bucket}/{keys.manifest(run_id)}")
+    # WHEN the run is rerun with the same run id
+    monkeypatch.setattr(storage, "put_json", real_put_json)
+    result = _run(engine, SMALL, run_id)
+    # THEN it completes without fitting any grove again, with the clean forest
+    assert result.status == "SUCCEEDED"
+    builders = [i for i in result.invocations if i.function == "BuildGroveFunction"]
+    assert builders and all(i.output["reused"] for i in builders)
+    assert _forest(engine, run_id) == clean_forest

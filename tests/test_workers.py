@@ -1,0 +1,75 @@
+"""The worker pool behaves like warm Lambda sandboxes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from groveflow.local.template import FunctionSpec
+from groveflow.local.workers import WorkerPool
+
+HANDLER = '''
+import os, time
+CALLS = []
+
+def handler(event, context):
+    CALLS.append(event)
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
+    if event.get("raise"):
+        raise ValueError("bad value 42")
+    if event.get("exit"):
+        os._exit(3)
+    return {"calls": len(CALLS), "env": os.environ.get("COLOUR"), "remaining_ms": context.get_remaining_time_in_millis()}
+'''
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[WorkerPool]:
+    with_pool = WorkerPool(1, {"COLOUR": "base"})
+    yield with_pool
+    with_pool.close()
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> FunctionSpec:
+    directory: Path = tmp_path_factory.mktemp("fn")
+    (directory / "app.py").write_text(HANDLER)
+    return FunctionSpec("Probe", directory, "app.handler", {"COLOUR": "green"}, timeout_seconds=2, memory_mb=256)
+
+
+def _call(pool: WorkerPool, spec: FunctionSpec, event: dict) -> tuple[dict, str | None]:
+    outcome = pool.invoke(spec, json.dumps(event).encode())
+    return json.loads(outcome.payload), outcome.error_type
+
+
+def test_worker_stays_warm_and_sees_the_function_environment(pool: WorkerPool, spec: FunctionSpec) -> None:
+    first, _ = _call(pool, spec, {})
+    second, _ = _call(pool, spec, {})
+    assert second["calls"] == first["calls"] + 1
+    assert second["env"] == "green"
+    assert 0 < second["remaining_ms"] <= 2000
+
+
+def test_exception_becomes_a_function_error_named_by_its_class(pool: WorkerPool, spec: FunctionSpec) -> None:
+    body, error = _call(pool, spec, {"raise": True})
+    assert error == "ValueError"
+    assert body["errorType"] == "ValueError" and body["errorMessage"] == "bad value 42"
+
+
+def test_timeout_kills_and_replaces_the_worker(pool: WorkerPool, spec: FunctionSpec) -> None:
+    body, error = _call(pool, spec, {"sleep": 30})
+    assert error == "Sandbox.Timedout"
+    assert "timed out after" in body["errorMessage"]
+    fresh, error = _call(pool, spec, {})
+    assert error is None and fresh["calls"] == 1  # a new, cold sandbox
+
+
+def test_a_worker_that_dies_is_reported_and_replaced(pool: WorkerPool, spec: FunctionSpec) -> None:
+    _, error = _call(pool, spec, {"exit": True})
+    assert error == "Runtime.ExitError"
+    _, error = _call(pool, spec, {})
+    assert error is None
