@@ -926,7 +926,9 @@ def _check_table(
 ) -> tuple[str, ...]:
     """Check a column stored as a table (plus an index unless the table has one row)."""
     table = arrays[f"{name}.table"]
-    _check_array(f"{name}.table", table, dtypes, (max(len(table), 1), *shape[1:]))
+    if table.ndim != len(shape) or table.shape[0] < 1:
+        raise ArtifactError(f"{name}.table has shape {table.shape}; expected ({{rows}}, ...)")
+    _check_array(f"{name}.table", table, dtypes, (len(table), *shape[1:]))
     index = arrays.get(f"{name}.index")
     if index is None:
         if len(table) != 1:
