@@ -15,28 +15,38 @@ from groveflow.request import DataSpec
 
 def test_csv_with_quotes_missing_markers_and_string_labels(tmp_path: Path) -> None:
     # GIVEN a CSV with a quoted header, quoted fields, missing markers and text labels
-    (tmp_path / "d.csv").write_text('"height, cm",weight,"kind"\n1.5,2,"cat"\nNA,3,dog\n2.5,,cat\n3.5,?,dog\n')
+    (tmp_path / "d.csv").write_text(
+        '"height, cm",weight,"kind"\n1.5,2,"cat"\nNA,3,dog\n2.5,,cat\n3.5,?,dog\n'
+    )
     # WHEN it is read
     data = load_dataset(DataSpec(uri=str(tmp_path / "d.csv"), target="kind"), "classification")
     # THEN missing values are NaN, features are float32, labels are the user's strings
     assert data.feature_names == ["height, cm", "weight"]
     assert data.X.dtype == np.float32 and data.X.flags["C_CONTIGUOUS"]
-    np.testing.assert_array_equal(np.isnan(data.X), [[False, False], [True, False], [False, True], [False, True]])
+    np.testing.assert_array_equal(
+        np.isnan(data.X), [[False, False], [True, False], [False, True], [False, True]]
+    )
     assert data.y.tolist() == ["cat", "dog", "cat", "dog"]
 
 
 def test_semicolon_delimiter_and_integer_labels(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("a;b;y\n1;2;0\n3;4;1\n5;6;1\n")
-    data = load_dataset(DataSpec(uri=str(tmp_path / "d.csv"), target="y", delimiter=";"), "classification")
+    data = load_dataset(
+        DataSpec(uri=str(tmp_path / "d.csv"), target="y", delimiter=";"), "classification"
+    )
     assert data.y.dtype == np.int64 and data.y.tolist() == [0, 1, 1]
     np.testing.assert_array_equal(data.X, [[1, 2], [3, 4], [5, 6]])
 
 
 def test_features_and_exclude_select_columns(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("id,a,b,y\nx1,1,2,0\nx2,3,4,1\n")
-    excluded = load_dataset(DataSpec(uri=str(tmp_path / "d.csv"), target="y", exclude=("id",)), "classification")
+    excluded = load_dataset(
+        DataSpec(uri=str(tmp_path / "d.csv"), target="y", exclude=("id",)), "classification"
+    )
     assert excluded.feature_names == ["a", "b"]
-    chosen = load_dataset(DataSpec(uri=str(tmp_path / "d.csv"), target="y", features=("b",)), "classification")
+    chosen = load_dataset(
+        DataSpec(uri=str(tmp_path / "d.csv"), target="y", features=("b",)), "classification"
+    )
     assert chosen.feature_names == ["b"] and chosen.X[:, 0].tolist() == [2, 4]
 
 
@@ -47,7 +57,11 @@ def test_non_numeric_columns_are_named(tmp_path: Path) -> None:
 
 
 def test_a_directory_of_parts_is_read_in_name_order(tmp_path: Path) -> None:
-    for part, rows in (("part-0001.csv", "3,1\n4,0\n"), ("part-0000.csv", "1,1\n2,0\n"), ("_SUCCESS", "")):
+    for part, rows in (
+        ("part-0001.csv", "3,1\n4,0\n"),
+        ("part-0000.csv", "1,1\n2,0\n"),
+        ("_SUCCESS", ""),
+    ):
         (tmp_path / part).write_text("a,y\n" + rows if rows else "")
     data = load_dataset(DataSpec(uri=str(tmp_path), target="y"), "classification")
     assert data.X[:, 0].tolist() == [1, 2, 3, 4]
@@ -68,10 +82,14 @@ def test_npz_npy_and_parquet(tmp_path: Path) -> None:
     y = np.array([0, 1, 0, 1, 0, 1])
     np.savez(tmp_path / "d.npz", X=X, y=y, feature_names=np.array(["p", "q"]))
     np.save(tmp_path / "d.npy", np.column_stack([y, X]))
-    pq.write_table(pa.table({"p": X[:, 0], "q": X[:, 1], "label": ["a", "b"] * 3}), tmp_path / "d.parquet")
+    pq.write_table(
+        pa.table({"p": X[:, 0], "q": X[:, 1], "label": ["a", "b"] * 3}), tmp_path / "d.parquet"
+    )
     npz = load_dataset(DataSpec(uri=str(tmp_path / "d.npz")), "classification")
     npy = load_dataset(DataSpec(uri=str(tmp_path / "d.npy"), target="0"), "classification")
-    parquet = load_dataset(DataSpec(uri=str(tmp_path / "d.parquet"), target="label"), "classification")
+    parquet = load_dataset(
+        DataSpec(uri=str(tmp_path / "d.parquet"), target="label"), "classification"
+    )
     assert npz.feature_names == ["p", "q"]
     for data in (npz, npy, parquet):
         np.testing.assert_array_equal(data.X, X.astype(np.float32))

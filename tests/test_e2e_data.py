@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import unique_name
 
+from conftest import unique_name
 from groveflow.layout import keys
 
 
@@ -43,7 +43,11 @@ def _csv(X: np.ndarray, label: np.ndarray, value: np.ndarray) -> str:
 def test_csv_file_with_string_labels_random_forest(engine: Any, tmp_path: Path) -> None:
     X, label, value = _table(1)
     (tmp_path / "mail.csv").write_text(_csv(X, label, value))
-    request = {"data": {"uri": str(tmp_path / "mail.csv"), "target": "label", "exclude": ["value"]}, "n_trees": 20, "grove_size": 5}
+    request = {
+        "data": {"uri": str(tmp_path / "mail.csv"), "target": "label", "exclude": ["value"]},
+        "n_trees": 20,
+        "grove_size": 5,
+    }
     result, manifest = _run(engine, request)
     assert manifest["classes"] == ["ham", "spam"] and manifest["classes_dtype"].startswith("<U")
     assert manifest["feature_names"] == ["f0", "f1", "f2", "f3"]
@@ -54,9 +58,12 @@ def test_parquet_in_s3_regression_extra_trees(engine: Any) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    X, label, value = _table(2)
+    X, _, value = _table(2)
     buffer = io.BytesIO()
-    pq.write_table(pa.table({"f0": X[:, 0], "f1": X[:, 1], "f2": X[:, 2], "f3": X[:, 3], "value": value}), buffer)
+    pq.write_table(
+        pa.table({"f0": X[:, 0], "f1": X[:, 1], "f2": X[:, 2], "f3": X[:, 3], "value": value}),
+        buffer,
+    )
     key = f"inputs/{unique_name('parquet')}/table.parquet"
     engine.s3.put_object(Bucket=engine.bucket, Key=key, Body=buffer.getvalue())
     request = {
@@ -76,9 +83,17 @@ def test_prefix_of_csv_parts_in_s3(engine: Any) -> None:
     prefix = f"inputs/{unique_name('parts')}/"
     for part in range(3):
         rows = slice(part * 100, (part + 1) * 100)
-        engine.s3.put_object(Bucket=engine.bucket, Key=f"{prefix}part-{part:04d}.csv", Body=_csv(X[rows], label[rows], value[rows]).encode())
+        engine.s3.put_object(
+            Bucket=engine.bucket,
+            Key=f"{prefix}part-{part:04d}.csv",
+            Body=_csv(X[rows], label[rows], value[rows]).encode(),
+        )
     engine.s3.put_object(Bucket=engine.bucket, Key=f"{prefix}_SUCCESS", Body=b"")
-    request = {"data": {"uri": f"s3://{engine.bucket}/{prefix}", "target": "label", "exclude": ["value"]}, "n_trees": 10, "grove_size": 5}
+    request = {
+        "data": {"uri": f"s3://{engine.bucket}/{prefix}", "target": "label", "exclude": ["value"]},
+        "n_trees": 10,
+        "grove_size": 5,
+    }
     _, manifest = _run(engine, request)
     assert manifest["data"]["n_rows"] == 300
 
@@ -86,7 +101,12 @@ def test_prefix_of_csv_parts_in_s3(engine: Any) -> None:
 def test_npz_file_extra_trees_classification(engine: Any, tmp_path: Path) -> None:
     X, label, _ = _table(4)
     np.savez(tmp_path / "d.npz", X=X, y=(label == "spam").astype(np.int64))
-    request = {"data": {"uri": str(tmp_path / "d.npz")}, "model": {"kind": "extra_trees"}, "n_trees": 10, "grove_size": 5}
+    request = {
+        "data": {"uri": str(tmp_path / "d.npz")},
+        "model": {"kind": "extra_trees"},
+        "n_trees": 10,
+        "grove_size": 5,
+    }
     result, manifest = _run(engine, request)
     assert manifest["classes"] == [0, 1]
     assert result.output["metrics"]["roc_auc"] > 0.8
@@ -102,9 +122,13 @@ def test_split_is_recorded_and_identical_across_reruns(engine: Any) -> None:
 
 
 def test_test_fraction_zero_trains_on_everything_and_says_so(engine: Any) -> None:
-    result, manifest = _run(engine, {"data": {"uri": "sklearn:iris"}, "n_trees": 4, "grove_size": 2, "test_fraction": 0})
+    result, manifest = _run(
+        engine, {"data": {"uri": "sklearn:iris"}, "n_trees": 4, "grove_size": 2, "test_fraction": 0}
+    )
     assert manifest["data"]["n_train"] == 150 and manifest["data"]["n_test"] == 0
-    assert result.output["metrics"]["n_test"] == 0 and "no metrics" in result.output["metrics"]["note"]
+    assert (
+        result.output["metrics"]["n_test"] == 0 and "no metrics" in result.output["metrics"]["note"]
+    )
 
 
 # Tolerances: both forests have the same trees' distribution and differ only by their seeds,
@@ -119,7 +143,9 @@ BUNDLED = [
 ]
 
 
-@pytest.mark.parametrize(("name", "task", "metric", "tolerance"), BUNDLED, ids=[b[0] for b in BUNDLED])
+@pytest.mark.parametrize(
+    ("name", "task", "metric", "tolerance"), BUNDLED, ids=[b[0] for b in BUNDLED]
+)
 def test_bundled_datasets_score_like_scikit_learn(
     engine: Any, name: str, task: str, metric: str, tolerance: float
 ) -> None:
@@ -127,18 +153,34 @@ def test_bundled_datasets_score_like_scikit_learn(
 
     # GIVEN a groveflow run of 100 trees, and its split
     params = {"min_samples_leaf": 2} if task == "regression" else {}
-    request = {"data": {"uri": f"sklearn:{name}"}, "model": {"task": task, "params": params}, "n_trees": 100, "grove_size": 10}
+    request = {
+        "data": {"uri": f"sklearn:{name}"},
+        "model": {"task": task, "params": params},
+        "n_trees": 100,
+        "grove_size": 10,
+    }
     result, manifest = _run(engine, request)
 
     def split(part: str) -> np.ndarray:
-        body = engine.s3.get_object(Bucket=engine.bucket, Key=keys.split(manifest["run_id"], part))["Body"].read()
+        body = engine.s3.get_object(Bucket=engine.bucket, Key=keys.split(manifest["run_id"], part))[
+            "Body"
+        ].read()
         return np.load(io.BytesIO(body), allow_pickle=False)
 
     # WHEN scikit-learn fits its own 100-tree forest with the same hyperparameters on that split
-    cls = ensemble.RandomForestClassifier if task == "classification" else ensemble.RandomForestRegressor
-    reference = cls(n_estimators=100, random_state=123, **params).fit(split("X_train"), split("y_train"))
+    cls = (
+        ensemble.RandomForestClassifier
+        if task == "classification"
+        else ensemble.RandomForestRegressor
+    )
+    reference = cls(n_estimators=100, random_state=123, **params).fit(
+        split("X_train"), split("y_train")
+    )
     predicted = reference.predict(split("X_test"))
     scorer = metrics.accuracy_score if task == "classification" else metrics.r2_score
     expected = scorer(split("y_test"), predicted)
     # THEN the holdout metric is within seed noise of scikit-learn's
-    assert abs(result.output["metrics"][metric] - expected) <= tolerance, (result.output["metrics"][metric], expected)
+    assert abs(result.output["metrics"][metric] - expected) <= tolerance, (
+        result.output["metrics"][metric],
+        expected,
+    )

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ROOT, load_event, unique_name
 
+from conftest import ROOT, load_event, unique_name
+from groveflow.artifact import decode_trees
 from groveflow.layout import keys
 from groveflow.local import LocalEngine
 from groveflow.local.faults import FaultInjector
-from groveflow.train import decode_grove
 
 
 def _train(engine: Any, request: dict[str, Any], prefix: str = "run") -> Any:
@@ -47,15 +47,21 @@ def test_digits_run_trains_an_accurate_forest(digits_run: tuple[Any, str]) -> No
     assert result.output["model_uri"].endswith(f"runs/{run_id}/model/manifest.json")
 
 
-def test_run_goes_through_plan_one_child_per_grove_and_merge(engine: Any, digits_run: tuple[Any, str]) -> None:
+def test_run_goes_through_plan_one_child_per_grove_and_merge(
+    engine: Any, digits_run: tuple[Any, str]
+) -> None:
     result, _ = digits_run
     history = engine.history(result.execution_arn)
-    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    entered = [
+        e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e
+    ]
     assert entered == ["Plan", "BuildGroves", "Merge", "Trained"]
     assert any(e["type"] == "MapRunStarted" for e in history)
     functions = [i.function for i in result.invocations]
     assert functions[0] == "PlanFunction" and functions[-1] == "MergeFunction"
-    groves = sorted(i.payload["grove"] for i in result.invocations if i.function == "BuildGroveFunction")
+    groves = sorted(
+        i.payload["grove"] for i in result.invocations if i.function == "BuildGroveFunction"
+    )
     assert groves == list(range(10))
 
 
@@ -63,7 +69,9 @@ def test_model_is_mirrored_to_disk(engine: Any, digits_run: tuple[Any, str]) -> 
     _, run_id = digits_run
     manifest = json.loads((engine.run_dir(run_id) / "model" / "manifest.json").read_text())
     assert manifest["trees_built"] == 100
-    assert (engine.run_dir(run_id) / "model" / manifest["forest"]["key"]).stat().st_size == manifest["forest"]["bytes"]
+    assert (
+        engine.run_dir(run_id) / "model" / manifest["forest"]["key"]
+    ).stat().st_size == manifest["forest"]["bytes"]
 
 
 def test_same_input_gives_byte_identical_forest(engine: Any, digits_run: tuple[Any, str]) -> None:
@@ -98,7 +106,9 @@ def test_merged_forest_equals_sklearn_forests_fitted_with_recorded_seeds(
     # WHEN scikit-learn fits each grove directly with its seed, and the trees are concatenated
     reference = None
     for grove in manifest["groves"]:
-        fitted = RandomForestClassifier(n_estimators=grove["n_trees"], random_state=grove["seed"], n_jobs=1)
+        fitted = RandomForestClassifier(
+            n_estimators=grove["n_trees"], random_state=grove["seed"], n_jobs=1
+        )
         fitted.fit(X_train, y_train)
         if reference is None:
             reference = fitted
@@ -107,7 +117,7 @@ def test_merged_forest_equals_sklearn_forests_fitted_with_recorded_seeds(
     assert reference is not None
     reference.n_estimators = len(reference.estimators_)
     # THEN the merged forest's leaves and probabilities are exactly the same
-    forest = decode_grove(_object(engine, keys.forest(run_id)))
+    forest = decode_trees(_object(engine, keys.forest(run_id)))
     np.testing.assert_array_equal(forest.apply(X_test), reference.apply(X_test))
     np.testing.assert_array_equal(forest.predict_proba(X_test), reference.predict_proba(X_test))
 
@@ -122,7 +132,9 @@ def test_a_grove_that_keeps_failing_fails_the_run_without_a_manifest(state_dir: 
     # GIVEN an engine where every attempt of one grove crashes
     class OneGroveCrashes(FaultInjector):
         def decide(self, function: str, payload: dict[str, Any], attempt: int) -> str | None:
-            return "crash" if function == "BuildGroveFunction" and payload.get("grove") == 3 else None
+            return (
+                "crash" if function == "BuildGroveFunction" and payload.get("grove") == 3 else None
+            )
 
     request = {**load_event("train-digits.json"), "n_trees": 20, "grove_size": 4}
     with LocalEngine(ROOT, workers=2, state_dir=state_dir, faults=OneGroveCrashes()) as engine:
@@ -130,8 +142,15 @@ def test_a_grove_that_keeps_failing_fails_the_run_without_a_manifest(state_dir: 
         result, run_id = _train(engine, request, "crashing")
         # THEN it fails with a named error, after retrying the grove, and leaves no model
         assert result.status == "FAILED"
-        assert result.error == "States.ExceededToleratedFailureThreshold", (result.error, result.cause)
-        attempts = [i for i in result.invocations if i.function == "BuildGroveFunction" and i.payload["grove"] == 3]
+        assert result.error == "States.ExceededToleratedFailureThreshold", (
+            result.error,
+            result.cause,
+        )
+        attempts = [
+            i
+            for i in result.invocations
+            if i.function == "BuildGroveFunction" and i.payload["grove"] == 3
+        ]
         assert len(attempts) == 3
         assert not _exists(engine, keys.model_prefix(run_id))
         assert not any(i.function == "MergeFunction" for i in result.invocations)

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import ROOT, unique_name
 
+from conftest import ROOT, unique_name
 from groveflow.artifact import load_forest
 from groveflow.errors import ModelNotFound
 from groveflow.layout import keys
@@ -62,7 +62,7 @@ def faulty_engine(state_dir: Any) -> Iterator[LocalEngine]:
 def test_parse_faults_rejects_bad_specs() -> None:
     assert parse_faults("throttle=0.2,seed=7") == FaultInjector(throttle=0.2, seed=7)
     for bad in ("throttle=2", "explode=0.1", "crash=x", "throttle=0.6,crash=0.6"):
-        with pytest.raises(ValueError, match=r"throttle|crash|explode|number"):
+        with pytest.raises(ValueError, match=r"throttle|crash|explode|number|add up"):
             parse_faults(bad)
 
 
@@ -106,7 +106,9 @@ def test_tolerated_failures_let_a_run_finish_and_report_trees_built(state_dir: A
         # THEN the run succeeds and says how many trees it built
         assert result.status == "SUCCEEDED", (result.error, result.cause)
         assert (result.output["trees_requested"], result.output["trees_built"]) == (20, 18)
-        manifest = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=keys.manifest(run_id))["Body"].read())
+        manifest = json.loads(
+            engine.s3.get_object(Bucket=engine.bucket, Key=keys.manifest(run_id))["Body"].read()
+        )
         assert manifest["groves_missing"] == [4]
         assert manifest["trees_built"] == 18
 
@@ -116,7 +118,9 @@ def test_resume_builds_only_missing_groves_and_gives_the_same_forest(
 ) -> None:
     run_id = unique_name("resume")
     # GIVEN a run stopped midway: groves 5-9 failed, 0-4 are stored
-    with LocalEngine(ROOT, workers=2, state_dir=state_dir, faults=CrashGroves(set(range(5, 10)))) as engine:
+    with LocalEngine(
+        ROOT, workers=2, state_dir=state_dir, faults=CrashGroves(set(range(5, 10)))
+    ) as engine:
         first = _run(engine, SMALL, run_id)
         assert first.status == "FAILED"
         assert not _has(engine, keys.manifest(run_id))
@@ -125,7 +129,11 @@ def test_resume_builds_only_missing_groves_and_gives_the_same_forest(
         second = _run(engine, SMALL, run_id)
         # THEN only the five missing groves are fitted, and the forest is the clean run's
         assert second.status == "SUCCEEDED", (second.error, second.cause)
-        built = sorted(i.payload["grove"] for i in second.invocations if i.function == "BuildGroveFunction" and not i.output["reused"])
+        built = sorted(
+            i.payload["grove"]
+            for i in second.invocations
+            if i.function == "BuildGroveFunction" and not i.output["reused"]
+        )
         assert built == [5, 6, 7, 8, 9]
         assert _forest(engine, run_id) == clean_forest
 
@@ -158,7 +166,9 @@ def test_merge_killed_before_the_manifest_leaves_no_model_and_a_rerun_completes_
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     storage._s3.cache_clear()
-    plan = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=keys.plan(run_id))["Body"].read())
+    plan = json.loads(
+        engine.s3.get_object(Bucket=engine.bucket, Key=keys.plan(run_id))["Body"].read()
+    )
     train.build_grove(plan[0], bucket=engine.bucket)
 
     real_put_json = storage.put_json

@@ -11,7 +11,7 @@ import pytest
 from groveflow.local.template import FunctionSpec
 from groveflow.local.workers import WorkerPool
 
-HANDLER = '''
+HANDLER = """
 import os, time
 CALLS = []
 
@@ -24,7 +24,7 @@ def handler(event, context):
     if event.get("exit"):
         os._exit(3)
     return {"calls": len(CALLS), "env": os.environ.get("COLOUR"), "remaining_ms": context.get_remaining_time_in_millis()}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,9 @@ def pool() -> Iterator[WorkerPool]:
 def spec(tmp_path_factory: pytest.TempPathFactory) -> FunctionSpec:
     directory: Path = tmp_path_factory.mktemp("fn")
     (directory / "app.py").write_text(HANDLER)
-    return FunctionSpec("Probe", directory, "app.handler", {"COLOUR": "green"}, timeout_seconds=2, memory_mb=256)
+    return FunctionSpec(
+        "Probe", directory, "app.handler", {"COLOUR": "green"}, timeout_seconds=2, memory_mb=256
+    )
 
 
 def _call(pool: WorkerPool, spec: FunctionSpec, event: dict) -> tuple[dict, str | None]:
@@ -46,7 +48,9 @@ def _call(pool: WorkerPool, spec: FunctionSpec, event: dict) -> tuple[dict, str 
     return json.loads(outcome.payload), outcome.error_type
 
 
-def test_worker_stays_warm_and_sees_the_function_environment(pool: WorkerPool, spec: FunctionSpec) -> None:
+def test_worker_stays_warm_and_sees_the_function_environment(
+    pool: WorkerPool, spec: FunctionSpec
+) -> None:
     first, _ = _call(pool, spec, {})
     second, _ = _call(pool, spec, {})
     assert second["calls"] == first["calls"] + 1
@@ -54,7 +58,9 @@ def test_worker_stays_warm_and_sees_the_function_environment(pool: WorkerPool, s
     assert 0 < second["remaining_ms"] <= 2000
 
 
-def test_exception_becomes_a_function_error_named_by_its_class(pool: WorkerPool, spec: FunctionSpec) -> None:
+def test_exception_becomes_a_function_error_named_by_its_class(
+    pool: WorkerPool, spec: FunctionSpec
+) -> None:
     body, error = _call(pool, spec, {"raise": True})
     assert error == "ValueError"
     assert body["errorType"] == "ValueError" and body["errorMessage"] == "bad value 42"

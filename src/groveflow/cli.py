@@ -100,7 +100,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
     metrics = summary["metrics"] or {}
     headline = next((m for m in ("accuracy", "r2") if m in metrics), None)
     print(f"run       {summary['run_id']}")
-    print(f"trees     {summary['trees_built']} of {summary['trees_requested']} in {summary['groves_built']} groves")
+    print(
+        f"trees     {summary['trees_built']} of {summary['trees_requested']} "
+        f"in {summary['groves_built']} groves"
+    )
     if headline:
         print(f"holdout   {headline} {metrics[headline]:.4f} on {metrics['n_test']} rows")
     else:
@@ -113,10 +116,16 @@ def _train(args: argparse.Namespace) -> int:
     from groveflow.local import LocalEngine
 
     request = _read_input(args.input)
-    run_id = args.run_id or request.get("run_id") or f"{Path(args.input).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_id = (
+        args.run_id
+        or request.get("run_id")
+        or f"{Path(args.input).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     request["run_id"] = run_id
-    progress = _Progress(enabled=not args.json and sys.stderr.isatty() or args.progress)
-    with LocalEngine(workers=args.workers, state_dir=Path(args.state_dir), on_invoke=progress) as engine:
+    progress = _Progress(enabled=(not args.json and sys.stderr.isatty()) or args.progress)
+    with LocalEngine(
+        workers=args.workers, state_dir=Path(args.state_dir), on_invoke=progress
+    ) as engine:
         name = f"{run_id[:60]}-{time.strftime('%H%M%S')}-{time.monotonic_ns() % 10**6}"
         result = engine.run("TrainStateMachine", request, name=name, run_id=run_id)
         progress.finish()
@@ -133,11 +142,19 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a forest from an execution input file")
     train.add_argument("input", help="execution input JSON, e.g. events/train-digits.json")
-    train.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
-    train.add_argument("--run-id", default=None, help="run id (default: the input's, else file name + time)")
-    train.add_argument("--state-dir", default=".groveflow", help="where the local bucket is mirrored")
+    train.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: one per core)"
+    )
+    train.add_argument(
+        "--run-id", default=None, help="run id (default: the input's, else file name + time)"
+    )
+    train.add_argument(
+        "--state-dir", default=".groveflow", help="where the local bucket is mirrored"
+    )
     train.add_argument("--json", action="store_true", help="print the summary as JSON")
-    train.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
+    train.add_argument(
+        "--progress", action="store_true", help="show progress even when not on a terminal"
+    )
     train.set_defaults(func=_train)
     return parser
 

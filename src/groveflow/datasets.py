@@ -94,7 +94,9 @@ def _csv_columns(data: bytes, delimiter: str, source: str) -> dict[str, list[str
         raise InvalidDataset(f"{source} is empty: a CSV needs a header row and data rows")
     header = [h.strip() for h in rows[0]]
     if len(set(header)) != len(header) or "" in header:
-        raise InvalidDataset(f"{source} has a blank or repeated column name in its header: {header}")
+        raise InvalidDataset(
+            f"{source} has a blank or repeated column name in its header: {header}"
+        )
     body = rows[1:]
     for number, row in enumerate(body, start=2):
         if len(row) != len(header):
@@ -129,9 +131,11 @@ def _table_from_columns(
     unknown = [c for c in (spec.features or ()) + spec.exclude if c not in columns]
     if unknown:
         raise InvalidDataset(f"columns {unknown} are not in {source}; columns are: {list(columns)}")
-    names = list(spec.features) if spec.features is not None else [
-        c for c in columns if c != spec.target and c not in spec.exclude
-    ]
+    names = (
+        list(spec.features)
+        if spec.features is not None
+        else [c for c in columns if c != spec.target and c not in spec.exclude]
+    )
     if not names:
         raise InvalidDataset(f"{source} has no feature columns besides the target {spec.target!r}")
     features, bad = [], []
@@ -163,7 +167,9 @@ def _target_array(raw: list[str] | np.ndarray) -> np.ndarray:
         return raw
     numeric = _numeric_column(raw)
     if numeric is None:
-        return np.array([math.nan if v.lower() in MISSING_MARKERS else v for v in raw], dtype=object)
+        return np.array(
+            [math.nan if v.lower() in MISSING_MARKERS else v for v in raw], dtype=object
+        )
     return numeric
 
 
@@ -173,13 +179,19 @@ def _read_npy(data: bytes, spec: DataSpec, source: str) -> tuple[np.ndarray, np.
     except (ValueError, OSError) as error:
         raise InvalidDataset(f"{source} is not a readable .npy file: {error}") from None
     if array.ndim != 2 or array.shape[1] < 2:
-        raise InvalidDataset(f"{source} must hold a 2-D array with a target column, got {array.shape}")
+        raise InvalidDataset(
+            f"{source} must hold a 2-D array with a target column, got {array.shape}"
+        )
     try:
         target = int(spec.target) if spec.target is not None else array.shape[1] - 1
     except ValueError:
-        raise InvalidDataset(f"data.target for a .npy file is a column index, got {spec.target!r}") from None
+        raise InvalidDataset(
+            f"data.target for a .npy file is a column index, got {spec.target!r}"
+        ) from None
     if not -array.shape[1] <= target < array.shape[1]:
-        raise InvalidDataset(f"data.target={target} is outside the {array.shape[1]} columns of {source}")
+        raise InvalidDataset(
+            f"data.target={target} is outside the {array.shape[1]} columns of {source}"
+        )
     target %= array.shape[1]
     X = np.delete(array, target, axis=1)
     return X, array[:, target], [f"x{i}" for i in range(X.shape[1])]
@@ -199,16 +211,22 @@ def _read_npz(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray, list[st
     return X, y, names or [f"x{i}" for i in range(X.shape[1])]
 
 
-def _read_parquet(data: bytes, spec: DataSpec, source: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _read_parquet(
+    data: bytes, spec: DataSpec, source: str
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise InvalidDataset("reading Parquet needs pyarrow: pip install 'groveflow[parquet]'") from None
+        raise InvalidDataset(
+            "reading Parquet needs pyarrow: pip install 'groveflow[parquet]'"
+        ) from None
     try:
         table = pq.read_table(io.BytesIO(data))
     except Exception as error:
         raise InvalidDataset(f"{source} is not a readable Parquet file: {error}") from None
-    columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+    columns = {
+        name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names
+    }
     return _table_from_columns(columns, spec, source)
 
 
@@ -316,7 +334,8 @@ def _labels(y: np.ndarray, task: str) -> np.ndarray:
     if y.dtype.kind == "f":
         if not np.all(y == np.round(y)):
             raise InvalidDataset(
-                "classification labels are fractional numbers; did you mean model.task='regression'?"
+                "classification labels are fractional numbers; "
+                "did you mean model.task='regression'?"
             )
         y = y.astype(np.int64)
     elif y.dtype.kind in "OSU":
@@ -332,7 +351,9 @@ def _missing_mask(y: np.ndarray) -> np.ndarray:
     if y.dtype.kind == "f":
         return np.isnan(y)
     if y.dtype.kind == "O":
-        return np.array([v is None or (isinstance(v, float) and math.isnan(v)) for v in y], dtype=bool)
+        return np.array(
+            [v is None or (isinstance(v, float) and math.isnan(v)) for v in y], dtype=bool
+        )
     if y.dtype.kind in "US":
         return np.char.strip(y.astype(str)) == ""
     return np.zeros(y.shape, dtype=bool)

@@ -13,7 +13,9 @@ def bucket() -> str:
     """``GROVEFLOW_BUCKET``: the stack's bucket, where runs and models live."""
     value = os.environ.get("GROVEFLOW_BUCKET", "")
     if not value:
-        raise GroveflowError("GROVEFLOW_BUCKET is not set: the function is not configured by the stack")
+        raise GroveflowError(
+            "GROVEFLOW_BUCKET is not set: the function is not configured by the stack"
+        )
     return value
 
 

@@ -20,7 +20,7 @@ def grove_seeds(seed: int, n_groves: int) -> list[int]:
     return [int(child.generate_state(1, dtype=np.uint32)[0]) for child in children]
 
 
-class keys:  # noqa: N801 - a namespace of key builders, used as ``keys.plan(run_id)``
+class keys:
     """S3 keys of one run, all under ``runs/<run_id>/``."""
 
     @staticmethod

@@ -10,7 +10,9 @@ import numpy as np
 __all__ = ["classification_metrics", "regression_metrics"]
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray
+) -> dict[str, Any]:
     """Accuracy, balanced accuracy, macro F1, log loss and ROC AUC (one-vs-rest if multiclass)."""
     from sklearn import metrics
 

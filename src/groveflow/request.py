@@ -7,6 +7,7 @@ that names the bad value and says what would be accepted.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -140,7 +141,8 @@ def _check_keys(section: str, value: dict[str, Any], allowed: set[str]) -> None:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise InvalidRequest(
-                f"unknown key {key!r} in {section}{hint} Accepted keys: {', '.join(sorted(allowed))}"
+                f"unknown key {key!r} in {section}{hint} "
+                f"Accepted keys: {', '.join(sorted(allowed))}"
             )
 
 
@@ -153,7 +155,7 @@ def _int(name: str, value: Any, low: int, high: int) -> int:
 
 
 def _number(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise InvalidRequest(f"{name} must be a number in [{low}, {high}], got {value!r}")
     if not low <= value <= high:
         raise InvalidRequest(f"{name}={value} is out of range; accepted: {low} to {high}")
@@ -192,12 +194,16 @@ def _parse_data(value: Any) -> DataSpec:
         target = _string("data.target", target)
     fmt = value.get("format")
     if fmt is not None and fmt not in DATA_FORMATS:
-        raise InvalidRequest(f"data.format={fmt!r} is not supported; accepted: {sorted(DATA_FORMATS)}")
+        raise InvalidRequest(
+            f"data.format={fmt!r} is not supported; accepted: {sorted(DATA_FORMATS)}"
+        )
     features = value.get("features")
     exclude = value.get("exclude", [])
     delimiter = value.get("delimiter", ",")
-    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\"\r\n":
-        raise InvalidRequest(f"data.delimiter must be one character (not a quote), got {delimiter!r}")
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
+        raise InvalidRequest(
+            f"data.delimiter must be one character (not a quote), got {delimiter!r}"
+        )
     spec = DataSpec(
         uri=uri,
         target=target,
@@ -239,7 +245,10 @@ def _validate_params(kind: str, task: str, params: dict[str, Any]) -> None:
         probe._validate_params()
     except (InvalidParameterError, ValueError, TypeError) as error:
         raise InvalidRequest(f"model.params: {error}") from None
-    if not params.get("bootstrap", kind == "random_forest") and params.get("max_samples") is not None:
+    if (
+        not params.get("bootstrap", kind == "random_forest")
+        and params.get("max_samples") is not None
+    ):
         raise InvalidRequest("model.params.max_samples needs bootstrap=true")
     if task == "regression" and params.get("class_weight") is not None:
         raise InvalidRequest("model.params.class_weight applies to classification only")
@@ -286,7 +295,9 @@ def parse_train_request(value: Any) -> TrainRequest:
         Naming the first problem found and what would be accepted.
     """
     if not isinstance(value, dict):
-        raise InvalidRequest(f"the execution input must be a JSON object, got {type(value).__name__}")
+        raise InvalidRequest(
+            f"the execution input must be a JSON object, got {type(value).__name__}"
+        )
     _check_keys("the execution input", value, TOP_KEYS)
     if "data" not in value:
         raise InvalidRequest("the execution input has no 'data' section (with a 'uri')")
@@ -313,7 +324,10 @@ def parse_train_request(value: Any) -> TrainRequest:
         seed=_int("seed", value.get("seed", 0), 0, 2**32 - 1),
         test_fraction=_number("test_fraction", value.get("test_fraction", 0.2), 0.0, 0.9),
         max_concurrency=_int(
-            "max_concurrency", value.get("max_concurrency", DEFAULT_MAX_CONCURRENCY), 1, MAX_CONCURRENCY
+            "max_concurrency",
+            value.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
+            1,
+            MAX_CONCURRENCY,
         ),
         tolerated_failure_percentage=_number(
             "tolerated_failure_percentage", value.get("tolerated_failure_percentage", 0), 0.0, 100.0

@@ -77,7 +77,9 @@ def get_bytes(bucket: str, key: str) -> bytes:
     return get_object(bucket, key)[0]
 
 
-def put_bytes(bucket: str, key: str, data: bytes, *, metadata: dict[str, str] | None = None) -> None:
+def put_bytes(
+    bucket: str, key: str, data: bytes, *, metadata: dict[str, str] | None = None
+) -> None:
     """Write one object (a single PUT: readers see all of it or none of it)."""
     _s3().put_object(Bucket=bucket, Key=key, Body=data, Metadata=metadata or {})
 

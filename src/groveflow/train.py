@@ -9,7 +9,6 @@ last, the manifest that makes the model exist.
 from __future__ import annotations
 
 import hashlib
-import io
 import platform
 import time
 from dataclasses import dataclass
@@ -17,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from groveflow import storage
+from groveflow import artifact, storage
 from groveflow.datasets import Dataset, load_dataset
 from groveflow.errors import (
+    ArtifactError,
     DatasetTooLarge,
     GroveMismatch,
     GroveMissing,
@@ -30,9 +30,9 @@ from groveflow.layout import grove_seeds, keys
 from groveflow.metrics import classification_metrics, regression_metrics
 from groveflow.request import TrainRequest, make_estimator, parse_train_request
 
-__all__ = ["FORMAT_VERSION", "build_grove", "merge_run", "plan_run"]
+__all__ = ["MANIFEST_VERSION", "build_grove", "merge_run", "plan_run"]
 
-FORMAT_VERSION = 1
+MANIFEST_VERSION = 1
 SPLITS = ("X_train", "y_train", "X_test", "y_test")
 PYTHON_BASELINE_MB = 200  # interpreter + numpy + scikit-learn, measured on python3.12
 
@@ -114,7 +114,9 @@ def _check_readable(uri: str, buckets: tuple[str, ...], local_paths: bool) -> No
             )
         return
     if "://" in uri:
-        raise InvalidRequest(f"data.uri {uri!r} is not supported: use s3://, a local path or sklearn:NAME")
+        raise InvalidRequest(
+            f"data.uri {uri!r} is not supported: use s3://, a local path or sklearn:NAME"
+        )
     if not local_paths:
         raise InvalidRequest(
             f"data.uri {uri!r} is a local path, readable only on the local engine; upload it to S3"
@@ -156,7 +158,8 @@ def _split(dataset: Dataset, request: TrainRequest) -> dict[str, np.ndarray]:
             if counts.min() < 2 or n_test < len(counts) or n_rows - n_test < len(counts):
                 raise InvalidDataset(
                     f"too few rows for a stratified split: {n_rows} rows, {len(counts)} classes, "
-                    f"smallest class has {counts.min()} rows, test_fraction={request.test_fraction}. "
+                    f"smallest class has {counts.min()} rows, "
+                    f"test_fraction={request.test_fraction}. "
                     "Every class needs 2+ rows; add data, lower test_fraction, or set it to 0"
                 )
         elif n_test < 1 or n_rows - n_test < 2:
@@ -164,7 +167,10 @@ def _split(dataset: Dataset, request: TrainRequest) -> dict[str, np.ndarray]:
                 f"too few rows ({n_rows}) for test_fraction={request.test_fraction}"
             )
         train, test = train_test_split(
-            rows, test_size=request.test_fraction, random_state=request.seed % 2**32, stratify=stratify
+            rows,
+            test_size=request.test_fraction,
+            random_state=request.seed % 2**32,
+            stratify=stratify,
         )
         train, test = np.sort(train), np.sort(test)
     if len(train) < 2:
@@ -205,7 +211,8 @@ def _check_fits(X_train: np.ndarray, request: TrainRequest, memory_mb: int) -> N
             else "Lambda's 10,240 MB ceiling is not enough: sample the data or lower grove_size"
         )
         raise DatasetTooLarge(
-            f"a grove of {request.grove_size} trees on {X_train.shape[0]} x {X_train.shape[1]} rows "
+            f"a grove of {request.grove_size} trees on "
+            f"{X_train.shape[0]} x {X_train.shape[1]} rows "
             f"needs about {needed} MB, more than the builder's {memory_mb} MB; {hint}"
         )
 
@@ -268,16 +275,26 @@ def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         ``{"grove": int, "reused": bool}``: next to nothing, so thousands of
         results stay far below the state payload limit.
     """
-    run_id, grove, seed, n_trees = item["run_id"], int(item["grove"]), int(item["seed"]), int(item["n_trees"])
+    run_id, grove, seed, n_trees = (
+        item["run_id"],
+        int(item["grove"]),
+        int(item["seed"]),
+        int(item["n_trees"]),
+    )
     key = keys.grove(run_id, grove)
     if _stored_grove_ok(bucket, key, seed):
         return {"grove": grove, "reused": True}
     record, X, y = _training_split(bucket, run_id)
     model = record["request"]["model"]
-    estimator = make_estimator(model["kind"], model["task"], model["params"], n_trees=n_trees, seed=seed)
+    estimator = make_estimator(
+        model["kind"], model["task"], model["params"], n_trees=n_trees, seed=seed
+    )
     estimator.fit(X, y)
-    blob = encode_grove(estimator)
-    storage.put_bytes(bucket, key, blob, metadata={"sha256": storage.sha256_hex(blob), "seed": str(seed)})
+    classes = estimator.classes_ if model["task"] == "classification" else None
+    blob = artifact.encode_trees(estimator.estimators_, n_features=X.shape[1], classes=classes)
+    storage.put_bytes(
+        bucket, key, blob, metadata={"sha256": storage.sha256_hex(blob), "seed": str(seed)}
+    )
     return {"grove": grove, "reused": False}
 
 
@@ -289,37 +306,25 @@ def _stored_grove_ok(bucket: str, key: str, seed: int) -> bool:
     return metadata.get("sha256") == storage.sha256_hex(blob) and metadata.get("seed") == str(seed)
 
 
-def encode_grove(estimator: Any) -> bytes:
-    """Serialize a fitted grove (joblib for now; deterministic for the same trees)."""
-    import joblib
-
-    buffer = io.BytesIO()
-    joblib.dump(estimator, buffer)
-    return buffer.getvalue()
-
-
-def decode_grove(blob: bytes) -> Any:
-    """Inverse of :func:`encode_grove`."""
-    import joblib
-
-    return joblib.load(io.BytesIO(blob))
-
-
 # --------------------------------------------------------------------------- merge
 
 
 @dataclass
 class _Groves:
-    estimators: list[Any]
+    forests: list[artifact.Forest]
     records: list[dict[str, Any]]
     missing: list[int]
 
 
-def _collect_groves(bucket: str, run_id: str, plan: list[dict[str, Any]], record: dict[str, Any]) -> _Groves:
+def _collect_groves(
+    bucket: str, run_id: str, plan: list[dict[str, Any]], record: dict[str, Any]
+) -> _Groves:
     expected = {keys.grove(run_id, p["grove"]) for p in plan}
     strays = [k for k in storage.list_keys(bucket, keys.groves_prefix(run_id)) if k not in expected]
     if strays:
-        raise GroveMismatch(f"objects under the run's groves/ prefix that the plan does not name: {strays[:5]}")
+        raise GroveMismatch(
+            f"objects under the run's groves/ prefix that the plan does not name: {strays[:5]}"
+        )
     groves = _Groves([], [], [])
     for item in plan:
         key = keys.grove(run_id, item["grove"])
@@ -330,29 +335,37 @@ def _collect_groves(bucket: str, run_id: str, plan: list[dict[str, Any]], record
             continue
         checksum = storage.sha256_hex(blob)
         if metadata.get("sha256") != checksum or metadata.get("seed") != str(item["seed"]):
-            raise GroveMismatch(f"grove {item['grove']} ({key}) does not match its checksum or seed")
-        estimator = decode_grove(blob)
-        _check_grove(estimator, item, record)
-        groves.estimators.append(estimator)
+            raise GroveMismatch(
+                f"grove {item['grove']} ({key}) does not match its checksum or seed"
+            )
+        try:
+            grove = artifact.decode_trees(blob)
+        except ArtifactError as error:
+            raise GroveMismatch(
+                f"grove {item['grove']} ({key}) is not a valid grove: {error}"
+            ) from None
+        _check_grove(grove, item, record)
+        groves.forests.append(grove)
         groves.records.append({**item, "sha256": checksum})
     return groves
 
 
-def _check_grove(estimator: Any, item: dict[str, Any], record: dict[str, Any]) -> None:
-    grove = item["grove"]
-    if len(estimator.estimators_) != item["n_trees"]:
-        raise GroveMismatch(f"grove {grove} has {len(estimator.estimators_)} trees; the plan says {item['n_trees']}")
-    if estimator.n_features_in_ != record["data"]["n_features"]:
-        raise GroveMismatch(f"grove {grove} has {estimator.n_features_in_} features; the data has {record['data']['n_features']}")
-    if record["classes"] is not None and estimator.classes_.tolist() != record["classes"]:
-        raise GroveMismatch(f"grove {grove} has classes {estimator.classes_.tolist()}; the data has {record['classes']}")
-
-
-def _merge_estimators(estimators: list[Any]) -> Any:
-    forest = estimators[0]
-    forest.estimators_ = [tree for grove in estimators for tree in grove.estimators_]
-    forest.n_estimators = len(forest.estimators_)
-    return forest
+def _check_grove(grove: artifact.Forest, item: dict[str, Any], record: dict[str, Any]) -> None:
+    number = item["grove"]
+    if grove.n_trees != item["n_trees"]:
+        raise GroveMismatch(
+            f"grove {number} has {grove.n_trees} trees; the plan says {item['n_trees']}"
+        )
+    if grove.n_features_in_ != record["data"]["n_features"]:
+        raise GroveMismatch(
+            f"grove {number} has {grove.n_features_in_} features; "
+            f"the data has {record['data']['n_features']}"
+        )
+    classes = None if grove.classes_ is None else grove.classes_.tolist()
+    if classes != record["classes"]:
+        raise GroveMismatch(
+            f"grove {number} has classes {classes}; the data has {record['classes']}"
+        )
 
 
 def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
@@ -375,18 +388,19 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     plan = storage.get_json(bucket, keys.plan(run_id))
     groves = _collect_groves(bucket, run_id, plan, record)
     allowed = request.tolerated_failure_percentage
-    if groves.missing and (100 * len(groves.missing) / len(plan) > allowed or not groves.estimators):
+    if groves.missing and (100 * len(groves.missing) / len(plan) > allowed or not groves.forests):
         raise GroveMissing(
             f"{len(groves.missing)} of {len(plan)} groves were not built (groves "
             f"{groves.missing[:10]}); tolerated_failure_percentage={allowed:g}"
         )
-    forest = _merge_estimators(groves.estimators)
-    blob = encode_grove(forest)
+    forest = artifact.Forest.concat(groves.forests)
+    blob = artifact.encode_forest_file(forest)
     metrics = _evaluate(forest, bucket, run_id, request)
     storage.put_bytes(bucket, keys.forest(run_id), blob)
     trees_built = sum(r["n_trees"] for r in groves.records)
     manifest = {
-        "format_version": FORMAT_VERSION,
+        "manifest_version": MANIFEST_VERSION,
+        "format_version": artifact.FORMAT_VERSION,
         "run_id": run_id,
         "task": request.model.task,
         "kind": request.model.kind,
@@ -418,12 +432,15 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     }
 
 
-def _evaluate(forest: Any, bucket: str, run_id: str, request: TrainRequest) -> dict[str, Any]:
+def _evaluate(
+    forest: artifact.Forest, bucket: str, run_id: str, request: TrainRequest
+) -> dict[str, Any]:
     X_test = storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, "X_test")))
     y_test = storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, "y_test")))
     if len(y_test) == 0:
         return {"n_test": 0, "note": "test_fraction=0: no held-out rows, no metrics"}
     if request.model.task == "classification":
+        assert forest.classes_ is not None
         scores = classification_metrics(y_test, forest.predict_proba(X_test), forest.classes_)
     else:
         scores = regression_metrics(y_test, forest.predict(X_test))

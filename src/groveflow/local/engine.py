@@ -20,14 +20,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
-from botocore.response import StreamingBody
-
 from botocore.exceptions import ClientError
+from botocore.response import StreamingBody
 
 from groveflow.local import moto_compat
 from groveflow.local.faults import FaultInjector
@@ -83,7 +82,9 @@ class _Server:
         moto_compat.apply_corrections()
         boto3.setup_default_session(region_name=REGION)
         assert boto3.DEFAULT_SESSION is not None
-        boto3.DEFAULT_SESSION.events.register("before-call.lambda.Invoke", _dispatch_invoke)
+        boto3.DEFAULT_SESSION.events.register(
+            "before-call.lambda.Invoke", cast(Any, _dispatch_invoke)
+        )
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         return f"http://127.0.0.1:{port}"
@@ -109,7 +110,7 @@ def _dispatch_invoke(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dic
     }
     if outcome.error_type is not None:
         parsed["FunctionError"] = "Unhandled"
-    return AWSResponse(params.get("url", ""), 200, {}, None), parsed
+    return AWSResponse(params.get("url", ""), 200, cast(Any, {}), None), parsed
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,11 @@ class LocalEngine:
         self.faults = faults
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
-        session = boto3.session.Session(region_name=REGION, **_lower(CREDENTIALS))
+        session = boto3.session.Session(
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=REGION,
+        )
         config = Config(retries={"max_attempts": 2})
         self.s3 = session.client("s3", endpoint_url=self.endpoint, config=config)
         self.sfn = session.client("stepfunctions", endpoint_url=self.endpoint, config=config)
@@ -199,9 +204,7 @@ class LocalEngine:
             "AWS_ENDPOINT_URL_S3": self.endpoint,
             "GROVEFLOW_LOCAL_ENGINE": "1",
         }
-        self.pool = WorkerPool(
-            workers or default_size(), environment, preload=("groveflow.train",)
-        )
+        self.pool = WorkerPool(workers or default_size(), environment, preload=("groveflow.train",))
         for logical_id in self.stack.functions:
             _ACTIVE[logical_id] = self
 
@@ -257,16 +260,24 @@ class LocalEngine:
         fault = self.faults.decide(spec.logical_id, json.loads(payload), attempt)
         if fault == "throttle":
             error = {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."}
-            raise ClientError({"Error": error, "Reason": "ConcurrentInvocationLimitExceeded"}, "Invoke")
+            response = {"Error": error, "Reason": "ConcurrentInvocationLimitExceeded"}
+            raise ClientError(cast(Any, response), "Invoke")
         if fault == "crash":
             return Outcome(
-                _error("Runtime.ExitError", "RequestId: injected Error: Runtime exited with error: signal: killed"),
+                _error(
+                    "Runtime.ExitError",
+                    "RequestId: injected Error: Runtime exited with error: signal: killed",
+                ),
                 "Runtime.ExitError",
                 0.0,
             )
         if fault == "timeout":
             message = f"Task timed out after {spec.timeout_seconds:.2f} seconds"
-            return Outcome(_error("Sandbox.Timedout", message), "Sandbox.Timedout", spec.timeout_seconds * 1000.0)
+            return Outcome(
+                _error("Sandbox.Timedout", message),
+                "Sandbox.Timedout",
+                spec.timeout_seconds * 1000.0,
+            )
         return None
 
     def state_machine_arn(self, logical_id: str) -> str:
@@ -274,7 +285,12 @@ class LocalEngine:
         return self._machines[logical_id]
 
     def run(
-        self, state_machine: str, execution_input: dict[str, Any], *, name: str, run_id: str | None = None
+        self,
+        state_machine: str,
+        execution_input: dict[str, Any],
+        *,
+        name: str,
+        run_id: str | None = None,
     ) -> ExecutionResult:
         """Start an execution, wait for it to end, mirror the run to disk.
 
@@ -293,7 +309,9 @@ class LocalEngine:
         first = len(self.invocations)
         started = time.monotonic()
         arn = self.sfn.start_execution(
-            stateMachineArn=self._machines[state_machine], name=name, input=json.dumps(execution_input)
+            stateMachineArn=self._machines[state_machine],
+            name=name,
+            input=json.dumps(execution_input),
         )["executionArn"]
         description = self._wait(arn)
         self._mirror(run_id)
@@ -311,7 +329,7 @@ class LocalEngine:
     def _wait(self, arn: str) -> dict[str, Any]:
         delay = 0.02
         while True:
-            description: dict[str, Any] = self.sfn.describe_execution(executionArn=arn)
+            description: dict[str, Any] = dict(self.sfn.describe_execution(executionArn=arn))
             if description["status"] != "RUNNING":
                 return description
             time.sleep(delay)
@@ -323,7 +341,7 @@ class LocalEngine:
         kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
         while True:
             page = self.sfn.get_execution_history(**kwargs)
-            events.extend(page["events"])
+            events.extend(dict(event) for event in page["events"])
             if not page.get("nextToken"):
                 return events
             kwargs["nextToken"] = page["nextToken"]
@@ -363,15 +381,10 @@ class LocalEngine:
             meta = path.with_name(path.name + ".metadata.json")
             metadata = json.loads(meta.read_text()) if meta.exists() else {}
             key = path.relative_to(base).as_posix()
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=path.read_bytes(), Metadata=metadata)
+            self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=path.read_bytes(), Metadata=metadata
+            )
 
 
 def _error(error_type: str, message: str) -> bytes:
     return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
-
-
-def _lower(credentials: dict[str, str]) -> dict[str, str]:
-    return {
-        "aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": credentials["AWS_SECRET_ACCESS_KEY"],
-    }

@@ -64,7 +64,9 @@ def parse_faults(text: str) -> FaultInjector:
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, raw = item.partition("=")
         if not sep or name not in (*FAULT_KINDS, "seed"):
-            raise ValueError(f"bad fault {item!r}; accepted: throttle=P, crash=P, timeout=P, seed=N")
+            raise ValueError(
+                f"bad fault {item!r}; accepted: throttle=P, crash=P, timeout=P, seed=N"
+            )
         try:
             values[name] = int(raw) if name == "seed" else float(raw)
         except ValueError:

@@ -20,7 +20,7 @@ REGION = "us-east-1"
 
 
 class _CfnLoader(yaml.SafeLoader):
-    """A YAML loader that understands CloudFormation's short-form tags (``!Ref``, ``!GetAtt``...)."""
+    """A YAML loader that understands CloudFormation's short tags (``!Ref``, ``!GetAtt``...)."""
 
 
 def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
@@ -41,7 +41,7 @@ _CfnLoader.add_multi_constructor("!", _cfn_tag)
 
 def read_template(path: Path) -> dict[str, Any]:
     """Parse a SAM/CloudFormation template into plain dicts (short tags become ``Fn::`` forms)."""
-    loaded: dict[str, Any] = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - safe subclass
+    loaded: dict[str, Any] = yaml.load(path.read_text(), Loader=_CfnLoader)
     return loaded
 
 
@@ -102,7 +102,9 @@ class Stack:
         parts = name_or_arn.split(":")
         name = parts[6] if name_or_arn.startswith("arn:") and len(parts) > 6 else name_or_arn
         if name not in self.functions:
-            raise KeyError(f"template.yaml declares no function {name!r}; it has {sorted(self.functions)}")
+            raise KeyError(
+                f"template.yaml declares no function {name!r}; it has {sorted(self.functions)}"
+            )
         return self.functions[name]
 
 
@@ -118,22 +120,24 @@ class _Resolver:
     def ref(self, name: str) -> str:
         if name in self.parameters:
             return str(self.parameters[name].get("Default", ""))
-        if name == "AWS::StackName":
-            return self.stack_name
-        if name in {"AWS::Region"}:
-            return REGION
-        if name in {"AWS::AccountId"}:
-            return ACCOUNT
-        if name == "AWS::Partition":
-            return "aws"
+        pseudo = {
+            "AWS::StackName": self.stack_name,
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+        }
+        by_type = {
+            "AWS::S3::Bucket": self.bucket,
+            "AWS::Serverless::Function": name,
+            "AWS::Serverless::StateMachine": (
+                f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+            ),
+        }
         kind = self.resources.get(name, {}).get("Type", "")
-        if kind == "AWS::S3::Bucket":
-            return self.bucket
-        if kind == "AWS::Serverless::Function":
-            return name
-        if kind == "AWS::Serverless::StateMachine":
-            return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
-        raise ValueError(f"the local engine cannot resolve !Ref {name}")
+        value = pseudo.get(name) or by_type.get(kind)
+        if value is None:
+            raise ValueError(f"the local engine cannot resolve !Ref {name}")
+        return value
 
     def value(self, node: Any) -> str:
         if isinstance(node, str | int | float):
@@ -155,7 +159,9 @@ class _Resolver:
                 end = text.index("}", start)
                 name = text[start + 2 : end]
                 target, _, attribute = name.partition(".")
-                resolved = self.value({"Fn::GetAtt": [target, attribute]} if attribute else {"Ref": name})
+                resolved = self.value(
+                    {"Fn::GetAtt": [target, attribute]} if attribute else {"Ref": name}
+                )
                 text = text[:start] + resolved + text[end + 1 :]
             return text
         raise ValueError(f"the local engine cannot resolve {node!r}")
@@ -179,8 +185,12 @@ def load_template(root: Path, *, bucket: str, stack_name: str = "groveflow") -> 
                 code_dir=root / props["CodeUri"],
                 handler=props["Handler"],
                 environment={k: resolve.value(v) for k, v in env_nodes.items()},
-                timeout_seconds=int(resolve.value(props.get("Timeout", defaults.get("Timeout", 3)))),
-                memory_mb=int(resolve.value(props.get("MemorySize", defaults.get("MemorySize", 128)))),
+                timeout_seconds=int(
+                    resolve.value(props.get("Timeout", defaults.get("Timeout", 3)))
+                ),
+                memory_mb=int(
+                    resolve.value(props.get("MemorySize", defaults.get("MemorySize", 128)))
+                ),
             )
         elif resource.get("Type") == "AWS::Serverless::StateMachine":
             stack.state_machines[logical_id] = StateMachineSpec(

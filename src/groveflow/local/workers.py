@@ -75,7 +75,9 @@ def _load_handler(spec: FunctionSpec, cache: dict[Path, ModuleType]) -> Any:
     module_name, _, function_name = spec.handler.rpartition(".")
     path = spec.code_dir / (module_name.replace(".", "/") + ".py")
     if path not in cache:
-        module_spec = importlib.util.spec_from_file_location(f"_groveflow_fn_{spec.logical_id}", path)
+        module_spec = importlib.util.spec_from_file_location(
+            f"_groveflow_fn_{spec.logical_id}", path
+        )
         if module_spec is None or module_spec.loader is None:
             raise ImportError(f"cannot import handler module {path}")
         module = importlib.util.module_from_spec(module_spec)
@@ -108,7 +110,10 @@ def _serve(conn: Connection, base_environment: dict[str, str], preload: list[str
             message: tuple[bytes, str | None] = (json.dumps(result).encode(), None)
         except Exception as error:
             trace = traceback.format_exception(error)
-            message = (_error_document(type(error).__name__, str(error), trace), type(error).__name__)
+            message = (
+                _error_document(type(error).__name__, str(error), trace),
+                type(error).__name__,
+            )
         conn.send((*message, (time.monotonic() - started) * 1000))
 
 
@@ -178,13 +183,17 @@ class WorkerPool:
                 self._replace(worker)
                 seconds = time.monotonic() - started
                 message = f"Task timed out after {seconds:.2f} seconds"
-                return Outcome(_error_document("Sandbox.Timedout", message), "Sandbox.Timedout", seconds * 1000)
+                return Outcome(
+                    _error_document("Sandbox.Timedout", message), "Sandbox.Timedout", seconds * 1000
+                )
             body, error_type, duration_ms = worker.conn.recv()
         except (EOFError, OSError):
             self._replace(worker)
             message = "Runtime exited without providing a reason"
             elapsed = (time.monotonic() - started) * 1000
-            return Outcome(_error_document("Runtime.ExitError", message), "Runtime.ExitError", elapsed)
+            return Outcome(
+                _error_document("Runtime.ExitError", message), "Runtime.ExitError", elapsed
+            )
         self._idle.put(worker)
         return Outcome(body, error_type, duration_ms)
 
@@ -199,7 +208,9 @@ class WorkerPool:
 
 def default_size() -> int:
     """One worker per core, as the CLI's ``--workers`` default."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return max(
+        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
 
 
 if sys.platform == "win32":  # pragma: no cover - the engine needs POSIX process control
