@@ -114,9 +114,8 @@ def main() -> None:
         ratio = groveflow_seconds / baseline_seconds
         accuracy = summary["metrics"]["accuracy"]
         print(f"make_classification {args.rows:,} x 50 float32, 5 classes; 64 trees in 8 groves")
-        print(
-            f"  scikit-learn fit(n_jobs=2) + save {baseline_seconds:7.2f} s  acc {baseline_accuracy:.4f}"
-        )
+        baseline = f"{baseline_seconds:7.2f} s  acc {baseline_accuracy:.4f}"
+        print(f"  scikit-learn fit(n_jobs=2) + save {baseline}")
         print(f"  groveflow train --workers 2       {groveflow_seconds:7.2f} s  acc {accuracy:.4f}")
         print(f"  ratio groveflow / scikit-learn    {ratio:7.3f}  (target <= 1.10)")
         _overhead(directory, args.groves)
