@@ -289,12 +289,17 @@ def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     estimator = make_estimator(
         model["kind"], model["task"], model["params"], n_trees=n_trees, seed=seed
     )
+    started = time.perf_counter()
     estimator.fit(X, y)
+    fit_seconds = time.perf_counter() - started
     classes = estimator.classes_ if model["task"] == "classification" else None
     blob = artifact.encode_trees(estimator.estimators_, n_features=X.shape[1], classes=classes)
-    storage.put_bytes(
-        bucket, key, blob, metadata={"sha256": storage.sha256_hex(blob), "seed": str(seed)}
-    )
+    metadata = {
+        "sha256": storage.sha256_hex(blob),
+        "seed": str(seed),
+        "fit-seconds": f"{fit_seconds:.3f}",
+    }
+    storage.put_bytes(bucket, key, blob, metadata=metadata)
     return {"grove": grove, "reused": False}
 
 
@@ -346,7 +351,8 @@ def _collect_groves(
             ) from None
         _check_grove(grove, item, record)
         groves.forests.append(grove)
-        groves.records.append({**item, "sha256": checksum})
+        seconds = float(metadata["fit-seconds"]) if "fit-seconds" in metadata else None
+        groves.records.append({**item, "sha256": checksum, "fit_seconds": seconds})
     return groves
 
 

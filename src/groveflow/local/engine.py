@@ -351,13 +351,13 @@ class LocalEngine:
         return self.state_dir / "s3" / self.bucket / "runs" / run_id
 
     def _mirror(self, run_id: str) -> None:
-        """Copy the run's objects (all but the cached split) from the local bucket to disk."""
+        """Copy the run's objects (all but the training split) from the local bucket to disk."""
         prefix = f"runs/{run_id}/"
         paginator = self.s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 key = item["Key"]
-                if key.startswith(f"{prefix}data/"):
+                if key.startswith(f"{prefix}data/") and "_train" in key:
                     continue
                 response = self.s3.get_object(Bucket=self.bucket, Key=key)
                 target = self.state_dir / "s3" / self.bucket / key
