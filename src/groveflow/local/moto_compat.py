@@ -1,0 +1,310 @@
+"""Corrections to moto's Step Functions interpreter, so local runs fail where AWS fails.
+
+The embedded local engine runs unmodified ASL in moto's interpreter (a port of
+LocalStack's). In the tested moto range it departs from AWS in ways that would
+let a run succeed locally and fail in the cloud. :func:`apply_corrections`
+patches five of them; each patch is one short function below that names the moto
+symbol it replaces. ``tests/test_moto_compat.py`` pins both the uncorrected moto
+behaviour (so we notice an upstream fix) and the corrected one.
+
+Departures that are avoided or only documented, not patched:
+
+- ``ResultWriter`` writes a manifest with empty ``ResultFiles`` and no results:
+  do not use it locally.
+- ``ItemBatcher`` and ``"ExecutionType": "EXPRESS"`` child executions are parse
+  errors at ``CreateStateMachine``.
+- A Task's ``TimeoutSeconds`` fails the state with ``States.Timeout`` on time,
+  but the Lambda handler keeps running in its thread: the worker pool enforces
+  Lambda timeouts itself.
+- ``StartExecution`` without ``name`` names the execution ``"None"``, so the
+  next unnamed start fails with ``ExecutionAlreadyExists``: always pass a name.
+- ``mock_aws`` sets ``boto3.DEFAULT_SESSION`` to ``None``, dropping hooks
+  registered on it: the engine uses ``ThreadedMotoServer`` instead.
+- A ``ClientError`` raised by an invoke hook must carry ``ResponseMetadata``
+  (``HTTPStatusCode``, ``RequestId``), or the interpreter fails the state with
+  ``States.Runtime`` instead of ``Lambda.<Code>``.
+- Map Run ``executionCounts.running`` is never decremented for failed children;
+  ``itemCounts`` are right.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, cast
+
+import boto3
+import moto
+
+from groveflow.errors import GroveflowError
+
+__all__ = ["TESTED_MOTO_RANGE", "UnsupportedMotoVersion", "apply_corrections", "exceeds_tolerance"]
+
+TESTED_MOTO_RANGE = ((5, 2, 3), (5, 3, 0))
+"""Moto versions the corrections are tested against: ``>=5.2.3,<5.3``."""
+
+_apply_lock = threading.Lock()
+_applied = threading.Event()
+
+
+class UnsupportedMotoVersion(GroveflowError):
+    """The installed moto is outside the range the corrections were tested against."""
+
+
+def apply_corrections() -> None:
+    """Patch moto's interpreter in this process; idempotent and thread-safe.
+
+    Call it before the first ``CreateStateMachine``; the patches act on classes and
+    functions, so the server may already be running.
+
+    Raises
+    ------
+    UnsupportedMotoVersion
+        If ``moto.__version__`` is outside :data:`TESTED_MOTO_RANGE`.
+    """
+    with _apply_lock:
+        if _applied.is_set():
+            return
+        _check_moto_version(moto.__version__)
+        _fail_map_run_beyond_tolerance()
+        _accept_integer_tolerated_failure_percentage()
+        _iterate_instead_of_recursing_in_map_workers()
+        _cache_boto_clients()
+        _let_fail_states_reraise_states_errors()
+        _applied.set()
+
+
+def exceeds_tolerance(failed: int, total: int, count: int, percentage: float) -> bool:
+    """Whether a Map Run with ``failed`` of ``total`` items failed exceeds its tolerance.
+
+    Parameters
+    ----------
+    failed : int
+        Items whose child execution failed or timed out.
+    total : int
+        Items in the Map Run.
+    count : int
+        ``ToleratedFailureCount``; 0 means not set.
+    percentage : float
+        ``ToleratedFailurePercentage`` (0-100); 0 means not set.
+
+    Notes
+    -----
+    As on AWS, no failure is tolerated when neither threshold is set, and the run
+    fails when ``failed > count`` or ``100 * failed / total > percentage`` for any
+    threshold that is set. Unlike AWS, an explicit 0 next to a non-zero other
+    threshold is read as "not set".
+    """
+    if failed == 0:
+        return False
+    if count == 0 and percentage == 0:
+        return True
+    over_count = count > 0 and failed > count
+    over_percentage = percentage > 0 and 100.0 * failed / total > percentage
+    return over_count or over_percentage
+
+
+def _check_moto_version(version: str) -> None:
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
+    parsed = tuple(int(part) for part in match.groups()) if match else None
+    low, high = TESTED_MOTO_RANGE
+    if parsed is None or not low <= parsed < high:
+        raise UnsupportedMotoVersion(
+            f"moto=={version} is not supported by groveflow's local engine; "
+            "install moto>=5.2.3,<5.3 (the range its interpreter corrections are tested on)"
+        )
+
+
+def _fail_map_run_beyond_tolerance() -> None:
+    """Wrap ``DistributedIterationComponent._map_run`` to enforce the failure tolerance.
+
+    moto turns a failed child into a ``null`` result and always succeeds the Map
+    Run. AWS fails it with ``States.ExceedToleratedFailureThreshold`` (catchable
+    by the Map state's Catch) once failures exceed ToleratedFailureCount/-Percentage
+    (or their ...Path values, or an UpdateMapRun), default 0. Unlike AWS, the check
+    runs when all items have finished, not at the first failure past the threshold.
+    """
+    from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
+        StatesErrorName,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        distributed_iteration_component as component,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    cls = component.DistributedIterationComponent
+    original = cls._map_run
+
+    def _map_run(self: Any, env: Any, eval_input: Any) -> None:
+        original(self, env, eval_input)
+        record = eval_input.map_run_record
+        failed = record.item_counter.failed.get() + record.item_counter.timed_out.get()
+        total = record.item_counter.total.get()
+        count, percentage = record.tolerated_failure_count, record.tolerated_failure_percentage
+        if not exceeds_tolerance(failed, total, count, percentage):
+            return
+        env.stack.pop()  # the outputs the original pushed
+        error = StatesErrorName(typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold)
+        cause = (
+            f"{failed} of {total} items failed; tolerated: "
+            f"ToleratedFailureCount={count}, ToleratedFailurePercentage={percentage}"
+        )
+        details = MapRunFailedEventDetails(error=error.error_name, cause=cause)
+        raise FailureEventException(
+            FailureEvent(
+                env=env,
+                error_name=error,
+                event_type=HistoryEventType.MapRunFailed,
+                event_details=cast(EventDetails, {"mapRunFailedEventDetails": details}),
+            )
+        )
+
+    cls._map_run = _map_run  # type: ignore[method-assign]
+
+
+def _accept_integer_tolerated_failure_percentage() -> None:
+    """Wrap ``AmazonStateLanguageParser.parse`` to accept ``"ToleratedFailurePercentage": 50``.
+
+    moto's grammar types the field as a NUMBER token, which excludes integers, so
+    ``CreateStateMachine`` rejects what AWS accepts. The wrapper rewrites integer
+    values of Map states to floats before parsing; the stored definition is unchanged.
+    """
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    original = AmazonStateLanguageParser.parse
+
+    def parse(definition: str) -> Any:
+        return original(_float_tolerated_percentages(definition))
+
+    AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign]
+
+
+def _float_tolerated_percentages(definition: str) -> str:
+    key = "ToleratedFailurePercentage"
+    if key not in definition:
+        return definition
+    try:
+        document = json.loads(definition)
+    except ValueError:
+        return definition  # let the parser report it
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            value = node.get(key)
+            if node.get("Type") == "Map" and type(value) is int:
+                node[key] = float(value)
+            for child in node.values():
+                visit(child)
+        elif isinstance(node, list):
+            for child in node:
+                visit(child)
+
+    visit(document)
+    return json.dumps(document)
+
+
+def _iterate_instead_of_recursing_in_map_workers() -> None:
+    """Turn the tail recursion of the Map workers' ``_eval_pool`` into a loop.
+
+    ``IterationWorker._eval_pool``, ``DistributedItemProcessorWorker._eval_pool`` and
+    ``DistributedIteratorWorker._eval_pool`` end each job by calling themselves for
+    the next one, so a worker dies with RecursionError near 1,000 items and the
+    execution stays RUNNING forever. The wrapper runs the original once per job and
+    defers its self-call (always its last statement) to a loop.
+    """
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        iteration_worker,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (  # noqa: E501
+        distributed_item_processor_worker as processor_worker,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.iterator import (
+        distributed_iterator_worker as iterator_worker,
+    )
+
+    for cls in (
+        iteration_worker.IterationWorker,
+        processor_worker.DistributedItemProcessorWorker,
+        iterator_worker.DistributedIteratorWorker,
+    ):
+        cls._eval_pool = _iterative(cls.__dict__["_eval_pool"])  # type: ignore[method-assign,assignment]
+
+
+def _iterative(eval_pool: Callable[[Any, Any, Any], None]) -> Callable[[Any, Any, Any], None]:
+    def run_jobs(worker: Any, job: Any, worker_frame: Any) -> None:
+        pending: list[tuple[Any, Any]] | None = worker.__dict__.get("_groveflow_pending")
+        if pending is not None:  # the self-call at the end of a job: run it from the loop
+            pending.append((job, worker_frame))
+            return
+        worker._groveflow_pending = pending = [(job, worker_frame)]
+        try:
+            while pending:
+                eval_pool(worker, *pending.pop())
+        finally:
+            del worker._groveflow_pending
+
+    return run_jobs
+
+
+def _cache_boto_clients() -> None:
+    """Replace ``boto_client_for`` (asl/utils/boto_client.py) with a per-session cache.
+
+    moto builds a new boto3 client for every Lambda invoke and S3 read (milliseconds
+    each), and concurrently from Map workers, although creating clients from one
+    session is not thread-safe. Clients are cached per (default session, region,
+    service, endpoint) and created under a lock; created clients are thread-safe.
+    Clients copy the session's event hooks when created: register the invoke hook
+    before the first execution, or call ``boto3.setup_default_session()`` again.
+    """
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    original = boto_client.boto_client_for
+    clients: dict[tuple[Any, ...], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        with lock:
+            if boto3.DEFAULT_SESSION is None:
+                boto3.setup_default_session()
+            session, stubbed = boto3.DEFAULT_SESSION, botocore_stubber.enabled
+            key = (session, region, service, stubbed, moto_server_port())
+            if key not in clients:
+                clients[key] = original(region, service, state_credentials)
+            return clients[key]
+
+    for name, module in list(sys.modules.items()):
+        if (
+            name.startswith("moto.stepfunctions")
+            and vars(module).get("boto_client_for") is original
+        ):
+            module.boto_client_for = boto_client_for  # type: ignore[attr-defined]
+
+
+def _let_fail_states_reraise_states_errors() -> None:
+    """Rebind ``CustomErrorName`` in moto's ``state_fail`` module to an unchecked name.
+
+    moto refuses a Fail state error that begins with ``States.`` and fails the
+    execution with ``States.Runtime`` instead, so a Fail state that re-raises a
+    caught error (``"ErrorPath": "$.Error"``, as after a Map's Catch) loses the
+    error's name, e.g. ``States.ExceedToleratedFailureThreshold``. AWS reports it.
+    """
+    from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
+    from moto.stepfunctions.parser.asl.component.state.fail import state_fail
+
+    class FailStateErrorName(ErrorName):
+        """Any error name a Fail state reports, ``States.*`` included."""
+
+    state_fail.CustomErrorName = FailStateErrorName  # type: ignore[misc,assignment]

@@ -1,0 +1,574 @@
+"""Pins moto's departures from AWS Step Functions and groveflow's corrections of them.
+
+Tests named ``test_moto_still_*`` run uncorrected moto in a subprocess: when one fails,
+moto has changed upstream, and the matching correction in
+:mod:`groveflow.local.moto_compat` should be revisited. The other tests run in this
+process on a server of their own, after :func:`apply_corrections`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
+from botocore.exceptions import ClientError
+from botocore.response import StreamingBody
+
+from groveflow.local import moto_compat
+
+ROLE = "arn:aws:iam::123456789012:role/groveflow-test"
+REGION = "us-east-1"
+THRESHOLD_ERROR = "States.ExceedToleratedFailureThreshold"
+THRESHOLD_FAILURE = {"Error": THRESHOLD_ERROR, "Cause": "1 of 4 items failed"}
+HANDLERS: dict[str, Callable[[Any], Any]] = {}
+_ids = count()
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:123456789012:function:{name}"
+
+
+def _answer_invoke(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+    """Answer the interpreter's lambda:Invoke from HANDLERS, as Lambda would."""
+    arn = urllib.parse.unquote(params["url_path"]).split("/functions/")[1].split("/")[0]
+    response: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
+    try:
+        result = HANDLERS[arn.rsplit(":", 1)[-1]](json.loads(params["body"] or b"{}"))
+    except ClientError:
+        raise
+    except Exception as error:
+        result = {"errorType": type(error).__name__, "errorMessage": str(error)}
+        response["FunctionError"] = "Unhandled"
+    payload = json.dumps(result).encode()
+    response["Payload"] = StreamingBody(io.BytesIO(payload), len(payload))
+    return AWSResponse("http://lambda.local", 200, HTTPHeaders(), None), response
+
+
+def count_lambda_clients() -> list[str]:
+    """A list that grows by one for each Lambda client built from the default session."""
+    created: list[str] = []
+    assert boto3.DEFAULT_SESSION is not None
+    register = boto3.DEFAULT_SESSION.events.register
+    register("creating-client-class.lambda", lambda **_: created.append("lambda"))
+    return created
+
+
+def grove(event: dict[str, Any]) -> dict[str, Any]:
+    if event.get("fail"):
+        raise ValueError(f"grove {event['i']} failed")
+    return {"grove": event["i"]}
+
+
+class LocalSfn:
+    """A moto server with Step Functions execution on, and clients for it."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.sfn = boto3.client("stepfunctions", endpoint_url=endpoint)
+        self.s3 = boto3.client("s3", endpoint_url=endpoint)
+
+    def create(self, definition: dict[str, Any]) -> str:
+        name = f"compat-{os.getpid()}-{next(_ids)}"
+        body = json.dumps(definition)
+        return self.sfn.create_state_machine(name=name, definition=body, roleArn=ROLE)[
+            "stateMachineArn"
+        ]
+
+    def start(self, definition: dict[str, Any], execution_input: Any = None) -> str:
+        return self.sfn.start_execution(
+            stateMachineArn=self.create(definition),
+            name=f"run-{next(_ids)}",
+            input=json.dumps(execution_input or {}),
+        )["executionArn"]
+
+    def wait(self, execution_arn: str, timeout_seconds: float = 20.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            described = dict(self.sfn.describe_execution(executionArn=execution_arn))
+            if described["status"] != "RUNNING" or time.monotonic() > deadline:
+                return described
+            time.sleep(0.02)
+
+    def run(self, definition: dict[str, Any], execution_input: Any = None) -> dict[str, Any]:
+        return self.wait(self.start(definition, execution_input))
+
+    def history(self, execution_arn: str) -> list[str]:
+        events = self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)
+        return [event["type"] for event in events["events"]]
+
+    def map_run(self, execution_arn: str) -> dict[str, Any]:
+        (listed,) = self.sfn.list_map_runs(executionArn=execution_arn)["mapRuns"]
+        return dict(self.sfn.describe_map_run(mapRunArn=listed["mapRunArn"]))
+
+
+@contextmanager
+def local_sfn() -> Iterator[LocalSfn]:
+    """Start a server on a free port; restore MOTO_PORT and the default session after."""
+    from moto.core.config import default_user_config
+    from moto.server import ThreadedMotoServer
+
+    saved_port, saved_session = os.environ.get("MOTO_PORT"), boto3.DEFAULT_SESSION
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    os.environ["MOTO_PORT"] = str(port)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(name, "testing")
+    default_user_config["stepfunctions"]["execute_state_machine"] = True
+    boto3.setup_default_session(region_name=REGION)
+    assert boto3.DEFAULT_SESSION is not None
+    boto3.DEFAULT_SESSION.events.register("before-call.lambda.Invoke", _answer_invoke)  # type: ignore[arg-type]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield LocalSfn(f"http://127.0.0.1:{port}")
+    finally:
+        server.stop()
+        boto3.DEFAULT_SESSION = saved_session
+        if saved_port is None:
+            os.environ.pop("MOTO_PORT", None)
+        else:
+            os.environ["MOTO_PORT"] = saved_port
+
+
+def distributed_map(
+    child: dict[str, Any], mode: str = "DISTRIBUTED", **fields: Any
+) -> dict[str, Any]:
+    """A one-state machine mapping ``$.items`` through ``child`` (a single end state)."""
+    processor = {
+        "ProcessorConfig": {"Mode": mode, "ExecutionType": "STANDARD"},
+        "StartAt": "Child",
+        "States": {"Child": {**child, "End": True}},
+    }
+    if "ItemReader" not in fields:
+        fields.setdefault("ItemsPath", "$.items")
+    state = {"Type": "Map", "ItemProcessor": processor, **fields}
+    if "Next" not in fields:
+        state["End"] = True
+    return {"StartAt": "Map", "States": {"Map": state}}
+
+
+def invoke(name: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": function_arn(name), "Payload.$": "$"},
+        "OutputPath": "$.Payload",
+        **fields,
+    }
+
+
+def items(n: int, failing: int = 0) -> dict[str, Any]:
+    return {"items": [{"i": i, "fail": i < failing} for i in range(n)]}
+
+
+# Uncorrected moto, in a subprocess ----------------------------------------------------
+
+
+def _uncorrected_report() -> dict[str, Any]:
+    """Observe uncorrected moto; run by ``python -c`` in a fresh interpreter."""
+    from moto import mock_aws
+
+    HANDLERS["grove"] = grove
+    dead_workers: list[str] = []
+    threading.excepthook = lambda hook_args: dead_workers.append(hook_args.exc_type.__name__)
+    report: dict[str, Any] = {}
+    with local_sfn() as local:
+        failed = local.run(distributed_map(invoke("grove")), items(4, failing=1))
+        report["failed_item"] = [failed["status"], json.loads(failed["output"])]
+        try:
+            local.create(distributed_map(invoke("grove"), ToleratedFailurePercentage=50))
+        except ClientError as error:
+            report["integer_percentage"] = str(error)
+        clients = count_lambda_clients()
+        local.run(distributed_map(invoke("grove"), MaxConcurrency=1), items(10))
+        report["lambda_clients_for_10_invokes"] = len(clients)
+        long_map = local.start(distributed_map({"Type": "Pass"}, MaxConcurrency=1), items(1200))
+        deadline = time.monotonic() + 30
+        while not dead_workers and time.monotonic() < deadline:
+            local.wait(long_map, 0.2)
+        report["long_map"] = [local.wait(long_map, 0)["status"], dead_workers]
+        reraise = {"Type": "Fail", "ErrorPath": "$.Error", "CausePath": "$.Cause"}
+        reraised = local.run({"StartAt": "F", "States": {"F": reraise}}, THRESHOLD_FAILURE)
+        report["reraised_states_error"] = reraised["error"]
+        session = boto3.DEFAULT_SESSION
+        with mock_aws():
+            report["mock_aws_keeps_session"] = boto3.DEFAULT_SESSION is session
+    return report
+
+
+@pytest.fixture(scope="module")
+def uncorrected() -> dict[str, Any]:
+    code = "import json, test_moto_compat as t; print(json.dumps(t._uncorrected_report()))"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_moto_still_succeeds_a_map_run_with_a_failed_item(uncorrected: dict[str, Any]) -> None:
+    outputs = [None, {"grove": 1}, {"grove": 2}, {"grove": 3}]
+    assert uncorrected["failed_item"] == ["SUCCEEDED", outputs]
+
+
+def test_moto_still_rejects_an_integer_tolerated_failure_percentage(
+    uncorrected: dict[str, Any],
+) -> None:
+    assert "ASLParserException" in uncorrected["integer_percentage"]
+
+
+def test_moto_still_recurses_once_per_map_item(uncorrected: dict[str, Any]) -> None:
+    assert uncorrected["long_map"] == ["RUNNING", ["RecursionError"]]
+
+
+def test_moto_still_builds_a_client_per_invoke(uncorrected: dict[str, Any]) -> None:
+    assert uncorrected["lambda_clients_for_10_invokes"] == 10
+
+
+def test_moto_still_refuses_a_fail_state_reraising_a_states_error(
+    uncorrected: dict[str, Any],
+) -> None:
+    assert uncorrected["reraised_states_error"] == "States.Runtime"
+
+
+def test_mock_aws_still_drops_the_default_session_and_its_hooks(
+    uncorrected: dict[str, Any],
+) -> None:
+    assert uncorrected["mock_aws_keeps_session"] is False
+
+
+# Corrected moto, in this process --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[LocalSfn]:
+    moto_compat.apply_corrections()
+    with local_sfn() as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _handlers() -> None:
+    HANDLERS.clear()
+    HANDLERS["grove"] = grove
+
+
+def test_a_failed_item_fails_the_map_run_and_the_maps_catch_catches_it(local: LocalSfn) -> None:
+    # GIVEN a distributed Map without tolerance, with a Catch, over 4 items of which 1 fails
+    catch = {"ErrorEquals": [THRESHOLD_ERROR], "ResultPath": "$.error", "Next": "Caught"}
+    definition = distributed_map(invoke("grove"), Catch=[catch], Next="Caught")
+    definition["States"]["Caught"] = {"Type": "Pass", "End": True}
+    # WHEN it runs
+    execution = local.run(definition, items(4, failing=1))
+    # THEN the Map Run failed, and the Catch routed its error to "Caught"
+    assert execution["status"] == "SUCCEEDED"
+    assert json.loads(execution["output"])["error"]["Error"] == THRESHOLD_ERROR
+    history = local.history(execution["executionArn"])
+    assert history.index("MapRunFailed") < history.index("MapStateFailed")
+    assert "MapRunSucceeded" not in history
+    map_run = local.map_run(execution["executionArn"])
+    assert map_run["status"] == "FAILED"
+    assert (map_run["itemCounts"]["succeeded"], map_run["itemCounts"]["failed"]) == (3, 1)
+
+
+@pytest.mark.parametrize(
+    ("tolerance", "extra_input", "failing", "status"),
+    [
+        ({}, {}, 1, "FAILED"),
+        ({}, {}, 0, "SUCCEEDED"),
+        ({"ToleratedFailurePercentage": 50}, {}, 1, "SUCCEEDED"),
+        ({"ToleratedFailurePercentage": 50}, {}, 2, "SUCCEEDED"),
+        ({"ToleratedFailurePercentage": 50}, {}, 3, "FAILED"),
+        ({"ToleratedFailurePercentage": 20.0}, {}, 1, "FAILED"),
+        ({"ToleratedFailureCount": 1}, {}, 1, "SUCCEEDED"),
+        ({"ToleratedFailureCount": 1}, {}, 2, "FAILED"),
+        ({"ToleratedFailureCount": 1, "ToleratedFailurePercentage": 60}, {}, 2, "FAILED"),
+        ({"ToleratedFailureCountPath": "$.n"}, {"n": 2}, 2, "SUCCEEDED"),
+        ({"ToleratedFailureCountPath": "$.n"}, {"n": 1}, 2, "FAILED"),
+        ({"ToleratedFailurePercentagePath": "$.p"}, {"p": 25}, 1, "SUCCEEDED"),
+        ({"ToleratedFailurePercentagePath": "$.p"}, {"p": 10}, 1, "FAILED"),
+    ],
+)
+def test_the_map_run_fails_only_beyond_its_tolerance(
+    local: LocalSfn,
+    tolerance: dict[str, Any],
+    extra_input: dict[str, Any],
+    failing: int,
+    status: str,
+) -> None:
+    # GIVEN a distributed Map over 4 items with a failure tolerance
+    definition = distributed_map(invoke("grove"), **tolerance)
+    # WHEN `failing` of its items fail
+    execution = local.run(definition, {**items(4, failing), **extra_input})
+    # THEN the execution fails with the threshold error exactly when the tolerance is exceeded
+    assert (execution["status"], execution.get("error")) == (
+        status,
+        THRESHOLD_ERROR if status == "FAILED" else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("failed", "total", "tolerated_count", "percentage", "exceeded"),
+    [
+        (0, 4, 0, 0.0, False),
+        (1, 4, 0, 0.0, True),
+        (1, 4, 1, 0.0, False),
+        (2, 4, 1, 0.0, True),
+        (1, 4, 0, 25.0, False),
+        (2, 4, 0, 25.0, True),
+        (3, 4, 5, 50.0, True),
+        (3, 4, 2, 100.0, True),
+    ],
+)
+def test_exceeds_tolerance_means_strictly_more_than_either_set_threshold(
+    failed: int, total: int, tolerated_count: int, percentage: float, exceeded: bool
+) -> None:
+    assert moto_compat.exceeds_tolerance(failed, total, tolerated_count, percentage) is exceeded
+
+
+@pytest.mark.parametrize("mode", ["DISTRIBUTED", "INLINE"])
+def test_1500_items_complete_in_a_single_worker(local: LocalSfn, mode: str) -> None:
+    execution = local.run(distributed_map({"Type": "Pass"}, mode, MaxConcurrency=1), items(1500))
+    assert execution["status"] == "SUCCEEDED"
+    assert len(json.loads(execution["output"])) == 1500
+
+
+def test_invokes_reuse_one_cached_lambda_client(local: LocalSfn) -> None:
+    # GIVEN a warm engine that counts the Lambda clients it creates
+    local.run(distributed_map(invoke("grove")), items(1))
+    created = count_lambda_clients()
+    # WHEN 10 items invoke Lambda, from 5 concurrent Map workers
+    execution = local.run(distributed_map(invoke("grove"), MaxConcurrency=5), items(10))
+    # THEN no client was built for them
+    assert execution["status"] == "SUCCEEDED"
+    assert created == []
+
+
+def test_clients_are_cached_per_default_session_region_and_service() -> None:
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    moto_compat.apply_corrections()
+    saved = boto3.DEFAULT_SESSION
+    try:
+        boto3.setup_default_session()
+        barrier = threading.Barrier(8)
+
+        def lambda_client(_: int) -> Any:
+            barrier.wait()
+            return boto_client.boto_client_for(REGION, "lambda")
+
+        with ThreadPoolExecutor(8) as pool:
+            clients = list(pool.map(lambda_client, range(8)))
+        assert len({id(client) for client in clients}) == 1
+        assert boto_client.boto_client_for("eu-west-1", "lambda") is not clients[0]
+        assert boto_client.boto_client_for(REGION, "s3") is not clients[0]
+        boto3.setup_default_session()
+        assert boto_client.boto_client_for(REGION, "lambda") is not clients[0]
+    finally:
+        boto3.DEFAULT_SESSION = saved
+
+
+def test_apply_corrections_is_idempotent_and_checks_the_moto_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import moto
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        distributed_iteration_component as component,
+    )
+
+    moto_compat.apply_corrections()
+    patched = component.DistributedIterationComponent._map_run
+    moto_compat.apply_corrections()
+    assert component.DistributedIterationComponent._map_run is patched
+    monkeypatch.setattr(moto_compat, "_applied", threading.Event())
+    monkeypatch.setattr(moto, "__version__", "5.3.0")
+    with pytest.raises(
+        moto_compat.UnsupportedMotoVersion, match=r"moto==5\.3\.0 .*>=5\.2\.3,<5\.3"
+    ):
+        moto_compat.apply_corrections()
+
+
+# Departures avoided or documented, and features groveflow relies on ----------------
+
+
+def test_result_writer_still_writes_an_empty_manifest(local: LocalSfn) -> None:
+    bucket = f"compat-results-{next(_ids)}"
+    local.s3.create_bucket(Bucket=bucket)
+    writer = {
+        "Resource": "arn:aws:states:::s3:putObject",
+        "Parameters": {"Bucket": bucket, "Prefix": "out"},
+    }
+    execution = local.run(distributed_map(invoke("grove"), ResultWriter=writer), items(2))
+    key = json.loads(execution["output"])["ResultWriterDetails"]["Key"]
+    manifest = json.loads(local.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert manifest["ResultFiles"] == {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
+
+
+@pytest.mark.parametrize("unsupported", ["ItemBatcher", "EXPRESS"])
+def test_item_batcher_and_express_children_are_still_rejected(
+    local: LocalSfn, unsupported: str
+) -> None:
+    definition = distributed_map(invoke("grove"))
+    if unsupported == "ItemBatcher":
+        definition["States"]["Map"]["ItemBatcher"] = {"MaxItemsPerBatch": 2}
+    else:
+        definition["States"]["Map"]["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] = "EXPRESS"
+    with pytest.raises(ClientError, match="ASLParserException"):
+        local.create(definition)
+
+
+def test_timeout_seconds_fails_the_task_on_time_but_does_not_stop_the_handler(
+    local: LocalSfn,
+) -> None:
+    release, finished = threading.Event(), threading.Event()
+
+    def slow(_: Any) -> dict[str, Any]:
+        release.wait(10)
+        finished.set()
+        return {}
+
+    HANDLERS["slow"] = slow
+    started = time.monotonic()
+    definition = {"StartAt": "T", "States": {"T": invoke("slow", TimeoutSeconds=1, End=True)}}
+    execution = local.run(definition)
+    assert (execution["status"], execution["error"]) == ("FAILED", "States.Timeout")
+    assert 1.0 <= time.monotonic() - started < 5.0
+    assert not finished.is_set()
+    release.set()
+    assert finished.wait(5)
+
+
+def test_an_unnamed_start_is_named_none_so_the_next_one_fails(local: LocalSfn) -> None:
+    arn = local.create({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+    first = local.sfn.start_execution(stateMachineArn=arn)["executionArn"]
+    assert first.endswith(":None")
+    with pytest.raises(ClientError, match="ExecutionAlreadyExists"):
+        local.sfn.start_execution(stateMachineArn=arn)
+
+
+def test_item_reader_max_concurrency_path_and_null_output_path(local: LocalSfn) -> None:
+    bucket = f"compat-plan-{next(_ids)}"
+    local.s3.create_bucket(Bucket=bucket)
+    local.s3.put_object(Bucket=bucket, Key="run/plan.json", Body=json.dumps(items(3)["items"]))
+    reader = {
+        "Resource": "arn:aws:states:::s3:getObject",
+        "ReaderConfig": {"InputType": "JSON"},
+        "Parameters": {"Bucket.$": "$.bucket", "Key.$": "$.key"},
+    }
+    child = invoke("grove", OutputPath=None)
+    definition = distributed_map(child, ItemReader=reader, MaxConcurrencyPath="$.mc")
+    execution = local.run(definition, {"bucket": bucket, "key": "run/plan.json", "mc": 2})
+    assert json.loads(execution["output"]) == [{}, {}, {}]
+    assert local.map_run(execution["executionArn"])["maxConcurrency"] == 2
+
+
+def test_fail_state_error_path_and_cause_path(local: LocalSfn) -> None:
+    fail = {"Type": "Fail", "ErrorPath": "$.e", "CausePath": "$.c"}
+    definition = {"StartAt": "F", "States": {"F": fail}}
+    execution = local.run(definition, {"e": "GroveMissing", "c": "2 of 8 groves missing"})
+    assert (execution["error"], execution["cause"]) == ("GroveMissing", "2 of 8 groves missing")
+
+
+def test_a_fail_state_reraises_a_caught_states_error(local: LocalSfn) -> None:
+    reraise = {"Type": "Fail", "ErrorPath": "$.Error", "CausePath": "$.Cause"}
+    execution = local.run({"StartAt": "F", "States": {"F": reraise}}, THRESHOLD_FAILURE)
+    assert (execution["error"], execution["cause"]) == (THRESHOLD_ERROR, "1 of 4 items failed")
+
+
+def test_retry_with_full_jitter_retries_and_catch_keeps_input_under_result_path(
+    local: LocalSfn,
+) -> None:
+    calls: list[int] = []
+
+    def flaky(_: Any) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("transient")
+        raise KeyError("permanent")
+
+    HANDLERS["flaky"] = flaky
+    retry = {
+        "ErrorEquals": ["RuntimeError"],
+        "IntervalSeconds": 1,
+        "MaxAttempts": 3,
+        "BackoffRate": 2.0,
+        "JitterStrategy": "FULL",
+        "MaxDelaySeconds": 1,
+    }
+    catch = {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}
+    task = invoke("flaky", Retry=[retry], Catch=[catch], Next="Caught")
+    definition = {"StartAt": "T", "States": {"T": task, "Caught": {"Type": "Pass", "End": True}}}
+    execution = local.run(definition, {"keep": 1})
+    output = json.loads(execution["output"])
+    assert (output["keep"], output["error"]["Error"]) == (1, "KeyError")
+    assert local.history(execution["executionArn"]).count("TaskScheduled") == 3
+
+
+@pytest.mark.parametrize(
+    ("metadata", "error"), [(True, "Lambda.TooManyRequestsException"), (False, "States.Runtime")]
+)
+def test_a_throttle_needs_response_metadata_to_surface_as_lambda_error(
+    local: LocalSfn, metadata: bool, error: str
+) -> None:
+    throttle = {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."}
+    response: dict[str, Any] = {"Error": throttle}
+    if metadata:
+        response["ResponseMetadata"] = {"HTTPStatusCode": 429, "RequestId": "local"}
+
+    def throttled(_: Any) -> None:
+        raise ClientError(response, "Invoke")  # type: ignore[arg-type]
+
+    HANDLERS["throttled"] = throttled
+    execution = local.run({"StartAt": "T", "States": {"T": invoke("throttled", End=True)}})
+    assert execution["error"] == error
+
+
+def test_map_run_item_counts_progress_while_running(local: LocalSfn) -> None:
+    # GIVEN children that block until released
+    release = threading.Event()
+    HANDLERS["held"] = lambda event: release.wait(10) and grove(event)
+    definition = distributed_map(invoke("held"), MaxConcurrency=2)
+    execution_arn = local.start(definition, items(5, failing=1))
+    # WHEN two are in flight
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        started = local.sfn.list_map_runs(executionArn=execution_arn)["mapRuns"]
+        if started and local.map_run(execution_arn)["itemCounts"]["running"] == 2:
+            break
+        time.sleep(0.02)
+    during = local.map_run(execution_arn)["itemCounts"]
+    release.set()
+    execution = local.wait(execution_arn)
+    after = local.map_run(execution_arn)["itemCounts"]
+    # THEN the Map Run reports them running, then 4 succeeded and 1 failed of 5
+    assert (during["running"], during["succeeded"]) == (2, 0)
+    assert (after["running"], after["succeeded"], after["failed"], after["total"]) == (0, 4, 1, 5)
+    # AND the parent's history holds no event of its child executions
+    assert execution["status"] == "FAILED"
+    history = local.history(execution_arn)
+    assert history.count("ExecutionStarted") == 1
+    assert not [event for event in history if "Iteration" in event or "Task" in event]
