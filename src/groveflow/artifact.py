@@ -383,16 +383,20 @@ class Forest:
         first = forests[0]
         for position, other in enumerate(forests[1:], start=1):
             _check_same_model(first, other, position)
-        parts = [forest._columns() for forest in forests]
-        merged = _Columns(
-            **{
-                name: np.concatenate([getattr(part, name) for part in parts])
-                for name in _Columns.__dataclass_fields__
-            }
-        )
+        merged = _concat_columns([forest._columns() for forest in forests])
         return _forest_from_columns(
             first.task, first.n_features_in_, first._meta.n_values, first.classes_, merged
         )
+
+
+def _concat_columns(parts: Sequence[_Columns]) -> _Columns:
+    """The trees of ``parts`` one after the other (every column is in tree order)."""
+    return _Columns(
+        **{
+            name: np.concatenate([getattr(part, name) for part in parts])
+            for name in _Columns.__dataclass_fields__
+        }
+    )
 
 
 def _check_same_model(first: Forest, other: Forest, position: int) -> None:
@@ -408,7 +412,7 @@ def _check_same_model(first: Forest, other: Forest, position: int) -> None:
         )
     if first.classes_ is None or other.classes_ is None:
         return
-    same = first.classes_.dtype == other.classes_.dtype and np.array_equal(
+    same = first.classes_.dtype.kind == other.classes_.dtype.kind and np.array_equal(
         first.classes_, other.classes_
     )
     if not same:
@@ -530,13 +534,7 @@ def _forest_from_trees(
     n_values = 1 if stored_classes is None else len(stored_classes)
     for position, tree in enumerate(trees):
         _check_tree(tree, position, task=task, n_features=n_features, n_values=n_values)
-    parts = [_tree_columns(tree.tree_) for tree in trees]
-    columns = _Columns(
-        **{
-            name: np.concatenate([getattr(part, name) for part in parts])
-            for name in _Columns.__dataclass_fields__
-        }
-    )
+    columns = _concat_columns([_tree_columns(tree.tree_) for tree in trees])
     return _forest_from_columns(task, n_features, n_values, stored_classes, columns)
 
 
