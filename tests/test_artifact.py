@@ -293,6 +293,22 @@ def test_same_trees_give_identical_bytes():
     assert json.loads(blob[44 : 44 + header_length])["format_version"] == FORMAT_VERSION
 
 
+def test_a_mutable_buffer_is_copied_on_decode():
+    # GIVEN an artifact decoded from a bytearray
+    X, y = classification_data(with_nan=False)
+    forest = RandomForestClassifier(n_estimators=2, random_state=0).fit(X, y)
+    buffer = bytearray(
+        encode_trees(forest.estimators_, n_features=N_FEATURES, classes=forest.classes_)
+    )
+    ours = decode_trees(buffer)
+
+    # WHEN the caller then overwrites the buffer
+    buffer[:] = bytes(len(buffer))
+
+    # THEN the decoded forest is unaffected
+    assert np.array_equal(ours.predict_proba(X), forest.predict_proba(X))
+
+
 def test_artifact_is_smaller_than_the_trees_it_holds():
     # GIVEN a fully grown forest, whose scikit-learn node and value arrays we can measure
     X, y = classification_data(with_nan=False)

@@ -13,6 +13,10 @@ File layout (all integers little-endian)::
     then       zero padding to a multiple of 8 bytes: the data section starts here
     then       the arrays, in header order, each 8-byte aligned, zero padding between them
 
+This is not an ``np.savez`` zip on purpose: a zip embeds timestamps, and reading it through
+:mod:`zipfile` copies and CRC-checks every entry, whereas these arrays are used in place (zero
+copy) once their bounds are checked, which is what makes loading cheap.
+
 The header names the task, the counts (``n_trees``, ``n_nodes``, ``n_splits``, ``n_leaves``,
 ``n_features``, ``n_values``) and, for every array, its ``name``, ``dtype``, ``shape`` and
 ``offset`` (relative to the data section). Nodes keep scikit-learn's numbering inside each tree and
@@ -29,10 +33,12 @@ order, so a leaf carries no split fields and a split carries no values:
   ``leaf_impurity``, ``leaf_weight``.
 - ``classes`` for classification, with its own dtype (numbers or unicode strings).
 
-Integer arrays use the narrowest unsigned dtype that holds them. A float column is stored either
-as is or, when that is smaller, as a table of its distinct values (``<name>.table``, compared
-bit for bit) plus ``<name>.index``; a forest's leaf values are typically a few distinct rows.
-The encoding is a pure function of the trees, so the same trees always give byte-identical blobs.
+Integer columns use the narrowest unsigned dtype that holds them. Any column is stored either as
+is or, when that is smaller, as a table of its distinct rows (``<name>.table``, compared bit for
+bit) plus ``<name>.index``; a one-row table has no index (e.g. ``split_left`` is always 1 in
+depth-first trees). A forest's leaf values are typically a handful of distinct rows. The encoding
+is a pure function of the trees, so the same trees always give byte-identical blobs, whichever
+way they were assembled (one forest, or groves merged with :meth:`Forest.concat`).
 
 Exactness. scikit-learn casts X to float32 and tests ``x <= threshold`` against a float64
 threshold. A threshold is stored as the largest float32 that is <= the float64 one (the cast,
@@ -722,6 +728,8 @@ def decode_trees(blob: bytes) -> Forest:
 
 def _decode(blob: bytes, *, verify_checksum: bool) -> Forest:
     """Validate and wrap a blob; ``verify_checksum=False`` only after hashing the whole blob."""
+    if not isinstance(blob, bytes):
+        blob = bytes(blob)  # the forest keeps views of the blob: it must not change under it
     view = memoryview(blob).cast("B")
     if len(view) < _PREFIX.size:
         raise ArtifactError(
