@@ -151,6 +151,22 @@ def test_float32_thresholds_keep_every_boundary_sample_on_its_side():
     assert np.array_equal(ours.apply(rows), forest.apply(rows))
 
 
+@pytest.mark.parametrize("n_jobs", [2, 3, -1])
+def test_threads_split_rows_without_changing_a_bit(n_jobs: int):
+    # GIVEN an artifact and scikit-learn's single-threaded predictions for the same trees
+    X, y = classification_data(with_nan=True)
+    forest = RandomForestClassifier(n_estimators=7, random_state=0, n_jobs=1).fit(X, y)
+    ours = roundtrip(forest)
+
+    # WHEN the artifact predicts on several threads
+    ours.n_jobs = n_jobs
+
+    # THEN probabilities and leaves are still bit for bit scikit-learn's, even for 2 rows
+    assert np.array_equal(ours.predict_proba(X), forest.predict_proba(X))
+    assert np.array_equal(ours.apply(X), forest.apply(X))
+    assert np.array_equal(ours.predict_proba(X[:2]), forest.predict_proba(X[:2]))
+
+
 def test_single_leaf_trees_have_zero_importances():
     # GIVEN a forest fitted on a single class: every tree is one leaf
     X, _ = classification_data(with_nan=False)

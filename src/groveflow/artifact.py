@@ -56,17 +56,20 @@ that inspect internal nodes such as ``plot_tree``).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
 import struct
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -185,6 +188,10 @@ class Forest:
         Class labels with their original dtype (numbers or strings); None for regression.
     task : {"classification", "regression"}
         What the trees predict.
+    n_jobs : int or None, default=None
+        Threads used by ``predict``, ``predict_proba`` and ``apply`` (None: 1; -1: all cores).
+        Threads split the rows, and each row still sums its trees in order, so the result is
+        bit for bit the same for any value.
     """
 
     def __init__(
@@ -197,6 +204,7 @@ class Forest:
         self.n_features_in_: int = meta.n_features
         self.classes_: np.ndarray | None = classes
         self.task: str = meta.task
+        self.n_jobs: int | None = None
 
     def __repr__(self) -> str:
         return (
@@ -264,7 +272,15 @@ class Forest:
             Leaf node indices (numbered inside each tree).
         """
         X32 = self._check_X(X)
-        return np.array([tree.apply(X32) for tree in self._sklearn_trees()]).T
+        trees = self._sklearn_trees()
+        leaves = np.empty((X32.shape[0], len(trees)), dtype=np.intp)
+
+        def apply_rows(rows: slice) -> None:
+            for position, tree in enumerate(trees):
+                leaves[rows, position] = tree.apply(X32[rows])
+
+        self._for_row_chunks(X32.shape[0], apply_rows)
+        return leaves
 
     @property
     def feature_importances_(self) -> np.ndarray:
@@ -298,10 +314,28 @@ class Forest:
     def _mean_of_trees(self, X32: np.ndarray) -> np.ndarray:
         # scikit-learn's _accumulate_prediction: a float64 sum in tree order, then one division.
         total = np.zeros((X32.shape[0], self._meta.n_values), dtype=np.float64)
-        for tree in self._sklearn_trees():
-            total += tree.predict(X32)
+        trees = self._sklearn_trees()
+
+        def sum_rows(rows: slice) -> None:
+            part = total[rows]
+            for tree in trees:
+                part += tree.predict(X32[rows])
+
+        self._for_row_chunks(X32.shape[0], sum_rows)
         total /= self.n_trees
         return total
+
+    def _for_row_chunks(self, n_rows: int, work: Callable[[slice], None]) -> None:
+        """Run ``work`` on contiguous row ranges, one per thread (scikit-learn's tree code
+        releases the GIL); with one thread, on all rows at once."""
+        n_threads = min(effective_n_jobs(self.n_jobs), max(n_rows, 1))
+        if n_threads == 1:
+            work(slice(0, n_rows))
+            return
+        bounds = np.linspace(0, n_rows, n_threads + 1).astype(int)
+        chunks = [slice(int(start), int(stop)) for start, stop in itertools.pairwise(bounds)]
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(work, chunks))
 
     def _sklearn_trees(self) -> list[Tree]:
         if self._trees is None:
