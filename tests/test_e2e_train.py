@@ -55,7 +55,7 @@ def test_run_goes_through_plan_one_child_per_grove_and_merge(
     entered = [
         e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e
     ]
-    assert entered == ["Plan", "BuildGroves", "Merge", "Trained"]
+    assert entered == ["Plan", "BuildGroves", "Merge", "PredictRequested", "Trained"]
     assert any(e["type"] == "MapRunStarted" for e in history)
     functions = [i.function for i in result.invocations]
     assert functions[0] == "PlanFunction" and functions[-1] == "MergeFunction"
@@ -142,7 +142,7 @@ def test_a_grove_that_keeps_failing_fails_the_run_without_a_manifest(state_dir: 
         result, run_id = _train(engine, request, "crashing")
         # THEN it fails with a named error, after retrying the grove, and leaves no model
         assert result.status == "FAILED"
-        assert result.error == "States.ExceededToleratedFailureThreshold", (
+        assert result.error == "States.ExceedToleratedFailureThreshold", (
             result.error,
             result.cause,
         )

@@ -140,7 +140,8 @@ def test_resume_builds_only_missing_groves_and_gives_the_same_forest(
 
 def test_a_reused_run_id_with_a_different_input_is_refused(engine: Any) -> None:
     run_id = unique_name("reused")
-    assert _run(engine, {**SMALL, "n_trees": 4}, run_id).status == "SUCCEEDED"
+    first = _run(engine, {**SMALL, "n_trees": 4}, run_id)
+    assert first.status == "SUCCEEDED", (first.error, first.cause)
     again = _run(engine, {**SMALL, "n_trees": 6}, run_id)
     assert again.status == "FAILED"
     assert again.error == "InvalidRequest"

@@ -39,7 +39,13 @@ def spec(tmp_path_factory: pytest.TempPathFactory) -> FunctionSpec:
     directory: Path = tmp_path_factory.mktemp("fn")
     (directory / "app.py").write_text(HANDLER)
     return FunctionSpec(
-        "Probe", directory, "app.handler", {"COLOUR": "green"}, timeout_seconds=2, memory_mb=256
+        logical_id="Probe",
+        function_name="test-Probe",
+        code_dir=directory,
+        handler="app.handler",
+        environment={"COLOUR": "green"},
+        timeout_seconds=2,
+        memory_mb=256,
     )
 
 

@@ -13,14 +13,23 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from groveflow import storage
-from groveflow.errors import DatasetNotFound, InvalidDataset
+from groveflow.errors import DatasetNotFound, InvalidDataset, InvalidRequest
 from groveflow.request import DataSpec
 
-__all__ = ["BUNDLED", "Dataset", "load_dataset", "to_features"]
+__all__ = [
+    "BUNDLED",
+    "Dataset",
+    "check_readable",
+    "load_dataset",
+    "read_scoring_file",
+    "sources",
+    "to_features",
+]
 
 BUNDLED = {
     "digits": "load_digits",
@@ -214,20 +223,7 @@ def _read_npz(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray, list[st
 def _read_parquet(
     data: bytes, spec: DataSpec, source: str
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise InvalidDataset(
-            "reading Parquet needs pyarrow: pip install 'groveflow[parquet]'"
-        ) from None
-    try:
-        table = pq.read_table(io.BytesIO(data))
-    except Exception as error:
-        raise InvalidDataset(f"{source} is not a readable Parquet file: {error}") from None
-    columns = {
-        name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names
-    }
-    return _table_from_columns(columns, spec, source)
+    return _table_from_columns(_parquet_columns(data, source), spec, source)
 
 
 def _read_one(name: str, data: bytes, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -357,3 +353,127 @@ def _missing_mask(y: np.ndarray) -> np.ndarray:
     if y.dtype.kind in "US":
         return np.char.strip(y.astype(str)) == ""
     return np.zeros(y.shape, dtype=bool)
+
+
+def sources(uri: str) -> list[str]:
+    """The files a dataset URI names, in the stable order they are read and scored."""
+    return _sources(uri)
+
+
+def read_scoring_file(
+    source: str, spec: DataSpec, feature_names: list[str], id_column: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read one file to score: its features in the model's order, and its id column if any.
+
+    The file's columns (less ``id_column`` and ``spec.exclude``) must be exactly the
+    model's feature names in the model's order: groveflow never guesses a mapping.
+
+    Raises
+    ------
+    InvalidPredictRequest
+        Naming missing, extra, reordered or non-numeric columns.
+    """
+    from groveflow.errors import InvalidPredictRequest
+
+    fmt = _format_of(source, spec)
+    data = storage.read_uri(source)
+    if source.lower().endswith(".gz"):
+        import gzip
+
+        data = gzip.decompress(data)
+    if fmt in {"npy", "npz"}:
+        if fmt == "npy":
+            matrix = storage.read_npy(data)
+        else:
+            matrix = np.load(io.BytesIO(data), allow_pickle=False)["X"]
+        if matrix.ndim != 2 or matrix.shape[1] != len(feature_names):
+            raise InvalidPredictRequest(
+                f"{source} has shape {matrix.shape}; the model needs {len(feature_names)} columns"
+            )
+        return to_features(matrix, feature_names), None
+    if fmt == "csv":
+        delimiter = "\t" if source.lower().removesuffix(".gz").endswith(".tsv") else spec.delimiter
+        columns: dict[str, Any] = _csv_columns(data, delimiter, source)
+    else:
+        columns = _parquet_columns(data, source)
+    ids = _id_values(columns, id_column, source)
+    present = [c for c in columns if c != id_column and c not in spec.exclude]
+    _check_scoring_columns(present, feature_names, source)
+    matrix_columns = []
+    bad = []
+    for name in feature_names:
+        raw = columns[name]
+        column = _numeric_column(raw) if isinstance(raw, list) else _numeric_array(raw)
+        if column is None:
+            bad.append(name)
+        else:
+            matrix_columns.append(column)
+    if bad:
+        raise InvalidPredictRequest(f"non-numeric feature columns in {source}: {bad}")
+    if not matrix_columns or len(matrix_columns[0]) == 0:
+        raise InvalidPredictRequest(f"{source} has no rows to score")
+    return to_features(np.column_stack(matrix_columns), feature_names), ids
+
+
+def _id_values(columns: dict[str, Any], id_column: str | None, source: str) -> np.ndarray | None:
+    from groveflow.errors import InvalidPredictRequest
+
+    if id_column is None:
+        return None
+    if id_column not in columns:
+        raise InvalidPredictRequest(f"id column {id_column!r} is not in {source}")
+    return np.asarray([str(v) for v in columns[id_column]])
+
+
+def _check_scoring_columns(present: list[str], feature_names: list[str], source: str) -> None:
+    from groveflow.errors import InvalidPredictRequest
+
+    if present == feature_names:
+        return
+    missing = [c for c in feature_names if c not in present]
+    extra = [c for c in present if c not in feature_names]
+    if missing or extra:
+        raise InvalidPredictRequest(
+            f"{source} does not match the model's features: missing {missing}, extra {extra} "
+            "(list extra columns in data.exclude, or name an id column in data.id_column)"
+        )
+    raise InvalidPredictRequest(
+        f"{source} has the model's columns in another order: {present}; "
+        f"the model expects {feature_names}"
+    )
+
+
+def _parquet_columns(data: bytes, source: str) -> dict[str, Any]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InvalidDataset(
+            "reading Parquet needs pyarrow: pip install 'groveflow[parquet]'"
+        ) from None
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except Exception as error:
+        raise InvalidDataset(f"{source} is not a readable Parquet file: {error}") from None
+    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+
+
+def check_readable(
+    uri: str, buckets: tuple[str, ...], local_paths: bool, error: type[Exception] = InvalidRequest
+) -> None:
+    """Refuse, before reading anything, a dataset the stack may not read."""
+    if uri.startswith("sklearn:"):
+        return
+    if uri.startswith("s3://"):
+        data_bucket, _ = storage.parse_s3_uri(uri)
+        if data_bucket not in buckets:
+            raise error(
+                f"data.uri {uri} is in bucket {data_bucket!r}, which this stack may not read; "
+                f"readable buckets: {sorted(buckets)} (add it to the DataBucketNames parameter)"
+            )
+        return
+    if "://" in uri:
+        raise error(f"data.uri {uri!r} is not supported: use s3://, a local path or sklearn:NAME")
+    if not local_paths:
+        raise error(
+            f"data.uri {uri!r} is a local path, readable only on the local engine; upload it to S3"
+        )

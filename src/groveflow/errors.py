@@ -48,3 +48,7 @@ class ModelNotFound(GroveflowError):
 
 class InvalidPredictRequest(GroveflowError):
     """The prediction input is malformed or does not match the model."""
+
+
+class ShardMissing(GroveflowError):
+    """A prediction shard wrote no predictions part."""

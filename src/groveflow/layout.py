@@ -57,6 +57,27 @@ class keys:
         return f"runs/{run_id}/model/forest.gfa"
 
     @staticmethod
+    def predictions_prefix(prediction_id: str) -> str:
+        return f"predictions/{prediction_id}/"
+
+    @staticmethod
+    def predictions_job(prediction_id: str) -> str:
+        return f"predictions/{prediction_id}/job.json"
+
+    @staticmethod
+    def predictions_shards(prediction_id: str) -> str:
+        return f"predictions/{prediction_id}/shards.json"
+
+    @staticmethod
+    def predictions_part(prediction_id: str, shard: int) -> str:
+        return f"predictions/{prediction_id}/part-{shard:05d}.csv"
+
+    @staticmethod
+    def predictions_manifest(prediction_id: str) -> str:
+        """The predictions' commit point: written last, once every part exists."""
+        return f"predictions/{prediction_id}/manifest.json"
+
+    @staticmethod
     def manifest(run_id: str) -> str:
         """The model's commit point: written last, and a model exists only once it does."""
         return f"runs/{run_id}/model/manifest.json"

@@ -21,6 +21,7 @@ __all__ = [
     "DataSpec",
     "ModelSpec",
     "TrainRequest",
+    "check_keys",
     "make_estimator",
     "parse_train_request",
 ]
@@ -110,6 +111,8 @@ class TrainRequest:
         Share of groves (0-100) that may fail while the run still succeeds.
     run_id : str or None, default=None
         Names the run's S3 prefix; the execution name when absent.
+    predict : dict or None, default=None
+        Rows to score with the new model once it is stored (see :mod:`groveflow.predict`).
     """
 
     data: DataSpec
@@ -121,6 +124,7 @@ class TrainRequest:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     tolerated_failure_percentage: float = 0.0
     run_id: str | None = None
+    predict: dict[str, Any] | None = None
 
     @property
     def n_groves(self) -> int:
@@ -135,12 +139,18 @@ class TrainRequest:
         return out
 
 
-def _check_keys(section: str, value: dict[str, Any], allowed: set[str]) -> None:
+def check_keys(
+    section: str,
+    value: dict[str, Any],
+    allowed: set[str],
+    error: type[Exception] = InvalidRequest,
+) -> None:
+    """Refuse keys outside ``allowed``, suggesting the closest accepted key."""
     for key in value:
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise InvalidRequest(
+            raise error(
                 f"unknown key {key!r} in {section}{hint} "
                 f"Accepted keys: {', '.join(sorted(allowed))}"
             )
@@ -183,7 +193,7 @@ DATA_FORMATS = {"csv", "parquet", "npy", "npz"}
 def _parse_data(value: Any) -> DataSpec:
     if not isinstance(value, dict):
         raise InvalidRequest(f"data must be an object with a 'uri', got {value!r}")
-    _check_keys("data", value, DATA_KEYS)
+    check_keys("data", value, DATA_KEYS)
     if "uri" not in value:
         raise InvalidRequest("data.uri is missing: give sklearn:NAME, a path or an s3:// URI")
     uri = _string("data.uri", value["uri"])
@@ -239,7 +249,7 @@ def _validate_params(kind: str, task: str, params: dict[str, Any]) -> None:
         )
     probe = make_estimator(kind, task, {}, n_trees=1, seed=0)
     allowed = set(probe.get_params()) - MANAGED_PARAMS
-    _check_keys("model.params", params, allowed)
+    check_keys("model.params", params, allowed)
     try:
         probe.set_params(**params)
         probe._validate_params()
@@ -257,7 +267,7 @@ def _validate_params(kind: str, task: str, params: dict[str, Any]) -> None:
 def _parse_model(value: Any) -> ModelSpec:
     if not isinstance(value, dict):
         raise InvalidRequest(f"model must be an object, got {value!r}")
-    _check_keys("model", value, MODEL_KEYS)
+    check_keys("model", value, MODEL_KEYS)
     kind = value.get("kind", "random_forest")
     task = value.get("task", "classification")
     kinds = sorted({k for k, _ in ESTIMATORS})
@@ -283,6 +293,7 @@ TOP_KEYS = {
     "max_concurrency",
     "tolerated_failure_percentage",
     "run_id",
+    "predict",
 }
 
 
@@ -298,7 +309,7 @@ def parse_train_request(value: Any) -> TrainRequest:
         raise InvalidRequest(
             f"the execution input must be a JSON object, got {type(value).__name__}"
         )
-    _check_keys("the execution input", value, TOP_KEYS)
+    check_keys("the execution input", value, TOP_KEYS)
     if "data" not in value:
         raise InvalidRequest("the execution input has no 'data' section (with a 'uri')")
     n_trees = _int("n_trees", value.get("n_trees", 100), 1, MAX_TREES)
@@ -333,4 +344,17 @@ def parse_train_request(value: Any) -> TrainRequest:
             "tolerated_failure_percentage", value.get("tolerated_failure_percentage", 0), 0.0, 100.0
         ),
         run_id=run_id,
+        predict=_parse_predict(value.get("predict")),
     )
+
+
+def _parse_predict(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"predict must be an object with a 'data' section, got {value!r}")
+    if "model" in value:
+        raise InvalidRequest(
+            "predict.model is not accepted in a training input: the run's model is used"
+        )
+    return dict(value)

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from groveflow import artifact, storage
-from groveflow.datasets import Dataset, load_dataset
+from groveflow.datasets import Dataset, check_readable, load_dataset
 from groveflow.errors import (
     ArtifactError,
     DatasetTooLarge,
+    GroveflowError,
     GroveMismatch,
     GroveMissing,
     InvalidDataset,
@@ -70,7 +71,7 @@ def plan_run(
         ``tolerated_failure_percentage``: small, so it fits any state payload.
     """
     request = parse_train_request(event.get("request"))
-    _check_readable(request.data.uri, (bucket, *data_buckets), local_paths)
+    check_readable(request.data.uri, (bucket, *data_buckets), local_paths)
     run_id = request.run_id or _run_id_from(event.get("execution_name"))
     stored = _stored_request(bucket, run_id)
     if stored is not None and stored != request.to_dict():
@@ -85,6 +86,7 @@ def plan_run(
         for name in SPLITS:
             storage.put_bytes(bucket, keys.split(run_id, name), storage.npy_bytes(split[name]))
         storage.put_json(bucket, keys.request(run_id), _run_record(request, run_id, dataset, split))
+    predict = _predict_section(request, run_id, bucket)
     seeds = grove_seeds(request.seed, request.n_groves)
     plan = [
         {"run_id": run_id, "grove": i, "seed": seed, "n_trees": _grove_trees(request, i)}
@@ -98,29 +100,27 @@ def plan_run(
         "n_groves": request.n_groves,
         "max_concurrency": min(request.max_concurrency, request.n_groves),
         "tolerated_failure_percentage": request.tolerated_failure_percentage,
+        "predict": predict,
     }
 
 
-def _check_readable(uri: str, buckets: tuple[str, ...], local_paths: bool) -> None:
-    """Refuse, before reading anything, a dataset the stack may not read."""
-    if uri.startswith("sklearn:"):
-        return
-    if uri.startswith("s3://"):
-        data_bucket, _ = storage.parse_s3_uri(uri)
-        if data_bucket not in buckets:
-            raise InvalidRequest(
-                f"data.uri {uri} is in bucket {data_bucket!r}, which this stack may not read; "
-                f"readable buckets: {sorted(buckets)} (add it to the DataBucketNames parameter)"
-            )
-        return
-    if "://" in uri:
-        raise InvalidRequest(
-            f"data.uri {uri!r} is not supported: use s3://, a local path or sklearn:NAME"
-        )
-    if not local_paths:
-        raise InvalidRequest(
-            f"data.uri {uri!r} is a local path, readable only on the local engine; upload it to S3"
-        )
+def _predict_section(request: TrainRequest, run_id: str, bucket: str) -> dict[str, Any] | None:
+    """Validate the run's predict section now, against the training columns, before any fan-out."""
+    if request.predict is None:
+        return None
+    from groveflow.datasets import read_scoring_file, sources
+    from groveflow.predict import data_spec, parse_predict_request
+
+    section = {"prediction_id": run_id, **request.predict, "model": run_id}
+    try:
+        predict = parse_predict_request(section)
+    except GroveflowError as error:
+        raise InvalidRequest(f"predict: {error}") from None
+    record = storage.get_json(bucket, keys.request(run_id))
+    spec = data_spec(predict.data)
+    for source in sources(spec.uri):
+        read_scoring_file(source, spec, record["feature_names"], predict.data.get("id_column"))
+    return section
 
 
 def _run_id_from(execution_name: Any) -> str:

@@ -97,10 +97,11 @@ def _dispatch_invoke(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dic
     """Answer an interpreter's ``lambda:Invoke`` from the engine owning that function ARN."""
     path = urllib.parse.unquote(params["url_path"])
     name = path.split("/functions/", 1)[1].rsplit("/invocations", 1)[0]
-    logical_id = name.split(":")[6] if name.startswith("arn:") else name
-    engine = _ACTIVE.get(logical_id)
+    function_name = name.split(":")[6] if name.startswith("arn:") else name
+    engine = _ACTIVE.get(function_name)
     if engine is None:
         raise RuntimeError(f"no local engine serves Lambda function {name!r}")
+    logical_id = engine.stack.function_for(function_name).logical_id
     body = params.get("body") or b"{}"
     outcome = engine.invoke(logical_id, body if isinstance(body, bytes) else body.encode())
     parsed: dict[str, Any] = {
@@ -180,7 +181,8 @@ class LocalEngine:
         self.endpoint = _Server.endpoint()
         self.bucket = LOCAL_BUCKET
         self.state_dir = state_dir.resolve()
-        self.stack: Stack = load_template(self.root, bucket=self.bucket)
+        self.stack_name = f"groveflow-{uuid.uuid4().hex[:8]}"
+        self.stack: Stack = load_template(self.root, bucket=self.bucket, stack_name=self.stack_name)
         self.on_invoke = on_invoke
         self.invocations: list[Invocation] = []
         self.faults = faults
@@ -205,15 +207,14 @@ class LocalEngine:
             "GROVEFLOW_LOCAL_ENGINE": "1",
         }
         self.pool = WorkerPool(workers or default_size(), environment, preload=("groveflow.train",))
-        for logical_id in self.stack.functions:
-            _ACTIVE[logical_id] = self
+        for spec in self.stack.functions.values():
+            _ACTIVE[spec.function_name] = self
 
     def _create_state_machines(self) -> dict[str, str]:
         arns = {}
-        suffix = uuid.uuid4().hex[:8]
         for logical_id, spec in self.stack.state_machines.items():
             arns[logical_id] = self.sfn.create_state_machine(
-                name=f"{logical_id}-{suffix}",
+                name=f"{self.stack_name}-{logical_id}",
                 definition=spec.definition(),
                 roleArn="arn:aws:iam::123456789012:role/groveflow-local",
             )["stateMachineArn"]
@@ -221,9 +222,8 @@ class LocalEngine:
 
     def close(self) -> None:
         """Stop the workers (the shared S3 server keeps the bucket for this process)."""
-        for logical_id in self.stack.functions:
-            if _ACTIVE.get(logical_id) is self:
-                del _ACTIVE[logical_id]
+        for spec in self.stack.functions.values():
+            _ACTIVE.pop(spec.function_name, None)
         self.pool.close()
 
     def __enter__(self) -> LocalEngine:
@@ -260,7 +260,11 @@ class LocalEngine:
         fault = self.faults.decide(spec.logical_id, json.loads(payload), attempt)
         if fault == "throttle":
             error = {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."}
-            response = {"Error": error, "Reason": "ConcurrentInvocationLimitExceeded"}
+            response = {
+                "Error": error,
+                "Reason": "ConcurrentInvocationLimitExceeded",
+                "ResponseMetadata": {"HTTPStatusCode": 429, "RequestId": "groveflow-local"},
+            }
             raise ClientError(cast(Any, response), "Invoke")
         if fault == "crash":
             return Outcome(

@@ -52,6 +52,8 @@ class FunctionSpec:
     Parameters
     ----------
     logical_id : str
+    function_name : str
+        ``<stack name>-<logical id>``, as SAM names deployed functions.
     code_dir : Path
     handler : str
         ``module.function``, relative to ``code_dir``.
@@ -61,6 +63,7 @@ class FunctionSpec:
     """
 
     logical_id: str
+    function_name: str
     code_dir: Path
     handler: str
     environment: dict[str, str]
@@ -70,7 +73,7 @@ class FunctionSpec:
     @property
     def arn(self) -> str:
         """The ARN the local engine gives this function."""
-        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.logical_id}"
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.function_name}"
 
 
 @dataclass(frozen=True)
@@ -98,14 +101,15 @@ class Stack:
     state_machines: dict[str, StateMachineSpec] = field(default_factory=dict)
 
     def function_for(self, name_or_arn: str) -> FunctionSpec:
-        """The function an invoke's ``FunctionName`` (name, ARN, or ARN with qualifier) names."""
+        """The function a logical id, or an invoke's ``FunctionName`` (name or ARN), names."""
         parts = name_or_arn.split(":")
         name = parts[6] if name_or_arn.startswith("arn:") and len(parts) > 6 else name_or_arn
-        if name not in self.functions:
-            raise KeyError(
-                f"template.yaml declares no function {name!r}; it has {sorted(self.functions)}"
-            )
-        return self.functions[name]
+        for spec in self.functions.values():
+            if name in (spec.logical_id, spec.function_name):
+                return spec
+        raise KeyError(
+            f"template.yaml declares no function {name!r}; it has {sorted(self.functions)}"
+        )
 
 
 class _Resolver:
@@ -128,7 +132,7 @@ class _Resolver:
         }
         by_type = {
             "AWS::S3::Bucket": self.bucket,
-            "AWS::Serverless::Function": name,
+            "AWS::Serverless::Function": f"{self.stack_name}-{name}",
             "AWS::Serverless::StateMachine": (
                 f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
             ),
@@ -148,7 +152,7 @@ class _Resolver:
             target, attribute = node["Fn::GetAtt"]
             kind = self.resources.get(target, {}).get("Type", "")
             if kind == "AWS::Serverless::Function" and attribute == "Arn":
-                return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{target}"
+                return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.stack_name}-{target}"
             if kind == "AWS::S3::Bucket" and attribute == "Arn":
                 return f"arn:aws:s3:::{self.bucket}"
             raise ValueError(f"the local engine cannot resolve !GetAtt {target}.{attribute}")
@@ -182,6 +186,7 @@ def load_template(root: Path, *, bucket: str, stack_name: str = "groveflow") -> 
             }
             stack.functions[logical_id] = FunctionSpec(
                 logical_id=logical_id,
+                function_name=f"{stack_name}-{logical_id}",
                 code_dir=root / props["CodeUri"],
                 handler=props["Handler"],
                 environment={k: resolve.value(v) for k, v in env_nodes.items()},

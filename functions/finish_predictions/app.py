@@ -1,0 +1,10 @@
+"""Check every shard's part and write the predictions manifest, last."""
+
+from typing import Any
+
+from groveflow import environment
+from groveflow.predict import finish_predictions
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return finish_predictions(event, bucket=environment.bucket())

@@ -1,0 +1,15 @@
+"""Plan a prediction run: find the model, check the input's columns, write the shard plan."""
+
+from typing import Any
+
+from groveflow import environment
+from groveflow.predict import plan_predict_run
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return plan_predict_run(
+        event,
+        bucket=environment.bucket(),
+        data_buckets=environment.data_buckets(),
+        local_paths=environment.local_paths_allowed(),
+    )

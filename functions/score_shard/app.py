@@ -1,0 +1,10 @@
+"""Score one shard of rows with the model and write its predictions part."""
+
+from typing import Any
+
+from groveflow import environment
+from groveflow.predict import score_shard
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return score_shard(event, bucket=environment.bucket())

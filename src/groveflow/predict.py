@@ -1,0 +1,384 @@
+"""Distributed prediction: plan shards of a dataset, score each shard, record the parts.
+
+Used by the predict state machine (an existing model) and by a training run's
+optional ``predict`` section. Row order and identity are preserved: shards
+never cross files, files are taken in :func:`groveflow.datasets.sources`
+order, and every output row carries its global 0-based ``row`` index (and the
+user's id column when one is named).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from groveflow import artifact, storage
+from groveflow.datasets import check_readable, read_scoring_file, sources
+from groveflow.errors import ArtifactError, InvalidPredictRequest, ModelNotFound, ShardMissing
+from groveflow.layout import keys
+from groveflow.request import DataSpec, check_keys
+
+__all__ = [
+    "PredictRequest",
+    "data_spec",
+    "finish_predictions",
+    "parse_predict_request",
+    "plan_predict_run",
+    "plan_predictions",
+    "score_shard",
+]
+
+DEFAULT_SHARD_ROWS = 100_000
+MAX_SHARDS = 10_000
+PREDICTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """A validated prediction request.
+
+    Parameters
+    ----------
+    model : str
+        ``s3://bucket/.../manifest.json`` (or its directory), or a run id in the stack's bucket.
+    data : dict
+        ``uri`` (file or prefix), and optionally ``format``, ``delimiter``, ``id_column``,
+        ``exclude``.
+    shard_rows : int, default=100000
+        Rows per shard: each predict Lambda scores at most this many.
+    probabilities : bool, default=False
+        Also write one ``proba_<class>`` column per class (classification).
+    trees_per_group : int or None, default=None
+        Score the forest a group of groves at a time (for forests too big for one
+        Lambda's memory); the answers are exactly the whole forest's.
+    max_concurrency : int, default=40
+    prediction_id : str or None, default=None
+        Names the output prefix; the execution name when absent.
+    """
+
+    model: str
+    data: dict[str, Any]
+    shard_rows: int = DEFAULT_SHARD_ROWS
+    probabilities: bool = False
+    trees_per_group: int | None = None
+    max_concurrency: int = 40
+    prediction_id: str | None = None
+
+
+PREDICT_KEYS = {
+    "model",
+    "data",
+    "shard_rows",
+    "probabilities",
+    "trees_per_group",
+    "max_concurrency",
+    "prediction_id",
+}
+PREDICT_DATA_KEYS = {"uri", "format", "delimiter", "id_column", "exclude"}
+
+
+def _positive(name: str, value: Any, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise InvalidPredictRequest(f"{name} must be an integer from 1 to {high}, got {value!r}")
+    return value
+
+
+def parse_predict_request(value: Any, *, model_required: bool = True) -> PredictRequest:
+    """Validate a prediction request (the predict execution input, or a run's ``predict``).
+
+    Raises
+    ------
+    InvalidPredictRequest
+        Naming the bad value and what would be accepted.
+    """
+    if not isinstance(value, dict):
+        raise InvalidPredictRequest(f"the prediction request must be a JSON object, got {value!r}")
+    check_keys("the prediction request", value, PREDICT_KEYS, InvalidPredictRequest)
+    model = value.get("model", "" if not model_required else None)
+    if not isinstance(model, str) or (model_required and not model):
+        raise InvalidPredictRequest("'model' must name a model: s3://.../manifest.json or a run id")
+    data = value.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("uri"), str) or not data["uri"]:
+        raise InvalidPredictRequest("'data' must be an object with a 'uri' of the rows to score")
+    check_keys("the prediction data", data, PREDICT_DATA_KEYS, InvalidPredictRequest)
+    trees_per_group = value.get("trees_per_group")
+    prediction_id = value.get("prediction_id")
+    if prediction_id is not None and (
+        not isinstance(prediction_id, str) or not PREDICTION_ID.match(prediction_id)
+    ):
+        raise InvalidPredictRequest(
+            f"prediction_id={prediction_id!r}: use 1-80 letters, digits, '-' or '_'"
+        )
+    probabilities = value.get("probabilities", False)
+    if not isinstance(probabilities, bool):
+        raise InvalidPredictRequest(f"probabilities must be true or false, got {probabilities!r}")
+    return PredictRequest(
+        model=model,
+        data=dict(data),
+        shard_rows=_positive("shard_rows", value.get("shard_rows", DEFAULT_SHARD_ROWS), 10**7),
+        probabilities=probabilities,
+        trees_per_group=None
+        if trees_per_group is None
+        else _positive("trees_per_group", trees_per_group, 10**6),
+        max_concurrency=_positive("max_concurrency", value.get("max_concurrency", 40), 10_000),
+        prediction_id=prediction_id,
+    )
+
+
+def data_spec(data: dict[str, Any]) -> DataSpec:
+    exclude = data.get("exclude", [])
+    if not isinstance(exclude, list) or not all(isinstance(c, str) for c in exclude):
+        raise InvalidPredictRequest(f"data.exclude must be a list of column names, got {exclude!r}")
+    return DataSpec(
+        uri=data["uri"],
+        format=data.get("format"),
+        delimiter=data.get("delimiter", ","),
+        exclude=tuple(exclude),
+    )
+
+
+def _manifest_location(model: str, bucket: str) -> tuple[str, str]:
+    """Bucket and key of the model manifest a request names."""
+    if model.startswith("s3://"):
+        model_bucket, key = storage.parse_s3_uri(model)
+        if not key.endswith(".json"):
+            key = key.rstrip("/") + "/manifest.json"
+        return model_bucket, key
+    if PREDICTION_ID.match(model):
+        return bucket, keys.manifest(model)
+    raise InvalidPredictRequest(f"model={model!r}: give s3://.../manifest.json or a run id")
+
+
+def load_manifest(model: str, bucket: str) -> tuple[str, str, dict[str, Any]]:
+    """The model's bucket, manifest key and manifest; :class:`ModelNotFound` if absent."""
+    model_bucket, key = _manifest_location(model, bucket)
+    try:
+        manifest = storage.get_json(model_bucket, key)
+    except FileNotFoundError:
+        raise ModelNotFound(
+            f"no model manifest at s3://{model_bucket}/{key}: the run did not finish, "
+            "or the model id is wrong"
+        ) from None
+    return model_bucket, key, manifest
+
+
+def plan_predictions(
+    request: PredictRequest,
+    *,
+    bucket: str,
+    prediction_id: str,
+    feature_names: list[str],
+    model_manifest_uri: str,
+) -> dict[str, Any]:
+    """Check every input file against the model's features and write the shard plan.
+
+    Returns
+    -------
+    dict
+        ``bucket``, ``shards_key``, ``n_shards``, ``max_concurrency``, ``output_prefix``.
+    """
+    spec = data_spec(request.data)
+    id_column = request.data.get("id_column")
+    shards: list[dict[str, Any]] = []
+    first_row = 0
+    output_prefix = keys.predictions_prefix(prediction_id)
+    for file_number, source in enumerate(sources(spec.uri)):
+        X, _ = read_scoring_file(source, spec, feature_names, id_column)
+        for start in range(0, len(X), request.shard_rows):
+            stop = min(start + request.shard_rows, len(X))
+            shards.append(
+                {
+                    "shard": len(shards),
+                    "source": source,
+                    "file": file_number,
+                    "start": start,
+                    "stop": stop,
+                    "first_row": first_row + start,
+                    "prediction_id": prediction_id,
+                }
+            )
+        first_row += len(X)
+    if len(shards) > MAX_SHARDS:
+        raise InvalidPredictRequest(
+            f"{len(shards)} shards is more than {MAX_SHARDS}; raise shard_rows"
+        )
+    job = {
+        "request": asdict(request),
+        "model_manifest_uri": model_manifest_uri,
+        "n_rows": first_row,
+        "shards": shards,
+    }
+    storage.put_json(bucket, keys.predictions_job(prediction_id), job)
+    storage.put_json(bucket, keys.predictions_shards(prediction_id), shards)
+    return {
+        "bucket": bucket,
+        "prediction_id": prediction_id,
+        "shards_key": keys.predictions_shards(prediction_id),
+        "n_shards": len(shards),
+        "max_concurrency": min(request.max_concurrency, max(1, len(shards))),
+        "output_prefix": output_prefix,
+    }
+
+
+def plan_predict_run(
+    event: dict[str, Any],
+    *,
+    bucket: str,
+    data_buckets: tuple[str, ...] = (),
+    local_paths: bool = False,
+) -> dict[str, Any]:
+    """Plan step of the predict state machine: validate, find the model, plan shards.
+
+    ``data_buckets`` and ``local_paths`` say what the stack may read, as for training.
+    """
+    request = parse_predict_request(event.get("request"))
+    check_readable(request.data["uri"], (bucket, *data_buckets), local_paths, InvalidPredictRequest)
+    prediction_id = request.prediction_id or str(event.get("execution_name", ""))
+    model_bucket, key, manifest = load_manifest(request.model, bucket)
+    return plan_predictions(
+        request,
+        bucket=bucket,
+        prediction_id=prediction_id,
+        feature_names=manifest["feature_names"],
+        model_manifest_uri=f"s3://{model_bucket}/{key}",
+    )
+
+
+_FOREST_CACHE: dict[str, list[artifact.Forest]] = {}
+
+
+def _forest_groups(manifest_uri: str, trees_per_group: int | None) -> list[artifact.Forest]:
+    """The model as one forest, or as consecutive groups of groves; cached while warm."""
+    cache_key = f"{manifest_uri}#{trees_per_group}"
+    if cache_key not in _FOREST_CACHE:
+        model_bucket, key = storage.parse_s3_uri(manifest_uri)
+        manifest = storage.get_json(model_bucket, key)
+        if trees_per_group is None:
+            groups = [artifact.load_forest(manifest_uri, manifest)]
+        else:
+            groups = _grove_groups(model_bucket, manifest, trees_per_group)
+        _FOREST_CACHE.clear()
+        _FOREST_CACHE[cache_key] = groups
+    return _FOREST_CACHE[cache_key]
+
+
+def _grove_groups(
+    bucket: str, manifest: dict[str, Any], trees_per_group: int
+) -> list[artifact.Forest]:
+    """Groves of the model, verified against the manifest, concatenated into groups."""
+    groups: list[artifact.Forest] = []
+    current: list[artifact.Forest] = []
+    for grove in manifest["groves"]:
+        blob = storage.get_bytes(bucket, keys.grove(manifest["run_id"], grove["grove"]))
+        if storage.sha256_hex(blob) != grove["sha256"]:
+            raise ArtifactError(f"grove {grove['grove']} differs from the model manifest")
+        current.append(artifact.decode_trees(blob))
+        if sum(g.n_trees for g in current) >= trees_per_group:
+            groups.append(artifact.Forest.concat(current))
+            current = []
+    if current:
+        groups.append(artifact.Forest.concat(current))
+    return groups
+
+
+def _scores(groups: list[artifact.Forest], X: np.ndarray) -> np.ndarray:
+    """Mean over all trees, summed tree by tree in model order, exactly as one forest does."""
+    total: np.ndarray | None = None
+    n_trees = 0
+    for group in groups:
+        total = group.accumulate(X, total)
+        n_trees += group.n_trees
+    assert total is not None
+    return total / n_trees
+
+
+def score_shard(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
+    """Score one shard and write its predictions part (CSV)."""
+    prediction_id = item["prediction_id"]
+    job = storage.get_json(bucket, keys.predictions_job(prediction_id))
+    request = parse_predict_request(job["request"])
+    model_bucket, key = storage.parse_s3_uri(job["model_manifest_uri"])
+    manifest = storage.get_json(model_bucket, key)
+    spec = data_spec(request.data)
+    X, ids = read_scoring_file(
+        item["source"], spec, manifest["feature_names"], request.data.get("id_column")
+    )
+    rows = slice(item["start"], item["stop"])
+    mean = _scores(_forest_groups(job["model_manifest_uri"], request.trees_per_group), X[rows])
+    part = _part_csv(mean, manifest, item["first_row"], None if ids is None else ids[rows], request)
+    storage.put_bytes(bucket, keys.predictions_part(prediction_id, item["shard"]), part)
+    return {"shard": item["shard"]}
+
+
+def _part_csv(
+    mean: np.ndarray,
+    manifest: dict[str, Any],
+    first_row: int,
+    ids: np.ndarray | None,
+    request: PredictRequest,
+) -> bytes:
+    classes = manifest["classes"]
+    header = ["row"] + (["id"] if ids is not None else []) + ["prediction"]
+    if classes is not None and request.probabilities:
+        header += [f"proba_{c}" for c in classes]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for i, scores in enumerate(mean):
+        row: list[Any] = [first_row + i]
+        if ids is not None:
+            row.append(ids[i])
+        if classes is None:
+            row.append(repr(float(scores[0])))
+        else:
+            row.append(classes[int(np.argmax(scores))])
+            if request.probabilities:
+                row.extend(repr(float(p)) for p in scores)
+        writer.writerow(row)
+    return buffer.getvalue().encode()
+
+
+def finish_predictions(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
+    """Check every shard's part exists and write the predictions manifest, last."""
+    prediction_id = event["prediction_id"]
+    job = storage.get_json(bucket, keys.predictions_job(prediction_id))
+    parts = []
+    missing = []
+    for shard in job["shards"]:
+        key = keys.predictions_part(prediction_id, shard["shard"])
+        try:
+            body = storage.get_bytes(bucket, key)
+        except FileNotFoundError:
+            missing.append(shard["shard"])
+            continue
+        parts.append(
+            {
+                "key": key.rsplit("/", 1)[1],
+                "shard": shard["shard"],
+                "first_row": shard["first_row"],
+                "rows": shard["stop"] - shard["start"],
+                "source": shard["source"],
+                "sha256": storage.sha256_hex(body),
+            }
+        )
+    if missing:
+        raise ShardMissing(f"shards {missing[:10]} wrote no predictions part; nothing was recorded")
+    manifest = {
+        "prediction_id": prediction_id,
+        "model": job["model_manifest_uri"],
+        "n_rows": job["n_rows"],
+        "columns": "row, [id], prediction, [proba_<class>...]",
+        "parts": parts,
+    }
+    storage.put_json(bucket, keys.predictions_manifest(prediction_id), manifest)
+    return {
+        "prediction_id": prediction_id,
+        "predictions_uri": f"s3://{bucket}/{keys.predictions_manifest(prediction_id)}",
+        "n_rows": job["n_rows"],
+        "n_parts": len(parts),
+    }
