@@ -1,0 +1,150 @@
+"""The AWS cost estimate: hand-computed prices, billing rules, and a real local run."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from conftest import unique_name
+from groveflow.cost import (
+    LAMBDA_USD_PER_GB_SECOND,
+    PRICES_AS_OF,
+    STEP_FUNCTIONS_USD_PER_TRANSITION,
+    child_transitions,
+    count_state_transitions,
+    estimate_cost,
+)
+
+
+@dataclass(frozen=True)
+class _Call:
+    duration_ms: float
+    memory_mb: int
+
+
+def test_three_invocations_cost_what_the_price_list_says() -> None:
+    # GIVEN 3 invocations of a 1,024 MB function for 1,000, 2,000 and 500 ms, and 10 transitions
+    calls = [_Call(1000, 1024), _Call(2000, 1024), _Call(500, 1024)]
+    # WHEN they are priced
+    cost = estimate_cost(calls, state_transitions=10)
+    # THEN by hand: 1 GB x (1 + 2 + 0.5) s = 3.5 GB-s; 3.5 x $0.0000166667 = $0.00005833345;
+    # 3 requests x $0.20 / 1M = $0.0000006; 10 transitions x $0.025 / 1,000 = $0.00025
+    assert cost.gb_seconds == pytest.approx(3.5, rel=1e-15)
+    assert cost.lambda_compute_usd == pytest.approx(0.00005833345, rel=1e-12)
+    assert cost.lambda_requests == 3
+    assert cost.lambda_request_usd == pytest.approx(0.0000006, rel=1e-12)
+    assert cost.state_transitions == 10
+    assert cost.step_functions_usd == pytest.approx(0.00025, rel=1e-12)
+    # 0.00005833345 + 0.0000006 + 0.00025 = 0.00030893345
+    assert cost.total_usd == pytest.approx(0.00030893345, rel=1e-12)
+    assert cost.prices_as_of == PRICES_AS_OF
+
+
+def test_duration_is_billed_rounded_up_to_the_next_millisecond() -> None:
+    # GIVEN a 128 MB function that ran 0.4 ms and 1,000.2 ms
+    calls = [_Call(0.4, 128), _Call(1000.2, 128)]
+    # WHEN priced
+    cost = estimate_cost(calls, state_transitions=0)
+    # THEN it is billed 1 ms and 1,001 ms: 0.125 GB x 1.002 s = 0.12525 GB-s
+    assert cost.gb_seconds == pytest.approx(0.12525, rel=1e-15)
+    assert cost.lambda_compute_usd == pytest.approx(0.12525 * 0.0000166667, rel=1e-12)
+
+
+def test_whole_milliseconds_are_not_rounded_up_further() -> None:
+    # 3,008 MB for exactly 250 ms: 3008 / 1024 x 0.25 = 0.734375 GB-s
+    assert estimate_cost([_Call(250.0, 3008)], 0).gb_seconds == pytest.approx(0.734375, rel=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [(_Call(-1.0, 128), "duration_ms=-1.0"), (_Call(10.0, 0), "memory_mb=0")],
+)
+def test_impossible_invocations_are_refused_by_name(call: _Call, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        estimate_cost([call], state_transitions=0)
+
+
+def _event(kind: str) -> dict[str, Any]:
+    return {"type": kind}
+
+
+def test_transitions_count_states_entered_retries_and_children() -> None:
+    # GIVEN a parent history whose Plan task was retried twice (3 schedulings), then a Map,
+    # a Merge task, a Choice and a Succeed state: 5 states entered
+    history = [
+        _event("ExecutionStarted"),
+        _event("TaskStateEntered"),
+        *[_event(k) for k in ("TaskScheduled", "TaskStarted", "TaskFailed")] * 2,
+        _event("TaskScheduled"),
+        _event("TaskSucceeded"),
+        _event("TaskStateExited"),
+        _event("MapStateEntered"),
+        _event("MapRunStarted"),
+        _event("MapRunSucceeded"),
+        _event("MapStateExited"),
+        _event("TaskStateEntered"),
+        _event("TaskScheduled"),
+        _event("TaskSucceeded"),
+        _event("TaskStateExited"),
+        _event("ChoiceStateEntered"),
+        _event("ChoiceStateExited"),
+        _event("SucceedStateEntered"),
+        _event("ExecutionSucceeded"),
+    ]
+    # WHEN counted with 4 children whose task ran 5 times (one retry)
+    children = child_transitions(n_children=4, task_attempts=5)
+    total = count_state_transitions(history, child_transitions=children)
+    # THEN children: 4 starts + 4 task entries + 1 retry = 9; parent: 5 entered + 2 retries = 7
+    assert children == 9
+    assert total == 7 + 9
+
+
+def test_a_failed_execution_still_counts_its_last_state_retries() -> None:
+    # GIVEN a history that ends inside a task retried once (no exit event)
+    history = [_event("TaskStateEntered"), _event("TaskScheduled"), _event("TaskScheduled")]
+    # THEN 1 state entered + 1 retry
+    assert count_state_transitions(history) == 2
+
+
+def test_fewer_attempts_than_children_is_refused() -> None:
+    with pytest.raises(ValueError, match="task_attempts=2"):
+        child_transitions(n_children=3, task_attempts=2)
+
+
+def test_estimate_serializes_to_json() -> None:
+    cost = estimate_cost([_Call(1000, 1024)], state_transitions=4)
+    decoded = json.loads(json.dumps(cost.to_dict()))
+    assert decoded["gb_seconds"] == 1.0
+    assert decoded["state_transitions"] == 4
+    assert decoded["total_usd"] == cost.total_usd
+    assert decoded["prices_as_of"] == PRICES_AS_OF
+    assert decoded["region"] == "us-east-1"
+
+
+def test_cost_of_a_real_local_run_matches_its_invocations(engine: Any) -> None:
+    # GIVEN a small run on the local engine: iris, 6 trees in groves of 2
+    run_id = unique_name("cost")
+    request = {"data": {"uri": "sklearn:iris"}, "n_trees": 6, "grove_size": 2, "run_id": run_id}
+    result = engine.run("TrainStateMachine", request, name=run_id)
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    history = engine.history(result.execution_arn)
+    groves = [i for i in result.invocations if i.function == "BuildGroveFunction"]
+    assert sorted(i.payload["grove"] for i in groves) == [0, 1, 2]  # one attempt each
+    # WHEN its cost is estimated from its invocations and history
+    transitions = count_state_transitions(history, child_transitions(3, len(groves)))
+    cost = estimate_cost(result.invocations, transitions)
+    # THEN GB-seconds is the hand sum of memory (GB) x duration rounded up (s)
+    by_hand = sum(i.memory_mb / 1024 * math.ceil(i.duration_ms) / 1000 for i in result.invocations)
+    assert cost.gb_seconds == pytest.approx(by_hand, rel=1e-12)
+    assert cost.gb_seconds > 0
+    assert cost.lambda_requests == len(result.invocations) == 5  # plan, 3 groves, merge
+    assert cost.lambda_compute_usd == pytest.approx(by_hand * LAMBDA_USD_PER_GB_SECOND)
+    # AND the transitions are the parent's states entered plus 2 per child (start + task)
+    entered = sum(1 for e in history if e["type"].endswith("StateEntered"))
+    assert entered >= 4  # Plan, BuildGroves, Merge, and the end state at least
+    assert transitions == entered + 2 * 3
+    assert cost.step_functions_usd == pytest.approx(transitions * STEP_FUNCTIONS_USD_PER_TRANSITION)
