@@ -1196,9 +1196,7 @@ class _Location:
         """Bytes of ``name`` next to this manifest or in this directory; of itself if no name."""
         path = self.path
         if name:
-            directory = path.rsplit("/", 1)[0] if path.endswith(".json") and "/" in path else ""
-            if not path.endswith(".json"):
-                directory = path.rstrip("/")
+            directory = path.rpartition("/")[0] if path.endswith(".json") else path.rstrip("/")
             path = f"{directory}/{name}" if directory else name
         if self.bucket is not None:
             return _read_s3(self.bucket, path)
