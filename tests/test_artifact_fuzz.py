@@ -362,6 +362,63 @@ def test_huge_declared_sizes_are_refused_without_allocating(classifier_blob: byt
             decode_trees(blob)
 
 
+def craft(header: Header, arrays: dict[str, np.ndarray]) -> bytes:
+    """An artifact written by hand from a header and arrays (in name order, 8-byte aligned)."""
+    entries, data = [], b""
+    for name in sorted(arrays):
+        entries.append(
+            {"name": name, "dtype": arrays[name].dtype.str, "shape": list(arrays[name].shape)}
+        )
+        entries[-1]["offset"] = len(data)
+        data += arrays[name].tobytes() + b"\0" * (-arrays[name].nbytes % 8)
+    return seal({**header, "arrays": entries}, data)
+
+
+def test_small_artifact_declaring_a_huge_forest_is_refused():
+    # GIVEN a 0.7 MB artifact, valid for every index check, whose one-row tables declare one
+    # tree of 2 million nodes with 30,000 classes: rebuilding it would need ~480 GB
+    n_splits, n_classes = 1_000_000, 30_000
+    is_leaf = np.r_[np.zeros(n_splits, bool), np.ones(n_splits + 1, bool)]
+    arrays = {
+        "classes": np.arange(n_classes, dtype="<u2"),
+        "node_is_leaf": np.packbits(is_leaf),
+        "split_missing_left": np.packbits(np.zeros(n_splits, bool)),
+        "tree_node_count": np.array([2 * n_splits + 1], dtype="<u4"),
+        "tree_max_depth": np.array([n_splits], dtype="<u4"),
+        "split_left.table": np.array([1], dtype="|u1"),
+        "split_right.table": np.array([2], dtype="|u1"),
+        "split_feature.table": np.array([0], dtype="|u1"),
+        "split_threshold.table": np.array([0.5], dtype="<f4"),
+        "split_impurity.table": np.array([0.5]),
+        "split_weight.table": np.array([2.0]),
+        "leaf_value.table": np.full((1, n_classes), 1.0 / n_classes),
+        "leaf_impurity.table": np.array([0.0]),
+        "leaf_weight.table": np.array([1.0]),
+    }
+    header = {
+        "format": "groveflow.forest",
+        "format_version": 1,
+        "task": "classification",
+        "n_features": N_FEATURES,
+        "n_values": n_classes,
+        "n_trees": 1,
+        "n_nodes": 2 * n_splits + 1,
+        "n_splits": n_splits,
+        "n_leaves": n_splits + 1,
+    }
+    blob = craft(header, arrays)
+    assert len(blob) < 1_000_000
+
+    # WHEN / THEN it is refused at decode time, before anything is allocated for it
+    with pytest.raises(ArtifactError, match="bytes in memory"):
+        decode_trees(blob)
+    # ... while the same shape with 3 classes is a valid (if odd) forest
+    arrays["classes"] = arrays["classes"][:3]
+    arrays["leaf_value.table"] = np.full((1, 3), 1.0 / 3)
+    small = decode_trees(craft({**header, "n_values": 3}, arrays))
+    assert small.predict_proba(np.zeros((1, N_FEATURES))).shape == (1, 3)
+
+
 def test_harmless_change_keeps_predictions(classifier_blob: bytes, samples: np.ndarray):
     # GIVEN an artifact whose feature count is raised: the extra feature is never split on
     header, data = split(classifier_blob)

@@ -99,7 +99,11 @@ _FORMAT_NAME = "groveflow.forest"
 _MAGIC = b"\x93GFOREST"
 _PREFIX = struct.Struct("<8s32sI")
 _MAX_HEADER_BYTES = 1 << 20
-_BACKGROUND_HASH_BYTES = 1 << 20  # smaller blobs are hashed inline: a thread costs ~0.1 ms
+_BACKGROUND_HASH_BYTES = 1 << 20
+_MAX_GROWTH = 2048  # rebuilt trees may take this many times their artifact's size ...
+_MIN_REBUILD_LIMIT = (
+    1 << 30
+)  # ... or 1 GiB, whichever is larger  # smaller blobs are hashed inline: a thread costs ~0.1 ms
 _ALIGN = 8
 _TREE_LEAF = -1
 _TREE_UNDEFINED = -2
@@ -813,6 +817,7 @@ def _validated_forest(view: memoryview) -> Forest:
     arrays = _read_arrays(view, header, data_start)
     classes = _check_classes(meta, arrays.pop("classes", None))
     _check_array_names(meta, arrays)
+    _check_rebuild_size(meta, len(view))
     _check_structure(meta, arrays)
     return Forest(meta, classes, arrays)
 
@@ -996,6 +1001,24 @@ def _check_array(
         raise ArtifactError(f"array {name!r} has dtype {array.dtype.str}; expected one of {dtypes}")
     if array.shape != shape:
         raise ArtifactError(f"array {name!r} has shape {array.shape}; expected {shape}")
+
+
+def _check_rebuild_size(meta: _Meta, artifact_bytes: int) -> None:
+    """Refuse headers whose trees would need far more memory than their artifact could hold.
+
+    One-row tables let a small artifact declare many nodes and classes; rebuilding scikit-learn
+    trees allocates ``n_nodes * (64 + 8 * n_values)`` bytes, and feature importances
+    ``8 * n_trees * n_features``. Genuine forests stay well within ``_MAX_GROWTH`` times their
+    artifact's size (about 12x for 5 classes, 1000x for some 1,500 classes).
+    """
+    needed = meta.n_nodes * (NODE_DTYPE.itemsize + 8 * meta.n_values)
+    needed += 8 * meta.n_trees * meta.n_features
+    if needed > max(_MIN_REBUILD_LIMIT, _MAX_GROWTH * artifact_bytes):
+        raise ArtifactError(
+            f"the header declares trees needing {needed:,} bytes in memory "
+            f"(n_nodes={meta.n_nodes}, n_values={meta.n_values}, n_features={meta.n_features}), "
+            f"more than {_MAX_GROWTH}x this {artifact_bytes:,}-byte artifact"
+        )
 
 
 def _check_structure(meta: _Meta, arrays: dict[str, np.ndarray]) -> None:
