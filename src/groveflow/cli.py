@@ -1,4 +1,10 @@
-"""The ``groveflow`` command: a thin layer of options over the library."""
+"""The ``groveflow`` command: a thin layer of options over the library.
+
+``train`` and ``predict`` run on the embedded local engine by default, or start
+the execution on a deployed stack (``--stack NAME`` or ``--state-machine-arn``)
+and follow it. ``serve`` exposes the local engine to the AWS CLI and boto3;
+``report``, ``export``, ``invoke`` and ``follow`` work on runs and functions.
+"""
 
 from __future__ import annotations
 
@@ -10,45 +16,37 @@ from pathlib import Path
 from typing import Any
 
 from groveflow.errors import GroveflowError
+from groveflow.follow import Progress, follow
 
 __all__ = ["main"]
 
+LOCAL_BUCKET_DIR = Path("s3") / "groveflow-local" / "runs"
+MAP_CHILD_FUNCTIONS = ("BuildGroveFunction", "ScoreShardFunction")
 
-class _Progress:
-    """A one-line progress bar on stderr, fed by the engine's invocations."""
+
+class _ProgressBar:
+    """One line on stderr: the Map Run's items done, failed and running, and elapsed time."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.total = 0
-        self.done = 0
-        self.failed = 0
-        self.started = time.monotonic()
+        self.last: Progress | None = None
 
-    def __call__(self, invocation: Any) -> None:
-        if invocation.function == "PlanFunction" and invocation.error_type is None:
-            self.total = int(invocation.output.get("n_groves", 0))
-        elif invocation.function == "BuildGroveFunction":
-            if invocation.error_type is None:
-                self.done += 1
-            else:
-                self.failed += 1
-        self.draw()
-
-    def draw(self) -> None:
-        if not self.enabled or not self.total:
+    def __call__(self, progress: Progress) -> None:
+        self.last = progress
+        if not self.enabled or not progress.total:
             return
         width = 30
-        filled = int(width * self.done / self.total)
-        elapsed = time.monotonic() - self.started
+        filled = int(width * progress.succeeded / progress.total)
         line = (
-            f"\rgroves [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
-            f"  failed attempts {self.failed}  {elapsed:5.1f}s"
+            f"\r{progress.map_label or 'items'} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{progress.succeeded}/{progress.total} done, {progress.failed} failed, "
+            f"{progress.running} running  {progress.elapsed_seconds:5.1f}s"
         )
         sys.stderr.write(line)
         sys.stderr.flush()
 
     def finish(self) -> None:
-        if self.enabled and self.total:
+        if self.enabled and self.last is not None and self.last.total:
             sys.stderr.write("\n")
 
 
@@ -75,21 +73,23 @@ def _readable_cause(cause: str | None) -> str | None:
     return cause
 
 
-def _summary(result: Any, model_dir: Path) -> dict[str, Any]:
-    output = result.output or {}
+def _summary(description: dict[str, Any], seconds: float, model_dir: str | None) -> dict[str, Any]:
+    output = json.loads(description.get("output") or "null") or {}
     return {
-        "status": result.status,
+        "status": description["status"],
         "run_id": output.get("run_id"),
         "trees_requested": output.get("trees_requested"),
         "trees_built": output.get("trees_built"),
         "groves_built": output.get("groves_built"),
         "metrics": output.get("metrics"),
-        "seconds": round(result.seconds, 2),
-        "model_dir": str(model_dir),
+        "predictions": output.get("predictions"),
+        "seconds": round(seconds, 2),
+        "model_dir": model_dir,
         "model_uri": output.get("model_uri"),
-        "execution_arn": result.execution_arn,
-        "error": result.error,
-        "cause": _readable_cause(result.cause),
+        "execution_arn": description["executionArn"],
+        "error": description.get("error"),
+        "cause": _readable_cause(description.get("cause")),
+        "output": output,
     }
 
 
@@ -109,12 +109,147 @@ def _print_summary(summary: dict[str, Any]) -> None:
     else:
         print("holdout   none (test_fraction=0)")
     print(f"seconds   {summary['seconds']:.1f}")
-    print(f"model     {summary['model_dir']}")
+    if summary.get("cost"):
+        cost = summary["cost"]
+        print(
+            f"cost      ${cost['total_usd']:.6f} on AWS ({cost['gb_seconds']:.1f} GB-s, "
+            f"{cost['lambda_requests']} requests, {cost['state_transitions']} transitions)"
+        )
+    print(f"model     {summary['model_dir'] or summary['model_uri']}")
+    if summary.get("predictions"):
+        print(f"scores    {summary['predictions']['predictions_uri']}")
+
+
+def _cost(engine: Any, result: Any) -> dict[str, Any]:
+    from groveflow.cost import child_transitions, count_state_transitions, estimate_cost
+
+    children = [i for i in result.invocations if i.function in MAP_CHILD_FUNCTIONS]
+    items = {(i.function, json.dumps(i.payload, sort_keys=True)) for i in children}
+    transitions = count_state_transitions(
+        engine.history(result.execution_arn), child_transitions(len(items), len(children))
+    )
+    return estimate_cost(result.invocations, transitions).to_dict()
+
+
+def _record(engine: Any, result: Any, run_id: str, cost: dict[str, Any]) -> None:
+    """Keep the run's invocations and cost next to its mirror, for ``groveflow report``."""
+    directory = engine.run_dir(run_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    invocations = [
+        {"function": i.function, "duration_ms": i.duration_ms, "memory_mb": i.memory_mb}
+        for i in result.invocations
+    ]
+    record = {"execution_arn": result.execution_arn, "invocations": invocations, "cost": cost}
+    (directory / "execution.json").write_text(json.dumps(record, indent=2))
+
+
+def _execution_name(run_id: str) -> str:
+    return f"{run_id[:60]}-{time.strftime('%H%M%S')}-{time.monotonic_ns() % 10**6}"
+
+
+def _run_locally(
+    args: argparse.Namespace, machine: str, request: dict[str, Any], run_id: str
+) -> int:
+    from groveflow.local import LocalEngine
+    from groveflow.local.faults import parse_faults
+
+    try:
+        faults = parse_faults(args.inject_faults) if args.inject_faults else None
+    except ValueError as error:
+        raise SystemExit(f"groveflow: --inject-faults: {error}") from None
+    bar = _ProgressBar(enabled=not args.json)
+    with LocalEngine(workers=args.workers, state_dir=Path(args.state_dir), faults=faults) as engine:
+        try:
+            result = engine.run(
+                machine, request, name=_execution_name(run_id), run_id=run_id, on_progress=bar
+            )
+        finally:
+            bar.finish()
+        description = {
+            "status": result.status,
+            "output": json.dumps(result.output) if result.output is not None else None,
+            "executionArn": result.execution_arn,
+            "error": result.error,
+            "cause": result.cause,
+        }
+        model_dir = (
+            str(engine.run_dir(run_id) / "model") if machine == "TrainStateMachine" else None
+        )
+        summary = _summary(description, result.seconds, model_dir)
+        summary["cost"] = _cost(engine, result)
+        _record(engine, result, run_id, summary["cost"])
+    _emit(args, summary, machine)
+    return 0 if result.status == "SUCCEEDED" else 1
+
+
+def _emit(args: argparse.Namespace, summary: dict[str, Any], machine: str) -> None:
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif machine == "TrainStateMachine":
+        _print_summary(summary)
+    elif summary["status"] == "SUCCEEDED":
+        print(json.dumps(summary["output"], indent=2))
+    else:
+        print(f"run failed: {summary['error']}: {summary['cause']}")
+
+
+def _sfn_client(args: argparse.Namespace) -> Any:
+    import boto3
+
+    return boto3.client("stepfunctions", region_name=args.region, endpoint_url=args.endpoint_url)
+
+
+def _state_machine_arn(args: argparse.Namespace, output_key: str) -> str:
+    if args.state_machine_arn:
+        return str(args.state_machine_arn)
+    import boto3
+
+    cloudformation = boto3.client(
+        "cloudformation", region_name=args.region, endpoint_url=args.endpoint_url
+    )
+    stack = cloudformation.describe_stacks(StackName=args.stack)["Stacks"][0]
+    for output in stack.get("Outputs", []):
+        if output["OutputKey"] == output_key:
+            return str(output["OutputValue"])
+    raise SystemExit(f"groveflow: stack {args.stack} has no output {output_key}")
+
+
+def _follow_remote(args: argparse.Namespace, sfn: Any, arn: str, machine: str) -> int:
+    bar = _ProgressBar(enabled=not args.json)
+    started = time.monotonic()
+    try:
+        description = follow(sfn, arn, bar, poll_seconds=2.0)
+    except KeyboardInterrupt:
+        bar.finish()
+        print(
+            f"\nstopped following; the execution goes on. Follow it again with:\n"
+            f"  groveflow follow {arn}",
+            file=sys.stderr,
+        )
+        return 130
+    bar.finish()
+    summary = _summary(description, time.monotonic() - started, None)
+    _emit(args, summary, machine)
+    return 0 if description["status"] == "SUCCEEDED" else 1
+
+
+def _run_remote(
+    args: argparse.Namespace, machine: str, request: dict[str, Any], run_id: str
+) -> int:
+    sfn = _sfn_client(args)
+    output_key = (
+        "TrainStateMachineArn" if machine == "TrainStateMachine" else "PredictStateMachineArn"
+    )
+    arn = sfn.start_execution(
+        stateMachineArn=_state_machine_arn(args, output_key),
+        name=_execution_name(run_id),
+        input=json.dumps(request),
+    )["executionArn"]
+    print(f"started {arn}", file=sys.stderr)
+    return _follow_remote(args, sfn, arn, machine)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from groveflow.local import LocalEngine
-
     request = _read_input(args.input)
     run_id = (
         args.run_id
@@ -122,40 +257,176 @@ def _train(args: argparse.Namespace) -> int:
         or f"{Path(args.input).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     request["run_id"] = run_id
-    progress = _Progress(enabled=(not args.json and sys.stderr.isatty()) or args.progress)
-    with LocalEngine(
-        workers=args.workers, state_dir=Path(args.state_dir), on_invoke=progress
-    ) as engine:
-        name = f"{run_id[:60]}-{time.strftime('%H%M%S')}-{time.monotonic_ns() % 10**6}"
-        result = engine.run("TrainStateMachine", request, name=name, run_id=run_id)
-        progress.finish()
-        summary = _summary(result, engine.run_dir(run_id) / "model")
-    if args.json:
-        print(json.dumps(summary, indent=2))
+    if args.stack or args.state_machine_arn:
+        return _run_remote(args, "TrainStateMachine", request, run_id)
+    return _run_locally(args, "TrainStateMachine", request, run_id)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    request = _read_input(args.input)
+    prediction_id = (
+        request.get("prediction_id") or f"{Path(args.input).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    request["prediction_id"] = prediction_id
+    if args.stack or args.state_machine_arn:
+        return _run_remote(args, "PredictStateMachine", request, prediction_id)
+    return _run_locally(args, "PredictStateMachine", request, prediction_id)
+
+
+def _follow(args: argparse.Namespace) -> int:
+    return _follow_remote(args, _sfn_client(args), args.execution_arn, "TrainStateMachine")
+
+
+def _local_run_dir(args: argparse.Namespace) -> Path:
+    run_dir = Path(args.state_dir) / LOCAL_BUCKET_DIR / args.run
+    if not (run_dir / "model" / "manifest.json").is_file():
+        raise SystemExit(f"groveflow: no finished local run {args.run!r} in {run_dir.parent}")
+    return run_dir
+
+
+def _report(args: argparse.Namespace) -> int:
+    from types import SimpleNamespace
+
+    from groveflow.cost import CostEstimate
+    from groveflow.report import write_report
+
+    run_dir = _local_run_dir(args)
+    record_path = run_dir / "execution.json"
+    invocations = cost = None
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        invocations = [SimpleNamespace(**i) for i in record["invocations"]]
+        cost = CostEstimate(**record["cost"]) if record.get("cost") else None
+    out_dir = Path(args.out or run_dir / "report")
+    path = write_report(run_dir, out_dir, invocations, cost)
+    print(path)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from groveflow.artifact import load_forest
+
+    run_dir = _local_run_dir(args)
+    manifest = json.loads((run_dir / "model" / "manifest.json").read_text())
+    estimator = load_forest(str(run_dir / "model")).to_sklearn(manifest["kind"], manifest["params"])
+    out = Path(args.out or f"{args.run}.{args.format}")
+    if args.format == "joblib":
+        import joblib
+
+        joblib.dump(estimator, out)
     else:
-        _print_summary(summary)
-    return 0 if result.status == "SUCCEEDED" else 1
+        import skops.io
+
+        skops.io.dump(estimator, out)
+    print(out)
+    return 0
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from groveflow.local import LocalEngine
+
+    event = Path(args.event).read_bytes()
+    with LocalEngine(workers=1, state_dir=Path(args.state_dir)) as engine:
+        outcome = engine.invoke(args.function, event)
+    print(json.dumps(json.loads(outcome.payload), indent=2))
+    return 0 if outcome.error_type is None else 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from groveflow.local import LocalEngine
+
+    with LocalEngine(
+        workers=args.workers, state_dir=Path(args.state_dir), stack_name="groveflow", port=args.port
+    ) as engine:
+        print(f"groveflow local endpoint: {engine.endpoint}  (region us-east-1, any credentials)")
+        for logical_id in engine.stack.state_machines:
+            print(f"  {logical_id}: {engine.state_machine_arn(logical_id)}")
+        print(f"  bucket: s3://{engine.bucket}")
+        print("Ctrl-C stops the server.", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+
+
+def _remote_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", help="start the execution on this deployed stack instead")
+    parser.add_argument("--state-machine-arn", help="start the execution on this state machine")
+    parser.add_argument("--region", default=None, help="AWS region of the stack")
+    parser.add_argument(
+        "--endpoint-url", default=None, help="Step Functions endpoint (groveflow serve)"
+    )
+
+
+def _local_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: one per core)"
+    )
+    parser.add_argument(
+        "--state-dir", default=".groveflow", help="where the local bucket is mirrored"
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--inject-faults",
+        default=None,
+        metavar="SPEC",
+        help="local engine only: e.g. throttle=0.2,crash=0.05,timeout=0.02,seed=7",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="groveflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
     train = commands.add_parser("train", help="train a forest from an execution input file")
     train.add_argument("input", help="execution input JSON, e.g. events/train-digits.json")
     train.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: one per core)"
-    )
-    train.add_argument(
         "--run-id", default=None, help="run id (default: the input's, else file name + time)"
     )
-    train.add_argument(
-        "--state-dir", default=".groveflow", help="where the local bucket is mirrored"
-    )
-    train.add_argument("--json", action="store_true", help="print the summary as JSON")
-    train.add_argument(
-        "--progress", action="store_true", help="show progress even when not on a terminal"
-    )
+    _local_options(train)
+    _remote_options(train)
     train.set_defaults(func=_train)
+
+    predict = commands.add_parser("predict", help="score a dataset with an existing model")
+    predict.add_argument("input", help="prediction input JSON, e.g. events/predict-digits.json")
+    _local_options(predict)
+    _remote_options(predict)
+    predict.set_defaults(func=_predict)
+
+    follow_cmd = commands.add_parser("follow", help="follow an execution on AWS or groveflow serve")
+    follow_cmd.add_argument("execution_arn")
+    follow_cmd.add_argument("--json", action="store_true")
+    follow_cmd.add_argument("--region", default=None)
+    follow_cmd.add_argument("--endpoint-url", default=None)
+    follow_cmd.set_defaults(func=_follow)
+
+    report = commands.add_parser("report", help="write an HTML report of a local run")
+    report.add_argument("run", help="run id")
+    report.add_argument("--state-dir", default=".groveflow")
+    report.add_argument("--out", default=None, help="directory (default: <run>/report)")
+    report.set_defaults(func=_report)
+
+    export = commands.add_parser("export", help="write a local run's model as a scikit-learn file")
+    export.add_argument("run", help="run id")
+    export.add_argument("--format", choices=("joblib", "skops"), default="joblib")
+    export.add_argument("--state-dir", default=".groveflow")
+    export.add_argument("--out", default=None)
+    export.set_defaults(func=_export)
+
+    invoke = commands.add_parser(
+        "invoke", help="run one function's handler on an event (no Docker)"
+    )
+    invoke.add_argument("function", help="logical id in template.yaml, e.g. PlanFunction")
+    invoke.add_argument("event", help="event JSON file")
+    invoke.add_argument("--state-dir", default=".groveflow")
+    invoke.set_defaults(func=_invoke)
+
+    serve = commands.add_parser("serve", help="serve the local engine to the AWS CLI and boto3")
+    serve.add_argument("--port", type=int, default=8083)
+    serve.add_argument("--workers", type=int, default=None)
+    serve.add_argument("--state-dir", default=".groveflow")
+    serve.set_defaults(func=_serve)
     return parser
 
 

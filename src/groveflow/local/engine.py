@@ -28,6 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 
+from groveflow.follow import Progress, follow
 from groveflow.local import moto_compat
 from groveflow.local.faults import FaultInjector
 from groveflow.local.template import REGION, FunctionSpec, Stack, load_template
@@ -56,22 +57,26 @@ class _Server:
     _endpoint: str | None = None
 
     @classmethod
-    def endpoint(cls) -> str:
+    def endpoint(cls, port: int | None = None) -> str:
+        """The server's URL, starting it (on ``port``, or a free one) on first use."""
         with cls._lock:
             if cls._endpoint is None:
-                cls._endpoint = cls._start()
+                cls._endpoint = cls._start(port)
+            elif port is not None and not cls._endpoint.endswith(f":{port}"):
+                raise RuntimeError(f"the local engine already serves on {cls._endpoint}")
             return cls._endpoint
 
     @staticmethod
-    def _start() -> str:
+    def _start(port: int | None) -> str:
         import logging
 
         from moto.core.config import default_user_config
         from moto.server import ThreadedMotoServer
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        if port is None:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
         os.environ["MOTO_PORT"] = str(port)  # the interpreter's S3 reads (ItemReader) go here
         for name, value in CREDENTIALS.items():
             os.environ.setdefault(name, value)
@@ -166,6 +171,10 @@ class LocalEngine:
         Called with each :class:`Invocation` as it ends (progress display).
     faults : FaultInjector or None, default=None
         Throttles, crashes and timeouts to inject (see :mod:`groveflow.local.faults`).
+    stack_name : str or None, default=None
+        Names the functions (``<stack>-<LogicalId>``) and state machines; unique if None.
+    port : int or None, default=None
+        Loopback port of the S3 and Step Functions endpoint; a free one if None.
     """
 
     def __init__(
@@ -176,12 +185,14 @@ class LocalEngine:
         state_dir: Path = Path(".groveflow"),
         on_invoke: Callable[[Invocation], None] | None = None,
         faults: FaultInjector | None = None,
+        stack_name: str | None = None,
+        port: int | None = None,
     ) -> None:
         self.root = (root or project_root()).resolve()
-        self.endpoint = _Server.endpoint()
+        self.endpoint = _Server.endpoint(port)
         self.bucket = LOCAL_BUCKET
         self.state_dir = state_dir.resolve()
-        self.stack_name = f"groveflow-{uuid.uuid4().hex[:8]}"
+        self.stack_name = stack_name or f"groveflow-{uuid.uuid4().hex[:8]}"
         self.stack: Stack = load_template(self.root, bucket=self.bucket, stack_name=self.stack_name)
         self.on_invoke = on_invoke
         self.invocations: list[Invocation] = []
@@ -295,6 +306,7 @@ class LocalEngine:
         *,
         name: str,
         run_id: str | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
     ) -> ExecutionResult:
         """Start an execution, wait for it to end, mirror the run to disk.
 
@@ -307,6 +319,8 @@ class LocalEngine:
             Execution name; unique per state machine (moto misbehaves without one).
         run_id : str or None
             The run whose objects are restored from, and mirrored to, ``state_dir``.
+        on_progress : callable or None
+            Called with each :class:`~groveflow.follow.Progress` while the execution runs.
         """
         run_id = run_id or execution_input.get("run_id") or name
         self._restore(run_id)
@@ -317,8 +331,10 @@ class LocalEngine:
             name=name,
             input=json.dumps(execution_input),
         )["executionArn"]
-        description = self._wait(arn)
-        self._mirror(run_id)
+        try:
+            description = follow(self.sfn, arn, on_progress, poll_seconds=0.25)
+        finally:
+            self._mirror(run_id)
         output = description.get("output")
         return ExecutionResult(
             execution_arn=arn,
@@ -329,15 +345,6 @@ class LocalEngine:
             seconds=time.monotonic() - started,
             invocations=self.invocations[first:],
         )
-
-    def _wait(self, arn: str) -> dict[str, Any]:
-        delay = 0.02
-        while True:
-            description: dict[str, Any] = dict(self.sfn.describe_execution(executionArn=arn))
-            if description["status"] != "RUNNING":
-                return description
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         """Every event of an execution's history, oldest first."""
