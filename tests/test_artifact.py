@@ -252,6 +252,27 @@ def test_concat_of_groves_equals_a_forest_of_their_trees():
     )
 
 
+def test_accumulating_groups_of_trees_equals_the_whole_forest():
+    # GIVEN a forest and its trees split into three consecutive groups
+    X, y = regression_data(with_nan=True)
+    forest = RandomForestRegressor(n_estimators=7, random_state=0).fit(X, y)
+    groups = [forest.estimators_[:2], forest.estimators_[2:3], forest.estimators_[3:]]
+    forests = [
+        decode_trees(encode_trees(trees, n_features=N_FEATURES, classes=None)) for trees in groups
+    ]
+
+    # WHEN each group adds its trees to one running sum, divided once at the end
+    total = None
+    for group in forests:
+        total = group.accumulate(X, total)
+    assert total is not None
+
+    # THEN the mean is bit for bit the whole forest's prediction
+    assert np.array_equal(total[:, 0] / 7, forest.predict(X))
+    with pytest.raises(ValueError, match="float64 array of shape"):
+        forests[0].accumulate(X, np.zeros((3, 1)))
+
+
 @pytest.mark.parametrize(
     ("other_kwargs", "named"),
     [

@@ -242,7 +242,7 @@ class Forest:
                 "predict_proba needs a classification forest; this forest is a regression "
                 "forest: use predict"
             )
-        return self._mean_of_trees(self._check_X(X))
+        return self._mean_of_trees(X)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels (classification) or values (regression), as scikit-learn's.
@@ -257,7 +257,7 @@ class Forest:
         ndarray of shape (n_samples,)
             Labels with the dtype of ``classes_``, or float64 values for regression.
         """
-        mean = self._mean_of_trees(self._check_X(X))
+        mean = self._mean_of_trees(X)
         if self.classes_ is None:
             return mean[:, 0]
         return self.classes_.take(np.argmax(mean, axis=1), axis=0)
@@ -315,9 +315,34 @@ class Forest:
             )
         return X32
 
-    def _mean_of_trees(self, X32: np.ndarray) -> np.ndarray:
-        # scikit-learn's _accumulate_prediction: a float64 sum in tree order, then one division.
-        total = np.zeros((X32.shape[0], self._meta.n_values), dtype=np.float64)
+    def accumulate(self, X: Any, total: np.ndarray | None = None) -> np.ndarray:
+        """Add every tree's prediction to ``total``, in tree order, without dividing.
+
+        Splitting a model into consecutive groups of trees and calling this on each group in
+        order, then dividing by the total tree count, gives bit for bit what the whole forest
+        predicts (scikit-learn sums in float64 in tree order and divides once).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples; see :meth:`predict_proba`.
+        total : ndarray of shape (n_samples, n_values) or None, default=None
+            Running float64 sum, updated in place; None starts from zeros.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_values)
+            ``total``: class fractions summed over trees (``n_values = n_classes``), or the
+            regression values summed over trees (``n_values = 1``).
+        """
+        X32 = self._check_X(X)
+        if total is None:
+            total = np.zeros((X32.shape[0], self._meta.n_values), dtype=np.float64)
+        elif total.shape != (X32.shape[0], self._meta.n_values) or total.dtype != np.float64:
+            raise ValueError(
+                f"total must be a float64 array of shape {(X32.shape[0], self._meta.n_values)}, "
+                f"got {total.dtype} {total.shape}"
+            )
         trees = self._sklearn_trees()
 
         def sum_rows(rows: slice) -> None:
@@ -326,6 +351,11 @@ class Forest:
                 part += tree.predict(X32[rows])
 
         self._for_row_chunks(X32.shape[0], sum_rows)
+        return total
+
+    def _mean_of_trees(self, X: Any) -> np.ndarray:
+        # scikit-learn's _accumulate_prediction: a float64 sum in tree order, then one division.
+        total = self.accumulate(X)
         total /= self.n_trees
         return total
 
