@@ -1,0 +1,256 @@
+"""The command line as a user runs it, and the local endpoint as the AWS CLI and boto3 see it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import EVENTS, ROOT, unique_name
+
+GROVEFLOW = [sys.executable, "-m", "groveflow.cli"]
+AWS_ENV = {
+    **os.environ,
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+}
+
+
+def _groveflow(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*GROVEFLOW, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_train_prints_a_json_summary_and_leaves_the_model_on_disk(tmp_path: Path) -> None:
+    # WHEN the Quick start's example runs with --json
+    done = _groveflow(
+        "train",
+        "events/train-digits.json",
+        "--json",
+        "--workers",
+        "2",
+        "--state-dir",
+        str(tmp_path),
+    )
+    # THEN it succeeds, reports digits accuracy >= 0.95, and the model directory holds the manifest
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "SUCCEEDED"
+    assert summary["trees_built"] == 100
+    assert summary["metrics"]["accuracy"] >= 0.95
+    manifest = json.loads((Path(summary["model_dir"]) / "manifest.json").read_text())
+    assert manifest["run_id"] == summary["run_id"]
+    assert summary["cost"]["total_usd"] > 0
+    # and the report and export commands work on it
+    report = _groveflow("report", summary["run_id"], "--state-dir", str(tmp_path))
+    assert report.returncode == 0, report.stderr
+    assert Path(report.stdout.strip()).read_text().count("data:image/png;base64,") >= 3
+    exported = _groveflow(
+        "export",
+        summary["run_id"],
+        "--state-dir",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "m.skops"),
+        "--format",
+        "skops",
+    )
+    assert exported.returncode == 0, exported.stderr
+
+
+def test_train_text_summary_names_the_run_and_model(tmp_path: Path) -> None:
+    request = tmp_path / "wine.json"
+    request.write_text(json.dumps({"data": {"uri": "sklearn:wine"}, "n_trees": 4, "grove_size": 2}))
+    done = _groveflow(
+        "train", str(request), "--run-id", "wine-cli", "--state-dir", str(tmp_path / "state")
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "run       wine-cli"
+    assert lines[1] == "trees     4 of 4 in 2 groves"
+    assert (
+        lines[-1]
+        == f"model     {tmp_path / 'state' / 's3' / 'groveflow-local' / 'runs' / 'wine-cli' / 'model'}"
+    )
+
+
+def test_malformed_input_file_is_refused_by_name(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"data": ')
+    done = _groveflow("train", str(bad))
+    assert done.returncode != 0
+    assert f"groveflow: {bad} is not valid JSON" in done.stderr
+
+
+def test_bad_request_fails_with_the_named_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"data": {"uri": "sklearn:digits"}, "n_trees": 0}))
+    done = _groveflow("train", str(bad), "--state-dir", str(tmp_path))
+    assert done.returncode == 1
+    assert done.stdout.startswith("run failed: InvalidRequest: n_trees=0 is out of range")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    state = tmp_path_factory.mktemp("served")
+    server = subprocess.Popen(
+        [*GROVEFLOW, "serve", "--port", str(port), "--workers", "2", "--state-dir", str(state)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    for line in server.stdout:
+        if line.startswith("Ctrl-C"):
+            break
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def _aws(endpoint: str, *args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "awscli", *args, "--endpoint-url", endpoint, "--output", "json"],
+        env=AWS_ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout) if done.stdout.startswith("{") else done.stdout
+
+
+TRAIN_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:groveflow-TrainStateMachine"
+
+
+def test_aws_cli_creates_starts_waits_describes_and_fetches_the_model(
+    served: str, tmp_path: Path
+) -> None:
+    # GIVEN the served engine's train definition, as the AWS CLI reads it
+    definition = _aws(
+        served, "stepfunctions", "describe-state-machine", "--state-machine-arn", TRAIN_ARN
+    )["definition"]
+    # WHEN a user creates a state machine with it and starts the example input
+    created = _aws(
+        served,
+        "stepfunctions",
+        "create-state-machine",
+        "--name",
+        unique_name("cli"),
+        "--definition",
+        definition,
+        "--role-arn",
+        "arn:aws:iam::123456789012:role/any",
+    )
+    name = unique_name("awscli")
+    started = _aws(
+        served,
+        "stepfunctions",
+        "start-execution",
+        "--state-machine-arn",
+        created["stateMachineArn"],
+        "--name",
+        name,
+        "--input",
+        f"file://{EVENTS / 'train-digits.json'}",
+    )
+    for _ in range(600):
+        described = _aws(
+            served,
+            "stepfunctions",
+            "describe-execution",
+            "--execution-arn",
+            started["executionArn"],
+        )
+        if described["status"] != "RUNNING":
+            break
+        time.sleep(0.5)
+    # THEN it succeeds, and the model manifest can be copied out with aws s3 cp
+    assert described["status"] == "SUCCEEDED", described
+    output = json.loads(described["output"])
+    assert output["run_id"] == name
+    _aws(served, "s3", "cp", output["model_uri"], str(tmp_path / "manifest.json"))
+    assert json.loads((tmp_path / "manifest.json").read_text())["trees_built"] == 100
+    history = _aws(
+        served, "stepfunctions", "get-execution-history", "--execution-arn", started["executionArn"]
+    )
+    assert any(e["type"] == "MapRunSucceeded" for e in history["events"])
+
+
+def test_boto3_and_follow_report_the_map_run_counts(served: str) -> None:
+    import boto3
+
+    from groveflow.follow import Progress, follow
+
+    sfn = boto3.client(
+        "stepfunctions",
+        endpoint_url=served,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    request = {"data": {"uri": "sklearn:wine"}, "n_trees": 12, "grove_size": 2}
+    arn = sfn.start_execution(
+        stateMachineArn=TRAIN_ARN, name=unique_name("boto3"), input=json.dumps(request)
+    )["executionArn"]
+    seen: list[Progress] = []
+    description = follow(sfn, arn, seen.append, poll_seconds=0.1)
+    assert description["status"] == "SUCCEEDED"
+    run = sfn.list_map_runs(executionArn=arn)["mapRuns"][0]
+    counts = sfn.describe_map_run(mapRunArn=run["mapRunArn"])["itemCounts"]
+    assert (
+        (seen[-1].succeeded, seen[-1].failed, seen[-1].total)
+        == (counts["succeeded"], counts["failed"], counts["total"])
+        == (6, 0, 6)
+    )
+    assert seen[-1].map_label == "BuildGroves"
+    assert all(p.succeeded <= p.total for p in seen)
+
+
+def test_train_on_a_state_machine_arn_follows_with_the_same_code_path(
+    served: str, tmp_path: Path
+) -> None:
+    request = tmp_path / "wine.json"
+    request.write_text(json.dumps({"data": {"uri": "sklearn:wine"}, "n_trees": 4, "grove_size": 2}))
+    done = subprocess.run(
+        [
+            *GROVEFLOW,
+            "train",
+            str(request),
+            "--state-machine-arn",
+            TRAIN_ARN,
+            "--endpoint-url",
+            served,
+            "--region",
+            "us-east-1",
+            "--json",
+        ],
+        cwd=ROOT,
+        env=AWS_ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "SUCCEEDED"
+    assert summary["trees_built"] == 4
+    assert summary["model_uri"].startswith("s3://groveflow-local/runs/")
