@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import EVENTS, ROOT, unique_name
 
 GROVEFLOW = [sys.executable, "-m", "groveflow.cli"]
