@@ -210,7 +210,7 @@ CASES: list[tuple[str, Any, str, str]] = [
     ),
     (
         "missing-s3-object",
-        {"data": {"uri": "s3://groveflow-local/nothing/here.csv", "target": "label"}},
+        {"data": {"uri": "s3://groveflow-local/datasets/nothing/here.csv", "target": "label"}},
         "DatasetNotFound",
         "here.csv",
     ),
@@ -219,6 +219,12 @@ CASES: list[tuple[str, Any, str, str]] = [
         {"data": {"uri": "s3://someone-elses-bucket/data.csv", "target": "label"}},
         "InvalidRequest",
         "may not read",
+    ),
+    (
+        "own-bucket-outside-datasets",
+        {"data": {"uri": "s3://groveflow-local/runs/other/run.json", "target": "label"}},
+        "InvalidRequest",
+        "not under datasets/",
     ),
     (
         "unsupported-scheme",

@@ -64,7 +64,7 @@ def test_parquet_in_s3_regression_extra_trees(engine: Any) -> None:
         pa.table({"f0": X[:, 0], "f1": X[:, 1], "f2": X[:, 2], "f3": X[:, 3], "value": value}),
         buffer,
     )
-    key = f"inputs/{unique_name('parquet')}/table.parquet"
+    key = f"datasets/{unique_name('parquet')}/table.parquet"
     engine.s3.put_object(Bucket=engine.bucket, Key=key, Body=buffer.getvalue())
     request = {
         "data": {"uri": f"s3://{engine.bucket}/{key}", "target": "value"},
@@ -80,7 +80,7 @@ def test_parquet_in_s3_regression_extra_trees(engine: Any) -> None:
 
 def test_prefix_of_csv_parts_in_s3(engine: Any) -> None:
     X, label, value = _table(3)
-    prefix = f"inputs/{unique_name('parts')}/"
+    prefix = f"datasets/{unique_name('parts')}/"
     for part in range(3):
         rows = slice(part * 100, (part + 1) * 100)
         engine.s3.put_object(

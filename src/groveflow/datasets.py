@@ -147,6 +147,14 @@ def _table_from_columns(
     )
     if not names:
         raise InvalidDataset(f"{source} has no feature columns besides the target {spec.target!r}")
+    features = _numeric_features(columns, names, source, InvalidDataset)
+    return np.column_stack(features), _target_array(columns[spec.target]), names
+
+
+def _numeric_features(
+    columns: dict[str, Any], names: list[str], source: str, error: type[Exception]
+) -> list[np.ndarray]:
+    """The named columns as float64 arrays (NaN for missing markers); text columns are refused."""
     features, bad = [], []
     for name in names:
         raw = columns[name]
@@ -156,11 +164,26 @@ def _table_from_columns(
         else:
             features.append(column)
     if bad:
-        raise InvalidDataset(
+        raise error(
             f"non-numeric feature columns in {source}: {bad}. groveflow does not encode "
             "categories silently: encode them first, or list them in data.exclude"
         )
-    return np.column_stack(features), _target_array(columns[spec.target]), names
+    return features
+
+
+def _decompressed(name: str, data: bytes) -> bytes:
+    if not name.lower().endswith(".gz"):
+        return data
+    import gzip
+
+    try:
+        return gzip.decompress(data)
+    except OSError as error:
+        raise InvalidDataset(f"{name} is not a readable gzip file: {error}") from None
+
+
+def _csv_delimiter(name: str, spec: DataSpec) -> str:
+    return "\t" if name.lower().removesuffix(".gz").endswith(".tsv") else spec.delimiter
 
 
 def _numeric_array(values: np.ndarray) -> np.ndarray | None:
@@ -228,16 +251,9 @@ def _read_parquet(
 
 def _read_one(name: str, data: bytes, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
     fmt = _format_of(name, spec)
-    if name.lower().endswith(".gz"):
-        import gzip
-
-        try:
-            data = gzip.decompress(data)
-        except OSError as error:
-            raise InvalidDataset(f"{name} is not a readable gzip file: {error}") from None
+    data = _decompressed(name, data)
     if fmt == "csv":
-        delimiter = "\t" if name.lower().removesuffix(".gz").endswith(".tsv") else spec.delimiter
-        return _table_from_columns(_csv_columns(data, delimiter, name), spec, name)
+        return _table_from_columns(_csv_columns(data, _csv_delimiter(name, spec), name), spec, name)
     if fmt == "npy":
         return _read_npy(data, spec, name)
     if fmt == "npz":
@@ -375,44 +391,44 @@ def read_scoring_file(
     """
     from groveflow.errors import InvalidPredictRequest
 
+    if source.startswith("sklearn:"):
+        X, _, names = _bundled(source.removeprefix("sklearn:"))
+        _check_scoring_columns(names, feature_names, source)
+        return to_features(X, feature_names), None
     fmt = _format_of(source, spec)
-    data = storage.read_uri(source)
-    if source.lower().endswith(".gz"):
-        import gzip
-
-        data = gzip.decompress(data)
+    data = _decompressed(source, storage.read_uri(source))
     if fmt in {"npy", "npz"}:
-        if fmt == "npy":
-            matrix = storage.read_npy(data)
-        else:
-            matrix = np.load(io.BytesIO(data), allow_pickle=False)["X"]
-        if matrix.ndim != 2 or matrix.shape[1] != len(feature_names):
-            raise InvalidPredictRequest(
-                f"{source} has shape {matrix.shape}; the model needs {len(feature_names)} columns"
-            )
-        return to_features(matrix, feature_names), None
+        return _scoring_matrix(source, fmt, data, feature_names), None
     if fmt == "csv":
-        delimiter = "\t" if source.lower().removesuffix(".gz").endswith(".tsv") else spec.delimiter
-        columns: dict[str, Any] = _csv_columns(data, delimiter, source)
+        columns: dict[str, Any] = _csv_columns(data, _csv_delimiter(source, spec), source)
     else:
         columns = _parquet_columns(data, source)
     ids = _id_values(columns, id_column, source)
     present = [c for c in columns if c != id_column and c not in spec.exclude]
     _check_scoring_columns(present, feature_names, source)
-    matrix_columns = []
-    bad = []
-    for name in feature_names:
-        raw = columns[name]
-        column = _numeric_column(raw) if isinstance(raw, list) else _numeric_array(raw)
-        if column is None:
-            bad.append(name)
-        else:
-            matrix_columns.append(column)
-    if bad:
-        raise InvalidPredictRequest(f"non-numeric feature columns in {source}: {bad}")
-    if not matrix_columns or len(matrix_columns[0]) == 0:
+    features = _numeric_features(columns, feature_names, source, InvalidPredictRequest)
+    if len(features[0]) == 0:
         raise InvalidPredictRequest(f"{source} has no rows to score")
-    return to_features(np.column_stack(matrix_columns), feature_names), ids
+    return to_features(np.column_stack(features), feature_names), ids
+
+
+def _scoring_matrix(source: str, fmt: str, data: bytes, feature_names: list[str]) -> np.ndarray:
+    from groveflow.errors import InvalidPredictRequest
+
+    try:
+        matrix = (
+            storage.read_npy(data)
+            if fmt == "npy"
+            else np.load(io.BytesIO(data), allow_pickle=False)["X"]
+        )
+    except (ValueError, OSError, KeyError) as error:
+        raise InvalidPredictRequest(f"{source} is not a readable .{fmt} file: {error}") from None
+    if matrix.ndim != 2 or matrix.shape[1] != len(feature_names) or matrix.shape[0] == 0:
+        raise InvalidPredictRequest(
+            f"{source} has shape {matrix.shape}; "
+            f"the model needs rows of {len(feature_names)} columns"
+        )
+    return to_features(matrix, feature_names)
 
 
 def _id_values(columns: dict[str, Any], id_column: str | None, source: str) -> np.ndarray | None:
@@ -457,14 +473,26 @@ def _parquet_columns(data: bytes, source: str) -> dict[str, Any]:
     return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
 
 
+DATASETS_PREFIX = "datasets/"
+
+
 def check_readable(
     uri: str, buckets: tuple[str, ...], local_paths: bool, error: type[Exception] = InvalidRequest
 ) -> None:
-    """Refuse, before reading anything, a dataset the stack may not read."""
+    """Refuse, before reading anything, a dataset the stack may not read.
+
+    ``buckets[0]`` is the stack's own bucket, where datasets live under ``datasets/``
+    (the functions' IAM policies grant no other key there); the others are read whole.
+    """
     if uri.startswith("sklearn:"):
         return
     if uri.startswith("s3://"):
-        data_bucket, _ = storage.parse_s3_uri(uri)
+        data_bucket, key = storage.parse_s3_uri(uri)
+        if data_bucket == buckets[0] and not key.startswith(DATASETS_PREFIX):
+            raise error(
+                f"data.uri {uri} is in the stack's bucket but not under {DATASETS_PREFIX}; "
+                f"upload datasets to s3://{data_bucket}/{DATASETS_PREFIX}"
+            )
         if data_bucket not in buckets:
             raise error(
                 f"data.uri {uri} is in bucket {data_bucket!r}, which this stack may not read; "

@@ -240,6 +240,10 @@ def plan_predict_run(
     check_readable(request.data["uri"], (bucket, *data_buckets), local_paths, InvalidPredictRequest)
     prediction_id = request.prediction_id or str(event.get("execution_name", ""))
     model_bucket, key, manifest = load_manifest(request.model, bucket)
+    if model_bucket != bucket:
+        raise InvalidPredictRequest(
+            f"model {request.model} is outside the stack's bucket {bucket}; copy it there"
+        )
     return plan_predictions(
         request,
         bucket=bucket,
