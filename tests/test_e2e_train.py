@@ -154,3 +154,25 @@ def test_a_grove_that_keeps_failing_fails_the_run_without_a_manifest(state_dir: 
         assert len(attempts) == 3
         assert not _exists(engine, keys.model_prefix(run_id))
         assert not any(i.function == "MergeFunction" for i in result.invocations)
+
+
+def test_functions_log_json_lines_with_run_and_grove_ids(
+    engine: Any, digits_run: tuple[Any, str]
+) -> None:
+    # GIVEN the digits run, WHEN its functions' log is read (the local engine's CloudWatch)
+    _, run_id = digits_run
+    lines = [
+        json.loads(line)
+        for line in engine.log_path.read_text().splitlines()
+        if line.startswith("{")
+    ]
+    built = [
+        line
+        for line in lines
+        if line.get("message") == "grove built" and line.get("run_id") == run_id
+    ]
+    # THEN every grove logged a structured line naming its run and grove, and a metric
+    assert sorted(line["grove"] for line in built) == list(range(10))
+    assert all(line["function_name"] == "BuildGroveFunction" for line in built)
+    emitted = [line for line in lines if "_aws" in line and "GroveSeconds" in line]
+    assert len(emitted) >= 10

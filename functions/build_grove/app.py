@@ -3,8 +3,10 @@
 from typing import Any
 
 from groveflow import environment
+from groveflow.telemetry import lambda_handler
 from groveflow.train import build_grove
 
 
+@lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return build_grove(event, bucket=environment.bucket())

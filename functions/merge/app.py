@@ -3,8 +3,10 @@
 from typing import Any
 
 from groveflow import environment
+from groveflow.telemetry import lambda_handler
 from groveflow.train import merge_run
 
 
+@lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return merge_run(event, bucket=environment.bucket())

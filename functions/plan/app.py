@@ -3,9 +3,11 @@
 from typing import Any
 
 from groveflow import environment
+from groveflow.telemetry import lambda_handler
 from groveflow.train import plan_run
 
 
+@lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return plan_run(
         event,

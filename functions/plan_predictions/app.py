@@ -4,8 +4,10 @@ from typing import Any
 
 from groveflow import environment
 from groveflow.predict import plan_predict_run
+from groveflow.telemetry import lambda_handler
 
 
+@lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return plan_predict_run(
         event,

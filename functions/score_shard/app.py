@@ -4,7 +4,9 @@ from typing import Any
 
 from groveflow import environment
 from groveflow.predict import score_shard
+from groveflow.telemetry import lambda_handler
 
 
+@lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return score_shard(event, bucket=environment.bucket())

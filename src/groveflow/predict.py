@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from groveflow import artifact, storage
+from groveflow import artifact, storage, telemetry
 from groveflow.datasets import check_readable, read_scoring_file, sources
 from groveflow.errors import ArtifactError, InvalidPredictRequest, ModelNotFound, ShardMissing
 from groveflow.layout import keys
@@ -304,6 +304,7 @@ def _scores(groups: list[artifact.Forest], X: np.ndarray) -> np.ndarray:
 def score_shard(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     """Score one shard and write its predictions part (CSV)."""
     prediction_id = item["prediction_id"]
+    telemetry.logger.append_keys(prediction_id=prediction_id, shard=item["shard"])
     job = storage.get_json(bucket, keys.predictions_job(prediction_id))
     request = parse_predict_request(job["request"])
     model_bucket, key = storage.parse_s3_uri(job["model_manifest_uri"])
@@ -316,6 +317,10 @@ def score_shard(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     mean = _scores(_forest_groups(job["model_manifest_uri"], request.trees_per_group), X[rows])
     part = _part_csv(mean, manifest, item["first_row"], None if ids is None else ids[rows], request)
     storage.put_bytes(bucket, keys.predictions_part(prediction_id, item["shard"]), part)
+    telemetry.logger.info("shard scored", extra={"rows": len(mean)})
+    telemetry.metrics.add_metric(
+        name="RowsScored", unit=telemetry.MetricUnit.Count, value=len(mean)
+    )
     return {"shard": item["shard"]}
 
 

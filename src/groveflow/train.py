@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from groveflow import artifact, storage
+from groveflow import artifact, storage, telemetry
 from groveflow.datasets import Dataset, check_readable, load_dataset
 from groveflow.errors import (
     ArtifactError,
@@ -73,6 +73,7 @@ def plan_run(
     request = parse_train_request(event.get("request"))
     check_readable(request.data.uri, (bucket, *data_buckets), local_paths)
     run_id = request.run_id or _run_id_from(event.get("execution_name"))
+    telemetry.logger.append_keys(run_id=run_id)
     stored = _stored_request(bucket, run_id)
     if stored is not None and stored != request.to_dict():
         raise InvalidRequest(
@@ -282,7 +283,9 @@ def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         int(item["n_trees"]),
     )
     key = keys.grove(run_id, grove)
+    telemetry.logger.append_keys(run_id=run_id, grove=grove)
     if _stored_grove_ok(bucket, key, seed):
+        telemetry.logger.info("grove already stored and verified: reused")
         return {"grove": grove, "reused": True}
     record, X, y = _training_split(bucket, run_id)
     model = record["request"]["model"]
@@ -300,6 +303,13 @@ def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         "fit-seconds": f"{fit_seconds:.3f}",
     }
     storage.put_bytes(bucket, key, blob, metadata=metadata)
+    telemetry.logger.info(
+        "grove built", extra={"n_trees": n_trees, "fit_seconds": fit_seconds, "bytes": len(blob)}
+    )
+    telemetry.metrics.add_metric(
+        name="GroveSeconds", unit=telemetry.MetricUnit.Seconds, value=fit_seconds
+    )
+    telemetry.metrics.add_metric(name="TreesBuilt", unit=telemetry.MetricUnit.Count, value=n_trees)
     return {"grove": grove, "reused": False}
 
 
@@ -389,6 +399,7 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     """
     started = time.perf_counter()
     run_id = event["run_id"]
+    telemetry.logger.append_keys(run_id=run_id)
     record = storage.get_json(bucket, keys.request(run_id))
     request = parse_train_request(record["request"])
     plan = storage.get_json(bucket, keys.plan(run_id))
@@ -401,7 +412,7 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         )
     forest = artifact.Forest.concat(groves.forests)
     blob = artifact.encode_forest_file(forest)
-    metrics = _evaluate(forest, bucket, run_id, request)
+    holdout = _evaluate(forest, bucket, run_id, request)
     storage.put_bytes(bucket, keys.forest(run_id), blob)
     trees_built = sum(r["n_trees"] for r in groves.records)
     manifest = {
@@ -422,10 +433,18 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         "forest": {"key": "forest.gfa", "sha256": storage.sha256_hex(blob), "bytes": len(blob)},
         "data": record["data"],
         "seed": request.seed,
-        "metrics": metrics,
+        "metrics": holdout,
         "versions": _versions(),
     }
     storage.put_json(bucket, keys.manifest(run_id), manifest)
+    merge_seconds = time.perf_counter() - started
+    telemetry.logger.info("model stored", extra={"trees_built": trees_built, "metrics": holdout})
+    telemetry.metrics.add_metric(
+        name="ForestTrees", unit=telemetry.MetricUnit.Count, value=trees_built
+    )
+    telemetry.metrics.add_metric(
+        name="MergeSeconds", unit=telemetry.MetricUnit.Seconds, value=merge_seconds
+    )
     return {
         "run_id": run_id,
         "model_uri": f"s3://{bucket}/{keys.manifest(run_id)}",
@@ -433,8 +452,8 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         "trees_built": trees_built,
         "groves_built": len(groves.records),
         "groves_missing": len(groves.missing),
-        "metrics": metrics,
-        "merge_seconds": round(time.perf_counter() - started, 3),
+        "metrics": holdout,
+        "merge_seconds": round(merge_seconds, 3),
     }
 
 

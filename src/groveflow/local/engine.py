@@ -217,7 +217,13 @@ class LocalEngine:
             "AWS_ENDPOINT_URL_S3": self.endpoint,
             "GROVEFLOW_LOCAL_ENGINE": "1",
         }
-        self.pool = WorkerPool(workers or default_size(), environment, preload=("groveflow.train",))
+        self.log_path = self.state_dir / "logs" / f"{self.stack_name}.log"
+        self.pool = WorkerPool(
+            workers or default_size(),
+            environment,
+            preload=("groveflow.train",),
+            log_path=self.log_path,
+        )
         for spec in self.stack.functions.values():
             _ACTIVE[spec.function_name] = self
 

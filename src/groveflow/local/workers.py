@@ -86,8 +86,21 @@ def _load_handler(spec: FunctionSpec, cache: dict[Path, ModuleType]) -> Any:
     return getattr(cache[path], function_name)
 
 
-def _serve(conn: Connection, base_environment: dict[str, str], preload: list[str]) -> None:
+def _redirect_output(log_path: Path) -> None:
+    """Send what the worker prints (fds 1 and 2 too) to the log file, as Lambda logs."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the worker
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+
+
+def _serve(
+    conn: Connection, base_environment: dict[str, str], preload: list[str], log_path: Path | None
+) -> None:
     """A worker's main loop: receive an invocation, run it, send the outcome."""
+    if log_path is not None:
+        _redirect_output(log_path)
     os.environ.update(base_environment)
     baseline = dict(os.environ)
     for name in preload:
@@ -118,10 +131,16 @@ def _serve(conn: Connection, base_environment: dict[str, str], preload: list[str
 
 
 class _Worker:
-    def __init__(self, context: Any, base_environment: dict[str, str], preload: list[str]) -> None:
+    def __init__(
+        self,
+        context: Any,
+        base_environment: dict[str, str],
+        preload: list[str],
+        log_path: Path | None,
+    ) -> None:
         self.conn, child = multiprocessing.Pipe()
         self.process = context.Process(
-            target=_serve, args=(child, base_environment, preload), daemon=True
+            target=_serve, args=(child, base_environment, preload, log_path), daemon=True
         )
         self.process.start()
         child.close()
@@ -144,16 +163,23 @@ class WorkerPool:
         Variables every worker starts with (endpoints, credentials, region).
     preload : list of str, default=()
         Modules each worker imports at start, so the first invocation is warm.
+    log_path : Path or None, default=None
+        File the workers' output (the functions' logs) is appended to; inherited if None.
     """
 
     def __init__(
-        self, size: int, environment: dict[str, str], preload: tuple[str, ...] = ()
+        self,
+        size: int,
+        environment: dict[str, str],
+        preload: tuple[str, ...] = (),
+        log_path: Path | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"a worker pool needs at least one worker, got size={size}")
         self._context = multiprocessing.get_context("spawn")
         self._environment = dict(environment)
         self._preload = list(preload)
+        self.log_path = log_path
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
@@ -161,7 +187,7 @@ class WorkerPool:
             self._add_worker()
 
     def _add_worker(self) -> _Worker:
-        worker = _Worker(self._context, self._environment, self._preload)
+        worker = _Worker(self._context, self._environment, self._preload, self.log_path)
         with self._lock:
             self._all.add(worker)
         self._idle.put(worker)
