@@ -51,32 +51,46 @@ def project_root() -> Path:
 
 
 class _Server:
-    """One moto server per process, on a free loopback port, shared by every engine."""
+    """One moto server per process, on a loopback port, shared by every engine.
+
+    The address is chosen first and the server started separately, so an engine can
+    spawn its workers (which take a second to import scikit-learn) while it starts.
+    """
 
     _lock = threading.Lock()
     _endpoint: str | None = None
+    _started = False
 
     @classmethod
     def endpoint(cls, port: int | None = None) -> str:
-        """The server's URL, starting it (on ``port``, or a free one) on first use."""
+        """The server's URL: ``port``, or a free port, chosen on first use."""
         with cls._lock:
             if cls._endpoint is None:
-                cls._endpoint = cls._start(port)
+                if port is None:
+                    with socket.socket() as probe:
+                        probe.bind(("127.0.0.1", 0))
+                        port = probe.getsockname()[1]
+                cls._endpoint = f"http://127.0.0.1:{port}"
             elif port is not None and not cls._endpoint.endswith(f":{port}"):
                 raise RuntimeError(f"the local engine already serves on {cls._endpoint}")
             return cls._endpoint
 
+    @classmethod
+    def start(cls) -> None:
+        """Start the server at :meth:`endpoint` unless it runs already."""
+        endpoint = cls.endpoint()
+        with cls._lock:
+            if not cls._started:
+                cls._start(int(endpoint.rsplit(":", 1)[1]))
+                cls._started = True
+
     @staticmethod
-    def _start(port: int | None) -> str:
+    def _start(port: int) -> None:
         import logging
 
         from moto.core.config import default_user_config
         from moto.server import ThreadedMotoServer
 
-        if port is None:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
         os.environ["MOTO_PORT"] = str(port)  # the interpreter's S3 reads (ItemReader) go here
         for name, value in CREDENTIALS.items():
             os.environ.setdefault(name, value)
@@ -90,9 +104,7 @@ class _Server:
         boto3.DEFAULT_SESSION.events.register(
             "before-call.lambda.Invoke", cast(Any, _dispatch_invoke)
         )
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        return f"http://127.0.0.1:{port}"
+        ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
 
 
 _ACTIVE: dict[str, LocalEngine] = {}
@@ -199,6 +211,23 @@ class LocalEngine:
         self.faults = faults
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
+        environment = {
+            **CREDENTIALS,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_ENDPOINT_URL": self.endpoint,  # nothing a handler does can reach real AWS
+            "AWS_ENDPOINT_URL_S3": self.endpoint,
+            "GROVEFLOW_LOCAL_ENGINE": "1",
+        }
+        self.log_path = self.state_dir / "logs" / f"{self.stack_name}.log"
+        # Workers spawn (and import scikit-learn) while the server starts.
+        self.pool = WorkerPool(
+            workers or default_size(),
+            environment,
+            preload=("groveflow.train",),
+            log_path=self.log_path,
+        )
+        _Server.start()
         session = boto3.session.Session(
             aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
@@ -209,21 +238,6 @@ class LocalEngine:
         self.sfn = session.client("stepfunctions", endpoint_url=self.endpoint, config=config)
         self.s3.create_bucket(Bucket=self.bucket)
         self._machines = self._create_state_machines()
-        environment = {
-            **CREDENTIALS,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "AWS_ENDPOINT_URL": self.endpoint,  # nothing a handler does can reach real AWS
-            "AWS_ENDPOINT_URL_S3": self.endpoint,
-            "GROVEFLOW_LOCAL_ENGINE": "1",
-        }
-        self.log_path = self.state_dir / "logs" / f"{self.stack_name}.log"
-        self.pool = WorkerPool(
-            workers or default_size(),
-            environment,
-            preload=("groveflow.train",),
-            log_path=self.log_path,
-        )
         for spec in self.stack.functions.values():
             _ACTIVE[spec.function_name] = self
 
