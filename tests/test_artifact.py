@@ -7,10 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 from sklearn.base import clone
 from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import (
@@ -465,20 +463,25 @@ def test_load_forest_errors(model_dir: tuple[Path, Forest, np.ndarray]):
         load_forest(str(directory))
 
 
-def test_load_forest_from_s3(model_dir: tuple[Path, Forest, np.ndarray], monkeypatch):
-    # GIVEN the model directory uploaded to a (moto) S3 bucket
-    directory, expected, X = model_dir
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="models")
-        for name in ("forest.gfa", "manifest.json"):
-            s3.put_object(
-                Bucket="models", Key=f"run-1/model/{name}", Body=(directory / name).read_bytes()
-            )
+def test_load_forest_from_s3(model_dir: tuple[Path, Forest, np.ndarray], engine, monkeypatch):
+    # GIVEN the model directory uploaded to the local engine's S3 (moto on loopback)
+    from groveflow import storage
 
+    directory, expected, X = model_dir
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL_S3": engine.endpoint,
+    }.items():
+        monkeypatch.setenv(name, value)
+    storage._s3.cache_clear()
+    engine.s3.create_bucket(Bucket="models")
+    for name in ("forest.gfa", "manifest.json"):
+        engine.s3.put_object(
+            Bucket="models", Key=f"run-1/model/{name}", Body=(directory / name).read_bytes()
+        )
+    try:
         # WHEN it is loaded by prefix, manifest key and blob key
         loaded = [
             load_forest("s3://models/run-1/model"),
@@ -492,3 +495,5 @@ def test_load_forest_from_s3(model_dir: tuple[Path, Forest, np.ndarray], monkeyp
             assert np.array_equal(forest.predict_proba(X), expected.predict_proba(X))
         with pytest.raises(ModelNotFound):
             load_forest("s3://models/run-2/model")
+    finally:
+        storage._s3.cache_clear()

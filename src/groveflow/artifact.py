@@ -62,7 +62,7 @@ import math
 import re
 import struct
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -352,6 +352,23 @@ class Forest:
 
         self._for_row_chunks(X32.shape[0], sum_rows)
         return total
+
+    def tree_predictions(self, X: Any) -> Iterator[np.ndarray]:
+        """Each tree's prediction, in tree order (grove order for a merged forest).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples; see :meth:`predict_proba`.
+
+        Yields
+        ------
+        ndarray of shape (n_samples, n_values)
+            One tree's class fractions, or its regression values (``n_values = 1``).
+        """
+        X32 = self._check_X(X)
+        for tree in self._sklearn_trees():
+            yield tree.predict(X32)
 
     def _mean_of_trees(self, X: Any) -> np.ndarray:
         # scikit-learn's _accumulate_prediction: a float64 sum in tree order, then one division.
@@ -1261,17 +1278,12 @@ class _Location:
 
 def _read_s3(bucket: str, key: str) -> bytes:
     """Bytes of one S3 object; a missing bucket or key raises ModelNotFound."""
-    import boto3
-    from botocore.exceptions import ClientError
+    from groveflow import storage
 
     try:
-        response = boto3.client("s3").get_object(Bucket=bucket, Key=key)
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
-        if code in ("NoSuchKey", "NoSuchBucket", "404"):
-            raise ModelNotFound(f"no model object at s3://{bucket}/{key}") from None
-        raise
-    return bytes(response["Body"].read())
+        return storage.get_bytes(bucket, key)
+    except FileNotFoundError:
+        raise ModelNotFound(f"no model object at s3://{bucket}/{key}") from None
 
 
 def _parse_manifest(raw: bytes, uri: str) -> dict:

@@ -142,18 +142,15 @@ def holdout_curve(forest: Forest, X: np.ndarray, y: np.ndarray) -> HoldoutCurve:
         At every tree count, or at about ``MAX_CURVE_POINTS`` evenly spaced ones for big forests.
     """
     from sklearn.metrics import accuracy_score, r2_score
-    from sklearn.utils import check_array
 
-    X32 = check_array(X, dtype=np.float32, ensure_all_finite="allow-nan")
-    if len(X32) == 0:
+    if len(X) == 0:
         raise ValueError("holdout_curve needs at least one held-out row")
-    trees = forest._sklearn_trees()
-    points = set(np.unique(np.linspace(1, len(trees), MAX_CURVE_POINTS).round().astype(int)))
+    points = set(np.unique(np.linspace(1, forest.n_trees, MAX_CURVE_POINTS).round().astype(int)))
     classes = forest.classes_
-    total = np.zeros((len(X32), trees[0].value.shape[-1]), dtype=np.float64)
+    total: np.ndarray | None = None
     counts, values = [], []
-    for k, tree in enumerate(trees, start=1):
-        total += tree.predict(X32)
+    for k, prediction in enumerate(forest.tree_predictions(X), start=1):
+        total = prediction.astype(np.float64) if total is None else total + prediction
         if k not in points:
             continue
         mean = total / k
