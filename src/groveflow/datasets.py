@@ -464,7 +464,9 @@ def _parquet_columns(data: bytes, source: str) -> dict[str, Any]:
         import pyarrow.parquet as pq
     except ImportError:
         raise InvalidDataset(
-            "reading Parquet needs pyarrow: pip install 'groveflow[parquet]'"
+            "reading Parquet needs pyarrow, which the Lambda layer cannot carry (with "
+            "scikit-learn it exceeds Lambda's 250 MB limit): convert the data to CSV or .npy, "
+            "or train on the local engine with pip install 'groveflow[parquet]'"
         ) from None
     try:
         table = pq.read_table(io.BytesIO(data))
