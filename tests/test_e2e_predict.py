@@ -247,3 +247,37 @@ def test_training_input_with_bad_predict_columns_fails_before_fan_out(
     assert result.status == "FAILED"
     assert result.error == "InvalidPredictRequest"
     assert [i.function for i in result.invocations] == ["PlanFunction"]
+
+
+def test_a_shard_that_keeps_failing_is_retried_then_reported_by_name(
+    trained_with_scores: tuple[Any, str, np.ndarray], state_dir: Path, tmp_path: Path
+) -> None:
+    from conftest import ROOT
+    from groveflow.local import LocalEngine
+    from groveflow.local.faults import FaultInjector
+
+    class ShardOneCrashes(FaultInjector):
+        def decide(self, function: str, payload: dict[str, Any], attempt: int) -> str | None:
+            return "crash" if function == "ScoreShardFunction" and payload["shard"] == 1 else None
+
+    # GIVEN an existing model, and a shard whose every attempt crashes
+    _, run_id, _ = trained_with_scores
+    path, _ = _wine_csv(tmp_path)
+    with LocalEngine(ROOT, workers=2, state_dir=state_dir, faults=ShardOneCrashes()) as engine:
+        name = unique_name("failing-shard")
+        request = {"model": run_id, "data": {"uri": str(path), "exclude": ["id"]}, "shard_rows": 50}
+        # WHEN the predict state machine runs
+        result = engine.run("PredictStateMachine", request, name=name, run_id=name)
+        # THEN the shard was retried, the run fails by name, and no predictions manifest exists
+        attempts = [
+            i
+            for i in result.invocations
+            if i.function == "ScoreShardFunction" and i.payload["shard"] == 1
+        ]
+        assert len(attempts) == 3
+        assert result.status == "FAILED"
+        assert result.error == "States.ExceedToleratedFailureThreshold"
+        listing = engine.s3.list_objects_v2(
+            Bucket=engine.bucket, Prefix=keys.predictions_manifest(name)
+        )
+        assert listing.get("KeyCount", 0) == 0
