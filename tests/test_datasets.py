@@ -10,6 +10,7 @@ import pytest
 
 from groveflow.datasets import load_dataset
 from groveflow.errors import DatasetNotFound, InvalidDataset
+from groveflow.parquet import _convert_file
 from groveflow.request import DataSpec
 
 
@@ -85,11 +86,15 @@ def test_npz_npy_and_parquet(tmp_path: Path) -> None:
     pq.write_table(
         pa.table({"p": X[:, 0], "q": X[:, 1], "label": ["a", "b"] * 3}), tmp_path / "d.parquet"
     )
+    # Parquet is converted (by a function of its own on AWS) to columnar .gfcols for the plan
+    (tmp_path / "d.gfcols").write_bytes(_convert_file(str(tmp_path / "d.parquet")))
     npz = load_dataset(DataSpec(uri=str(tmp_path / "d.npz")), "classification")
     npy = load_dataset(DataSpec(uri=str(tmp_path / "d.npy"), target="0"), "classification")
     parquet = load_dataset(
-        DataSpec(uri=str(tmp_path / "d.parquet"), target="label"), "classification"
+        DataSpec(uri=str(tmp_path / "d.gfcols"), target="label"), "classification"
     )
+    with pytest.raises(InvalidDataset, match=r"data\.format='parquet'"):
+        load_dataset(DataSpec(uri=str(tmp_path / "d.parquet"), target="label"), "classification")
     assert npz.feature_names == ["p", "q"]
     for data in (npz, npy, parquet):
         np.testing.assert_array_equal(data.X, X.astype(np.float32))

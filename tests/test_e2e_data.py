@@ -76,6 +76,38 @@ def test_parquet_in_s3_regression_extra_trees(engine: Any) -> None:
     assert manifest["kind"] == "extra_trees" and manifest["task"] == "regression"
     assert set(result.output["metrics"]) >= {"r2", "rmse", "mae"}
     assert result.output["metrics"]["r2"] > 0.8
+    # the Parquet went through the converter (pyarrow's own function), then the plan
+    functions = [i.function for i in result.invocations]
+    assert functions[:2] == ["ConvertParquetFunction", "PlanFunction"]
+    assert manifest["data"]["uri"] == f"s3://{engine.bucket}/{key}"
+
+
+def test_prefix_of_parquet_parts_with_string_labels_and_nulls(engine: Any) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # GIVEN a prefix of Parquet parts, as Athena or Glue write them, with nulls in features
+    X, label, _ = _table(6)
+    prefix = f"datasets/{unique_name('parquet-parts')}/"
+    for part in range(3):
+        rows = slice(part * 100, (part + 1) * 100)
+        columns = {f"f{i}": pa.array(X[rows, i], from_pandas=True) for i in range(4)}
+        buffer = io.BytesIO()
+        pq.write_table(pa.table({**columns, "label": label[rows].tolist()}), buffer)
+        engine.s3.put_object(
+            Bucket=engine.bucket, Key=f"{prefix}part-{part:04d}.parquet", Body=buffer.getvalue()
+        )
+    request = {
+        "data": {"uri": f"s3://{engine.bucket}/{prefix}", "format": "parquet", "target": "label"},
+        "n_trees": 10,
+        "grove_size": 5,
+    }
+    # WHEN it trains
+    result, manifest = _run(engine, request)
+    # THEN every row is read, in order, with the user's labels
+    assert manifest["data"]["n_rows"] == 300
+    assert manifest["classes"] == ["ham", "spam"]
+    assert result.output["metrics"]["accuracy"] > 0.8
 
 
 def test_prefix_of_csv_parts_in_s3(engine: Any) -> None:

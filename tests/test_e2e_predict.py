@@ -281,3 +281,36 @@ def test_a_shard_that_keeps_failing_is_retried_then_reported_by_name(
             Bucket=engine.bucket, Prefix=keys.predictions_manifest(name)
         )
         assert listing.get("KeyCount", 0) == 0
+
+
+def test_parquet_rows_are_converted_then_scored(
+    engine: Any, trained_with_scores: tuple[Any, str, np.ndarray], tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.datasets import load_wine
+
+    # GIVEN an existing model and the rows to score as Parquet, with an id column
+    _, run_id, _ = trained_with_scores
+    bunch = load_wine()
+    columns = {name: bunch.data[:, i] for i, name in enumerate(bunch.feature_names)}
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"id": [f"w{i}" for i in range(len(bunch.data))], **columns}), path)
+    # WHEN the predict state machine scores it
+    name = unique_name("parquet-scores")
+    request = {
+        "model": run_id,
+        "data": {"uri": str(path), "id_column": "id"},
+        "shard_rows": 60,
+        "probabilities": True,
+    }
+    result = engine.run("PredictStateMachine", request, name=name, run_id=name)
+    # THEN the converter ran first, and the answers equal the model's, row for row
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert result.invocations[0].function == "ConvertParquetFunction"
+    _assert_rows_equal(
+        _parts(engine, result.output["predictions_uri"]),
+        _model(engine, run_id),
+        bunch.data,
+        ids=True,
+    )

@@ -46,6 +46,7 @@ EXPECTED_S3 = {
         "s3:ListBucket": {BUCKET, "<DataBucketNames>"},
         "s3:GetObject": {
             f"{BUCKET}/datasets/*",
+            f"{BUCKET}/converted/*",
             f"{BUCKET}/runs/*/run.json",
             f"{BUCKET}/runs/*/data/*",
             "<DataBucketNames>/*",
@@ -74,6 +75,7 @@ EXPECTED_S3 = {
         "s3:ListBucket": {BUCKET, "<DataBucketNames>"},
         "s3:GetObject": {
             f"{BUCKET}/datasets/*",
+            f"{BUCKET}/converted/*",
             f"{BUCKET}/runs/*/model/manifest.json",
             "<DataBucketNames>/*",
         },
@@ -86,12 +88,18 @@ EXPECTED_S3 = {
         "s3:ListBucket": {BUCKET, "<DataBucketNames>"},
         "s3:GetObject": {
             f"{BUCKET}/datasets/*",
+            f"{BUCKET}/converted/*",
             f"{BUCKET}/predictions/*/job.json",
             f"{BUCKET}/runs/*/model/*",
             f"{BUCKET}/runs/*/groves/*",
             "<DataBucketNames>/*",
         },
         "s3:PutObject": {f"{BUCKET}/predictions/*/part-*"},
+    },
+    "ConvertParquetFunctionRole": {
+        "s3:ListBucket": {BUCKET, "<DataBucketNames>"},
+        "s3:GetObject": {f"{BUCKET}/datasets/*", "<DataBucketNames>/*"},
+        "s3:PutObject": {f"{BUCKET}/converted/*"},
     },
     "FinishPredictionsFunctionRole": {
         "s3:ListBucket": {BUCKET},
@@ -487,6 +495,7 @@ def test_every_handler_imports() -> None:
         "PlanPredictionsFunction",
         "ScoreShardFunction",
         "FinishPredictionsFunction",
+        "ConvertParquetFunction",
     }
     for logical_id, props in functions.items():
         module_name, _, attribute = props["Handler"].rpartition(".")

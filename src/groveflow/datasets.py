@@ -23,12 +23,15 @@ from groveflow.request import DataSpec
 
 __all__ = [
     "BUNDLED",
+    "COLUMNS_SUFFIX",
     "Dataset",
     "check_readable",
     "load_dataset",
+    "read_columns",
     "read_scoring_file",
     "sources",
     "to_features",
+    "write_columns",
 ]
 
 BUNDLED = {
@@ -39,7 +42,15 @@ BUNDLED = {
     "diabetes": "load_diabetes",
 }
 MISSING_MARKERS = {"", "na", "nan", "n/a", "null", "none", "?", "-"}
-DATA_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".npy": "npy", ".npz": "npz"}
+COLUMNS_SUFFIX = ".gfcols"
+DATA_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".npy": "npy",
+    ".npz": "npz",
+    COLUMNS_SUFFIX: "columns",
+}
 
 
 @dataclass(frozen=True)
@@ -243,10 +254,16 @@ def _read_npz(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray, list[st
     return X, y, names or [f"x{i}" for i in range(X.shape[1])]
 
 
-def _read_parquet(
-    data: bytes, spec: DataSpec, source: str
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    return _table_from_columns(_parquet_columns(data, source), spec, source)
+def _table_columns(fmt: str, data: bytes, source: str, spec: DataSpec) -> dict[str, Any]:
+    """The named columns of a CSV or converted (``.gfcols``) file."""
+    if fmt == "csv":
+        return _csv_columns(data, _csv_delimiter(source, spec), source)
+    if fmt == "columns":
+        return read_columns(data, source)
+    raise InvalidDataset(
+        f"{source} is Parquet: name it with data.format='parquet' (or a .parquet URI) so the run "
+        "converts it first (pyarrow runs in a function of its own)"
+    )
 
 
 def _read_one(name: str, data: bytes, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -258,7 +275,7 @@ def _read_one(name: str, data: bytes, spec: DataSpec) -> tuple[np.ndarray, np.nd
         return _read_npy(data, spec, name)
     if fmt == "npz":
         return _read_npz(data, name)
-    return _read_parquet(data, spec, name)
+    return _table_from_columns(_table_columns(fmt, data, name, spec), spec, name)
 
 
 def _sources(uri: str) -> list[str]:
@@ -399,10 +416,7 @@ def read_scoring_file(
     data = _decompressed(source, storage.read_uri(source))
     if fmt in {"npy", "npz"}:
         return _scoring_matrix(source, fmt, data, feature_names), None
-    if fmt == "csv":
-        columns: dict[str, Any] = _csv_columns(data, _csv_delimiter(source, spec), source)
-    else:
-        columns = _parquet_columns(data, source)
+    columns = _table_columns(fmt, data, source, spec)
     ids = _id_values(columns, id_column, source)
     present = [c for c in columns if c != id_column and c not in spec.exclude]
     _check_scoring_columns(present, feature_names, source)
@@ -459,22 +473,6 @@ def _check_scoring_columns(present: list[str], feature_names: list[str], source:
     )
 
 
-def _parquet_columns(data: bytes, source: str) -> dict[str, Any]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise InvalidDataset(
-            "reading Parquet needs pyarrow, which the Lambda layer cannot carry (with "
-            "scikit-learn it exceeds Lambda's 250 MB limit): convert the data to CSV or .npy, "
-            "or train on the local engine with pip install 'groveflow[parquet]'"
-        ) from None
-    try:
-        table = pq.read_table(io.BytesIO(data))
-    except Exception as error:
-        raise InvalidDataset(f"{source} is not a readable Parquet file: {error}") from None
-    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
-
-
 DATASETS_PREFIX = "datasets/"
 
 
@@ -507,3 +505,21 @@ def check_readable(
         raise error(
             f"data.uri {uri!r} is a local path, readable only on the local engine; upload it to S3"
         )
+
+
+def write_columns(names: list[str], columns: list[np.ndarray]) -> bytes:
+    """An ``.npz`` of named columns (numbers or unicode strings), loadable without pickle."""
+    buffer = io.BytesIO()
+    arrays = {f"c{i}": column for i, column in enumerate(columns)}
+    np.savez(buffer, allow_pickle=False, __columns__=np.array(names, dtype=str), **arrays)
+    return buffer.getvalue()
+
+
+def read_columns(data: bytes, source: str) -> dict[str, np.ndarray]:
+    """The named columns of a ``.gfcols`` file, in file order."""
+    try:
+        archive = np.load(io.BytesIO(data), allow_pickle=False)
+        names = [str(name) for name in archive["__columns__"]]
+        return {name: archive[f"c{i}"] for i, name in enumerate(names)}
+    except (ValueError, OSError, KeyError) as error:
+        raise InvalidDataset(f"{source} is not a readable converted table: {error}") from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -234,10 +234,15 @@ def plan_predict_run(
 ) -> dict[str, Any]:
     """Plan step of the predict state machine: validate, find the model, plan shards.
 
-    ``data_buckets`` and ``local_paths`` say what the stack may read, as for training.
+    ``data_buckets`` and ``local_paths`` say what the stack may read, as for training;
+    ``event["converted"]["data"]``, when present, names the columnar copy of Parquet rows.
     """
     request = parse_predict_request(event.get("request"))
     check_readable(request.data["uri"], (bucket, *data_buckets), local_paths, InvalidPredictRequest)
+    converted = (event.get("converted") or {}).get("data")
+    if converted is not None:
+        data = {**request.data, "uri": converted["uri"], "format": converted["format"]}
+        request = replace(request, data=data)
     prediction_id = request.prediction_id or str(event.get("execution_name", ""))
     model_bucket, key, manifest = load_manifest(request.model, bucket)
     if model_bucket != bucket:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,11 +25,12 @@ from groveflow.errors import (
     GroveMismatch,
     GroveMissing,
     InvalidDataset,
+    InvalidPredictRequest,
     InvalidRequest,
 )
 from groveflow.layout import grove_seeds, keys
 from groveflow.metrics import classification_metrics, regression_metrics
-from groveflow.request import TrainRequest, make_estimator, parse_train_request
+from groveflow.request import DataSpec, TrainRequest, make_estimator, parse_train_request
 
 __all__ = ["MANIFEST_VERSION", "build_grove", "merge_run", "plan_run"]
 
@@ -54,7 +55,8 @@ def plan_run(
     Parameters
     ----------
     event : dict
-        ``{"request": <execution input>, "execution_name": str}``.
+        ``{"request": <execution input>, "execution_name": str, "converted": dict or None}``;
+        ``converted`` names the columnar copies of Parquet data (see :mod:`groveflow.parquet`).
     bucket : str
         The stack's bucket.
     builder_memory_mb : int
@@ -71,7 +73,9 @@ def plan_run(
         ``tolerated_failure_percentage``: small, so it fits any state payload.
     """
     request = parse_train_request(event.get("request"))
-    check_readable(request.data.uri, (bucket, *data_buckets), local_paths)
+    readable = (bucket, *data_buckets)
+    check_readable(request.data.uri, readable, local_paths)
+    converted = event.get("converted") or {}
     run_id = request.run_id or _run_id_from(event.get("execution_name"))
     telemetry.logger.append_keys(run_id=run_id)
     stored = _stored_request(bucket, run_id)
@@ -81,13 +85,20 @@ def plan_run(
             "choose a new run_id or repeat the original input to resume"
         )
     if stored is None or not all(storage.exists(bucket, keys.split(run_id, s)) for s in SPLITS):
-        dataset = load_dataset(request.data, request.model.task)
+        dataset = load_dataset(_as_read(request.data, converted.get("data")), request.model.task)
         split = _split(dataset, request)
         _check_fits(split["X_train"], request, builder_memory_mb)
         for name in SPLITS:
             storage.put_bytes(bucket, keys.split(run_id, name), storage.npy_bytes(split[name]))
         storage.put_json(bucket, keys.request(run_id), _run_record(request, run_id, dataset, split))
-    predict = _predict_section(request, run_id, bucket)
+    predict = _predict_section(
+        request,
+        run_id,
+        bucket=bucket,
+        converted=converted.get("predict"),
+        readable=readable,
+        local_paths=local_paths,
+    )
     seeds = grove_seeds(request.seed, request.n_groves)
     plan = [
         {"run_id": run_id, "grove": i, "seed": seed, "n_trees": _grove_trees(request, i)}
@@ -105,7 +116,22 @@ def plan_run(
     }
 
 
-def _predict_section(request: TrainRequest, run_id: str, bucket: str) -> dict[str, Any] | None:
+def _as_read(spec: DataSpec, converted: dict[str, Any] | None) -> DataSpec:
+    """Where to read ``spec``'s data: its columnar copy when the run converted it from Parquet."""
+    if converted is None:
+        return spec
+    return replace(spec, uri=converted["uri"], format=converted["format"])
+
+
+def _predict_section(
+    request: TrainRequest,
+    run_id: str,
+    *,
+    bucket: str,
+    converted: dict[str, Any] | None,
+    readable: tuple[str, ...],
+    local_paths: bool,
+) -> dict[str, Any] | None:
     """Validate the run's predict section now, against the training columns, before any fan-out."""
     if request.predict is None:
         return None
@@ -117,8 +143,11 @@ def _predict_section(request: TrainRequest, run_id: str, bucket: str) -> dict[st
         predict = parse_predict_request(section)
     except GroveflowError as error:
         raise InvalidRequest(f"predict: {error}") from None
+    check_readable(predict.data["uri"], readable, local_paths, InvalidPredictRequest)
+    if converted is not None:
+        section["data"] = {**predict.data, "uri": converted["uri"], "format": converted["format"]}
     record = storage.get_json(bucket, keys.request(run_id))
-    spec = data_spec(predict.data)
+    spec = data_spec(section["data"])
     for source in sources(spec.uri):
         read_scoring_file(source, spec, record["feature_names"], predict.data.get("id_column"))
     return section
