@@ -66,8 +66,33 @@ def function_sizes(template: dict[str, Any]) -> dict[str, dict[str, int]]:
     return sizes
 
 
-def layer_dir(template: dict[str, Any]) -> Path:
-    return BUILD / template["Resources"]["DependenciesLayer"]["Properties"]["ContentUri"] / "python"
+def layer_dir(template: dict[str, Any], layer: str = "DependenciesLayer") -> Path:
+    return BUILD / template["Resources"][layer]["Properties"]["ContentUri"] / "python"
+
+
+def function_layer(resource: dict[str, Any]) -> str:
+    """The logical id of the one layer a built function uses."""
+    (layer,) = resource["Properties"]["Layers"]
+    return str(layer["Ref"])
+
+
+# What each layer must be able to do on the runtime's Python, once a handler is imported.
+SMOKE = {
+    "DependenciesLayer": (
+        "from sklearn.datasets import load_digits\n"
+        "from sklearn.ensemble import RandomForestClassifier\n"
+        "X, y = load_digits(return_X_y=True)\n"
+        "assert RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y).score(X, y) > 0.9\n"
+    ),
+    "ParquetLayer": (
+        "import io, pyarrow as pa, pyarrow.parquet as pq\n"
+        "from groveflow.datasets import read_columns\n"
+        "from groveflow.parquet import _column\n"
+        "buffer = io.BytesIO(); pq.write_table(pa.table({'a': [1.0, None], 'b': ['x', None]}), buffer)\n"
+        "table = pq.read_table(io.BytesIO(buffer.getvalue()))\n"
+        "assert [str(v) for v in _column(table.column('b'))] == ['x', '']\n"
+    ),
+}
 
 
 def python312() -> str | None:
@@ -126,22 +151,24 @@ def test_handlers_import_and_fit_on_the_built_layer(built: dict[str, Any]) -> No
     interpreter = python312()
     if interpreter is None:
         pytest.skip("no python3.12 here to import the layer with")
-    smoke = (
-        "import sys; sys.path[:0] = sys.argv[1:]\n"
-        "import app\n"
-        "assert callable(app.handler)\n"
-        "from sklearn.datasets import load_digits\n"
-        "from sklearn.ensemble import RandomForestClassifier\n"
-        "X, y = load_digits(return_X_y=True)\n"
-        "assert RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y).score(X, y) > 0.9\n"
-    )
     for logical_id, resource in built["Resources"].items():
         if resource["Type"] != "AWS::Serverless::Function":
             continue
         code = BUILD / resource["Properties"]["CodeUri"]
-        # WHEN its handler module is imported there and a small forest is fitted (-S: no site dirs)
+        layer = function_layer(resource)
+        smoke = (
+            "import sys; sys.path[:0] = sys.argv[1:]\nimport app\nassert callable(app.handler)\n"
+        )
+        # WHEN its handler module is imported there and its layer does its work (-S: no site dirs)
         result = subprocess.run(
-            [interpreter, "-S", "-c", smoke, str(code), str(layer_dir(built))],
+            [
+                interpreter,
+                "-S",
+                "-c",
+                smoke + SMOKE[layer],
+                str(code),
+                str(layer_dir(built, layer)),
+            ],
             capture_output=True,
             text=True,
             timeout=300,
