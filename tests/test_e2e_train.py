@@ -55,7 +55,15 @@ def test_run_goes_through_plan_one_child_per_grove_and_merge(
     entered = [
         e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e
     ]
-    assert entered == ["Plan", "BuildGroves", "Merge", "PredictRequested", "Trained"]
+    assert entered == [
+        "PrepareData",
+        "NoConversion",
+        "Plan",
+        "BuildGroves",
+        "Merge",
+        "PredictRequested",
+        "Trained",
+    ]
     assert any(e["type"] == "MapRunStarted" for e in history)
     functions = [i.function for i in result.invocations]
     assert functions[0] == "PlanFunction" and functions[-1] == "MergeFunction"
