@@ -122,7 +122,8 @@ def _serve(
             result = handler(json.loads(payload), _Context(spec, started + spec.timeout_seconds))
             message: tuple[bytes, str | None] = (json.dumps(result).encode(), None)
         except Exception as error:
-            trace = traceback.format_exception(error)
+            # As Lambda's Python runtime does: the frames of the error's own traceback only.
+            trace = traceback.format_list(traceback.extract_tb(error.__traceback__))
             message = (
                 _error_document(type(error).__name__, str(error), trace),
                 type(error).__name__,
