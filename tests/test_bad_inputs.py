@@ -221,6 +221,24 @@ CASES: list[tuple[str, Any, str, str]] = [
         "may not read",
     ),
     (
+        "monotonic-constraints-on-multiclass",
+        {"data": DIGITS, "model": {"params": {"monotonic_cst": [0] * 64}}},
+        "InvalidRequest",
+        "do not fit this dataset",
+    ),
+    (
+        "monotonic-constraints-wrong-length",
+        {"data": {"uri": "sklearn:breast_cancer"}, "model": {"params": {"monotonic_cst": [1, 0]}}},
+        "InvalidRequest",
+        "monotonic_cst",
+    ),
+    (
+        "max-samples-above-rows",
+        {"data": {"uri": "sklearn:iris"}, "model": {"params": {"max_samples": 5000}}},
+        "InvalidRequest",
+        "max_samples",
+    ),
+    (
         "own-bucket-outside-datasets",
         {"data": {"uri": "s3://groveflow-local/runs/other/run.json", "target": "label"}},
         "InvalidRequest",

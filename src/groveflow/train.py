@@ -88,6 +88,7 @@ def plan_run(
         dataset = load_dataset(_as_read(request.data, converted.get("data")), request.model.task)
         split = _split(dataset, request)
         _check_fits(split["X_train"], request, builder_memory_mb)
+        _trial_fit(split["X_train"], split["y_train"], request)
         for name in SPLITS:
             storage.put_bytes(bucket, keys.split(run_id, name), storage.npy_bytes(split[name]))
         storage.put_json(bucket, keys.request(run_id), _run_record(request, run_id, dataset, split))
@@ -245,6 +246,22 @@ def _check_fits(X_train: np.ndarray, request: TrainRequest, memory_mb: int) -> N
             f"{X_train.shape[0]} x {X_train.shape[1]} rows "
             f"needs about {needed} MB, more than the builder's {memory_mb} MB; {hint}"
         )
+
+
+def _trial_fit(X: np.ndarray, y: np.ndarray, request: TrainRequest) -> None:
+    """Fit one stump with the run's parameters on the training split, before any fan-out.
+
+    What scikit-learn checks only at fit time against the data (``monotonic_cst`` with
+    multiclass targets, missing values or the wrong length; ``max_samples`` above the row
+    count...) is refused here, by name, instead of in every grove builder.
+    """
+    model = request.model
+    params = {**model.params, "max_depth": 1}
+    estimator = make_estimator(model.kind, model.task, params, n_trees=1, seed=0)
+    try:
+        estimator.fit(X, y)
+    except (ValueError, TypeError) as error:
+        raise InvalidRequest(f"model.params do not fit this dataset: {error}") from None
 
 
 def _sha256_of(*arrays: np.ndarray) -> str:
