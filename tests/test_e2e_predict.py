@@ -238,15 +238,29 @@ def test_training_input_with_bad_predict_columns_fails_before_fan_out(
 
     names = list(load_wine().feature_names)
     wrong, _ = _wine_csv(tmp_path, columns=names[:-1])
+    right, _ = _wine_csv(tmp_path, columns=names)
     name = unique_name("bad-predict")
+    # WHEN a training input's predict section does not match the training columns
     result = engine.run(
         "TrainStateMachine",
         {**WINE, "run_id": name, "predict": {"data": {"uri": str(wrong)}}},
         name=name,
     )
+    # THEN it fails at Plan, by name, and nothing of the run is stored
     assert result.status == "FAILED"
     assert result.error == "InvalidPredictRequest"
     assert [i.function for i in result.invocations] == ["PlanFunction"]
+    assert (
+        engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=keys.run_prefix(name)).get(
+            "KeyCount", 0
+        )
+        == 0
+    )
+    # and the same run id with a corrected predict section trains and scores
+    fixed = {**WINE, "run_id": name, "predict": {"data": {"uri": str(right)}}}
+    again = engine.run("TrainStateMachine", fixed, name=unique_name("fixed"), run_id=name)
+    assert again.status == "SUCCEEDED", (again.error, again.cause)
+    assert again.output["predictions"]["n_rows"] == 178
 
 
 def test_a_shard_that_keeps_failing_is_retried_then_reported_by_name(

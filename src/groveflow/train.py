@@ -78,28 +78,37 @@ def plan_run(
     converted = event.get("converted") or {}
     run_id = request.run_id or _run_id_from(event.get("execution_name"))
     telemetry.logger.append_keys(run_id=run_id)
-    stored = _stored_request(bucket, run_id)
-    if stored is not None and stored != request.to_dict():
+    stored = _stored_record(bucket, run_id)
+    if stored is not None and _model_inputs(stored["request"]) != _model_inputs(request.to_dict()):
         raise InvalidRequest(
             f"run_id {run_id!r} was already used with a different input; "
             "choose a new run_id or repeat the original input to resume"
         )
-    if stored is None or not all(storage.exists(bucket, keys.split(run_id, s)) for s in SPLITS):
+    resumed = stored is not None and all(
+        storage.exists(bucket, keys.split(run_id, s)) for s in SPLITS
+    )
+    if resumed:
+        assert stored is not None
+        feature_names = stored["feature_names"]
+    else:
         dataset = load_dataset(_as_read(request.data, converted.get("data")), request.model.task)
         split = _split(dataset, request)
         _check_fits(split["X_train"], request, builder_memory_mb)
         _trial_fit(split["X_train"], split["y_train"], request)
-        for name in SPLITS:
-            storage.put_bytes(bucket, keys.split(run_id, name), storage.npy_bytes(split[name]))
-        storage.put_json(bucket, keys.request(run_id), _run_record(request, run_id, dataset, split))
+        feature_names = dataset.feature_names
+    # Everything is checked before anything is written: a refused run leaves nothing behind.
     predict = _predict_section(
         request,
         run_id,
-        bucket=bucket,
+        feature_names=feature_names,
         converted=converted.get("predict"),
         readable=readable,
         local_paths=local_paths,
     )
+    if not resumed:
+        for name in SPLITS:
+            storage.put_bytes(bucket, keys.split(run_id, name), storage.npy_bytes(split[name]))
+        storage.put_json(bucket, keys.request(run_id), _run_record(request, run_id, dataset, split))
     seeds = grove_seeds(request.seed, request.n_groves)
     plan = [
         {"run_id": run_id, "grove": i, "seed": seed, "n_trees": _grove_trees(request, i)}
@@ -128,7 +137,7 @@ def _predict_section(
     request: TrainRequest,
     run_id: str,
     *,
-    bucket: str,
+    feature_names: list[str],
     converted: dict[str, Any] | None,
     readable: tuple[str, ...],
     local_paths: bool,
@@ -147,10 +156,9 @@ def _predict_section(
     check_readable(predict.data["uri"], readable, local_paths, InvalidPredictRequest)
     if converted is not None:
         section["data"] = {**predict.data, "uri": converted["uri"], "format": converted["format"]}
-    record = storage.get_json(bucket, keys.request(run_id))
     spec = data_spec(section["data"])
     for source in sources(spec.uri):
-        read_scoring_file(source, spec, record["feature_names"], predict.data.get("id_column"))
+        read_scoring_file(source, spec, feature_names, predict.data.get("id_column"))
     return section
 
 
@@ -160,13 +168,17 @@ def _run_id_from(execution_name: Any) -> str:
     return execution_name
 
 
-def _stored_request(bucket: str, run_id: str) -> dict[str, Any] | None:
+def _stored_record(bucket: str, run_id: str) -> dict[str, Any] | None:
     try:
-        record = storage.get_json(bucket, keys.request(run_id))
+        record: dict[str, Any] = storage.get_json(bucket, keys.request(run_id))
     except FileNotFoundError:
         return None
-    request: dict[str, Any] = record["request"]
-    return request
+    return record
+
+
+def _model_inputs(request: dict[str, Any]) -> dict[str, Any]:
+    """What decides a run's model: the request less its predict section."""
+    return {key: value for key, value in request.items() if key != "predict"}
 
 
 def _grove_trees(request: TrainRequest, grove: int) -> int:
