@@ -255,3 +255,26 @@ def test_train_on_a_state_machine_arn_follows_with_the_same_code_path(
     assert summary["status"] == "SUCCEEDED"
     assert summary["trees_built"] == 4
     assert summary["model_uri"].startswith("s3://groveflow-local/runs/")
+
+
+def test_predict_in_a_new_process_scores_with_a_model_trained_earlier(tmp_path: Path) -> None:
+    # GIVEN a model trained by one groveflow process
+    state = str(tmp_path / "state")
+    request = tmp_path / "wine.json"
+    request.write_text(json.dumps({"data": {"uri": "sklearn:wine"}, "n_trees": 4, "grove_size": 2}))
+    assert (
+        _groveflow("train", str(request), "--run-id", "wine-model", "--state-dir", state).returncode
+        == 0
+    )
+    # WHEN another process scores rows with it
+    scoring = tmp_path / "score.json"
+    scoring.write_text(
+        json.dumps({"model": "wine-model", "data": {"uri": "sklearn:wine"}, "shard_rows": 100})
+    )
+    done = _groveflow("predict", str(scoring), "--state-dir", state)
+    # THEN the predictions are on disk, one part per shard, 178 rows in all
+    assert done.returncode == 0, done.stdout + done.stderr
+    output = json.loads(done.stdout)
+    assert (output["n_rows"], output["n_parts"]) == (178, 2)
+    parts = sorted(Path(output["predictions_dir"]).glob("part-*.csv"))
+    assert sum(len(p.read_text().splitlines()) - 1 for p in parts) == 178

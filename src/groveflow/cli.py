@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -143,6 +144,17 @@ def _record(engine: Any, result: Any, run_id: str, cost: dict[str, Any]) -> None
     (directory / "execution.json").write_text(json.dumps(record, indent=2))
 
 
+def _model_run_id(request: dict[str, Any]) -> str | None:
+    """The local run a prediction input's ``model`` names (a run id or its S3 URI), if any."""
+    model = request.get("model")
+    if not isinstance(model, str):
+        return None
+    match = re.fullmatch(r"s3://[^/]+/runs/([^/]+)/.*", model)
+    if match:
+        return match.group(1)
+    return model if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}", model) else None
+
+
 def _execution_name(run_id: str) -> str:
     return f"{run_id[:60]}-{time.strftime('%H%M%S')}-{time.monotonic_ns() % 10**6}"
 
@@ -159,6 +171,9 @@ def _run_locally(
         raise SystemExit(f"groveflow: --inject-faults: {error}") from None
     bar = _ProgressBar(enabled=not args.json)
     with LocalEngine(workers=args.workers, state_dir=Path(args.state_dir), faults=faults) as engine:
+        model_run = _model_run_id(request) if machine == "PredictStateMachine" else None
+        if model_run is not None:
+            engine.restore(model_run)  # a model trained by an earlier process
         try:
             result = engine.run(
                 machine, request, name=_execution_name(run_id), run_id=run_id, on_progress=bar
@@ -176,6 +191,8 @@ def _run_locally(
             str(engine.run_dir(run_id) / "model") if machine == "TrainStateMachine" else None
         )
         summary = _summary(description, result.seconds, model_dir)
+        if result.status == "SUCCEEDED" and machine == "PredictStateMachine":
+            summary["output"]["predictions_dir"] = str(engine.predictions_dir(run_id))
         summary["cost"] = _cost(engine, result)
         _record(engine, result, run_id, summary["cost"])
     _emit(args, summary, machine)

@@ -29,6 +29,7 @@ from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 
 from groveflow.follow import Progress, follow
+from groveflow.layout import keys
 from groveflow.local import moto_compat
 from groveflow.local.faults import FaultInjector
 from groveflow.local.template import REGION, FunctionSpec, Stack, load_template
@@ -343,7 +344,7 @@ class LocalEngine:
             Called with each :class:`~groveflow.follow.Progress` while the execution runs.
         """
         run_id = run_id or execution_input.get("run_id") or name
-        self._restore(run_id)
+        self.restore(run_id)
         first = len(self.invocations)
         started = time.monotonic()
         arn = self.sfn.start_execution(
@@ -381,26 +382,32 @@ class LocalEngine:
         """Where a run's objects are mirrored on disk."""
         return self.state_dir / "s3" / self.bucket / "runs" / run_id
 
-    def _mirror(self, run_id: str) -> None:
-        """Copy the run's objects (all but the training split) from the local bucket to disk."""
-        prefix = f"runs/{run_id}/"
-        paginator = self.s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                key = item["Key"]
-                if key.startswith(f"{prefix}data/") and "_train" in key:
-                    continue
-                response = self.s3.get_object(Bucket=self.bucket, Key=key)
-                target = self.state_dir / "s3" / self.bucket / key
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(response["Body"].read())
-                meta = target.with_name(target.name + ".metadata.json")
-                if response.get("Metadata"):
-                    meta.write_text(json.dumps(response["Metadata"], sort_keys=True))
-                elif meta.exists():
-                    meta.unlink()
+    def predictions_dir(self, prediction_id: str) -> Path:
+        """Where a prediction run's parts and manifest are mirrored on disk."""
+        return self.state_dir / "s3" / self.bucket / "predictions" / prediction_id
 
-    def _restore(self, run_id: str) -> None:
+    def _mirror(self, run_id: str) -> None:
+        """Copy the run's objects (all but the training split) and its predictions to disk."""
+        training_split = {keys.split(run_id, "X_train"), keys.split(run_id, "y_train")}
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for prefix in (keys.run_prefix(run_id), keys.predictions_prefix(run_id)):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    if item["Key"] not in training_split:
+                        self._mirror_object(item["Key"])
+
+    def _mirror_object(self, key: str) -> None:
+        response = self.s3.get_object(Bucket=self.bucket, Key=key)
+        target = self.state_dir / "s3" / self.bucket / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(response["Body"].read())
+        meta = target.with_name(target.name + ".metadata.json")
+        if response.get("Metadata"):
+            meta.write_text(json.dumps(response["Metadata"], sort_keys=True))
+        elif meta.exists():
+            meta.unlink()
+
+    def restore(self, run_id: str) -> None:
         """Load a run mirrored by an earlier process back into the local bucket (resume)."""
         directory = self.run_dir(run_id)
         if not directory.is_dir():
