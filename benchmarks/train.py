@@ -118,6 +118,8 @@ def main() -> None:
         print(f"  scikit-learn fit(n_jobs=2) + save {baseline}")
         print(f"  groveflow train --workers 2       {groveflow_seconds:7.2f} s  acc {accuracy:.4f}")
         print(f"  ratio groveflow / scikit-learn    {ratio:7.3f}  (target <= 1.10)")
+        phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in summary["phases"].items())
+        print(f"  groveflow's states: {phases}")
         _overhead(directory, args.groves)
 
 

@@ -51,6 +51,8 @@ def test_train_prints_a_json_summary_and_leaves_the_model_on_disk(tmp_path: Path
     manifest = json.loads((Path(summary["model_dir"]) / "manifest.json").read_text())
     assert manifest["run_id"] == summary["run_id"]
     assert summary["cost"]["total_usd"] > 0
+    assert {"Plan", "BuildGroves", "Merge"} <= set(summary["phases"])
+    assert sum(summary["phases"].values()) <= summary["seconds"]
     # and the report and export commands work on it
     report = _groveflow("report", summary["run_id"], "--state-dir", str(tmp_path))
     assert report.returncode == 0, report.stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from groveflow.errors import GroveflowError
-from groveflow.follow import Progress, follow
+from groveflow.follow import Progress, follow, phase_seconds
 
 __all__ = ["main"]
 
@@ -121,14 +121,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"scores    {summary['predictions']['predictions_uri']}")
 
 
-def _cost(engine: Any, result: Any) -> dict[str, Any]:
+def _cost(result: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
     from groveflow.cost import child_transitions, count_state_transitions, estimate_cost
 
     children = [i for i in result.invocations if i.function in MAP_CHILD_FUNCTIONS]
     items = {(i.function, json.dumps(i.payload, sort_keys=True)) for i in children}
-    transitions = count_state_transitions(
-        engine.history(result.execution_arn), child_transitions(len(items), len(children))
-    )
+    transitions = count_state_transitions(history, child_transitions(len(items), len(children)))
     return estimate_cost(result.invocations, transitions).to_dict()
 
 
@@ -176,7 +174,11 @@ def _run_locally(
             engine.restore(model_run)  # a model trained by an earlier process
         try:
             result = engine.run(
-                machine, request, name=_execution_name(run_id), run_id=run_id, on_progress=bar
+                machine,
+                request,
+                name=_execution_name(run_id),
+                run_id=run_id,
+                on_progress=bar if bar.enabled else None,
             )
         finally:
             bar.finish()
@@ -193,7 +195,9 @@ def _run_locally(
         summary = _summary(description, result.seconds, model_dir)
         if result.status == "SUCCEEDED" and machine == "PredictStateMachine":
             summary["output"]["predictions_dir"] = str(engine.predictions_dir(run_id))
-        summary["cost"] = _cost(engine, result)
+        history = engine.history(result.execution_arn)
+        summary["cost"] = _cost(result, history)
+        summary["phases"] = phase_seconds(history)
         _record(engine, result, run_id, summary["cost"])
     _emit(args, summary, machine)
     return 0 if result.status == "SUCCEEDED" else 1

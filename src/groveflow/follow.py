@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Progress", "follow", "poll"]
+__all__ = ["Progress", "follow", "phase_seconds", "poll"]
 
 
 @dataclass(frozen=True)
@@ -86,3 +86,20 @@ def follow(
             return description
         time.sleep(delay)
         delay = min(delay * 2, poll_seconds)
+
+
+def phase_seconds(history: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds spent in each state of an execution, from its history (Task and Map states)."""
+    entered: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    for event in history:
+        details = event.get("stateEnteredEventDetails") or event.get("stateExitedEventDetails")
+        if details is None:
+            continue
+        name = details["name"]
+        if event["type"].endswith("StateEntered"):
+            entered[name] = event["timestamp"]
+        elif name in entered:
+            elapsed = (event["timestamp"] - entered.pop(name)).total_seconds()
+            seconds[name] = round(seconds.get(name, 0.0) + elapsed, 3)
+    return seconds

@@ -522,6 +522,7 @@ def _evaluate(
     y_test = storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, "y_test")))
     if len(y_test) == 0:
         return {"n_test": 0, "note": "test_fraction=0: no held-out rows, no metrics"}
+    forest.n_jobs = -1  # every vCPU the merge has; the answers are the same for any thread count
     if request.model.task == "classification":
         assert forest.classes_ is not None
         scores = classification_metrics(y_test, forest.predict_proba(X_test), forest.classes_)
