@@ -1,5 +1,7 @@
-"""Every Lambda task in every state machine retries Lambda's own errors, not the user's, and
-every stage ends in a named Fail state when it fails."""
+"""Contracts of the state machines and the example inputs.
+
+Every Lambda task in every state machine retries Lambda's own errors, not the user's; every
+stage ends in a named Fail state when it fails; every file in events/ is a valid request."""
 
 from __future__ import annotations
 
@@ -85,3 +87,18 @@ def test_the_contract_check_fails_on_a_task_that_retries_everything(tmp_path: Pa
     # THEN the check above rejects it
     with pytest.raises(AssertionError):
         test_every_task_retries_lambda_errors_with_capped_jittered_backoff(broken)
+
+
+EVENTS = sorted((ROOT / "events").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", EVENTS, ids=[p.name for p in EVENTS])
+def test_every_example_input_is_a_valid_request(path: Path) -> None:
+    from groveflow.predict import parse_predict_request
+    from groveflow.request import parse_train_request
+
+    value = json.loads(path.read_text())
+    if path.name.startswith("predict-"):
+        parse_predict_request(value)
+    else:
+        parse_train_request(value)
