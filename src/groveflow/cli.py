@@ -451,6 +451,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+OPTIONAL = {"matplotlib": "report", "skops": "export", "pyarrow": "parquet"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``groveflow`` command."""
     args = _parser().parse_args(argv)
@@ -458,6 +461,14 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
     except GroveflowError as error:
         print(f"groveflow: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        extra = OPTIONAL.get((error.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"groveflow: this needs {error.name}: pip install 'groveflow[{extra}]'", file=sys.stderr
+        )
         return 2
     return code
 
