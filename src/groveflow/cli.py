@@ -21,7 +21,6 @@ from groveflow.follow import Progress, follow, phase_seconds
 
 __all__ = ["main"]
 
-LOCAL_BUCKET_DIR = Path("s3") / "groveflow-local" / "runs"
 MAP_CHILD_FUNCTIONS = ("BuildGroveFunction", "ScoreShardFunction")
 
 
@@ -299,7 +298,10 @@ def _follow(args: argparse.Namespace) -> int:
 
 
 def _local_run_dir(args: argparse.Namespace) -> Path:
-    run_dir = Path(args.state_dir) / LOCAL_BUCKET_DIR / args.run
+    from groveflow.layout import keys
+    from groveflow.local.engine import mirrored
+
+    run_dir = mirrored(Path(args.state_dir).resolve(), keys.run_prefix(args.run))
     if not (run_dir / "model" / "manifest.json").is_file():
         raise SystemExit(f"groveflow: no finished local run {args.run!r} in {run_dir.parent}")
     return run_dir

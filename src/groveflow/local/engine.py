@@ -35,10 +35,15 @@ from groveflow.local.faults import FaultInjector
 from groveflow.local.template import REGION, FunctionSpec, Stack, load_template
 from groveflow.local.workers import Outcome, WorkerPool, default_size
 
-__all__ = ["ExecutionResult", "Invocation", "LocalEngine", "project_root"]
+__all__ = ["ExecutionResult", "Invocation", "LocalEngine", "mirrored", "project_root"]
 
 LOCAL_BUCKET = "groveflow-local"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def mirrored(state_dir: Path, key: str) -> Path:
+    """Where the local bucket's object (or prefix) ``key`` is mirrored under ``state_dir``."""
+    return state_dir / "s3" / LOCAL_BUCKET / key
 
 
 def project_root() -> Path:
@@ -382,11 +387,11 @@ class LocalEngine:
 
     def run_dir(self, run_id: str) -> Path:
         """Where a run's objects are mirrored on disk."""
-        return self.state_dir / "s3" / self.bucket / "runs" / run_id
+        return mirrored(self.state_dir, keys.run_prefix(run_id))
 
     def predictions_dir(self, prediction_id: str) -> Path:
         """Where a prediction run's parts and manifest are mirrored on disk."""
-        return self.state_dir / "s3" / self.bucket / "predictions" / prediction_id
+        return mirrored(self.state_dir, keys.predictions_prefix(prediction_id))
 
     def _mirror(self, run_id: str) -> None:
         """Copy the run's objects (all but the training split) and its predictions to disk."""
@@ -400,7 +405,7 @@ class LocalEngine:
 
     def _mirror_object(self, key: str) -> None:
         response = self.s3.get_object(Bucket=self.bucket, Key=key)
-        target = self.state_dir / "s3" / self.bucket / key
+        target = mirrored(self.state_dir, key)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(response["Body"].read())
         meta = target.with_name(target.name + ".metadata.json")
@@ -414,7 +419,7 @@ class LocalEngine:
         directory = self.run_dir(run_id)
         if not directory.is_dir():
             return
-        base = self.state_dir / "s3" / self.bucket
+        base = mirrored(self.state_dir, "")
         for path in sorted(directory.rglob("*")):
             if not path.is_file() or path.name.endswith(".metadata.json"):
                 continue
