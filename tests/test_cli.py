@@ -257,6 +257,11 @@ def test_train_on_a_state_machine_arn_follows_with_the_same_code_path(
     assert summary["status"] == "SUCCEEDED"
     assert summary["trees_built"] == 4
     assert summary["model_uri"].startswith("s3://groveflow-local/runs/")
+    # and its cost, read from the functions' REPORT log lines: plan, 2 groves, merge
+    cost = summary["cost"]
+    assert cost["lambda_requests"] == 4
+    assert cost["gb_seconds"] > 0
+    assert cost["total_usd"] > cost["step_functions_usd"] > 0
 
 
 def test_predict_in_a_new_process_scores_with_a_model_trained_earlier(tmp_path: Path) -> None:

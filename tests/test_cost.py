@@ -148,3 +148,18 @@ def test_cost_of_a_real_local_run_matches_its_invocations(engine: Any) -> None:
     assert entered >= 4  # Plan, BuildGroves, Merge, and the end state at least
     assert transitions == entered + 2 * 3
     assert cost.step_functions_usd == pytest.approx(transitions * STEP_FUNCTIONS_USD_PER_TRANSITION)
+
+
+def test_report_lines_as_lambda_writes_them_are_parsed() -> None:
+    from groveflow.cost import Billed, parse_report_line, report_line
+
+    # GIVEN a REPORT line in Lambda's own format (with an init duration) and one of ours
+    real = (
+        "REPORT RequestId: 8f5ab9c2-3d4e-4f5a-9b6c-7d8e9f0a1b2c\tDuration: 102.25 ms\t"
+        "Billed Duration: 103 ms\tMemory Size: 3008 MB\tMax Memory Used: 171 MB\t"
+        "Init Duration: 180.40 ms\t"
+    )
+    # THEN both give the duration and the configured memory; other lines give nothing
+    assert parse_report_line(real) == Billed(duration_ms=102.25, memory_mb=3008)
+    assert parse_report_line(report_line(12.3456, 1024, "r-1")) == Billed(12.35, 1024)
+    assert parse_report_line('{"level":"INFO","message":"grove built"}') is None

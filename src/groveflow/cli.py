@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from groveflow.errors import GroveflowError
-from groveflow.follow import Progress, follow, phase_seconds
+from groveflow.follow import Progress, execution_cost, follow, phase_seconds
 
 __all__ = ["main"]
 
@@ -213,21 +213,21 @@ def _emit(args: argparse.Namespace, summary: dict[str, Any], machine: str) -> No
         print(f"run failed: {summary['error']}: {summary['cause']}")
 
 
-def _sfn_client(args: argparse.Namespace) -> Any:
+def _client(args: argparse.Namespace, service: str) -> Any:
     import boto3
 
-    return boto3.client("stepfunctions", region_name=args.region, endpoint_url=args.endpoint_url)
+    session = boto3.session.Session(region_name=args.region)
+    return session.client(service, endpoint_url=args.endpoint_url)  # type: ignore[call-overload]
+
+
+def _sfn_client(args: argparse.Namespace) -> Any:
+    return _client(args, "stepfunctions")
 
 
 def _state_machine_arn(args: argparse.Namespace, output_key: str) -> str:
     if args.state_machine_arn:
         return str(args.state_machine_arn)
-    import boto3
-
-    cloudformation = boto3.client(
-        "cloudformation", region_name=args.region, endpoint_url=args.endpoint_url
-    )
-    stack = cloudformation.describe_stacks(StackName=args.stack)["Stacks"][0]
+    stack = _client(args, "cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
     for output in stack.get("Outputs", []):
         if output["OutputKey"] == output_key:
             return str(output["OutputValue"])
@@ -249,6 +249,9 @@ def _follow_remote(args: argparse.Namespace, sfn: Any, arn: str, machine: str) -
         return 130
     bar.finish()
     summary = _summary(description, time.monotonic() - started, None)
+    summary["cost"] = execution_cost(
+        sfn, _client(args, "lambda"), _client(args, "logs"), description
+    )
     _emit(args, summary, machine)
     return 0 if description["status"] == "SUCCEEDED" else 1
 

@@ -37,6 +37,7 @@ number, which :func:`child_transitions` estimates from the number of children an
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -47,11 +48,15 @@ __all__ = [
     "PRICES_AS_OF",
     "PRICE_REGION",
     "STEP_FUNCTIONS_USD_PER_TRANSITION",
+    "Billed",
     "CostEstimate",
     "InvocationLike",
     "child_transitions",
     "count_state_transitions",
     "estimate_cost",
+    "invocations_from_logs",
+    "parse_report_line",
+    "report_line",
 ]
 
 # ---------------------------------------------------------------- prices (the one place)
@@ -218,3 +223,65 @@ def child_transitions(n_children: int, task_attempts: int) -> int:
             f"task_attempts={task_attempts}"
         )
     return n_children + task_attempts
+
+
+# --------------------------------------------------------------------------- from Lambda's logs
+
+_REPORT = re.compile(r"REPORT RequestId: \S+\s+Duration: ([\d.]+) ms\s+.*?Memory Size: (\d+) MB")
+
+
+@dataclass(frozen=True)
+class Billed:
+    """One invocation as Lambda's ``REPORT`` log line states it."""
+
+    duration_ms: float
+    memory_mb: int
+
+
+def report_line(duration_ms: float, memory_mb: int, request_id: str) -> str:
+    """The ``REPORT`` line Lambda writes at the end of every invocation."""
+    return (
+        f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+        f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {memory_mb} MB\t"
+        "Max Memory Used: 0 MB"
+    )
+
+
+def parse_report_line(message: str) -> Billed | None:
+    """The duration and memory of a ``REPORT`` line; None for any other log line."""
+    match = _REPORT.search(message)
+    if match is None:
+        return None
+    return Billed(duration_ms=float(match.group(1)), memory_mb=int(match.group(2)))
+
+
+def invocations_from_logs(
+    logs: Any, log_groups: Iterable[str], start_ms: int, end_ms: int
+) -> list[Billed]:
+    """Every invocation Lambda reported in ``log_groups`` between two times (ms since epoch).
+
+    A run's functions log to the stack's log groups; other runs of the same stack in the
+    same window would be counted too, so the figure is for one run at a time.
+    """
+    billed: list[Billed] = []
+    for group in log_groups:
+        kwargs: dict[str, Any] = {
+            "logGroupName": group,
+            "startTime": start_ms,
+            "endTime": end_ms,
+            "filterPattern": '"REPORT RequestId"',
+        }
+        while True:
+            try:
+                page = logs.filter_log_events(**kwargs)
+            except logs.exceptions.ResourceNotFoundException:
+                break
+            billed.extend(
+                record
+                for record in (parse_report_line(e["message"]) for e in page.get("events", []))
+                if record is not None
+            )
+            if not page.get("nextToken"):
+                break
+            kwargs["nextToken"] = page["nextToken"]
+    return billed

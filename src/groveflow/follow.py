@@ -7,12 +7,13 @@ this one code path: ``DescribeExecution`` for the status, ``ListMapRuns`` and
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Progress", "follow", "phase_seconds", "poll"]
+__all__ = ["Progress", "execution_cost", "follow", "history", "phase_seconds", "poll"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,18 @@ def follow(
         delay = min(delay * 2, poll_seconds)
 
 
+def history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
+    """Every event of an execution's history, oldest first."""
+    events: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        events.extend(dict(event) for event in page["events"])
+        if not page.get("nextToken"):
+            return events
+        kwargs["nextToken"] = page["nextToken"]
+
+
 def phase_seconds(history: list[dict[str, Any]]) -> dict[str, float]:
     """Seconds spent in each state of an execution, from its history (Task and Map states)."""
     entered: dict[str, Any] = {}
@@ -103,3 +116,73 @@ def phase_seconds(history: list[dict[str, Any]]) -> dict[str, float]:
             elapsed = (event["timestamp"] - entered.pop(name)).total_seconds()
             seconds[name] = round(seconds.get(name, 0.0) + elapsed, 3)
     return seconds
+
+
+def _function_names(node: Any, inside_map: bool = False) -> dict[str, bool]:
+    """Every Lambda ``FunctionName`` an ASL definition invokes -> whether a Map child invokes it."""
+    found: dict[str, bool] = {}
+    if isinstance(node, dict):
+        name = node.get("FunctionName")
+        if isinstance(name, str):
+            found[name] = found.get(name, False) or inside_map
+        for key, value in node.items():
+            child_inside = inside_map or key in ("ItemProcessor", "Iterator")
+            for function, in_map in _function_names(value, child_inside).items():
+                found[function] = found.get(function, False) or in_map
+    elif isinstance(node, list):
+        for value in node:
+            for function, in_map in _function_names(value, inside_map).items():
+                found[function] = found.get(function, False) or in_map
+    return found
+
+
+def _log_group(lambda_client: Any, function: str) -> str:
+    """Where a function logs: its LoggingConfig's group, else Lambda's default group."""
+    try:
+        configuration = lambda_client.get_function_configuration(FunctionName=function)
+        group = configuration.get("LoggingConfig", {}).get("LogGroup")
+    except Exception:  # not found, or no permission: fall back to Lambda's default
+        group = None
+    return str(group or f"/aws/lambda/{function.split(':')[6] if ':' in function else function}")
+
+
+def execution_cost(
+    sfn: Any, lambda_client: Any, logs: Any, description: dict[str, Any]
+) -> dict[str, Any]:
+    """What an ended execution cost on AWS, from Lambda's REPORT lines and the history.
+
+    The functions are found in the state machine's definition and their REPORT lines read
+    from their log groups for the execution's time window (other executions of the same
+    functions in that window are counted too).
+    """
+    from groveflow.cost import (
+        child_transitions,
+        count_state_transitions,
+        estimate_cost,
+        invocations_from_logs,
+    )
+
+    definition = json.loads(
+        sfn.describe_state_machine(stateMachineArn=description["stateMachineArn"])["definition"]
+    )
+    functions = _function_names(definition)
+    start_ms = int(description["startDate"].timestamp() * 1000)
+    end_ms = int(description["stopDate"].timestamp() * 1000) + 1000
+    invocations, child_attempts = [], 0
+    for function, in_map in functions.items():
+        billed = invocations_from_logs(
+            logs, [_log_group(lambda_client, function)], start_ms, end_ms
+        )
+        invocations.extend(billed)
+        child_attempts += len(billed) if in_map else 0
+    events = history(sfn, description["executionArn"])
+    runs = sfn.list_map_runs(executionArn=description["executionArn"]).get("mapRuns", [])
+    children = sum(
+        sfn.describe_map_run(mapRunArn=run["mapRunArn"])["itemCounts"].get("total", 0)
+        for run in runs
+    )
+    transitions = count_state_transitions(
+        events,
+        child_transitions(children, max(child_attempts, children)),
+    )
+    return estimate_cost(invocations, transitions).to_dict()

@@ -9,6 +9,7 @@ by the handler template.yaml names, in a :class:`~groveflow.local.workers.Worker
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -28,7 +29,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 
-from groveflow.follow import Progress, follow
+from groveflow.cost import report_line
+from groveflow.follow import Progress, follow, history
 from groveflow.layout import keys
 from groveflow.local import moto_compat
 from groveflow.local.faults import FaultInjector
@@ -38,6 +40,7 @@ from groveflow.local.workers import Outcome, WorkerPool, default_size
 __all__ = ["ExecutionResult", "Invocation", "LocalEngine", "mirrored", "project_root"]
 
 LOCAL_BUCKET = "groveflow-local"
+LOG_STREAM = "groveflow-local/[$LATEST]worker-pool"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
@@ -244,6 +247,8 @@ class LocalEngine:
         self.sfn = session.client("stepfunctions", endpoint_url=self.endpoint, config=config)
         self.s3.create_bucket(Bucket=self.bucket)
         self._machines = self._create_state_machines()
+        self.logs = session.client("logs", endpoint_url=self.endpoint, config=config)
+        self._create_log_streams()
         for spec in self.stack.functions.values():
             _ACTIVE[spec.function_name] = self
 
@@ -283,9 +288,29 @@ class LocalEngine:
         )
         with self._lock:
             self.invocations.append(record)
+        self._report(spec, outcome)
         if self.on_invoke is not None:
             self.on_invoke(record)
         return outcome
+
+    def _create_log_streams(self) -> None:
+        """Each function's log group, as Lambda's default ``/aws/lambda/<name>``."""
+        for spec in self.stack.functions.values():
+            group = f"/aws/lambda/{spec.function_name}"
+            exists = self.logs.exceptions.ResourceAlreadyExistsException
+            with contextlib.suppress(exists):
+                self.logs.create_log_group(logGroupName=group)
+            with contextlib.suppress(exists):
+                self.logs.create_log_stream(logGroupName=group, logStreamName=LOG_STREAM)
+
+    def _report(self, spec: FunctionSpec, outcome: Outcome) -> None:
+        """Write the REPORT line Lambda writes after each invocation (what cost is read from)."""
+        line = report_line(outcome.duration_ms, spec.memory_mb, str(uuid.uuid4()))
+        self.logs.put_log_events(
+            logGroupName=f"/aws/lambda/{spec.function_name}",
+            logStreamName=LOG_STREAM,
+            logEvents=[{"timestamp": int(time.time() * 1000), "message": line}],
+        )
 
     def _injected(self, spec: FunctionSpec, payload: bytes) -> Outcome | None:
         """The outcome of an injected fault for this attempt, if one is drawn."""
@@ -376,14 +401,7 @@ class LocalEngine:
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         """Every event of an execution's history, oldest first."""
-        events: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
-        while True:
-            page = self.sfn.get_execution_history(**kwargs)
-            events.extend(dict(event) for event in page["events"])
-            if not page.get("nextToken"):
-                return events
-            kwargs["nextToken"] = page["nextToken"]
+        return history(self.sfn, execution_arn)
 
     def run_dir(self, run_id: str) -> Path:
         """Where a run's objects are mirrored on disk."""
