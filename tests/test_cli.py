@@ -285,3 +285,50 @@ def test_predict_in_a_new_process_scores_with_a_model_trained_earlier(tmp_path: 
     assert (output["n_rows"], output["n_parts"]) == (178, 2)
     parts = sorted(Path(output["predictions_dir"]).glob("part-*.csv"))
     assert sum(len(p.read_text().splitlines()) - 1 for p in parts) == 178
+
+
+def test_ctrl_c_stops_following_not_the_run(served: str, tmp_path: Path) -> None:
+    import signal
+
+    import boto3
+
+    # GIVEN a long run followed on the served endpoint
+    request = tmp_path / "slow.json"
+    request.write_text(
+        json.dumps(
+            {"data": {"uri": "sklearn:iris"}, "n_trees": 300, "grove_size": 1, "max_concurrency": 1}
+        )
+    )
+    follower = subprocess.Popen(
+        [
+            *GROVEFLOW,
+            "train",
+            str(request),
+            "--state-machine-arn",
+            TRAIN_ARN,
+            "--endpoint-url",
+            served,
+            "--region",
+            "us-east-1",
+        ],
+        cwd=ROOT,
+        env=AWS_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(6)
+    # WHEN the user presses Ctrl-C
+    follower.send_signal(signal.SIGINT)
+    _, stderr = follower.communicate(timeout=60)
+    # THEN following stops with a hint, and the execution goes on
+    assert follower.returncode == 130, stderr
+    arn = stderr.split("groveflow follow ", 1)[1].split()[0]
+    sfn = boto3.client(
+        "stepfunctions",
+        endpoint_url=served,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    assert sfn.describe_execution(executionArn=arn)["status"] in {"RUNNING", "SUCCEEDED"}
