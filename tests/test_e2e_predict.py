@@ -288,7 +288,7 @@ def test_a_shard_that_keeps_failing_is_retried_then_reported_by_name(
             for i in result.invocations
             if i.function == "ScoreShardFunction" and i.payload["shard"] == 1
         ]
-        assert len(attempts) == 3
+        assert len(attempts) == 4
         assert result.status == "FAILED"
         assert result.error == "States.ExceedToleratedFailureThreshold"
         listing = engine.s3.list_objects_v2(

@@ -73,8 +73,9 @@ def test_runs_under_injected_faults_all_succeed_with_the_clean_forest(
     retried = 0
     for number in range(20):
         # WHEN 20 seeded runs go through the state machine
+        # Draws hash the seed and the payload (run id included): both fixed, so are the faults.
         object.__setattr__(faulty_engine.faults, "seed", number)
-        run_id = unique_name(f"faulty{number}")
+        run_id = f"faulty-run-{number}"
         result = _run(faulty_engine, SMALL, run_id)
         # THEN each succeeds with a forest byte-identical to the fault-free run's
         assert result.status == "SUCCEEDED", (number, result.error, result.cause)
