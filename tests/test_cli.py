@@ -296,7 +296,7 @@ def test_ctrl_c_stops_following_not_the_run(served: str, tmp_path: Path) -> None
     request = tmp_path / "slow.json"
     request.write_text(
         json.dumps(
-            {"data": {"uri": "sklearn:iris"}, "n_trees": 300, "grove_size": 1, "max_concurrency": 1}
+            {"data": {"uri": "sklearn:iris"}, "n_trees": 3000, "grove_size": 1, "max_concurrency": 1}
         )
     )
     follower = subprocess.Popen(
