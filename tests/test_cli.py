@@ -287,6 +287,32 @@ def test_predict_in_a_new_process_scores_with_a_model_trained_earlier(tmp_path: 
     assert sum(len(p.read_text().splitlines()) - 1 for p in parts) == 178
 
 
+def test_invoke_runs_one_handler_in_place_of_sam_local_invoke(tmp_path: Path) -> None:
+    # GIVEN a Plan event, as the state machine would send it
+    event = tmp_path / "plan-event.json"
+    event.write_text(
+        json.dumps(
+            {
+                "request": {"data": {"uri": "sklearn:iris"}, "n_trees": 4, "grove_size": 2},
+                "execution_name": "invoked",
+            }
+        )
+    )
+    # WHEN the handler is invoked alone
+    done = _groveflow("invoke", "PlanFunction", str(event), "--state-dir", str(tmp_path / "state"))
+    # THEN it prints the function's result
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["run_id"], result["n_groves"]) == ("invoked", 2)
+    # and a bad event prints Lambda's error document and fails
+    event.write_text(json.dumps({"request": {"data": {"uri": "sklearn:iris"}, "n_trees": 0}}))
+    failed = _groveflow(
+        "invoke", "PlanFunction", str(event), "--state-dir", str(tmp_path / "state")
+    )
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)["errorType"] == "InvalidRequest"
+
+
 def test_ctrl_c_stops_following_not_the_run(served: str, tmp_path: Path) -> None:
     import signal
 
@@ -296,7 +322,12 @@ def test_ctrl_c_stops_following_not_the_run(served: str, tmp_path: Path) -> None
     request = tmp_path / "slow.json"
     request.write_text(
         json.dumps(
-            {"data": {"uri": "sklearn:iris"}, "n_trees": 3000, "grove_size": 1, "max_concurrency": 1}
+            {
+                "data": {"uri": "sklearn:iris"},
+                "n_trees": 3000,
+                "grove_size": 1,
+                "max_concurrency": 1,
+            }
         )
     )
     follower = subprocess.Popen(
