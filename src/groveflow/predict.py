@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -258,29 +259,25 @@ def plan_predict_run(
     )
 
 
-_FOREST_CACHE: dict[str, list[artifact.Forest]] = {}
+_FOREST_CACHE: dict[str, artifact.Forest] = {}
 
 
-def _forest_groups(manifest_uri: str, trees_per_group: int | None) -> list[artifact.Forest]:
-    """The model as one forest, or as consecutive groups of groves; cached while warm."""
-    cache_key = f"{manifest_uri}#{trees_per_group}"
-    if cache_key not in _FOREST_CACHE:
-        model_bucket, key = storage.parse_s3_uri(manifest_uri)
-        manifest = storage.get_json(model_bucket, key)
-        if trees_per_group is None:
-            groups = [artifact.load_forest(manifest_uri, manifest)]
-        else:
-            groups = _grove_groups(model_bucket, manifest, trees_per_group)
+def _whole_forest(manifest_uri: str, manifest: dict[str, Any]) -> artifact.Forest:
+    """The model as one forest, cached while the Lambda is warm."""
+    if manifest_uri not in _FOREST_CACHE:
         _FOREST_CACHE.clear()
-        _FOREST_CACHE[cache_key] = groups
-    return _FOREST_CACHE[cache_key]
+        _FOREST_CACHE[manifest_uri] = artifact.load_forest(manifest_uri, manifest)
+    return _FOREST_CACHE[manifest_uri]
 
 
 def _grove_groups(
     bucket: str, manifest: dict[str, Any], trees_per_group: int
-) -> list[artifact.Forest]:
-    """Groves of the model, verified against the manifest, concatenated into groups."""
-    groups: list[artifact.Forest] = []
+) -> Iterator[artifact.Forest]:
+    """Consecutive groups of the model's groves, verified, loaded one group at a time.
+
+    Only one group is in memory at once: this is how a forest too big for one Lambda's
+    memory is scored.
+    """
     current: list[artifact.Forest] = []
     for grove in manifest["groves"]:
         blob = storage.get_bytes(bucket, keys.grove(manifest["run_id"], grove["grove"]))
@@ -288,15 +285,20 @@ def _grove_groups(
             raise ArtifactError(f"grove {grove['grove']} differs from the model manifest")
         current.append(artifact.decode_trees(blob))
         if sum(g.n_trees for g in current) >= trees_per_group:
-            groups.append(artifact.Forest.concat(current))
+            yield artifact.Forest.concat(current)
             current = []
     if current:
-        groups.append(artifact.Forest.concat(current))
-    return groups
+        yield artifact.Forest.concat(current)
 
 
-def _scores(groups: list[artifact.Forest], X: np.ndarray) -> np.ndarray:
+def _scores(
+    manifest_uri: str, manifest: dict[str, Any], trees_per_group: int | None, X: np.ndarray
+) -> np.ndarray:
     """Mean over all trees, summed tree by tree in model order, exactly as one forest does."""
+    if trees_per_group is None:
+        groups: Iterable[artifact.Forest] = [_whole_forest(manifest_uri, manifest)]
+    else:
+        groups = _grove_groups(storage.parse_s3_uri(manifest_uri)[0], manifest, trees_per_group)
     total: np.ndarray | None = None
     n_trees = 0
     for group in groups:
@@ -319,7 +321,7 @@ def score_shard(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         item["source"], spec, manifest["feature_names"], request.data.get("id_column")
     )
     rows = slice(item["start"], item["stop"])
-    mean = _scores(_forest_groups(job["model_manifest_uri"], request.trees_per_group), X[rows])
+    mean = _scores(job["model_manifest_uri"], manifest, request.trees_per_group, X[rows])
     part = _part_csv(mean, manifest, item["first_row"], None if ids is None else ids[rows], request)
     storage.put_bytes(bucket, keys.predictions_part(prediction_id, item["shard"]), part)
     telemetry.logger.info("shard scored", extra={"rows": len(mean)})
