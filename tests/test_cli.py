@@ -143,6 +143,34 @@ def _aws(endpoint: str, *args: str) -> Any:
 TRAIN_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:groveflow-TrainStateMachine"
 
 
+def _served_sfn(served: str) -> Any:
+    """A boto3 Step Functions client for the served local endpoint."""
+    import boto3
+
+    return boto3.client(
+        "stepfunctions",
+        endpoint_url=served,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+
+
+def _train_on_served(request: Path, served: str) -> list[str]:
+    """``groveflow train`` against the served endpoint, as against a deployed stack."""
+    return [
+        *GROVEFLOW,
+        "train",
+        str(request),
+        "--state-machine-arn",
+        TRAIN_ARN,
+        "--endpoint-url",
+        served,
+        "--region",
+        "us-east-1",
+    ]
+
+
 def test_aws_cli_creates_starts_waits_describes_and_fetches_the_model(
     served: str, tmp_path: Path
 ) -> None:
@@ -198,17 +226,10 @@ def test_aws_cli_creates_starts_waits_describes_and_fetches_the_model(
 
 
 def test_boto3_and_follow_report_the_map_run_counts(served: str) -> None:
-    import boto3
 
     from groveflow.follow import Progress, follow
 
-    sfn = boto3.client(
-        "stepfunctions",
-        endpoint_url=served,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
+    sfn = _served_sfn(served)
     request = {"data": {"uri": "sklearn:wine"}, "n_trees": 12, "grove_size": 2}
     arn = sfn.start_execution(
         stateMachineArn=TRAIN_ARN, name=unique_name("boto3"), input=json.dumps(request)
@@ -233,18 +254,7 @@ def test_train_on_a_state_machine_arn_follows_with_the_same_code_path(
     request = tmp_path / "wine.json"
     request.write_text(json.dumps({"data": {"uri": "sklearn:wine"}, "n_trees": 4, "grove_size": 2}))
     done = subprocess.run(
-        [
-            *GROVEFLOW,
-            "train",
-            str(request),
-            "--state-machine-arn",
-            TRAIN_ARN,
-            "--endpoint-url",
-            served,
-            "--region",
-            "us-east-1",
-            "--json",
-        ],
+        [*_train_on_served(request, served), "--json"],
         cwd=ROOT,
         env=AWS_ENV,
         capture_output=True,
@@ -316,7 +326,6 @@ def test_invoke_runs_one_handler_in_place_of_sam_local_invoke(tmp_path: Path) ->
 def test_ctrl_c_stops_following_not_the_run(served: str, tmp_path: Path) -> None:
     import signal
 
-    import boto3
 
     # GIVEN a long run followed on the served endpoint
     request = tmp_path / "slow.json"
@@ -331,17 +340,7 @@ def test_ctrl_c_stops_following_not_the_run(served: str, tmp_path: Path) -> None
         )
     )
     follower = subprocess.Popen(
-        [
-            *GROVEFLOW,
-            "train",
-            str(request),
-            "--state-machine-arn",
-            TRAIN_ARN,
-            "--endpoint-url",
-            served,
-            "--region",
-            "us-east-1",
-        ],
+        _train_on_served(request, served),
         cwd=ROOT,
         env=AWS_ENV,
         stdout=subprocess.PIPE,
@@ -355,11 +354,5 @@ def test_ctrl_c_stops_following_not_the_run(served: str, tmp_path: Path) -> None
     # THEN following stops with a hint, and the execution goes on
     assert follower.returncode == 130, stderr
     arn = stderr.split("groveflow follow ", 1)[1].split()[0]
-    sfn = boto3.client(
-        "stepfunctions",
-        endpoint_url=served,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
+    sfn = _served_sfn(served)
     assert sfn.describe_execution(executionArn=arn)["status"] in {"RUNNING", "SUCCEEDED"}
