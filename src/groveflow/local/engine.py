@@ -373,7 +373,8 @@ class LocalEngine:
         on_progress : callable or None
             Called with each :class:`~groveflow.follow.Progress` while the execution runs.
         """
-        run_id = run_id or execution_input.get("run_id") or name
+        given = execution_input.get("run_id") if isinstance(execution_input, dict) else None
+        run_id = run_id or given or name
         self.restore(run_id)
         first = len(self.invocations)
         started = time.monotonic()
