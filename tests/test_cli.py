@@ -326,7 +326,6 @@ def test_invoke_runs_one_handler_in_place_of_sam_local_invoke(tmp_path: Path) ->
 def test_ctrl_c_stops_following_not_the_run(served: str, tmp_path: Path) -> None:
     import signal
 
-
     # GIVEN a long run followed on the served endpoint
     request = tmp_path / "slow.json"
     request.write_text(

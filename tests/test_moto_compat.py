@@ -28,6 +28,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 
@@ -207,10 +208,51 @@ def _uncorrected_report() -> dict[str, Any]:
         reraise = {"Type": "Fail", "ErrorPath": "$.Error", "CausePath": "$.Cause"}
         reraised = local.run({"StartAt": "F", "States": {"F": reraise}}, THRESHOLD_FAILURE)
         report["reraised_states_error"] = reraised["error"]
+        report["map_runs_while_starting"] = _map_runs_while_starting(local)
         session = boto3.DEFAULT_SESSION
         with mock_aws():
             report["mock_aws_keeps_session"] = boto3.DEFAULT_SESSION is session
     return report
+
+
+@contextmanager
+def slow_starting_executions(seconds: float = 0.5) -> Iterator[None]:
+    """Widen the window between StartExecution and the interpreter's environment."""
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    original = ExecutionWorker._execution_logic
+
+    def delayed(self: Any) -> None:
+        time.sleep(seconds)
+        original(self)
+
+    ExecutionWorker._execution_logic = delayed  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ExecutionWorker._execution_logic = original  # type: ignore[method-assign]
+
+
+def _map_runs_while_starting(local: LocalSfn) -> dict[str, Any]:
+    """ListMapRuns and DescribeMapRun while one execution is still starting."""
+    done = local.run(distributed_map(invoke("grove")), items(2))
+    (earlier,) = local.sfn.list_map_runs(executionArn=done["executionArn"])["mapRuns"]
+    once = Config(retries={"max_attempts": 1, "mode": "standard"})
+    sfn = boto3.client("stepfunctions", endpoint_url=local.sfn.meta.endpoint_url, config=once)
+    seen: dict[str, Any] = {}
+    with slow_starting_executions():
+        starting = local.start(distributed_map(invoke("grove")), items(2))
+        for name, call in (
+            ("list", lambda: sfn.list_map_runs(executionArn=starting)["mapRuns"]),
+            ("describe", lambda: sfn.describe_map_run(mapRunArn=earlier["mapRunArn"])["status"]),
+            ("missing", lambda: sfn.describe_map_run(mapRunArn=earlier["mapRunArn"] + "x")),
+        ):
+            try:
+                seen[name] = call()
+            except ClientError as error:
+                seen[name] = error.response["ResponseMetadata"]["HTTPStatusCode"]
+    local.wait(starting)
+    return seen
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +295,13 @@ def test_moto_still_refuses_a_fail_state_reraising_a_states_error(
     uncorrected: dict[str, Any],
 ) -> None:
     assert uncorrected["reraised_states_error"] == "States.Runtime"
+
+
+def test_moto_still_fails_map_run_reads_while_an_execution_starts(
+    uncorrected: dict[str, Any],
+) -> None:
+    seen = uncorrected["map_runs_while_starting"]
+    assert seen == {"list": 500, "describe": "SUCCEEDED", "missing": 500}
 
 
 def test_mock_aws_still_drops_the_default_session_and_its_hooks(
@@ -545,6 +594,14 @@ def test_a_throttle_needs_response_metadata_to_surface_as_lambda_error(
     HANDLERS["throttled"] = throttled
     execution = local.run({"StartAt": "T", "States": {"T": invoke("throttled", End=True)}})
     assert execution["error"] == error
+
+
+def test_map_runs_read_while_an_execution_starts(local: LocalSfn) -> None:
+    # GIVEN an execution whose interpreter has not yet built its environment
+    # WHEN its Map Runs are listed, and an earlier execution's Map Run described
+    seen = _map_runs_while_starting(local)
+    # THEN it has none yet, the earlier one is found, a missing one is a 400, as on AWS
+    assert seen == {"list": [], "describe": "SUCCEEDED", "missing": 400}
 
 
 def test_map_run_item_counts_progress_while_running(local: LocalSfn) -> None:

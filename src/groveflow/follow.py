@@ -72,20 +72,26 @@ def follow(
     execution_arn: str,
     on_progress: Callable[[Progress], None] | None = None,
     poll_seconds: float = 1.0,
+    wait: Callable[[float], object] = time.sleep,
 ) -> dict[str, Any]:
     """Poll until the execution ends; return its final description.
 
+    Polls start 50 ms apart and back off to ``poll_seconds``. ``wait(seconds)``
+    pauses between polls; an engine that knows when something happened may
+    return early. Without ``on_progress`` only ``DescribeExecution`` is called.
     A ``KeyboardInterrupt`` stops following, never the execution: it propagates
     to the caller, which says how to follow again.
     """
     delay = min(0.05, poll_seconds)
     while True:
-        progress, description = poll(sfn, execution_arn)
         if on_progress is not None:
+            progress, description = poll(sfn, execution_arn)
             on_progress(progress)
-        if progress.status != "RUNNING":
+        else:
+            description = dict(sfn.describe_execution(executionArn=execution_arn))
+        if description["status"] != "RUNNING":
             return description
-        time.sleep(delay)
+        wait(delay)
         delay = min(delay * 2, poll_seconds)
 
 

@@ -41,6 +41,8 @@ __all__ = ["ExecutionResult", "Invocation", "LocalEngine", "mirrored", "project_
 
 LOCAL_BUCKET = "groveflow-local"
 LOG_STREAM = "groveflow-local/[$LATEST]worker-pool"
+_SETTLE_SECONDS = 0.02  # after an invocation ends, for the interpreter to record it
+_MIN_POLL_SECONDS = 0.1
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
@@ -220,6 +222,7 @@ class LocalEngine:
         self.faults = faults
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._invocation_ended = threading.Event()
         environment = {
             **CREDENTIALS,
             "AWS_DEFAULT_REGION": REGION,
@@ -291,7 +294,21 @@ class LocalEngine:
         self._report(spec, outcome)
         if self.on_invoke is not None:
             self.on_invoke(record)
+        self._invocation_ended.set()
         return outcome
+
+    def _pause(self, seconds: float) -> None:
+        """Wait up to ``seconds`` between polls, cut short after an invocation ends.
+
+        The execution may have ended with that invocation, so the follower looks again
+        once the interpreter has had a moment to record it, but at most ten times a second.
+        """
+        began = time.monotonic()
+        if self._invocation_ended.wait(seconds):
+            self._invocation_ended.clear()
+            now = time.monotonic()
+            look = max(now + _SETTLE_SECONDS, began + _MIN_POLL_SECONDS)
+            time.sleep(max(0.0, min(look, began + seconds) - now))
 
     def _create_log_streams(self) -> None:
         """Each function's log group, as Lambda's default ``/aws/lambda/<name>``."""
@@ -384,9 +401,11 @@ class LocalEngine:
             input=json.dumps(execution_input),
         )["executionArn"]
         try:
-            # Polling costs the interpreter's CPU: quarter seconds for a progress bar, else one.
+            # Polling costs the interpreter's CPU: quarter seconds for a progress bar, else one,
+            # but a poll follows soon after each invocation ends (see _pause).
             poll = 0.25 if on_progress is not None else 1.0
-            description = follow(self.sfn, arn, on_progress, poll_seconds=poll)
+            self._invocation_ended.clear()
+            description = follow(self.sfn, arn, on_progress, poll_seconds=poll, wait=self._pause)
         finally:
             self._mirror(run_id)
         output = description.get("output")

@@ -3,7 +3,7 @@
 The embedded local engine runs unmodified ASL in moto's interpreter (a port of
 LocalStack's). In the tested moto range it departs from AWS in ways that would
 let a run succeed locally and fail in the cloud. :func:`apply_corrections`
-patches five of them; each patch is one short function below that names the moto
+patches six of them; each patch is one short function below that names the moto
 symbol it replaces. ``tests/test_moto_compat.py`` pins both the uncorrected moto
 behaviour (so we notice an upstream fix) and the corrected one.
 
@@ -29,10 +29,12 @@ Departures that are avoided or only documented, not patched:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
 import threading
+import types
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -69,11 +71,13 @@ def apply_corrections() -> None:
         if _applied.is_set():
             return
         _check_moto_version(moto.__version__)
+        _import_interpreter_without_batch_backend()
         _fail_map_run_beyond_tolerance()
         _accept_integer_tolerated_failure_percentage()
         _iterate_instead_of_recursing_in_map_workers()
         _cache_boto_clients()
         _let_fail_states_reraise_states_errors()
+        _read_map_runs_of_executions_still_starting()
         _applied.set()
 
 
@@ -171,6 +175,30 @@ def _fail_map_run_beyond_tolerance() -> None:
         )
 
     cls._map_run = _map_run  # type: ignore[method-assign]
+
+
+def _import_interpreter_without_batch_backend() -> None:
+    """Import moto's ASL interpreter without loading its Batch and EC2 backends (~0.7 s).
+
+    Not a departure from AWS, a start-up cost: the interpreter's Batch integration
+    needs only ``moto.batch.utils``, but importing it runs ``moto/batch/__init__.py``,
+    which loads the Batch backend and, through it, all of EC2's models. A placeholder
+    package lets ``moto.batch.utils`` load alone; it is removed afterwards, so a later
+    ``import moto.batch`` (a Batch call to the local server) loads the real package.
+    """
+    if "moto.batch" in sys.modules:
+        return
+    spec = importlib.util.find_spec("moto.batch")
+    if spec is None or spec.submodule_search_locations is None:
+        return
+    placeholder = types.ModuleType("moto.batch")
+    placeholder.__path__ = list(spec.submodule_search_locations)
+    sys.modules["moto.batch"] = placeholder
+    try:
+        import moto.stepfunctions.parser.asl.parse.asl_parser  # noqa: F401
+    finally:
+        if sys.modules.get("moto.batch") is placeholder:
+            del sys.modules["moto.batch"]
 
 
 def _accept_integer_tolerated_failure_percentage() -> None:
@@ -308,3 +336,37 @@ def _let_fail_states_reraise_states_errors() -> None:
         """Any error name a Fail state reports, ``States.*`` included."""
 
     state_fail.CustomErrorName = FailStateErrorName  # type: ignore[misc,assignment]
+
+
+def _read_map_runs_of_executions_still_starting() -> None:
+    """Replace ``StepFunctionsParserBackend.list_map_runs`` and ``describe_map_run``.
+
+    An execution's interpreter environment is created by its worker thread after
+    ``StartExecution`` returns (the definition is parsed first), and moto reads
+    ``exec_worker.env`` without checking it: ``ListMapRuns`` on an execution that
+    is still starting, or ``DescribeMapRun`` while any execution is, is an HTTP 500
+    (``AttributeError``). AWS lists no Map Runs for an execution that has none yet.
+    moto's own "not found" is a 500 too (``ResourceNotFound()`` lacks its message);
+    AWS answers 400 ``ResourceNotFound``.
+    """
+    from moto.stepfunctions.parser.models import ResourceNotFound, StepFunctionsParserBackend
+
+    def environment(execution: Any) -> Any:
+        return getattr(execution.exec_worker, "env", None)
+
+    def list_map_runs(self: Any, execution_arn: str) -> dict[str, Any]:
+        env = environment(self.describe_execution(execution_arn=execution_arn))
+        records = env.map_run_record_pool_manager.get_all() if env is not None else []
+        return {"mapRuns": [record.list_item() for record in records]}
+
+    def describe_map_run(self: Any, map_run_arn: str) -> dict[str, Any]:
+        for execution in self._get_executions():
+            env = environment(execution)
+            record = env.map_run_record_pool_manager.get(map_run_arn) if env else None
+            if record is not None:
+                return cast(dict[str, Any], record.describe())
+        raise ResourceNotFound(f"Map Run Does Not Exist: {map_run_arn!r}")
+
+    backend = cast(Any, StepFunctionsParserBackend)
+    backend.list_map_runs = list_map_runs
+    backend.describe_map_run = describe_map_run
