@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from groveflow.artifact import (
     FORMAT_VERSION,
     Forest,
+    _distinct_rows,
     decode_trees,
     encode_forest_file,
     encode_trees,
@@ -497,3 +498,33 @@ def test_load_forest_from_s3(model_dir: tuple[Path, Forest, np.ndarray], engine,
             load_forest("s3://models/run-2/model")
     finally:
         storage._s3.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", ["<u1", "<u2", "<u4", "<u8"])
+@pytest.mark.parametrize("width", [1, 2, 5])
+@pytest.mark.parametrize("distinct", [1, 3, 1000])
+def test_distinct_rows_equal_numpys_unique_on_every_path(dtype: str, width: int, distinct: int):
+    # GIVEN rows drawn from a set of `distinct` random rows (one repeated row when 1)
+    rng = np.random.default_rng(width * distinct)
+    high = np.iinfo(np.dtype(dtype)).max
+    pool = rng.integers(0, high, size=(distinct, width), dtype=dtype, endpoint=True)
+    rows = pool[rng.integers(0, distinct, size=5000)]
+    # WHEN their distinct rows are found
+    table, index = _distinct_rows(rows)
+    # THEN the answer is numpy's, sorted rows and the inverse
+    expected_table, expected_index = np.unique(rows, axis=0, return_inverse=True)
+    assert np.array_equal(table, expected_table)
+    assert table.dtype == rows.dtype
+    assert np.array_equal(index, expected_index.ravel())
+
+
+def test_distinct_rows_survive_a_hash_collision(monkeypatch: pytest.MonkeyPatch):
+    # GIVEN a row hash that sends every row to one bucket
+    import groveflow.artifact as artifact_module
+
+    monkeypatch.setattr(artifact_module, "_ROW_HASH_MULTIPLIERS", np.zeros(1, dtype=np.uint64))
+    rows = np.array([[3, 1], [1, 2], [3, 1], [0, 9]], dtype="<u4")
+    # WHEN distinct rows are found THEN the sorting fallback still gives numpy's answer
+    table, index = _distinct_rows(rows)
+    assert table.tolist() == [[0, 9], [1, 2], [3, 1]]
+    assert index.tolist() == [2, 1, 2, 0]
