@@ -12,7 +12,7 @@ from groveflow.local.template import FunctionSpec
 from groveflow.local.workers import WorkerPool
 
 HANDLER = """
-import os, time
+import os, sys, time
 CALLS = []
 
 def handler(event, context):
@@ -23,7 +23,7 @@ def handler(event, context):
         raise ValueError("bad value 42")
     if event.get("exit"):
         os._exit(3)
-    return {"calls": len(CALLS), "env": os.environ.get("COLOUR"), "remaining_ms": context.get_remaining_time_in_millis()}
+    return {"loaded": [m in sys.modules for m in event.get("modules", [])], "calls": len(CALLS), "env": os.environ.get("COLOUR"), "remaining_ms": context.get_remaining_time_in_millis()}
 """
 
 
@@ -85,3 +85,32 @@ def test_a_worker_that_dies_is_reported_and_replaced(pool: WorkerPool, spec: Fun
     assert error == "Runtime.ExitError"
     _, error = _call(pool, spec, {})
     assert error is None
+
+
+def test_a_pool_that_cannot_start_a_worker_says_so(
+    spec: FunctionSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN worker processes that cannot be started
+    from groveflow.local import workers
+
+    def refuse(*_: object) -> None:
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(workers._Worker, "__init__", refuse)
+    broken = WorkerPool(1, {})
+    # WHEN an invocation waits for a worker THEN it fails with the reason, not forever
+    with pytest.raises(RuntimeError, match="could not start a worker: no more processes"):
+        broken.invoke(spec, b"{}")
+    broken.close()
+
+
+def test_preloaded_modules_are_imported_before_the_first_invocation(spec: FunctionSpec) -> None:
+    # GIVEN a pool of two workers preloading a module no handler imports
+    warm = WorkerPool(2, {}, preload=("xml.dom.minidom",))
+    try:
+        # WHEN each worker answers its first invocation THEN the module was already there
+        for _ in range(2):
+            body, error = _call(warm, spec, {"modules": ["xml.dom.minidom"]})
+            assert error is None and body["loaded"] == [True]
+    finally:
+        warm.close()

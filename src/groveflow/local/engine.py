@@ -65,7 +65,7 @@ class _Server:
     """One moto server per process, on a loopback port, shared by every engine.
 
     The address is chosen first and the server started separately, so an engine can
-    spawn its workers (which take a second to import scikit-learn) while it starts.
+    start its workers (the fork server takes a second to import scikit-learn) meanwhile.
     """
 
     _lock = threading.Lock()
@@ -232,7 +232,7 @@ class LocalEngine:
             "GROVEFLOW_LOCAL_ENGINE": "1",
         }
         self.log_path = self.state_dir / "logs" / f"{self.stack_name}.log"
-        # Workers spawn (and import scikit-learn) while the server starts.
+        # Workers start in the background (the fork server imports scikit-learn) meanwhile.
         self.pool = WorkerPool(
             workers or default_size(),
             environment,
