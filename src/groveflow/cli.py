@@ -159,6 +159,9 @@ def _execution_name(run_id: str) -> str:
 def _run_locally(
     args: argparse.Namespace, machine: str, request: dict[str, Any], run_id: str
 ) -> int:
+    from groveflow.local.workers import start_fork_server
+
+    start_fork_server()  # its scikit-learn import overlaps the engine's own start
     from groveflow.local import LocalEngine
     from groveflow.local.faults import parse_faults
 
@@ -349,6 +352,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _invoke(args: argparse.Namespace) -> int:
+    from groveflow.local.workers import start_fork_server
+
+    start_fork_server()  # its scikit-learn import overlaps the engine's own start
     from groveflow.local import LocalEngine
 
     event = Path(args.event).read_bytes()
@@ -359,6 +365,9 @@ def _invoke(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from groveflow.local.workers import start_fork_server
+
+    start_fork_server()  # its scikit-learn import overlaps the engine's own start
     from groveflow.local import LocalEngine
 
     with LocalEngine(

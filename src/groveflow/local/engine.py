@@ -35,7 +35,7 @@ from groveflow.layout import keys
 from groveflow.local import moto_compat
 from groveflow.local.faults import FaultInjector
 from groveflow.local.template import REGION, FunctionSpec, Stack, load_template
-from groveflow.local.workers import Outcome, WorkerPool, default_size
+from groveflow.local.workers import HANDLER_PRELOAD, Outcome, WorkerPool, default_size
 
 __all__ = ["ExecutionResult", "Invocation", "LocalEngine", "mirrored", "project_root"]
 
@@ -236,7 +236,7 @@ class LocalEngine:
         self.pool = WorkerPool(
             workers or default_size(),
             environment,
-            preload=("groveflow.train",),
+            preload=HANDLER_PRELOAD,
             log_path=self.log_path,
         )
         _Server.start()

@@ -27,7 +27,10 @@ from typing import Any
 
 from groveflow.local.template import FunctionSpec
 
-__all__ = ["Outcome", "WorkerPool"]
+__all__ = ["HANDLER_PRELOAD", "Outcome", "WorkerPool", "start_fork_server"]
+
+HANDLER_PRELOAD = ("groveflow.train",)
+"""What the engine's workers import before their first invocation (scikit-learn with it)."""
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,17 @@ def _context(preload: tuple[str, ...]) -> Any:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(preload))
     return context
+
+
+def start_fork_server(preload: tuple[str, ...] = HANDLER_PRELOAD) -> None:
+    """Start the fork server now, so it imports ``preload`` while the caller sets up.
+
+    Returns at once; the first worker started afterwards waits for those imports.
+    """
+    from multiprocessing import forkserver
+
+    _context(preload)
+    forkserver.ensure_running()
 
 
 def default_size() -> int:
