@@ -528,3 +528,25 @@ def test_distinct_rows_survive_a_hash_collision(monkeypatch: pytest.MonkeyPatch)
     table, index = _distinct_rows(rows)
     assert table.tolist() == [[0, 9], [1, 2], [3, 1]]
     assert index.tolist() == [2, 1, 2, 0]
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+@pytest.mark.parametrize("leaves", list(LEAVES))
+def test_concat_writes_the_bytes_of_encoding_every_tree_at_once(task: str, leaves: str):
+    # GIVEN groves of different sizes (so their columns are stored in different ways)
+    if task == "classification":
+        X, y = classification_data(with_nan=False)
+        make = RandomForestClassifier
+    else:
+        X, y = make_regression(n_samples=300, n_features=N_FEATURES, random_state=2)
+        make = RandomForestRegressor
+    groves = [
+        make(n_estimators=n, random_state=seed, **LEAVES[leaves]).fit(X[: 60 * n], y[: 60 * n])
+        for seed, n in ((1, 1), (2, 4), (3, 2))
+    ]
+    classes = getattr(groves[0], "classes_", None)
+    # WHEN their artifacts are concatenated
+    merged = Forest.concat([roundtrip(grove) for grove in groves])
+    # THEN the bytes equal those of encoding all their trees at once
+    trees = [tree for grove in groves for tree in grove.estimators_]
+    assert encode_forest_file(merged) == encode_trees(trees, n_features=N_FEATURES, classes=classes)

@@ -64,7 +64,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -474,10 +474,62 @@ class Forest:
         first = forests[0]
         for position, other in enumerate(forests[1:], start=1):
             _check_same_model(first, other, position)
-        merged = _concat_columns([forest._columns() for forest in forests])
-        return _forest_from_columns(
-            first.task, first.n_features_in_, first._meta.n_values, first.classes_, merged
+        metas = [forest._meta for forest in forests]
+        meta = replace(
+            first._meta,
+            **{
+                count: sum(getattr(m, count) for m in metas)
+                for count in ("n_trees", "n_nodes", "n_splits", "n_leaves")
+            },
         )
+        return Forest(meta, first.classes_, _concat_stored(forests))
+
+
+def _concat_stored(parts: Sequence[Forest]) -> dict[str, np.ndarray]:
+    """The stored arrays of ``parts``' trees one after the other, as :func:`_encode_columns`
+    would store their concatenated columns (the same bytes), mostly without decoding them:
+    a column every part stores as a table is merged table by table and re-indexed."""
+    stored: dict[str, np.ndarray] = {}
+    for name, count in (("node_is_leaf", "n_nodes"), ("split_missing_left", "n_splits")):
+        bits = [np.unpackbits(p._stored[name], count=getattr(p._meta, count)) for p in parts]
+        stored[name] = np.packbits(np.concatenate(bits))
+    for name, per in _INT_COLUMNS.items():
+        stored.update(_concat_column(name, per, None, parts))
+    for name, dtype in _FLOAT_COLUMNS.items():
+        stored.update(_concat_column(name, name.split("_")[0], np.dtype(dtype), parts))
+    return stored
+
+
+def _concat_column(
+    name: str, per: str, dtype: np.dtype | None, parts: Sequence[Forest]
+) -> dict[str, np.ndarray]:
+    """One column of :func:`_concat_stored`; ``dtype`` None for integer columns, which are
+    stored in the narrowest unsigned type that holds them."""
+    counts = [_rows_per(part._meta, per) for part in parts]
+    if not all(f"{name}.table" in part._stored for part in parts):
+        pieces = [_column(p._stored, name, 0, n) for p, n in zip(parts, counts, strict=True)]
+        if dtype is None:
+            values = _narrowest_unsigned(np.concatenate([p.astype(np.int64) for p in pieces]))
+        else:
+            values = np.concatenate(pieces).astype(dtype)
+        return _table_or_raw(name, values)
+    tables = [part._stored[f"{name}.table"] for part in parts]
+    if dtype is None:
+        table = _narrowest_unsigned(np.concatenate([t.astype(np.int64) for t in tables]))
+    else:
+        table = np.concatenate(tables).astype(dtype)
+    width = table.dtype.itemsize
+    bits = np.ascontiguousarray(table).view(f"<u{width}").reshape(len(table), -1)
+    distinct_bits, position = _distinct_rows(bits)
+    offsets = np.cumsum([0, *(len(t) for t in tables[:-1])])
+    index = np.concatenate(
+        [
+            position[part._stored.get(f"{name}.index", np.zeros(n)).astype(np.int64) + offset]
+            for part, n, offset in zip(parts, counts, offsets, strict=True)
+        ]
+    )
+    distinct = distinct_bits.view(table.dtype).reshape((-1, *table.shape[1:]))
+    return _table_or_index(name, distinct, index)
 
 
 def _concat_columns(parts: Sequence[_Columns]) -> _Columns:
@@ -488,6 +540,10 @@ def _concat_columns(parts: Sequence[_Columns]) -> _Columns:
             for name in _Columns.__dataclass_fields__
         }
     )
+
+
+def _rows_per(meta: _Meta, per: str) -> int:
+    return {"tree": meta.n_trees, "split": meta.n_splits, "leaf": meta.n_leaves}[per]
 
 
 def _check_same_model(first: Forest, other: Forest, position: int) -> None:
@@ -749,11 +805,18 @@ def _table_or_raw(name: str, values: np.ndarray) -> dict[str, np.ndarray]:
     rows = np.ascontiguousarray(values).view(f"<u{width}").reshape(len(values), -1)
     table_bits, index = _distinct_rows(rows)
     table = table_bits.view(values.dtype).reshape((-1, *values.shape[1:]))
+    return _table_or_index(name, table, index, values)
+
+
+def _table_or_index(
+    name: str, table: np.ndarray, index: np.ndarray, values: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """The smaller way to store ``table[index]`` (``values``, if already at hand)."""
     if len(table) == 1:
         return {f"{name}.table": table}
     narrow_index = _narrowest_unsigned(index)
-    if table.nbytes + narrow_index.nbytes >= values.nbytes:
-        return {name: values}
+    if table.nbytes + narrow_index.nbytes >= len(index) * table[:1].nbytes:
+        return {name: values if values is not None else np.take(table, index, axis=0)}
     return {f"{name}.table": table, f"{name}.index": narrow_index}
 
 
