@@ -29,8 +29,8 @@ from groveflow.local.template import FunctionSpec
 
 __all__ = ["HANDLER_PRELOAD", "Outcome", "WorkerPool", "start_fork_server"]
 
-HANDLER_PRELOAD = ("groveflow.train",)
-"""What the engine's workers import before their first invocation (scikit-learn with it)."""
+HANDLER_PRELOAD = ("groveflow.local.warm_start",)
+"""What the engine's workers import before their first invocation (see that module)."""
 
 
 @dataclass(frozen=True)
