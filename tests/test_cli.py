@@ -274,6 +274,58 @@ def test_train_on_a_state_machine_arn_follows_with_the_same_code_path(
     assert cost["total_usd"] > cost["step_functions_usd"] > 0
 
 
+def _without_aws_configuration() -> dict[str, str]:
+    """The environment of a user with no AWS region, credentials or config files."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return {**env, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+
+
+def test_train_on_a_warm_served_engine_needs_only_its_endpoint(served: str, tmp_path: Path) -> None:
+    # GIVEN a user with no AWS configuration at all, and a running groveflow serve
+    request = tmp_path / "iris.json"
+    request.write_text(json.dumps({"data": {"uri": "sklearn:iris"}, "n_trees": 2}))
+    # WHEN they train naming only the endpoint
+    done = subprocess.run(
+        [*GROVEFLOW, "train", str(request), "--endpoint-url", served, "--json"],
+        cwd=ROOT,
+        env=_without_aws_configuration(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    # THEN the endpoint's train state machine ran it
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "SUCCEEDED"
+    assert summary["execution_arn"].startswith(TRAIN_ARN.replace(":stateMachine:", ":execution:"))
+
+
+@pytest.mark.parametrize(
+    ("extra_env", "expected"),
+    [
+        ({}, "no AWS region: pass --region or set AWS_DEFAULT_REGION"),
+        ({"AWS_DEFAULT_REGION": "eu-west-1"}, "NoCredentialsError: Unable to locate credentials"),
+    ],
+)
+def test_a_deployed_stack_without_aws_configuration_is_a_clear_error(
+    tmp_path: Path, extra_env: dict[str, str], expected: str
+) -> None:
+    request = tmp_path / "iris.json"
+    request.write_text(json.dumps({"data": {"uri": "sklearn:iris"}}))
+    done = subprocess.run(
+        [*GROVEFLOW, "train", str(request), "--stack", "groveflow"],
+        cwd=ROOT,
+        env={**_without_aws_configuration(), **extra_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip() == f"groveflow: {expected}"
+
+
 def test_predict_in_a_new_process_scores_with_a_model_trained_earlier(tmp_path: Path) -> None:
     # GIVEN a model trained by one groveflow process
     state = str(tmp_path / "state")

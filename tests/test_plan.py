@@ -78,3 +78,11 @@ def test_grove_builder_reads_the_training_split_once_while_warm(
     # THEN the split was read once, and every grove was stored
     assert reads.count(keys.split(run_id, "X_train")) == 1
     assert len(_listing(s3_env, keys.groves_prefix(run_id))) == 3
+
+
+@pytest.mark.parametrize(("n_trees", "expected"), [(3, (3, 1)), (10, (10, 1)), (25, (10, 3))])
+def test_default_grove_size_never_exceeds_the_forest(n_trees: int, expected: tuple[int, int]):
+    # GIVEN a request that sets n_trees but not grove_size
+    request = train.parse_train_request({"data": {"uri": "sklearn:iris"}, "n_trees": n_trees})
+    # THEN groves hold up to 10 trees, and a small forest is one grove
+    assert (request.grove_size, request.n_groves) == expected

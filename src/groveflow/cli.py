@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -222,7 +223,25 @@ def _client(args: argparse.Namespace, service: str) -> Any:
     import boto3
 
     session = boto3.session.Session(region_name=args.region)
+    if _is_loopback(args.endpoint_url):
+        # groveflow serve: any region and credentials will do, none need be configured.
+        return session.client(  # type: ignore[call-overload]
+            service,
+            endpoint_url=args.endpoint_url,
+            region_name=session.region_name or "us-east-1",
+            aws_access_key_id="groveflow-local",
+            aws_secret_access_key="groveflow-local",
+        )
+    if session.region_name is None:
+        raise SystemExit("groveflow: no AWS region: pass --region or set AWS_DEFAULT_REGION")
     return session.client(service, endpoint_url=args.endpoint_url)  # type: ignore[call-overload]
+
+
+def _is_loopback(endpoint_url: str | None) -> bool:
+    if not endpoint_url:
+        return False
+    host = urllib.parse.urlsplit(endpoint_url).hostname or ""
+    return host in {"localhost", "::1"} or host.startswith("127.")
 
 
 def _sfn_client(args: argparse.Namespace) -> Any:
@@ -232,6 +251,8 @@ def _sfn_client(args: argparse.Namespace) -> Any:
 def _state_machine_arn(args: argparse.Namespace, output_key: str) -> str:
     if args.state_machine_arn:
         return str(args.state_machine_arn)
+    if not args.stack:  # --endpoint-url alone: the endpoint's one state machine of that kind
+        return _served_state_machine(args, output_key.removesuffix("Arn"))
     stack = _client(args, "cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
     for output in stack.get("Outputs", []):
         if output["OutputKey"] == output_key:
@@ -239,11 +260,32 @@ def _state_machine_arn(args: argparse.Namespace, output_key: str) -> str:
     raise SystemExit(f"groveflow: stack {args.stack} has no output {output_key}")
 
 
+def _served_state_machine(args: argparse.Namespace, logical_id: str) -> str:
+    """The ARN of the state machine named ``*-<logical_id>`` at ``--endpoint-url``."""
+    sfn = _sfn_client(args)
+    pages = sfn.get_paginator("list_state_machines").paginate()
+    arns = [
+        m["stateMachineArn"]
+        for page in pages
+        for m in page["stateMachines"]
+        if m["name"].endswith(f"-{logical_id}")
+    ]
+    if len(arns) != 1:
+        raise SystemExit(
+            f"groveflow: {len(arns)} state machines named *-{logical_id} at "
+            f"{args.endpoint_url}; name one with --state-machine-arn"
+            + (f": {', '.join(arns)}" if arns else "")
+        )
+    return str(arns[0])
+
+
 def _follow_remote(args: argparse.Namespace, sfn: Any, arn: str, machine: str) -> int:
     bar = _ProgressBar(enabled=not args.json)
     started = time.monotonic()
+    # A groveflow serve endpoint on this machine is cheap to ask often.
+    poll = 0.25 if _is_loopback(args.endpoint_url) else 2.0
     try:
-        description = follow(sfn, arn, bar, poll_seconds=2.0)
+        description = follow(sfn, arn, bar, poll_seconds=poll)
     except KeyboardInterrupt:
         bar.finish()
         print(
@@ -285,7 +327,7 @@ def _train(args: argparse.Namespace) -> int:
         or f"{Path(args.input).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     request["run_id"] = run_id
-    if args.stack or args.state_machine_arn:
+    if args.stack or args.state_machine_arn or args.endpoint_url:
         return _run_remote(args, "TrainStateMachine", request, run_id)
     return _run_locally(args, "TrainStateMachine", request, run_id)
 
@@ -296,7 +338,7 @@ def _predict(args: argparse.Namespace) -> int:
         request.get("prediction_id") or f"{Path(args.input).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     request["prediction_id"] = prediction_id
-    if args.stack or args.state_machine_arn:
+    if args.stack or args.state_machine_arn or args.endpoint_url:
         return _run_remote(args, "PredictStateMachine", request, prediction_id)
     return _run_locally(args, "PredictStateMachine", request, prediction_id)
 
@@ -392,7 +434,10 @@ def _remote_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-machine-arn", help="start the execution on this state machine")
     parser.add_argument("--region", default=None, help="AWS region of the stack")
     parser.add_argument(
-        "--endpoint-url", default=None, help="Step Functions endpoint (groveflow serve)"
+        "--endpoint-url",
+        default=None,
+        help="run on this endpoint, e.g. a warm `groveflow serve` (its state machine is found "
+        "by name unless --state-machine-arn or --stack names it)",
     )
 
 
@@ -485,6 +530,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"groveflow: this needs {error.name}: pip install 'groveflow[{extra}]'", file=sys.stderr
         )
+        return 2
+    except Exception as error:
+        if not type(error).__module__.startswith("botocore."):
+            raise
+        # No credentials, access denied, no such execution...: AWS's own words, no traceback.
+        print(f"groveflow: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
     return code
 

@@ -99,7 +99,7 @@ class TrainRequest:
     model : ModelSpec
     n_trees : int, default=100
         Trees in the final forest.
-    grove_size : int, default=10
+    grove_size : int, default=min(10, n_trees)
         Trees each grove builder fits; the last grove holds the remainder.
     seed : int, default=0
         Seeds the split and, through ``SeedSequence(seed).spawn``, every grove.
@@ -313,7 +313,7 @@ def parse_train_request(value: Any) -> TrainRequest:
     if "data" not in value:
         raise InvalidRequest("the execution input has no 'data' section (with a 'uri')")
     n_trees = _int("n_trees", value.get("n_trees", 100), 1, MAX_TREES)
-    grove_size = _int("grove_size", value.get("grove_size", 10), 1, MAX_TREES)
+    grove_size = _int("grove_size", value.get("grove_size", min(10, n_trees)), 1, MAX_TREES)
     if grove_size > n_trees:
         raise InvalidRequest(f"grove_size={grove_size} is larger than n_trees={n_trees}")
     if -(-n_trees // grove_size) > MAX_GROVES:
