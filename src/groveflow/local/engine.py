@@ -223,6 +223,8 @@ class LocalEngine:
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
         self._invocation_ended = threading.Event()
+        self._log_lock = threading.Lock()
+        self._log_streams: set[str] = set()
         environment = {
             **CREDENTIALS,
             "AWS_DEFAULT_REGION": REGION,
@@ -249,21 +251,10 @@ class LocalEngine:
         self.s3 = session.client("s3", endpoint_url=self.endpoint, config=config)
         self.sfn = session.client("stepfunctions", endpoint_url=self.endpoint, config=config)
         self.s3.create_bucket(Bucket=self.bucket)
-        self._machines = self._create_state_machines()
+        self._machines: dict[str, str] = {}  # created on first use: each parse costs 0.1 s
         self.logs = session.client("logs", endpoint_url=self.endpoint, config=config)
-        self._create_log_streams()
         for spec in self.stack.functions.values():
             _ACTIVE[spec.function_name] = self
-
-    def _create_state_machines(self) -> dict[str, str]:
-        arns = {}
-        for logical_id, spec in self.stack.state_machines.items():
-            arns[logical_id] = self.sfn.create_state_machine(
-                name=f"{self.stack_name}-{logical_id}",
-                definition=spec.definition(),
-                roleArn="arn:aws:iam::123456789012:role/groveflow-local",
-            )["stateMachineArn"]
-        return arns
 
     def close(self) -> None:
         """Stop the workers (the shared S3 server keeps the bucket for this process)."""
@@ -310,18 +301,22 @@ class LocalEngine:
             look = max(now + _SETTLE_SECONDS, began + _MIN_POLL_SECONDS)
             time.sleep(max(0.0, min(look, began + seconds) - now))
 
-    def _create_log_streams(self) -> None:
-        """Each function's log group, as Lambda's default ``/aws/lambda/<name>``."""
-        for spec in self.stack.functions.values():
+    def _ensure_log_stream(self, spec: FunctionSpec) -> None:
+        """The function's log group, as Lambda's default ``/aws/lambda/<name>``, on first use."""
+        with self._log_lock:
+            if spec.function_name in self._log_streams:
+                return
             group = f"/aws/lambda/{spec.function_name}"
             exists = self.logs.exceptions.ResourceAlreadyExistsException
             with contextlib.suppress(exists):
                 self.logs.create_log_group(logGroupName=group)
             with contextlib.suppress(exists):
                 self.logs.create_log_stream(logGroupName=group, logStreamName=LOG_STREAM)
+            self._log_streams.add(spec.function_name)
 
     def _report(self, spec: FunctionSpec, outcome: Outcome) -> None:
         """Write the REPORT line Lambda writes after each invocation (what cost is read from)."""
+        self._ensure_log_stream(spec)
         line = report_line(outcome.duration_ms, spec.memory_mb, str(uuid.uuid4()))
         self.logs.put_log_events(
             logGroupName=f"/aws/lambda/{spec.function_name}",
@@ -364,8 +359,17 @@ class LocalEngine:
         return None
 
     def state_machine_arn(self, logical_id: str) -> str:
-        """The local ARN of a template state machine (``TrainStateMachine``...)."""
-        return self._machines[logical_id]
+        """The local ARN of a template state machine (``TrainStateMachine``...), created
+        on first use."""
+        with self._lock:
+            if logical_id not in self._machines:
+                spec = self.stack.state_machines[logical_id]
+                self._machines[logical_id] = self.sfn.create_state_machine(
+                    name=f"{self.stack_name}-{logical_id}",
+                    definition=spec.definition(),
+                    roleArn="arn:aws:iam::123456789012:role/groveflow-local",
+                )["stateMachineArn"]
+            return self._machines[logical_id]
 
     def run(
         self,
@@ -396,7 +400,7 @@ class LocalEngine:
         first = len(self.invocations)
         started = time.monotonic()
         arn = self.sfn.start_execution(
-            stateMachineArn=self._machines[state_machine],
+            stateMachineArn=self.state_machine_arn(state_machine),
             name=name,
             input=json.dumps(execution_input),
         )["executionArn"]
