@@ -2,19 +2,26 @@
 
 Prints, in one run: wall time of ``groveflow train`` (2 workers) vs
 ``RandomForestClassifier(n_estimators=64, n_jobs=2).fit`` plus saving the model,
-their ratio and both holdout accuracies; then the engine's per-grove overhead
-with 1,000 trivial groves. Usage: ``python benchmarks/train.py [--rows N] [--quick]``.
+their ratio and both holdout accuracies, for a command that starts its own engine
+(cold) and one run on a warm ``groveflow serve`` (``--endpoint-url``); then the
+engine's per-grove overhead with 1,000 trivial groves.
+Usage: ``python benchmarks/train.py [--rows N] [--repeats N] [--groves N]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,17 +52,43 @@ def _sklearn_baseline(X: np.ndarray, y: np.ndarray, directory: Path) -> tuple[fl
     return seconds, float(forest.score(X_test, y_test))
 
 
-def _groveflow(request: dict, directory: Path, workers: int) -> tuple[float, dict]:
+def _groveflow(
+    request: dict, directory: Path, workers: int, endpoint: str | None = None
+) -> tuple[float, dict]:
+    """One ``groveflow train`` command: a fresh engine, or a warm one at ``endpoint``."""
     path = directory / f"{request['run_id']}.json"
     path.write_text(json.dumps(request))
     command = [sys.executable, "-m", "groveflow.cli", "train", str(path), "--json"]
-    command += ["--workers", str(workers), "--state-dir", str(directory / "state")]
+    if endpoint is None:
+        command += ["--workers", str(workers), "--state-dir", str(directory / "state")]
+    else:
+        command += ["--endpoint-url", endpoint]
     started = time.perf_counter()
     completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     if completed.returncode != 0:
         raise SystemExit(f"groveflow train failed:\n{completed.stdout}\n{completed.stderr}")
     return seconds, json.loads(completed.stdout)
+
+
+@contextlib.contextmanager
+def _served(directory: Path, workers: int) -> Iterator[str]:
+    """``groveflow serve`` (a warm engine) for the duration; yields its endpoint."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "groveflow.cli", "serve", "--port", str(port)]
+    command += ["--workers", str(workers), "--state-dir", str(directory / "served")]
+    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    for line in server.stdout:
+        if line.startswith("Ctrl-C"):
+            break
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def _overhead(directory: Path, n_groves: int) -> None:
@@ -104,45 +137,57 @@ def main() -> None:
         directory = Path(tmp)
         X, y = _data(args.rows)
         np.savez(directory / "data.npz", X=X, y=y)
-        baselines, runs = [], []
-        # Interleaved pairs, alternating which side goes first, so a noisy neighbour or a
-        # drifting machine slows both sides alike; medians and per-pair ratios are compared.
-        for repeat in range(args.repeats):
-            request = {
-                "data": {"uri": str(directory / "data.npz")},
-                "n_trees": 64,
-                "grove_size": 8,
-                "seed": 0,
-                "test_fraction": 0.2,
-                "run_id": f"bench-{int(time.time())}-{repeat}",
-            }
-            if repeat % 2 == 0:
-                baselines.append(_sklearn_baseline(X, y, directory))
-                runs.append(_groveflow(request, directory, workers=2))
-            else:
-                runs.append(_groveflow(request, directory, workers=2))
-                baselines.append(_sklearn_baseline(X, y, directory))
-            pair = runs[-1][0] / baselines[-1][0]
-            print(
-                f"  pair {repeat + 1}: scikit-learn {baselines[-1][0]:6.2f} s, "
-                f"groveflow {runs[-1][0]:6.2f} s, ratio {pair:.3f}",
-                flush=True,
-            )
-        baseline_seconds = float(np.median([seconds for seconds, _ in baselines]))
-        groveflow_seconds = float(np.median([seconds for seconds, _ in runs]))
-        pair_ratio = float(np.median([r[0] / b[0] for r, b in zip(runs, baselines, strict=True)]))
-        summary = runs[-1][1]
-        ratio = groveflow_seconds / baseline_seconds
+        sides: dict[str, list[tuple[float, Any]]] = {"sklearn": [], "cold": [], "warm": []}
+        with _served(directory, workers=2) as endpoint:
+            # Interleaved, rotating which side goes first, so a noisy neighbour or a drifting
+            # machine slows every side alike; medians and per-repeat ratios are compared.
+            for repeat in range(args.repeats):
+                request = {
+                    "data": {"uri": str(directory / "data.npz")},
+                    "n_trees": 64,
+                    "grove_size": 8,
+                    "seed": 0,
+                    "test_fraction": 0.2,
+                    "run_id": f"bench-{int(time.time())}-{repeat}",
+                }
+                warm = {**request, "run_id": request["run_id"] + "-warm"}
+                run = {
+                    "sklearn": functools.partial(_sklearn_baseline, X, y, directory),
+                    "cold": functools.partial(_groveflow, request, directory, 2),
+                    "warm": functools.partial(_groveflow, warm, directory, 2, endpoint),
+                }
+                order = list(run)[repeat % 3 :] + list(run)[: repeat % 3]
+                for side in order:
+                    sides[side].append(run[side]())
+                seconds = {side: sides[side][-1][0] for side in run}
+                print(
+                    f"  repeat {repeat + 1}: scikit-learn {seconds['sklearn']:6.2f} s, "
+                    f"groveflow {seconds['cold']:6.2f} s (ratio "
+                    f"{seconds['cold'] / seconds['sklearn']:.3f}), on a warm engine "
+                    f"{seconds['warm']:6.2f} s ({seconds['warm'] / seconds['sklearn']:.3f})",
+                    flush=True,
+                )
+        median = {side: float(np.median([s for s, _ in runs])) for side, runs in sides.items()}
         print(f"make_classification {args.rows:,} x 50 float32, 5 classes; 64 trees in 8 groves")
         print(f"median of {args.repeats} interleaved runs each")
-        baseline = f"{baseline_seconds:7.2f} s  acc {baselines[-1][1]:.4f}"
-        print(f"  scikit-learn fit(n_jobs=2) + save {baseline}")
-        accuracy = summary["metrics"]["accuracy"]
-        print(f"  groveflow train --workers 2       {groveflow_seconds:7.2f} s  acc {accuracy:.4f}")
-        print(f"  ratio groveflow / scikit-learn    {ratio:7.3f}  (target <= 1.10)")
-        print(f"  median of the pairs' ratios       {pair_ratio:7.3f}")
-        phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in summary["phases"].items())
-        print(f"  groveflow's states: {phases}")
+        print(
+            f"  {'scikit-learn fit(n_jobs=2) + save':<34} {median['sklearn']:7.2f} s  "
+            f"acc {sides['sklearn'][-1][1]:.4f}"
+        )
+        labels = {
+            "cold": "groveflow train --workers 2",
+            "warm": "groveflow train on a warm serve",
+        }
+        for side, label in labels.items():
+            summary = sides[side][-1][1]
+            pairs = [g / b for (g, _), (b, _) in zip(sides[side], sides["sklearn"], strict=True)]
+            print(
+                f"  {label:<34} {median[side]:7.2f} s  acc {summary['metrics']['accuracy']:.4f}  "
+                f"ratio {median[side] / median['sklearn']:.3f} (median of repeats "
+                f"{float(np.median(pairs)):.3f}; target <= 1.10)"
+            )
+        phases = sides["cold"][-1][1]["phases"]
+        print("  groveflow's states: " + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items()))
         _overhead(directory, args.groves)
 
 
