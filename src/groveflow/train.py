@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -469,9 +470,11 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
             f"{groves.missing[:10]}); tolerated_failure_percentage={allowed:g}"
         )
     forest = artifact.Forest.concat(groves.forests)
-    blob = artifact.encode_forest_file(forest)
-    holdout = _evaluate(forest, bucket, run_id, request)
-    storage.put_bytes(bucket, keys.forest(run_id), blob)
+    # The forest is encoded and stored while it is evaluated (the manifest still comes last).
+    with ThreadPoolExecutor(1) as pool:
+        stored = pool.submit(_store_forest, bucket, run_id, forest)
+        holdout = _evaluate(forest, bucket, run_id, request)
+        blob = stored.result()
     trees_built = sum(r["n_trees"] for r in groves.records)
     manifest = {
         "manifest_version": MANIFEST_VERSION,
@@ -513,6 +516,12 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         "metrics": holdout,
         "merge_seconds": round(merge_seconds, 3),
     }
+
+
+def _store_forest(bucket: str, run_id: str, forest: artifact.Forest) -> bytes:
+    blob = artifact.encode_forest_file(forest)
+    storage.put_bytes(bucket, keys.forest(run_id), blob)
+    return blob
 
 
 def _evaluate(
