@@ -405,11 +405,11 @@ class LocalEngine:
             input=json.dumps(execution_input),
         )["executionArn"]
         try:
-            # Polling costs the interpreter's CPU: quarter seconds for a progress bar, else one,
-            # but a poll follows soon after each invocation ends (see _pause).
-            poll = 0.25 if on_progress is not None else 1.0
+            # Each look costs this process's server a few milliseconds of the CPU the workers
+            # use, so the follower looks once a second, and soon after each invocation ends
+            # (see _pause): the progress bar moves when an item does.
             self._invocation_ended.clear()
-            description = follow(self.sfn, arn, on_progress, poll_seconds=poll, wait=self._pause)
+            description = follow(self.sfn, arn, on_progress, poll_seconds=1.0, wait=self._pause)
         finally:
             self._mirror(run_id)
         output = description.get("output")
