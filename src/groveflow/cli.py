@@ -9,6 +9,7 @@ and follow it. ``serve`` exposes the local engine to the AWS CLI and boto3;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -550,8 +551,9 @@ def run() -> NoReturn:
     """
     code = main()
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # e.g. `groveflow ... | head` closed the pipe
+            stream.flush()
     os._exit(code)
 
 
