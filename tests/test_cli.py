@@ -7,14 +7,18 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import EVENTS, ROOT, unique_name
+from groveflow.layout import keys
+from groveflow.local.engine import mirrored
 
 GROVEFLOW = [sys.executable, "-m", "groveflow.cli"]
 AWS_ENV = {
@@ -108,8 +112,17 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass
+class Served:
+    """A running ``groveflow serve``: its endpoint, state dir, and what it printed since."""
+
+    endpoint: str
+    state_dir: Path
+    lines: list[str]
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def served_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     port = _free_port()
     state = tmp_path_factory.mktemp("served")
     server = subprocess.Popen(
@@ -122,9 +135,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for line in server.stdout:
         if line.startswith("Ctrl-C"):
             break
-    yield f"http://127.0.0.1:{port}"
+    running = Served(f"http://127.0.0.1:{port}", state, [])
+    # Keep reading what it prints, so its pipe never fills.
+    threading.Thread(target=lambda: running.lines.extend(server.stdout or []), daemon=True).start()
+    yield running
     server.terminate()
     server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served(served_engine: Served) -> str:
+    return served_engine.endpoint
 
 
 def _aws(endpoint: str, *args: str) -> Any:
@@ -280,13 +301,15 @@ def _without_aws_configuration() -> dict[str, str]:
     return {**env, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
 
 
-def test_train_on_a_warm_served_engine_needs_only_its_endpoint(served: str, tmp_path: Path) -> None:
+def test_train_on_a_warm_served_engine_needs_only_its_endpoint(
+    served_engine: Served, tmp_path: Path
+) -> None:
     # GIVEN a user with no AWS configuration at all, and a running groveflow serve
     request = tmp_path / "iris.json"
     request.write_text(json.dumps({"data": {"uri": "sklearn:iris"}, "n_trees": 2}))
     # WHEN they train naming only the endpoint
     done = subprocess.run(
-        [*GROVEFLOW, "train", str(request), "--endpoint-url", served, "--json"],
+        [*GROVEFLOW, "train", str(request), "--endpoint-url", served_engine.endpoint, "--json"],
         cwd=ROOT,
         env=_without_aws_configuration(),
         capture_output=True,
@@ -299,6 +322,13 @@ def test_train_on_a_warm_served_engine_needs_only_its_endpoint(served: str, tmp_
     summary = json.loads(done.stdout)
     assert summary["status"] == "SUCCEEDED"
     assert summary["execution_arn"].startswith(TRAIN_ARN.replace(":stateMachine:", ":execution:"))
+    # ... and the server mirrored the run to its state dir as it ended, for groveflow report
+    manifest = mirrored(served_engine.state_dir, keys.manifest(summary["run_id"]))
+    deadline = time.monotonic() + 15
+    while not manifest.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert json.loads(manifest.read_text())["run_id"] == summary["run_id"]
+    assert any(line.startswith(f"ended: {summary['run_id']},") for line in served_engine.lines)
 
 
 @pytest.mark.parametrize(

@@ -423,10 +423,13 @@ def _serve(args: argparse.Namespace) -> int:
         for logical_id in engine.stack.state_machines:
             print(f"  {logical_id}: {engine.state_machine_arn(logical_id)}")
         print(f"  bucket: s3://{engine.bucket}")
+        print(f"  runs are mirrored to {engine.state_dir} as they end")
         print("Ctrl-C stops the server.", flush=True)
         try:
             while True:
-                time.sleep(3600)
+                engine.wait_for_activity(5.0)
+                for run_id in engine.mirror_ended():
+                    print(f"ended: {run_id}, mirrored to {engine.run_dir(run_id)}", flush=True)
         except KeyboardInterrupt:
             return 0
 

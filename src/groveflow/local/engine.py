@@ -36,6 +36,7 @@ from groveflow.local import moto_compat
 from groveflow.local.faults import FaultInjector
 from groveflow.local.template import REGION, FunctionSpec, Stack, load_template
 from groveflow.local.workers import HANDLER_PRELOAD, Outcome, WorkerPool, default_size
+from groveflow.request import RUN_ID_PATTERN
 
 __all__ = ["ExecutionResult", "Invocation", "LocalEngine", "mirrored", "project_root"]
 
@@ -225,6 +226,8 @@ class LocalEngine:
         self._invocation_ended = threading.Event()
         self._log_lock = threading.Lock()
         self._log_streams: set[str] = set()
+        self._activity = threading.Event()  # an invocation ended (see wait_for_activity)
+        self._mirrored: set[str] = set()  # executions whose runs are mirrored
         environment = {
             **CREDENTIALS,
             "AWS_DEFAULT_REGION": REGION,
@@ -286,7 +289,48 @@ class LocalEngine:
         if self.on_invoke is not None:
             self.on_invoke(record)
         self._invocation_ended.set()
+        self._activity.set()
         return outcome
+
+    def wait_for_activity(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for an invocation to end, then a moment for the
+        interpreter to record it (an execution may have ended with it)."""
+        if self._activity.wait(seconds):
+            self._activity.clear()
+            time.sleep(_MIN_POLL_SECONDS)
+
+    def mirror_ended(self) -> list[str]:
+        """Mirror the runs of executions that ended since the last call; their run ids.
+
+        :meth:`run` mirrors its own execution; this is for executions other clients
+        start (``groveflow serve``). A run is named by the input's ``run_id`` or
+        ``prediction_id``, else by the execution's name, as the plan functions do.
+        """
+        ended = []
+        for arn in list(self._machines.values()):
+            pages = self.sfn.get_paginator("list_executions").paginate(stateMachineArn=arn)
+            for execution in (item for page in pages for item in page["executions"]):
+                execution_arn = execution["executionArn"]
+                if execution["status"] == "RUNNING" or execution_arn in self._mirrored:
+                    continue
+                self._mirrored.add(execution_arn)
+                run_id = self._run_id_of(execution_arn, execution["name"])
+                if run_id is not None:
+                    self._mirror(run_id)
+                    ended.append(run_id)
+        return ended
+
+    def _run_id_of(self, execution_arn: str, name: str) -> str | None:
+        raw = self.sfn.describe_execution(executionArn=execution_arn).get("input") or "{}"
+        try:
+            execution_input = json.loads(raw)
+        except ValueError:
+            execution_input = None
+        given = None
+        if isinstance(execution_input, dict):
+            given = execution_input.get("run_id") or execution_input.get("prediction_id")
+        run_id = given if isinstance(given, str) else name
+        return run_id if RUN_ID_PATTERN.match(run_id) else None
 
     def _pause(self, seconds: float) -> None:
         """Wait up to ``seconds`` between polls, cut short after an invocation ends.
