@@ -629,3 +629,26 @@ def test_map_run_item_counts_progress_while_running(local: LocalSfn) -> None:
     history = local.history(execution_arn)
     assert history.count("ExecutionStarted") == 1
     assert not [event for event in history if "Iteration" in event or "Task" in event]
+
+
+def test_the_interpreter_loads_without_the_batch_and_ec2_backends() -> None:
+    # GIVEN a fresh interpreter WHEN the corrections (which import the ASL parser) are applied
+    code = (
+        "import sys, json\n"
+        "from groveflow.local import moto_compat\n"
+        "moto_compat.apply_corrections()\n"
+        "before = {m: m in sys.modules for m in ('moto.ec2', 'moto.batch', 'moto.batch.utils')}\n"
+        "import moto.batch\n"
+        "print(json.dumps({**before, 'real_batch': hasattr(moto.batch, 'batch_backends')}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # THEN EC2's models (0.7 s) were not loaded, and a later Batch import still gets the real one
+    assert json.loads(done.stdout) == {
+        "moto.ec2": False,
+        "moto.batch": False,
+        "moto.batch.utils": True,
+        "real_batch": True,
+    }
