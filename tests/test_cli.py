@@ -29,9 +29,17 @@ AWS_ENV = {
 }
 
 
-def _groveflow(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+def _groveflow(
+    *args: str, timeout: int = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*GROVEFLOW, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+        [*GROVEFLOW, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -178,9 +186,8 @@ def _served_sfn(served: str) -> Any:
 
 
 def _train_on_served(request: Path, served: str) -> list[str]:
-    """``groveflow train`` against the served endpoint, as against a deployed stack."""
+    """``groveflow train`` arguments against the served endpoint, as against a deployed stack."""
     return [
-        *GROVEFLOW,
         "train",
         str(request),
         "--state-machine-arn",
@@ -274,15 +281,7 @@ def test_train_on_a_state_machine_arn_follows_with_the_same_code_path(
 ) -> None:
     request = tmp_path / "wine.json"
     request.write_text(json.dumps({"data": {"uri": "sklearn:wine"}, "n_trees": 4, "grove_size": 2}))
-    done = subprocess.run(
-        [*_train_on_served(request, served), "--json"],
-        cwd=ROOT,
-        env=AWS_ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = _groveflow(*_train_on_served(request, served), "--json", env=AWS_ENV)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["status"] == "SUCCEEDED"
@@ -308,14 +307,14 @@ def test_train_on_a_warm_served_engine_needs_only_its_endpoint(
     request = tmp_path / "iris.json"
     request.write_text(json.dumps({"data": {"uri": "sklearn:iris"}, "n_trees": 2}))
     # WHEN they train naming only the endpoint
-    done = subprocess.run(
-        [*GROVEFLOW, "train", str(request), "--endpoint-url", served_engine.endpoint, "--json"],
-        cwd=ROOT,
+    endpoint = served_engine.endpoint
+    done = _groveflow(
+        "train",
+        str(request),
+        "--endpoint-url",
+        endpoint,
+        "--json",
         env=_without_aws_configuration(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
     )
     # THEN the endpoint's train state machine ran it
     assert done.returncode == 0, done.stderr
@@ -343,15 +342,8 @@ def test_a_deployed_stack_without_aws_configuration_is_a_clear_error(
 ) -> None:
     request = tmp_path / "iris.json"
     request.write_text(json.dumps({"data": {"uri": "sklearn:iris"}}))
-    done = subprocess.run(
-        [*GROVEFLOW, "train", str(request), "--stack", "groveflow"],
-        cwd=ROOT,
-        env={**_without_aws_configuration(), **extra_env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    environment = {**_without_aws_configuration(), **extra_env}
+    done = _groveflow("train", str(request), "--stack", "groveflow", timeout=60, env=environment)
     assert done.returncode != 0
     assert done.stderr.strip() == f"groveflow: {expected}"
 
@@ -421,7 +413,7 @@ def test_ctrl_c_stops_following_not_the_run(served: str, tmp_path: Path) -> None
         )
     )
     follower = subprocess.Popen(
-        _train_on_served(request, served),
+        [*GROVEFLOW, *_train_on_served(request, served)],
         cwd=ROOT,
         env=AWS_ENV,
         stdout=subprocess.PIPE,
