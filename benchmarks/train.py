@@ -6,6 +6,10 @@ their ratio and both holdout accuracies, for a command that starts its own engin
 (cold) and one run on a warm ``groveflow serve`` (``--endpoint-url``); then the
 engine's per-grove overhead with 1,000 trivial groves.
 Usage: ``python benchmarks/train.py [--rows N] [--repeats N] [--groves N]``.
+
+``--groves 10000 --max-concurrency 1000`` instead times ``groveflow train`` of 10,000
+trivial groves at max_concurrency 1,000 (BuildGroves and the whole command per grove,
+Merge's seconds), next to the overhead run of 1,000 groves as the baseline.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import argparse
 import contextlib
 import functools
 import json
+import resource
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +96,11 @@ def _served(directory: Path, workers: int) -> Iterator[str]:
         server.wait(timeout=30)
 
 
-def _overhead(directory: Path, n_groves: int) -> None:
-    """Per-grove engine overhead: worker time not spent in handlers, per grove."""
+def _overhead(directory: Path, n_groves: int) -> float:
+    """Per-grove engine overhead: worker time not spent in handlers, per grove.
+
+    Returns the map phase's wall time per grove, in milliseconds.
+    """
     from groveflow.local import LocalEngine
 
     request = {
@@ -121,6 +129,44 @@ def _overhead(directory: Path, n_groves: int) -> None:
         f"  engine overhead per grove   {per_grove_ms:6.2f} ms "
         "(worker time outside handlers; target <= 10)"
     )
+    return 1000 * map_seconds / len(groves)
+
+
+def _scale(directory: Path, n_groves: int, max_concurrency: int, baseline_ms: float) -> None:
+    """``groveflow train`` of ``n_groves`` trivial groves at ``max_concurrency``, 2 workers.
+
+    ``baseline_ms`` is the map phase's wall time per grove of the overhead run (1,000
+    groves at max_concurrency 100) measured before, in the same run.
+    """
+    request = {
+        "data": {"uri": "sklearn:iris"},
+        "model": {"params": {"max_depth": 1}},
+        "n_trees": n_groves,
+        "grove_size": 1,
+        "max_concurrency": max_concurrency,
+        "run_id": f"scale-{int(time.time())}",
+    }
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds, summary = _groveflow(request, directory, workers=2)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    phases = summary["phases"]
+    build_ms = 1000 * phases["BuildGroves"] / n_groves
+    print(
+        f"\ngroveflow train, {n_groves:,} trivial groves at max_concurrency "
+        f"{max_concurrency:,}, 2 workers: {seconds:.1f} s"
+    )
+    print(
+        f"  the command's process used {after.ru_utime - before.ru_utime:.1f} s of user CPU, "
+        f"{after.ru_stime - before.ru_stime:.1f} s of system CPU"
+    )
+    print(f"  BuildGroves                 {build_ms:6.2f} ms per grove (target <= 10)")
+    whole_ms = 1000 * seconds / n_groves
+    print(f"  whole command               {whole_ms:6.2f} ms per grove (target <= 15)")
+    print(f"  Merge                       {phases['Merge']:6.2f} s")
+    print(
+        f"  BuildGroves per grove / the overhead run's map wall per grove: "
+        f"{build_ms / baseline_ms:.2f}"
+    )
 
 
 def main() -> None:
@@ -132,9 +178,20 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=5, help="interleaved pairs; the median of each is compared"
     )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=None,
+        help="instead of the comparison with scikit-learn: groveflow train of --groves trivial "
+        "groves at this max_concurrency, next to the overhead run of 1,000 groves",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
+        if args.max_concurrency is not None:
+            baseline_ms = _overhead(directory, 1000)
+            _scale(directory, args.groves, args.max_concurrency, baseline_ms)
+            return
         X, y = _data(args.rows)
         np.savez(directory / "data.npz", X=X, y=y)
         sides: dict[str, list[tuple[float, Any]]] = {"sklearn": [], "cold": [], "warm": []}
@@ -142,7 +199,7 @@ def main() -> None:
             # Interleaved, rotating which side goes first, so a noisy neighbour or a drifting
             # machine slows every side alike; medians and per-repeat ratios are compared.
             for repeat in range(args.repeats):
-                request = {
+                request: dict[str, Any] = {
                     "data": {"uri": str(directory / "data.npz")},
                     "n_trees": 64,
                     "grove_size": 8,
@@ -151,7 +208,7 @@ def main() -> None:
                     "run_id": f"bench-{int(time.time())}-{repeat}",
                 }
                 warm = {**request, "run_id": request["run_id"] + "-warm"}
-                run = {
+                run: dict[str, Callable[[], tuple[float, Any]]] = {
                     "sklearn": functools.partial(_sklearn_baseline, X, y, directory),
                     "cold": functools.partial(_groveflow, request, directory, 2),
                     "warm": functools.partial(_groveflow, warm, directory, 2, endpoint),
