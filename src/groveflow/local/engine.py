@@ -33,7 +33,7 @@ from groveflow.cost import report_line
 from groveflow.follow import Progress, follow, history
 from groveflow.layout import keys
 from groveflow.local import moto_compat
-from groveflow.local.faults import FaultInjector
+from groveflow.local.faults import FaultInjector, run_instrumented
 from groveflow.local.template import REGION, FunctionSpec, Stack, load_template
 from groveflow.local.workers import HANDLER_PRELOAD, Outcome, WorkerPool, default_size
 from groveflow.request import RUN_ID_PATTERN
@@ -369,14 +369,19 @@ class LocalEngine:
         )
 
     def _injected(self, spec: FunctionSpec, payload: bytes) -> Outcome | None:
-        """The outcome of an injected fault for this attempt, if one is drawn."""
+        """The outcome of this attempt run with its injected fault or instruments, if any.
+
+        A throttle is raised before any handler runs, as the Invoke API does; any other
+        fault, and the access record, happen to the real handler in its worker
+        (see :func:`groveflow.local.faults.run_instrumented`).
+        """
         if self.faults is None:
             return None
         key = f"{spec.logical_id}:{payload.decode()}"
         with self._lock:
             attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
-        fault = self.faults.decide(spec.logical_id, json.loads(payload), attempt)
-        if fault == "throttle":
+        fault = self.faults.fault_for(spec.logical_id, json.loads(payload), attempt)
+        if fault is not None and fault.kind == "throttle":
             error = {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."}
             response = {
                 "Error": error,
@@ -384,23 +389,9 @@ class LocalEngine:
                 "ResponseMetadata": {"HTTPStatusCode": 429, "RequestId": "groveflow-local"},
             }
             raise ClientError(cast(Any, response), "Invoke")
-        if fault == "crash":
-            return Outcome(
-                _error(
-                    "Runtime.ExitError",
-                    "RequestId: injected Error: Runtime exited with error: signal: killed",
-                ),
-                "Runtime.ExitError",
-                0.0,
-            )
-        if fault == "timeout":
-            message = f"Task timed out after {spec.timeout_seconds:.2f} seconds"
-            return Outcome(
-                _error("Sandbox.Timedout", message),
-                "Sandbox.Timedout",
-                spec.timeout_seconds * 1000.0,
-            )
-        return None
+        if fault is None and self.faults.record_to is None:
+            return None
+        return run_instrumented(self.pool, spec, payload, fault, self.faults.record_to)
 
     def state_machine_arn(self, logical_id: str) -> str:
         """The local ARN of a template state machine (``TrainStateMachine``...), created
