@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from conftest import unique_name
@@ -34,10 +35,19 @@ def _listing(engine: Any, prefix: str) -> list[str]:
     ]
 
 
-def test_size_guard_refuses_a_grove_too_big_for_the_builder_and_suggests_memory(
-    s3_env: Any,
-) -> None:
-    # GIVEN groves of 100 fully grown trees on digits, and a builder 1 MB short of the estimate
+# Worked by hand from estimate_grove_mb's docstring, for digits (10 classes) with the default
+# test_fraction=0.2: 1437 training rows x 64 features, groves of 100 trees, min_samples_leaf=1.
+#   nodes per tree      2 * 1437 / 1                          =      2,874
+#   bytes per tree      2,874 * (64 + 8 * 10 classes)         =    413,856
+#   split + work set    2 * 1437 * 64 * 4  +  40 * 1437       =    793,224
+#   total               793,224 + 100 * 413,856               = 42,178,824 B = 40.2 MiB
+#   estimate            200 MB baseline + ceil(40.2)          =        241 MB
+# (counting 2 classes, as the guard once did, gives 223 MB: a 240 MB builder would pass.)
+DIGITS_GROVE_OF_100_MB = 241
+
+
+def test_size_guard_counts_every_class_against_a_hand_computed_figure(s3_env: Any) -> None:
+    # GIVEN groves of 100 fully grown trees on digits (10 classes), and a builder 1 MB short
     run_id = unique_name("too-big")
     request = {
         "data": {"uri": "sklearn:digits"},
@@ -45,15 +55,42 @@ def test_size_guard_refuses_a_grove_too_big_for_the_builder_and_suggests_memory(
         "grove_size": 100,
         "run_id": run_id,
     }
-    needed = train.estimate_grove_mb(1437, 64, 2, train.parse_train_request(request))
-    # WHEN the plan runs with less memory than the estimate
+    memory_mb = DIGITS_GROVE_OF_100_MB - 1
+    # WHEN the plan runs
     with pytest.raises(
         DatasetTooLarge, match=r"set the grove builder's memory to \d+ MB"
     ) as raised:
-        train.plan_run({"request": request}, bucket=s3_env.bucket, builder_memory_mb=needed - 1)
-    # THEN it names the sizes, and nothing of the run was written
-    assert f"needs about {needed} MB" in str(raised.value)
+        train.plan_run({"request": request}, bucket=s3_env.bucket, builder_memory_mb=memory_mb)
+    # THEN it names the hand-computed need, and nothing of the run was written
+    assert f"needs about {DIGITS_GROVE_OF_100_MB} MB" in str(raised.value)
     assert _listing(s3_env, keys.run_prefix(run_id)) == []
+
+
+@pytest.mark.parametrize(
+    ("task", "labels", "expected_mb"),
+    # regression: 1 value per node -> 2,874 * 72 * 100 + 793,224 = 21,486,024 B -> 200 + 21
+    # 10 classes as above; 3 classes: 2,874 * 88 * 100 + 793,224 = 26,084,424 B -> 200 + 25
+    [("regression", 1437, 221), ("classification", 10, 241), ("classification", 3, 225)],
+)
+def test_size_guard_estimate_matches_the_hand_computation(
+    task: str, labels: int, expected_mb: int
+) -> None:
+    # GIVEN a training split of 1437 x 64 with `labels` distinct targets
+    request = train.parse_train_request(
+        {
+            "data": {"uri": "sklearn:digits"},
+            "n_trees": 100,
+            "grove_size": 100,
+            "model": {"kind": "random_forest", "task": task},
+        }
+    )
+    X = np.zeros((1437, 64), dtype=np.float32)
+    y = np.arange(1437) % labels
+    # WHEN the guard checks a builder of exactly that memory, and of 1 MB less
+    train._check_fits(X, request, expected_mb, y_train=y)
+    # THEN only the smaller one is refused, naming the figure
+    with pytest.raises(DatasetTooLarge, match=f"needs about {expected_mb} MB"):
+        train._check_fits(X, request, expected_mb - 1, y_train=y)
 
 
 def test_grove_builder_reads_the_training_split_once_while_warm(

@@ -244,8 +244,17 @@ def estimate_grove_mb(n_rows: int, n_features: int, n_classes: int, request: Tra
     return PYTHON_BASELINE_MB + int(np.ceil(total / 2**20))
 
 
-def _check_fits(X_train: np.ndarray, request: TrainRequest, memory_mb: int) -> None:
+def _check_fits(
+    X_train: np.ndarray, request: TrainRequest, memory_mb: int, y_train: np.ndarray | None = None
+) -> None:
+    """Refuse a grove too big for the builder's ``memory_mb``, with the memory it would need.
+
+    Classification counts the training split's classes (each node of each tree stores a
+    value per class); ``y_train`` None, the call of an older plan, counts two.
+    """
     n_classes = 1 if request.model.task == "regression" else 2
+    if y_train is not None and request.model.task == "classification":
+        n_classes = len(np.unique(y_train))
     needed = estimate_grove_mb(X_train.shape[0], X_train.shape[1], n_classes, request)
     if needed > memory_mb:
         suggestion = min(10240, int(np.ceil(needed * 1.2 / 64)) * 64)
