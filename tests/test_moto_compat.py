@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -179,6 +180,33 @@ def items(n: int, failing: int = 0) -> dict[str, Any]:
     return {"items": [{"i": i, "fail": i < failing} for i in range(n)]}
 
 
+def padded(event: dict[str, Any]) -> dict[str, Any]:
+    """A child result of about 1 KB."""
+    return {"i": event["i"], "pad": "x" * 1000}
+
+
+def huge(_: Any) -> dict[str, Any]:
+    """A Lambda result over the 256 KiB payload quota."""
+    return {"pad": "x" * 300_000}
+
+
+PADDED_ITEMS = 300  # x 1 KB: a Map result over 256 KiB
+
+
+def caught_huge_result() -> dict[str, Any]:
+    """A Task whose result passes the quota, with a Catch of States.ALL."""
+    catch = {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}
+    task = invoke("huge", Catch=[catch], Next="Caught")
+    return {"StartAt": "T", "States": {"T": task, "Caught": {"Type": "Pass", "End": True}}}
+
+
+def result_writer(bucket: str) -> dict[str, Any]:
+    return {
+        "Resource": "arn:aws:states:::s3:putObject",
+        "Parameters": {"Bucket": bucket, "Prefix.$": "States.Format('runs/{}/results', $.run)"},
+    }
+
+
 # Uncorrected moto, in a subprocess ----------------------------------------------------
 
 
@@ -187,6 +215,8 @@ def _uncorrected_report() -> dict[str, Any]:
     from moto import mock_aws
 
     HANDLERS["grove"] = grove
+    HANDLERS["padded"] = padded
+    HANDLERS["huge"] = huge
     dead_workers: list[str] = []
     threading.excepthook = lambda hook_args: dead_workers.append(hook_args.exc_type.__name__)
     report: dict[str, Any] = {}
@@ -209,9 +239,43 @@ def _uncorrected_report() -> dict[str, Any]:
         reraised = local.run({"StartAt": "F", "States": {"F": reraise}}, THRESHOLD_FAILURE)
         report["reraised_states_error"] = reraised["error"]
         report["map_runs_while_starting"] = _map_runs_while_starting(local)
+        report.update(_names_results_and_quotas(local))
         session = boto3.DEFAULT_SESSION
         with mock_aws():
             report["mock_aws_keeps_session"] = boto3.DEFAULT_SESSION is session
+    return report
+
+
+def _names_results_and_quotas(local: LocalSfn) -> dict[str, Any]:
+    """Unnamed and badly named starts, ResultWriter, and the payload quota, uncorrected."""
+    report: dict[str, Any] = {}
+    unnamed = local.create({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+    first = local.sfn.start_execution(stateMachineArn=unnamed)["executionArn"]
+    try:
+        local.sfn.start_execution(stateMachineArn=unnamed)
+        report["unnamed_starts"] = [first.rsplit(":", 1)[1], "started"]
+    except ClientError as error:
+        report["unnamed_starts"] = [first.rsplit(":", 1)[1], error.response["Error"]["Code"]]
+    named = local.sfn.start_execution(stateMachineArn=unnamed, name="my run/1")
+    report["bad_name_started"] = named["executionArn"].endswith(":my run/1")
+    bucket = f"compat-results-{next(_ids)}"
+    local.s3.create_bucket(Bucket=bucket)
+    from_input = local.run(
+        distributed_map(invoke("grove"), ResultWriter=result_writer(bucket)),
+        {**items(2), "run": "r1"},
+    )
+    report["writer_parameters_read"] = from_input["cause"].rsplit("in the input ", 1)[1]
+    static = {**result_writer(bucket), "Parameters": {"Bucket": bucket, "Prefix": "out"}}
+    written = local.run(distributed_map(invoke("grove"), ResultWriter=static), items(2))
+    key = json.loads(written["output"])["ResultWriterDetails"]["Key"]
+    manifest = json.loads(local.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    report["result_files"] = manifest["ResultFiles"]
+    big = local.run(
+        distributed_map(invoke("padded"), MaxConcurrency=10, ResultPath=None),
+        items(PADDED_ITEMS),
+    )
+    report["map_result_over_quota"] = big["status"]
+    report["caught_data_limit"] = local.run(caught_huge_result())["status"]
     return report
 
 
@@ -302,6 +366,35 @@ def test_moto_still_fails_map_run_reads_while_an_execution_starts(
 ) -> None:
     seen = uncorrected["map_runs_while_starting"]
     assert seen == {"list": 500, "describe": "SUCCEEDED", "missing": 500}
+
+
+def test_moto_still_names_an_unnamed_start_none_and_accepts_any_name(
+    uncorrected: dict[str, Any],
+) -> None:
+    assert uncorrected["unnamed_starts"] == ["None", "ExecutionAlreadyExists"]
+    assert uncorrected["bad_name_started"] is True
+
+
+def test_moto_still_writes_an_empty_result_writer_manifest(uncorrected: dict[str, Any]) -> None:
+    assert uncorrected["result_files"] == {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
+
+
+def test_moto_still_reads_result_writer_parameters_from_the_maps_result(
+    uncorrected: dict[str, Any],
+) -> None:
+    assert uncorrected["writer_parameters_read"] == """'[{"grove": 0}, {"grove": 1}]'"""
+
+
+def test_moto_still_passes_a_map_result_over_the_payload_quota(
+    uncorrected: dict[str, Any],
+) -> None:
+    assert uncorrected["map_result_over_quota"] == "SUCCEEDED"
+
+
+def test_moto_still_lets_states_all_catch_data_limit_exceeded(
+    uncorrected: dict[str, Any],
+) -> None:
+    assert uncorrected["caught_data_limit"] == "SUCCEEDED"
 
 
 def test_mock_aws_still_drops_the_default_session_and_its_hooks(
@@ -461,20 +554,129 @@ def test_apply_corrections_is_idempotent_and_checks_the_moto_version(
         moto_compat.apply_corrections()
 
 
-# Departures avoided or documented, and features groveflow relies on ----------------
+def test_a_failed_child_comes_back_whole_in_the_maps_result(local: LocalSfn) -> None:
+    # GIVEN a distributed Map tolerating half its 4 items failing, of which 1 fails
+    definition = distributed_map(invoke("grove"), ToleratedFailurePercentage=50)
+    # WHEN it runs
+    execution = local.run(definition, items(4, failing=1))
+    # THEN the failed child's place holds AWS's record of it, the others their outputs
+    failed, *succeeded = json.loads(execution["output"])
+    assert succeeded == [{"grove": 1}, {"grove": 2}, {"grove": 3}]
+    assert (failed["Status"], failed["Error"]) == ("FAILED", "ValueError")
+    assert "grove 0 failed" in failed["Cause"]
+    assert json.loads(failed["Input"]) == {"i": 0, "fail": True}
+    assert ":execution:" in failed["ExecutionArn"]
+    assert failed["ExecutionArn"].endswith(failed["Name"])
+    assert {"StartDate", "StopDate", "StateMachineArn", "RedriveStatus"} <= set(failed)
 
 
-def test_result_writer_still_writes_an_empty_manifest(local: LocalSfn) -> None:
+def test_result_writer_writes_every_child_and_a_manifest_listing_them(local: LocalSfn) -> None:
+    # GIVEN a distributed Map with a ResultWriter under a prefix made from the input
     bucket = f"compat-results-{next(_ids)}"
     local.s3.create_bucket(Bucket=bucket)
-    writer = {
-        "Resource": "arn:aws:states:::s3:putObject",
-        "Parameters": {"Bucket": bucket, "Prefix": "out"},
-    }
-    execution = local.run(distributed_map(invoke("grove"), ResultWriter=writer), items(2))
-    key = json.loads(execution["output"])["ResultWriterDetails"]["Key"]
-    manifest = json.loads(local.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    assert manifest["ResultFiles"] == {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
+    definition = distributed_map(
+        invoke("grove"), ResultWriter=result_writer(bucket), ToleratedFailurePercentage=50
+    )
+    # WHEN 5 items run, 2 of them failing
+    execution = local.run(definition, {**items(5, failing=2), "run": "r7"})
+    # THEN the Map's result is the Map Run and the manifest's place
+    output = json.loads(execution["output"])
+    assert set(output) == {"MapRunArn", "ResultWriterDetails"}
+    details = output["ResultWriterDetails"]
+    map_run_id = output["MapRunArn"].rsplit(":", 1)[1]
+    assert details == {"Bucket": bucket, "Key": f"runs/r7/results/{map_run_id}/manifest.json"}
+
+    def read(key: str) -> Any:
+        return json.loads(local.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    # AND the manifest lists one file per status that has children, with its size
+    manifest = read(details["Key"])
+    assert (manifest["DestinationBucket"], manifest["MapRunArn"]) == (bucket, output["MapRunArn"])
+    files = manifest["ResultFiles"]
+    assert files["PENDING"] == []
+    assert [f["Key"] for f in files["SUCCEEDED"] + files["FAILED"]] == [
+        f"runs/r7/results/{map_run_id}/SUCCEEDED_0.json",
+        f"runs/r7/results/{map_run_id}/FAILED_0.json",
+    ]
+    for listed in files["SUCCEEDED"] + files["FAILED"]:
+        head = local.s3.head_object(Bucket=bucket, Key=listed["Key"])
+        assert head["ContentLength"] == listed["Size"]
+    # AND the files hold each child's record in item order: outputs and errors
+    succeeded = read(files["SUCCEEDED"][0]["Key"])
+    failed = read(files["FAILED"][0]["Key"])
+    assert [json.loads(r["Output"]) for r in succeeded] == [{"grove": i} for i in (2, 3, 4)]
+    assert [json.loads(r["Input"])["i"] for r in failed] == [0, 1]
+    assert {r["Status"] for r in succeeded} == {"SUCCEEDED"}
+    assert [(r["Status"], r["Error"]) for r in failed] == [("FAILED", "ValueError")] * 2
+
+
+@pytest.mark.parametrize("catch", [False, True])
+def test_a_map_result_over_the_payload_quota_fails_the_execution_uncaught(
+    local: LocalSfn, catch: bool
+) -> None:
+    # GIVEN a distributed Map whose 300 children return about 1 KB each, its result
+    # discarded (ResultPath null), with or without a Catch of States.ALL
+    HANDLERS["padded"] = padded
+    fields: dict[str, Any] = {"MaxConcurrency": 10, "ResultPath": None}
+    if catch:
+        fields["Catch"] = [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}]
+        fields["Next"] = "Caught"
+    definition = distributed_map(invoke("padded"), **fields)
+    if catch:
+        definition["States"]["Caught"] = {"Type": "Pass", "End": True}
+    # WHEN it runs
+    execution = local.run(definition, items(PADDED_ITEMS))
+    # THEN the execution fails with States.DataLimitExceeded, which no Catch takes
+    assert (execution["status"], execution["error"]) == ("FAILED", "States.DataLimitExceeded")
+    assert "'Map' returned a result with a size exceeding" in execution["cause"]
+
+
+def test_a_task_result_over_the_quota_is_not_caught_by_states_all(local: LocalSfn) -> None:
+    HANDLERS["huge"] = huge
+    execution = local.run(caught_huge_result())
+    assert (execution["status"], execution["error"]) == ("FAILED", "States.DataLimitExceeded")
+
+
+def test_a_map_result_within_the_quota_passes(local: LocalSfn) -> None:
+    HANDLERS["padded"] = padded
+    definition = distributed_map(invoke("padded"), MaxConcurrency=10, ResultPath=None)
+    assert local.run(definition, items(200))["status"] == "SUCCEEDED"
+
+
+def test_an_unnamed_start_gets_a_uuid_name_as_on_aws(local: LocalSfn) -> None:
+    # GIVEN a state machine WHEN two executions start without a name
+    arn = local.create({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+    first = local.sfn.start_execution(stateMachineArn=arn)["executionArn"]
+    second = local.sfn.start_execution(stateMachineArn=arn)["executionArn"]
+    # THEN each is named by a fresh UUID, and both run
+    names = [first.rsplit(":", 1)[1], second.rsplit(":", 1)[1]]
+    assert names[0] != names[1]
+    assert [str(uuid.UUID(name)) for name in names] == names
+    assert local.wait(second)["status"] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize("name", ["my run", "a/b", "x" * 81, "tab\there", "a:b", "50%"])
+def test_a_name_aws_refuses_is_refused_with_invalid_name(local: LocalSfn, name: str) -> None:
+    arn = local.create({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+    with pytest.raises(ClientError) as refused:
+        local.sfn.start_execution(stateMachineArn=arn, name=name)
+    assert refused.value.response["Error"]["Code"] == "InvalidName"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    # AND the server still answers, and a name AWS accepts starts
+    started = local.sfn.start_execution(stateMachineArn=arn, name="données-1.x_y")
+    assert local.wait(started["executionArn"])["status"] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [("run-1", True), ("données", True), ("x" * 80, True), ("x" * 81, False), ("", False)]
+    + [(f"a{c}b", False) for c in ' \t\n<>{}[]?*"#%\\^|~`$&,;:/\x00\x1f\x7f\x85\x9f'],
+)
+def test_execution_names_are_checked_as_aws_checks_them(name: str, valid: bool) -> None:
+    assert moto_compat.is_valid_execution_name(name) is valid
+
+
+# Departures avoided or documented, and features groveflow relies on ----------------
 
 
 @pytest.mark.parametrize("unsupported", ["ItemBatcher", "EXPRESS"])
@@ -509,14 +711,6 @@ def test_timeout_seconds_fails_the_task_on_time_but_does_not_stop_the_handler(
     assert not finished.is_set()
     release.set()
     assert finished.wait(5)
-
-
-def test_an_unnamed_start_is_named_none_so_the_next_one_fails(local: LocalSfn) -> None:
-    arn = local.create({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
-    first = local.sfn.start_execution(stateMachineArn=arn)["executionArn"]
-    assert first.endswith(":None")
-    with pytest.raises(ClientError, match="ExecutionAlreadyExists"):
-        local.sfn.start_execution(stateMachineArn=arn)
 
 
 def test_item_reader_max_concurrency_path_and_null_output_path(local: LocalSfn) -> None:

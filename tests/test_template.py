@@ -106,9 +106,20 @@ EXPECTED_S3 = {
         "s3:GetObject": {f"{BUCKET}/predictions/*"},
         "s3:PutObject": {f"{BUCKET}/predictions/*/manifest.json"},
     },
+    # Checks a request before conversion: reads and writes nothing.
+    "ValidateRequestFunctionRole": {},
 }
 # What a state machine's Distributed Maps read with ItemReader.
 ITEM_PLANS = {f"{BUCKET}/runs/*/plan.json", f"{BUCKET}/predictions/*/shards.json"}
+# Where they write with ResultWriter, and the actions Step Functions' "IAM policies for
+# ResultWriter" lists for it.
+MAP_RESULTS = {f"{BUCKET}/runs/*/map-results/*", f"{BUCKET}/predictions/*/map-results/*"}
+RESULT_WRITER_ACTIONS = {
+    "s3:PutObject",
+    "s3:GetObject",
+    "s3:ListMultipartUploadParts",
+    "s3:AbortMultipartUpload",
+}
 ALLOWED_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
@@ -148,7 +159,9 @@ def cfn_lint_findings(template_text: str) -> list[str]:
 
 
 def fake_arn(name: str) -> str:
-    """A well-formed stand-in for a ``${Name}`` placeholder's value."""
+    """A well-formed stand-in for a ``${Name}`` placeholder's value (``${Partition}``: aws)."""
+    if name == "Partition":
+        return "aws"
     return f"arn:aws:lambda:{REGION}:123456789012:function:{name.removesuffix('Arn')}"
 
 
@@ -400,11 +413,12 @@ def state_machine_findings(resources: dict[str, Any]) -> list[str]:
                     findings.append(
                         f"{logical_id}: invokes {sorted(targets)}, not its functions {sorted(allowed)}"
                     )
-                if action.startswith("s3:") and (
-                    action != "s3:GetObject" or not targets <= ITEM_PLANS
-                ):
+                reads_plans = action == "s3:GetObject" and targets <= ITEM_PLANS
+                writes_results = action in RESULT_WRITER_ACTIONS and targets <= MAP_RESULTS
+                if action.startswith("s3:") and not (reads_plans or writes_results):
                     findings.append(
-                        f"{logical_id}: {action} on {sorted(targets)} beyond reading item plans"
+                        f"{logical_id}: {action} on {sorted(targets)} beyond reading item plans "
+                        "and writing Map results"
                     )
                 # A Distributed Map starts children of its own state machine, named in the template.
                 own_name = props.get("StateMachineName", {}).get("Fn::Sub", "<unnamed>")
@@ -496,6 +510,7 @@ def test_every_handler_imports() -> None:
         "ScoreShardFunction",
         "FinishPredictionsFunction",
         "ConvertParquetFunction",
+        "ValidateRequestFunction",
     }
     for logical_id, props in functions.items():
         module_name, _, attribute = props["Handler"].rpartition(".")
@@ -531,7 +546,13 @@ def test_data_bucket_access_is_conditional(stack: dict[str, Any]) -> None:
         "PolicyDocument"
     ]
     conditional = [s for s in statements["Statement"] if "Fn::If" in s]
-    assert [s["Fn::If"][0] for s in conditional] == ["HasDataBuckets", "HasDataBuckets"]
+    assert [s["Fn::If"][0] for s in conditional] == [
+        "HasDataBuckets",
+        "HasDataBuckets",
+        "HasDataKmsKey",
+    ]
+    decrypt = conditional[2]["Fn::If"][1]
+    assert (decrypt["Action"], decrypt["Resource"]) == ("kms:Decrypt", {"Ref": "DataKmsKeyArn"})
     assert stack["Conditions"]["HasDataBuckets"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "DataBucketNames"}, ""]}]
     }

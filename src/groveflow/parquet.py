@@ -18,7 +18,7 @@ from groveflow import storage, telemetry
 from groveflow.datasets import COLUMNS_SUFFIX, check_readable, sources, write_columns
 from groveflow.errors import InvalidDataset, InvalidRequest
 
-__all__ = ["convert_parquet", "is_parquet"]
+__all__ = ["check_before_conversion", "convert_parquet", "is_parquet"]
 
 
 def is_parquet(data: Any) -> bool:
@@ -63,6 +63,51 @@ def _convert(uri: str, bucket: str, prefix: str) -> dict[str, Any]:
         storage.put_bytes(bucket, key, _convert_file(source))
     telemetry.logger.info("parquet converted", extra={"uri": uri, "files": len(files)})
     return {"uri": f"s3://{bucket}/{prefix}", "format": "columns", "files": len(files)}
+
+
+def check_before_conversion(event: dict[str, Any]) -> dict[str, Any]:
+    """Validate the request a conversion is about to run for, so a bad one converts nothing.
+
+    Runs in the ``ValidateRequest`` step, on the scikit-learn layer (model parameters are
+    checked by scikit-learn), before ``ConvertParquet``; Plan and PlanPredictions check the
+    same request again with the data, as they do for every run.
+
+    Parameters
+    ----------
+    event : dict
+        ``{"request": <the execution input>, "kind": "train" | "predict"}``.
+
+    Returns
+    -------
+    dict
+        ``{"valid": True}``.
+
+    Raises
+    ------
+    InvalidRequest
+        For a training request, or its ``predict`` section, that Plan would refuse.
+    InvalidPredictRequest
+        For a prediction request that PlanPredictions would refuse.
+    """
+    from groveflow.errors import GroveflowError
+    from groveflow.predict import parse_predict_request
+    from groveflow.request import parse_train_request
+
+    kind = event.get("kind")
+    request = event.get("request")
+    if kind == "predict":
+        parse_predict_request(request)
+    elif kind == "train":
+        parse_train_request(request)
+        if isinstance(request, dict) and request.get("predict") is not None:
+            section = {**request["predict"], "model": "the-run-being-trained"}
+            try:
+                parse_predict_request(section)
+            except GroveflowError as error:
+                raise InvalidRequest(f"predict: {error}") from None
+    else:
+        raise InvalidRequest(f"kind={kind!r} is not a request kind: 'train' or 'predict'")
+    return {"valid": True}
 
 
 def convert_parquet(

@@ -3,21 +3,22 @@
 The embedded local engine runs unmodified ASL in moto's interpreter (a port of
 LocalStack's). In the tested moto range it departs from AWS in ways that would
 let a run succeed locally and fail in the cloud. :func:`apply_corrections`
-patches six of them; each patch is one short function below that names the moto
+patches ten of them; each patch is one short function below that names the moto
 symbol it replaces. ``tests/test_moto_compat.py`` pins both the uncorrected moto
 behaviour (so we notice an upstream fix) and the corrected one.
 
 Departures that are avoided or only documented, not patched:
 
-- ``ResultWriter`` writes a manifest with empty ``ResultFiles`` and no results:
-  do not use it locally.
+- ``ResultWriter``'s ``WriterConfig`` (``Transformation``, ``OutputType``) is
+  ignored: results are written as AWS's default (``NONE``, ``JSON``) writes them.
+  A Map Run that fails writes no results (AWS writes those that finished).
 - ``ItemBatcher`` and ``"ExecutionType": "EXPRESS"`` child executions are parse
   errors at ``CreateStateMachine``.
 - A Task's ``TimeoutSeconds`` fails the state with ``States.Timeout`` on time,
   but the Lambda handler keeps running in its thread: the worker pool enforces
   Lambda timeouts itself.
-- ``StartExecution`` without ``name`` names the execution ``"None"``, so the
-  next unnamed start fails with ``ExecutionAlreadyExists``: always pass a name.
+- The payload limit is checked on each state's output (moto) and each Map's
+  result (corrected here), not on a Task's input after ``Parameters``.
 - ``mock_aws`` sets ``boto3.DEFAULT_SESSION`` to ``None``, dropping hooks
   registered on it: the engine uses ``ThreadedMotoServer`` instead.
 - A ``ClientError`` raised by an invoke hook must carry ``ResponseMetadata``
@@ -43,10 +44,23 @@ import moto
 
 from groveflow.errors import GroveflowError
 
-__all__ = ["TESTED_MOTO_RANGE", "UnsupportedMotoVersion", "apply_corrections", "exceeds_tolerance"]
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "TESTED_MOTO_RANGE",
+    "UnsupportedMotoVersion",
+    "apply_corrections",
+    "exceeds_tolerance",
+    "is_valid_execution_name",
+]
 
 TESTED_MOTO_RANGE = ((5, 2, 3), (5, 3, 0))
 """Moto versions the corrections are tested against: ``>=5.2.3,<5.3``."""
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+"""Step Functions' payload quota: a state's input, output or result, as UTF-8 JSON."""
+
+# What AWS refuses in an execution name (StartExecution's ``name``), besides its length.
+_NAME_FORBIDDEN = re.compile(r'[\s<>{}\[\]?*"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]')
 
 _apply_lock = threading.Lock()
 _applied = threading.Event()
@@ -72,7 +86,12 @@ def apply_corrections() -> None:
             return
         _check_moto_version(moto.__version__)
         _import_interpreter_without_batch_backend()
+        _return_failed_children_whole()  # before the tolerance check, which wraps it
         _fail_map_run_beyond_tolerance()
+        _write_map_results_as_aws_does()
+        _limit_map_results_to_the_payload_quota()
+        _let_no_catcher_take_data_limit_exceeded()
+        _name_and_check_started_executions()
         _accept_integer_tolerated_failure_percentage()
         _iterate_instead_of_recursing_in_map_workers()
         _cache_boto_clients()
@@ -109,6 +128,16 @@ def exceeds_tolerance(failed: int, total: int, count: int, percentage: float) ->
     over_count = count > 0 and failed > count
     over_percentage = percentage > 0 and 100.0 * failed / total > percentage
     return over_count or over_percentage
+
+
+def is_valid_execution_name(name: str) -> bool:
+    """Whether Step Functions accepts ``name`` for an execution.
+
+    1 to 80 characters, none of them whitespace, brackets ``< > { } [ ]``, wildcards
+    ``? *``, the characters ``" # % \\ ^ | ~ ` $ & , ; : /`` or control characters
+    (U+0000-001F, U+007F-009F), as StartExecution's API reference states.
+    """
+    return 1 <= len(name) <= 80 and _NAME_FORBIDDEN.search(name) is None
 
 
 def _check_moto_version(version: str) -> None:
@@ -370,3 +399,269 @@ def _read_map_runs_of_executions_still_starting() -> None:
     backend = cast(Any, StepFunctionsParserBackend)
     backend.list_map_runs = list_map_runs
     backend.describe_map_run = describe_map_run
+
+
+def _return_failed_children_whole() -> None:
+    """Wrap ``DistributedItemProcessorWorker._eval_job`` and ``_map_run`` to keep AWS's records.
+
+    moto keeps a failed child's result as ``null``. AWS returns each failed child whole
+    in the Map's result (its ARN, name, input, error, cause, dates: about 1 KB), which is
+    what makes a Map without a ``ResultWriter`` pass the payload quota when many children
+    fail within the tolerance. Each child's record, as ``ResultWriter`` writes it, is kept
+    on its Map Run (``_groveflow_children``, by item index); a failed child's replaces its
+    ``null`` in the result.
+    """
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        distributed_iteration_component as component,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (  # noqa: E501
+        distributed_item_processor_worker as processor_worker,
+    )
+
+    worker_cls = processor_worker.DistributedItemProcessorWorker
+    eval_job = worker_cls._eval_job
+
+    def _eval_job(self: Any, env: Any, job: Any) -> None:
+        started = _now()
+        eval_job(self, env, job)
+        record = self._map_run_record
+        children = record.__dict__.setdefault("_groveflow_children", {})
+        children[job.job_index] = _child_record(record, job, env.program_state(), started)
+
+    worker_cls._eval_job = _eval_job  # type: ignore[method-assign]
+
+    map_cls = component.DistributedIterationComponent
+    map_run = map_cls._map_run
+
+    def _map_run(self: Any, env: Any, eval_input: Any) -> None:
+        map_run(self, env, eval_input)
+        outputs = env.stack[-1]
+        for index, child in _children(eval_input.map_run_record).items():
+            if child["Status"] != "SUCCEEDED" and index < len(outputs):
+                outputs[index] = child
+
+    map_cls._map_run = _map_run  # type: ignore[method-assign]
+
+
+def _now() -> str:
+    import datetime
+
+    now = datetime.datetime.now(tz=datetime.UTC)
+    return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _children(map_run_record: Any) -> dict[int, dict[str, Any]]:
+    children: dict[int, dict[str, Any]] = map_run_record.__dict__.get("_groveflow_children", {})
+    return children
+
+
+def _child_record(map_run_record: Any, job: Any, state: Any, started: str) -> dict[str, Any]:
+    """One child execution as AWS records it in a Map's result and in ResultWriter's files."""
+    import uuid
+
+    from moto.stepfunctions.parser.asl.eval.program_state import (
+        ProgramEnded,
+        ProgramError,
+        ProgramStopped,
+        ProgramTimedOut,
+    )
+
+    name = str(uuid.uuid4())
+    head = map_run_record.map_run_arn.replace(":mapRun:", ":execution:").rsplit(":", 1)[0]
+    record: dict[str, Any] = {
+        "ExecutionArn": f"{head}:{name}",
+        "Input": json.dumps(job.job_input, separators=(",", ":")),
+        "InputDetails": {"Included": True},
+        "Name": name,
+        "StartDate": started,
+        "StateMachineArn": map_run_record.map_state_machine_arn,
+        "StopDate": _now(),
+        "RedriveCount": 0,
+    }
+    if isinstance(state, ProgramEnded):
+        record["Status"] = "SUCCEEDED"
+        record["Output"] = json.dumps(job.job_output, separators=(",", ":"))
+        record["OutputDetails"] = {"Included": True}
+        record["RedriveStatus"] = "NOT_REDRIVABLE"
+        record["RedriveStatusReason"] = "Execution is SUCCEEDED and cannot be redriven"
+        return record
+    error: dict[str, Any] = {}
+    if isinstance(state, ProgramError):
+        error = dict(state.error or {})
+    elif isinstance(state, ProgramStopped):
+        error = {"error": state.error, "cause": state.cause}
+    record["Status"] = (
+        "TIMED_OUT"
+        if isinstance(state, ProgramTimedOut)
+        else "ABORTED"
+        if isinstance(state, ProgramStopped)
+        else "FAILED"
+    )
+    record["Error"] = error.get("error") or "States.Runtime"
+    record["Cause"] = error.get("cause") or ""
+    record["RedriveStatus"] = "REDRIVABLE"
+    return record
+
+
+def _write_map_results_as_aws_does() -> None:
+    """Replace ``ResultWriter._eval_body`` and ``ResourceEvalS3._handle_put_object``.
+
+    moto evaluates ResultWriter's ``Parameters`` paths against the Map's result (the
+    children's outputs); AWS evaluates them against the state's input, as every other
+    field (``"Bucket.$": "$.plan.bucket"``). moto writes
+    ``<Prefix>/<map run id>/manifest.json`` with empty ``ResultFiles`` and no results.
+    AWS writes each status's children to ``SUCCEEDED_0.json``,
+    ``FAILED_0.json`` (failed, timed out and aborted children) and ``PENDING_0.json``
+    beside the manifest, lists them in it with their sizes, and the Map's result becomes
+    ``{"MapRunArn": ..., "ResultWriterDetails": {"Bucket": ..., "Key": <manifest>}}``.
+    Each file is a JSON array of the records :func:`_return_failed_children_whole` keeps,
+    in item order; only statuses with children get a file.
+    """
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3 import (  # noqa: E501
+        ResourceEvalS3,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.result_writer_decl import (  # noqa: E501
+        ResultWriter,
+    )
+
+    def _eval_body(self: Any, env: Any) -> None:
+        result = env.stack.pop()
+        env.stack.append(env.states.get_input())
+        self.parargs.eval(env=env)
+        parameters = env.stack.pop()
+        env.stack.pop()  # the state's input
+        env.stack.extend((result, parameters))  # as the resource expects them
+        self.resource_eval.eval_resource(env=env)
+
+    ResultWriter._eval_body = _eval_body  # type: ignore[method-assign]
+
+    def _handle_put_object(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
+        parameters = env.stack.pop()
+        env.stack.pop()  # the Map's result: the Map Run's full records are written instead
+        s3 = ResourceEvalS3._get_s3_client(
+            resource_runtime_part=resource_runtime_part, state_credentials=state_credentials
+        )
+        record = env.map_run_record_pool_manager.get_all()[-1]
+        bucket, prefix = parameters["Bucket"], parameters.get("Prefix", "")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        directory = f"{prefix}{record.map_run_arn.rsplit(':', 1)[-1]}/"
+        by_status: dict[str, list[dict[str, Any]]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
+        for _, child in sorted(_children(record).items()):
+            by_status["SUCCEEDED" if child["Status"] == "SUCCEEDED" else "FAILED"].append(child)
+        files: dict[str, list[dict[str, Any]]] = {status: [] for status in by_status}
+        for status, children in by_status.items():
+            if children:
+                body = json.dumps(children).encode()
+                key = f"{directory}{status}_0.json"
+                s3.put_object(Bucket=bucket, Key=key, Body=body)
+                files[status].append({"Key": key, "Size": len(body)})
+        manifest = {
+            "DestinationBucket": bucket,
+            "MapRunArn": record.map_run_arn,
+            "ResultFiles": files,
+        }
+        key = f"{directory}manifest.json"
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(manifest).encode())
+        env.stack.append(
+            {"MapRunArn": record.map_run_arn, "ResultWriterDetails": {"Bucket": bucket, "Key": key}}
+        )
+
+    ResourceEvalS3._handle_put_object = staticmethod(_handle_put_object)  # type: ignore[method-assign]
+
+
+def _limit_map_results_to_the_payload_quota() -> None:
+    """Wrap ``StateMap._eval_execution`` to fail a Map whose result passes 256 KiB.
+
+    moto checks each state's output after ``ResultPath`` and ``OutputPath``, so a Map
+    with ``"ResultPath": null`` passes whatever its children return. AWS fails the state
+    with ``States.DataLimitExceeded`` when its result (the children's outputs, or
+    ResultWriter's small object) is larger than :data:`MAX_PAYLOAD_BYTES`.
+    """
+    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
+        StatesErrorName,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map import StateMap
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = StateMap._eval_execution
+
+    def _eval_execution(self: Any, env: Any) -> None:
+        original(self, env)
+        size = len(json.dumps(env.stack[-1], separators=(",", ":")).encode())
+        if size <= MAX_PAYLOAD_BYTES:
+            return
+        error = StatesErrorName(typ=StatesErrorNameType.StatesStatesDataLimitExceeded)
+        cause = (
+            f"The state/task '{self.name}' returned a result with a size exceeding the maximum "
+            f"number of bytes service limit ({size} > {MAX_PAYLOAD_BYTES} bytes)."
+        )
+        details = ExecutionFailedEventDetails(error=error.error_name, cause=cause)
+        raise FailureEventException(
+            FailureEvent(
+                env=env,
+                error_name=error,
+                event_type=HistoryEventType.MapStateFailed,
+                event_details=cast(EventDetails, {"executionFailedEventDetails": details}),
+            )
+        )
+
+    StateMap._eval_execution = _eval_execution  # type: ignore[method-assign]
+
+
+def _let_no_catcher_take_data_limit_exceeded() -> None:
+    """Wrap ``ErrorEqualsDecl._eval_body`` so no Retry or Catch matches a DataLimitExceeded.
+
+    moto's ``States.ALL`` matches every error. AWS: "States.DataLimitExceeded ... is a
+    terminal error that can't be caught by the States.ALL error type": the execution
+    fails with it, whatever the state's Catch.
+    """
+    from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import (
+        ErrorEqualsDecl,
+    )
+
+    original = ErrorEqualsDecl._eval_body
+
+    def _eval_body(self: Any, env: Any) -> None:
+        if getattr(env.stack[-1], "error_name", None) == "States.DataLimitExceeded":
+            env.stack.pop()
+            env.stack.append(False)
+            return
+        original(self, env)
+
+    ErrorEqualsDecl._eval_body = _eval_body  # type: ignore[method-assign]
+
+
+def _name_and_check_started_executions() -> None:
+    """Wrap ``StepFunctionsParserBackend.start_execution`` to name and check executions.
+
+    moto names an execution started without ``name`` ``"None"`` (so the next unnamed
+    start fails with ``ExecutionAlreadyExists``) and accepts any name. AWS generates a
+    UUID, and refuses a name :func:`is_valid_execution_name` rejects with
+    ``InvalidName``.
+    """
+    import uuid
+
+    from moto.stepfunctions.exceptions import InvalidName
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original = StepFunctionsParserBackend.start_execution
+
+    def start_execution(
+        self: Any, state_machine_arn: str, name: str | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        if name is None:
+            name = str(uuid.uuid4())
+        if not is_valid_execution_name(name):
+            raise InvalidName(f"Invalid Name: '{name}'")
+        return original(self, state_machine_arn, name, *args, **kwargs)
+
+    StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign]
