@@ -12,8 +12,11 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import re
+import signal
+import socket
 import sys
 import time
 import urllib.parse
@@ -28,42 +31,100 @@ __all__ = ["main"]
 MAP_CHILD_FUNCTIONS = ("BuildGroveFunction", "ScoreShardFunction")
 
 
-class _ProgressBar:
-    """One line on stderr: the Map Run's items done, failed and running, and elapsed time."""
+PLAIN_PROGRESS_SECONDS = 15.0
+"""Without a terminal, a plain progress line at most this often."""
 
-    def __init__(self, enabled: bool) -> None:
+
+class _ProgressBar:
+    """The Map Run's items done, failed and running, and elapsed time, on stderr.
+
+    On a terminal one line redrawn in place; otherwise (a log file, CI) a plain line
+    at most every :data:`PLAIN_PROGRESS_SECONDS` while something changes.
+    """
+
+    def __init__(self, enabled: bool, terminal: bool | None = None) -> None:
         self.enabled = enabled
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self.last: Progress | None = None
+        self._drawn = False
+        self._last_plain: tuple[float, tuple[int, int]] | None = None
 
     def __call__(self, progress: Progress) -> None:
         self.last = progress
         if not self.enabled or not progress.total:
             return
-        width = 30
-        filled = int(width * progress.succeeded / progress.total)
-        line = (
-            f"\r{progress.map_label or 'items'} [{'#' * filled}{'.' * (width - filled)}] "
+        text = (
             f"{progress.succeeded}/{progress.total} done, {progress.failed} failed, "
             f"{progress.running} running  {progress.elapsed_seconds:5.1f}s"
         )
-        sys.stderr.write(line)
+        label = progress.map_label or "items"
+        if self.terminal:
+            width = 30
+            filled = int(width * progress.succeeded / progress.total)
+            sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {text}")
+            self._drawn = True
+        else:
+            now, counts = time.monotonic(), (progress.succeeded, progress.failed)
+            if self._last_plain is not None and (
+                counts == self._last_plain[1] or now - self._last_plain[0] < PLAIN_PROGRESS_SECONDS
+            ):
+                return
+            self._last_plain = (now, counts)
+            sys.stderr.write(f"{label}: {text}\n")
         sys.stderr.flush()
 
     def finish(self) -> None:
-        if self.enabled and self.last is not None and self.last.total:
+        if self._drawn:
             sys.stderr.write("\n")
+            self._drawn = False
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value (use a number or null)")
+
+
+def _read_json(path: str, what: str) -> Any:
+    """A JSON file the user named, or one line saying what is wrong with it."""
+    try:
+        return json.loads(Path(path).read_bytes(), parse_constant=_not_json)
+    except FileNotFoundError:
+        raise SystemExit(f"groveflow: no such {what} file: {path}") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+        raise SystemExit(f"groveflow: cannot read {what} file {path}: {error}") from None
+    except ValueError as error:
+        raise SystemExit(f"groveflow: {path} is not valid JSON: {error}") from None
 
 
 def _read_input(path: str) -> dict[str, Any]:
-    try:
-        value = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise SystemExit(f"groveflow: no such input file: {path}") from None
-    except json.JSONDecodeError as error:
-        raise SystemExit(f"groveflow: {path} is not valid JSON: {error}") from None
+    value = _read_json(path, "input")
     if not isinstance(value, dict):
         raise SystemExit(f"groveflow: {path} must hold a JSON object")
     return value
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None``: JSON has neither."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    """``--state-dir``, created if needed and checked writable before any work."""
+    path = Path(args.state_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise SystemExit(f"groveflow: --state-dir {path} is a file; give a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SystemExit(f"groveflow: --state-dir {path} cannot be created: {error}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise SystemExit(f"groveflow: --state-dir {path} is not writable")
+    return path
 
 
 def _readable_cause(cause: str | None) -> str | None:
@@ -133,49 +194,113 @@ def _cost(result: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
     return estimate_cost(result.invocations, transitions).to_dict()
 
 
-def _record(engine: Any, result: Any, run_id: str, cost: dict[str, Any]) -> None:
-    """Keep the run's invocations and cost next to its mirror, for ``groveflow report``."""
-    directory = engine.run_dir(run_id)
-    directory.mkdir(parents=True, exist_ok=True)
+def _record(path: Path, result: Any, cost: dict[str, Any]) -> None:
+    """Keep a succeeded run's invocations and cost beside the mirror, for ``groveflow report``.
+
+    Only a run that succeeded writes it: a run refused at Plan (say, its id belongs to
+    another run) must not replace the record of the run that owns the id.
+    """
     invocations = [
         {"function": i.function, "duration_ms": i.duration_ms, "memory_mb": i.memory_mb}
         for i in result.invocations
     ]
     record = {"execution_arn": result.execution_arn, "invocations": invocations, "cost": cost}
-    (directory / "execution.json").write_text(json.dumps(record, indent=2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps(_json_safe(record), indent=2, allow_nan=False))
+    os.replace(temp, path)
 
 
 def _model_run_id(request: dict[str, Any]) -> str | None:
     """The local run a prediction input's ``model`` names (a run id or its S3 URI), if any."""
+    from groveflow.ids import is_valid_id
+
     model = request.get("model")
     if not isinstance(model, str):
         return None
     match = re.fullmatch(r"s3://[^/]+/runs/([^/]+)/.*", model)
-    if match:
-        return match.group(1)
-    return model if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}", model) else None
+    run_id = match.group(1) if match else model
+    return run_id if is_valid_id(run_id) else None
 
 
 def _execution_name(run_id: str) -> str:
     return f"{run_id[:60]}-{time.strftime('%H%M%S')}-{time.monotonic_ns() % 10**6}"
 
 
+def _start_fork_server() -> None:
+    """Start the workers' fork server now (its scikit-learn import overlaps the engine's start).
+
+    With Ctrl-C ignored while it starts, so it and every worker it forks ignore the
+    SIGINT a terminal sends the whole process group: this process alone stops, closes
+    the pool and says how to resume, with no traceback from each worker.
+    """
+    from groveflow.local.workers import start_fork_server
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        start_fork_server()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: stop as Ctrl-C does."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+def _interrupted(args: argparse.Namespace, machine: str, run_id: str, code: int) -> int:
+    again = f"groveflow {'predict' if machine == 'PredictStateMachine' else 'train'} {args.input}"
+    if machine == "TrainStateMachine":
+        again += f" --run-id {run_id}"
+    if args.state_dir != ".groveflow":
+        again += f" --state-dir {args.state_dir}"
+    print(
+        f"\ngroveflow: interrupted; what {run_id} stored so far is kept in {args.state_dir}: "
+        f"rerun `{again}` to resume",
+        file=sys.stderr,
+    )
+    return code
+
+
 def _run_locally(
     args: argparse.Namespace, machine: str, request: dict[str, Any], run_id: str
 ) -> int:
-    from groveflow.local.workers import start_fork_server
-
-    start_fork_server()  # its scikit-learn import overlaps the engine's own start
-    from groveflow.local import LocalEngine
     from groveflow.local.faults import parse_faults
 
     try:
         faults = parse_faults(args.inject_faults) if args.inject_faults else None
     except ValueError as error:
         raise SystemExit(f"groveflow: --inject-faults: {error}") from None
+    state_dir = _state_dir(args)
+    _start_fork_server()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run_on_engine(args, machine, request, run_id, state_dir=state_dir, faults=faults)
+    except KeyboardInterrupt:
+        return _interrupted(args, machine, run_id, 130)
+    except _Terminated:
+        return _interrupted(args, machine, run_id, 143)
+
+
+def _run_on_engine(
+    args: argparse.Namespace,
+    machine: str,
+    request: dict[str, Any],
+    run_id: str,
+    *,
+    state_dir: Path,
+    faults: Any,
+) -> int:
+    from groveflow.local import LocalEngine
+    from groveflow.local.engine import execution_record
+
     bar = _ProgressBar(enabled=not args.json)
-    with LocalEngine(workers=args.workers, state_dir=Path(args.state_dir), faults=faults) as engine:
-        model_run = _model_run_id(request) if machine == "PredictStateMachine" else None
+    predicting = machine == "PredictStateMachine"
+    with LocalEngine(workers=args.workers, state_dir=state_dir, faults=faults) as engine:
+        model_run = _model_run_id(request) if predicting else None
         if model_run is not None:
             engine.restore(model_run)  # a model trained by an earlier process
         try:
@@ -204,18 +329,20 @@ def _run_locally(
         history = engine.history(result.execution_arn)
         summary["cost"] = _cost(result, history)
         summary["phases"] = phase_seconds(history)
-        _record(engine, result, run_id, summary["cost"])
+        if result.status == "SUCCEEDED":
+            ids = {"prediction_id": run_id} if predicting else {"run_id": run_id}
+            _record(execution_record(engine.state_dir, **ids), result, summary["cost"])
     _emit(args, summary, machine)
     return 0 if result.status == "SUCCEEDED" else 1
 
 
 def _emit(args: argparse.Namespace, summary: dict[str, Any], machine: str) -> None:
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(_json_safe(summary), indent=2, allow_nan=False))
     elif machine == "TrainStateMachine":
         _print_summary(summary)
     elif summary["status"] == "SUCCEEDED":
-        print(json.dumps(summary["output"], indent=2))
+        print(json.dumps(_json_safe(summary["output"]), indent=2, allow_nan=False))
     else:
         print(f"run failed: {summary['error']}: {summary['cause']}")
 
@@ -321,13 +448,23 @@ def _run_remote(
     return _follow_remote(args, sfn, arn, machine)
 
 
+def _run_id(given: Any, name: str, input_path: str, error: type[Exception]) -> str:
+    """The id a command runs under: the one given (checked), else one made from the file name."""
+    from groveflow.ids import check_id, default_id
+
+    if given is None:
+        return default_id(Path(input_path).stem)
+    return check_id(given, name=name, error=error)
+
+
 def _train(args: argparse.Namespace) -> int:
+    from groveflow.errors import InvalidRequest
+
     request = _read_input(args.input)
-    run_id = (
-        args.run_id
-        or request.get("run_id")
-        or f"{Path(args.input).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
+    if args.run_id is not None:
+        run_id = _run_id(args.run_id, "--run-id", args.input, InvalidRequest)
+    else:
+        run_id = _run_id(request.get("run_id"), "run_id", args.input, InvalidRequest)
     request["run_id"] = run_id
     if args.stack or args.state_machine_arn or args.endpoint_url:
         return _run_remote(args, "TrainStateMachine", request, run_id)
@@ -335,10 +472,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from groveflow.errors import InvalidPredictRequest
+
     request = _read_input(args.input)
-    prediction_id = (
-        request.get("prediction_id") or f"{Path(args.input).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
+    given = request.get("prediction_id")
+    prediction_id = _run_id(given, "prediction_id", args.input, InvalidPredictRequest)
     request["prediction_id"] = prediction_id
     if args.stack or args.state_machine_arn or args.endpoint_url:
         return _run_remote(args, "PredictStateMachine", request, prediction_id)
@@ -350,23 +488,44 @@ def _follow(args: argparse.Namespace) -> int:
 
 
 def _local_run_dir(args: argparse.Namespace) -> Path:
+    from groveflow.errors import InvalidRequest
+    from groveflow.ids import check_id
     from groveflow.layout import keys
     from groveflow.local.engine import mirrored
 
-    run_dir = mirrored(Path(args.state_dir).resolve(), keys.run_prefix(args.run))
+    run_id = check_id(args.run, name="RUN", error=InvalidRequest)
+    run_dir = mirrored(Path(args.state_dir).resolve(), keys.run_prefix(run_id))
     if not (run_dir / "model" / "manifest.json").is_file():
         raise SystemExit(f"groveflow: no finished local run {args.run!r} in {run_dir.parent}")
+    _local_manifest(run_dir)  # a damaged manifest is named before any work
     return run_dir
+
+
+def _local_manifest(run_dir: Path) -> dict[str, Any]:
+    """A local run's model manifest; :class:`ArtifactError` naming the file if it is damaged."""
+    from groveflow.errors import ArtifactError
+
+    path = run_dir / "model" / "manifest.json"
+    try:
+        manifest = json.loads(path.read_bytes())
+    except ValueError as error:
+        raise ArtifactError(f"{path} is not valid JSON (truncated or damaged): {error}") from None
+    if not isinstance(manifest, dict) or not {"kind", "params", "forest"} <= set(manifest):
+        raise ArtifactError(f"{path} is not a groveflow model manifest")
+    return manifest
 
 
 def _report(args: argparse.Namespace) -> int:
     from types import SimpleNamespace
 
     from groveflow.cost import CostEstimate
+    from groveflow.local.engine import execution_record
     from groveflow.report import write_report
 
     run_dir = _local_run_dir(args)
-    record_path = run_dir / "execution.json"
+    record_path = execution_record(Path(args.state_dir).resolve(), run_id=args.run)
+    if not record_path.is_file():
+        record_path = run_dir / "execution.json"  # where earlier versions kept it
     invocations = cost = None
     if record_path.is_file():
         record = json.loads(record_path.read_text())
@@ -382,7 +541,7 @@ def _export(args: argparse.Namespace) -> int:
     from groveflow.artifact import load_forest
 
     run_dir = _local_run_dir(args)
-    manifest = json.loads((run_dir / "model" / "manifest.json").read_text())
+    manifest = _local_manifest(run_dir)
     estimator = load_forest(str(run_dir / "model")).to_sklearn(manifest["kind"], manifest["params"])
     out = Path(args.out or f"{args.run}.{args.format}")
     if args.format == "joblib":
@@ -398,40 +557,71 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    from groveflow.local.workers import start_fork_server
+    from groveflow.local.engine import project_root
+    from groveflow.local.template import load_template
 
-    start_fork_server()  # its scikit-learn import overlaps the engine's own start
+    functions = load_template(project_root(), bucket="groveflow-local").functions
+    if args.function not in functions:
+        raise SystemExit(
+            f"groveflow: no function {args.function!r} in template.yaml; "
+            f"accepted: {', '.join(sorted(functions))}"
+        )
+    event = json.dumps(_read_json(args.event, "event")).encode()
+    state_dir = _state_dir(args)
+    _start_fork_server()
     from groveflow.local import LocalEngine
 
-    event = Path(args.event).read_bytes()
-    with LocalEngine(workers=1, state_dir=Path(args.state_dir)) as engine:
+    with LocalEngine(workers=1, state_dir=state_dir) as engine:
         outcome = engine.invoke(args.function, event)
     print(json.dumps(json.loads(outcome.payload), indent=2))
     return 0 if outcome.error_type is None else 1
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from groveflow.local.workers import start_fork_server
-
-    start_fork_server()  # its scikit-learn import overlaps the engine's own start
+    state_dir = _state_dir(args)
+    with socket.socket() as probe:  # a taken port is one line, before any work
+        try:
+            probe.bind(("127.0.0.1", args.port))
+        except OSError as error:
+            raise SystemExit(f"groveflow: --port {args.port} is not free: {error}") from None
+    _start_fork_server()
     from groveflow.local import LocalEngine
 
+    signal.signal(signal.SIGTERM, _on_sigterm)
     with LocalEngine(
-        workers=args.workers, state_dir=Path(args.state_dir), stack_name="groveflow", port=args.port
+        workers=args.workers,
+        state_dir=state_dir,
+        stack_name="groveflow",
+        port=args.port,
+        serve=True,
     ) as engine:
         print(f"groveflow local endpoint: {engine.endpoint}  (region us-east-1, any credentials)")
         for logical_id in engine.stack.state_machines:
             print(f"  {logical_id}: {engine.state_machine_arn(logical_id)}")
         print(f"  bucket: s3://{engine.bucket}")
-        print(f"  runs are mirrored to {engine.state_dir} as they end")
+        print(f"  runs and predictions are mirrored to {engine.state_dir} as they are stored")
         print("Ctrl-C stops the server.", flush=True)
         try:
             while True:
                 engine.wait_for_activity(5.0)
-                for run_id in engine.mirror_ended():
-                    print(f"ended: {run_id}, mirrored to {engine.run_dir(run_id)}", flush=True)
-        except KeyboardInterrupt:
+                _report_ended(engine)
+        except (KeyboardInterrupt, _Terminated):
             return 0
+
+
+def _report_ended(engine: Any) -> None:
+    """Print the executions that ended; a failure to look is logged, never fatal."""
+    try:
+        ended = engine.ended_runs()
+    except Exception as error:  # the server must outlive any one bad look
+        logging.getLogger("groveflow.serve").exception("listing ended executions failed")
+        print(f"groveflow serve: could not list ended executions: {error!r}", flush=True)
+        return
+    for execution_arn, run_id in ended:
+        if run_id is None:
+            print(f"ended: {execution_arn} (no accepted run id: nothing mirrored)", flush=True)
+        else:
+            print(f"ended: {run_id}, mirrored to {engine.state_dir}", flush=True)
 
 
 def _remote_options(parser: argparse.ArgumentParser) -> None:
@@ -446,9 +636,36 @@ def _remote_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line naming the problem."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _local_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: one per core)"
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="worker processes (default: one per core)",
     )
     parser.add_argument(
         "--state-dir", default=".groveflow", help="where the local bucket is mirrored"
@@ -463,8 +680,8 @@ def _local_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="groveflow", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="groveflow", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a forest from an execution input file")
     train.add_argument("input", help="execution input JSON, e.g. events/train-digits.json")
@@ -510,8 +727,8 @@ def _parser() -> argparse.ArgumentParser:
     invoke.set_defaults(func=_invoke)
 
     serve = commands.add_parser("serve", help="serve the local engine to the AWS CLI and boto3")
-    serve.add_argument("--port", type=int, default=8083)
-    serve.add_argument("--workers", type=int, default=None)
+    serve.add_argument("--port", type=_port, default=8083)
+    serve.add_argument("--workers", type=_positive_int, default=None)
     serve.add_argument("--state-dir", default=".groveflow")
     serve.set_defaults(func=_serve)
     return parser

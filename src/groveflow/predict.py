@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-import re
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -21,6 +21,7 @@ import numpy as np
 from groveflow import artifact, storage, telemetry
 from groveflow.datasets import check_readable, read_scoring_file, sources
 from groveflow.errors import ArtifactError, InvalidPredictRequest, ModelNotFound, ShardMissing
+from groveflow.ids import check_id, is_valid_id
 from groveflow.layout import keys
 from groveflow.request import DataSpec, check_keys
 
@@ -36,7 +37,6 @@ __all__ = [
 
 DEFAULT_SHARD_ROWS = 100_000
 MAX_SHARDS = 10_000
-PREDICTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 
 
 @dataclass(frozen=True)
@@ -109,12 +109,8 @@ def parse_predict_request(value: Any, *, model_required: bool = True) -> Predict
     check_keys("the prediction data", data, PREDICT_DATA_KEYS, InvalidPredictRequest)
     trees_per_group = value.get("trees_per_group")
     prediction_id = value.get("prediction_id")
-    if prediction_id is not None and (
-        not isinstance(prediction_id, str) or not PREDICTION_ID.match(prediction_id)
-    ):
-        raise InvalidPredictRequest(
-            f"prediction_id={prediction_id!r}: use 1-80 letters, digits, '-' or '_'"
-        )
+    if prediction_id is not None:
+        prediction_id = check_id(prediction_id, name="prediction_id", error=InvalidPredictRequest)
     probabilities = value.get("probabilities", False)
     if not isinstance(probabilities, bool):
         raise InvalidPredictRequest(f"probabilities must be true or false, got {probabilities!r}")
@@ -150,22 +146,86 @@ def _manifest_location(model: str, bucket: str) -> tuple[str, str]:
         if not key.endswith(".json"):
             key = key.rstrip("/") + "/manifest.json"
         return model_bucket, key
-    if PREDICTION_ID.match(model):
+    if is_valid_id(model):
         return bucket, keys.manifest(model)
     raise InvalidPredictRequest(f"model={model!r}: give s3://.../manifest.json or a run id")
 
 
 def load_manifest(model: str, bucket: str) -> tuple[str, str, dict[str, Any]]:
-    """The model's bucket, manifest key and manifest; :class:`ModelNotFound` if absent."""
+    """The model's bucket, manifest key and manifest.
+
+    Raises
+    ------
+    InvalidPredictRequest
+        If the model is outside the stack's bucket (checked before anything is read).
+    ModelNotFound
+        If no manifest exists there.
+    ArtifactError
+        If the manifest is not a model manifest (truncated, damaged), naming the object.
+    """
     model_bucket, key = _manifest_location(model, bucket)
+    if model_bucket != bucket:
+        raise InvalidPredictRequest(
+            f"model {model} is outside the stack's bucket {bucket}; copy it there"
+        )
     try:
-        manifest = storage.get_json(model_bucket, key)
+        raw = storage.get_bytes(model_bucket, key)
     except FileNotFoundError:
         raise ModelNotFound(
             f"no model manifest at s3://{model_bucket}/{key}: the run did not finish, "
             "or the model id is wrong"
         ) from None
+    try:
+        manifest = json.loads(raw)
+    except ValueError as error:
+        raise ArtifactError(
+            f"the model manifest s3://{model_bucket}/{key} is not valid JSON "
+            f"(truncated or damaged: {error}); retrain the run or restore the file"
+        ) from None
+    missing = [
+        name
+        for name in ("run_id", "feature_names", "classes", "groves", "forest")
+        if not isinstance(manifest, dict) or name not in manifest
+    ]
+    if missing:
+        raise ArtifactError(
+            f"the model manifest s3://{model_bucket}/{key} is not a groveflow model "
+            f"manifest: it lacks {missing}"
+        )
     return model_bucket, key, manifest
+
+
+def verify_model(
+    bucket: str, manifest_key: str, manifest: dict[str, Any], *, by_grove: bool = False
+) -> None:
+    """Check the stored forest (or each grove) against the manifest's checksums.
+
+    Done once, before any shard runs, so a damaged model fails the plan by name
+    instead of failing every shard. Groves are read one at a time: a forest too big
+    for one Lambda is verified in the memory of one grove.
+
+    Raises
+    ------
+    ArtifactError
+        Naming the object that is missing or differs from the manifest.
+    """
+    if by_grove:
+        for grove in manifest["groves"]:
+            _verified_grove(bucket, manifest, grove)
+        return
+    prefix = manifest_key.rsplit("/", 1)[0]
+    forest = manifest["forest"]
+    key = f"{prefix}/{forest['key']}"
+    try:
+        blob = storage.get_bytes(bucket, key)
+    except FileNotFoundError:
+        raise ArtifactError(f"the model's forest s3://{bucket}/{key} is missing") from None
+    if storage.sha256_hex(blob) != forest["sha256"]:
+        raise ArtifactError(
+            f"the model's forest s3://{bucket}/{key} differs from its manifest's sha256 "
+            f"({len(blob)} bytes, the manifest says {forest['bytes']}): damaged or replaced; "
+            "retrain the run"
+        )
 
 
 def plan_predictions(
@@ -175,8 +235,16 @@ def plan_predictions(
     prediction_id: str,
     feature_names: list[str],
     model_manifest_uri: str,
+    fingerprint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Check every input file against the model's features and write the shard plan.
+
+    The job record claims the prediction id (a conditional write): an id already used
+    with a different request is refused; the same request again replaces the earlier
+    set of parts (its manifest is removed first, parts beyond the new shard count are
+    deleted, and the new manifest is written last), so the prefix holds one set.
+    ``fingerprint`` is the request as the user gave it (before any Parquet conversion),
+    which is what "the same request" compares; ``asdict(request)`` if None.
 
     Returns
     -------
@@ -210,11 +278,12 @@ def plan_predictions(
         )
     job = {
         "request": asdict(request),
+        "fingerprint": fingerprint or asdict(request),
         "model_manifest_uri": model_manifest_uri,
         "n_rows": first_row,
         "shards": shards,
     }
-    storage.put_json(bucket, keys.predictions_job(prediction_id), job)
+    _claim_prediction(bucket, prediction_id, job)
     storage.put_json(bucket, keys.predictions_shards(prediction_id), shards)
     return {
         "bucket": bucket,
@@ -241,14 +310,16 @@ def plan_predict_run(
     request = parse_predict_request(event.get("request"))
     check_readable(request.data["uri"], (bucket, *data_buckets), local_paths, InvalidPredictRequest)
     converted = (event.get("converted") or {}).get("data")
-    if converted is not None:
-        data = {**request.data, "uri": converted["uri"], "format": converted["format"]}
-        request = replace(request, data=data)
-    prediction_id = request.prediction_id or str(event.get("execution_name", ""))
+    prediction_id = request.prediction_id or check_id(
+        event.get("execution_name"), name="prediction_id", error=InvalidPredictRequest
+    )
     model_bucket, key, manifest = load_manifest(request.model, bucket)
-    if model_bucket != bucket:
-        raise InvalidPredictRequest(
-            f"model {request.model} is outside the stack's bucket {bucket}; copy it there"
+    verify_model(model_bucket, key, manifest, by_grove=request.trees_per_group is not None)
+    fingerprint = asdict(request)
+    if converted is not None:
+        request = replace(
+            request,
+            data={**request.data, "uri": converted["uri"], "format": converted["format"]},
         )
     return plan_predictions(
         request,
@@ -256,7 +327,28 @@ def plan_predict_run(
         prediction_id=prediction_id,
         feature_names=manifest["feature_names"],
         model_manifest_uri=f"s3://{model_bucket}/{key}",
+        fingerprint=fingerprint,
     )
+
+
+def _claim_prediction(bucket: str, prediction_id: str, job: dict[str, Any]) -> None:
+    """Create the job record, or replace the same request's earlier set of parts."""
+    job_key = keys.predictions_job(prediction_id)
+    if storage.create_json(bucket, job_key, job):
+        return
+    stored = storage.get_json(bucket, job_key)
+    if stored.get("fingerprint", stored.get("request")) != job["fingerprint"]:
+        raise InvalidPredictRequest(
+            f"prediction_id {prediction_id!r} was already used with a different request "
+            f"(model {stored.get('model_manifest_uri')}); choose a new prediction_id, or "
+            "repeat the original request to score it again"
+        )
+    storage.delete(bucket, keys.predictions_manifest(prediction_id))  # first: no stale commit
+    wanted = {keys.predictions_part(prediction_id, shard["shard"]) for shard in job["shards"]}
+    for key in storage.list_keys(bucket, keys.predictions_prefix(prediction_id)):
+        if key.rsplit("/", 1)[1].startswith("part-") and key not in wanted:
+            storage.delete(bucket, key)
+    storage.put_json(bucket, job_key, job)
 
 
 _FOREST_CACHE: dict[str, artifact.Forest] = {}
@@ -280,15 +372,29 @@ def _grove_groups(
     """
     current: list[artifact.Forest] = []
     for grove in manifest["groves"]:
-        blob = storage.get_bytes(bucket, keys.grove(manifest["run_id"], grove["grove"]))
-        if storage.sha256_hex(blob) != grove["sha256"]:
-            raise ArtifactError(f"grove {grove['grove']} differs from the model manifest")
-        current.append(artifact.decode_trees(blob))
+        current.append(artifact.decode_trees(_verified_grove(bucket, manifest, grove)))
         if sum(g.n_trees for g in current) >= trees_per_group:
             yield artifact.Forest.concat(current)
             current = []
     if current:
         yield artifact.Forest.concat(current)
+
+
+def _verified_grove(bucket: str, manifest: dict[str, Any], grove: dict[str, Any]) -> bytes:
+    """One of the model's groves, checked against the manifest's sha256."""
+    key = keys.grove(manifest["run_id"], grove["grove"])
+    try:
+        blob = storage.get_bytes(bucket, key)
+    except FileNotFoundError:
+        raise ArtifactError(
+            f"grove {grove['grove']} of the model (s3://{bucket}/{key}) is missing"
+        ) from None
+    if storage.sha256_hex(blob) != grove["sha256"]:
+        raise ArtifactError(
+            f"grove {grove['grove']} of the model (s3://{bucket}/{key}) differs from the "
+            "model manifest's sha256: damaged or replaced"
+        )
+    return blob
 
 
 def _scores(

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from groveflow.errors import InvalidRequest
+from groveflow.ids import check_id
 
 __all__ = [
     "ESTIMATORS",
@@ -30,7 +30,6 @@ MAX_TREES = 100_000
 MAX_GROVES = 10_000
 MAX_CONCURRENCY = 10_000
 DEFAULT_MAX_CONCURRENCY = 40
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 
 # Parameters groveflow sets itself: a user value would break seeding or merging.
 MANAGED_PARAMS = {"n_estimators", "random_state", "n_jobs", "warm_start", "verbose", "oob_score"}
@@ -322,11 +321,8 @@ def parse_train_request(value: Any) -> TrainRequest:
             "raise grove_size"
         )
     run_id = value.get("run_id")
-    if run_id is not None and (not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id)):
-        raise InvalidRequest(
-            f"run_id={run_id!r} is not accepted: 1-80 letters, digits, '-' or '_', "
-            "starting with a letter or digit"
-        )
+    if run_id is not None:
+        run_id = check_id(run_id, name="run_id")
     return TrainRequest(
         data=_parse_data(value["data"]),
         model=_parse_model(value.get("model", {})),

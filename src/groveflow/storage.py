@@ -11,6 +11,7 @@ import functools
 import hashlib
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ import numpy as np
 from groveflow.errors import DatasetNotFound
 
 __all__ = [
+    "create_bytes",
+    "create_json",
+    "delete",
     "exists",
     "get_bytes",
     "get_json",
@@ -84,6 +88,47 @@ def put_bytes(
     _s3().put_object(Bucket=bucket, Key=key, Body=data, Metadata=metadata or {})
 
 
+def create_bytes(
+    bucket: str, key: str, data: bytes, *, metadata: dict[str, str] | None = None
+) -> bool:
+    """Write one object only if no object holds ``key`` yet; False if one does.
+
+    An S3 conditional write (``If-None-Match: *``): of two writers racing for one key,
+    exactly one succeeds. AWS answers 409 while another conditional write of the key
+    is in flight; that is retried until the race is decided.
+    """
+    for attempt in range(5):
+        try:
+            _s3().put_object(
+                Bucket=bucket, Key=key, Body=data, Metadata=metadata or {}, IfNoneMatch="*"
+            )
+        except Exception as error:
+            code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+            if code == "PreconditionFailed":
+                return False
+            if code == "ConditionalRequestConflict" and attempt < 4:
+                time.sleep(0.1 * 2**attempt)
+                continue
+            raise
+        return True
+    raise AssertionError("unreachable")
+
+
+def create_json(bucket: str, key: str, value: Any) -> bool:
+    """:func:`create_bytes` of ``value`` as :func:`put_json` writes it."""
+    return create_bytes(bucket, key, _json_bytes(value))
+
+
+def _json_bytes(value: Any) -> bytes:
+    """Indented, key-sorted JSON; NaN and Infinity are refused (JSON has neither)."""
+    return json.dumps(value, indent=2, sort_keys=True, allow_nan=False).encode()
+
+
+def delete(bucket: str, key: str) -> None:
+    """Delete one object (nothing happens if it does not exist)."""
+    _s3().delete_object(Bucket=bucket, Key=key)
+
+
 def exists(bucket: str, key: str) -> bool:
     """Whether an object exists."""
     try:
@@ -116,7 +161,7 @@ def get_json(bucket: str, key: str) -> Any:
 
 def put_json(bucket: str, key: str, value: Any) -> None:
     """Write ``value`` as indented, key-sorted JSON (stable bytes for equal values)."""
-    put_bytes(bucket, key, json.dumps(value, indent=2, sort_keys=True).encode())
+    put_bytes(bucket, key, _json_bytes(value))
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

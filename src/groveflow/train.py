@@ -80,11 +80,7 @@ def plan_run(
     run_id = request.run_id or _run_id_from(event.get("execution_name"))
     telemetry.logger.append_keys(run_id=run_id)
     stored = _stored_record(bucket, run_id)
-    if stored is not None and _model_inputs(stored["request"]) != _model_inputs(request.to_dict()):
-        raise InvalidRequest(
-            f"run_id {run_id!r} was already used with a different input; "
-            "choose a new run_id or repeat the original input to resume"
-        )
+    _check_same_run(stored, request, run_id)
     resumed = stored is not None and all(
         storage.exists(bucket, keys.split(run_id, s)) for s in SPLITS
     )
@@ -107,9 +103,9 @@ def plan_run(
         local_paths=local_paths,
     )
     if not resumed:
+        _claim(bucket, run_id, request, _run_record(request, run_id, dataset, split))
         for name in SPLITS:
             storage.put_bytes(bucket, keys.split(run_id, name), storage.npy_bytes(split[name]))
-        storage.put_json(bucket, keys.request(run_id), _run_record(request, run_id, dataset, split))
     seeds = grove_seeds(request.seed, request.n_groves)
     plan = [
         {"run_id": run_id, "grove": i, "seed": seed, "n_trees": _grove_trees(request, i)}
@@ -124,6 +120,9 @@ def plan_run(
         "max_concurrency": min(request.max_concurrency, request.n_groves),
         "tolerated_failure_percentage": request.tolerated_failure_percentage,
         "predict": predict,
+        # The columnar copy of Parquet rows to score, beside (not in) the request, so the
+        # prediction is recognised as the same request whichever execution converted it.
+        "predict_converted": {"data": converted["predict"]} if converted.get("predict") else None,
     }
 
 
@@ -155,9 +154,10 @@ def _predict_section(
     except GroveflowError as error:
         raise InvalidRequest(f"predict: {error}") from None
     check_readable(predict.data["uri"], readable, local_paths, InvalidPredictRequest)
+    data = predict.data
     if converted is not None:
-        section["data"] = {**predict.data, "uri": converted["uri"], "format": converted["format"]}
-    spec = data_spec(section["data"])
+        data = {**predict.data, "uri": converted["uri"], "format": converted["format"]}
+    spec = data_spec(data)
     for source in sources(spec.uri):
         read_scoring_file(source, spec, feature_names, predict.data.get("id_column"))
     return section
@@ -175,6 +175,35 @@ def _stored_record(bucket: str, run_id: str) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     return record
+
+
+def _check_same_run(stored: dict[str, Any] | None, request: TrainRequest, run_id: str) -> None:
+    """Refuse a run id already used with different model inputs (the predict section aside)."""
+    if stored is not None and _model_inputs(stored["request"]) != _model_inputs(request.to_dict()):
+        raise InvalidRequest(
+            f"run_id {run_id!r} was already used with a different input; "
+            "choose a new run_id or repeat the original input to resume"
+        )
+
+
+def _claim(bucket: str, run_id: str, request: TrainRequest, record: dict[str, Any]) -> None:
+    """Claim the run id: the run record is created only if no run holds the id yet.
+
+    A conditional write, so of two runs started together with one id, exactly one
+    claims it; the other is refused here, having written nothing. A run that finds its
+    own record (a resume, or a twin with the same input) goes on, unless the data it
+    read differs from the data the record was made from.
+    """
+    if storage.create_json(bucket, keys.request(run_id), record):
+        return
+    stored = _stored_record(bucket, run_id)
+    _check_same_run(stored, request, run_id)
+    if stored is not None and stored["data"]["sha256"] != record["data"]["sha256"]:
+        raise InvalidRequest(
+            f"run_id {run_id!r} was trained on other data (sha256 "
+            f"{stored['data']['sha256'][:12]}..., now {record['data']['sha256'][:12]}...): "
+            f"{request.data.uri} changed since; choose a new run_id"
+        )
 
 
 def _model_inputs(request: dict[str, Any]) -> dict[str, Any]:
@@ -206,9 +235,12 @@ def _split(dataset: Dataset, request: TrainRequest) -> dict[str, np.ndarray]:
                     f"test_fraction={request.test_fraction}. "
                     "Every class needs 2+ rows; add data, lower test_fraction, or set it to 0"
                 )
-        elif n_test < 1 or n_rows - n_test < 2:
+        elif n_test < 2 or n_rows - n_test < 2:
             raise InvalidDataset(
-                f"too few rows ({n_rows}) for test_fraction={request.test_fraction}"
+                f"too few rows ({n_rows}) for test_fraction={request.test_fraction}: "
+                f"{n_test} held-out and {n_rows - n_test} training rows; regression needs "
+                "at least 2 of each (R^2 is undefined on one row). Add data, raise "
+                "test_fraction, or set it to 0 for no holdout"
             )
         train, test = train_test_split(
             rows,

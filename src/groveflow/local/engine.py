@@ -31,12 +31,13 @@ from botocore.response import StreamingBody
 
 from groveflow.cost import report_line
 from groveflow.follow import Progress, follow, history
+from groveflow.ids import check_id, is_valid_id
 from groveflow.layout import keys
 from groveflow.local import moto_compat
 from groveflow.local.faults import FaultInjector, run_instrumented
+from groveflow.local.mirror import Mirror, install
 from groveflow.local.template import REGION, FunctionSpec, Stack, load_template
 from groveflow.local.workers import HANDLER_PRELOAD, Outcome, WorkerPool, default_size
-from groveflow.request import RUN_ID_PATTERN
 
 __all__ = ["ExecutionResult", "Invocation", "LocalEngine", "mirrored", "project_root"]
 
@@ -50,6 +51,25 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 def mirrored(state_dir: Path, key: str) -> Path:
     """Where the local bucket's object (or prefix) ``key`` is mirrored under ``state_dir``."""
     return state_dir / "s3" / LOCAL_BUCKET / key
+
+
+def execution_record(
+    state_dir: Path, *, run_id: str | None = None, prediction_id: str | None = None
+) -> Path:
+    """Where the local engine keeps a run's (or prediction's) invocations and cost.
+
+    Beside the bucket's mirror, not in it: a record is this machine's, not an object.
+    """
+    if run_id is not None:
+        return state_dir / "executions" / "runs" / f"{check_id(run_id)}.json"
+    assert prediction_id is not None
+    name = check_id(prediction_id, name="prediction_id")
+    return state_dir / "executions" / "predictions" / f"{name}.json"
+
+
+def _is_training_split(key: str) -> bool:
+    """The training split is large and rebuilt from the data on resume: not mirrored."""
+    return key.endswith(("/data/X_train.npy", "/data/y_train.npy"))
 
 
 def project_root() -> Path:
@@ -111,6 +131,7 @@ class _Server:
         logging.getLogger("moto").setLevel(logging.CRITICAL)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         moto_compat.apply_corrections()
+        install()  # the state directories' mirrors see every object as it is stored
         boto3.setup_default_session(region_name=REGION)
         assert boto3.DEFAULT_SESSION is not None
         boto3.DEFAULT_SESSION.events.register(
@@ -199,6 +220,9 @@ class LocalEngine:
         Names the functions (``<stack>-<LogicalId>``) and state machines; unique if None.
     port : int or None, default=None
         Loopback port of the S3 and Step Functions endpoint; a free one if None.
+    serve : bool, default=False
+        Mirror every run and prediction any client starts (``groveflow serve``), after
+        restoring every run already in ``state_dir``; otherwise only what :meth:`run` runs.
     """
 
     def __init__(
@@ -211,6 +235,7 @@ class LocalEngine:
         faults: FaultInjector | None = None,
         stack_name: str | None = None,
         port: int | None = None,
+        serve: bool = False,
     ) -> None:
         self.root = (root or project_root()).resolve()
         self.endpoint = _Server.endpoint(port)
@@ -227,7 +252,10 @@ class LocalEngine:
         self._log_lock = threading.Lock()
         self._log_streams: set[str] = set()
         self._activity = threading.Event()  # an invocation ended (see wait_for_activity)
-        self._mirrored: set[str] = set()  # executions whose runs are mirrored
+        self._reported: set[str] = set()  # ended executions already returned by ended_runs
+        self.mirror = Mirror(
+            self.state_dir, LOCAL_BUCKET, everything=serve, skip=_is_training_split
+        )
         environment = {
             **CREDENTIALS,
             "AWS_DEFAULT_REGION": REGION,
@@ -254,6 +282,9 @@ class LocalEngine:
         self.s3 = session.client("s3", endpoint_url=self.endpoint, config=config)
         self.sfn = session.client("stepfunctions", endpoint_url=self.endpoint, config=config)
         self.s3.create_bucket(Bucket=self.bucket)
+        self.mirror.open()
+        if serve:
+            self.mirror.restore("")  # runs trained earlier: resumable, scorable, guarded
         self._machines: dict[str, str] = {}  # created on first use: each parse costs 0.1 s
         self.logs = session.client("logs", endpoint_url=self.endpoint, config=config)
         for spec in self.stack.functions.values():
@@ -263,6 +294,7 @@ class LocalEngine:
         """Stop the workers (the shared S3 server keeps the bucket for this process)."""
         for spec in self.stack.functions.values():
             _ACTIVE.pop(spec.function_name, None)
+        self.mirror.close()
         self.pool.close()
 
     def __enter__(self) -> LocalEngine:
@@ -299,25 +331,22 @@ class LocalEngine:
             self._activity.clear()
             time.sleep(_MIN_POLL_SECONDS)
 
-    def mirror_ended(self) -> list[str]:
-        """Mirror the runs of executions that ended since the last call; their run ids.
+    def ended_runs(self) -> list[tuple[str, str | None]]:
+        """Executions that ended since the last call: ``(execution_arn, run or prediction id)``.
 
-        :meth:`run` mirrors its own execution; this is for executions other clients
-        start (``groveflow serve``). A run is named by the input's ``run_id`` or
-        ``prediction_id``, else by the execution's name, as the plan functions do.
+        For ``groveflow serve``, whose mirror has already written every object these
+        runs stored. The id is the input's ``run_id`` or ``prediction_id``, else the
+        execution's name, as the plan functions decide; None if no accepted id.
         """
         ended = []
         for arn in list(self._machines.values()):
             pages = self.sfn.get_paginator("list_executions").paginate(stateMachineArn=arn)
             for execution in (item for page in pages for item in page["executions"]):
                 execution_arn = execution["executionArn"]
-                if execution["status"] == "RUNNING" or execution_arn in self._mirrored:
+                if execution["status"] == "RUNNING" or execution_arn in self._reported:
                     continue
-                self._mirrored.add(execution_arn)
-                run_id = self._run_id_of(execution_arn, execution["name"])
-                if run_id is not None:
-                    self._mirror(run_id)
-                    ended.append(run_id)
+                self._reported.add(execution_arn)
+                ended.append((execution_arn, self._run_id_of(execution_arn, execution["name"])))
         return ended
 
     def _run_id_of(self, execution_arn: str, name: str) -> str | None:
@@ -330,7 +359,7 @@ class LocalEngine:
         if isinstance(execution_input, dict):
             given = execution_input.get("run_id") or execution_input.get("prediction_id")
         run_id = given if isinstance(given, str) else name
-        return run_id if RUN_ID_PATTERN.match(run_id) else None
+        return run_id if is_valid_id(run_id) else None
 
     def _pause(self, seconds: float) -> None:
         """Wait up to ``seconds`` between polls, cut short after an invocation ends.
@@ -415,7 +444,7 @@ class LocalEngine:
         run_id: str | None = None,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> ExecutionResult:
-        """Start an execution, wait for it to end, mirror the run to disk.
+        """Start an execution and wait for it to end; its objects are mirrored as stored.
 
         Parameters
         ----------
@@ -425,13 +454,27 @@ class LocalEngine:
         name : str
             Execution name; unique per state machine (moto misbehaves without one).
         run_id : str or None
-            The run whose objects are restored from, and mirrored to, ``state_dir``.
+            The run (for ``PredictStateMachine``, the prediction) whose objects are
+            restored from, and mirrored to, ``state_dir``; the input's ``run_id`` (or
+            ``prediction_id``), else ``name``, if None.
         on_progress : callable or None
             Called with each :class:`~groveflow.follow.Progress` while the execution runs.
+
+        Raises
+        ------
+        InvalidRequest
+            If the run id is not accepted (see :mod:`groveflow.ids`); nothing is written.
         """
-        given = execution_input.get("run_id") if isinstance(execution_input, dict) else None
-        run_id = run_id or given or name
-        self.restore(run_id)
+        predicting = state_machine == "PredictStateMachine"
+        id_key = "prediction_id" if predicting else "run_id"
+        given = execution_input.get(id_key) if isinstance(execution_input, dict) else None
+        run_id = check_id(run_id or given or name, name=id_key)
+        self.mirror.take(keys.predictions_prefix(run_id))
+        if predicting:
+            self.mirror.restore(keys.predictions_prefix(run_id))
+        else:
+            self.mirror.take(keys.run_prefix(run_id))
+            self.restore(run_id)
         first = len(self.invocations)
         started = time.monotonic()
         arn = self.sfn.start_execution(
@@ -439,14 +482,11 @@ class LocalEngine:
             name=name,
             input=json.dumps(execution_input),
         )["executionArn"]
-        try:
-            # Each look costs this process's server a few milliseconds of the CPU the workers
-            # use, so the follower looks once a second, and soon after each invocation ends
-            # (see _pause): the progress bar moves when an item does.
-            self._invocation_ended.clear()
-            description = follow(self.sfn, arn, on_progress, poll_seconds=1.0, wait=self._pause)
-        finally:
-            self._mirror(run_id)
+        # Each look costs this process's server a few milliseconds of the CPU the workers
+        # use, so the follower looks once a second, and soon after each invocation ends
+        # (see _pause): the progress bar moves when an item does.
+        self._invocation_ended.clear()
+        description = follow(self.sfn, arn, on_progress, poll_seconds=1.0, wait=self._pause)
         output = description.get("output")
         return ExecutionResult(
             execution_arn=arn,
@@ -464,48 +504,16 @@ class LocalEngine:
 
     def run_dir(self, run_id: str) -> Path:
         """Where a run's objects are mirrored on disk."""
-        return mirrored(self.state_dir, keys.run_prefix(run_id))
+        return mirrored(self.state_dir, keys.run_prefix(check_id(run_id)))
 
     def predictions_dir(self, prediction_id: str) -> Path:
         """Where a prediction run's parts and manifest are mirrored on disk."""
-        return mirrored(self.state_dir, keys.predictions_prefix(prediction_id))
-
-    def _mirror(self, run_id: str) -> None:
-        """Copy the run's objects (all but the training split) and its predictions to disk."""
-        training_split = {keys.split(run_id, "X_train"), keys.split(run_id, "y_train")}
-        paginator = self.s3.get_paginator("list_objects_v2")
-        for prefix in (keys.run_prefix(run_id), keys.predictions_prefix(run_id)):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    if item["Key"] not in training_split:
-                        self._mirror_object(item["Key"])
-
-    def _mirror_object(self, key: str) -> None:
-        response = self.s3.get_object(Bucket=self.bucket, Key=key)
-        target = mirrored(self.state_dir, key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(response["Body"].read())
-        meta = target.with_name(target.name + ".metadata.json")
-        if response.get("Metadata"):
-            meta.write_text(json.dumps(response["Metadata"], sort_keys=True))
-        elif meta.exists():
-            meta.unlink()
+        prefix = keys.predictions_prefix(check_id(prediction_id, name="prediction_id"))
+        return mirrored(self.state_dir, prefix)
 
     def restore(self, run_id: str) -> None:
         """Load a run mirrored by an earlier process back into the local bucket (resume)."""
-        directory = self.run_dir(run_id)
-        if not directory.is_dir():
-            return
-        base = mirrored(self.state_dir, "")
-        for path in sorted(directory.rglob("*")):
-            if not path.is_file() or path.name.endswith(".metadata.json"):
-                continue
-            meta = path.with_name(path.name + ".metadata.json")
-            metadata = json.loads(meta.read_text()) if meta.exists() else {}
-            key = path.relative_to(base).as_posix()
-            self.s3.put_object(
-                Bucket=self.bucket, Key=key, Body=path.read_bytes(), Metadata=metadata
-            )
+        self.mirror.restore(keys.run_prefix(check_id(run_id)))
 
 
 def _error(error_type: str, message: str) -> bytes:
