@@ -90,7 +90,7 @@ def plan_run(
     else:
         dataset = load_dataset(_as_read(request.data, converted.get("data")), request.model.task)
         split = _split(dataset, request)
-        _check_fits(split["X_train"], request, builder_memory_mb)
+        _check_fits(split["X_train"], request, builder_memory_mb, y_train=split["y_train"])
         _trial_fit(split["X_train"], split["y_train"], request)
         feature_names = dataset.feature_names
     # Everything is checked before anything is written: a refused run leaves nothing behind.
