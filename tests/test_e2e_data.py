@@ -76,9 +76,10 @@ def test_parquet_in_s3_regression_extra_trees(engine: Any) -> None:
     assert manifest["kind"] == "extra_trees" and manifest["task"] == "regression"
     assert set(result.output["metrics"]) >= {"r2", "rmse", "mae"}
     assert result.output["metrics"]["r2"] > 0.8
-    # the Parquet went through the converter (pyarrow's own function), then the plan
+    # the request was checked first, then the Parquet went through the converter (pyarrow's
+    # own function), then the plan
     functions = [i.function for i in result.invocations]
-    assert functions[:2] == ["ConvertParquetFunction", "PlanFunction"]
+    assert functions[:3] == ["ValidateRequestFunction", "ConvertParquetFunction", "PlanFunction"]
     assert manifest["data"]["uri"] == f"s3://{engine.bucket}/{key}"
 
 

@@ -288,7 +288,7 @@ def test_a_shard_that_keeps_failing_is_retried_then_reported_by_name(
             for i in result.invocations
             if i.function == "ScoreShardFunction" and i.payload["shard"] == 1
         ]
-        assert len(attempts) == 4
+        assert len(attempts) == 2  # a crash is deterministic: retried once
         assert result.status == "FAILED"
         assert result.error == "States.ExceedToleratedFailureThreshold"
         listing = engine.s3.list_objects_v2(
@@ -319,9 +319,10 @@ def test_parquet_rows_are_converted_then_scored(
         "probabilities": True,
     }
     result = engine.run("PredictStateMachine", request, name=name, run_id=name)
-    # THEN the converter ran first, and the answers equal the model's, row for row
+    # THEN the request was checked, the converter ran, and the answers equal the model's
     assert result.status == "SUCCEEDED", (result.error, result.cause)
-    assert result.invocations[0].function == "ConvertParquetFunction"
+    functions = [i.function for i in result.invocations]
+    assert functions[:2] == ["ValidateRequestFunction", "ConvertParquetFunction"]
     _assert_rows_equal(
         _parts(engine, result.output["predictions_uri"]),
         _model(engine, run_id),

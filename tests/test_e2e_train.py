@@ -159,7 +159,8 @@ def test_a_grove_that_keeps_failing_fails_the_run_without_a_manifest(state_dir: 
             for i in result.invocations
             if i.function == "BuildGroveFunction" and i.payload["grove"] == 3
         ]
-        assert len(attempts) == 4
+        # a crash is deterministic: one attempt and one retry (statemachine/train.asl.json)
+        assert len(attempts) == 2
         assert not _exists(engine, keys.model_prefix(run_id))
         assert not any(i.function == "MergeFunction" for i in result.invocations)
 
