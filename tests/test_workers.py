@@ -23,6 +23,11 @@ def handler(event, context):
         raise ValueError("bad value 42")
     if event.get("exit"):
         os._exit(3)
+    if event.get("kill"):
+        os.kill(os.getpid(), 9)
+    if event.get("joblib"):
+        import joblib
+        return {"n_jobs": joblib.effective_n_jobs(-1), "cpus": len(os.sched_getaffinity(0))}
     return {"loaded": [m in sys.modules for m in event.get("modules", [])], "calls": len(CALLS), "env": os.environ.get("COLOUR"), "remaining_ms": context.get_remaining_time_in_millis()}
 """
 
@@ -81,10 +86,51 @@ def test_timeout_kills_and_replaces_the_worker(pool: WorkerPool, spec: FunctionS
 
 
 def test_a_worker_that_dies_is_reported_and_replaced(pool: WorkerPool, spec: FunctionSpec) -> None:
-    _, error = _call(pool, spec, {"exit": True})
+    body, error = _call(pool, spec, {"exit": True})
     assert error == "Runtime.ExitError"
+    assert body["errorMessage"].endswith("Error: Runtime exited with error: exit status 3")
     _, error = _call(pool, spec, {})
     assert error is None
+
+
+def test_a_killed_worker_is_reported_as_lambda_reports_it(
+    pool: WorkerPool, spec: FunctionSpec
+) -> None:
+    body, error = _call(pool, spec, {"kill": True})
+    assert error == "Runtime.ExitError"
+    assert body["errorMessage"].startswith("RequestId: ")
+    assert body["errorMessage"].endswith("Error: Runtime exited with error: signal: killed")
+
+
+def test_a_workers_first_invocation_is_cold_and_reports_its_init(spec: FunctionSpec) -> None:
+    # GIVEN a fresh pool of one worker
+    fresh = WorkerPool(1, {})
+    try:
+        # WHEN it serves the function three times, dying in the second
+        first = fresh.invoke(spec, b"{}")
+        fresh.invoke(spec, b'{"exit": true}')
+        after_death = fresh.invoke(spec, b"{}")
+        warm = fresh.invoke(spec, b"{}")
+    finally:
+        fresh.close()
+    # THEN its first invocation, and the replacement's first, import the handler (cold)
+    assert first.cold and first.init_ms is not None and first.init_ms > 0
+    assert after_death.cold
+    assert not warm.cold and warm.init_ms is None
+
+
+def test_workers_run_joblib_without_multiprocessing_as_on_lambda(
+    pool: WorkerPool, spec: FunctionSpec
+) -> None:
+    import os
+
+    # GIVEN Lambda, where joblib finds no /dev/shm and runs serially
+    # WHEN a handler asks joblib how many jobs -1 means
+    body, error = _call(pool, spec, {"joblib": True})
+    # THEN it says 1, whatever the cores; and this process's joblib setting is untouched
+    assert error is None
+    assert body["n_jobs"] == 1
+    assert "JOBLIB_MULTIPROCESSING" not in os.environ
 
 
 def test_a_pool_that_cannot_start_a_worker_says_so(

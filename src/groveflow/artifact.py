@@ -59,6 +59,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 import struct
 import threading
@@ -69,7 +70,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -174,6 +174,22 @@ class _Columns:
     leaf_impurity: np.ndarray
     leaf_weight: np.ndarray
 
+
+
+def n_threads_for(n_jobs: int | None) -> int:
+    """Threads for ``n_jobs``, as scikit-learn counts them, from the CPUs this process may use.
+
+    ``None`` is 1, ``-1`` every CPU, ``-k`` every CPU but ``k - 1``. The CPUs are
+    ``os.sched_getaffinity``'s (a Lambda function's vCPUs), not joblib's
+    ``effective_n_jobs``, which answers 1 where joblib finds no ``/dev/shm`` for its
+    semaphores, as on Lambda, although threads need none.
+    """
+    if n_jobs is None or n_jobs == 0:
+        return 1
+    if n_jobs > 0:
+        return n_jobs
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cpus or 1) + 1 + n_jobs)
 
 class Forest:
     """A validated forest (or grove) loaded from an artifact, predicting exactly as scikit-learn.
@@ -379,7 +395,7 @@ class Forest:
     def _for_row_chunks(self, n_rows: int, work: Callable[[slice], None]) -> None:
         """Run ``work`` on contiguous row ranges, one per thread (scikit-learn's tree code
         releases the GIL); with one thread, on all rows at once."""
-        n_threads = min(effective_n_jobs(self.n_jobs), max(n_rows, 1))
+        n_threads = min(n_threads_for(self.n_jobs), max(n_rows, 1))
         if n_threads == 1:
             work(slice(0, n_rows))
             return

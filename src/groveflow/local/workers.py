@@ -5,6 +5,10 @@ caches) between invocations, runs it with the function's environment from
 template.yaml, and returns its result or its exception as a Lambda function
 error. A worker that overruns the function's ``Timeout`` is killed and
 replaced, as Lambda does; one that dies is reported as ``Runtime.ExitError``.
+A worker's first invocation of a function is cold: its handler module is imported
+then, and that time is reported as the invocation's init duration, as Lambda's
+``REPORT`` line reports ``Init Duration``. Workers run joblib without
+multiprocessing, as Lambda's sandboxes (no ``/dev/shm``) make it run.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -45,12 +50,21 @@ class Outcome:
         The function error's ``errorType`` (exception class name,
         ``Sandbox.Timedout`` or ``Runtime.ExitError``), None on success.
     duration_ms : float
-        Wall time inside the worker, in milliseconds.
+        Wall time inside the worker, in milliseconds, the handler's import excluded.
+    init_ms : float or None, default=None
+        For a cold invocation (the worker's first of this function), the handler
+        module's import time in milliseconds; None for a warm one.
     """
 
     payload: bytes
     error_type: str | None
     duration_ms: float
+    init_ms: float | None = None
+
+    @property
+    def cold(self) -> bool:
+        """Whether the invocation initialised its handler (a cold start)."""
+        return self.init_ms is not None
 
 
 def _error_document(error_type: str, message: str, trace: list[str] | None = None) -> bytes:
@@ -72,6 +86,18 @@ class _Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _exit_message(exitcode: int | None) -> str:
+    """Lambda's message for a runtime that died: ``signal: killed``, ``exit status 1``..."""
+    request = f"RequestId: {uuid.uuid4()} Error: Runtime exited"
+    if exitcode is None:
+        return f"{request} without providing a reason"
+    if exitcode < 0:
+        names = {signal.SIGKILL: "killed", signal.SIGSEGV: "segmentation fault"}
+        name = names.get(signal.Signals(-exitcode), signal.Signals(-exitcode).name.lower())
+        return f"{request} with error: signal: {name}"
+    return f"{request} with error: exit status {exitcode}"
 
 
 def _load_handler(spec: FunctionSpec, cache: dict[Path, ModuleType]) -> Any:
@@ -120,8 +146,13 @@ def _serve(
         os.environ.update(spec.environment)
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.logical_id
         os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(spec.memory_mb)
+        init_ms: float | None = None
         try:
+            loaded = len(modules)
             handler = _load_handler(spec, modules)
+            if len(modules) > loaded:
+                init_ms = (time.monotonic() - started) * 1000
+                started = time.monotonic()
             result = handler(json.loads(payload), _Context(spec, started + spec.timeout_seconds))
             message: tuple[bytes, str | None] = (json.dumps(result).encode(), None)
         except Exception as error:
@@ -131,7 +162,7 @@ def _serve(
                 _error_document(type(error).__name__, str(error), trace),
                 type(error).__name__,
             )
-        conn.send((*message, (time.monotonic() - started) * 1000))
+        conn.send((*message, (time.monotonic() - started) * 1000, init_ms))
 
 
 class _Worker:
@@ -238,16 +269,16 @@ class WorkerPool:
                 return Outcome(
                     _error_document("Sandbox.Timedout", message), "Sandbox.Timedout", seconds * 1000
                 )
-            body, error_type, duration_ms = worker.conn.recv()
+            body, error_type, duration_ms, init_ms = worker.conn.recv()
         except (EOFError, OSError):
             self._replace(worker)
-            message = "Runtime exited without providing a reason"
+            message = _exit_message(worker.process.exitcode)
             elapsed = (time.monotonic() - started) * 1000
             return Outcome(
                 _error_document("Runtime.ExitError", message), "Runtime.ExitError", elapsed
             )
         self._idle.put(worker)
-        return Outcome(body, error_type, duration_ms)
+        return Outcome(body, error_type, duration_ms, init_ms)
 
     def close(self) -> None:
         """Stop every worker."""
@@ -271,7 +302,34 @@ def _context(preload: tuple[str, ...]) -> Any:
     """
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(preload))
+    _start_fork_server_without_joblib_multiprocessing()
     return context
+
+
+_fork_server_lock = threading.Lock()
+
+
+def _start_fork_server_without_joblib_multiprocessing() -> None:
+    """Start the fork server (if it is not running) with ``JOBLIB_MULTIPROCESSING=0``.
+
+    On Lambda, joblib finds no ``/dev/shm``, so it cannot make a semaphore and runs in
+    serial mode (``effective_n_jobs(-1) == 1``, with a warning). joblib decides when it
+    is imported, which the fork server does (``preload``), so the server starts with the
+    variable set and every worker forked from it runs joblib as Lambda does. This
+    process's environment is restored at once.
+    """
+    from multiprocessing import forkserver
+
+    with _fork_server_lock:
+        saved = os.environ.get("JOBLIB_MULTIPROCESSING")
+        os.environ["JOBLIB_MULTIPROCESSING"] = "0"
+        try:
+            forkserver.ensure_running()
+        finally:
+            if saved is None:
+                del os.environ["JOBLIB_MULTIPROCESSING"]
+            else:
+                os.environ["JOBLIB_MULTIPROCESSING"] = saved
 
 
 def start_fork_server(preload: tuple[str, ...] = HANDLER_PRELOAD) -> None:
@@ -279,10 +337,7 @@ def start_fork_server(preload: tuple[str, ...] = HANDLER_PRELOAD) -> None:
 
     Returns at once; the first worker started afterwards waits for those imports.
     """
-    from multiprocessing import forkserver
-
     _context(preload)
-    forkserver.ensure_running()
 
 
 def default_size() -> int:
