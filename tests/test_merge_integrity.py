@@ -56,10 +56,10 @@ def stray(engine: Any, run_id: str) -> str:
 
 
 def bad_checksum(engine: Any, run_id: str) -> str:
-    blob, metadata, key = _grove(engine, run_id, 1)
-    damaged = bytearray(blob)
-    damaged[len(damaged) // 2] ^= 0xFF
-    _put(engine, key, bytes(damaged), metadata)
+    # A valid grove object in the wrong place: grove 0's bytes under grove 1's key and metadata.
+    other, _, _ = _grove(engine, run_id, 0)
+    _, metadata, key = _grove(engine, run_id, 1)
+    _put(engine, key, other, metadata)
     return key
 
 
@@ -93,20 +93,16 @@ def deleted(engine: Any, run_id: str) -> str:
 
 CASES = [
     (stray, "GroveMismatch", "grove-99999"),
-    (bad_checksum, "GroveMismatch", "grove 1 "),
-    (wrong_seed, "GroveMismatch", "grove 2 "),
-    pytest.param(
-        other_classes,
-        "GroveMismatch",
-        "grove 3 has classes",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="the builder reuses a stored grove on checksum and seed alone, so a resume "
-            "keeps a grove of other classes; the merge refuses it again",
-        ),
-    ),
+    (bad_checksum, "GroveMismatch", "grove 1 (runs/"),
+    (wrong_seed, "GroveMismatch", "grove 2 (runs/"),
+    (other_classes, "GroveMismatch", "grove 3 has classes [10, 11, 12]"),
     (deleted, "GroveMissing", "groves [4]"),
 ]
+REBUILT = {"bad_checksum": 1, "wrong_seed": 2, "other_classes": 3, "deleted": 4}
+RESUME_KEEPS_OTHER_CLASSES = (
+    "the builder reuses a stored grove on checksum and seed alone, so a resume keeps a "
+    "grove of other classes and the merge refuses it again"
+)
 
 
 @pytest.fixture
@@ -139,6 +135,8 @@ def test_a_damaged_grove_fails_the_merge_by_name_and_a_resume_rebuilds_it(
     assert body(engine, keys.manifest(run_id)) == manifest
     assert body(engine, keys.forest(run_id)) == forest
     damaged = tamper.__name__
+    if damaged == "other_classes":
+        pytest.xfail(RESUME_KEEPS_OTHER_CLASSES)  # the resume: test_..._other_classes below
     if damaged == "stray":
         # a resume cannot know the stray is not the user's: it is refused again, by name
         assert train(engine, SMALL, run_id).error == "GroveMismatch"
@@ -156,11 +154,18 @@ def test_a_damaged_grove_fails_the_merge_by_name_and_a_resume_rebuilds_it(
         for c in access_log.read(record)
         if c.get("operation") == "PutObject" and c["function"] == "BuildGroveFunction"
     )
-    expected = [] if damaged == "stray" else [_damaged_key(run_id, damaged)]
+    expected = [] if damaged == "stray" else [keys.grove(run_id, REBUILT[damaged])]
     assert rebuilt == expected
     assert body(engine, keys.forest(run_id)) == forest
 
 
-def _damaged_key(run_id: str, damaged: str) -> str:
-    grove = {"bad_checksum": 1, "wrong_seed": 2, "other_classes": 3, "deleted": 4}[damaged]
-    return keys.grove(run_id, grove)
+@pytest.mark.xfail(strict=True, reason=RESUME_KEEPS_OTHER_CLASSES)
+def test_a_resume_rebuilds_a_grove_of_other_classes(
+    engine: Any, completed: tuple[str, bytes, bytes], tmp_path: Path
+) -> None:
+    run_id, _, forest = completed
+    with faults(engine, DamageAtMerge(engine, run_id, other_classes)):
+        assert train(engine, SMALL, run_id).error == "GroveMismatch"
+    resumed = train(engine, SMALL, run_id)
+    assert resumed.status == "SUCCEEDED", (resumed.error, resumed.cause)
+    assert body(engine, keys.forest(run_id)) == forest
