@@ -1,4 +1,9 @@
-"""Reliability: faults, failing groves, tolerated failures, resume, and an interrupted merge."""
+"""Reliability: injected faults at random, throttles, tolerated failures, a reused run id.
+
+Faults met at chosen points (a grove killed after writing, a duplicate, a timeout, a merge
+killed around its forest) are in test_faults_real.py; resume in a new process in
+test_resume_process.py; the merge's integrity checks in test_merge_integrity.py.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,6 @@ from typing import Any
 import pytest
 
 from conftest import ROOT, unique_name
-from groveflow.artifact import load_forest
-from groveflow.errors import ModelNotFound
 from groveflow.layout import keys
 from groveflow.local import LocalEngine
 from groveflow.local.faults import FaultInjector, parse_faults
@@ -114,31 +117,6 @@ def test_tolerated_failures_let_a_run_finish_and_report_trees_built(state_dir: A
         assert manifest["trees_built"] == 18
 
 
-def test_resume_builds_only_missing_groves_and_gives_the_same_forest(
-    state_dir: Any, clean_forest: bytes
-) -> None:
-    run_id = unique_name("resume")
-    # GIVEN a run stopped midway: groves 5-9 failed, 0-4 are stored
-    with LocalEngine(
-        ROOT, workers=2, state_dir=state_dir, faults=CrashGroves(set(range(5, 10)))
-    ) as engine:
-        first = _run(engine, SMALL, run_id)
-        assert first.status == "FAILED"
-        assert not _has(engine, keys.manifest(run_id))
-    # WHEN it is rerun with the same run id, in a new engine
-    with LocalEngine(ROOT, workers=2, state_dir=state_dir) as engine:
-        second = _run(engine, SMALL, run_id)
-        # THEN only the five missing groves are fitted, and the forest is the clean run's
-        assert second.status == "SUCCEEDED", (second.error, second.cause)
-        built = sorted(
-            i.payload["grove"]
-            for i in second.invocations
-            if i.function == "BuildGroveFunction" and not i.output["reused"]
-        )
-        assert built == [5, 6, 7, 8, 9]
-        assert _forest(engine, run_id) == clean_forest
-
-
 def test_a_reused_run_id_with_a_different_input_is_refused(engine: Any) -> None:
     run_id = unique_name("reused")
     first = _run(engine, {**SMALL, "n_trees": 4}, run_id)
@@ -147,54 +125,3 @@ def test_a_reused_run_id_with_a_different_input_is_refused(engine: Any) -> None:
     assert again.status == "FAILED"
     assert again.error == "InvalidRequest"
     assert "already used with a different input" in again.cause
-
-
-def test_merge_killed_before_the_manifest_leaves_no_model_and_a_rerun_completes_it(
-    engine: Any, monkeypatch: pytest.MonkeyPatch, clean_forest: bytes
-) -> None:
-    from groveflow import storage, train
-
-    run_id = unique_name("killed-merge")
-    # GIVEN a run whose groves are all built
-    faults = CrashGroves({0})
-    object.__setattr__(engine, "faults", faults)
-    try:
-        assert _run(engine, SMALL, run_id).status == "FAILED"
-    finally:
-        object.__setattr__(engine, "faults", None)
-    # ... grove 0 added by a clean rerun is not enough: build it, then merge by hand and die
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", engine.endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    storage._s3.cache_clear()
-    plan = json.loads(
-        engine.s3.get_object(Bucket=engine.bucket, Key=keys.plan(run_id))["Body"].read()
-    )
-    train.build_grove(plan[0], bucket=engine.bucket)
-
-    real_put_json = storage.put_json
-
-    def die_at_the_manifest(bucket: str, key: str, value: Any) -> None:
-        if key == keys.manifest(run_id):
-            raise SystemExit("killed")
-        real_put_json(bucket, key, value)
-
-    monkeypatch.setattr(storage, "put_json", die_at_the_manifest)
-    # WHEN the merge dies after writing the forest, before the manifest
-    with pytest.raises(SystemExit):
-        train.merge_run({"run_id": run_id}, bucket=engine.bucket)
-    storage._s3.cache_clear()
-    # THEN no model is visible (the forest alone is not a model)
-    assert _has(engine, keys.forest(run_id))
-    assert not _has(engine, keys.manifest(run_id))
-    with pytest.raises(ModelNotFound):
-        load_forest(f"s3://{engine.bucket}/{keys.manifest(run_id)}")
-    # WHEN the run is rerun with the same run id
-    monkeypatch.setattr(storage, "put_json", real_put_json)
-    result = _run(engine, SMALL, run_id)
-    # THEN it completes without fitting any grove again, with the clean forest
-    assert result.status == "SUCCEEDED"
-    builders = [i for i in result.invocations if i.function == "BuildGroveFunction"]
-    assert builders and all(i.output["reused"] for i in builders)
-    assert _forest(engine, run_id) == clean_forest
