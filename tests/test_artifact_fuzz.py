@@ -324,7 +324,7 @@ def test_header_text_damage_with_a_correct_checksum(classifier_blob: bytes, samp
         if mean.ndim == 2 and mean.shape == expected[0].shape:
             np.testing.assert_allclose(mean.sum(axis=1), 1.0)
     # and damaged JSON is mostly refused (a changed digit inside a number may still parse)
-    assert refused > 200, refused
+    assert refused >= 290, refused  # seeded: all 300 are refused today
 
 
 def test_header_of_another_artifact_is_refused(classifier_blob: bytes, regressor_blob: bytes):
