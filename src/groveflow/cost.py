@@ -12,6 +12,9 @@ Every price lives in the constants below, with the date they were checked and wh
   requests; duration is billed rounded up to the nearest 1 ms with no minimum, and a GB is
   1,024 MB (https://aws.amazon.com/lambda/pricing/ and the 1 ms billing announcement,
   https://aws.amazon.com/blogs/aws/new-for-aws-lambda-1ms-billing-granularity-adds-cost-savings/).
+  Since August 2025 the INIT phase of managed runtimes is billed too: the ``Billed Duration``
+  of a cold start's ``REPORT`` line covers its ``Init Duration`` and its ``Duration``. Cost is
+  read from ``Billed Duration``, never from ``Duration``.
 - Step Functions Standard Workflows, us-east-1: $0.025 per 1,000 state transitions; "Step
   Functions counts a state transition each time a step of your workflow is executed ... across all
   your state machines, including retries" (https://aws.amazon.com/step-functions/pricing/).
@@ -51,6 +54,7 @@ __all__ = [
     "Billed",
     "CostEstimate",
     "InvocationLike",
+    "billed_ms",
     "child_transitions",
     "count_state_transitions",
     "estimate_cost",
@@ -71,11 +75,15 @@ _TASK_SCHEDULED = frozenset({"TaskScheduled", "LambdaFunctionScheduled", "Activi
 
 
 class InvocationLike(Protocol):
-    """One Lambda invocation: how long it ran and how much memory it was configured with."""
+    """One Lambda invocation: how long it ran and how much memory it was configured with.
+
+    An invocation may also have ``init_ms`` (a cold start's INIT, in milliseconds, or None)
+    and ``billed_duration_ms`` (what its ``REPORT`` line bills); see :func:`billed_ms`.
+    """
 
     @property
     def duration_ms(self) -> float:
-        """Measured duration (in milliseconds)."""
+        """Measured duration (in milliseconds), INIT excluded."""
         ...
 
     @property
@@ -137,13 +145,30 @@ def billed_gb_seconds(duration_ms: float, memory_mb: int) -> float:
     return (memory_mb / MB_PER_GB) * (math.ceil(duration_ms) / 1000)
 
 
+def billed_ms(invocation: InvocationLike) -> int:
+    """The milliseconds Lambda bills for one invocation.
+
+    Its ``Billed Duration`` when it has one (read from a ``REPORT`` line); otherwise its
+    duration plus its INIT (``init_ms``, for a cold start), rounded up to the next 1 ms.
+    """
+    stated = getattr(invocation, "billed_duration_ms", None)
+    if stated is not None:
+        return int(stated)
+    init_ms = getattr(invocation, "init_ms", None) or 0.0
+    total = invocation.duration_ms + init_ms
+    if not total >= 0 or not math.isfinite(total):
+        raise ValueError(f"duration_ms={invocation.duration_ms!r} must be a finite number >= 0")
+    return math.ceil(total)
+
+
 def estimate_cost(invocations: Sequence[InvocationLike], state_transitions: int) -> CostEstimate:
     """Price a run from its Lambda invocations and its Step Functions state transitions.
 
     Parameters
     ----------
     invocations : sequence of InvocationLike
-        Every Lambda invocation of the run, failed ones and retries included (Lambda bills them).
+        Every Lambda invocation of the run, failed ones and retries included (Lambda bills
+        them), each billed :func:`billed_ms` (cold starts' INIT included).
     state_transitions : int
         Standard state transitions, e.g. from :func:`count_state_transitions`.
 
@@ -153,7 +178,7 @@ def estimate_cost(invocations: Sequence[InvocationLike], state_transitions: int)
     """
     if state_transitions < 0:
         raise ValueError(f"state_transitions={state_transitions} must be >= 0")
-    gb_seconds = math.fsum(billed_gb_seconds(i.duration_ms, i.memory_mb) for i in invocations)
+    gb_seconds = math.fsum(billed_gb_seconds(billed_ms(i), i.memory_mb) for i in invocations)
     compute = gb_seconds * LAMBDA_USD_PER_GB_SECOND
     requests = len(invocations) * LAMBDA_USD_PER_REQUEST
     transitions = state_transitions * STEP_FUNCTIONS_USD_PER_TRANSITION
@@ -227,32 +252,80 @@ def child_transitions(n_children: int, task_attempts: int) -> int:
 
 # --------------------------------------------------------------------------- from Lambda's logs
 
-_REPORT = re.compile(r"REPORT RequestId: \S+\s+Duration: ([\d.]+) ms\s+.*?Memory Size: (\d+) MB")
+_REPORT = re.compile(
+    r"REPORT RequestId: \S+\s+Duration: ([\d.]+) ms\s+Billed Duration: (\d+) ms\s+"
+    r"Memory Size: (\d+) MB"
+)
+_INIT = re.compile(r"Init Duration: ([\d.]+) ms")
 
 
 @dataclass(frozen=True)
 class Billed:
-    """One invocation as Lambda's ``REPORT`` log line states it."""
+    """One invocation as Lambda's ``REPORT`` log line states it.
+
+    Attributes
+    ----------
+    duration_ms : float
+        ``Duration`` (in milliseconds): the handler's run, INIT excluded.
+    memory_mb : int
+        ``Memory Size`` (in MB), configured.
+    billed_duration_ms : int
+        ``Billed Duration`` (in milliseconds): what is charged, a cold start's INIT included.
+    init_ms : float or None, default=None
+        ``Init Duration`` (in milliseconds) of a cold start; None for a warm invocation.
+    """
 
     duration_ms: float
     memory_mb: int
+    billed_duration_ms: int
+    init_ms: float | None = None
 
 
-def report_line(duration_ms: float, memory_mb: int, request_id: str) -> str:
-    """The ``REPORT`` line Lambda writes at the end of every invocation."""
-    return (
+def report_line(
+    duration_ms: float,
+    memory_mb: int,
+    request_id: str,
+    *,
+    init_ms: float | None = None,
+    billed_duration_ms: int | None = None,
+) -> str:
+    """The ``REPORT`` line Lambda writes at the end of every invocation.
+
+    Parameters
+    ----------
+    duration_ms : float
+        The handler's run (in milliseconds), INIT excluded.
+    memory_mb : int
+    request_id : str
+    init_ms : float or None, default=None
+        A cold start's INIT (in milliseconds): the line then ends with ``Init Duration``.
+    billed_duration_ms : int or None, default=None
+        What is billed; by default ``duration_ms + init_ms`` rounded up to the next 1 ms,
+        as Lambda bills managed runtimes since August 2025.
+    """
+    billed = billed_duration_ms
+    if billed is None:
+        billed = math.ceil(duration_ms + (init_ms or 0.0))
+    line = (
         f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-        f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {memory_mb} MB\t"
+        f"Billed Duration: {billed} ms\tMemory Size: {memory_mb} MB\t"
         "Max Memory Used: 0 MB"
     )
+    return line if init_ms is None else f"{line}\tInit Duration: {init_ms:.2f} ms"
 
 
 def parse_report_line(message: str) -> Billed | None:
-    """The duration and memory of a ``REPORT`` line; None for any other log line."""
+    """What a ``REPORT`` line bills (durations and memory); None for any other log line."""
     match = _REPORT.search(message)
     if match is None:
         return None
-    return Billed(duration_ms=float(match.group(1)), memory_mb=int(match.group(2)))
+    init = _INIT.search(message)
+    return Billed(
+        duration_ms=float(match.group(1)),
+        memory_mb=int(match.group(3)),
+        billed_duration_ms=int(match.group(2)),
+        init_ms=float(init.group(1)) if init else None,
+    )
 
 
 def invocations_from_logs(
