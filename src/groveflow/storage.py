@@ -38,11 +38,22 @@ __all__ = [
 ]
 
 
+S3_MAX_ATTEMPTS = 10
+"""Attempts per S3 call (botocore's standard retries: 503 Slow Down, throttles, 5xx).
+
+While S3 scales a new prefix under a thousand grove builders it answers ``503 Slow Down``;
+botocore's legacy mode (the default) tries 5 times with little backoff, then fails the
+grove. Standard mode backs off exponentially with jitter (up to 20 s between attempts).
+"""
+
+
 @functools.cache
 def _s3() -> Any:
     import boto3
+    from botocore.config import Config
 
-    return boto3.client("s3")
+    config = Config(retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS})
+    return boto3.client("s3", config=config)
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
