@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -127,12 +130,17 @@ class Served:
     endpoint: str
     state_dir: Path
     lines: list[str]
+    process: subprocess.Popen[str]
+
+    def assert_up(self) -> None:
+        """The server process is alive and answers."""
+        assert self.process.poll() is None, "".join(self.lines)
+        _served_sfn(self.endpoint).list_state_machines()
 
 
-@pytest.fixture(scope="module")
-def served_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+@contextlib.contextmanager
+def _serving(state: Path) -> Iterator[Served]:
     port = _free_port()
-    state = tmp_path_factory.mktemp("served")
     server = subprocess.Popen(
         [*GROVEFLOW, "serve", "--port", str(port), "--workers", "2", "--state-dir", str(state)],
         cwd=ROOT,
@@ -143,12 +151,20 @@ def served_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     for line in server.stdout:
         if line.startswith("Ctrl-C"):
             break
-    running = Served(f"http://127.0.0.1:{port}", state, [])
+    running = Served(f"http://127.0.0.1:{port}", state, [], server)
     # Keep reading what it prints, so its pipe never fills.
     threading.Thread(target=lambda: running.lines.extend(server.stdout or []), daemon=True).start()
-    yield running
-    server.terminate()
-    server.wait(timeout=30)
+    try:
+        yield running
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with _serving(tmp_path_factory.mktemp("served")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -429,3 +445,286 @@ def test_ctrl_c_stops_following_not_the_run(served: str, tmp_path: Path) -> None
     arn = stderr.split("groveflow follow ", 1)[1].split()[0]
     sfn = _served_sfn(served)
     assert sfn.describe_execution(executionArn=arn)["status"] in {"RUNNING", "SUCCEEDED"}
+
+
+# --------------------------------------------------------------------------- real clients
+
+UUID_NAME = re.compile(r":[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _aws_raw(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "awscli", *args, "--endpoint-url", endpoint, "--output", "json"],
+        env=AWS_ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _wait_ended(describe: Any, arn: str) -> dict[str, Any]:
+    """Describe the execution until it has ended (polling: it is another process's)."""
+    deadline = time.monotonic() + 300
+    while True:
+        described: dict[str, Any] = describe(arn)
+        if described["status"] != "RUNNING" or time.monotonic() > deadline:
+            return described
+        time.sleep(0.25)
+
+
+def _wait_for_map_run(list_map_runs: Any) -> None:
+    """Until the execution's Map has started (moto ignores a stop that comes before it)."""
+    deadline = time.monotonic() + 120
+    while not list_map_runs()["mapRuns"]:
+        assert time.monotonic() < deadline, "the Map never started"
+        time.sleep(0.1)
+
+
+def test_the_aws_cli_drives_serve_with_and_without_names(
+    served_engine: Served, tmp_path: Path
+) -> None:
+    endpoint = served_engine.endpoint
+
+    def sfn(*args: str) -> Any:
+        done = _aws_raw(endpoint, "stepfunctions", *args)
+        assert done.returncode == 0, done.stderr
+        served_engine.assert_up()
+        return json.loads(done.stdout) if done.stdout.strip() else None
+
+    # GIVEN the AWS docs' way to start a run: no --name
+    started = sfn(
+        "start-execution",
+        "--state-machine-arn",
+        TRAIN_ARN,
+        "--input",
+        f"file://{EVENTS / 'train-digits.json'}",
+    )
+    # THEN AWS's answer: a generated UUID name, and the server stays up
+    assert UUID_NAME.search(started["executionArn"]), started
+    named = sfn(
+        "start-execution",
+        "--state-machine-arn",
+        TRAIN_ARN,
+        "--name",
+        unique_name("named"),
+        "--input",
+        json.dumps({"data": {"uri": "sklearn:iris"}, "n_trees": 4, "grove_size": 2}),
+    )
+    # WHEN the user lists, describes and reads the history and Map Runs of both
+    listed = sfn("list-executions", "--state-machine-arn", TRAIN_ARN)["executions"]
+    assert {started["executionArn"], named["executionArn"]} <= {e["executionArn"] for e in listed}
+    for arn in (started["executionArn"], named["executionArn"]):
+        described = _wait_ended(lambda a: sfn("describe-execution", "--execution-arn", a), arn)
+        assert described["status"] == "SUCCEEDED", described
+        history = sfn("get-execution-history", "--execution-arn", arn)["events"]
+        assert history[-1]["type"] == "ExecutionSucceeded"
+        runs = sfn("list-map-runs", "--execution-arn", arn)["mapRuns"]
+        counts = sfn("describe-map-run", "--map-run-arn", runs[0]["mapRunArn"])["itemCounts"]
+        assert counts["failed"] == 0 and counts["succeeded"] == counts["total"] > 0
+    # ... and copies the unnamed run's model out with aws s3 cp
+    output = json.loads(
+        sfn("describe-execution", "--execution-arn", started["executionArn"])["output"]
+    )
+    assert output["run_id"] == started["executionArn"].rsplit(":", 1)[1]
+    copied = _aws_raw(endpoint, "s3", "cp", output["model_uri"], str(tmp_path / "manifest.json"))
+    assert copied.returncode == 0, copied.stderr
+    assert json.loads((tmp_path / "manifest.json").read_text())["trees_built"] == 100
+    # ... and stops a long run
+    long_run = sfn(
+        "start-execution",
+        "--state-machine-arn",
+        TRAIN_ARN,
+        "--input",
+        json.dumps(
+            {
+                "data": {"uri": "sklearn:iris"},
+                "n_trees": 2000,
+                "grove_size": 1,
+                "max_concurrency": 1,
+            }
+        ),
+    )
+    _wait_for_map_run(lambda: sfn("list-map-runs", "--execution-arn", long_run["executionArn"]))
+    sfn("stop-execution", "--execution-arn", long_run["executionArn"])
+    stopped = _wait_ended(
+        lambda a: sfn("describe-execution", "--execution-arn", a), long_run["executionArn"]
+    )
+    assert stopped["status"] == "ABORTED", (stopped.get("error"), stopped.get("cause"))
+    # ... and a name AWS refuses gets AWS's error, not a dead server
+    refused = _aws_raw(
+        endpoint,
+        "stepfunctions",
+        "start-execution",
+        "--state-machine-arn",
+        TRAIN_ARN,
+        "--name",
+        "bad name/with*chars",
+        "--input",
+        "{}",
+    )
+    assert refused.returncode != 0
+    assert "InvalidName" in refused.stderr
+    served_engine.assert_up()
+
+
+def test_boto3_drives_serve_with_and_without_names(served_engine: Served, tmp_path: Path) -> None:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    sfn = _served_sfn(served_engine.endpoint)
+    request = json.dumps({"data": {"uri": "sklearn:wine"}, "n_trees": 4, "grove_size": 2})
+    unnamed = sfn.start_execution(stateMachineArn=TRAIN_ARN, input=request)["executionArn"]
+    served_engine.assert_up()
+    assert UUID_NAME.search(unnamed)
+    named = sfn.start_execution(
+        stateMachineArn=TRAIN_ARN, name=unique_name("boto3-named"), input=request
+    )["executionArn"]
+    for arn in (unnamed, named):
+        described = _wait_ended(lambda a: sfn.describe_execution(executionArn=a), arn)
+        assert described["status"] == "SUCCEEDED", described
+        assert sfn.get_execution_history(executionArn=arn)["events"][-1]["type"] == (
+            "ExecutionSucceeded"
+        )
+        run = sfn.list_map_runs(executionArn=arn)["mapRuns"][0]
+        assert sfn.describe_map_run(mapRunArn=run["mapRunArn"])["itemCounts"]["succeeded"] == 2
+        served_engine.assert_up()
+    listed = {
+        e["executionArn"] for e in sfn.list_executions(stateMachineArn=TRAIN_ARN)["executions"]
+    }
+    assert {unnamed, named} <= listed
+    with pytest.raises(ClientError) as refused:
+        sfn.start_execution(stateMachineArn=TRAIN_ARN, name="x" * 81, input=request)
+    assert refused.value.response["Error"]["Code"] == "InvalidName"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=served_engine.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    output = json.loads(sfn.describe_execution(executionArn=unnamed)["output"])
+    s3.download_file("groveflow-local", keys.manifest(output["run_id"]), str(tmp_path / "m.json"))
+    assert json.loads((tmp_path / "m.json").read_text())["trees_built"] == 4
+    long_run = sfn.start_execution(
+        stateMachineArn=TRAIN_ARN,
+        input=json.dumps({"data": {"uri": "sklearn:iris"}, "n_trees": 2000, "grove_size": 1}),
+    )["executionArn"]
+    _wait_for_map_run(lambda: sfn.list_map_runs(executionArn=long_run))
+    sfn.stop_execution(executionArn=long_run)
+    stopped = _wait_ended(lambda a: sfn.describe_execution(executionArn=a), long_run)
+    assert stopped["status"] == "ABORTED", (stopped.get("error"), stopped.get("cause"))
+    served_engine.assert_up()
+
+
+def _files(directory: Path) -> dict[str, str]:
+    return {
+        p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_serve_restores_its_state_dir_and_guards_the_runs_in_it(tmp_path: Path) -> None:
+    # GIVEN a model trained by a local run in a state directory
+    state = tmp_path / "state"
+    request = tmp_path / "iris.json"
+    request.write_text(json.dumps({"data": {"uri": "sklearn:iris"}, "n_trees": 4}))
+    trained = _groveflow("train", str(request), "--run-id", "kept", "--state-dir", str(state))
+    assert trained.returncode == 0, trained.stderr
+    model = mirrored(state, keys.model_prefix("kept"))
+    before = _files(model)
+    with _serving(state) as served_state:
+        sfn = _served_sfn(served_state.endpoint)
+
+        def run(execution_input: dict[str, Any]) -> dict[str, Any]:
+            arn = sfn.start_execution(
+                stateMachineArn=execution_input.pop("arn", TRAIN_ARN),
+                input=json.dumps(execution_input),
+            )["executionArn"]
+            return _wait_ended(lambda a: sfn.describe_execution(executionArn=a), arn)
+
+        # WHEN a client trains the same run id with a different input
+        other = run({"data": {"uri": "sklearn:iris"}, "n_trees": 6, "run_id": "kept"})
+        # THEN serve refuses it by name and the stored model is byte for byte the same
+        assert (other["status"], other["error"]) == ("FAILED", "InvalidRequest"), other
+        assert "already used with a different input" in other["cause"]
+        assert _files(model) == before
+        # ... the same input resumes (nothing rebuilt: the forest bytes are the same)
+        same = run({"data": {"uri": "sklearn:iris"}, "n_trees": 4, "run_id": "kept"})
+        assert same["status"] == "SUCCEEDED", same
+        assert _files(model)["forest.gfa"] == before["forest.gfa"]
+        # ... and the earlier model scores rows through serve
+        scored = run(
+            {
+                "arn": TRAIN_ARN.replace("TrainStateMachine", "PredictStateMachine"),
+                "model": "kept",
+                "data": {"uri": "sklearn:iris"},
+                "prediction_id": "kept-scores",
+            }
+        )
+        assert scored["status"] == "SUCCEEDED", scored
+        served_state.assert_up()
+    assert mirrored(state, keys.predictions_manifest("kept-scores")).is_file()
+
+
+# --------------------------------------------------------------------------- usage errors
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["train", "events/train-digits.json", "--workers", "-1"],
+            "groveflow train: argument --workers: must be a whole number of 1 or more, "
+            "got '-1' (see groveflow train --help)",
+        ),
+        (
+            ["serve", "--port", "70000"],
+            "groveflow serve: argument --port: must be a port from 1 to 65535, got '70000' "
+            "(see groveflow serve --help)",
+        ),
+        (
+            ["invoke", "NoSuchFunction", "events/train-digits.json"],
+            "groveflow: no function 'NoSuchFunction' in template.yaml; accepted: "
+            "BuildGroveFunction, ConvertParquetFunction, FinishPredictionsFunction, "
+            "MergeFunction, PlanFunction, PlanPredictionsFunction, ScoreShardFunction, "
+            "ValidateRequestFunction",
+        ),
+        (
+            ["invoke", "PlanFunction", "no-such-event.json"],
+            "groveflow: no such event file: no-such-event.json",
+        ),
+        (["report", "../x"], "groveflow: InvalidRequest: RUN='../x' is not accepted"),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_problem(args: list[str], expected: str) -> None:
+    done = _groveflow(*args, timeout=60)
+    assert done.returncode != 0
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.strip().startswith(expected), done.stderr
+
+
+def test_a_state_dir_that_is_a_file_is_refused_before_any_work(tmp_path: Path) -> None:
+    occupied = tmp_path / "a-file"
+    occupied.write_text("not a directory")
+    done = _groveflow("train", "events/train-digits.json", "--state-dir", str(occupied))
+    assert done.returncode != 0
+    assert done.stderr.strip() == f"groveflow: --state-dir {occupied} is a file; give a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+    assert occupied.read_text() == "not a directory"
+
+
+def test_a_truncated_manifest_is_named_with_its_file(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    request = tmp_path / "iris.json"
+    request.write_text(json.dumps({"data": {"uri": "sklearn:iris"}, "n_trees": 2}))
+    trained = _groveflow("train", str(request), "--run-id", "cut", "--state-dir", str(state))
+    assert trained.returncode == 0, trained.stderr
+    manifest = mirrored(state, keys.manifest("cut"))
+    manifest.write_bytes(manifest.read_bytes()[:100])
+    for command in (["report", "cut"], ["export", "cut", "--out", str(tmp_path / "m.joblib")]):
+        done = _groveflow(*command, "--state-dir", str(state))
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"groveflow: ArtifactError: {manifest} is not valid JSON")
+        assert len(done.stderr.strip().splitlines()) == 1

@@ -275,6 +275,7 @@ def test_ctrl_c_or_sigterm_prints_one_line_saying_how_to_resume(
     # THEN one line says where the state is and how to resume; no traceback
     assert process.returncode == code, stderr
     assert "Traceback" not in stderr
+    assert "\r" not in stderr  # no terminal: plain progress lines, not redrawn frames
     progress = "BuildGroves: "  # the plain progress line, without a terminal
     lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith(progress)]
     assert len(lines) == 1, stderr
@@ -441,3 +442,28 @@ def test_regression_with_one_held_out_row_is_refused_before_fan_out(
     assert (result.status, result.error) == ("FAILED", "InvalidDataset")
     assert "regression needs at least 2" in result.cause
     assert [i.function for i in result.invocations] == ["PlanFunction"]
+
+
+def test_a_damaged_forest_fails_predict_by_name_before_any_shard(engine: Any) -> None:
+    # GIVEN a model whose forest object was damaged after training
+    model = unique_name("damaged")
+    _train(engine, model)
+    key = keys.forest(model)
+    blob = bytearray(engine.s3.get_object(Bucket=engine.bucket, Key=key)["Body"].read())
+    blob[len(blob) // 2] ^= 0xFF
+    engine.s3.put_object(Bucket=engine.bucket, Key=key, Body=bytes(blob))
+    # WHEN rows are scored with it (whole forest, and a group of groves at a time)
+    request = {"model": model, "data": {"uri": "sklearn:iris"}}
+    result = engine.run("PredictStateMachine", request, name=unique_name("pd"))
+    # THEN the plan names the damaged object, and no shard ran
+    assert (result.status, result.error) == ("FAILED", "ArtifactError"), result.cause
+    assert f"s3://{engine.bucket}/{key} differs from its manifest's sha256" in result.cause
+    assert not [i for i in result.invocations if i.function == "ScoreShardFunction"]
+    grove = keys.grove(model, 0)
+    engine.s3.put_object(Bucket=engine.bucket, Key=grove, Body=b"not a grove")
+    grouped = engine.run(
+        "PredictStateMachine", {**request, "trees_per_group": 2}, name=unique_name("pg")
+    )
+    assert (grouped.status, grouped.error) == ("FAILED", "ArtifactError"), grouped.cause
+    assert f"grove 0 of the model (s3://{engine.bucket}/{grove}) differs" in grouped.cause
+    assert not [i for i in grouped.invocations if i.function == "ScoreShardFunction"]

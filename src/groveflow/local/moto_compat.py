@@ -181,6 +181,8 @@ def _fail_map_run_beyond_tolerance() -> None:
 
     def _map_run(self: Any, env: Any, eval_input: Any) -> None:
         original(self, env, eval_input)
+        if not env.is_running():  # StopExecution: the run is ABORTED, not failed by its items
+            return
         record = eval_input.map_run_record
         failed = record.item_counter.failed.get() + record.item_counter.timed_out.get()
         total = record.item_counter.total.get()
@@ -596,6 +598,8 @@ def _limit_map_results_to_the_payload_quota() -> None:
 
     def _eval_execution(self: Any, env: Any) -> None:
         original(self, env)
+        if not env.is_running():  # StopExecution: the run is ABORTED, its output unused
+            return
         size = len(json.dumps(env.stack[-1], separators=(",", ":")).encode())
         if size <= MAX_PAYLOAD_BYTES:
             return
