@@ -467,3 +467,17 @@ def test_a_damaged_forest_fails_predict_by_name_before_any_shard(engine: Any) ->
     assert (grouped.status, grouped.error) == ("FAILED", "ArtifactError"), grouped.cause
     assert f"grove 0 of the model (s3://{engine.bucket}/{grove}) differs" in grouped.cause
     assert not [i for i in grouped.invocations if i.function == "ScoreShardFunction"]
+
+
+@pytest.mark.parametrize("name", ["run.v2", "données", "a" * 81])
+def test_an_execution_name_that_is_no_run_id_is_refused_by_plan(engine: Any, name: str) -> None:
+    # GIVEN an execution AWS would accept, named so that it cannot name a run, and no run_id
+    event = {"request": {"data": {"uri": "sklearn:iris"}}, "execution_name": name}
+    # WHEN its Plan runs
+    outcome = engine.invoke("PlanFunction", json.dumps(event).encode())
+    # THEN it is refused by name, saying what to do, and nothing is stored
+    error = json.loads(outcome.payload)
+    assert error["errorType"] == "InvalidRequest"
+    assert "give run_id in the input" in error["errorMessage"]
+    listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=f"runs/{name}")
+    assert not listed.get("Contents")

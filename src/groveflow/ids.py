@@ -14,7 +14,7 @@ import unicodedata
 
 from groveflow.errors import InvalidRequest
 
-__all__ = ["ID_PATTERN", "MAX_ID_LENGTH", "check_id", "default_id", "is_valid_id"]
+__all__ = ["ACCEPTED", "ID_PATTERN", "MAX_ID_LENGTH", "check_id", "default_id", "is_valid_id"]
 
 MAX_ID_LENGTH = 80
 ID_PATTERN = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_ID_LENGTH - 1}}}$")

@@ -29,6 +29,7 @@ from groveflow.errors import (
     InvalidPredictRequest,
     InvalidRequest,
 )
+from groveflow.ids import ACCEPTED, is_valid_id
 from groveflow.layout import grove_seeds, keys
 from groveflow.metrics import classification_metrics, regression_metrics
 from groveflow.request import DataSpec, TrainRequest, make_estimator, parse_train_request
@@ -164,8 +165,14 @@ def _predict_section(
 
 
 def _run_id_from(execution_name: Any) -> str:
+    """The run id of a request without one: the execution's name, if the id rule accepts it."""
     if not isinstance(execution_name, str) or not execution_name:
         raise InvalidRequest("the request has no run_id and the execution has no name")
+    if not is_valid_id(execution_name):
+        raise InvalidRequest(
+            f"the request has no run_id and the execution name {execution_name!r} is not an "
+            f"accepted run id ({ACCEPTED}): give run_id in the input"
+        )
     return execution_name
 
 
