@@ -6,7 +6,13 @@ import os
 
 from groveflow.errors import GroveflowError
 
-__all__ = ["bucket", "builder_memory_mb", "data_buckets", "local_paths_allowed"]
+__all__ = [
+    "bucket",
+    "builder_memory_mb",
+    "builder_reserved_concurrency",
+    "data_buckets",
+    "local_paths_allowed",
+]
 
 
 def bucket() -> str:
@@ -22,6 +28,17 @@ def bucket() -> str:
 def builder_memory_mb() -> int:
     """``GROVEFLOW_BUILDER_MEMORY_MB``: each grove builder's memory (in MB), for the size guard."""
     return int(os.environ.get("GROVEFLOW_BUILDER_MEMORY_MB", "3008"))
+
+
+def builder_reserved_concurrency() -> int | None:
+    """``GROVEFLOW_BUILDER_RESERVED_CONCURRENCY``: the builders' reserved concurrency, or None.
+
+    The template's ``BuilderReservedConcurrency``; 0 (the default) reserves none. When set,
+    no more builders than this can run at once, so the plan clamps ``max_concurrency`` to it
+    (more would only be throttled).
+    """
+    value = int(os.environ.get("GROVEFLOW_BUILDER_RESERVED_CONCURRENCY", "0") or 0)
+    return value if value > 0 else None
 
 
 def data_buckets() -> tuple[str, ...]:
