@@ -20,9 +20,11 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east
 
 .PHONY: install test sam-venv build build-check lint clean-build
 
+# asl-validator (npm, pinned by package-lock.json) checks both ASL files in tests/test_template.py.
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[test]' $(LINT_PINS)
+	npm ci --no-audit --no-fund --loglevel=error
 
 # Everything, including `sam build` (no Docker, about 20 s with warm caches) so that
 # tests/test_deploy_build.py checks the real build output, and `sam validate --lint`.

@@ -29,6 +29,7 @@ TEMPLATE = ROOT / "template.yaml"
 BAD = ROOT / "tests" / "fixtures" / "bad"
 ASL_FILES = sorted((ROOT / "statemachine").glob("*.asl.json"))
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
+ASL_VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
 REGION = "us-east-1"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
@@ -189,6 +190,24 @@ def asl_findings(definition_text: str) -> list[str]:
     }
     findings += [f"cfn-lint: {f}" for f in cfn_lint_findings(json.dumps(wrapper, indent=1))]
     return findings
+
+
+def asl_validator_findings(definition_text: str, tmp_path: Path) -> list[str]:
+    """What asl-validator (the npm package, installed by `make install`) says of a definition
+    whose placeholders are substituted; empty when it finds it valid."""
+    assert ASL_VALIDATOR.exists(), "asl-validator is not installed: run `make install` (npm ci)"
+    substituted = PLACEHOLDER.sub(lambda m: fake_arn(m.group(1)), definition_text)
+    path = tmp_path / "definition.asl.json"
+    path.write_text(substituted)
+    done = subprocess.run(
+        [str(ASL_VALIDATOR), "--json-path", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = (done.stdout + done.stderr).strip()
+    return [] if done.returncode == 0 and "is valid" in output else [output]
 
 
 def _referenced_resources(node: Any) -> Iterator[str]:
@@ -488,6 +507,39 @@ def test_sam_validate_lint_offline(tmp_path: Path) -> None:
 @pytest.mark.parametrize("asl", ASL_FILES, ids=lambda p: p.name)
 def test_asl_definition_lints_clean(asl: Path) -> None:
     assert asl_findings(asl.read_text()) == []
+
+
+@pytest.mark.parametrize("asl", ASL_FILES, ids=lambda p: p.name)
+def test_asl_validator_finds_the_definition_valid(asl: Path, tmp_path: Path) -> None:
+    assert asl_validator_findings(asl.read_text(), tmp_path) == []
+
+
+def test_asl_validator_reports_an_invalid_definition(tmp_path: Path) -> None:
+    findings = asl_validator_findings((BAD / "misspelled-field.asl.json").read_text(), tmp_path)
+    assert findings and "is invalid" in findings[0], findings
+
+
+def test_memory_and_concurrency_parameters_reach_their_functions(stack: dict[str, Any]) -> None:
+    # GIVEN the template's memory parameters, each defaulting to the 3,008 MB every account has
+    template = read_template(TEMPLATE)
+    memory = {
+        "PlanFunction": "PlanMemorySize",
+        "BuildGroveFunction": "BuilderMemorySize",
+        "MergeFunction": "MergeMemorySize",
+        "ConvertParquetFunction": "ConvertParquetMemorySize",
+    }
+    for function, parameter in memory.items():
+        declared = template["Parameters"][parameter]
+        assert (declared["Default"], declared["MaxValue"]) == (3008, 10240), parameter
+        # THEN each sizes its function
+        props = stack["Resources"][function]["Properties"]
+        assert props["MemorySize"] == {"Ref": parameter}, function
+    # AND Plan knows the builders' memory and reserved concurrency (it clamps max_concurrency)
+    plan_env = stack["Resources"]["PlanFunction"]["Properties"]["Environment"]["Variables"]
+    assert plan_env["GROVEFLOW_BUILDER_MEMORY_MB"] == {"Ref": "BuilderMemorySize"}
+    assert plan_env["GROVEFLOW_BUILDER_RESERVED_CONCURRENCY"] == {
+        "Ref": "BuilderReservedConcurrency"
+    }
 
 
 def test_every_placeholder_has_a_substitution_and_every_substitution_a_resource() -> None:
