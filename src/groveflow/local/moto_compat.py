@@ -6,6 +6,8 @@ let a run succeed locally and fail in the cloud. :func:`apply_corrections`
 patches ten of them; each patch is one short function below that names the moto
 symbol it replaces. ``tests/test_moto_compat.py`` pins both the uncorrected moto
 behaviour (so we notice an upstream fix) and the corrected one.
+A Distributed Map Run runs its children on a few threads (:func:`set_map_child_threads`,
+pinned by ``tests/test_moto_map_threads.py``), not on three threads per child.
 
 Departures that are avoided or only documented, not patched:
 
@@ -94,6 +96,7 @@ def apply_corrections() -> None:
         _name_and_check_started_executions()
         _accept_integer_tolerated_failure_percentage()
         _iterate_instead_of_recursing_in_map_workers()
+        _run_map_children_on_bounded_threads()
         _cache_boto_clients()
         _let_fail_states_reraise_states_errors()
         _read_map_runs_of_executions_still_starting()
@@ -669,3 +672,73 @@ def _name_and_check_started_executions() -> None:
         return original(self, state_machine_arn, name, *args, **kwargs)
 
     StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign]
+
+
+_map_child_threads = {"limit": 8}  # set by set_map_child_threads
+
+
+def set_map_child_threads(threads: int) -> int:
+    """Run at most ``threads`` children of a Distributed Map Run at once, from now on.
+
+    Parameters
+    ----------
+    threads : int
+        At least 1; default 8. The local engine passes twice its worker count: a child
+        invoking on each worker and one ready for each worker as soon as it is free.
+
+    Returns
+    -------
+    int
+        The limit it replaces.
+
+    Raises
+    ------
+    ValueError
+        If ``threads`` is below 1.
+    """
+    if threads < 1:
+        raise ValueError(f"a Map Run needs at least one child thread, got threads={threads}")
+    previous, _map_child_threads["limit"] = _map_child_threads["limit"], threads
+    return previous
+
+
+def _run_map_children_on_bounded_threads() -> None:
+    """Wrap ``DistributedIterationComponent._launch_worker`` and ``Program.eval``.
+
+    moto's ``_map_run`` starts MaxConcurrency worker threads (one per item when it is
+    0), and each child's program runs in a thread of its own that its worker joins with
+    no timeout, beside the Task's ``TimeoutSeconds`` thread: at MaxConcurrency 1,000,
+    3,000 threads, nearly all waiting for one of the local engine's few workers, contend
+    for the GIL (minutes of system CPU in a 10,000-item Map). A Map Run now starts at most
+    ``min(MaxConcurrency, threads)`` workers (:func:`set_map_child_threads`), each running
+    its children one after another, and a program without a timeout runs in its caller's
+    thread. No more children run at once than AWS allows, nor than the pool can serve;
+    counts, results, failures and ``maxConcurrency`` are unchanged. Unlike AWS, a child
+    waiting (Retry backoff, a Wait state) keeps its worker from starting another.
+    """
+    from moto.stepfunctions.parser.asl.component.program.program import Program
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        distributed_iteration_component as component,
+    )
+
+    map_cls = component.DistributedIterationComponent
+    launch_worker = map_cls._launch_worker
+
+    def _launch_worker(self: Any, env: Any, eval_input: Any, job_pool: Any) -> Any:
+        launched = job_pool.__dict__.get("_groveflow_workers", 0)
+        if launched >= _map_child_threads["limit"]:
+            return None  # enough workers for this Map Run: they take the remaining items
+        job_pool._groveflow_workers = launched + 1
+        return launch_worker(self, env=env, eval_input=eval_input, job_pool=job_pool)
+
+    map_cls._launch_worker = _launch_worker  # type: ignore[method-assign]
+    program_eval = Program.eval
+
+    def eval_in_callers_thread(self: Any, env: Any) -> None:
+        if self.timeout_seconds is not None or not env.is_frame():
+            program_eval(self, env)
+            return
+        env.next_state_name = self.start_at.start_at_name
+        super(Program, self).eval(env)  # what moto's thread runs, joined without a timeout
+
+    Program.eval = eval_in_callers_thread  # type: ignore[method-assign]
