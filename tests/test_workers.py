@@ -27,7 +27,9 @@ def handler(event, context):
         os.kill(os.getpid(), 9)
     if event.get("joblib"):
         import joblib
-        return {"n_jobs": joblib.effective_n_jobs(-1), "cpus": len(os.sched_getaffinity(0))}
+        from joblib import _multiprocessing_helpers
+        serial = _multiprocessing_helpers.mp is None
+        return {"n_jobs": joblib.effective_n_jobs(-1), "serial_mode": serial}
     return {"loaded": [m in sys.modules for m in event.get("modules", [])], "calls": len(CALLS), "env": os.environ.get("COLOUR"), "remaining_ms": context.get_remaining_time_in_millis()}
 """
 
@@ -127,9 +129,10 @@ def test_workers_run_joblib_without_multiprocessing_as_on_lambda(
     # GIVEN Lambda, where joblib finds no /dev/shm and runs serially
     # WHEN a handler asks joblib how many jobs -1 means
     body, error = _call(pool, spec, {"joblib": True})
-    # THEN it says 1, whatever the cores; and this process's joblib setting is untouched
+    # THEN it says 1, whatever the cores, because joblib runs in serial mode (no
+    # multiprocessing), as on Lambda; and this process's joblib setting is untouched
     assert error is None
-    assert body["n_jobs"] == 1
+    assert body == {"n_jobs": 1, "serial_mode": True}
     assert "JOBLIB_MULTIPROCESSING" not in os.environ
 
 

@@ -3,7 +3,7 @@
 The embedded local engine runs unmodified ASL in moto's interpreter (a port of
 LocalStack's). In the tested moto range it departs from AWS in ways that would
 let a run succeed locally and fail in the cloud. :func:`apply_corrections`
-patches ten of them; each patch is one short function below that names the moto
+patches eleven of them; each patch is one short function below that names the moto
 symbol it replaces. ``tests/test_moto_compat.py`` pins both the uncorrected moto
 behaviour (so we notice an upstream fix) and the corrected one.
 A Distributed Map Run runs its children on a few threads (:func:`set_map_child_threads`,
