@@ -33,8 +33,7 @@ TRACE = [
     "    return build_grove(event, bucket=environment.bucket())\n",
     '  File "/opt/python/groveflow/telemetry.py", line 42, in wrapped\n'
     "    result: dict[str, Any] = instrumented(event, context)\n",
-    '  File "/opt/python/groveflow/train.py", line 301, in build_grove\n'
-    "    estimator.fit(X, y)\n",
+    '  File "/opt/python/groveflow/train.py", line 301, in build_grove\n    estimator.fit(X, y)\n',
     '  File "/opt/python/sklearn/base.py", line 1389, in wrapper\n'
     "    return fit_method(estimator, *args, **kwargs)\n",
     '  File "/opt/python/sklearn/ensemble/_forest.py", line 487, in fit\n'
@@ -64,9 +63,7 @@ def _variant(root: Path, *, result_writer: bool) -> Path:
             processor = build["ItemProcessor"]
             processor["States"]["FailSome"] = {
                 "Type": "Choice",
-                "Choices": [
-                    {"Variable": "$.grove", "NumericLessThan": N_FAILING, "Next": "Died"}
-                ],
+                "Choices": [{"Variable": "$.grove", "NumericLessThan": N_FAILING, "Next": "Died"}],
                 "Default": processor["StartAt"],
             }
             processor["States"]["Died"] = {"Type": "Fail", "Error": "MemoryError", "Cause": CAUSE}

@@ -10,7 +10,8 @@ import joblib
 import pytest
 
 from conftest import unique_name
-from groveflow import artifact, storage, train
+from groveflow import artifact, storage
+from groveflow.train import merge_run
 
 SMALL = {"data": {"uri": "sklearn:wine"}, "n_trees": 8, "grove_size": 2, "seed": 3}
 
@@ -50,7 +51,7 @@ def test_merge_evaluates_on_every_vcpu_when_joblib_reports_no_multiprocessing(
 
     monkeypatch.setattr(artifact, "ThreadPoolExecutor", CountingPool)
     # WHEN Merge runs again on them
-    merged = train.merge_run({"run_id": run_id}, bucket=s3_env.bucket)
+    merged = merge_run({"run_id": run_id}, bucket=s3_env.bucket)
     # THEN it evaluated the forest on 4 threads, and its metrics are the engine's run's
     assert pools and max(pools) == 4
     assert merged["metrics"] == built.output["metrics"]

@@ -175,7 +175,6 @@ class _Columns:
     leaf_weight: np.ndarray
 
 
-
 def n_threads_for(n_jobs: int | None) -> int:
     """Threads for ``n_jobs``, as scikit-learn counts them, from the CPUs this process may use.
 
@@ -190,6 +189,7 @@ def n_threads_for(n_jobs: int | None) -> int:
         return n_jobs
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, (cpus or 1) + 1 + n_jobs)
+
 
 class Forest:
     """A validated forest (or grove) loaded from an artifact, predicting exactly as scikit-learn.
