@@ -1,7 +1,61 @@
-"""groveflow: train scikit-learn random forests on AWS Step Functions and Lambda."""
+"""groveflow: train scikit-learn random forests on AWS Step Functions and Lambda.
+
+The public API; everything else is a private module. ``train`` and ``predict`` run the
+state machines on an engine (the embedded local engine by default, or a deployed
+``Stack``), ``load_forest`` reads a trained model, and the estimators put a groveflow
+forest in a scikit-learn ``Pipeline``. Imports are lazy: a Lambda handler importing one
+module of the package loads neither the engines nor scikit-learn's estimator API.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from groveflow.errors import GroveflowError
 
 __version__ = "0.1.0"
 
-__all__ = ["GroveflowError", "__version__"]
+__all__ = [
+    "GroveForestClassifier",
+    "GroveForestRegressor",
+    "GroveflowError",
+    "Local",
+    "RunFailed",
+    "RunResult",
+    "Stack",
+    "__version__",
+    "load_forest",
+    "predict",
+    "train",
+]
+
+_HOMES = {
+    "train": "groveflow.api",
+    "predict": "groveflow.api",
+    "RunResult": "groveflow.api",
+    "RunFailed": "groveflow.api",
+    "Local": "groveflow.engines",
+    "Stack": "groveflow.engines",
+    "load_forest": "groveflow.artifact",
+    "GroveForestClassifier": "groveflow.estimators",
+    "GroveForestRegressor": "groveflow.estimators",
+}
+
+if TYPE_CHECKING:
+    from groveflow.api import RunFailed, RunResult, predict, train
+    from groveflow.artifact import load_forest
+    from groveflow.engines import Local, Stack
+    from groveflow.estimators import GroveForestClassifier, GroveForestRegressor
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'groveflow' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(home), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -229,12 +229,36 @@ def _parse_data(value: Any) -> DataSpec:
 MODEL_KEYS = {"kind", "task", "params"}
 
 
-def make_estimator(kind: str, task: str, params: dict[str, Any], *, n_trees: int, seed: int) -> Any:
-    """The scikit-learn estimator one grove fits (``n_jobs=1``; the pool gives parallelism)."""
+def make_estimator(
+    kind: str,
+    task: str,
+    params: dict[str, Any],
+    *,
+    n_trees: int,
+    seed: int,
+    classes: Any = None,
+) -> Any:
+    """The scikit-learn estimator one grove fits (``n_jobs=1``; the pool gives parallelism).
+
+    ``classes`` (the training labels' classes) turn a ``class_weight`` dict's keys, which
+    JSON makes strings, back into the labels they name: ``{"0": 1, "1": 5}`` weighs the
+    integer classes 0 and 1.
+    """
     from sklearn import ensemble
 
+    if classes is not None and params.get("class_weight") is not None:
+        params = {**params, "class_weight": _class_weight_for(params["class_weight"], classes)}
     cls = getattr(ensemble, ESTIMATORS[(kind, task)])
     return cls(n_estimators=n_trees, random_state=seed, n_jobs=1, **params)
+
+
+def _class_weight_for(class_weight: Any, classes: Any) -> Any:
+    if isinstance(class_weight, list):
+        return [_class_weight_for(weights, classes) for weights in class_weight]
+    if not isinstance(class_weight, dict):
+        return class_weight  # "balanced", "balanced_subsample"
+    by_name = {str(label): label for label in classes.tolist()}
+    return {by_name.get(str(key), key): weight for key, weight in class_weight.items()}
 
 
 def _validate_params(kind: str, task: str, params: dict[str, Any]) -> None:

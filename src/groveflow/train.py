@@ -318,7 +318,8 @@ def _trial_fit(X: np.ndarray, y: np.ndarray, request: TrainRequest) -> None:
     """
     model = request.model
     params = {**model.params, "max_depth": 1}
-    estimator = make_estimator(model.kind, model.task, params, n_trees=1, seed=0)
+    classes = np.unique(y) if model.task == "classification" else None
+    estimator = make_estimator(model.kind, model.task, params, n_trees=1, seed=0, classes=classes)
     try:
         estimator.fit(X, y)
     except (ValueError, TypeError) as error:
@@ -399,8 +400,9 @@ def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         return {"grove": grove, "reused": True}
     record, X, y = _training_split(bucket, run_id)
     model = record["request"]["model"]
+    classes = np.unique(y) if model["task"] == "classification" else None
     estimator = make_estimator(
-        model["kind"], model["task"], model["params"], n_trees=n_trees, seed=seed
+        model["kind"], model["task"], model["params"], n_trees=n_trees, seed=seed, classes=classes
     )
     started = time.perf_counter()
     estimator.fit(X, y)

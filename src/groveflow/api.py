@@ -1,0 +1,263 @@
+"""The public API: train a forest, score rows with it, on any engine.
+
+::
+
+    import groveflow
+
+    run = groveflow.train({"data": {"uri": "sklearn:digits"}, "n_trees": 100})
+    run.metrics["accuracy"]             # 0.97
+    forest = run.load_forest()          # predicts exactly as scikit-learn does
+    scored = groveflow.predict({"model": run.run_id, "data": {"uri": "rows.csv"}})
+
+Both run the real state machines: on the embedded local engine by default
+(:func:`groveflow.engines.default_engine`), or on a deployed stack
+(``engine=groveflow.Stack("my-stack")``). The ``groveflow`` command is a thin layer of
+options over these calls.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from groveflow.engines import PREDICT, TRAIN, Engine, Execution, default_engine
+from groveflow.errors import GroveflowError, InvalidPredictRequest, InvalidRequest
+from groveflow.follow import Progress
+from groveflow.ids import check_id, default_id
+
+__all__ = ["RunFailed", "RunResult", "predict", "train"]
+
+
+class RunFailed(GroveflowError):
+    """A run ended without success; ``error`` is the state machine's Error name.
+
+    Attributes
+    ----------
+    result : RunResult
+    """
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(f"{result.error}: {result.cause}")
+        self.result = result
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a training or prediction run gave.
+
+    Parameters
+    ----------
+    kind : {"train", "predict"}
+    status : str
+        ``SUCCEEDED``, ``FAILED``, ``TIMED_OUT`` or ``ABORTED``.
+    run_id : str
+        The run id (for a prediction, the prediction id).
+    execution_arn : str
+    seconds : float
+        Wall time, start to end.
+    phase_seconds : dict of str to float
+        Seconds in each stage (``Plan``, ``BuildGroves``, ``Merge``...).
+    cost : dict or None
+        What the run costs (or would cost) on AWS: ``total_usd``, ``gb_seconds``,
+        ``lambda_requests``, ``state_transitions``...
+    metrics : dict or None
+        Holdout metrics (training).
+    trees_requested, trees_built, groves_built : int or None
+        The forest (training).
+    model_uri : str or None
+        ``s3://<bucket>/runs/<run_id>/model/manifest.json`` (training).
+    predictions : dict or None
+        Where a training run's predict section, or a prediction run, wrote its scores.
+    local_dir : Path or None
+        On the local engine, the run's (or prediction's) mirror on disk.
+    error, cause : str or None
+        The named error and its message, when the run failed.
+    output : dict
+        The execution's whole output.
+    """
+
+    kind: str
+    status: str
+    run_id: str
+    execution_arn: str
+    seconds: float
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    cost: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    trees_requested: int | None = None
+    trees_built: int | None = None
+    groves_built: int | None = None
+    model_uri: str | None = None
+    predictions: dict[str, Any] | None = None
+    local_dir: Path | None = None
+    error: str | None = None
+    cause: str | None = None
+    output: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the run succeeded."""
+        return self.status == "SUCCEEDED"
+
+    @property
+    def model_dir(self) -> Path | None:
+        """On the local engine, the directory holding the model and its ``manifest.json``."""
+        if self.kind != "train" or self.local_dir is None:
+            return None
+        return self.local_dir / "model"
+
+    def raise_for_status(self) -> RunResult:
+        """This result if it succeeded; else :class:`RunFailed` naming the error."""
+        if not self.succeeded:
+            raise RunFailed(self)
+        return self
+
+    def load_forest(self) -> Any:
+        """The trained forest (:class:`groveflow.artifact.Forest`), validated."""
+        from groveflow.artifact import load_forest
+
+        self.raise_for_status()
+        if self.kind != "train":
+            raise InvalidRequest("a prediction run has no forest of its own; load its model")
+        location = str(self.model_dir) if self.model_dir is not None else self.model_uri
+        assert location is not None
+        return load_forest(location)
+
+
+def train(
+    request: Mapping[str, Any] | str | Path,
+    *,
+    engine: Engine | None = None,
+    run_id: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> RunResult:
+    """Train a forest: run the training state machine on ``request``.
+
+    Parameters
+    ----------
+    request : dict, or str or Path of a JSON file
+        The execution input (see the README's table, or ``events/``).
+    engine : Engine or None, default=None
+        Where to run; the process's embedded local engine if None.
+    run_id : str or None, default=None
+        Names the run; the request's ``run_id``, else one made from the file name (or
+        ``run``) and the time. The same id and input again resumes the run.
+    on_progress : callable or None, default=None
+        Called with each :class:`~groveflow.follow.Progress` while the run goes on.
+
+    Returns
+    -------
+    RunResult
+        Whether it succeeded (see :meth:`RunResult.raise_for_status`), its metrics, where
+        the model is, its cost and the seconds per stage.
+
+    Raises
+    ------
+    InvalidRequest
+        If the run id is not accepted; nothing is written. (A request the plan refuses
+        gives a failed :class:`RunResult` naming the error.)
+    """
+    body, stem = _read(request, InvalidRequest)
+    run_id = _id(run_id, body.get("run_id"), "run_id", stem, InvalidRequest)
+    body["run_id"] = run_id
+    execution = (engine or default_engine()).execute(
+        TRAIN, body, run_id=run_id, on_progress=on_progress
+    )
+    return _result("train", run_id, execution)
+
+
+def predict(
+    request: Mapping[str, Any] | str | Path,
+    *,
+    engine: Engine | None = None,
+    prediction_id: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> RunResult:
+    """Score rows with a trained model: run the predict state machine on ``request``.
+
+    Parameters
+    ----------
+    request : dict, or str or Path of a JSON file
+        ``{"model": <run id or s3://.../manifest.json>, "data": {"uri": ...}, ...}``.
+    engine : Engine or None, default=None
+        Where to run; the process's embedded local engine if None.
+    prediction_id : str or None, default=None
+        Names ``predictions/<prediction_id>/``; the request's, else one made from the file
+        name (or ``run``) and the time.
+    on_progress : callable or None, default=None
+
+    Returns
+    -------
+    RunResult
+        ``predictions`` says where the parts and their manifest are.
+    """
+    body, stem = _read(request, InvalidPredictRequest)
+    given = prediction_id if prediction_id is not None else body.get("prediction_id")
+    prediction_id = _id(None, given, "prediction_id", stem, InvalidPredictRequest)
+    body["prediction_id"] = prediction_id
+    execution = (engine or default_engine()).execute(
+        PREDICT, body, run_id=prediction_id, on_progress=on_progress
+    )
+    return _result("predict", prediction_id, execution)
+
+
+def _read(
+    request: Mapping[str, Any] | str | Path, error: type[GroveflowError]
+) -> tuple[dict[str, Any], str]:
+    """The request as a fresh dict, and the stem a default id is made from."""
+    if isinstance(request, str | Path):
+        path = Path(request)
+        try:
+            value = json.loads(path.read_bytes(), parse_constant=_not_json)
+        except (OSError, ValueError) as problem:
+            raise error(f"cannot read the request file {path}: {problem}") from None
+        if not isinstance(value, dict):
+            raise error(f"{path} must hold a JSON object")
+        return value, path.stem
+    if not isinstance(request, Mapping):
+        raise error(f"the request must be a dict or a JSON file's path, got {request!r}")
+    return json.loads(json.dumps(dict(request))), "run"
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value (use a number or null)")
+
+
+def _id(
+    explicit: str | None,
+    given: Any,
+    name: str,
+    stem: str,
+    error: type[GroveflowError],
+) -> str:
+    if explicit is not None:
+        return check_id(explicit, name=f"--{name.replace('_', '-')}", error=error)
+    if given is not None:
+        return check_id(given, name=name, error=error)
+    return default_id(stem)
+
+
+def _result(kind: str, run_id: str, execution: Execution) -> RunResult:
+    output = execution.output
+    return RunResult(
+        kind=kind,
+        status=execution.status,
+        run_id=output.get("run_id", run_id) if kind == "train" else run_id,
+        execution_arn=execution.execution_arn,
+        seconds=round(execution.seconds, 3),
+        phase_seconds=execution.phase_seconds,
+        cost=execution.cost,
+        metrics=output.get("metrics"),
+        trees_requested=output.get("trees_requested"),
+        trees_built=output.get("trees_built"),
+        groves_built=output.get("groves_built"),
+        model_uri=output.get("model_uri"),
+        predictions=output.get("predictions") if kind == "train" else output or None,
+        local_dir=execution.local_dir,
+        error=execution.error,
+        cause=execution.cause,
+        output=output,
+    )

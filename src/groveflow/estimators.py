@@ -1,0 +1,369 @@
+"""scikit-learn estimators whose ``fit`` runs groveflow's training state machine.
+
+:class:`GroveForestClassifier` and :class:`GroveForestRegressor` take the forest's
+hyperparameters as scikit-learn's forests do, plus ``n_trees`` and ``grove_size``; ``fit``
+writes ``X, y`` where the engine's runs read data, trains the forest in groves on the
+engine (the embedded local engine by default), and keeps the merged forest, from which
+every prediction comes. They work in a ``Pipeline``, ``cross_val_score``, ``GridSearchCV``.
+
+A fit is a run whose id is a digest of the data and the parameters: fitting the same data
+with the same parameters again reuses the stored groves (a resume), and the forest's
+bytes are those ``groveflow train`` gives for the equivalent request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from groveflow.api import RunResult, train
+from groveflow.engines import Engine, default_engine
+
+__all__ = ["GroveForestClassifier", "GroveForestRegressor"]
+
+_TREE_PARAMS = (
+    "criterion",
+    "max_depth",
+    "min_samples_split",
+    "min_samples_leaf",
+    "min_weight_fraction_leaf",
+    "max_features",
+    "max_leaf_nodes",
+    "min_impurity_decrease",
+    "bootstrap",
+    "ccp_alpha",
+    "max_samples",
+    "monotonic_cst",
+)
+
+
+_USER_ERRORS = ("InvalidRequest", "InvalidDataset", "DatasetTooLarge")
+
+
+def _plain(value: Any) -> Any:
+    """A parameter as JSON holds it (numpy scalars as Python numbers, tuples as lists)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple | list | np.ndarray):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _GroveForest(BaseEstimator):
+    """What both estimators share: the request, the run, the forest."""
+
+    _task = "classification"
+
+    def _request(self, data_uri: str, seed: int) -> dict[str, Any]:
+        params = {name: getattr(self, name) for name in self._forest_params()}
+        if params.get("bootstrap") is None:
+            params.pop("bootstrap", None)  # the kind's own default
+        defaults = self._sklearn_defaults()
+        model_params = {
+            k: _plain(v)
+            for k, v in params.items()
+            if _plain(defaults.get(k, object())) != _plain(v)
+        }
+        if isinstance(model_params.get("class_weight"), dict):
+            codes = {label: code for code, label in enumerate(getattr(self, "classes_", []))}
+            weights = model_params["class_weight"]
+            model_params["class_weight"] = {codes.get(k, k): w for k, w in weights.items()}
+        grove_size = self.grove_size if self.grove_size is not None else min(10, self.n_trees)
+        return {
+            "data": {"uri": data_uri, "format": "npz"},
+            "model": {"kind": self.kind, "task": self._task, "params": model_params},
+            "n_trees": self.n_trees,
+            "grove_size": grove_size,
+            "seed": seed,
+            "test_fraction": 0,
+            "max_concurrency": self.max_concurrency,
+        }
+
+    def _forest_params(self) -> tuple[str, ...]:
+        return _TREE_PARAMS
+
+    def _sklearn_defaults(self) -> dict[str, Any]:
+        from groveflow.request import make_estimator
+
+        probe = make_estimator(self.kind, self._task, {}, n_trees=1, seed=0)
+        return dict(probe.get_params())
+
+    def _seed(self) -> int:
+        if isinstance(self.random_state, int | np.integer) and not isinstance(
+            self.random_state, bool
+        ):
+            return int(self.random_state)
+        return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+
+    def _fit(self, X: Any, y: np.ndarray) -> RunResult:
+        if len(y) < 2:
+            raise ValueError(
+                f"groveflow needs at least 2 samples to train; got n_samples = {len(y)}"
+            )
+        seed = self._seed()
+        names = getattr(self, "feature_names_in_", None)
+        buffer = io.BytesIO()
+        arrays: dict[str, np.ndarray] = {"X": np.asarray(X, dtype=np.float64), "y": y}
+        if names is not None:
+            arrays["feature_names"] = np.asarray(names, dtype=str)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
+        data = buffer.getvalue()
+        engine: Engine = self.engine if self.engine is not None else default_engine()
+        digest = hashlib.sha256(data)
+        probe = self._request("", seed)
+        digest.update(json.dumps(probe, sort_keys=True, default=str).encode())
+        name = digest.hexdigest()[:20]
+        uri = engine.data_uri(f"{name}.npz", data)  # type: ignore[attr-defined]
+        run = train(self._request(uri, seed), engine=engine, run_id=f"fit-{name}")
+        if run.error in _USER_ERRORS:  # the data or the parameters: scikit-learn's ValueError
+            raise ValueError(f"{run.error}: {run.cause}")
+        run.raise_for_status()
+        self.run_ = run
+        self.forest_ = run.load_forest()
+        self.forest_.n_jobs = self.n_jobs
+        return run
+
+    def _check_X(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "forest_")
+        checked: np.ndarray = validate_data(
+            self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float32
+        )
+        return checked
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        """Impurity-based feature importances, as scikit-learn's forest of these trees gives."""
+        check_is_fitted(self, "forest_")
+        importances: np.ndarray = self.forest_.feature_importances_
+        return importances
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+class GroveForestClassifier(ClassifierMixin, _GroveForest):
+    """A random forest (or extra-trees) classifier trained in groves by groveflow.
+
+    Parameters
+    ----------
+    n_trees : int, default=100
+        Trees in the forest.
+    grove_size : int or None, default=None
+        Trees each grove builder fits; ``min(10, n_trees)`` if None.
+    kind : {"random_forest", "extra_trees"}, default="random_forest"
+    criterion, max_depth, min_samples_split, min_samples_leaf, min_weight_fraction_leaf,
+    max_features, max_leaf_nodes, min_impurity_decrease, bootstrap, ccp_alpha,
+    max_samples, monotonic_cst, class_weight
+        As scikit-learn's ``RandomForestClassifier`` (``bootstrap=None``: the kind's
+        default, True for random_forest and False for extra_trees).
+    random_state : int, RandomState or None, default=None
+        Seeds the groves (``SeedSequence(random_state).spawn``); None draws one.
+    max_concurrency : int, default=40
+        Grove builders at once.
+    n_jobs : int or None, default=None
+        Threads for predicting (the forest's; training parallelism is the engine's).
+    engine : Engine or None, default=None
+        Where ``fit`` runs (:class:`groveflow.Local`, :class:`groveflow.Stack`); the
+        process's embedded local engine if None.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        When ``X`` had string column names.
+    forest_ : groveflow.artifact.Forest
+        The merged forest every prediction comes from.
+    run_ : groveflow.RunResult
+        The training run (its id, cost, seconds per stage).
+    feature_importances_ : ndarray of shape (n_features_in_,)
+    """
+
+    _task = "classification"
+
+    def __init__(
+        self,
+        n_trees: int = 100,
+        *,
+        grove_size: int | None = None,
+        kind: str = "random_forest",
+        criterion: str = "gini",
+        max_depth: int | None = None,
+        min_samples_split: int | float = 2,
+        min_samples_leaf: int | float = 1,
+        min_weight_fraction_leaf: float = 0.0,
+        max_features: Any = "sqrt",
+        max_leaf_nodes: int | None = None,
+        min_impurity_decrease: float = 0.0,
+        bootstrap: bool | None = None,
+        ccp_alpha: float = 0.0,
+        max_samples: int | float | None = None,
+        monotonic_cst: Any = None,
+        class_weight: Any = None,
+        random_state: Any = None,
+        max_concurrency: int = 40,
+        n_jobs: int | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.n_trees = n_trees
+        self.grove_size = grove_size
+        self.kind = kind
+        self.criterion = criterion
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.min_weight_fraction_leaf = min_weight_fraction_leaf
+        self.max_features = max_features
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_impurity_decrease = min_impurity_decrease
+        self.bootstrap = bootstrap
+        self.ccp_alpha = ccp_alpha
+        self.max_samples = max_samples
+        self.monotonic_cst = monotonic_cst
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.max_concurrency = max_concurrency
+        self.n_jobs = n_jobs
+        self.engine = engine
+
+    def _forest_params(self) -> tuple[str, ...]:
+        return (*_TREE_PARAMS, "class_weight")
+
+    def fit(self, X: Any, y: Any) -> GroveForestClassifier:
+        """Train the forest on the engine.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training samples; NaN marks a missing value.
+        y : array-like of shape (n_samples,)
+            Class labels (numbers, strings or booleans); they are trained as their
+            indices into ``classes_``.
+
+        Returns
+        -------
+        self
+        """
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float32)
+        check_classification_targets(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        self._fit(X, codes.astype(np.int64))
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (columns in ``classes_`` order), as scikit-learn's forest."""
+        checked = self._check_X(X)
+        proba: np.ndarray = self.forest_.predict_proba(checked)
+        return proba  # the trees' classes are 0..n_classes-1: the columns of classes_
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each sample."""
+        proba = self.predict_proba(X)
+        labels: np.ndarray = self.classes_.take(np.argmax(proba, axis=1))
+        return labels
+
+
+class GroveForestRegressor(RegressorMixin, _GroveForest):
+    """A random forest (or extra-trees) regressor trained in groves by groveflow.
+
+    Parameters
+    ----------
+    n_trees : int, default=100
+    grove_size : int or None, default=None
+    kind : {"random_forest", "extra_trees"}, default="random_forest"
+    criterion : str, default="squared_error"
+    max_features : int, float, str or None, default=1.0
+    max_depth, min_samples_split, min_samples_leaf, min_weight_fraction_leaf,
+    max_leaf_nodes, min_impurity_decrease, bootstrap, ccp_alpha, max_samples, monotonic_cst
+        As scikit-learn's ``RandomForestRegressor``.
+    random_state, max_concurrency, n_jobs, engine
+        As :class:`GroveForestClassifier`.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+    forest_ : groveflow.artifact.Forest
+    run_ : groveflow.RunResult
+    feature_importances_ : ndarray of shape (n_features_in_,)
+    """
+
+    _task = "regression"
+
+    def __init__(
+        self,
+        n_trees: int = 100,
+        *,
+        grove_size: int | None = None,
+        kind: str = "random_forest",
+        criterion: str = "squared_error",
+        max_depth: int | None = None,
+        min_samples_split: int | float = 2,
+        min_samples_leaf: int | float = 1,
+        min_weight_fraction_leaf: float = 0.0,
+        max_features: Any = 1.0,
+        max_leaf_nodes: int | None = None,
+        min_impurity_decrease: float = 0.0,
+        bootstrap: bool | None = None,
+        ccp_alpha: float = 0.0,
+        max_samples: int | float | None = None,
+        monotonic_cst: Any = None,
+        random_state: Any = None,
+        max_concurrency: int = 40,
+        n_jobs: int | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.n_trees = n_trees
+        self.grove_size = grove_size
+        self.kind = kind
+        self.criterion = criterion
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.min_weight_fraction_leaf = min_weight_fraction_leaf
+        self.max_features = max_features
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_impurity_decrease = min_impurity_decrease
+        self.bootstrap = bootstrap
+        self.ccp_alpha = ccp_alpha
+        self.max_samples = max_samples
+        self.monotonic_cst = monotonic_cst
+        self.random_state = random_state
+        self.max_concurrency = max_concurrency
+        self.n_jobs = n_jobs
+        self.engine = engine
+
+    def fit(self, X: Any, y: Any) -> GroveForestRegressor:
+        """Train the forest on the engine.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Numeric targets.
+
+        Returns
+        -------
+        self
+        """
+        X, y = validate_data(
+            self, X, y, ensure_all_finite="allow-nan", dtype=np.float32, y_numeric=True
+        )
+        self._fit(X, np.asarray(y, dtype=np.float64))
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The mean of the trees' predictions, as scikit-learn's forest."""
+        checked = self._check_X(X)
+        predicted: np.ndarray = self.forest_.predict(checked)
+        return predicted
