@@ -15,4 +15,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         builder_memory_mb=environment.builder_memory_mb(),
         data_buckets=environment.data_buckets(),
         local_paths=environment.local_paths_allowed(),
+        builder_reserved_concurrency=environment.builder_reserved_concurrency(),
     )

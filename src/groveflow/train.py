@@ -51,6 +51,7 @@ def plan_run(
     builder_memory_mb: int,
     data_buckets: tuple[str, ...] = (),
     local_paths: bool = False,
+    builder_reserved_concurrency: int | None = None,
 ) -> dict[str, Any]:
     """Validate the request, split the data once, and store the split and grove plan.
 
@@ -67,6 +68,9 @@ def plan_run(
         Buckets besides ``bucket`` that datasets may be read from.
     local_paths : bool, default=False
         Whether datasets may be local paths (only on the local engine).
+    builder_reserved_concurrency : int or None, default=None
+        The builders' reserved concurrency, when the stack sets one: no more can run at
+        once, so ``max_concurrency`` is clamped to it (more would only be throttled).
 
     Returns
     -------
@@ -118,7 +122,11 @@ def plan_run(
         "bucket": bucket,
         "plan_key": keys.plan(run_id),
         "n_groves": request.n_groves,
-        "max_concurrency": min(request.max_concurrency, request.n_groves),
+        "max_concurrency": min(
+            request.max_concurrency,
+            request.n_groves,
+            builder_reserved_concurrency or request.max_concurrency,
+        ),
         "tolerated_failure_percentage": request.tolerated_failure_percentage,
         "predict": predict,
         # The columnar copy of Parquet rows to score, beside (not in) the request, so the
@@ -298,7 +306,8 @@ def _check_fits(
     if needed > memory_mb:
         suggestion = min(10240, int(np.ceil(needed * 1.2 / 64)) * 64)
         hint = (
-            f"set the grove builder's memory to {suggestion} MB"
+            f"set the grove builder's memory to {suggestion} MB (the BuilderMemorySize "
+            "parameter; above 3,008 MB only where the account allows it, see docs/deploy.md)"
             if suggestion < 10240
             else "Lambda's 10,240 MB ceiling is not enough: sample the data or lower grove_size"
         )
@@ -357,8 +366,9 @@ def _run_record(
 
 # --------------------------------------------------------------------------- grove
 
-GROVE_READERS = 8
-"""Groves the merge fetches and verifies at once."""
+GROVE_READERS = 10
+"""Groves the merge fetches and verifies at once: as many as botocore's default connection
+pool holds (``max_pool_connections=10``); more readers would open a connection per request."""
 
 _TRAIN_CACHE: dict[tuple[str, str], tuple[dict[str, Any], np.ndarray, np.ndarray]] = {}
 
@@ -447,22 +457,27 @@ def _collect_groves(
     bucket: str, run_id: str, plan: list[dict[str, Any]], record: dict[str, Any]
 ) -> _Groves:
     expected = {keys.grove(run_id, p["grove"]) for p in plan}
-    strays = [k for k in storage.list_keys(bucket, keys.groves_prefix(run_id)) if k not in expected]
-    if strays:
-        raise GroveMismatch(
-            f"objects under the run's groves/ prefix that the plan does not name: {strays[:5]}"
-        )
     groves = _Groves([], [], [])
     # Groves are fetched and verified GROVE_READERS at a time (S3 latency, not bandwidth,
-    # bounds one reader), and kept in plan order.
-    with ThreadPoolExecutor(GROVE_READERS) as pool:
+    # bounds one reader), and kept in plan order; the prefix is listed for strays meanwhile
+    # (ten pages for 10,000 groves), and the first error cancels the reads not yet started.
+    pool = ThreadPoolExecutor(GROVE_READERS)
+    try:
+        listed = pool.submit(storage.list_keys, bucket, keys.groves_prefix(run_id))
         read = pool.map(lambda item: _read_grove(bucket, run_id, item, record), plan)
+        strays = [k for k in listed.result() if k not in expected]
+        if strays:
+            raise GroveMismatch(
+                f"objects under the run's groves/ prefix that the plan does not name: {strays[:5]}"
+            )
         for item, grove in zip(plan, read, strict=True):
             if grove is None:
                 groves.missing.append(item["grove"])
             else:
                 groves.forests.append(grove[0])
                 groves.records.append(grove[1])
+    finally:
+        pool.shutdown(cancel_futures=True)
     return groves
 
 

@@ -174,6 +174,7 @@ class Invocation:
     error_type: str | None
     duration_ms: float
     memory_mb: int
+    init_ms: float | None = None
 
 
 @dataclass
@@ -314,6 +315,7 @@ class LocalEngine:
             error_type=outcome.error_type,
             duration_ms=outcome.duration_ms,
             memory_mb=spec.memory_mb,
+            init_ms=outcome.init_ms,
         )
         with self._lock:
             self.invocations.append(record)
@@ -390,7 +392,9 @@ class LocalEngine:
     def _report(self, spec: FunctionSpec, outcome: Outcome) -> None:
         """Write the REPORT line Lambda writes after each invocation (what cost is read from)."""
         self._ensure_log_stream(spec)
-        line = report_line(outcome.duration_ms, spec.memory_mb, str(uuid.uuid4()))
+        line = report_line(
+            outcome.duration_ms, spec.memory_mb, str(uuid.uuid4()), init_ms=outcome.init_ms
+        )
         self.logs.put_log_events(
             logGroupName=f"/aws/lambda/{spec.function_name}",
             logStreamName=LOG_STREAM,
