@@ -33,7 +33,7 @@ TRACE = [
     "    return build_grove(event, bucket=environment.bucket())\n",
     '  File "/opt/python/groveflow/telemetry.py", line 42, in wrapped\n'
     "    result: dict[str, Any] = instrumented(event, context)\n",
-    '  File "/opt/python/groveflow/train.py", line 301, in build_grove\n    estimator.fit(X, y)\n',
+    '  File "/opt/python/groveflow/training.py", line 301, in build_grove\n    estimator.fit(X, y)\n',
     '  File "/opt/python/sklearn/base.py", line 1389, in wrapper\n'
     "    return fit_method(estimator, *args, **kwargs)\n",
     '  File "/opt/python/sklearn/ensemble/_forest.py", line 487, in fit\n'

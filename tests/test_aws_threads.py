@@ -11,7 +11,7 @@ import pytest
 
 from conftest import unique_name
 from groveflow import artifact, storage
-from groveflow.train import merge_run
+from groveflow.training import merge_run
 
 SMALL = {"data": {"uri": "sklearn:wine"}, "n_trees": 8, "grove_size": 2, "seed": 3}
 

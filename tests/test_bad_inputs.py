@@ -350,7 +350,7 @@ def test_bad_input_fails_at_plan_with_a_named_error(
     assert result.error == error, result.cause
     assert words in (result.cause or ""), result.cause
     # and the Cause carries no internals: no frame below the handler's wrapper
-    assert "groveflow/train.py" not in result.cause
+    assert "groveflow/training.py" not in result.cause
     assert "groveflow/datasets.py" not in result.cause
     assert [i.function for i in result.invocations] == ["PlanFunction"]
     listing = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=keys.model_prefix(name))

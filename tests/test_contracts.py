@@ -384,7 +384,7 @@ EVENTS = sorted((ROOT / "events").glob("*.json"))
 
 @pytest.mark.parametrize("path", EVENTS, ids=[p.name for p in EVENTS])
 def test_every_example_input_is_a_valid_request(path: Path) -> None:
-    from groveflow.predict import parse_predict_request
+    from groveflow.prediction import parse_predict_request
     from groveflow.request import parse_train_request
 
     value = json.loads(path.read_text())

@@ -133,7 +133,7 @@ def test_layer_holds_groveflow_without_the_local_engine_tests_or_stale_bytecode(
     built: dict[str, Any],
 ) -> None:
     python = layer_dir(built)
-    assert (python / "groveflow" / "train.py").is_file()
+    assert (python / "groveflow" / "training.py").is_file()
     assert not (python / "groveflow" / "local").exists()
     for absent in ("boto3", "botocore", "moto", "yaml"):
         assert not (python / absent).exists(), f"{absent} is in the layer"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import unique_name
-from groveflow import storage, train
+from groveflow import storage, training
 from groveflow.errors import DatasetTooLarge
 from groveflow.layout import keys
 
@@ -60,7 +60,7 @@ def test_size_guard_counts_every_class_against_a_hand_computed_figure(s3_env: An
     with pytest.raises(
         DatasetTooLarge, match=r"set the grove builder's memory to \d+ MB"
     ) as raised:
-        train.plan_run({"request": request}, bucket=s3_env.bucket, builder_memory_mb=memory_mb)
+        training.plan_run({"request": request}, bucket=s3_env.bucket, builder_memory_mb=memory_mb)
     # THEN it names the hand-computed need, and nothing of the run was written
     assert f"needs about {DIGITS_GROVE_OF_100_MB} MB" in str(raised.value)
     assert _listing(s3_env, keys.run_prefix(run_id)) == []
@@ -76,7 +76,7 @@ def test_size_guard_estimate_matches_the_hand_computation(
     task: str, labels: int, expected_mb: int
 ) -> None:
     # GIVEN a training split of 1437 x 64 with `labels` distinct targets
-    request = train.parse_train_request(
+    request = training.parse_train_request(
         {
             "data": {"uri": "sklearn:digits"},
             "n_trees": 100,
@@ -87,10 +87,10 @@ def test_size_guard_estimate_matches_the_hand_computation(
     X = np.zeros((1437, 64), dtype=np.float32)
     y = np.arange(1437) % labels
     # WHEN the guard checks a builder of exactly that memory, and of 1 MB less
-    train._check_fits(X, request, expected_mb, y_train=y)
+    training._check_fits(X, request, expected_mb, y_train=y)
     # THEN only the smaller one is refused, naming the figure
     with pytest.raises(DatasetTooLarge, match=f"needs about {expected_mb} MB"):
-        train._check_fits(X, request, expected_mb - 1, y_train=y)
+        training._check_fits(X, request, expected_mb - 1, y_train=y)
 
 
 def test_grove_builder_reads_the_training_split_once_while_warm(
@@ -99,7 +99,7 @@ def test_grove_builder_reads_the_training_split_once_while_warm(
     # GIVEN a planned run
     run_id = unique_name("warm")
     request = {"data": {"uri": "sklearn:wine"}, "n_trees": 6, "grove_size": 2, "run_id": run_id}
-    train.plan_run({"request": request}, bucket=s3_env.bucket, builder_memory_mb=3008)
+    training.plan_run({"request": request}, bucket=s3_env.bucket, builder_memory_mb=3008)
     plan = storage.get_json(s3_env.bucket, keys.plan(run_id))
     reads: list[str] = []
     real_get_bytes = storage.get_bytes
@@ -111,7 +111,7 @@ def test_grove_builder_reads_the_training_split_once_while_warm(
     monkeypatch.setattr(storage, "get_bytes", counting)
     # WHEN one warm builder builds three groves
     for item in plan:
-        train.build_grove(item, bucket=s3_env.bucket)
+        training.build_grove(item, bucket=s3_env.bucket)
     # THEN the split was read once, and every grove was stored
     assert reads.count(keys.split(run_id, "X_train")) == 1
     assert len(_listing(s3_env, keys.groves_prefix(run_id))) == 3
@@ -120,6 +120,6 @@ def test_grove_builder_reads_the_training_split_once_while_warm(
 @pytest.mark.parametrize(("n_trees", "expected"), [(3, (3, 1)), (10, (10, 1)), (25, (10, 3))])
 def test_default_grove_size_never_exceeds_the_forest(n_trees: int, expected: tuple[int, int]):
     # GIVEN a request that sets n_trees but not grove_size
-    request = train.parse_train_request({"data": {"uri": "sklearn:iris"}, "n_trees": n_trees})
+    request = training.parse_train_request({"data": {"uri": "sklearn:iris"}, "n_trees": n_trees})
     # THEN groves hold up to 10 trees, and a small forest is one grove
     assert (request.grove_size, request.n_groves) == expected

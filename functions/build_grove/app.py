@@ -4,7 +4,7 @@ from typing import Any
 
 from groveflow import environment
 from groveflow.telemetry import lambda_handler
-from groveflow.train import build_grove
+from groveflow.training import build_grove
 
 
 @lambda_handler

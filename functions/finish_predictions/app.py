@@ -3,7 +3,7 @@
 from typing import Any
 
 from groveflow import environment
-from groveflow.predict import finish_predictions
+from groveflow.prediction import finish_predictions
 from groveflow.telemetry import lambda_handler
 
 

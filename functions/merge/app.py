@@ -4,7 +4,7 @@ from typing import Any
 
 from groveflow import environment
 from groveflow.telemetry import lambda_handler
-from groveflow.train import merge_run
+from groveflow.training import merge_run
 
 
 @lambda_handler

@@ -4,7 +4,7 @@ from typing import Any
 
 from groveflow import environment
 from groveflow.telemetry import lambda_handler
-from groveflow.train import plan_run
+from groveflow.training import plan_run
 
 
 @lambda_handler

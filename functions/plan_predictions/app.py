@@ -3,7 +3,7 @@
 from typing import Any
 
 from groveflow import environment
-from groveflow.predict import plan_predict_run
+from groveflow.prediction import plan_predict_run
 from groveflow.telemetry import lambda_handler
 
 

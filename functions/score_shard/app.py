@@ -3,7 +3,7 @@
 from typing import Any
 
 from groveflow import environment
-from groveflow.predict import score_shard
+from groveflow.prediction import score_shard
 from groveflow.telemetry import lambda_handler
 
 

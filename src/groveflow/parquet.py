@@ -90,7 +90,7 @@ def check_before_conversion(event: dict[str, Any]) -> dict[str, Any]:
         For a prediction request that PlanPredictions would refuse.
     """
     from groveflow.errors import GroveflowError
-    from groveflow.predict import parse_predict_request
+    from groveflow.prediction import parse_predict_request
     from groveflow.request import parse_train_request
 
     kind = event.get("kind")

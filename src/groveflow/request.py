@@ -111,7 +111,7 @@ class TrainRequest:
     run_id : str or None, default=None
         Names the run's S3 prefix; the execution name when absent.
     predict : dict or None, default=None
-        Rows to score with the new model once it is stored (see :mod:`groveflow.predict`).
+        Rows to score with the new model once it is stored (see :mod:`groveflow.prediction`).
     """
 
     data: DataSpec

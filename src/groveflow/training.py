@@ -155,7 +155,7 @@ def _predict_section(
     if request.predict is None:
         return None
     from groveflow.datasets import read_scoring_file, sources
-    from groveflow.predict import data_spec, parse_predict_request
+    from groveflow.prediction import data_spec, parse_predict_request
 
     section = {"prediction_id": run_id, **request.predict, "model": run_id}
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import boto3
 
-import groveflow.train  # noqa: F401  (scikit-learn with it)
+import groveflow.training  # noqa: F401  (scikit-learn with it)
 
 boto3.client(
     "s3",
