@@ -133,6 +133,7 @@ def train(
     engine: Engine | None = None,
     run_id: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Train a forest: run the training state machine on ``request``.
 
@@ -147,6 +148,8 @@ def train(
         ``run``) and the time. The same id and input again resumes the run.
     on_progress : callable or None, default=None
         Called with each :class:`~groveflow.follow.Progress` while the run goes on.
+    on_start : callable or None, default=None
+        Called with the execution's ARN once it has started.
 
     Returns
     -------
@@ -161,20 +164,21 @@ def train(
         gives a failed :class:`RunResult` naming the error.)
     """
     body, stem = _read(request, InvalidRequest)
-    run_id = _id(run_id, body.get("run_id"), "run_id", stem, InvalidRequest)
+    run_id = id_for(body, stem, run_id, predicting=False)
     body["run_id"] = run_id
     execution = (engine or default_engine()).execute(
-        TRAIN, body, run_id=run_id, on_progress=on_progress
+        TRAIN, body, run_id=run_id, on_progress=on_progress, on_start=on_start
     )
-    return _result("train", run_id, execution)
+    return result_of("train", run_id, execution)
 
 
 def predict(
     request: Mapping[str, Any] | str | Path,
     *,
     engine: Engine | None = None,
-    prediction_id: str | None = None,
+    run_id: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Score rows with a trained model: run the predict state machine on ``request``.
 
@@ -184,10 +188,11 @@ def predict(
         ``{"model": <run id or s3://.../manifest.json>, "data": {"uri": ...}, ...}``.
     engine : Engine or None, default=None
         Where to run; the process's embedded local engine if None.
-    prediction_id : str or None, default=None
-        Names ``predictions/<prediction_id>/``; the request's, else one made from the file
-        name (or ``run``) and the time.
-    on_progress : callable or None, default=None
+    run_id : str or None, default=None
+        The prediction id, naming ``predictions/<id>/``; the request's ``prediction_id``,
+        else one made from the file name (or ``run``) and the time.
+    on_progress, on_start : callable or None, default=None
+        As for :func:`train`.
 
     Returns
     -------
@@ -195,13 +200,12 @@ def predict(
         ``predictions`` says where the parts and their manifest are.
     """
     body, stem = _read(request, InvalidPredictRequest)
-    given = prediction_id if prediction_id is not None else body.get("prediction_id")
-    prediction_id = _id(None, given, "prediction_id", stem, InvalidPredictRequest)
+    prediction_id = id_for(body, stem, run_id, predicting=True)
     body["prediction_id"] = prediction_id
     execution = (engine or default_engine()).execute(
-        PREDICT, body, run_id=prediction_id, on_progress=on_progress
+        PREDICT, body, run_id=prediction_id, on_progress=on_progress, on_start=on_start
     )
-    return _result("predict", prediction_id, execution)
+    return result_of("predict", prediction_id, execution)
 
 
 def _read(
@@ -226,21 +230,25 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON value (use a number or null)")
 
 
-def _id(
-    explicit: str | None,
-    given: Any,
-    name: str,
-    stem: str,
-    error: type[GroveflowError],
-) -> str:
+def id_for(request: Mapping[str, Any], stem: str, explicit: str | None, *, predicting: bool) -> str:
+    """The id a run goes by: ``explicit``, else the request's, else one made from ``stem``.
+
+    Raises
+    ------
+    InvalidRequest or InvalidPredictRequest
+        If the id given is not accepted (see :mod:`groveflow.ids`).
+    """
+    name = "prediction_id" if predicting else "run_id"
+    error = InvalidPredictRequest if predicting else InvalidRequest
     if explicit is not None:
-        return check_id(explicit, name=f"--{name.replace('_', '-')}", error=error)
-    if given is not None:
-        return check_id(given, name=name, error=error)
+        return check_id(explicit, name="--run-id" if not predicting else name, error=error)
+    if request.get(name) is not None:
+        return check_id(request[name], name=name, error=error)
     return default_id(stem)
 
 
-def _result(kind: str, run_id: str, execution: Execution) -> RunResult:
+def result_of(kind: str, run_id: str, execution: Execution) -> RunResult:
+    """The :class:`RunResult` of an ended execution."""
     output = execution.output
     return RunResult(
         kind=kind,

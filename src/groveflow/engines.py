@@ -100,6 +100,7 @@ class Engine(Protocol):
         *,
         run_id: str,
         on_progress: Callable[[Progress], None] | None = None,
+        on_start: Callable[[str], None] | None = None,
     ) -> Execution:
         """Run ``machine`` (:data:`TRAIN` or :data:`PREDICT`) on ``request`` to its end."""
         ...
@@ -173,9 +174,7 @@ class Local:
     def engine(self) -> Any:
         """The running :class:`groveflow.local.LocalEngine`, started on first use."""
         if self._engine is None:
-            from groveflow.local.workers import start_fork_server
-
-            start_fork_server()  # its scikit-learn import overlaps the engine's own start
+            start_workers()  # their scikit-learn import overlaps the engine's own start
             from groveflow.local import LocalEngine
 
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -207,6 +206,7 @@ class Local:
         *,
         run_id: str,
         on_progress: Callable[[Progress], None] | None = None,
+        on_start: Callable[[str], None] | None = None,
     ) -> Execution:
         """Run ``machine`` on ``request`` to its end, with the run's objects mirrored."""
         from groveflow.local.engine import execution_record
@@ -218,7 +218,12 @@ class Local:
             if model_run is not None:
                 engine.restore(model_run)  # a model trained by an earlier process
         result = engine.run(
-            machine, request, name=execution_name(run_id), run_id=run_id, on_progress=on_progress
+            machine,
+            request,
+            name=execution_name(run_id),
+            run_id=run_id,
+            on_progress=on_progress,
+            on_start=on_start,
         )
         history = engine.history(result.execution_arn)
         cost = _local_cost(result, history)
@@ -263,8 +268,6 @@ class Stack:
         region: str | None = None,
         endpoint_url: str | None = None,
     ) -> None:
-        if not (name or state_machine_arn or endpoint_url):
-            raise EngineError("a Stack needs a stack name, a state machine ARN or an endpoint URL")
         self.name = name
         self.state_machine_arn = state_machine_arn
         self.region = region
@@ -295,6 +298,8 @@ class Stack:
         """The ARN of the stack's ``TrainStateMachine`` or ``PredictStateMachine``."""
         if self.state_machine_arn:
             return self.state_machine_arn
+        if not (self.name or self.endpoint_url):
+            raise EngineError("name the stack, its state machine's ARN or an endpoint URL")
         if not self.name:  # an endpoint alone: its one state machine of that kind
             return self._served_state_machine(machine)
         stacks = self.client("cloudformation").describe_stacks(StackName=self.name)["Stacks"]
@@ -370,6 +375,28 @@ class Stack:
         return self.wait(arn, on_progress)
 
 
+def start_workers() -> None:
+    """Start the local workers' fork server now, with Ctrl-C ignored while it starts.
+
+    The fork server and every worker it forks then ignore the SIGINT a terminal sends
+    the whole process group (or a notebook its kernel): the caller alone stops, closes
+    the pool and says what to do, with no traceback from each worker.
+    """
+    import signal
+    import threading
+
+    from groveflow.local.workers import start_fork_server
+
+    if threading.current_thread() is not threading.main_thread():
+        start_fork_server()  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        start_fork_server()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 _DEFAULT: list[Local] = []
 
 
@@ -426,7 +453,12 @@ def _write_record(path: Path, result: Any, cost: dict[str, Any]) -> None:
     from groveflow.jsonsafe import json_safe
 
     invocations = [
-        {"function": i.function, "duration_ms": i.duration_ms, "memory_mb": i.memory_mb}
+        {
+            "function": i.function,
+            "duration_ms": i.duration_ms,
+            "memory_mb": i.memory_mb,
+            "init_ms": i.init_ms,
+        }
         for i in result.invocations
     ]
     record = {"execution_arn": result.execution_arn, "invocations": invocations, "cost": cost}

@@ -73,13 +73,11 @@ def _is_training_split(key: str) -> bool:
 
 
 def project_root() -> Path:
-    """The directory holding template.yaml: the working directory or one of its parents."""
-    for directory in (Path.cwd(), *Path.cwd().parents):
-        if (directory / "template.yaml").is_file() and (directory / "statemachine").is_dir():
-            return directory
-    raise FileNotFoundError(
-        "no template.yaml with a statemachine/ folder here or above: run groveflow from the project"
-    )
+    """The SAM application to run: the working directory's (or a parent's) template.yaml,
+    else the one installed with groveflow (see :func:`groveflow.application.application_root`)."""
+    from groveflow.application import application_root
+
+    return application_root()
 
 
 class _Server:
@@ -447,6 +445,7 @@ class LocalEngine:
         name: str,
         run_id: str | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        on_start: Callable[[str], None] | None = None,
     ) -> ExecutionResult:
         """Start an execution and wait for it to end; its objects are mirrored as stored.
 
@@ -463,6 +462,8 @@ class LocalEngine:
             ``prediction_id``), else ``name``, if None.
         on_progress : callable or None
             Called with each :class:`~groveflow.follow.Progress` while the execution runs.
+        on_start : callable or None
+            Called with the execution's ARN once it has started.
 
         Raises
         ------
@@ -486,6 +487,8 @@ class LocalEngine:
             name=name,
             input=json.dumps(execution_input),
         )["executionArn"]
+        if on_start is not None:
+            on_start(arn)
         # Each look costs this process's server a few milliseconds of the CPU the workers
         # use, so the follower looks once a second, and soon after each invocation ends
         # (see _pause): the progress bar moves when an item does.

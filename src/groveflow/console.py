@@ -1,0 +1,159 @@
+"""What the ``groveflow`` command prints: progress, run summaries, one-line errors.
+
+Formatting only: every value comes from a :class:`groveflow.RunResult`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from groveflow.api import RunResult
+from groveflow.follow import Progress
+from groveflow.jsonsafe import json_safe
+
+__all__ = ["ProgressBar", "emit", "read_json", "state_dir", "summary"]
+
+PLAIN_PROGRESS_SECONDS = 15.0
+"""Without a terminal, a plain progress line at most this often."""
+
+
+class ProgressBar:
+    """The Map Run's items done, failed and running, and elapsed time, on stderr.
+
+    On a terminal one line redrawn in place; otherwise (a log file, CI) a plain line
+    at most every :data:`PLAIN_PROGRESS_SECONDS` while something changes.
+    """
+
+    def __init__(self, enabled: bool, terminal: bool | None = None) -> None:
+        self.enabled = enabled
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        self._drawn = False
+        self._last_plain: tuple[float, tuple[int, int]] | None = None
+
+    def __call__(self, progress: Progress) -> None:
+        if not self.enabled or not progress.total:
+            return
+        text = (
+            f"{progress.succeeded}/{progress.total} done, {progress.failed} failed, "
+            f"{progress.running} running  {progress.elapsed_seconds:5.1f}s"
+        )
+        label = progress.map_label or "items"
+        if self.terminal:
+            width = 30
+            filled = int(width * progress.succeeded / progress.total)
+            sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {text}")
+            self._drawn = True
+        else:
+            now, counts = time.monotonic(), (progress.succeeded, progress.failed)
+            if self._last_plain is not None and (
+                counts == self._last_plain[1] or now - self._last_plain[0] < PLAIN_PROGRESS_SECONDS
+            ):
+                return
+            self._last_plain = (now, counts)
+            sys.stderr.write(f"{label}: {text}\n")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        """End the redrawn line, if one was drawn."""
+        if self._drawn:
+            sys.stderr.write("\n")
+            self._drawn = False
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value (use a number or null)")
+
+
+def read_json(path: str, what: str) -> Any:
+    """A JSON file the user named, or one line saying what is wrong with it."""
+    try:
+        return json.loads(Path(path).read_bytes(), parse_constant=_not_json)
+    except FileNotFoundError:
+        raise SystemExit(f"groveflow: no such {what} file: {path}") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+        raise SystemExit(f"groveflow: cannot read {what} file {path}: {error}") from None
+    except ValueError as error:
+        raise SystemExit(f"groveflow: {path} is not valid JSON: {error}") from None
+
+
+def state_dir(value: str) -> Path:
+    """``--state-dir``, created if needed and checked writable before any work."""
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise SystemExit(f"groveflow: --state-dir {path} is a file; give a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SystemExit(f"groveflow: --state-dir {path} cannot be created: {error}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise SystemExit(f"groveflow: --state-dir {path} is not writable")
+    return path
+
+
+def summary(result: RunResult) -> dict[str, Any]:
+    """The run as the ``--json`` summary states it."""
+    output = dict(result.output)
+    if result.kind == "predict" and result.succeeded and result.local_dir is not None:
+        output["predictions_dir"] = str(result.local_dir)
+    return {
+        "status": result.status,
+        "run_id": output.get("run_id") if result.kind == "train" else result.run_id,
+        "trees_requested": result.trees_requested,
+        "trees_built": result.trees_built,
+        "groves_built": result.groves_built,
+        "metrics": result.metrics,
+        "predictions": result.predictions if result.kind == "train" else None,
+        "seconds": round(result.seconds, 2),
+        "model_dir": str(result.model_dir) if result.model_dir is not None else None,
+        "model_uri": result.model_uri,
+        "execution_arn": result.execution_arn,
+        "error": result.error,
+        "cause": result.cause,
+        "output": output,
+        "cost": result.cost,
+        "phases": result.phase_seconds,
+    }
+
+
+def emit(result: RunResult, as_json: bool) -> None:
+    """Print the run: its JSON summary, or the text summary (a prediction: its output)."""
+    described = summary(result)
+    if as_json:
+        print(json.dumps(json_safe(described), indent=2, allow_nan=False))
+    elif not result.succeeded:
+        print(f"run failed: {result.error}: {result.cause}")
+    elif result.kind == "predict":
+        print(json.dumps(json_safe(described["output"]), indent=2, allow_nan=False))
+    else:
+        _print_training(described)
+
+
+def _print_training(described: dict[str, Any]) -> None:
+    metrics = described["metrics"] or {}
+    headline = next((m for m in ("accuracy", "r2") if metrics.get(m) is not None), None)
+    print(f"run       {described['run_id']}")
+    print(
+        f"trees     {described['trees_built']} of {described['trees_requested']} "
+        f"in {described['groves_built']} groves"
+    )
+    if headline:
+        print(f"holdout   {headline} {metrics[headline]:.4f} on {metrics['n_test']} rows")
+    elif metrics.get("n_test"):
+        print(f"holdout   undefined on {metrics['n_test']} rows: {metrics.get('undefined')}")
+    else:
+        print("holdout   none (test_fraction=0)")
+    print(f"seconds   {described['seconds']:.1f}")
+    cost = described.get("cost")
+    if cost:
+        print(
+            f"cost      ${cost['total_usd']:.6f} on AWS ({cost['gb_seconds']:.1f} GB-s, "
+            f"{cost['lambda_requests']} requests, {cost['state_transitions']} transitions)"
+        )
+    print(f"model     {described['model_dir'] or described['model_uri']}")
+    if described.get("predictions"):
+        print(f"scores    {described['predictions']['predictions_uri']}")
