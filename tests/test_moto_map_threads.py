@@ -217,3 +217,36 @@ def test_an_execution_timeout_still_ends_a_running_execution(local: LocalSfn) ->
 def test_set_map_child_threads_refuses_less_than_one() -> None:
     with pytest.raises(ValueError, match="at least one child thread, got threads=0"):
         moto_compat.set_map_child_threads(0)
+
+
+def test_the_server_lists_motos_services_once_not_per_request() -> None:
+    # GIVEN moto's service listing, uncorrected, in a fresh interpreter: it lists the
+    # package directory on every call
+    probe = (
+        "import os\n"
+        "from moto import backends\n"
+        "calls = []\n"
+        "real = os.listdir\n"
+        "os.listdir = lambda *a: calls.append(a) or real(*a)\n"
+        "first = list(backends.list_of_moto_modules())\n"
+        "list(backends.list_of_moto_modules())\n"
+        "print(len(calls), 's3' in first, 'stepfunctions' in first)\n"
+    )
+    uncorrected = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert uncorrected.stdout.split() == ["2", "True", "True"]
+    # WHEN corrected, THEN the same services, with no listing per call
+    from moto import backends
+
+    moto_compat.apply_corrections()
+    listings = []
+    real = os.listdir
+    try:
+        os.listdir = lambda *a: listings.append(a) or real(*a)  # type: ignore[assignment]
+        services = list(backends.list_of_moto_modules())
+        list(backends.list_of_moto_modules())
+    finally:
+        os.listdir = real
+    assert listings == []
+    assert {"s3", "stepfunctions", "logs"} <= set(services)

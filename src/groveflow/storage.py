@@ -52,7 +52,10 @@ def _s3() -> Any:
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS})
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS},
+        max_pool_connections=64,  # the merge's grove readers each hold a connection
+    )
     return boto3.client("s3", config=config)
 
 

@@ -9,7 +9,6 @@ by the handler template.yaml names, in a :class:`~groveflow.local.workers.Worker
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -35,14 +34,14 @@ from groveflow.ids import check_id, is_valid_id
 from groveflow.layout import keys
 from groveflow.local import moto_compat
 from groveflow.local.faults import FaultInjector, run_instrumented
+from groveflow.local.logs import FunctionLogs
 from groveflow.local.mirror import Mirror, install
-from groveflow.local.template import REGION, FunctionSpec, Stack, load_template
+from groveflow.local.template import ACCOUNT, REGION, FunctionSpec, Stack, load_template
 from groveflow.local.workers import HANDLER_PRELOAD, Outcome, WorkerPool, default_size
 
 __all__ = ["ExecutionResult", "Invocation", "LocalEngine", "mirrored", "project_root"]
 
 LOCAL_BUCKET = "groveflow-local"
-LOG_STREAM = "groveflow-local/[$LATEST]worker-pool"
 _SETTLE_SECONDS = 0.02  # after an invocation ends, for the interpreter to record it
 _MIN_POLL_SECONDS = 0.1
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -248,8 +247,6 @@ class LocalEngine:
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
         self._invocation_ended = threading.Event()
-        self._log_lock = threading.Lock()
-        self._log_streams: set[str] = set()
         self._activity = threading.Event()  # an invocation ended (see wait_for_activity)
         self._reported: set[str] = set()  # ended executions already returned by ended_runs
         self.mirror = Mirror(
@@ -272,6 +269,10 @@ class LocalEngine:
             log_path=self.log_path,
         )
         _Server.start()
+        # A Distributed Map Run's children beyond what the workers can serve only wait:
+        # one thread for a child on each worker and one ready for each (the process's
+        # setting: the last engine made sets it).
+        moto_compat.set_map_child_threads(2 * (workers or default_size()))
         session = boto3.session.Session(
             aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
@@ -286,6 +287,7 @@ class LocalEngine:
             self.mirror.restore("")  # runs trained earlier: resumable, scorable, guarded
         self._machines: dict[str, str] = {}  # created on first use: each parse costs 0.1 s
         self.logs = session.client("logs", endpoint_url=self.endpoint, config=config)
+        self.function_logs = FunctionLogs(ACCOUNT, REGION)
         for spec in self.stack.functions.values():
             _ACTIVE[spec.function_name] = self
 
@@ -374,30 +376,12 @@ class LocalEngine:
             look = max(now + _SETTLE_SECONDS, began + _MIN_POLL_SECONDS)
             time.sleep(max(0.0, min(look, began + seconds) - now))
 
-    def _ensure_log_stream(self, spec: FunctionSpec) -> None:
-        """The function's log group, as Lambda's default ``/aws/lambda/<name>``, on first use."""
-        with self._log_lock:
-            if spec.function_name in self._log_streams:
-                return
-            group = f"/aws/lambda/{spec.function_name}"
-            exists = self.logs.exceptions.ResourceAlreadyExistsException
-            with contextlib.suppress(exists):
-                self.logs.create_log_group(logGroupName=group)
-            with contextlib.suppress(exists):
-                self.logs.create_log_stream(logGroupName=group, logStreamName=LOG_STREAM)
-            self._log_streams.add(spec.function_name)
-
     def _report(self, spec: FunctionSpec, outcome: Outcome) -> None:
         """Write the REPORT line Lambda writes after each invocation (what cost is read from)."""
-        self._ensure_log_stream(spec)
         line = report_line(
             outcome.duration_ms, spec.memory_mb, str(uuid.uuid4()), init_ms=outcome.init_ms
         )
-        self.logs.put_log_events(
-            logGroupName=f"/aws/lambda/{spec.function_name}",
-            logStreamName=LOG_STREAM,
-            logEvents=[{"timestamp": int(time.time() * 1000), "message": line}],
-        )
+        self.function_logs.write(spec.function_name, line)
 
     def _injected(self, spec: FunctionSpec, payload: bytes) -> Outcome | None:
         """The outcome of this attempt run with its injected fault or instruments, if any.
