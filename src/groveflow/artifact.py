@@ -1411,9 +1411,9 @@ def _parse_manifest(raw: bytes, uri: str) -> dict:
         manifest = json.loads(raw)
     except (ValueError, RecursionError) as error:
         raise ArtifactError(f"the manifest of {uri} is not valid JSON: {error}") from None
-    if not isinstance(manifest, dict):
-        raise ArtifactError(f"the manifest of {uri} must be a JSON object")
-    return manifest
+    from groveflow.documents import check_manifest
+
+    return check_manifest(manifest, f"of {uri}")
 
 
 def _manifest_forest(manifest: dict, uri: str) -> tuple[str, str]:

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -131,73 +130,21 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    from groveflow.engines import start_workers
-    from groveflow.local.engine import project_root
-    from groveflow.local.template import load_template
+    from groveflow.local.commands import invoke_one
 
-    functions = load_template(project_root(), bucket="groveflow-local").functions
-    if args.function not in functions:
-        raise SystemExit(
-            f"groveflow: no function {args.function!r} in template.yaml; "
-            f"accepted: {', '.join(sorted(functions))}"
-        )
-    event = json.dumps(console.read_json(args.event, "event")).encode()
-    state_dir = console.state_dir(args.state_dir)
-    start_workers()
-    from groveflow.local import LocalEngine
-
-    with LocalEngine(workers=1, state_dir=state_dir) as engine:
-        outcome = engine.invoke(args.function, event)
-    print(json.dumps(json.loads(outcome.payload), indent=2))
-    return 0 if outcome.error_type is None else 1
+    event = console.read_json(args.event, "event")
+    result, ok = invoke_one(args.function, event, console.state_dir(args.state_dir))
+    print(json.dumps(result, indent=2))
+    return 0 if ok else 1
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from groveflow.engines import start_workers
+    from groveflow.local.commands import serve_forever
 
     state_dir = console.state_dir(args.state_dir)
-    with socket.socket() as probe:  # a taken port is one line, before any work
-        try:
-            probe.bind(("127.0.0.1", args.port))
-        except OSError as error:
-            raise SystemExit(f"groveflow: --port {args.port} is not free: {error}") from None
-    start_workers()
-    from groveflow.local import LocalEngine
-
     signal.signal(signal.SIGTERM, _on_sigterm)
-    with LocalEngine(
-        workers=args.workers,
-        state_dir=state_dir,
-        stack_name="groveflow",
-        port=args.port,
-        serve=True,
-    ) as engine:
-        print(f"groveflow local endpoint: {engine.endpoint}  (region us-east-1, any credentials)")
-        for logical_id in engine.stack.state_machines:
-            print(f"  {logical_id}: {engine.state_machine_arn(logical_id)}")
-        print(f"  bucket: s3://{engine.bucket}")
-        print(f"  runs and predictions are mirrored to {engine.state_dir} as they are stored")
-        print("Ctrl-C stops the server.", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                engine.wait_for_activity(5.0)
-                _print_ended(engine)
+    serve_forever(state_dir, args.port, args.workers)
     return 0
-
-
-def _print_ended(engine: Any) -> None:
-    """Print the executions that ended; a failure to look is logged, never fatal."""
-    try:
-        ended = engine.ended_runs()
-    except Exception as error:  # the server must outlive any one bad look
-        logging.getLogger("groveflow.serve").exception("listing ended executions failed")
-        print(f"groveflow serve: could not list ended executions: {error!r}", flush=True)
-        return
-    for execution_arn, run_id in ended:
-        if run_id is None:
-            print(f"ended: {execution_arn} (no accepted run id: nothing mirrored)", flush=True)
-        else:
-            print(f"ended: {run_id}, mirrored to {engine.state_dir}", flush=True)
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ import numpy as np
 
 from groveflow import artifact, storage, telemetry
 from groveflow.datasets import check_readable, read_scoring_file, sources
+from groveflow.documents import check_manifest, grove_problem
 from groveflow.errors import ArtifactError, InvalidPredictRequest, ModelNotFound, ShardMissing
 from groveflow.ids import check_id, is_valid_id
 from groveflow.layout import keys
@@ -182,6 +183,7 @@ def load_manifest(model: str, bucket: str) -> tuple[str, str, dict[str, Any]]:
             f"the model manifest s3://{model_bucket}/{key} is not valid JSON "
             f"(truncated or damaged: {error}); retrain the run or restore the file"
         ) from None
+    check_manifest(manifest, f"s3://{model_bucket}/{key}")
     missing = [
         name
         for name in ("run_id", "feature_names", "classes", "groves", "forest")
@@ -384,15 +386,16 @@ def _verified_grove(bucket: str, manifest: dict[str, Any], grove: dict[str, Any]
     """One of the model's groves, checked against the manifest's sha256."""
     key = keys.grove(manifest["run_id"], grove["grove"])
     try:
-        blob = storage.get_bytes(bucket, key)
+        blob, metadata = storage.get_object(bucket, key)
     except FileNotFoundError:
         raise ArtifactError(
             f"grove {grove['grove']} of the model (s3://{bucket}/{key}) is missing"
         ) from None
-    if storage.sha256_hex(blob) != grove["sha256"]:
+    problem = grove_problem(blob, metadata, seed=grove.get("seed"), sha256=grove["sha256"])
+    if problem is not None:
         raise ArtifactError(
             f"grove {grove['grove']} of the model (s3://{bucket}/{key}) differs from the "
-            "model manifest's sha256: damaged or replaced"
+            f"model manifest's sha256 ({problem}): damaged or replaced"
         )
     return blob
 

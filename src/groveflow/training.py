@@ -19,6 +19,7 @@ import numpy as np
 
 from groveflow import artifact, storage, telemetry
 from groveflow.datasets import Dataset, check_readable, load_dataset
+from groveflow.documents import MANIFEST_VERSION, grove_problem
 from groveflow.errors import (
     ArtifactError,
     DatasetTooLarge,
@@ -36,7 +37,6 @@ from groveflow.request import DataSpec, TrainRequest, make_estimator, parse_trai
 
 __all__ = ["MANIFEST_VERSION", "build_grove", "merge_run", "plan_run"]
 
-MANIFEST_VERSION = 1
 SPLITS = ("X_train", "y_train", "X_test", "y_test")
 PYTHON_BASELINE_MB = 200  # interpreter + numpy + scikit-learn, measured on python3.12
 
@@ -441,7 +441,7 @@ def _stored_grove_ok(bucket: str, key: str, seed: int) -> bool:
         blob, metadata = storage.get_object(bucket, key)
     except FileNotFoundError:
         return False
-    return metadata.get("sha256") == storage.sha256_hex(blob) and metadata.get("seed") == str(seed)
+    return grove_problem(blob, metadata, seed=seed) is None
 
 
 # --------------------------------------------------------------------------- merge
@@ -491,9 +491,12 @@ def _read_grove(
         blob, metadata = storage.get_object(bucket, key)
     except FileNotFoundError:
         return None
-    checksum = storage.sha256_hex(blob)
-    if metadata.get("sha256") != checksum or metadata.get("seed") != str(item["seed"]):
-        raise GroveMismatch(f"grove {item['grove']} ({key}) does not match its checksum or seed")
+    problem = grove_problem(blob, metadata, seed=item["seed"])
+    if problem is not None:
+        raise GroveMismatch(
+            f"grove {item['grove']} ({key}) does not match its checksum or seed: {problem}"
+        )
+    checksum = metadata["sha256"]
     try:
         grove = artifact.decode_trees(blob)
     except ArtifactError as error:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from groveflow.documents import check_manifest
 from groveflow.errors import ArtifactError, InvalidRequest, ModelNotFound
 from groveflow.ids import check_id
 from groveflow.layout import keys
@@ -36,7 +37,8 @@ def local_manifest(run_dir: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_bytes())
     except ValueError as error:
         raise ArtifactError(f"{path} is not valid JSON (truncated or damaged): {error}") from None
-    if not isinstance(manifest, dict) or not {"kind", "params", "forest"} <= set(manifest):
+    check_manifest(manifest, str(path))
+    if not {"kind", "params", "forest"} <= set(manifest):
         raise ArtifactError(f"{path} is not a groveflow model manifest")
     return manifest
 

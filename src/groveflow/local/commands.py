@@ -1,0 +1,75 @@
+"""The local engine as the ``serve`` and ``invoke`` commands use it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+__all__ = ["invoke_one", "serve_forever"]
+
+
+def invoke_one(function: str, event: Any, state_dir: Path) -> tuple[Any, bool]:
+    """Run one template function's handler on ``event``: its result (or Lambda's error
+    document) and whether it succeeded. An unknown function is refused before any work."""
+    from groveflow.engines import start_workers
+    from groveflow.local.engine import project_root
+    from groveflow.local.template import load_template
+
+    functions = load_template(project_root(), bucket="groveflow-local").functions
+    if function not in functions:
+        raise SystemExit(
+            f"groveflow: no function {function!r} in template.yaml; "
+            f"accepted: {', '.join(sorted(functions))}"
+        )
+    start_workers()
+    from groveflow.local import LocalEngine
+
+    with LocalEngine(workers=1, state_dir=state_dir) as engine:
+        outcome = engine.invoke(function, json.dumps(event).encode())
+    return json.loads(outcome.payload), outcome.error_type is None
+
+
+def serve_forever(state_dir: Path, port: int, workers: int | None) -> None:
+    """Serve the local engine on ``port`` until Ctrl-C (or SIGTERM), printing what ends."""
+    from groveflow.engines import start_workers
+
+    with socket.socket() as probe:  # a taken port is one line, before any work
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise SystemExit(f"groveflow: --port {port} is not free: {error}") from None
+    start_workers()
+    from groveflow.local import LocalEngine
+
+    with LocalEngine(
+        workers=workers, state_dir=state_dir, stack_name="groveflow", port=port, serve=True
+    ) as engine:
+        print(f"groveflow local endpoint: {engine.endpoint}  (region us-east-1, any credentials)")
+        for logical_id in engine.stack.state_machines:
+            print(f"  {logical_id}: {engine.state_machine_arn(logical_id)}")
+        print(f"  bucket: s3://{engine.bucket}")
+        print(f"  runs and predictions are mirrored to {engine.state_dir} as they are stored")
+        print("Ctrl-C stops the server.", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                engine.wait_for_activity(5.0)
+                _print_ended(engine)
+
+
+def _print_ended(engine: Any) -> None:
+    """Print the executions that ended; a failure to look is logged, never fatal."""
+    try:
+        ended = engine.ended_runs()
+    except Exception as error:  # the server must outlive any one bad look
+        logging.getLogger("groveflow.serve").exception("listing ended executions failed")
+        print(f"groveflow serve: could not list ended executions: {error!r}", flush=True)
+        return
+    for execution_arn, run_id in ended:
+        if run_id is None:
+            print(f"ended: {execution_arn} (no accepted run id: nothing mirrored)", flush=True)
+        else:
+            print(f"ended: {run_id}, mirrored to {engine.state_dir}", flush=True)
