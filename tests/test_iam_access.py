@@ -150,10 +150,8 @@ def test_every_event_file_runs_through_its_state_machine(
         assert output["metrics"]["r2"] > 0.2
     elif name == "train-parquet-s3.json":
         assert output["metrics"]["accuracy"] > 0.8
-        assert [i.function for i in result.invocations][:2] == [
-            "ConvertParquetFunction",
-            "PlanFunction",
-        ]
+        functions = [i.function for i in result.invocations]
+        assert functions.index("ConvertParquetFunction") < functions.index("PlanFunction")
     else:
         assert output["metrics"]["accuracy"] > 0.8
     if name == "train-digits-scored.json":

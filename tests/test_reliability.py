@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from conftest import ROOT, unique_name
 from groveflow.layout import keys
 from groveflow.local import LocalEngine
-from groveflow.local.faults import FaultInjector, parse_faults
+from groveflow.local.faults import Fault, FaultInjector, parse_faults
 
 # 10 groves of 2 trees on wine: big enough to fan out, quick enough to run many times.
 SMALL = {"data": {"uri": "sklearn:wine"}, "n_trees": 20, "grove_size": 2, "seed": 11}
@@ -55,9 +56,42 @@ def clean_forest(engine: Any) -> bytes:
     return _forest(engine, run_id)
 
 
+def _grove_retries(error: str) -> int:
+    """MaxAttempts of the BuildGrove retrier for ``error`` in statemachine/train.asl.json."""
+    definition = json.loads((ROOT / "statemachine" / "train.asl.json").read_text())
+    task = definition["States"]["BuildGroves"]["ItemProcessor"]["States"]["BuildGrove"]
+    (retrier,) = [r for r in task["Retry"] if error in r["ErrorEquals"]]
+    return int(retrier.get("MaxAttempts", 3))
+
+
+@dataclass(frozen=True)
+class WithinRetries(FaultInjector):
+    """The drawn faults, less crashes and timeouts beyond what the ASL retries.
+
+    Draws are a pure function of (seed, payload, attempt), so the crashes and timeouts
+    of a grove's earlier attempts are known: once a grove has met as many as its
+    retrier allows, its later attempts draw only throttles (retried on their own budget).
+    """
+
+    budget: int = 0
+
+    def decide(self, function: str, payload: dict[str, Any], attempt: int) -> Fault | str | None:
+        fault = super().decide(function, payload, attempt)
+        if not isinstance(fault, Fault) or fault.kind == "throttle":
+            return fault
+        earlier = [
+            super(WithinRetries, self).decide(function, payload, a) for a in range(1, attempt)
+        ]
+        met = sum(1 for f in earlier if isinstance(f, Fault) and f.kind != "throttle")
+        return fault if met < self.budget else None
+
+
 @pytest.fixture
 def faulty_engine(state_dir: Any) -> Iterator[LocalEngine]:
-    faults = parse_faults("throttle=0.2,crash=0.05,timeout=0.02,seed=7")
+    drawn = parse_faults("throttle=0.2,crash=0.05,timeout=0.02,seed=7")
+    budget = _grove_retries("Runtime.ExitError")
+    assert budget == _grove_retries("Sandbox.Timedout")
+    faults = WithinRetries(**{**asdict(drawn), "budget": budget})
     with LocalEngine(ROOT, workers=2, state_dir=state_dir, faults=faults) as engine:
         yield engine
 
@@ -72,7 +106,8 @@ def test_parse_faults_rejects_bad_specs() -> None:
 def test_runs_under_injected_faults_all_succeed_with_the_clean_forest(
     faulty_engine: LocalEngine, clean_forest: bytes
 ) -> None:
-    # GIVEN throttles (20%), crashes (5%) and timeouts (2%) on every grove attempt
+    # GIVEN throttles (20%), crashes (5%) and timeouts (2%) on grove attempts, as many
+    # crashes and timeouts in a row as the ASL retries
     retried = 0
     for number in range(20):
         # WHEN 20 seeded runs go through the state machine
