@@ -76,9 +76,17 @@ def _wine_csv() -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-# Beyond events/: a resume, a grouped prediction, and the stack bucket's datasets/ read
-# directly (CSV) and through the Parquet converter, by training and by prediction.
-EXTRA = ["resume", "grouped", "csv-in-bucket", "predict-csv-in-bucket", "predict-parquet-in-bucket"]
+# Beyond events/: a resume, a grouped prediction, the stack bucket's datasets/ read
+# directly (CSV) and through the Parquet converter, by training and by prediction, and a
+# prediction repeated under its id after its rows shrank (it replaces its earlier parts).
+EXTRA = [
+    "resume",
+    "grouped",
+    "csv-in-bucket",
+    "predict-csv-in-bucket",
+    "predict-parquet-in-bucket",
+    "repeated-prediction",
+]
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +131,18 @@ def recorded(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         run("csv-in-bucket", "TrainStateMachine", csv_train, wine_run)
         csv_predict = {"model": wine_run, "data": {"uri": wine, "exclude": ["class"]}}
         run("predict-csv-in-bucket", "PredictStateMachine", csv_predict, f"pw-{suffix}")
+        rows_key = f"datasets/{suffix}/wine-rows.csv"
+        engine.s3.put_object(Bucket=bucket, Key=rows_key, Body=_wine_csv())
+        again = {
+            "model": wine_run,
+            "data": {"uri": f"s3://{bucket}/{rows_key}", "exclude": ["class"]},
+            "shard_rows": 100,
+            "prediction_id": f"pr-{suffix}",
+        }
+        run("first-prediction", "PredictStateMachine", again, f"pr-{suffix}")
+        shorter = b"".join(_wine_csv().splitlines(keepends=True)[:91])  # header + 90 rows
+        engine.s3.put_object(Bucket=bucket, Key=rows_key, Body=shorter)
+        run("repeated-prediction", "PredictStateMachine", again, f"pr-{suffix}")
         churn = {
             "model": f"train-parquet-s3-{suffix}",
             "data": {
@@ -146,6 +166,8 @@ def test_every_event_file_runs_through_its_state_machine(
         assert output["n_rows"] == 1797
     elif name.startswith("predict-"):
         assert output["n_rows"] == {"predict-csv-in-bucket": 178}.get(name, 300)
+    elif name == "repeated-prediction":
+        assert (output["n_rows"], output["n_parts"]) == (90, 1)
     elif name == "train-diabetes-extra-trees.json":
         assert output["metrics"]["r2"] > 0.2
     elif name == "train-parquet-s3.json":

@@ -99,10 +99,6 @@ CASES = [
     (deleted, "GroveMissing", "groves [4]"),
 ]
 REBUILT = {"bad_checksum": 1, "wrong_seed": 2, "other_classes": 3, "deleted": 4}
-RESUME_KEEPS_OTHER_CLASSES = (
-    "the builder reuses a stored grove on checksum and seed alone, so a resume keeps a "
-    "grove of other classes and the merge refuses it again"
-)
 
 
 @pytest.fixture
@@ -135,8 +131,6 @@ def test_a_damaged_grove_fails_the_merge_by_name_and_a_resume_rebuilds_it(
     assert body(engine, keys.manifest(run_id)) == manifest
     assert body(engine, keys.forest(run_id)) == forest
     damaged = tamper.__name__
-    if damaged == "other_classes":
-        pytest.xfail(RESUME_KEEPS_OTHER_CLASSES)  # the resume: test_..._other_classes below
     if damaged == "stray":
         # a resume cannot know the stray is not the user's: it is refused again, by name
         assert train(engine, SMALL, run_id).error == "GroveMismatch"
@@ -159,7 +153,6 @@ def test_a_damaged_grove_fails_the_merge_by_name_and_a_resume_rebuilds_it(
     assert body(engine, keys.forest(run_id)) == forest
 
 
-@pytest.mark.xfail(strict=True, reason=RESUME_KEEPS_OTHER_CLASSES)
 def test_a_resume_rebuilds_a_grove_of_other_classes(
     engine: Any, completed: tuple[str, bytes, bytes], tmp_path: Path
 ) -> None:

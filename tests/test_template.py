@@ -78,11 +78,18 @@ EXPECTED_S3 = {
             f"{BUCKET}/datasets/*",
             f"{BUCKET}/converted/*",
             f"{BUCKET}/runs/*/model/manifest.json",
+            f"{BUCKET}/runs/*/model/forest.gfa",
+            f"{BUCKET}/runs/*/groves/*",
+            f"{BUCKET}/predictions/*/job.json",
             "<DataBucketNames>/*",
         },
         "s3:PutObject": {
             f"{BUCKET}/predictions/*/job.json",
             f"{BUCKET}/predictions/*/shards.json",
+        },
+        "s3:DeleteObject": {
+            f"{BUCKET}/predictions/*/manifest.json",
+            f"{BUCKET}/predictions/*/part-*",
         },
     },
     "ScoreShardFunctionRole": {
@@ -374,8 +381,9 @@ def bucket_findings(resources: dict[str, Any]) -> list[str]:
 def iam_findings(
     resources: dict[str, Any], expected_s3: dict[str, dict[str, set[str]]]
 ) -> list[str]:
-    """No wildcard actions, no deletes, no resource "*" except where AWS requires it; each
-    function role's S3 access exactly as expected; managed policies only the logging ones."""
+    """No wildcard actions, no deletes but those expected (a repeated prediction replacing
+    its own parts), no resource "*" except where AWS requires it; each function role's S3
+    access exactly as expected; managed policies only the logging ones."""
     findings = []
     for logical_id, role in resources.items():
         if role["Type"] != "AWS::IAM::Role":
@@ -392,7 +400,8 @@ def iam_findings(
             for action in actions:
                 if "*" in action:
                     findings.append(f"{logical_id}: wildcard action {action}")
-                if action.startswith("s3:Delete"):
+                deletes_expected = action in expected_s3.get(logical_id, {})
+                if action.startswith("s3:Delete") and not deletes_expected:
                     findings.append(f"{logical_id}: may delete objects ({action})")
                 if "*" in targets and not RESOURCE_STAR_ACTIONS.match(action):
                     findings.append(f"{logical_id}: {action} on every resource")

@@ -406,7 +406,7 @@ def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     )
     key = keys.grove(run_id, grove)
     telemetry.logger.append_keys(run_id=run_id, grove=grove)
-    if _stored_grove_ok(bucket, key, seed):
+    if _stored_grove_ok(bucket, key, item):
         telemetry.logger.info("grove already stored and verified: reused")
         return {"grove": grove, "reused": True}
     record, X, y = _training_split(bucket, run_id)
@@ -436,12 +436,33 @@ def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     return {"grove": grove, "reused": False}
 
 
-def _stored_grove_ok(bucket: str, key: str, seed: int) -> bool:
+def _stored_grove_ok(bucket: str, key: str, item: dict[str, Any]) -> bool:
+    """Whether a stored grove can be reused: it verifies as the merge will check it.
+
+    Its checksum and seed, then its trees, features and classes against the run record,
+    so a grove the merge would refuse (say, one of other classes) is rebuilt, not kept.
+    """
     try:
         blob, metadata = storage.get_object(bucket, key)
     except FileNotFoundError:
         return False
-    return grove_problem(blob, metadata, seed=seed) is None
+    if grove_problem(blob, metadata, seed=int(item["seed"])) is not None:
+        return False
+    try:
+        _check_grove(artifact.decode_trees(blob), item, _run_record_of(bucket, item["run_id"]))
+    except (ArtifactError, GroveMismatch) as error:
+        telemetry.logger.warning("stored grove not reusable: rebuilt", extra={"why": str(error)})
+        return False
+    return True
+
+
+def _run_record_of(bucket: str, run_id: str) -> dict[str, Any]:
+    """The run record, from the warm builder's cache when it holds this run."""
+    cached = _TRAIN_CACHE.get((bucket, run_id))
+    if cached is not None:
+        return cached[0]
+    record: dict[str, Any] = storage.get_json(bucket, keys.request(run_id))
+    return record
 
 
 # --------------------------------------------------------------------------- merge
