@@ -6,9 +6,6 @@ VENV := .venv
 SAM_VENV := .venv-sam
 SAM_CLI_VERSION := 1.170.0
 SAM := $(SAM_VENV)/bin/sam
-# Lint tools for tests/test_template.py: cfn-lint and the SAM translator (the versions aws-sam-cli
-# pins) and statelint for the ASL graph checks.
-LINT_PINS := cfn-lint==1.58.0 aws-sam-translator==1.115.0 statelint==3.1.0
 # The Lambda runtime's Python, for the layer's .pyc (layers/Makefile): python3.12 on PATH, or
 # pyenv's 3.12 when the pyenv shim hides it.
 PYTHON312 ?= $(shell for p in python3.12 $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12; do \
@@ -23,7 +20,7 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east
 # asl-validator (npm, pinned by package-lock.json) checks both ASL files in tests/test_template.py.
 install:
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[test]' $(LINT_PINS)
+	$(VENV)/bin/pip install -q -e '.[test]'  # the test extra holds the lint tools too
 	npm ci --no-audit --no-fund --loglevel=error
 
 # Everything, including `sam build` (no Docker, about 20 s with warm caches) so that

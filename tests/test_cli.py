@@ -385,6 +385,16 @@ def test_predict_in_a_new_process_scores_with_a_model_trained_earlier(tmp_path: 
     assert (output["n_rows"], output["n_parts"]) == (178, 2)
     parts = sorted(Path(output["predictions_dir"]).glob("part-*.csv"))
     assert sum(len(p.read_text().splitlines()) - 1 for p in parts) == 178
+    # ... and each row's prediction is the model's own, in row order
+    from sklearn.datasets import load_wine
+
+    from groveflow.artifact import load_forest
+
+    rows = [line.split(",") for p in parts for line in p.read_text().splitlines()[1:]]
+    forest = load_forest(str(mirrored(Path(state), keys.model_prefix("wine-model"))))
+    expected = forest.predict(load_wine().data)
+    assert [int(r[0]) for r in rows] == list(range(178))
+    assert [r[1] for r in rows] == [str(label) for label in expected]
 
 
 def test_invoke_runs_one_handler_in_place_of_sam_local_invoke(tmp_path: Path) -> None:
@@ -436,15 +446,21 @@ def test_ctrl_c_stops_following_not_the_run(served: str, tmp_path: Path) -> None
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(6)
+    # ... until it has started and its Map is under way (waiting on the events, not a clock)
+    assert follower.stderr is not None
+    started = follower.stderr.readline()
+    assert started.startswith("started "), started
+    sfn = _served_sfn(served)
+    _wait_for_map_run(lambda: sfn.list_map_runs(executionArn=started.split()[1]))
     # WHEN the user presses Ctrl-C
     follower.send_signal(signal.SIGINT)
     _, stderr = follower.communicate(timeout=60)
-    # THEN following stops with a hint, and the execution goes on
+    # THEN following stops with a hint naming the execution, and the execution goes on
     assert follower.returncode == 130, stderr
     arn = stderr.split("groveflow follow ", 1)[1].split()[0]
-    sfn = _served_sfn(served)
-    assert sfn.describe_execution(executionArn=arn)["status"] in {"RUNNING", "SUCCEEDED"}
+    assert arn == started.split()[1]
+    assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
+    sfn.stop_execution(executionArn=arn)  # 3,000 groves: free the served engine
 
 
 # --------------------------------------------------------------------------- real clients
