@@ -707,7 +707,8 @@ def test_timeout_seconds_fails_the_task_on_time_but_does_not_stop_the_handler(
     definition = {"StartAt": "T", "States": {"T": invoke("slow", TimeoutSeconds=1, End=True)}}
     execution = local.run(definition)
     assert (execution["status"], execution["error"]) == ("FAILED", "States.Timeout")
-    assert 1.0 <= time.monotonic() - started < 5.0
+    # not before the timeout; and on time, not after the handler: it is still held
+    assert time.monotonic() - started >= 1.0
     assert not finished.is_set()
     release.set()
     assert finished.wait(5)
