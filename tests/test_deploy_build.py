@@ -143,7 +143,7 @@ def test_layer_holds_groveflow_without_the_local_engine_tests_or_stale_bytecode(
     assert pyc, "the layer is not precompiled"
     assert all(".cpython-312." in p.name for p in pyc), "bytecode for another Python than 3.12"
     compiled = {p.name.split(".")[0] for p in (python / "groveflow" / "__pycache__").glob("*.pyc")}
-    assert {"train", "storage", "artifact"} <= compiled
+    assert {"training", "prediction", "storage", "artifact"} <= compiled
 
 
 def test_handlers_import_and_fit_on_the_built_layer(built: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from groveflow.request import DataSpec
 __all__ = [
     "BUNDLED",
     "COLUMNS_SUFFIX",
+    "CONVERTED_FORMAT",
     "Dataset",
     "check_readable",
     "load_dataset",
@@ -43,13 +44,15 @@ BUNDLED = {
 }
 MISSING_MARKERS = {"", "na", "nan", "n/a", "null", "none", "?", "-"}
 COLUMNS_SUFFIX = ".gfcols"
+CONVERTED_FORMAT = "columns"
+"""The ``format`` of the columnar copy a run's conversion step writes (never a user's)."""
 DATA_SUFFIXES = {
     ".csv": "csv",
     ".tsv": "csv",
     ".parquet": "parquet",
     ".npy": "npy",
     ".npz": "npz",
-    COLUMNS_SUFFIX: "columns",
+    COLUMNS_SUFFIX: CONVERTED_FORMAT,
 }
 
 
@@ -258,7 +261,7 @@ def _table_columns(fmt: str, data: bytes, source: str, spec: DataSpec) -> dict[s
     """The named columns of a CSV or converted (``.gfcols``) file."""
     if fmt == "csv":
         return _csv_columns(data, _csv_delimiter(source, spec), source)
-    if fmt == "columns":
+    if fmt == CONVERTED_FORMAT:
         return read_columns(data, source)
     raise InvalidDataset(
         f"{source} is Parquet: name it with data.format='parquet' (or a .parquet URI) so the run "

@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from groveflow import storage, telemetry
-from groveflow.datasets import COLUMNS_SUFFIX, check_readable, sources, write_columns
+from groveflow.datasets import (
+    COLUMNS_SUFFIX,
+    CONVERTED_FORMAT,
+    check_readable,
+    sources,
+    write_columns,
+)
 from groveflow.errors import InvalidDataset, InvalidRequest
 
 __all__ = ["check_before_conversion", "convert_parquet", "is_parquet"]
@@ -62,7 +68,7 @@ def _convert(uri: str, bucket: str, prefix: str) -> dict[str, Any]:
         key = f"{prefix}part-{number:05d}{COLUMNS_SUFFIX}"
         storage.put_bytes(bucket, key, _convert_file(source))
     telemetry.logger.info("parquet converted", extra={"uri": uri, "files": len(files)})
-    return {"uri": f"s3://{bucket}/{prefix}", "format": "columns", "files": len(files)}
+    return {"uri": f"s3://{bucket}/{prefix}", "format": CONVERTED_FORMAT, "files": len(files)}
 
 
 def check_before_conversion(event: dict[str, Any]) -> dict[str, Any]:

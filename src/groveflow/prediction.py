@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from groveflow import artifact, storage, telemetry
-from groveflow.datasets import check_readable, read_scoring_file, sources
+from groveflow.datasets import CONVERTED_FORMAT, check_readable, read_scoring_file, sources
 from groveflow.documents import check_manifest, grove_problem
 from groveflow.errors import ArtifactError, InvalidPredictRequest, ModelNotFound, ShardMissing
 from groveflow.ids import check_id, is_valid_id
 from groveflow.layout import keys
-from groveflow.request import DataSpec, check_keys
+from groveflow.request import DataSpec, check_keys, parse_data
 
 __all__ = [
     "PredictRequest",
@@ -108,6 +108,10 @@ def parse_predict_request(value: Any, *, model_required: bool = True) -> Predict
     if not isinstance(data, dict) or not isinstance(data.get("uri"), str) or not data["uri"]:
         raise InvalidPredictRequest("'data' must be an object with a 'uri' of the rows to score")
     check_keys("the prediction data", data, PREDICT_DATA_KEYS, InvalidPredictRequest)
+    data_spec(data)  # format, delimiter and exclude, by the training request's own rules
+    id_column = data.get("id_column")
+    if id_column is not None and (not isinstance(id_column, str) or not id_column):
+        raise InvalidPredictRequest(f"data.id_column must be a column name, got {id_column!r}")
     trees_per_group = value.get("trees_per_group")
     prediction_id = value.get("prediction_id")
     if prediction_id is not None:
@@ -129,15 +133,13 @@ def parse_predict_request(value: Any, *, model_required: bool = True) -> Predict
 
 
 def data_spec(data: dict[str, Any]) -> DataSpec:
-    exclude = data.get("exclude", [])
-    if not isinstance(exclude, list) or not all(isinstance(c, str) for c in exclude):
-        raise InvalidPredictRequest(f"data.exclude must be a list of column names, got {exclude!r}")
-    return DataSpec(
-        uri=data["uri"],
-        format=data.get("format"),
-        delimiter=data.get("delimiter", ","),
-        exclude=tuple(exclude),
-    )
+    """The rows to score, as :func:`groveflow.request.parse_data` reads a ``data`` section."""
+    rows = {key: value for key, value in data.items() if key != "id_column"}
+    converted = rows.get("format") == CONVERTED_FORMAT  # the run's own copy of Parquet rows
+    if converted:
+        rows.pop("format")
+    spec = parse_data(rows, error=InvalidPredictRequest, allowed=PREDICT_DATA_KEYS - {"id_column"})
+    return replace(spec, format=CONVERTED_FORMAT) if converted else spec
 
 
 def _manifest_location(model: str, bucket: str) -> tuple[str, str]:

@@ -171,17 +171,17 @@ def _number(name: str, value: Any, low: float, high: float) -> float:
     return float(value)
 
 
-def _string(name: str, value: Any) -> str:
+def _string(name: str, value: Any, error: type[Exception] = InvalidRequest) -> str:
     if not isinstance(value, str) or not value:
-        raise InvalidRequest(f"{name} must be a non-empty string, got {value!r}")
+        raise error(f"{name} must be a non-empty string, got {value!r}")
     return value
 
 
-def _string_list(name: str, value: Any) -> tuple[str, ...]:
+def _string_list(name: str, value: Any, error: type[Exception] = InvalidRequest) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise InvalidRequest(f"{name} must be a list of column names, got {value!r}")
+        raise error(f"{name} must be a list of column names, got {value!r}")
     if len(set(value)) != len(value):
-        raise InvalidRequest(f"{name} lists a column twice: {value!r}")
+        raise error(f"{name} lists a column twice: {value!r}")
     return tuple(value)
 
 
@@ -190,39 +190,57 @@ DATA_FORMATS = {"csv", "parquet", "npy", "npz"}
 
 
 def _parse_data(value: Any) -> DataSpec:
+    return parse_data(value)
+
+
+def parse_data(
+    value: Any,
+    *,
+    error: type[Exception] = InvalidRequest,
+    allowed: set[str] = DATA_KEYS,
+    section: str = "data",
+) -> DataSpec:
+    """Validate a ``data`` section: the one parser, for training and for prediction.
+
+    Parameters
+    ----------
+    value : object
+        The section as given.
+    error : type of Exception, default=InvalidRequest
+        What a bad section raises (``InvalidPredictRequest`` for a prediction's).
+    allowed : set of str, default=DATA_KEYS
+        The keys the section may hold (a prediction's has no target or features).
+    section : str, default="data"
+        Its name in messages.
+    """
     if not isinstance(value, dict):
-        raise InvalidRequest(f"data must be an object with a 'uri', got {value!r}")
-    check_keys("data", value, DATA_KEYS)
+        raise error(f"{section} must be an object with a 'uri', got {value!r}")
+    check_keys(section, value, allowed, error)
     if "uri" not in value:
-        raise InvalidRequest("data.uri is missing: give sklearn:NAME, a path or an s3:// URI")
-    uri = _string("data.uri", value["uri"])
+        raise error(f"{section}.uri is missing: give sklearn:NAME, a path or an s3:// URI")
+    uri = _string(f"{section}.uri", value["uri"], error)
     target = value.get("target")
     if target is not None:
         if isinstance(target, int) and not isinstance(target, bool):
             target = str(target)
-        target = _string("data.target", target)
+        target = _string(f"{section}.target", target, error)
     fmt = value.get("format")
     if fmt is not None and fmt not in DATA_FORMATS:
-        raise InvalidRequest(
-            f"data.format={fmt!r} is not supported; accepted: {sorted(DATA_FORMATS)}"
-        )
+        raise error(f"{section}.format={fmt!r} is not supported; accepted: {sorted(DATA_FORMATS)}")
     features = value.get("features")
-    exclude = value.get("exclude", [])
     delimiter = value.get("delimiter", ",")
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
-        raise InvalidRequest(
-            f"data.delimiter must be one character (not a quote), got {delimiter!r}"
-        )
+        raise error(f"{section}.delimiter must be one character (not a quote), got {delimiter!r}")
     spec = DataSpec(
         uri=uri,
         target=target,
         format=fmt,
-        features=_string_list("data.features", features) if features is not None else None,
-        exclude=_string_list("data.exclude", exclude),
+        features=None if features is None else _string_list(f"{section}.features", features, error),
+        exclude=_string_list(f"{section}.exclude", value.get("exclude", []), error),
         delimiter=delimiter,
     )
     if spec.target is not None and spec.target in (spec.features or ()) + spec.exclude:
-        raise InvalidRequest(f"data.target {spec.target!r} is also listed as a feature or excluded")
+        raise error(f"{section}.target {spec.target!r} is also listed as a feature or excluded")
     return spec
 
 
