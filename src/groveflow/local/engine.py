@@ -5,38 +5,36 @@ template.yaml, moto's S3 is served on 127.0.0.1 so the interpreter and the
 worker processes share one bucket, and every Lambda invoke the interpreter
 makes is intercepted (botocore's ``before-call.lambda.Invoke`` event) and run
 by the handler template.yaml names, in a :class:`~groveflow.local.workers.WorkerPool`.
+
+:class:`LocalEngine` is a facade over parts with one job each: the endpoint
+(:mod:`~groveflow.local.server`), the Lambda service with its faults and REPORT lines
+(:mod:`~groveflow.local.lambda_service`), the state directory's mirror
+(:mod:`~groveflow.local.mirror`) and the follower (:mod:`groveflow.follow`).
 """
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import socket
 import threading
 import time
-import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import boto3
-from botocore.awsrequest import AWSResponse
 from botocore.config import Config
-from botocore.exceptions import ClientError
-from botocore.response import StreamingBody
 
-from groveflow.cost import report_line
 from groveflow.follow import Progress, follow, history
 from groveflow.ids import check_id, is_valid_id
 from groveflow.layout import keys
 from groveflow.local import moto_compat
-from groveflow.local.faults import FaultInjector, run_instrumented
-from groveflow.local.logs import FunctionLogs
-from groveflow.local.mirror import Mirror, install
-from groveflow.local.template import ACCOUNT, REGION, FunctionSpec, Stack, load_template
+from groveflow.local.faults import FaultInjector
+from groveflow.local.lambda_service import Invocation, LambdaService
+from groveflow.local.mirror import Mirror
+from groveflow.local.server import CREDENTIALS, Server
+from groveflow.local.template import REGION, Stack, load_template
 from groveflow.local.workers import HANDLER_PRELOAD, Outcome, WorkerPool, default_size
 
 __all__ = ["ExecutionResult", "Invocation", "LocalEngine", "mirrored", "project_root"]
@@ -44,7 +42,6 @@ __all__ = ["ExecutionResult", "Invocation", "LocalEngine", "mirrored", "project_
 LOCAL_BUCKET = "groveflow-local"
 _SETTLE_SECONDS = 0.02  # after an invocation ends, for the interpreter to record it
 _MIN_POLL_SECONDS = 0.1
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
 def mirrored(state_dir: Path, key: str) -> Path:
@@ -77,101 +74,6 @@ def project_root() -> Path:
     from groveflow.application import application_root
 
     return application_root()
-
-
-class _Server:
-    """One moto server per process, on a loopback port, shared by every engine.
-
-    The address is chosen first and the server started separately, so an engine can
-    start its workers (the fork server takes a second to import scikit-learn) meanwhile.
-    """
-
-    _lock = threading.Lock()
-    _endpoint: str | None = None
-    _started = False
-
-    @classmethod
-    def endpoint(cls, port: int | None = None) -> str:
-        """The server's URL: ``port``, or a free port, chosen on first use."""
-        with cls._lock:
-            if cls._endpoint is None:
-                if port is None:
-                    with socket.socket() as probe:
-                        probe.bind(("127.0.0.1", 0))
-                        port = probe.getsockname()[1]
-                cls._endpoint = f"http://127.0.0.1:{port}"
-            elif port is not None and not cls._endpoint.endswith(f":{port}"):
-                raise RuntimeError(f"the local engine already serves on {cls._endpoint}")
-            return cls._endpoint
-
-    @classmethod
-    def start(cls) -> None:
-        """Start the server at :meth:`endpoint` unless it runs already."""
-        endpoint = cls.endpoint()
-        with cls._lock:
-            if not cls._started:
-                cls._start(int(endpoint.rsplit(":", 1)[1]))
-                cls._started = True
-
-    @staticmethod
-    def _start(port: int) -> None:
-        import logging
-
-        from moto.core.config import default_user_config
-        from moto.server import ThreadedMotoServer
-
-        os.environ["MOTO_PORT"] = str(port)  # the interpreter's S3 reads (ItemReader) go here
-        for name, value in CREDENTIALS.items():
-            os.environ.setdefault(name, value)
-        default_user_config["stepfunctions"]["execute_state_machine"] = True
-        # The interpreter logs every failed state with a traceback; executions report them.
-        logging.getLogger("moto").setLevel(logging.CRITICAL)
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        moto_compat.apply_corrections()
-        install()  # the state directories' mirrors see every object as it is stored
-        boto3.setup_default_session(region_name=REGION)
-        assert boto3.DEFAULT_SESSION is not None
-        boto3.DEFAULT_SESSION.events.register(
-            "before-call.lambda.Invoke", cast(Any, _dispatch_invoke)
-        )
-        ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
-
-
-_ACTIVE: dict[str, LocalEngine] = {}
-
-
-def _dispatch_invoke(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
-    """Answer an interpreter's ``lambda:Invoke`` from the engine owning that function ARN."""
-    path = urllib.parse.unquote(params["url_path"])
-    name = path.split("/functions/", 1)[1].rsplit("/invocations", 1)[0]
-    function_name = name.split(":")[6] if name.startswith("arn:") else name
-    engine = _ACTIVE.get(function_name)
-    if engine is None:
-        raise RuntimeError(f"no local engine serves Lambda function {name!r}")
-    logical_id = engine.stack.function_for(function_name).logical_id
-    body = params.get("body") or b"{}"
-    outcome = engine.invoke(logical_id, body if isinstance(body, bytes) else body.encode())
-    parsed: dict[str, Any] = {
-        "StatusCode": 200,
-        "ExecutedVersion": "$LATEST",
-        "Payload": StreamingBody(io.BytesIO(outcome.payload), len(outcome.payload)),
-    }
-    if outcome.error_type is not None:
-        parsed["FunctionError"] = "Unhandled"
-    return AWSResponse(params.get("url", ""), 200, cast(Any, {}), None), parsed
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """One Lambda invocation the engine served."""
-
-    function: str
-    payload: dict[str, Any]
-    output: Any
-    error_type: str | None
-    duration_ms: float
-    memory_mb: int
-    init_ms: float | None = None
 
 
 @dataclass
@@ -236,18 +138,12 @@ class LocalEngine:
         serve: bool = False,
     ) -> None:
         self.root = (root or project_root()).resolve()
-        self.endpoint = _Server.endpoint(port)
+        self.endpoint = Server.endpoint(port)
         self.bucket = LOCAL_BUCKET
         self.state_dir = state_dir.resolve()
         self.stack_name = stack_name or f"groveflow-{uuid.uuid4().hex[:8]}"
         self.stack: Stack = load_template(self.root, bucket=self.bucket, stack_name=self.stack_name)
-        self.on_invoke = on_invoke
-        self.invocations: list[Invocation] = []
-        self.faults = faults
-        self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._invocation_ended = threading.Event()
-        self._activity = threading.Event()  # an invocation ended (see wait_for_activity)
         self._reported: set[str] = set()  # ended executions already returned by ended_runs
         self.mirror = Mirror(
             self.state_dir, LOCAL_BUCKET, everything=serve, skip=_is_training_split
@@ -268,7 +164,8 @@ class LocalEngine:
             preload=HANDLER_PRELOAD,
             log_path=self.log_path,
         )
-        _Server.start()
+        self.lambdas = LambdaService(self.stack, self.pool, faults=faults, on_invoke=on_invoke)
+        Server.start()
         # A Distributed Map Run's children beyond what the workers can serve only wait:
         # one thread for a child on each worker and one ready for each (the process's
         # setting: the last engine made sets it).
@@ -287,14 +184,34 @@ class LocalEngine:
             self.mirror.restore("")  # runs trained earlier: resumable, scorable, guarded
         self._machines: dict[str, str] = {}  # created on first use: each parse costs 0.1 s
         self.logs = session.client("logs", endpoint_url=self.endpoint, config=config)
-        self.function_logs = FunctionLogs(ACCOUNT, REGION)
-        for spec in self.stack.functions.values():
-            _ACTIVE[spec.function_name] = self
+        self.lambdas.open()
+
+    @property
+    def faults(self) -> FaultInjector | None:
+        """The faults injected into invocations (settable while the engine runs)."""
+        return self.lambdas.faults
+
+    @faults.setter
+    def faults(self, injector: FaultInjector | None) -> None:
+        self.lambdas.faults = injector
+
+    @property
+    def invocations(self) -> list[Invocation]:
+        """Every invocation the engine served, in the order they ended."""
+        return self.lambdas.invocations
+
+    @property
+    def on_invoke(self) -> Callable[[Invocation], None] | None:
+        """Called with each :class:`Invocation` as it ends."""
+        return self.lambdas.on_invoke
+
+    @on_invoke.setter
+    def on_invoke(self, callback: Callable[[Invocation], None] | None) -> None:
+        self.lambdas.on_invoke = callback
 
     def close(self) -> None:
         """Stop the workers (the shared S3 server keeps the bucket for this process)."""
-        for spec in self.stack.functions.values():
-            _ACTIVE.pop(spec.function_name, None)
+        self.lambdas.close()
         self.mirror.close()
         self.pool.close()
 
@@ -306,31 +223,13 @@ class LocalEngine:
 
     def invoke(self, logical_id: str, payload: bytes) -> Outcome:
         """Run one invocation of a template function on the worker pool."""
-        spec: FunctionSpec = self.stack.function_for(logical_id)
-        outcome = self._injected(spec, payload) or self.pool.invoke(spec, payload)
-        record = Invocation(
-            function=logical_id,
-            payload=json.loads(payload),
-            output=json.loads(outcome.payload),
-            error_type=outcome.error_type,
-            duration_ms=outcome.duration_ms,
-            memory_mb=spec.memory_mb,
-            init_ms=outcome.init_ms,
-        )
-        with self._lock:
-            self.invocations.append(record)
-        self._report(spec, outcome)
-        if self.on_invoke is not None:
-            self.on_invoke(record)
-        self._invocation_ended.set()
-        self._activity.set()
-        return outcome
+        return self.lambdas.invoke(logical_id, payload)
 
     def wait_for_activity(self, seconds: float) -> None:
         """Wait up to ``seconds`` for an invocation to end, then a moment for the
         interpreter to record it (an execution may have ended with it)."""
-        if self._activity.wait(seconds):
-            self._activity.clear()
+        if self.lambdas.activity.wait(seconds):
+            self.lambdas.activity.clear()
             time.sleep(_MIN_POLL_SECONDS)
 
     def ended_runs(self) -> list[tuple[str, str | None]]:
@@ -370,43 +269,11 @@ class LocalEngine:
         once the interpreter has had a moment to record it, but at most ten times a second.
         """
         began = time.monotonic()
-        if self._invocation_ended.wait(seconds):
-            self._invocation_ended.clear()
+        if self.lambdas.ended.wait(seconds):
+            self.lambdas.ended.clear()
             now = time.monotonic()
             look = max(now + _SETTLE_SECONDS, began + _MIN_POLL_SECONDS)
             time.sleep(max(0.0, min(look, began + seconds) - now))
-
-    def _report(self, spec: FunctionSpec, outcome: Outcome) -> None:
-        """Write the REPORT line Lambda writes after each invocation (what cost is read from)."""
-        line = report_line(
-            outcome.duration_ms, spec.memory_mb, str(uuid.uuid4()), init_ms=outcome.init_ms
-        )
-        self.function_logs.write(spec.function_name, line)
-
-    def _injected(self, spec: FunctionSpec, payload: bytes) -> Outcome | None:
-        """The outcome of this attempt run with its injected fault or instruments, if any.
-
-        A throttle is raised before any handler runs, as the Invoke API does; any other
-        fault, and the access record, happen to the real handler in its worker
-        (see :func:`groveflow.local.faults.run_instrumented`).
-        """
-        if self.faults is None:
-            return None
-        key = f"{spec.logical_id}:{payload.decode()}"
-        with self._lock:
-            attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
-        fault = self.faults.fault_for(spec.logical_id, json.loads(payload), attempt)
-        if fault is not None and fault.kind == "throttle":
-            error = {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."}
-            response = {
-                "Error": error,
-                "Reason": "ConcurrentInvocationLimitExceeded",
-                "ResponseMetadata": {"HTTPStatusCode": 429, "RequestId": "groveflow-local"},
-            }
-            raise ClientError(cast(Any, response), "Invoke")
-        if fault is None and self.faults.record_to is None:
-            return None
-        return run_instrumented(self.pool, spec, payload, fault, self.faults.record_to)
 
     def state_machine_arn(self, logical_id: str) -> str:
         """The local ARN of a template state machine (``TrainStateMachine``...), created
@@ -476,7 +343,7 @@ class LocalEngine:
         # Each look costs this process's server a few milliseconds of the CPU the workers
         # use, so the follower looks once a second, and soon after each invocation ends
         # (see _pause): the progress bar moves when an item does.
-        self._invocation_ended.clear()
+        self.lambdas.ended.clear()
         description = follow(self.sfn, arn, on_progress, poll_seconds=1.0, wait=self._pause)
         output = description.get("output")
         return ExecutionResult(
@@ -505,7 +372,3 @@ class LocalEngine:
     def restore(self, run_id: str) -> None:
         """Load a run mirrored by an earlier process back into the local bucket (resume)."""
         self.mirror.restore(keys.run_prefix(check_id(run_id)))
-
-
-def _error(error_type: str, message: str) -> bytes:
-    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()

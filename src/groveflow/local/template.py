@@ -13,7 +13,14 @@ from typing import Any
 
 import yaml
 
-__all__ = ["FunctionSpec", "Stack", "StateMachineSpec", "load_template", "read_template"]
+__all__ = [
+    "FunctionSpec",
+    "Stack",
+    "StateMachineSpec",
+    "function_name_of",
+    "load_template",
+    "read_template",
+]
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -102,14 +109,20 @@ class Stack:
 
     def function_for(self, name_or_arn: str) -> FunctionSpec:
         """The function a logical id, or an invoke's ``FunctionName`` (name or ARN), names."""
-        parts = name_or_arn.split(":")
-        name = parts[6] if name_or_arn.startswith("arn:") and len(parts) > 6 else name_or_arn
+        name = function_name_of(name_or_arn)
         for spec in self.functions.values():
             if name in (spec.logical_id, spec.function_name):
                 return spec
         raise KeyError(
             f"template.yaml declares no function {name!r}; it has {sorted(self.functions)}"
         )
+
+
+def function_name_of(name_or_arn: str) -> str:
+    """A Lambda ``FunctionName`` as given to Invoke (a name, or an ARN, maybe qualified) as
+    the function's name: ``arn:aws:lambda:us-east-1:123:function:NAME[:alias]`` gives NAME."""
+    parts = name_or_arn.split(":")
+    return parts[6] if name_or_arn.startswith("arn:") and len(parts) > 6 else name_or_arn
 
 
 class _Resolver:
