@@ -252,8 +252,10 @@ def _names_results_and_quotas(local: LocalSfn) -> dict[str, Any]:
     unnamed = local.create({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
     first = local.sfn.start_execution(stateMachineArn=unnamed)["executionArn"]
     try:
-        local.sfn.start_execution(stateMachineArn=unnamed)
-        report["unnamed_starts"] = [first.rsplit(":", 1)[1], "started"]
+        second = local.sfn.start_execution(stateMachineArn=unnamed)["executionArn"]
+        # moto hands back the first execution while it still runs (same name and input)
+        outcome = "the same execution" if second == first else "started"
+        report["unnamed_starts"] = [first.rsplit(":", 1)[1], outcome]
     except ClientError as error:
         report["unnamed_starts"] = [first.rsplit(":", 1)[1], error.response["Error"]["Code"]]
     named = local.sfn.start_execution(stateMachineArn=unnamed, name="my run/1")
@@ -371,7 +373,12 @@ def test_moto_still_fails_map_run_reads_while_an_execution_starts(
 def test_moto_still_names_an_unnamed_start_none_and_accepts_any_name(
     uncorrected: dict[str, Any],
 ) -> None:
-    assert uncorrected["unnamed_starts"] == ["None", "ExecutionAlreadyExists"]
+    # the second unnamed start collides with the first "None": refused once the first has
+    # ended, the first handed back while it runs; never a second execution
+    assert uncorrected["unnamed_starts"] in (
+        ["None", "ExecutionAlreadyExists"],
+        ["None", "the same execution"],
+    )
     assert uncorrected["bad_name_started"] is True
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -227,18 +226,10 @@ _MODULES: dict[Path, ModuleType] = {}
 def _real_handler(code_dir: str, handler: str) -> Callable[..., Any]:
     """The function's own handler, imported once per worker (as the pool imports it)."""
     if (code_dir, handler) not in _HANDLERS:
-        module_name, _, function_name = handler.rpartition(".")
-        path = Path(code_dir) / (module_name.replace(".", "/") + ".py")
-        if path not in _MODULES:
-            module_spec = importlib.util.spec_from_file_location(
-                f"_groveflow_instrumented_{len(_MODULES)}", path
-            )
-            if module_spec is None or module_spec.loader is None:
-                raise ImportError(f"cannot import handler module {path}")
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-            _MODULES[path] = module
-        _HANDLERS[code_dir, handler] = getattr(_MODULES[path], function_name)
+        from groveflow.local.workers import load_handler
+
+        name = f"_groveflow_instrumented_{len(_MODULES)}"
+        _HANDLERS[code_dir, handler] = load_handler(Path(code_dir), handler, _MODULES, name)
     return _HANDLERS[code_dir, handler]
 
 

@@ -167,20 +167,12 @@ def _fail_map_run_beyond_tolerance() -> None:
     runs when all items have finished, not at the first failure past the threshold.
     """
     from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
-    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-        FailureEvent,
-        FailureEventException,
-    )
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
-        StatesErrorName,
-    )
     from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
         StatesErrorNameType,
     )
     from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
         distributed_iteration_component as component,
     )
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
     cls = component.DistributedIterationComponent
     original = cls._map_run
@@ -196,22 +188,45 @@ def _fail_map_run_beyond_tolerance() -> None:
         if not exceeds_tolerance(failed, total, count, percentage):
             return
         env.stack.pop()  # the outputs the original pushed
-        error = StatesErrorName(typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold)
         cause = (
             f"{failed} of {total} items failed; tolerated: "
             f"ToleratedFailureCount={count}, ToleratedFailurePercentage={percentage}"
         )
-        details = MapRunFailedEventDetails(error=error.error_name, cause=cause)
-        raise FailureEventException(
-            FailureEvent(
-                env=env,
-                error_name=error,
-                event_type=HistoryEventType.MapRunFailed,
-                event_details=cast(EventDetails, {"mapRunFailedEventDetails": details}),
-            )
+        _fail(
+            env,
+            StatesErrorNameType.StatesExceedToleratedFailureThreshold,
+            cause,
+            HistoryEventType.MapRunFailed,
+            details=(MapRunFailedEventDetails, "mapRunFailedEventDetails"),
         )
 
     cls._map_run = _map_run  # type: ignore[method-assign]
+
+
+def _fail(
+    env: Any, error_type: Any, cause: str, event_type: Any, *, details: tuple[Any, str]
+) -> None:
+    """Fail the state as the interpreter fails one: a ``States.*`` error, its history event."""
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
+        StatesErrorName,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    error = StatesErrorName(typ=error_type)
+    details_class, details_key = details
+    event_details = {details_key: details_class(error=error.error_name, cause=cause)}
+    raise FailureEventException(
+        FailureEvent(
+            env=env,
+            error_name=error,
+            event_type=event_type,
+            event_details=cast(EventDetails, event_details),
+        )
+    )
 
 
 def _import_interpreter_without_batch_backend() -> None:
@@ -587,18 +602,10 @@ def _limit_map_results_to_the_payload_quota() -> None:
     ResultWriter's small object) is larger than :data:`MAX_PAYLOAD_BYTES`.
     """
     from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
-    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-        FailureEvent,
-        FailureEventException,
-    )
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
-        StatesErrorName,
-    )
     from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
         StatesErrorNameType,
     )
     from moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map import StateMap
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
     original = StateMap._eval_execution
 
@@ -609,19 +616,16 @@ def _limit_map_results_to_the_payload_quota() -> None:
         size = len(json.dumps(env.stack[-1], separators=(",", ":")).encode())
         if size <= MAX_PAYLOAD_BYTES:
             return
-        error = StatesErrorName(typ=StatesErrorNameType.StatesStatesDataLimitExceeded)
         cause = (
             f"The state/task '{self.name}' returned a result with a size exceeding the maximum "
             f"number of bytes service limit ({size} > {MAX_PAYLOAD_BYTES} bytes)."
         )
-        details = ExecutionFailedEventDetails(error=error.error_name, cause=cause)
-        raise FailureEventException(
-            FailureEvent(
-                env=env,
-                error_name=error,
-                event_type=HistoryEventType.MapStateFailed,
-                event_details=cast(EventDetails, {"executionFailedEventDetails": details}),
-            )
+        _fail(
+            env,
+            StatesErrorNameType.StatesStatesDataLimitExceeded,
+            cause,
+            HistoryEventType.MapStateFailed,
+            details=(ExecutionFailedEventDetails, "executionFailedEventDetails"),
         )
 
     StateMap._eval_execution = _eval_execution  # type: ignore[method-assign]

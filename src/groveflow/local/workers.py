@@ -101,12 +101,18 @@ def _exit_message(exitcode: int | None) -> str:
 
 
 def _load_handler(spec: FunctionSpec, cache: dict[Path, ModuleType]) -> Any:
-    module_name, _, function_name = spec.handler.rpartition(".")
-    path = spec.code_dir / (module_name.replace(".", "/") + ".py")
+    return load_handler(spec.code_dir, spec.handler, cache, f"_groveflow_fn_{spec.logical_id}")
+
+
+def load_handler(
+    code_dir: Path, handler: str, cache: dict[Path, ModuleType], module_name: str
+) -> Any:
+    """The function ``handler`` (``module.function``) names in ``code_dir``, its module
+    imported from its file once (under ``module_name``) and kept in ``cache``."""
+    module_path, _, function_name = handler.rpartition(".")
+    path = code_dir / (module_path.replace(".", "/") + ".py")
     if path not in cache:
-        module_spec = importlib.util.spec_from_file_location(
-            f"_groveflow_fn_{spec.logical_id}", path
-        )
+        module_spec = importlib.util.spec_from_file_location(module_name, path)
         if module_spec is None or module_spec.loader is None:
             raise ImportError(f"cannot import handler module {path}")
         module = importlib.util.module_from_spec(module_spec)
