@@ -163,13 +163,7 @@ def train(
         If the run id is not accepted; nothing is written. (A request the plan refuses
         gives a failed :class:`RunResult` naming the error.)
     """
-    body, stem = _read(request, InvalidRequest)
-    run_id = id_for(body, stem, run_id, predicting=False)
-    body["run_id"] = run_id
-    execution = (engine or default_engine()).execute(
-        TRAIN, body, run_id=run_id, on_progress=on_progress, on_start=on_start
-    )
-    return result_of("train", run_id, execution)
+    return _execute(False, request, engine, run_id, (on_progress, on_start))
 
 
 def predict(
@@ -199,13 +193,28 @@ def predict(
     RunResult
         ``predictions`` says where the parts and their manifest are.
     """
-    body, stem = _read(request, InvalidPredictRequest)
-    prediction_id = id_for(body, stem, run_id, predicting=True)
-    body["prediction_id"] = prediction_id
+    return _execute(True, request, engine, run_id, (on_progress, on_start))
+
+
+def _execute(
+    predicting: bool,
+    request: Mapping[str, Any] | str | Path,
+    engine: Engine | None,
+    run_id: str | None,
+    callbacks: tuple[Callable[[Progress], None] | None, Callable[[str], None] | None],
+) -> RunResult:
+    body, stem = _read(request, InvalidPredictRequest if predicting else InvalidRequest)
+    run_id = id_for(body, stem, run_id, predicting=predicting)
+    body["prediction_id" if predicting else "run_id"] = run_id
+    on_progress, on_start = callbacks
     execution = (engine or default_engine()).execute(
-        PREDICT, body, run_id=prediction_id, on_progress=on_progress, on_start=on_start
+        PREDICT if predicting else TRAIN,
+        body,
+        run_id=run_id,
+        on_progress=on_progress,
+        on_start=on_start,
     )
-    return result_of("predict", prediction_id, execution)
+    return result_of("predict" if predicting else "train", run_id, execution)
 
 
 def _read(
