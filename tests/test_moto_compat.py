@@ -239,6 +239,7 @@ def _uncorrected_report() -> dict[str, Any]:
         reraised = local.run({"StartAt": "F", "States": {"F": reraise}}, THRESHOLD_FAILURE)
         report["reraised_states_error"] = reraised["error"]
         report["map_runs_while_starting"] = _map_runs_while_starting(local)
+        report["total_while_running"] = _total_while_running(local)
         report.update(_names_results_and_quotas(local))
         session = boto3.DEFAULT_SESSION
         with mock_aws():
@@ -297,6 +298,34 @@ def slow_starting_executions(seconds: float = 0.5) -> Iterator[None]:
         yield
     finally:
         ExecutionWorker._execution_logic = original  # type: ignore[method-assign]
+
+
+def _total_while_running(local: LocalSfn) -> int:
+    """A 5-item Map Run's itemCounts.total while 2 children (MaxConcurrency 2) are held."""
+    release = threading.Event()
+    HANDLERS["held"] = lambda event: release.wait(10) and grove(event)
+    execution_arn = local.start(distributed_map(invoke("held"), MaxConcurrency=2), items(5))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if local.sfn.list_map_runs(executionArn=execution_arn)["mapRuns"]:
+            counts = local.map_run(execution_arn)["itemCounts"]
+            if counts["running"] == 2:
+                break
+        time.sleep(0.02)
+    total = int(local.map_run(execution_arn)["itemCounts"]["total"])
+    release.set()
+    local.wait(execution_arn)
+    return total
+
+
+def test_moto_still_counts_an_item_into_the_total_only_when_it_starts(
+    uncorrected: dict[str, Any],
+) -> None:
+    assert uncorrected["total_while_running"] == 2
+
+
+def test_a_map_runs_total_is_every_item_from_the_start(local: LocalSfn) -> None:
+    assert _total_while_running(local) == 5
 
 
 def _map_runs_while_starting(local: LocalSfn) -> dict[str, Any]:

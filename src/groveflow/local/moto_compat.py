@@ -2,13 +2,14 @@
 
 The embedded local engine runs unmodified ASL in moto's interpreter (a port of
 LocalStack's). In the tested moto range it departs from AWS in ways that would
-let a run succeed locally and fail in the cloud. :func:`apply_corrections`
-patches eleven of them; each patch is one short function below that names the moto
-symbol it replaces. ``tests/test_moto_compat.py`` pins both the uncorrected moto
-behaviour (so we notice an upstream fix) and the corrected one.
+let a run succeed locally and fail in the cloud, or run slower than it must.
+:func:`apply_corrections` applies seventeen patches; each is one short function below
+that names the moto symbol it replaces. ``tests/test_moto_compat.py`` pins both the
+uncorrected moto behaviour (so we notice an upstream fix) and the corrected one.
 A Distributed Map Run runs its children on a few threads (:func:`set_map_child_threads`,
-pinned by ``tests/test_moto_map_threads.py``), not on three threads per child, and the
-server lists moto's services once, not on every request (same file).
+pinned by ``tests/test_moto_map_threads.py``), not on three threads per child, counts
+every item into its total from the start, and the server lists moto's services once,
+not on every request.
 
 Departures that are avoided or only documented, not patched:
 
@@ -99,6 +100,7 @@ def apply_corrections() -> None:
         _accept_integer_tolerated_failure_percentage()
         _iterate_instead_of_recursing_in_map_workers()
         _run_map_children_on_bounded_threads()
+        _count_every_item_from_the_start()
         _list_moto_services_once()
         _cache_boto_clients()
         _let_fail_states_reraise_states_errors()
@@ -682,6 +684,48 @@ def _name_and_check_started_executions() -> None:
 
 
 _map_child_threads = {"limit": 8}  # set by set_map_child_threads
+
+
+def _count_every_item_from_the_start() -> None:
+    """Make a Map Run's ``itemCounts.total`` every item from the start, as AWS reports it.
+
+    moto counts an item into ``total`` when a worker takes it (``_eval_job`` of
+    ``DistributedItemProcessorWorker`` and ``DistributedIteratorWorker``), so with
+    children on a few threads a 10-item Map Run reads "0 of 4" until its end. The total
+    is now set when the first worker launches, from the job pool's size, and each job
+    no longer adds to it; the other counts are unchanged.
+    """
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        distributed_iteration_component as component,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (  # noqa: E501
+        distributed_item_processor_worker as processor_worker,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.iterator import (
+        distributed_iterator_worker as iterator_worker,
+    )
+
+    map_cls = component.DistributedIterationComponent
+    launch_worker = map_cls._launch_worker
+
+    def _launch_worker(self: Any, env: Any, eval_input: Any, job_pool: Any) -> Any:
+        if not job_pool.__dict__.get("_groveflow_counted"):
+            job_pool._groveflow_counted = True
+            eval_input.map_run_record.item_counter.total.offset(job_pool._jobs_number)
+        return launch_worker(self, env=env, eval_input=eval_input, job_pool=job_pool)
+
+    map_cls._launch_worker = _launch_worker  # type: ignore[method-assign]
+    for cls in (
+        processor_worker.DistributedItemProcessorWorker,
+        iterator_worker.DistributedIteratorWorker,
+    ):
+        eval_job = cls._eval_job
+
+        def _eval_job(self: Any, env: Any, job: Any, _original: Any = eval_job) -> None:
+            self._map_run_record.item_counter.total.offset(-1)  # moto counts it again
+            _original(self, env, job)
+
+        cls._eval_job = _eval_job  # type: ignore[method-assign]
 
 
 def _list_moto_services_once() -> None:
