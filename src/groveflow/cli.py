@@ -36,22 +36,23 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _engine(args: argparse.Namespace) -> Any:
-    from groveflow.engines import Local, Stack
-
-    if args.stack or args.state_machine_arn or args.endpoint_url:
-        return Stack(
-            args.stack,
-            state_machine_arn=args.state_machine_arn,
-            region=args.region,
-            endpoint_url=args.endpoint_url,
-        )
+    from groveflow.engines import engine_for
     from groveflow.local.faults import parse_faults
 
     try:
         faults = parse_faults(args.inject_faults) if args.inject_faults else None
     except ValueError as error:
         raise SystemExit(f"groveflow: --inject-faults: {error}") from None
-    return Local(workers=args.workers, state_dir=console.state_dir(args.state_dir), faults=faults)
+    remote = args.stack or args.state_machine_arn or args.endpoint_url
+    return engine_for(
+        stack=args.stack,
+        state_machine_arn=args.state_machine_arn,
+        region=args.region,
+        endpoint_url=args.endpoint_url,
+        workers=args.workers,
+        state_dir=args.state_dir if remote else console.state_dir(args.state_dir),
+        faults=faults,
+    )
 
 
 def _started(execution_arn: str) -> None:
@@ -76,22 +77,12 @@ def _run(args: argparse.Namespace, predicting: bool) -> int:
         result = call(request, engine=engine, run_id=run_id, on_progress=bar, on_start=on_start)
     except StoppedFollowing as stopped:
         bar.finish()
-        print(
-            "\nstopped following; the execution goes on. Follow it again with:\n"
-            f"  groveflow follow {stopped.execution_arn}",
-            file=sys.stderr,
-        )
+        console.stopped_following(stopped.execution_arn)
         return 130
     except KeyboardInterrupt as interrupt:
         bar.finish()
-        again = f"groveflow {args.command} {args.input}"
-        again += "" if predicting else f" --run-id {run_id}"
-        again += f" --state-dir {args.state_dir}" if args.state_dir != ".groveflow" else ""
-        print(
-            f"\ngroveflow: interrupted; what {run_id} stored so far is kept in "
-            f"{args.state_dir}: rerun `{again}` to resume",
-            file=sys.stderr,
-        )
+        run_flag = "" if predicting else f" --run-id {run_id}"
+        console.interrupted(f"{args.command} {args.input}{run_flag}", run_id, args.state_dir)
         return 143 if isinstance(interrupt, _Terminated) else 130
     finally:
         if isinstance(engine, Local):

@@ -16,7 +16,15 @@ from groveflow.api import RunResult
 from groveflow.follow import Progress
 from groveflow.jsonsafe import json_safe
 
-__all__ = ["ProgressBar", "emit", "read_json", "state_dir", "summary"]
+__all__ = [
+    "ProgressBar",
+    "emit",
+    "interrupted",
+    "read_json",
+    "state_dir",
+    "stopped_following",
+    "summary",
+]
 
 PLAIN_PROGRESS_SECONDS = 15.0
 """Without a terminal, a plain progress line at most this often."""
@@ -63,6 +71,26 @@ class ProgressBar:
         if self._drawn:
             sys.stderr.write("\n")
             self._drawn = False
+
+
+def stopped_following(execution_arn: str) -> None:
+    """Say that Ctrl-C stopped following a stack's execution, not the execution."""
+    print(
+        "\nstopped following; the execution goes on. Follow it again with:\n"
+        f"  groveflow follow {execution_arn}",
+        file=sys.stderr,
+    )
+
+
+def interrupted(command: str, run_id: str, state_dir: str) -> None:
+    """Say, in one line, where a stopped local run's state is and how to resume it."""
+    again = f"groveflow {command}"
+    again += f" --state-dir {state_dir}" if state_dir != ".groveflow" else ""
+    print(
+        f"\ngroveflow: interrupted; what {run_id} stored so far is kept in {state_dir}: "
+        f"rerun `{again}` to resume",
+        file=sys.stderr,
+    )
 
 
 def _not_json(constant: str) -> Any:

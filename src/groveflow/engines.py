@@ -31,6 +31,7 @@ __all__ = [
     "Stack",
     "StoppedFollowing",
     "default_engine",
+    "engine_for",
 ]
 
 TRAIN = "TrainStateMachine"
@@ -395,6 +396,31 @@ def start_workers() -> None:
         start_fork_server()
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def engine_for(
+    *,
+    stack: str | None = None,
+    state_machine_arn: str | None = None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    workers: int | None = None,
+    state_dir: str | Path = ".groveflow",
+    faults: Any = None,
+) -> Local | Stack:
+    """The engine these options name, chosen one way for every call (and the CLI).
+
+    A stack name, a state machine ARN or an endpoint URL names a :class:`Stack`;
+    otherwise the embedded :class:`Local` engine, with ``workers``, ``state_dir`` and
+    ``faults`` (which a stack refuses: they are the local engine's).
+    """
+    if stack or state_machine_arn or endpoint_url:
+        if faults is not None:
+            raise EngineError("injected faults are the local engine's; a stack takes none")
+        return Stack(
+            stack, state_machine_arn=state_machine_arn, region=region, endpoint_url=endpoint_url
+        )
+    return Local(workers=workers, state_dir=state_dir, faults=faults)
 
 
 _DEFAULT: list[Local] = []
