@@ -481,3 +481,39 @@ def test_an_execution_name_that_is_no_run_id_is_refused_by_plan(engine: Any, nam
     assert "give run_id in the input" in error["errorMessage"]
     listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=f"runs/{name}")
     assert not listed.get("Contents")
+
+
+def test_concurrent_conditional_writes_in_one_process_have_one_winner(
+    engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN sixteen writers racing to create one key through the local endpoint, with
+    # moto's store slowed so that its check-then-store window is wide open
+    from concurrent.futures import ThreadPoolExecutor
+
+    from moto.s3.models import S3Backend
+
+    key = f"claims/{unique_name('race')}/run.json"
+    store = S3Backend.put_object
+
+    def slow_store(self: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
+        if key_name == key:
+            time.sleep(0.05)
+        return store(self, bucket_name, key_name, *args, **kwargs)
+
+    monkeypatch.setattr(S3Backend, "put_object", slow_store)
+
+    def create(body: int) -> str:
+        try:
+            engine.s3.put_object(
+                Bucket=engine.bucket, Key=key, Body=str(body).encode(), IfNoneMatch="*"
+            )
+        except engine.s3.exceptions.ClientError as error:
+            return str(error.response["Error"]["Code"])
+        return "created"
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(create, range(16)))
+    # THEN exactly one created it, the others were refused, and the object is the winner's
+    assert sorted(answers) == ["PreconditionFailed"] * 15 + ["created"]
+    stored = engine.s3.get_object(Bucket=engine.bucket, Key=key)["Body"].read()
+    assert stored == str(answers.index("created")).encode()

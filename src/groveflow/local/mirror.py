@@ -235,17 +235,18 @@ def install() -> None:
     def put_object(self: Any) -> Any:
         key = self.parse_key_name()
         mirrors = _covering(self.bucket_name, key)
-        if not mirrors:
-            return original_put(self)
         if self.headers.get("If-None-Match") != "*":
             answer = original_put(self)
+            if not mirrors:
+                return answer
             stored = self.backend.get_object(self.bucket_name, key)
             for mirror in mirrors:
                 mirror.write(key, bytes(stored.value), _user_metadata(stored))
             return answer
+        # Conditional writes one at a time, mirrored or not: moto checks and then stores,
+        # so two at once could both pass. A claim another process made is on disk only:
+        # load it first, so the write fails here as it would on one shared S3 bucket.
         with _claim_lock:
-            # A claim another process made is on disk only: load it first, so the
-            # conditional write fails here as it would on one shared S3 bucket.
             for mirror in mirrors:
                 on_disk = mirror.read(key)
                 if on_disk is not None and self.backend.get_object(self.bucket_name, key) is None:
