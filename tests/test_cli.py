@@ -744,3 +744,22 @@ def test_a_truncated_manifest_is_named_with_its_file(tmp_path: Path) -> None:
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith(f"groveflow: ArtifactError: {manifest} is not valid JSON")
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_an_estimator_fits_on_a_served_stack(served_engine: Served) -> None:
+    # GIVEN an engine that is a stack's endpoint (here groveflow serve), not this process
+    from sklearn.datasets import load_iris
+
+    from groveflow.engines import Stack
+    from groveflow.estimators import GroveForestClassifier
+
+    X, y = load_iris(return_X_y=True)
+    engine = Stack(endpoint_url=served_engine.endpoint)
+    # WHEN an estimator fits there
+    model = GroveForestClassifier(n_trees=6, random_state=0, engine=engine).fit(X, y)
+    # THEN the run was the stack's, its data went to the stack's datasets/, and the forest
+    # downloaded from it predicts
+    assert model.run_.execution_arn.startswith(TRAIN_ARN.replace(":stateMachine:", ":execution:"))
+    assert model.run_.output["run_id"].startswith("fit-")
+    assert model.score(X, y) > 0.9
+    served_engine.assert_up()

@@ -106,6 +106,14 @@ class Engine(Protocol):
         """Run ``machine`` (:data:`TRAIN` or :data:`PREDICT`) on ``request`` to its end."""
         ...
 
+    def data_uri(self, name: str, data: bytes) -> str:
+        """Store a dataset file where this engine's runs can read it; its URI."""
+        ...
+
+    def model_path(self, model_uri: str) -> str:
+        """Where :func:`groveflow.load_forest` can read the model at ``model_uri``."""
+        ...
+
 
 def readable_cause(cause: str | None) -> str | None:
     """A Lambda error document's message, without its stack trace."""
@@ -189,6 +197,14 @@ class Local:
         if self._engine is not None:
             self._engine.close()
             self._engine = None
+
+    def model_path(self, model_uri: str) -> str:
+        """The model's mirror on disk (``model_uri`` names it in the local bucket)."""
+        from groveflow.local.engine import mirrored
+        from groveflow.storage import parse_s3_uri
+
+        _, key = parse_s3_uri(model_uri)
+        return str(mirrored(self.state_dir, key).parent)
 
     def data_uri(self, name: str, data: bytes) -> str:
         """Store a dataset file where this engine's runs can read it; its URI."""
@@ -323,6 +339,48 @@ class Stack:
                 "name one with --state-machine-arn" + (f": {', '.join(arns)}" if arns else "")
             )
         return str(arns[0])
+
+    def bucket_name(self) -> str:
+        """The stack's bucket (its ``ModelBucketName`` output; ``groveflow serve``'s own)."""
+        if self.name:
+            stacks = self.client("cloudformation").describe_stacks(StackName=self.name)["Stacks"]
+            for output in stacks[0].get("Outputs", []):
+                if output["OutputKey"] == "ModelBucketName":
+                    return str(output["OutputValue"])
+            raise EngineError(f"stack {self.name} has no output ModelBucketName")
+        if _is_loopback(self.endpoint_url):
+            from groveflow.local.engine import LOCAL_BUCKET
+
+            return LOCAL_BUCKET
+        raise EngineError("name the stack (--stack) to know its bucket")
+
+    def data_uri(self, name: str, data: bytes) -> str:
+        """Upload a dataset file under the bucket's ``datasets/`` (which Plan may read) once."""
+        bucket, key = self.bucket_name(), f"datasets/groveflow-fit/{name}"
+        s3 = self.client("s3")
+        try:
+            s3.head_object(Bucket=bucket, Key=key)
+        except s3.exceptions.ClientError:
+            s3.put_object(Bucket=bucket, Key=key, Body=data)
+        return f"s3://{bucket}/{key}"
+
+    def model_path(self, model_uri: str) -> str:
+        """The model's manifest and forest, downloaded with this stack's client to a new
+        temporary directory (``load_forest`` verifies them there)."""
+        import tempfile
+
+        from groveflow.storage import parse_s3_uri
+
+        bucket, key = parse_s3_uri(model_uri)
+        prefix = key.rsplit("/", 1)[0]
+        target = Path(tempfile.mkdtemp(prefix="groveflow-model-"))
+        s3 = self.client("s3")
+        manifest = s3.get_object(Bucket=bucket, Key=f"{prefix}/manifest.json")["Body"].read()
+        (target / "manifest.json").write_bytes(manifest)
+        forest_key = json.loads(manifest).get("forest", {}).get("key", "forest.gfa")
+        forest = s3.get_object(Bucket=bucket, Key=f"{prefix}/{forest_key}")["Body"].read()
+        (target / Path(forest_key).name).write_bytes(forest)
+        return str(target)
 
     def start(self, machine: str, request: dict[str, Any], *, run_id: str) -> str:
         """Start an execution; its ARN."""

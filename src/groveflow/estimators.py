@@ -25,6 +25,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from groveflow.api import RunResult, train
+from groveflow.artifact import load_forest
 from groveflow.engines import Engine, default_engine
 
 __all__ = ["GroveForestClassifier", "GroveForestRegressor"]
@@ -121,13 +122,14 @@ class _GroveForest(BaseEstimator):
         probe = self._request("", seed)
         digest.update(json.dumps(probe, sort_keys=True, default=str).encode())
         name = digest.hexdigest()[:20]
-        uri = engine.data_uri(f"{name}.npz", data)  # type: ignore[attr-defined]
+        uri = engine.data_uri(f"{name}.npz", data)
         run = train(self._request(uri, seed), engine=engine, run_id=f"fit-{name}")
         if run.error in _USER_ERRORS:  # the data or the parameters: scikit-learn's ValueError
             raise ValueError(f"{run.error}: {run.cause}")
         run.raise_for_status()
         self.run_ = run
-        self.forest_ = run.load_forest()
+        assert run.model_uri is not None
+        self.forest_ = load_forest(engine.model_path(run.model_uri))
         self.forest_.n_jobs = self.n_jobs
         return run
 
