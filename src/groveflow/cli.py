@@ -86,7 +86,8 @@ def _run(args: argparse.Namespace, predicting: bool) -> int:
         return 143 if isinstance(interrupt, _Terminated) else 130
     finally:
         if isinstance(engine, Local):
-            engine.close()
+            with contextlib.suppress(Exception):  # stopping: what is stored is stored
+                engine.close()
     bar.finish()
     console.emit(result, args.json)
     return 0 if result.succeeded else 1

@@ -506,17 +506,10 @@ def _is_loopback(endpoint_url: str | None) -> bool:
 
 def _model_run_id(request: dict[str, Any]) -> str | None:
     """The local run a prediction input's ``model`` names (a run id or its S3 URI), if any."""
-    from groveflow.ids import is_valid_id
+    from groveflow.layout import run_of_model
 
     model = request.get("model")
-    if not isinstance(model, str):
-        return None
-    prefix = "s3://"
-    run_id = model
-    if model.startswith(prefix):
-        parts = model[len(prefix) :].split("/")
-        run_id = parts[2] if len(parts) > 2 and parts[1] == "runs" else ""
-    return run_id if is_valid_id(run_id) else None
+    return run_of_model(model) if isinstance(model, str) else None
 
 
 def _local_cost(result: Any, history: list[dict[str, Any]]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["grove_seeds", "keys"]
+__all__ = ["grove_seeds", "keys", "model_manifest", "run_of_model"]
 
 
 def grove_seeds(seed: int, n_groves: int) -> list[int]:
@@ -18,6 +18,38 @@ def grove_seeds(seed: int, n_groves: int) -> list[int]:
     """
     children = np.random.SeedSequence(seed).spawn(n_groves)
     return [int(child.generate_state(1, dtype=np.uint32)[0]) for child in children]
+
+
+def model_manifest(model: str, bucket: str) -> tuple[str, str] | None:
+    """The bucket and manifest key a ``model`` names, or None if it names none.
+
+    The one rule, for the predict functions and the local engine: a run id (in
+    ``bucket``), ``s3://b/.../manifest.json``, or ``s3://b/<prefix>`` of a model directory.
+    """
+    from groveflow.ids import is_valid_id
+
+    if model.startswith("s3://"):
+        model_bucket, _, key = model[len("s3://") :].partition("/")
+        if not model_bucket:
+            return None
+        if not key.endswith(".json"):
+            key = key.rstrip("/") + "/manifest.json"
+        return model_bucket, key.lstrip("/")
+    if is_valid_id(model):
+        return bucket, keys.manifest(model)
+    return None
+
+
+def run_of_model(model: str) -> str | None:
+    """The run id a ``model`` names (a run id, or ``s3://b/runs/<id>/...``), if any."""
+    from groveflow.ids import is_valid_id
+
+    location = model_manifest(model, "")
+    if location is None:
+        return None
+    parts = location[1].split("/")
+    run_id = parts[1] if len(parts) > 2 and parts[0] == "runs" else None
+    return run_id if is_valid_id(run_id) else None
 
 
 class keys:

@@ -22,8 +22,8 @@ from groveflow import artifact, storage, telemetry
 from groveflow.datasets import CONVERTED_FORMAT, check_readable, read_scoring_file, sources
 from groveflow.documents import check_manifest, grove_problem
 from groveflow.errors import ArtifactError, InvalidPredictRequest, ModelNotFound, ShardMissing
-from groveflow.ids import check_id, is_valid_id
-from groveflow.layout import keys
+from groveflow.ids import check_id
+from groveflow.layout import keys, model_manifest
 from groveflow.request import DataSpec, check_keys, parse_data
 
 __all__ = [
@@ -143,15 +143,11 @@ def data_spec(data: dict[str, Any]) -> DataSpec:
 
 
 def _manifest_location(model: str, bucket: str) -> tuple[str, str]:
-    """Bucket and key of the model manifest a request names."""
-    if model.startswith("s3://"):
-        model_bucket, key = storage.parse_s3_uri(model)
-        if not key.endswith(".json"):
-            key = key.rstrip("/") + "/manifest.json"
-        return model_bucket, key
-    if is_valid_id(model):
-        return bucket, keys.manifest(model)
-    raise InvalidPredictRequest(f"model={model!r}: give s3://.../manifest.json or a run id")
+    """Bucket and key of the model manifest a request names (:func:`layout.model_manifest`)."""
+    location = model_manifest(model, bucket)
+    if location is None:
+        raise InvalidPredictRequest(f"model={model!r}: give s3://.../manifest.json or a run id")
+    return location
 
 
 def load_manifest(model: str, bucket: str) -> tuple[str, str, dict[str, Any]]:

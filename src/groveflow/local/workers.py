@@ -13,6 +13,7 @@ multiprocessing, as Lambda's sandboxes (no ``/dev/shm``) make it run.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import multiprocessing
@@ -190,7 +191,10 @@ class _Worker:
         if self.process.is_alive():
             self.process.kill()
         self.process.join(timeout=5)
-        self.conn.close()
+        # An invocation still waiting on this pipe (Ctrl-C while the pool closes) may have
+        # seen it break and let go of it already: a pipe that is gone is closed enough.
+        with contextlib.suppress(OSError):
+            self.conn.close()
 
 
 class WorkerPool:
