@@ -64,3 +64,30 @@ def test_the_one_grove_check_names_each_problem(
         assert found is None
     else:
         assert found is not None and problem in found
+
+
+@pytest.mark.parametrize(
+    ("item", "words"),
+    [
+        ({"run_id": "r", "grove": -1, "seed": 1, "n_trees": 2}, "grove must be a whole number"),
+        ({"run_id": "r", "grove": 0, "seed": "1", "n_trees": 2}, "seed must be a whole number"),
+        ({"run_id": "r", "grove": 0, "seed": 1, "n_trees": 0}, "n_trees must be at least 1"),
+        ({"grove": 0, "seed": 1, "n_trees": 2}, "run_id must be a non-empty string"),
+    ],
+)
+def test_a_damaged_grove_task_is_refused_by_field(item: dict[str, Any], words: str) -> None:
+    from groveflow.documents import GroveTask
+
+    with pytest.raises(ArtifactError, match=words):
+        GroveTask.from_item(item)
+
+
+def test_tasks_round_trip_as_the_map_items_they_are_written_as() -> None:
+    from groveflow.documents import GroveTask, ShardTask
+
+    grove = GroveTask("run", 3, 12345, 10)
+    assert GroveTask.from_item(grove.to_item()) == grove
+    shard = ShardTask("p", 1, "rows.csv", 0, 100, 200, 100)
+    assert ShardTask.from_item(shard.to_item()) == shard
+    with pytest.raises(ArtifactError, match="stop is before start"):
+        ShardTask.from_item({**shard.to_item(), "stop": 50})

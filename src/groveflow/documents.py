@@ -11,15 +11,112 @@ scores a group of groves.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from groveflow.errors import ArtifactError
 from groveflow.storage import sha256_hex
 
-__all__ = ["MANIFEST_VERSION", "check_manifest", "grove_problem"]
+__all__ = ["MANIFEST_VERSION", "GroveTask", "ShardTask", "check_manifest", "grove_problem"]
 
 MANIFEST_VERSION = 1
 """The model manifest's layout, written as ``manifest_version``."""
+
+
+def _field(item: Any, name: str, kind: type, document: str) -> Any:
+    value = item.get(name) if isinstance(item, dict) else None
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ArtifactError(f"{document} {item!r}: {name} must be a whole number >= 0")
+    if kind is str and (not isinstance(value, str) or not value):
+        raise ArtifactError(f"{document} {item!r}: {name} must be a non-empty string")
+    return value
+
+
+@dataclass(frozen=True)
+class GroveTask:
+    """One item of a run's grove plan (``plan.json``): what one builder fits.
+
+    Parameters
+    ----------
+    run_id : str
+    grove : int
+        The grove's number, 0-based; names ``groves/grove-NNNNN.gfa``.
+    seed : int
+        Its ``random_state``, from ``SeedSequence(seed).spawn``.
+    n_trees : int
+    """
+
+    run_id: str
+    grove: int
+    seed: int
+    n_trees: int
+
+    @classmethod
+    def from_item(cls, item: Any) -> GroveTask:
+        """The task a Map item holds; :class:`ArtifactError` naming a damaged field."""
+        document = "the grove plan's item"
+        task = cls(
+            run_id=_field(item, "run_id", str, document),
+            grove=_field(item, "grove", int, document),
+            seed=_field(item, "seed", int, document),
+            n_trees=_field(item, "n_trees", int, document),
+        )
+        if task.n_trees < 1:
+            raise ArtifactError(f"{document} {item!r}: n_trees must be at least 1")
+        return task
+
+    def to_item(self) -> dict[str, Any]:
+        """The Map item (JSON) this task is written as."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One item of a prediction's shard plan (``shards.json``): rows one Lambda scores.
+
+    Parameters
+    ----------
+    prediction_id : str
+    shard : int
+        Names ``part-NNNNN.csv``.
+    source : str
+        The file the rows are in.
+    file : int
+        Its position among the input's files.
+    start, stop : int
+        The rows of ``source`` to score (``start`` included, ``stop`` excluded).
+    first_row : int
+        The global 0-based index of row ``start`` in the whole input.
+    """
+
+    prediction_id: str
+    shard: int
+    source: str
+    file: int
+    start: int
+    stop: int
+    first_row: int
+
+    @classmethod
+    def from_item(cls, item: Any) -> ShardTask:
+        """The task a Map item holds; :class:`ArtifactError` naming a damaged field."""
+        document = "the shard plan's item"
+        task = cls(
+            prediction_id=_field(item, "prediction_id", str, document),
+            shard=_field(item, "shard", int, document),
+            source=_field(item, "source", str, document),
+            file=_field(item, "file", int, document),
+            start=_field(item, "start", int, document),
+            stop=_field(item, "stop", int, document),
+            first_row=_field(item, "first_row", int, document),
+        )
+        if task.stop < task.start:
+            raise ArtifactError(f"{document} {item!r}: stop is before start")
+        return task
+
+    def to_item(self) -> dict[str, Any]:
+        """The Map item (JSON) this task is written as."""
+        return asdict(self)
 
 
 def check_manifest(manifest: Any, where: str) -> dict[str, Any]:

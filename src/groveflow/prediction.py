@@ -20,7 +20,7 @@ import numpy as np
 
 from groveflow import artifact, storage, telemetry
 from groveflow.datasets import CONVERTED_FORMAT, check_readable, read_scoring_file, sources
-from groveflow.documents import check_manifest, grove_problem
+from groveflow.documents import ShardTask, check_manifest, grove_problem
 from groveflow.errors import ArtifactError, InvalidPredictRequest, ModelNotFound, ShardMissing
 from groveflow.ids import check_id
 from groveflow.layout import keys, model_manifest
@@ -260,17 +260,16 @@ def plan_predictions(
         X, _ = read_scoring_file(source, spec, feature_names, id_column)
         for start in range(0, len(X), request.shard_rows):
             stop = min(start + request.shard_rows, len(X))
-            shards.append(
-                {
-                    "shard": len(shards),
-                    "source": source,
-                    "file": file_number,
-                    "start": start,
-                    "stop": stop,
-                    "first_row": first_row + start,
-                    "prediction_id": prediction_id,
-                }
+            task = ShardTask(
+                prediction_id=prediction_id,
+                shard=len(shards),
+                source=source,
+                file=file_number,
+                start=start,
+                stop=stop,
+                first_row=first_row + start,
             )
+            shards.append(task.to_item())
         first_row += len(X)
     if len(shards) > MAX_SHARDS:
         raise InvalidPredictRequest(
@@ -417,25 +416,26 @@ def _scores(
 
 def score_shard(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     """Score one shard and write its predictions part (CSV)."""
-    prediction_id = item["prediction_id"]
-    telemetry.logger.append_keys(prediction_id=prediction_id, shard=item["shard"])
+    task = ShardTask.from_item(item)
+    prediction_id = task.prediction_id
+    telemetry.logger.append_keys(prediction_id=prediction_id, shard=task.shard)
     job = storage.get_json(bucket, keys.predictions_job(prediction_id))
     request = parse_predict_request(job["request"])
     model_bucket, key = storage.parse_s3_uri(job["model_manifest_uri"])
-    manifest = storage.get_json(model_bucket, key)
+    manifest = check_manifest(storage.get_json(model_bucket, key), job["model_manifest_uri"])
     spec = data_spec(request.data)
     X, ids = read_scoring_file(
-        item["source"], spec, manifest["feature_names"], request.data.get("id_column")
+        task.source, spec, manifest["feature_names"], request.data.get("id_column")
     )
-    rows = slice(item["start"], item["stop"])
+    rows = slice(task.start, task.stop)
     mean = _scores(job["model_manifest_uri"], manifest, request.trees_per_group, X[rows])
-    part = _part_csv(mean, manifest, item["first_row"], None if ids is None else ids[rows], request)
-    storage.put_bytes(bucket, keys.predictions_part(prediction_id, item["shard"]), part)
+    part = _part_csv(mean, manifest, task.first_row, None if ids is None else ids[rows], request)
+    storage.put_bytes(bucket, keys.predictions_part(prediction_id, task.shard), part)
     telemetry.logger.info("shard scored", extra={"rows": len(mean)})
     telemetry.metrics.add_metric(
         name="RowsScored", unit=telemetry.MetricUnit.Count, value=len(mean)
     )
-    return {"shard": item["shard"]}
+    return {"shard": task.shard}
 
 
 def _part_csv(

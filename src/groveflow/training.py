@@ -19,7 +19,7 @@ import numpy as np
 
 from groveflow import artifact, storage, telemetry
 from groveflow.datasets import Dataset, check_readable, load_dataset
-from groveflow.documents import MANIFEST_VERSION, grove_problem
+from groveflow.documents import MANIFEST_VERSION, GroveTask, grove_problem
 from groveflow.errors import (
     ArtifactError,
     DatasetTooLarge,
@@ -113,7 +113,7 @@ def plan_run(
             storage.put_bytes(bucket, keys.split(run_id, name), storage.npy_bytes(split[name]))
     seeds = grove_seeds(request.seed, request.n_groves)
     plan = [
-        {"run_id": run_id, "grove": i, "seed": seed, "n_trees": _grove_trees(request, i)}
+        GroveTask(run_id, i, seed, _grove_trees(request, i)).to_item()
         for i, seed in enumerate(seeds)
     ]
     storage.put_json(bucket, keys.plan(run_id), plan)
@@ -398,12 +398,8 @@ def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         ``{"grove": int, "reused": bool}``: next to nothing, so thousands of
         results stay far below the state payload limit.
     """
-    run_id, grove, seed, n_trees = (
-        item["run_id"],
-        int(item["grove"]),
-        int(item["seed"]),
-        int(item["n_trees"]),
-    )
+    task = GroveTask.from_item(item)
+    run_id, grove, seed, n_trees = task.run_id, task.grove, task.seed, task.n_trees
     key = keys.grove(run_id, grove)
     telemetry.logger.append_keys(run_id=run_id, grove=grove)
     if _stored_grove_ok(bucket, key, item):
@@ -564,7 +560,7 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     telemetry.logger.append_keys(run_id=run_id)
     record = storage.get_json(bucket, keys.request(run_id))
     request = parse_train_request(record["request"])
-    plan = storage.get_json(bucket, keys.plan(run_id))
+    plan = [GroveTask.from_item(i).to_item() for i in storage.get_json(bucket, keys.plan(run_id))]
     groves = _collect_groves(bucket, run_id, plan, record)
     allowed = request.tolerated_failure_percentage
     if groves.missing and (100 * len(groves.missing) / len(plan) > allowed or not groves.forests):
