@@ -39,3 +39,21 @@ def engine(state_dir: Path) -> Iterator[Any]:
 
     with LocalEngine(ROOT, workers=2, state_dir=state_dir) as running:
         yield running
+
+
+@pytest.fixture
+def s3_env(engine: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """This process's groveflow.storage pointed at the session engine's S3 (for calling
+    stage functions directly, as a handler would)."""
+    from groveflow import storage
+
+    for name, value in {
+        "AWS_ENDPOINT_URL_S3": engine.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    storage._s3.cache_clear()
+    yield engine
+    storage._s3.cache_clear()

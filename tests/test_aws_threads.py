@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -10,24 +9,10 @@ import joblib
 import pytest
 
 from conftest import unique_name
-from groveflow import artifact, storage
+from groveflow import artifact
 from groveflow.training import merge_run
 
 SMALL = {"data": {"uri": "sklearn:wine"}, "n_trees": 8, "grove_size": 2, "seed": 3}
-
-
-@pytest.fixture
-def s3_env(engine: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {
-        "AWS_ENDPOINT_URL_S3": engine.endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    storage._s3.cache_clear()
-    yield engine
-    storage._s3.cache_clear()
 
 
 def test_merge_evaluates_on_every_vcpu_when_joblib_reports_no_multiprocessing(

@@ -350,21 +350,26 @@ def _map_runs_while_starting(local: LocalSfn) -> dict[str, Any]:
     return seen
 
 
-@pytest.fixture(scope="module")
-def uncorrected() -> dict[str, Any]:
-    code = "import json, test_moto_compat as t; print(json.dumps(t._uncorrected_report()))"
+def uncorrected_report(module: str, timeout_seconds: int = 60) -> dict[str, Any]:
+    """``module._uncorrected_report()`` run in a fresh interpreter (moto unpatched)."""
+    code = f"import json, {module} as t; print(json.dumps(t._uncorrected_report()))"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     done = subprocess.run(
         [sys.executable, "-c", code],
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout_seconds,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return report
+
+
+@pytest.fixture(scope="module")
+def uncorrected() -> dict[str, Any]:
+    return uncorrected_report("test_moto_compat")
 
 
 def test_moto_still_succeeds_a_map_run_with_a_failed_item(uncorrected: dict[str, Any]) -> None:

@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +31,7 @@ from test_moto_compat import (
     invoke,
     items,
     local_sfn,
+    uncorrected_report,
 )
 
 CHILD_THREADS = 6
@@ -99,19 +99,7 @@ def _uncorrected_report() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def uncorrected() -> dict[str, Any]:
-    code = "import json, test_moto_map_threads as t; print(json.dumps(t._uncorrected_report()))"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return report
+    return uncorrected_report("test_moto_map_threads", timeout_seconds=120)
 
 
 def test_moto_still_runs_every_child_at_once_on_three_threads_each(

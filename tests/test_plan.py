@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -12,20 +11,6 @@ from conftest import unique_name
 from groveflow import storage, training
 from groveflow.errors import DatasetTooLarge
 from groveflow.layout import keys
-
-
-@pytest.fixture
-def s3_env(engine: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {
-        "AWS_ENDPOINT_URL_S3": engine.endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    storage._s3.cache_clear()
-    yield engine
-    storage._s3.cache_clear()
 
 
 def _listing(engine: Any, prefix: str) -> list[str]:
