@@ -641,13 +641,19 @@ def _files(directory: Path) -> dict[str, str]:
     }
 
 
-def test_serve_restores_its_state_dir_and_guards_the_runs_in_it(tmp_path: Path) -> None:
-    # GIVEN a model trained by a local run in a state directory
+def _trained_iris(tmp_path: Path, run_id: str, n_trees: int) -> Path:
+    """A state directory holding an iris model trained by ``groveflow train --run-id``."""
     state = tmp_path / "state"
     request = tmp_path / "iris.json"
-    request.write_text(json.dumps({"data": {"uri": "sklearn:iris"}, "n_trees": 4}))
-    trained = _groveflow("train", str(request), "--run-id", "kept", "--state-dir", str(state))
+    request.write_text(json.dumps({"data": {"uri": "sklearn:iris"}, "n_trees": n_trees}))
+    trained = _groveflow("train", str(request), "--run-id", run_id, "--state-dir", str(state))
     assert trained.returncode == 0, trained.stderr
+    return state
+
+
+def test_serve_restores_its_state_dir_and_guards_the_runs_in_it(tmp_path: Path) -> None:
+    # GIVEN a model trained by a local run in a state directory
+    state = _trained_iris(tmp_path, "kept", 4)
     model = mirrored(state, keys.model_prefix("kept"))
     before = _files(model)
     with _serving(state) as served_state:
@@ -732,11 +738,7 @@ def test_a_state_dir_that_is_a_file_is_refused_before_any_work(tmp_path: Path) -
 
 
 def test_a_truncated_manifest_is_named_with_its_file(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    request = tmp_path / "iris.json"
-    request.write_text(json.dumps({"data": {"uri": "sklearn:iris"}, "n_trees": 2}))
-    trained = _groveflow("train", str(request), "--run-id", "cut", "--state-dir", str(state))
-    assert trained.returncode == 0, trained.stderr
+    state = _trained_iris(tmp_path, "cut", 2)
     manifest = mirrored(state, keys.manifest("cut"))
     manifest.write_bytes(manifest.read_bytes()[:100])
     for command in (["report", "cut"], ["export", "cut", "--out", str(tmp_path / "m.joblib")]):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from groveflow.local.template import ACCOUNT, REGION, read_template
+from groveflow.local.template import ACCOUNT, REGION, local_arn, read_template
 
 __all__ = ["Statement", "allowed", "function_policies", "iam_request", "matches"]
 
@@ -212,12 +212,7 @@ class _Resolver:
 
     def _fn_GetAtt(self, argument: Any) -> str:
         target, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
-        kind = self.resources.get(target, {}).get("Type", "")
-        if kind == "AWS::S3::Bucket" and attribute == "Arn":
-            return f"arn:aws:s3:::{self.bucket}"
-        if kind == "AWS::Serverless::Function" and attribute == "Arn":
-            return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.stack_name}-{target}"
-        raise ValueError(f"cannot resolve GetAtt {target}.{attribute}")
+        return local_arn(self.resources, target, attribute, self.bucket, self.stack_name)
 
     def _fn_Sub(self, argument: Any) -> str:
         text, variables = (argument, {}) if isinstance(argument, str) else argument

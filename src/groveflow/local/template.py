@@ -125,6 +125,18 @@ def function_name_of(name_or_arn: str) -> str:
     return parts[6] if name_or_arn.startswith("arn:") and len(parts) > 6 else name_or_arn
 
 
+def local_arn(
+    resources: dict[str, Any], target: str, attribute: str, bucket: str, stack_name: str
+) -> str:
+    """``!GetAtt target.Arn`` as the local engine names it: the bucket's or a function's."""
+    kind = resources.get(target, {}).get("Type", "")
+    if kind == "AWS::Serverless::Function" and attribute == "Arn":
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{stack_name}-{target}"
+    if kind == "AWS::S3::Bucket" and attribute == "Arn":
+        return f"arn:aws:s3:::{bucket}"
+    raise ValueError(f"the local engine cannot resolve !GetAtt {target}.{attribute}")
+
+
 class _Resolver:
     """Resolves the intrinsic functions the template uses to local values."""
 
@@ -163,12 +175,7 @@ class _Resolver:
             return self.ref(node["Ref"])
         if isinstance(node, dict) and "Fn::GetAtt" in node:
             target, attribute = node["Fn::GetAtt"]
-            kind = self.resources.get(target, {}).get("Type", "")
-            if kind == "AWS::Serverless::Function" and attribute == "Arn":
-                return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.stack_name}-{target}"
-            if kind == "AWS::S3::Bucket" and attribute == "Arn":
-                return f"arn:aws:s3:::{self.bucket}"
-            raise ValueError(f"the local engine cannot resolve !GetAtt {target}.{attribute}")
+            return local_arn(self.resources, target, attribute, self.bucket, self.stack_name)
         if isinstance(node, dict) and "Fn::Sub" in node and isinstance(node["Fn::Sub"], str):
             text = node["Fn::Sub"]
             while "${" in text:
