@@ -452,13 +452,19 @@ def _stored_grove_ok(bucket: str, key: str, item: dict[str, Any]) -> bool:
     return True
 
 
+_RECORD_CACHE: dict[tuple[str, str], dict[str, Any]] = {}
+
+
 def _run_record_of(bucket: str, run_id: str) -> dict[str, Any]:
-    """The run record, from the warm builder's cache when it holds this run."""
+    """The run record, read once per warm builder (a claimed record never changes): a
+    resume that reuses thousands of groves reads it once per worker, not once per grove."""
     cached = _TRAIN_CACHE.get((bucket, run_id))
     if cached is not None:
         return cached[0]
-    record: dict[str, Any] = storage.get_json(bucket, keys.request(run_id))
-    return record
+    if (bucket, run_id) not in _RECORD_CACHE:
+        _RECORD_CACHE.clear()
+        _RECORD_CACHE[bucket, run_id] = storage.get_json(bucket, keys.request(run_id))
+    return _RECORD_CACHE[bucket, run_id]
 
 
 # --------------------------------------------------------------------------- merge
