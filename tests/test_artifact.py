@@ -22,12 +22,12 @@ from sklearn.utils.validation import check_is_fitted
 from groveflow.artifact import (
     FORMAT_VERSION,
     Forest,
-    _distinct_rows,
     decode_trees,
     encode_forest_file,
     encode_trees,
     load_forest,
 )
+from groveflow.artifact._codec import _distinct_rows
 from groveflow.errors import ArtifactError, InvalidPredictRequest, ModelNotFound
 
 N_FEATURES = 8
@@ -520,7 +520,7 @@ def test_distinct_rows_equal_numpys_unique_on_every_path(dtype: str, width: int,
 
 def test_distinct_rows_survive_a_hash_collision(monkeypatch: pytest.MonkeyPatch):
     # GIVEN a row hash that sends every row to one bucket
-    import groveflow.artifact as artifact_module
+    import groveflow.artifact._codec as artifact_module
 
     monkeypatch.setattr(artifact_module, "_ROW_HASH_MULTIPLIERS", np.zeros(1, dtype=np.uint64))
     rows = np.array([[3, 1], [1, 2], [3, 1], [0, 9]], dtype="<u4")

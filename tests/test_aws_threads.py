@@ -9,7 +9,7 @@ import joblib
 import pytest
 
 from conftest import unique_name
-from groveflow import artifact
+from groveflow.artifact import _forest as artifact
 from groveflow.training import merge_run
 
 SMALL = {"data": {"uri": "sklearn:wine"}, "n_trees": 8, "grove_size": 2, "seed": 3}

@@ -203,5 +203,5 @@ def read_uri(uri: str) -> bytes:
         if uri.startswith("s3://"):
             return get_bytes(*parse_s3_uri(uri))
         return Path(uri).expanduser().read_bytes()
-    except (FileNotFoundError, IsADirectoryError) as error:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as error:
         raise DatasetNotFound(f"no such file or object: {uri}") from error
