@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from groveflow.encoding import CategoricalSpec, parse_categorical
 from groveflow.errors import InvalidRequest
 from groveflow.ids import check_id
 
@@ -61,6 +62,9 @@ class DataSpec:
         Columns to drop (identifiers, leakage).
     delimiter : str, default=","
         CSV field delimiter.
+    categorical : CategoricalSpec or None, default=None
+        Which text columns to encode and how (:mod:`groveflow.encoding`); None refuses
+        non-numeric features.
     """
 
     uri: str
@@ -69,6 +73,7 @@ class DataSpec:
     features: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     delimiter: str = ","
+    categorical: CategoricalSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,10 @@ class TrainRequest:
         out = asdict(self)
         out["data"]["features"] = list(self.data.features) if self.data.features else None
         out["data"]["exclude"] = list(self.data.exclude)
+        if self.data.categorical is None:
+            del out["data"]["categorical"]  # as records written before data.categorical read
+        else:
+            out["data"]["categorical"] = self.data.categorical.to_dict()
         return out
 
 
@@ -185,7 +194,7 @@ def _string_list(name: str, value: Any, error: type[Exception] = InvalidRequest)
     return tuple(value)
 
 
-DATA_KEYS = {"uri", "target", "format", "features", "exclude", "delimiter"}
+DATA_KEYS = {"uri", "target", "format", "features", "exclude", "delimiter", "categorical"}
 DATA_FORMATS = {"csv", "parquet", "npy", "npz"}
 
 
@@ -238,10 +247,27 @@ def parse_data(
         features=None if features is None else _string_list(f"{section}.features", features, error),
         exclude=_string_list(f"{section}.exclude", value.get("exclude", []), error),
         delimiter=delimiter,
+        categorical=parse_categorical(value.get("categorical"), f"{section}.categorical", error),
     )
     if spec.target is not None and spec.target in (spec.features or ()) + spec.exclude:
         raise error(f"{section}.target {spec.target!r} is also listed as a feature or excluded")
+    _check_categorical(spec, section, error)
     return spec
+
+
+def _check_categorical(spec: DataSpec, section: str, error: type[Exception]) -> None:
+    """Refuse ``categorical`` naming the target, an excluded column, or an unused feature."""
+    if spec.categorical is None:
+        return
+    named = spec.categorical.named()
+    for column in named:
+        if column == spec.target:
+            raise error(f"{section}.categorical names the target {column!r}: it is not a feature")
+        if column in spec.exclude:
+            raise error(f"{section}.categorical names {column!r}, which {section}.exclude drops")
+    unused = [c for c in named if spec.features is not None and c not in spec.features]
+    if unused:
+        raise error(f"{section}.categorical names {unused}, not among {section}.features")
 
 
 MODEL_KEYS = {"kind", "task", "params"}
