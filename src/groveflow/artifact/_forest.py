@@ -27,6 +27,7 @@ from groveflow.artifact._codec import (
     _decode_columns,
     _Meta,
 )
+from groveflow.encoding import Encoding
 from groveflow.errors import ArtifactError, InvalidPredictRequest
 
 _FOREST_KINDS: dict[str, dict[str, type[BaseEstimator]]] = {
@@ -75,6 +76,9 @@ class Forest:
         Threads used by ``predict``, ``predict_proba`` and ``apply`` (None: 1; -1: all cores).
         Threads split the rows, and each row still sums its trees in order, so the result is
         bit for bit the same for any value.
+    encoding : Encoding or None, default=None
+        How the model's raw input columns become these features (:mod:`groveflow.encoding`),
+        when it was trained with ``data.categorical``; set by :func:`load_forest`.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class Forest:
         self.classes_: np.ndarray | None = classes
         self.task: str = meta.task
         self.n_jobs: int | None = None
+        self.encoding: Encoding | None = None
 
     def __repr__(self) -> str:
         return (
@@ -280,6 +285,10 @@ class Forest:
     def to_sklearn(self, kind: str = "random_forest", params: dict | None = None) -> BaseEstimator:
         """A genuine fitted scikit-learn forest holding these trees.
 
+        A forest with an :attr:`encoding` gives ``Pipeline([("encode", ColumnTransformer),
+        ("forest", forest)])`` instead, which predicts from the raw input columns (a 2-D
+        array in ``encoding.input_names`` order) exactly as groveflow does.
+
         Parameters
         ----------
         kind : {"random_forest", "extra_trees"}, default="random_forest"
@@ -292,7 +301,7 @@ class Forest:
         -------
         BaseEstimator
             A fitted forest whose ``predict``, ``predict_proba``, ``apply`` and
-            ``feature_importances_`` equal this forest's.
+            ``feature_importances_`` equal this forest's (or the pipeline ending in it).
 
         Raises
         ------
@@ -311,7 +320,7 @@ class Forest:
         if self.classes_ is not None:
             forest.classes_ = self.classes_.copy()
             forest.n_classes_ = len(self.classes_)
-        return forest
+        return forest if self.encoding is None else self.encoding.pipeline(forest)
 
     def _sklearn_tree_estimator(self, forest: Any, tree: Tree) -> Any:
         estimator: Any = clone(forest.estimator)

@@ -63,7 +63,18 @@ def load_forest(uri: str, manifest: dict | None = None) -> Forest:
     if hashlib.sha256(blob).hexdigest() != sha256:
         raise ArtifactError(f"the sha256 of {key!r} differs from the one in the manifest of {uri}")
     # The manifest's sha256 covers every byte, so the embedded checksum need not be recomputed.
-    return _decode(blob, verify_checksum=False)
+    forest = _decode(blob, verify_checksum=False)
+    if manifest.get("encoding") is not None:
+        from groveflow.encoding import Encoding
+
+        where = f"the encoding in the manifest of {uri}"
+        forest.encoding = Encoding.from_dict(manifest["encoding"], where)
+        if len(forest.encoding.feature_names) != forest.n_features_in_:
+            raise ArtifactError(
+                f"{where} gives {len(forest.encoding.feature_names)} features; "
+                f"the forest has {forest.n_features_in_}"
+            )
+    return forest
 
 
 def _manifest_uri(uri: str) -> str | None:

@@ -64,7 +64,11 @@ def report(state_dir: Path, run_id: str, out: Path | None = None) -> Path:
 
 
 def export(state_dir: Path, run_id: str, fmt: str, out: Path | None = None) -> Path:
-    """Write the run's model as a scikit-learn file (``joblib`` or ``skops``); its path."""
+    """Write the run's model as a scikit-learn file (``joblib`` or ``skops``); its path.
+
+    A model trained with ``data.categorical`` is written as a ``Pipeline`` (its encoding,
+    then its forest) that predicts from the raw columns; loading it needs groveflow.
+    """
     from groveflow.artifact import load_forest
 
     run_dir = local_run_dir(state_dir, run_id)
