@@ -1,0 +1,248 @@
+"""Categorical, text, boolean and date columns (data.categorical): the encoding, its storage,
+its scikit-learn form, and a run that trains and scores on such a table end to end."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from groveflow.encoding import CategoricalSpec, Encoding, fit, parse_categorical
+from groveflow.errors import ArtifactError, InvalidDataset, InvalidPredictRequest, InvalidRequest
+
+COLORS = ["red", "green", "blue", "amber"]
+SIZES = ["S", "M", "L", "XL"]
+
+
+def _table(seed: int, n_rows: int) -> dict[str, list[str]]:
+    """Raw columns as a CSV holds them (text), with missing cells in every column."""
+    rng = np.random.default_rng(seed)
+    cells: dict[str, list[str]] = {
+        "amount": [f"{v:.4f}" for v in rng.normal(50, 20, n_rows)],
+        "color": [COLORS[i] for i in rng.integers(0, len(COLORS), n_rows)],
+        "size": [SIZES[i] for i in rng.integers(0, len(SIZES), n_rows)],
+        "member": [["true", "false", "True"][i] for i in rng.integers(0, 3, n_rows)],
+        "since": [
+            f"20{y:02d}-{m:02d}-{d:02d}"
+            for y, m, d in zip(
+                rng.integers(10, 25, n_rows),
+                rng.integers(1, 13, n_rows),
+                rng.integers(1, 29, n_rows),
+                strict=True,
+            )
+        ],
+        "note": [["first", "repeat", "vip"][i] for i in rng.integers(0, 3, n_rows)],
+    }
+    for name, column in cells.items():
+        for row in rng.choice(n_rows, n_rows // 12, replace=False):
+            column[row] = ["", "NA", "null"][row % 3] if name != "amount" else ""
+    return cells
+
+
+def _label(cells: dict[str, list[str]]) -> np.ndarray:
+    warm = np.isin(cells["color"], ["red", "amber"])
+    big = np.isin(cells["size"], ["L", "XL"])
+    return np.where(warm ^ big, "churn", "stay")
+
+
+def _rows(cells: dict[str, list[str]], names: list[str]) -> np.ndarray:
+    """The raw table as a 2-D object array (what a user hands the exported Pipeline)."""
+    return np.array(
+        [list(row) for row in zip(*(cells[n] for n in names), strict=True)], dtype=object
+    )
+
+
+# --------------------------------------------------------------------------- the encoding
+
+
+def test_categories_are_learned_from_the_training_rows_only() -> None:
+    # GIVEN a column whose value "violet" is only in a row outside the training rows
+    columns = {"color": np.array(["red", "blue", "violet", "red"]), "x": np.arange(4.0)}
+    # WHEN the encoding is learned from rows 0, 1 and 3
+    encoding = fit(columns, ["color", "x"], np.array([0, 1, 3]), CategoricalSpec())
+    # THEN "violet" is not a category, and its row encodes as all zeros
+    assert encoding.feature_names == ["color=blue", "color=red", "x"]
+    X = encoding.transform(columns)
+    assert X.dtype == np.float32
+    np.testing.assert_array_equal(X[:, :2], [[0, 1], [1, 0], [0, 0], [0, 1]])
+    np.testing.assert_array_equal(X[:, 2], [0, 1, 2, 3])
+
+
+def test_unknown_and_missing_values_follow_the_documented_rules() -> None:
+    # GIVEN one-hot and ordinal columns learned with a missing value in one-hot only
+    train = {
+        "color": ["red", "", "blue", "red"],
+        "size": ["M", "S", "M", "L"],
+        "since": ["2024-01-31", "1970-01-02T12:00:00Z", "", "2000-03-01 06:00:00+06:00"],
+        "member": ["true", "FALSE", "na", "True"],
+    }
+    spec = CategoricalSpec(encodings={"size": "ordinal"})
+    encoding = fit(train, list(train), None, spec)
+    assert [c.kind for c in encoding.columns] == ["onehot", "ordinal", "date", "numeric"]
+    assert encoding.feature_names == [
+        "color=(missing)",
+        "color=blue",
+        "color=red",
+        "size",
+        "since",
+        "member",
+    ]
+    # WHEN a batch holds an unseen color and size and missing values everywhere
+    batch = {
+        "color": ["violet", "NULL", " red "],
+        "size": ["XXL", "?", "S"],
+        "since": ["1970-01-01", "", "2024-01-31T18:00"],
+        "member": ["", "false", "true"],
+    }
+    X = encoding.transform(batch)
+    # THEN an unseen category is all zeros (one-hot) or NaN (ordinal), a missing one-hot value
+    # is its own category (it was seen in training), a missing ordinal/date/boolean is NaN,
+    # text is stripped, booleans are 1/0 and dates are days since the epoch
+    nan = np.nan
+    expected = [
+        [0, 0, 0, nan, 0.0, nan],
+        [1, 0, 0, nan, nan, 0],
+        [0, 0, 1, 2, 19753.75, 1],
+    ]
+    np.testing.assert_array_equal(X, np.array(expected, dtype=np.float32))
+    # and the training dates with an offset are converted to UTC
+    np.testing.assert_array_equal(
+        encoding.transform(train)[:, 4], np.array([19753, 1.5, nan, 11017], dtype=np.float32)
+    )
+
+
+def test_a_missing_value_never_seen_in_training_is_all_zeros_in_one_hot() -> None:
+    encoding = fit({"color": ["red", "blue"]}, ["color"], None, CategoricalSpec())
+    assert encoding.feature_names == ["color=blue", "color=red"]
+    np.testing.assert_array_equal(encoding.transform({"color": ["", "blue"]}), [[0, 0], [1, 0]])
+
+
+def test_the_encoding_round_trips_through_json_and_refuses_a_damaged_document() -> None:
+    cells = _table(0, 200)
+    encoding = fit(cells, list(cells), None, CategoricalSpec(encodings={"note": "ordinal"}))
+    stored = json.loads(json.dumps(encoding.to_dict()))
+    assert Encoding.from_dict(stored) == encoding
+    damaged: list[Any] = [
+        {**stored, "encoding_version": 2},
+        {**stored, "columns": []},
+        {**stored, "columns": stored["columns"] + stored["columns"][:1]},
+        {**stored, "columns": [{**stored["columns"][1], "kind": "hash"}]},
+        {**stored, "columns": [{**stored["columns"][1], "categories": ["red", "blue"]}]},
+        {**stored, "columns": [{**stored["columns"][1], "categories": []}]},
+        {**stored, "columns": [{**stored["columns"][0], "categories": ["a"]}]},
+        {**stored, "columns": [{"name": "", "kind": "numeric", "categories": []}]},
+        [stored],
+    ]
+    for document in damaged:
+        with pytest.raises(ArtifactError):
+            Encoding.from_dict(document, "the test's encoding")
+
+
+def test_a_one_hot_column_over_the_cap_is_refused_with_its_count() -> None:
+    # GIVEN a column of 70 distinct values (the default cap is 64)
+    columns = {"city": [f"city-{i % 70}" for i in range(300)]}
+    # WHEN it is one-hot encoded THEN the refusal names the column, the count and the options
+    with pytest.raises(InvalidDataset, match=r"'city'.* 70 distinct values.*max_categories=64"):
+        fit(columns, ["city"], None, CategoricalSpec())
+    with pytest.raises(InvalidDataset, match="ordinal"):
+        fit(columns, ["city"], None, CategoricalSpec(max_categories=69))
+    # and raising the cap, or encoding it as ordinal, is accepted
+    assert len(fit(columns, ["city"], None, CategoricalSpec(max_categories=70)).feature_names) == 70
+    assert fit(columns, ["city"], None, CategoricalSpec(encoding="ordinal")).feature_names == [
+        "city"
+    ]
+
+
+def test_text_columns_not_named_are_refused_and_named_numbers_are_categories() -> None:
+    columns = {"zip": ["02139", "10001", "02139"], "color": ["a", "b", "a"], "x": ["1", "2", "3"]}
+    with pytest.raises(InvalidDataset, match=r"\['color'\].*data.categorical"):
+        fit(columns, ["zip", "color", "x"], None, CategoricalSpec(columns=("zip",)))
+    encoding = fit(columns, ["zip", "color", "x"], None, CategoricalSpec(columns=("zip", "color")))
+    assert encoding.feature_names == ["zip=02139", "zip=10001", "color=a", "color=b", "x"]
+    with pytest.raises(InvalidDataset, match=r"\['town'\] that are not feature columns"):
+        fit(columns, ["zip", "color", "x"], None, CategoricalSpec(columns=("town",)))
+
+
+def test_a_date_column_refuses_a_value_that_is_not_a_date_by_name() -> None:
+    encoding = fit({"since": ["2024-01-31", ""]}, ["since"], None, CategoricalSpec())
+    assert encoding.columns[0].kind == "date"
+    with pytest.raises(InvalidPredictRequest, match=r"'since' of batch\.csv: '31/01/2024'"):
+        encoding.transform({"since": ["31/01/2024"]}, "batch.csv", InvalidPredictRequest)
+    with pytest.raises(InvalidDataset, match="'2024-02-30' is not a valid date"):
+        fit(
+            {"since": ["2024-02-30", "x"]},
+            ["since"],
+            None,
+            CategoricalSpec(encodings={"since": "date"}),
+        )
+    # a column of dates and other text is categorical unless told otherwise
+    assert (
+        fit({"d": ["2024-01-31", "soon"]}, ["d"], None, CategoricalSpec()).columns[0].kind
+        == "onehot"
+    )
+
+
+def test_the_request_section_is_validated_with_named_errors() -> None:
+    assert parse_categorical("auto") == CategoricalSpec()
+    assert parse_categorical(["a"]) == CategoricalSpec(columns=("a",))
+    for bad, message in [
+        ({"columns": "all"}, "must be 'auto' or a list"),
+        ({"encoding": "hash"}, "encoding='hash' is not supported"),
+        ({"max_categories": 0}, "max_categories must be an integer"),
+        ({"columns": ["a"], "encodings": {"b": "ordinal"}}, "names 'b', which"),
+        ({"encodings": {"a": "embedding"}}, r"encodings\['a'\]='embedding'"),
+        ({"colums": "auto"}, "did you mean 'columns'"),
+    ]:
+        with pytest.raises(InvalidRequest, match=message):
+            parse_categorical(bad)
+
+
+# --------------------------------------------------------------------------- scikit-learn
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_the_column_transformer_pipeline_predicts_exactly_as_groveflow(task: str) -> None:
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    from groveflow.artifact import decode_trees, encode_trees
+
+    # GIVEN an encoding learned on training rows and groveflow's forest fitted on its features
+    cells = _table(1, 400)
+    names = list(cells)
+    train = np.arange(300)
+    spec = CategoricalSpec(encodings={"note": "ordinal"})
+    encoding = fit(cells, names, train, spec)
+    X = encoding.transform(cells)
+    label = _label(cells)
+    if task == "classification":
+        y: np.ndarray = label
+        sklearn_forest: Any = RandomForestClassifier(n_estimators=8, random_state=0)
+    else:
+        y = np.where(label == "churn", 1.0, 0.0) + np.nan_to_num(X[:, 0].astype(np.float64)) / 100
+        sklearn_forest = RandomForestRegressor(n_estimators=8, random_state=0)
+    sklearn_forest.fit(X[train], y[train])
+    classes = sklearn_forest.classes_ if task == "classification" else None
+    forest = decode_trees(
+        encode_trees(sklearn_forest.estimators_, n_features=X.shape[1], classes=classes)
+    )
+    forest.encoding = encoding
+    # WHEN the exported form (encoder + forest) scores the raw rows, including a batch with
+    # unseen categories and none of some seen ones
+    pipeline = forest.to_sklearn("random_forest", {})
+    batch = {**cells, "color": ["violet"] * 400, "size": ["XS", "M"] * 200}
+    for raw_columns in (cells, batch):
+        raw = _rows(raw_columns, names)
+        ours = (
+            forest.predict_proba(encoding.transform(raw_columns))
+            if task == "classification"
+            else forest.predict(encoding.transform(raw_columns))
+        )
+        theirs = pipeline.predict_proba(raw) if task == "classification" else pipeline.predict(raw)
+        # THEN the answers are the same bit for bit (max |diff| = 0)
+        assert np.max(np.abs(ours - theirs)) == 0
+        np.testing.assert_array_equal(
+            pipeline.predict(raw), forest.predict(encoding.transform(raw_columns))
+        )
+    assert [name for name, _ in pipeline.steps] == ["encode", "forest"]
