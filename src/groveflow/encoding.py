@@ -51,6 +51,7 @@ __all__ = [
     "Encoding",
     "fit",
     "parse_categorical",
+    "stored_encoding",
     "to_categories",
     "to_categories_or_nan",
     "to_days",
@@ -455,6 +456,18 @@ class Encoding:
             values = example or list(column.categories)
             rows[:, j] = [values[i % len(values)] for i in range(n_rows)]
         return rows
+
+
+def stored_encoding(document: Any, where: str) -> Encoding | None:
+    """The encoding a run record or model manifest stores; None if it has none (numeric data).
+
+    Raises
+    ------
+    ArtifactError
+        If the stored encoding is damaged, naming ``where``.
+    """
+    raw = document.get("encoding") if isinstance(document, dict) else None
+    return None if raw is None else Encoding.from_dict(raw, f"the encoding in {where}")
 
 
 def _sklearn_step(column: ColumnEncoding) -> Any:
