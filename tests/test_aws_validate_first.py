@@ -71,6 +71,6 @@ def test_a_good_parquet_request_is_checked_then_converted_then_trained(
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     assert _functions(result)[:3] == [
         "ValidateRequestFunction",
-        "ConvertParquetFunction",
+        "IngestFunction",
         "PlanFunction",
     ]

@@ -1,17 +1,37 @@
-"""Reading datasets: formats, sources, labels, and the errors that name bad data."""
+"""Reading datasets: formats, sources, labels, and the errors that name bad data.
+
+CSV and Parquet reach the plan as the Ingest step writes them (``.gfcols`` parts): these
+tests ingest first, as a run does, then read what the plan reads.
+"""
 
 from __future__ import annotations
 
 import io
+import shutil
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from groveflow.datasets import load_dataset
+from groveflow.datasets import CONVERTED_FORMAT, Dataset, load_dataset
 from groveflow.errors import DatasetNotFound, InvalidDataset
-from groveflow.parquet import _convert_file
+from groveflow.ingest import ingest_parts
 from groveflow.request import DataSpec
+
+
+def _ingested(spec: DataSpec, directory: Path) -> DataSpec:
+    """Where the plan reads ``spec``'s data once the Ingest step has written it."""
+    directory.mkdir(parents=True)
+    for number, part in enumerate(ingest_parts(spec)):
+        shutil.copy(part, directory / f"part-{number:05d}.gfcols")
+    return replace(spec, uri=str(directory), format=CONVERTED_FORMAT)
+
+
+def _load(scratch: Path, task: str = "classification", **data: Any) -> Dataset:
+    """The dataset the plan reads from ``data`` once ingested (to ``scratch/ingested``)."""
+    return load_dataset(_ingested(DataSpec(**data), scratch / "ingested"), task)
 
 
 def test_csv_with_quotes_missing_markers_and_string_labels(tmp_path: Path) -> None:
@@ -20,7 +40,7 @@ def test_csv_with_quotes_missing_markers_and_string_labels(tmp_path: Path) -> No
         '"height, cm",weight,"kind"\n1.5,2,"cat"\nNA,3,dog\n2.5,,cat\n3.5,?,dog\n'
     )
     # WHEN it is read
-    data = load_dataset(DataSpec(uri=str(tmp_path / "d.csv"), target="kind"), "classification")
+    data = _load(tmp_path, uri=str(tmp_path / "d.csv"), target="kind")
     # THEN missing values are NaN, features are float32, labels are the user's strings
     assert data.feature_names == ["height, cm", "weight"]
     assert data.X.dtype == np.float32 and data.X.flags["C_CONTIGUOUS"]
@@ -32,29 +52,24 @@ def test_csv_with_quotes_missing_markers_and_string_labels(tmp_path: Path) -> No
 
 def test_semicolon_delimiter_and_integer_labels(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("a;b;y\n1;2;0\n3;4;1\n5;6;1\n")
-    data = load_dataset(
-        DataSpec(uri=str(tmp_path / "d.csv"), target="y", delimiter=";"), "classification"
-    )
+    data = _load(tmp_path, uri=str(tmp_path / "d.csv"), target="y", delimiter=";")
     assert data.y.dtype == np.int64 and data.y.tolist() == [0, 1, 1]
     np.testing.assert_array_equal(data.X, [[1, 2], [3, 4], [5, 6]])
 
 
 def test_features_and_exclude_select_columns(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("id,a,b,y\nx1,1,2,0\nx2,3,4,1\n")
-    excluded = load_dataset(
-        DataSpec(uri=str(tmp_path / "d.csv"), target="y", exclude=("id",)), "classification"
-    )
+    spec = _ingested(DataSpec(uri=str(tmp_path / "d.csv"), target="y"), tmp_path / "ingested")
+    excluded = load_dataset(replace(spec, exclude=("id",)), "classification")
     assert excluded.feature_names == ["a", "b"]
-    chosen = load_dataset(
-        DataSpec(uri=str(tmp_path / "d.csv"), target="y", features=("b",)), "classification"
-    )
+    chosen = load_dataset(replace(spec, features=("b",)), "classification")
     assert chosen.feature_names == ["b"] and chosen.X[:, 0].tolist() == [2, 4]
 
 
 def test_non_numeric_columns_are_named(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("a,colour,size,y\n1,red,S,0\n2,blue,M,1\n")
     with pytest.raises(InvalidDataset, match=r"\['colour', 'size'\]"):
-        load_dataset(DataSpec(uri=str(tmp_path / "d.csv"), target="y"), "classification")
+        _load(tmp_path, uri=str(tmp_path / "d.csv"), target="y")
 
 
 def test_a_directory_of_parts_is_read_in_name_order(tmp_path: Path) -> None:
@@ -64,15 +79,15 @@ def test_a_directory_of_parts_is_read_in_name_order(tmp_path: Path) -> None:
         ("_SUCCESS", ""),
     ):
         (tmp_path / part).write_text("a,y\n" + rows if rows else "")
-    data = load_dataset(DataSpec(uri=str(tmp_path), target="y"), "classification")
+    data = _load(tmp_path.with_name(tmp_path.name + "-out"), uri=str(tmp_path), target="y")
     assert data.X[:, 0].tolist() == [1, 2, 3, 4]
 
 
 def test_parts_with_different_columns_are_refused(tmp_path: Path) -> None:
     (tmp_path / "p0.csv").write_text("a,y\n1,0\n2,1\n")
     (tmp_path / "p1.csv").write_text("b,y\n1,0\n2,1\n")
-    with pytest.raises(InvalidDataset, match="has columns"):
-        load_dataset(DataSpec(uri=str(tmp_path), target="y"), "classification")
+    with pytest.raises(InvalidDataset, match=r"p1\.csv has columns"):
+        _load(tmp_path.with_name(tmp_path.name + "-out"), uri=str(tmp_path), target="y")
 
 
 def test_npz_npy_and_parquet(tmp_path: Path) -> None:
@@ -86,15 +101,15 @@ def test_npz_npy_and_parquet(tmp_path: Path) -> None:
     pq.write_table(
         pa.table({"p": X[:, 0], "q": X[:, 1], "label": ["a", "b"] * 3}), tmp_path / "d.parquet"
     )
-    # Parquet is converted (by a function of its own on AWS) to columnar .gfcols for the plan
-    (tmp_path / "d.gfcols").write_bytes(_convert_file(str(tmp_path / "d.parquet")))
+    # Parquet is ingested (by a function of its own on AWS) to columnar .gfcols for the plan
     npz = load_dataset(DataSpec(uri=str(tmp_path / "d.npz")), "classification")
     npy = load_dataset(DataSpec(uri=str(tmp_path / "d.npy"), target="0"), "classification")
-    parquet = load_dataset(
-        DataSpec(uri=str(tmp_path / "d.gfcols"), target="label"), "classification"
-    )
-    with pytest.raises(InvalidDataset, match=r"data\.format='parquet'"):
+    parquet = _load(tmp_path, uri=str(tmp_path / "d.parquet"), target="label")
+    with pytest.raises(InvalidDataset, match="PARQUET: the run's Ingest step reads it"):
         load_dataset(DataSpec(uri=str(tmp_path / "d.parquet"), target="label"), "classification")
+    (tmp_path / "d.csv").write_text("p,q,label\n1,2,a\n")
+    with pytest.raises(InvalidDataset, match="CSV: the run's Ingest step reads it"):
+        load_dataset(DataSpec(uri=str(tmp_path / "d.csv"), target="label"), "classification")
     assert npz.feature_names == ["p", "q"]
     for data in (npz, npy, parquet):
         np.testing.assert_array_equal(data.X, X.astype(np.float32))
@@ -104,15 +119,18 @@ def test_npz_npy_and_parquet(tmp_path: Path) -> None:
 
 def test_regression_target_and_fractional_labels(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("a,y\n1,0.5\n2,1.5\n3,2.5\n")
-    data = load_dataset(DataSpec(uri=str(tmp_path / "d.csv"), target="y"), "regression")
+    spec = _ingested(DataSpec(uri=str(tmp_path / "d.csv"), target="y"), tmp_path / "ingested")
+    data = load_dataset(spec, "regression")
     assert data.y.dtype == np.float64 and data.y.tolist() == [0.5, 1.5, 2.5]
     with pytest.raises(InvalidDataset, match="regression"):
-        load_dataset(DataSpec(uri=str(tmp_path / "d.csv"), target="y"), "classification")
+        load_dataset(spec, "classification")
 
 
 def test_missing_sources_raise_dataset_not_found(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFound):
-        load_dataset(DataSpec(uri=str(tmp_path / "absent.csv"), target="y"), "classification")
+        _load(tmp_path, uri=str(tmp_path / "absent.csv"), target="y")
+    with pytest.raises(DatasetNotFound):
+        load_dataset(DataSpec(uri=str(tmp_path / "absent.npy")), "classification")
     with pytest.raises(DatasetNotFound, match="no data files"):
         load_dataset(DataSpec(uri=str(tmp_path), target="y"), "classification")
     with pytest.raises(DatasetNotFound, match="iris"):
@@ -123,7 +141,7 @@ def test_gzip_csv(tmp_path: Path) -> None:
     import gzip
 
     (tmp_path / "d.csv.gz").write_bytes(gzip.compress(b"a,y\n1,0\n2,1\n"))
-    data = load_dataset(DataSpec(uri=str(tmp_path / "d.csv.gz"), target="y"), "classification")
+    data = _load(tmp_path, uri=str(tmp_path / "d.csv.gz"), target="y")
     assert data.X[:, 0].tolist() == [1, 2]
 
 

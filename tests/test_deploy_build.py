@@ -84,13 +84,17 @@ SMOKE = {
         "X, y = load_digits(return_X_y=True)\n"
         "assert RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y).score(X, y) > 0.9\n"
     ),
-    "ParquetLayer": (
-        "import io, pyarrow as pa, pyarrow.parquet as pq\n"
+    "IngestLayer": (
+        "import pathlib, tempfile, pyarrow as pa, pyarrow.parquet as pq\n"
         "from groveflow.datasets import read_columns\n"
-        "from groveflow.parquet import _column\n"
-        "buffer = io.BytesIO(); pq.write_table(pa.table({'a': [1.0, None], 'b': ['x', None]}), buffer)\n"
-        "table = pq.read_table(io.BytesIO(buffer.getvalue()))\n"
-        "assert [str(v) for v in _column(table.column('b'))] == ['x', '']\n"
+        "from groveflow.ingest import ingest_file\n"
+        "from groveflow.request import DataSpec\n"
+        "d = pathlib.Path(tempfile.mkdtemp())\n"
+        "pq.write_table(pa.table({'a': [1.0, None], 'b': ['x', None]}), d / 't.parquet')\n"
+        "(d / 't.csv').write_text('a,b\\n1.5,x\\nNA,\\n')\n"
+        "for name in ('t.parquet', 't.csv'):\n"
+        "    _, parts, _ = ingest_file(str(d / name), DataSpec(uri=name), d)\n"
+        "    assert [str(v) for v in read_columns(parts[0], name)['b']] == ['x', '']\n"
     ),
 }
 

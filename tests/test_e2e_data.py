@@ -79,7 +79,7 @@ def test_parquet_in_s3_regression_extra_trees(engine: Any) -> None:
     # the request was checked first, then the Parquet went through the converter (pyarrow's
     # own function), then the plan
     functions = [i.function for i in result.invocations]
-    assert functions[:3] == ["ValidateRequestFunction", "ConvertParquetFunction", "PlanFunction"]
+    assert functions[:3] == ["ValidateRequestFunction", "IngestFunction", "PlanFunction"]
     assert manifest["data"]["uri"] == f"s3://{engine.bucket}/{key}"
 
 

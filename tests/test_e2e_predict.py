@@ -246,10 +246,12 @@ def test_training_input_with_bad_predict_columns_fails_before_fan_out(
         {**WINE, "run_id": name, "predict": {"data": {"uri": str(wrong)}}},
         name=name,
     )
-    # THEN it fails at Plan, by name, and nothing of the run is stored
+    # THEN it fails at Plan (after the CSV rows were ingested), by name, and nothing of the
+    # run is stored
     assert result.status == "FAILED"
     assert result.error == "InvalidPredictRequest"
-    assert [i.function for i in result.invocations] == ["PlanFunction"]
+    functions = [i.function for i in result.invocations]
+    assert functions == ["ValidateRequestFunction", "IngestFunction", "PlanFunction"]
     assert (
         engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=keys.run_prefix(name)).get(
             "KeyCount", 0
@@ -297,7 +299,7 @@ def test_a_shard_that_keeps_failing_is_retried_then_reported_by_name(
         assert listing.get("KeyCount", 0) == 0
 
 
-def test_parquet_rows_are_converted_then_scored(
+def test_parquet_rows_are_ingested_then_scored(
     engine: Any, trained_with_scores: tuple[Any, str, np.ndarray], tmp_path: Path
 ) -> None:
     import pyarrow as pa
@@ -319,10 +321,10 @@ def test_parquet_rows_are_converted_then_scored(
         "probabilities": True,
     }
     result = engine.run("PredictStateMachine", request, name=name, run_id=name)
-    # THEN the request was checked, the converter ran, and the answers equal the model's
+    # THEN the request was checked, the Ingest step ran, and the answers equal the model's
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     functions = [i.function for i in result.invocations]
-    assert functions[:2] == ["ValidateRequestFunction", "ConvertParquetFunction"]
+    assert functions[:2] == ["ValidateRequestFunction", "IngestFunction"]
     _assert_rows_equal(
         _parts(engine, result.output["predictions_uri"]),
         _model(engine, run_id),

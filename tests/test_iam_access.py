@@ -76,8 +76,8 @@ def _wine_csv() -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-# Beyond events/: a resume, a grouped prediction, the stack bucket's datasets/ read
-# directly (CSV) and through the Parquet converter, by training and by prediction, and a
+# Beyond events/: a resume, a grouped prediction, the stack bucket's datasets/ read through
+# the Ingest step (CSV, Parquet) and directly (.npy), by training and by prediction, and a
 # prediction repeated under its id after its rows shrank (it replaces its earlier parts).
 EXTRA = [
     "resume",
@@ -85,8 +85,20 @@ EXTRA = [
     "csv-in-bucket",
     "predict-csv-in-bucket",
     "predict-parquet-in-bucket",
+    "npy-in-bucket",
+    "predict-npy-in-bucket",
     "repeated-prediction",
 ]
+
+
+def _wine_npy(with_target: bool) -> bytes:
+    from sklearn.datasets import load_wine
+
+    bunch = load_wine()
+    array = np.column_stack([bunch.data, bunch.target]) if with_target else bunch.data
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +164,18 @@ def recorded(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
             },
         }
         run("predict-parquet-in-bucket", "PredictStateMachine", churn, f"pc-{suffix}")
+        npy_key, npy_run = f"datasets/{suffix}/wine.npy", f"npy-{suffix}"
+        engine.s3.put_object(Bucket=bucket, Key=npy_key, Body=_wine_npy(with_target=True))
+        engine.s3.put_object(Bucket=bucket, Key=f"{npy_key}-rows.npy", Body=_wine_npy(False))
+        npy_train = {
+            "data": {"uri": f"s3://{bucket}/{npy_key}"},
+            "n_trees": 4,
+            "grove_size": 2,
+            "run_id": npy_run,
+        }
+        run("npy-in-bucket", "TrainStateMachine", npy_train, npy_run)
+        npy_rows = {"model": npy_run, "data": {"uri": f"s3://{bucket}/{npy_key}-rows.npy"}}
+        run("predict-npy-in-bucket", "PredictStateMachine", npy_rows, f"pn-{suffix}")
     return {"results": results, "calls": access_log.read(record)}
 
 
@@ -165,7 +189,10 @@ def test_every_event_file_runs_through_its_state_machine(
     if name in ("predict-digits.json", "grouped"):
         assert output["n_rows"] == 1797
     elif name.startswith("predict-"):
-        assert output["n_rows"] == {"predict-csv-in-bucket": 178}.get(name, 300)
+        assert output["n_rows"] == {
+            "predict-csv-in-bucket": 178,
+            "predict-npy-in-bucket": 178,
+        }.get(name, 300)
     elif name == "repeated-prediction":
         assert (output["n_rows"], output["n_parts"]) == (90, 1)
     elif name == "train-diabetes-extra-trees.json":
@@ -173,7 +200,7 @@ def test_every_event_file_runs_through_its_state_machine(
     elif name == "train-parquet-s3.json":
         assert output["metrics"]["accuracy"] > 0.8
         functions = [i.function for i in result.invocations]
-        assert functions.index("ConvertParquetFunction") < functions.index("PlanFunction")
+        assert functions.index("IngestFunction") < functions.index("PlanFunction")
     else:
         assert output["metrics"]["accuracy"] > 0.8
     if name == "train-digits-scored.json":

@@ -104,7 +104,7 @@ EXPECTED_S3 = {
         },
         "s3:PutObject": {f"{BUCKET}/predictions/*/part-*"},
     },
-    "ConvertParquetFunctionRole": {
+    "IngestFunctionRole": {
         "s3:ListBucket": {BUCKET, "<DataBucketNames>"},
         "s3:GetObject": {f"{BUCKET}/datasets/*", "<DataBucketNames>/*"},
         "s3:PutObject": {f"{BUCKET}/converted/*"},
@@ -535,7 +535,7 @@ def test_memory_and_concurrency_parameters_reach_their_functions(stack: dict[str
         "PlanFunction": "PlanMemorySize",
         "BuildGroveFunction": "BuilderMemorySize",
         "MergeFunction": "MergeMemorySize",
-        "ConvertParquetFunction": "ConvertParquetMemorySize",
+        "IngestFunction": "IngestMemorySize",
     }
     for function, parameter in memory.items():
         declared = template["Parameters"][parameter]
@@ -570,7 +570,7 @@ def test_every_handler_imports() -> None:
         "PlanPredictionsFunction",
         "ScoreShardFunction",
         "FinishPredictionsFunction",
-        "ConvertParquetFunction",
+        "IngestFunction",
         "ValidateRequestFunction",
     }
     for logical_id, props in functions.items():

@@ -2,15 +2,20 @@
 
 Sources: ``sklearn:NAME`` (bundled demo data), local paths, ``s3://bucket/key``
 and ``s3://bucket/prefix/`` (every data file under the prefix, in key order).
-Formats: CSV with a header, ``.npy`` (a 2-D array; the target is a column
-index), ``.npz`` (arrays ``X`` and ``y``, optional ``feature_names``), Parquet.
+Formats read here: ``.npy`` (a 2-D array; the target is a column index), ``.npz``
+(arrays ``X`` and ``y``, optional ``feature_names``) and the columnar ``.gfcols``
+files the run's Ingest step writes from CSV and Parquet (:mod:`groveflow.ingest`:
+pyarrow does not fit in a function beside scikit-learn).
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import io
 import math
+import tempfile
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +30,13 @@ __all__ = [
     "BUNDLED",
     "COLUMNS_SUFFIX",
     "CONVERTED_FORMAT",
+    "INGESTED_FORMATS",
+    "MISSING_MARKERS",
+    "ColumnFiles",
     "Dataset",
     "check_readable",
+    "column_files",
+    "format_of",
     "load_dataset",
     "read_columns",
     "read_scoring_file",
@@ -43,6 +53,7 @@ BUNDLED = {
     "diabetes": "load_diabetes",
 }
 MISSING_MARKERS = {"", "na", "nan", "n/a", "null", "none", "?", "-"}
+"""Cell values read as missing in CSV (in any letter case), by the Ingest step's reader."""
 COLUMNS_SUFFIX = ".gfcols"
 CONVERTED_FORMAT = "columns"
 """The ``format`` of the columnar copy a run's conversion step writes (never a user's)."""
@@ -73,7 +84,8 @@ class Dataset:
     feature_names: list[str]
 
 
-def _format_of(name: str, spec: DataSpec) -> str:
+def format_of(name: str, spec: DataSpec) -> str:
+    """A file's format: ``spec.format`` if given, else its extension's (``.gz`` aside)."""
     if spec.format:
         return spec.format
     lowered = name.lower().removesuffix(".gz")
@@ -106,29 +118,6 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _csv_columns(data: bytes, delimiter: str, source: str) -> dict[str, list[str]]:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InvalidDataset(f"{source} is not UTF-8 text: {error}") from None
-    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
-    rows = [row for row in rows if row]
-    if not rows:
-        raise InvalidDataset(f"{source} is empty: a CSV needs a header row and data rows")
-    header = [h.strip() for h in rows[0]]
-    if len(set(header)) != len(header) or "" in header:
-        raise InvalidDataset(
-            f"{source} has a blank or repeated column name in its header: {header}"
-        )
-    body = rows[1:]
-    for number, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise InvalidDataset(
-                f"{source} line {number} has {len(row)} fields; the header has {len(header)}"
-            )
-    return {name: [row[i].strip() for row in body] for i, name in enumerate(header)}
-
-
 def _numeric_column(values: list[str]) -> np.ndarray | None:
     """Floats with NaN for missing markers, or None if any value is not a number."""
     out = np.empty(len(values), dtype=np.float64)
@@ -143,7 +132,7 @@ def _numeric_column(values: list[str]) -> np.ndarray | None:
 
 
 def _table_from_columns(
-    columns: dict[str, list[str]] | dict[str, np.ndarray], spec: DataSpec, source: str
+    columns: Mapping[str, list[str]] | Mapping[str, np.ndarray], spec: DataSpec, source: str
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if spec.target is None:
         raise InvalidDataset(f"data.target is required for {source}: name the column to learn")
@@ -162,27 +151,41 @@ def _table_from_columns(
     if not names:
         raise InvalidDataset(f"{source} has no feature columns besides the target {spec.target!r}")
     features = _numeric_features(columns, names, source, InvalidDataset)
-    return np.column_stack(features), _target_array(columns[spec.target]), names
+    return features, _target_array(columns[spec.target]), names
 
 
 def _numeric_features(
-    columns: dict[str, Any], names: list[str], source: str, error: type[Exception]
-) -> list[np.ndarray]:
-    """The named columns as float64 arrays (NaN for missing markers); text columns are refused."""
-    features, bad = [], []
-    for name in names:
-        raw = columns[name]
-        column = _numeric_column(raw) if isinstance(raw, list) else _numeric_array(raw)
+    columns: Mapping[str, Any], names: list[str], source: str, error: type[Exception]
+) -> np.ndarray:
+    """The named columns as one float32 matrix (NaN for missing values); text is refused.
+
+    The matrix is allocated once and filled a column at a time (a lazily read
+    :class:`ColumnFiles` loads one column at a time), so reading costs the float32
+    matrix plus one column, not a float64 copy of every column and then their stack.
+    """
+    matrix: np.ndarray | None = None
+    bad = []
+    for j, name in enumerate(names):
+        column = columns[name]
+        if isinstance(column, list):
+            column = _numeric_column(column)
+        elif column.dtype.kind not in "biuf":
+            column = None
         if column is None:
             bad.append(name)
-        else:
-            features.append(column)
+            continue
+        if matrix is None:
+            matrix = np.empty((len(column), len(names)), dtype=np.float32)
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused by to_features
+            matrix[:, j] = column
+        del column
     if bad:
         raise error(
             f"non-numeric feature columns in {source}: {bad}. groveflow does not encode "
             "categories silently: encode them first, or list them in data.exclude"
         )
-    return features
+    assert matrix is not None  # names is not empty
+    return matrix
 
 
 def _decompressed(name: str, data: bytes) -> bytes:
@@ -194,16 +197,6 @@ def _decompressed(name: str, data: bytes) -> bytes:
         return gzip.decompress(data)
     except OSError as error:
         raise InvalidDataset(f"{name} is not a readable gzip file: {error}") from None
-
-
-def _csv_delimiter(name: str, spec: DataSpec) -> str:
-    return "\t" if name.lower().removesuffix(".gz").endswith(".tsv") else spec.delimiter
-
-
-def _numeric_array(values: np.ndarray) -> np.ndarray | None:
-    if values.dtype.kind in "biuf":
-        return values.astype(np.float64)
-    return None
 
 
 def _target_array(raw: list[str] | np.ndarray) -> np.ndarray:
@@ -257,28 +250,26 @@ def _read_npz(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray, list[st
     return X, y, names or [f"x{i}" for i in range(X.shape[1])]
 
 
-def _table_columns(fmt: str, data: bytes, source: str, spec: DataSpec) -> dict[str, Any]:
-    """The named columns of a CSV or converted (``.gfcols``) file."""
-    if fmt == "csv":
-        return _csv_columns(data, _csv_delimiter(source, spec), source)
-    if fmt == CONVERTED_FORMAT:
-        return read_columns(data, source)
-    raise InvalidDataset(
-        f"{source} is Parquet: name it with data.format='parquet' (or a .parquet URI) so the run "
-        "converts it first (pyarrow runs in a function of its own)"
-    )
+INGESTED_FORMATS = {"csv", "parquet"}
+"""Formats the Ingest step reads (pyarrow), writing ``.gfcols`` files for the other functions."""
+
+
+def _refuse_uningested(fmt: str, source: str, error: type[Exception] = InvalidDataset) -> None:
+    """A CSV or Parquet file reaches a scikit-learn function only through the Ingest step."""
+    if fmt in INGESTED_FORMATS:
+        raise error(
+            f"{source} is {fmt.upper()}: the run's Ingest step reads it and writes the columnar "
+            f"{COLUMNS_SUFFIX} files this function reads (pyarrow runs in a function of its own); "
+            "start a state machine execution rather than invoking this function directly"
+        )
 
 
 def _read_one(name: str, data: bytes, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    fmt = _format_of(name, spec)
+    fmt = format_of(name, spec)
     data = _decompressed(name, data)
-    if fmt == "csv":
-        return _table_from_columns(_csv_columns(data, _csv_delimiter(name, spec), name), spec, name)
     if fmt == "npy":
         return _read_npy(data, spec, name)
-    if fmt == "npz":
-        return _read_npz(data, name)
-    return _table_from_columns(_table_columns(fmt, data, name, spec), spec, name)
+    return _read_npz(data, name)
 
 
 def _sources(uri: str) -> list[str]:
@@ -319,10 +310,18 @@ def load_dataset(spec: DataSpec, task: str) -> Dataset:
     """
     if spec.uri.startswith("sklearn:"):
         X, y, names = _bundled(spec.uri.removeprefix("sklearn:"))
+        return Dataset(X=to_features(X, names), y=_labels(y, task), feature_names=names)
+    files = _sources(spec.uri)
+    formats = [format_of(src, spec) for src in files]
+    for src, fmt in zip(files, formats, strict=True):
+        _refuse_uningested(fmt, src)
+    if formats[0] == CONVERTED_FORMAT:
+        with column_files(files) as columns:
+            X, y, names = _table_from_columns(columns, spec, spec.uri)
     else:
-        parts = [_read_one(src, storage.read_uri(src), spec) for src in _sources(spec.uri)]
+        parts = [_read_one(src, storage.read_uri(src), spec) for src in files]
         names = parts[0][2]
-        for src, part in zip(_sources(spec.uri), parts, strict=True):
+        for src, part in zip(files, parts, strict=True):
             if part[2] != names:
                 raise InvalidDataset(f"{src} has columns {part[2]}; the first file has {names}")
         X = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
@@ -415,18 +414,19 @@ def read_scoring_file(
         X, _, names = _bundled(source.removeprefix("sklearn:"))
         _check_scoring_columns(names, feature_names, source)
         return to_features(X, feature_names), None
-    fmt = _format_of(source, spec)
-    data = _decompressed(source, storage.read_uri(source))
+    fmt = format_of(source, spec)
+    _refuse_uningested(fmt, source, InvalidPredictRequest)
     if fmt in {"npy", "npz"}:
+        data = _decompressed(source, storage.read_uri(source))
         return _scoring_matrix(source, fmt, data, feature_names), None
-    columns = _table_columns(fmt, data, source, spec)
-    ids = _id_values(columns, id_column, source)
-    present = [c for c in columns if c != id_column and c not in spec.exclude]
-    _check_scoring_columns(present, feature_names, source)
-    features = _numeric_features(columns, feature_names, source, InvalidPredictRequest)
-    if len(features[0]) == 0:
+    with column_files([source]) as columns:
+        ids = _id_values(columns, id_column, source)
+        present = [c for c in columns if c != id_column and c not in spec.exclude]
+        _check_scoring_columns(present, feature_names, source)
+        features = _numeric_features(columns, feature_names, source, InvalidPredictRequest)
+    if len(features) == 0:
         raise InvalidPredictRequest(f"{source} has no rows to score")
-    return to_features(np.column_stack(features), feature_names), ids
+    return to_features(features, feature_names), ids
 
 
 def _scoring_matrix(source: str, fmt: str, data: bytes, feature_names: list[str]) -> np.ndarray:
@@ -448,7 +448,7 @@ def _scoring_matrix(source: str, fmt: str, data: bytes, feature_names: list[str]
     return to_features(matrix, feature_names)
 
 
-def _id_values(columns: dict[str, Any], id_column: str | None, source: str) -> np.ndarray | None:
+def _id_values(columns: Mapping[str, Any], id_column: str | None, source: str) -> np.ndarray | None:
     from groveflow.errors import InvalidPredictRequest
 
     if id_column is None:
@@ -510,19 +510,105 @@ def check_readable(
         )
 
 
-def write_columns(names: list[str], columns: list[np.ndarray]) -> bytes:
-    """An ``.npz`` of named columns (numbers or unicode strings), loadable without pickle."""
-    buffer = io.BytesIO()
-    arrays = {f"c{i}": column for i, column in enumerate(columns)}
-    np.savez(buffer, allow_pickle=False, __columns__=np.array(names, dtype=str), **arrays)
-    return buffer.getvalue()
+COLUMNS_KEY = "__columns__"
+"""The member of a ``.gfcols`` file holding its column names; column ``i`` is member ``c{i}``."""
 
 
-def read_columns(data: bytes, source: str) -> dict[str, np.ndarray]:
-    """The named columns of a ``.gfcols`` file, in file order."""
+def write_columns(path: str | Path, names: list[str], columns: Iterable[np.ndarray]) -> None:
+    """Write a ``.gfcols`` file: a zip of ``.npy`` members, loadable without pickle.
+
+    ``columns`` (numbers, booleans or unicode strings, one per name, of equal length)
+    is consumed one at a time and each is written as it comes, so a caller that
+    produces them lazily holds one column in memory, never the file's bytes.
+    """
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        members = [(COLUMNS_KEY, np.array(names, dtype=str))]
+        for member, array in [*members, *((f"c{i}", c) for i, c in enumerate(columns))]:
+            with archive.open(f"{member}.npy", "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asarray(array), allow_pickle=False)
+
+
+class ColumnFiles(Mapping[str, np.ndarray]):
+    """The named columns of local ``.gfcols`` files (parts of one table, in row order).
+
+    A column is read when it is looked up, from every part, and joined; nothing else
+    is held, so a reader that takes one column at a time needs memory for one column.
+    """
+
+    def __init__(self, paths: list[Path], sources: list[str]) -> None:
+        self._archives: list[Any] = []
+        names: list[str] | None = None
+        try:
+            for path, source in zip(paths, sources, strict=True):
+                archive = np.load(path, allow_pickle=False)
+                self._archives.append(archive)
+                part_names = [str(name) for name in archive[COLUMNS_KEY]]
+                if names is not None and part_names != names:
+                    raise InvalidDataset(
+                        f"{source} has columns {part_names}; the first file has {names}"
+                    )
+                names = part_names
+        except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
+            self.close()
+            raise InvalidDataset(f"{source} is not a readable converted table: {error}") from None
+        except InvalidDataset:
+            self.close()
+            raise
+        self._names = names or []
+        self._sources = sources
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        member = f"c{self._names.index(name)}"
+        try:
+            parts = [archive[member] for archive in self._archives]
+        except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
+            raise InvalidDataset(
+                f"{self._sources[0]} is not a readable converted table: {error}"
+            ) from None
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def close(self) -> None:
+        """Close the files (the columns already read stay valid)."""
+        for archive in self._archives:
+            archive.close()
+
+
+@contextlib.contextmanager
+def column_files(sources: list[str]) -> Iterator[ColumnFiles]:
+    """The columns of ``.gfcols`` files; those in S3 are first downloaded to a temporary directory.
+
+    A download goes to disk (Lambda's ``/tmp``) rather than memory, so a reader holds
+    the columns it takes, not the file's bytes as well.
+    """
+    with tempfile.TemporaryDirectory(prefix="groveflow-columns-") as scratch:
+        paths = []
+        for number, source in enumerate(sources):
+            if source.startswith("s3://"):
+                paths.append(Path(scratch) / f"part-{number:05d}{COLUMNS_SUFFIX}")
+                storage.download(source, paths[-1])
+            else:
+                paths.append(Path(source).expanduser())
+                if not paths[-1].is_file():
+                    raise DatasetNotFound(f"no such file or object: {source}")
+        columns = ColumnFiles(paths, sources)
+        try:
+            yield columns
+        finally:
+            columns.close()
+
+
+def read_columns(path: str | Path, source: str) -> dict[str, np.ndarray]:
+    """Every column of one local ``.gfcols`` file, in file order."""
+    columns = ColumnFiles([Path(path)], [source])
     try:
-        archive = np.load(io.BytesIO(data), allow_pickle=False)
-        names = [str(name) for name in archive["__columns__"]]
-        return {name: archive[f"c{i}"] for i, name in enumerate(names)}
-    except (ValueError, OSError, KeyError) as error:
-        raise InvalidDataset(f"{source} is not a readable converted table: {error}") from None
+        return dict(columns)
+    finally:
+        columns.close()

@@ -135,7 +135,7 @@ def parse_predict_request(value: Any, *, model_required: bool = True) -> Predict
 def data_spec(data: dict[str, Any]) -> DataSpec:
     """The rows to score, as :func:`groveflow.request.parse_data` reads a ``data`` section."""
     rows = {key: value for key, value in data.items() if key != "id_column"}
-    converted = rows.get("format") == CONVERTED_FORMAT  # the run's own copy of Parquet rows
+    converted = rows.get("format") == CONVERTED_FORMAT  # the run's ingested copy of the rows
     if converted:
         rows.pop("format")
     spec = parse_data(rows, error=InvalidPredictRequest, allowed=PREDICT_DATA_KEYS - {"id_column"})
@@ -243,7 +243,7 @@ def plan_predictions(
     with a different request is refused; the same request again replaces the earlier
     set of parts (its manifest is removed first, parts beyond the new shard count are
     deleted, and the new manifest is written last), so the prefix holds one set.
-    ``fingerprint`` is the request as the user gave it (before any Parquet conversion),
+    ``fingerprint`` is the request as the user gave it (before any ingest),
     which is what "the same request" compares; ``asdict(request)`` if None.
 
     Returns
@@ -304,7 +304,7 @@ def plan_predict_run(
     """Plan step of the predict state machine: validate, find the model, plan shards.
 
     ``data_buckets`` and ``local_paths`` say what the stack may read, as for training;
-    ``event["converted"]["data"]``, when present, names the columnar copy of Parquet rows.
+    ``event["converted"]["data"]``, when present, names the columnar copy of CSV or Parquet rows.
     """
     request = parse_predict_request(event.get("request"))
     check_readable(request.data["uri"], (bucket, *data_buckets), local_paths, InvalidPredictRequest)

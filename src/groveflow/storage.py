@@ -23,6 +23,7 @@ __all__ = [
     "create_bytes",
     "create_json",
     "delete",
+    "download",
     "exists",
     "get_bytes",
     "get_json",
@@ -31,6 +32,7 @@ __all__ = [
     "npy_bytes",
     "parse_s3_uri",
     "put_bytes",
+    "put_file",
     "put_json",
     "read_npy",
     "read_uri",
@@ -100,6 +102,11 @@ def put_bytes(
 ) -> None:
     """Write one object (a single PUT: readers see all of it or none of it)."""
     _s3().put_object(Bucket=bucket, Key=key, Body=data, Metadata=metadata or {})
+
+
+def put_file(bucket: str, key: str, path: str | Path) -> None:
+    """Upload a local file as one object, in parts when large, never holding it in memory."""
+    _s3().upload_file(str(path), bucket, key)
 
 
 def create_bytes(
@@ -205,3 +212,21 @@ def read_uri(uri: str) -> bytes:
         return Path(uri).expanduser().read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as error:
         raise DatasetNotFound(f"no such file or object: {uri}") from error
+
+
+def download(uri: str, path: str | Path) -> None:
+    """Copy the file at ``s3://bucket/key`` to a local path, streaming (never whole in memory).
+
+    Raises
+    ------
+    DatasetNotFound
+        If the object does not exist.
+    """
+    bucket, key = parse_s3_uri(uri)
+    try:
+        _s3().download_file(bucket, key, str(path))
+    except Exception as error:
+        # download_file reports a missing key as a ClientError whose code is "404".
+        if _is_missing(error):
+            raise DatasetNotFound(f"no such file or object: {uri}") from error
+        raise

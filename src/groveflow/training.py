@@ -59,7 +59,7 @@ def plan_run(
     ----------
     event : dict
         ``{"request": <execution input>, "execution_name": str, "converted": dict or None}``;
-        ``converted`` names the columnar copies of Parquet data (see :mod:`groveflow.parquet`).
+        ``converted`` names the columnar copies of CSV and Parquet data (:mod:`groveflow.ingest`).
     bucket : str
         The stack's bucket.
     builder_memory_mb : int
@@ -129,14 +129,14 @@ def plan_run(
         ),
         "tolerated_failure_percentage": request.tolerated_failure_percentage,
         "predict": predict,
-        # The columnar copy of Parquet rows to score, beside (not in) the request, so the
-        # prediction is recognised as the same request whichever execution converted it.
+        # The columnar copy of CSV or Parquet rows to score, beside (not in) the request, so the
+        # prediction is recognised as the same request whichever execution ingested it.
         "predict_converted": {"data": converted["predict"]} if converted.get("predict") else None,
     }
 
 
 def _as_read(spec: DataSpec, converted: dict[str, Any] | None) -> DataSpec:
-    """Where to read ``spec``'s data: its columnar copy when the run converted it from Parquet."""
+    """Where to read ``spec``'s data: its columnar copy when the run ingested it (CSV, Parquet)."""
     if converted is None:
         return spec
     return replace(spec, uri=converted["uri"], format=converted["format"])

@@ -1,0 +1,441 @@
+"""Ingest: CSV and Parquet become the columnar files the plan and predict read, in their own step.
+
+pyarrow (about 125 MB unzipped in its layer) and scikit-learn (about 195 MB) cannot share one
+Lambda: together they exceed the 250 MB limit. So an ``Ingest`` step, with a layer of pyarrow
+and numpy only, runs first when the input names CSV or Parquet (training data, a training run's
+``predict`` rows, a prediction run's rows); ``sklearn:``, ``.npy`` and ``.npz`` are read directly.
+
+Reading. CSV through ``pyarrow.csv.open_csv``, a streaming reader, with explicit options:
+the header row names the columns (a UTF-8 BOM is skipped), ``data.delimiter`` (a tab for
+``.tsv``), double quotes (``""`` inside quotes is a quote), every letter case of
+:data:`groveflow.datasets.MISSING_MARKERS` as missing, in text columns too; ``.gz`` is
+decompressed as it is read. Parquet through ``pyarrow.parquet.ParquetFile.iter_batches``. A
+file is read in blocks of :data:`BLOCK_BYTES`, never whole: peak memory is about one part.
+
+Layout. Each input file becomes one or more parts, ``converted/<execution>/<section>/part-NNNNN
+.gfcols`` (a zip of ``.npy`` members, :func:`groveflow.datasets.write_columns`), numbered in
+input order; a part holds up to :data:`PART_BYTES` of decoded columns, so a big CSV becomes
+several parts the predict shards (and later shard readers) take one at a time. A part is
+written to a temporary file a column at a time and uploaded from the file.
+
+Column types, per part: floats ``float64`` (missing: NaN); integers ``int64``, or ``float64``
+in a part where some are missing; booleans ``bool`` (``float64`` 0/1/NaN where some are
+missing); text, and the id column a prediction names, unicode strings (missing: ``""``);
+dates and timestamps ISO 8601 text as pyarrow writes it (``2024-01-31``,
+``2024-01-31 12:00:00``): their numeric encoding is decided where categorical and text
+columns are encoded, not here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groveflow import storage, telemetry
+from groveflow.datasets import (
+    COLUMNS_SUFFIX,
+    CONVERTED_FORMAT,
+    INGESTED_FORMATS,
+    MISSING_MARKERS,
+    check_readable,
+    format_of,
+    sources,
+    write_columns,
+)
+from groveflow.errors import InvalidDataset, InvalidRequest
+from groveflow.request import DataSpec, parse_data
+
+__all__ = [
+    "BLOCK_BYTES",
+    "PART_BYTES",
+    "check_before_ingest",
+    "ingest",
+    "ingest_file",
+    "ingest_parts",
+    "missing_values",
+]
+
+BLOCK_BYTES = 16 * 2**20
+"""Bytes of CSV text parsed at a time (pyarrow's ``block_size``)."""
+PART_BYTES = 256 * 2**20
+"""Decoded bytes (pyarrow's) after which a part is written and a new one begun."""
+PARQUET_BATCH_ROWS = 65_536
+"""Rows of Parquet read at a time."""
+
+
+def missing_values() -> list[str]:
+    """Every letter case of every missing marker: pyarrow compares null values exactly."""
+    variants: set[str] = set()
+    for marker in MISSING_MARKERS:
+        cases = [(c.lower(), c.upper()) if c.isalpha() else (c,) for c in marker]
+        variants.update("".join(letters) for letters in itertools.product(*cases))
+    return sorted(variants)
+
+
+def _delimiter(source: str, spec: DataSpec) -> str:
+    return "\t" if source.lower().removesuffix(".gz").endswith(".tsv") else spec.delimiter
+
+
+def _csv_reader(path: Path, source: str, spec: DataSpec, types: dict[str, Any]) -> Any:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    compression = "gzip" if source.lower().endswith(".gz") else None
+    stream = pa.input_stream(str(path), compression=compression)
+    return pacsv.open_csv(
+        stream,
+        read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding="utf8"),
+        parse_options=pacsv.ParseOptions(
+            delimiter=_delimiter(source, spec), quote_char='"', double_quote=True
+        ),
+        convert_options=pacsv.ConvertOptions(
+            null_values=missing_values(),
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            column_types=types,
+        ),
+    )
+
+
+_CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\w+)")
+_WIDER = {"null": "float64", "int64": "float64", "bool": "float64"}
+
+
+def _ragged_line(path: Path, source: str, spec: DataSpec) -> str:
+    """Re-read a CSV pyarrow found ragged on one thread, which numbers the row it stops at."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    found: list[Any] = []
+
+    def keep(row: Any) -> str:
+        found.append(row)
+        return "error"
+
+    compression = "gzip" if source.lower().endswith(".gz") else None
+    try:
+        reader = pacsv.open_csv(
+            pa.input_stream(str(path), compression=compression),
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(
+                delimiter=_delimiter(source, spec), invalid_row_handler=keep
+            ),
+        )
+        for _ in reader:
+            pass
+    except pa.ArrowInvalid:
+        pass
+    if not found:
+        return f"{source} has a row whose field count differs from the header's"
+    row = found[0]
+    where = f"line {row.number}" if row.number is not None else f"the row {row.text[:60]!r}"
+    return (
+        f"{source} {where} has {row.actual_columns} fields; the header has {row.expected_columns}"
+    )
+
+
+def _csv_batches(path: Path, source: str, spec: DataSpec, text: tuple[str, ...]) -> Iterator[Any]:
+    """The CSV's record batches; a column whose later blocks do not parse as the type the
+    first block gave is widened (integers to floats, then to text) and the file re-read."""
+    import pyarrow as pa
+
+    types: dict[str, Any] = {name: pa.string() for name in text}
+    while True:
+        reader = None
+        try:
+            reader = _csv_reader(path, source, spec, types)
+            names = reader.schema.names
+            _check_names([n.strip() for n in names], source)
+            yield from reader
+            return
+        except pa.ArrowInvalid as error:
+            message = str(error)
+            wider = _CONVERSION_ERROR.search(message)
+            if wider is not None and reader is not None:
+                name = reader.schema.names[int(wider.group(1))]
+                types[name] = getattr(pa, _WIDER.get(wider.group(2), "string"))()
+                continue
+            raise _csv_error(message, path, source, spec) from None
+        except OSError as error:
+            raise InvalidDataset(f"{source} is not a readable gzip file: {error}") from None
+
+
+def _csv_error(message: str, path: Path, source: str, spec: DataSpec) -> InvalidDataset:
+    if "Empty CSV file" in message:
+        return InvalidDataset(f"{source} is empty: a CSV needs a header row and data rows")
+    if "Expected" in message and "columns" in message:
+        return InvalidDataset(_ragged_line(path, source, spec))
+    if "UTF8" in message or "UTF-8" in message:
+        return InvalidDataset(f"{source} is not UTF-8 text: {message}")
+    return InvalidDataset(f"{source} is not a readable CSV file: {message}")
+
+
+def _check_names(names: list[str], source: str) -> None:
+    if len(set(names)) != len(names) or "" in names:
+        raise InvalidDataset(f"{source} has a blank or repeated column name in its header: {names}")
+
+
+def _parquet_batches(path: Path, source: str) -> Iterator[Any]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        file = pq.ParquetFile(str(path))
+        _check_names([n.strip() for n in file.schema_arrow.names], source)
+        yield from file.iter_batches(batch_size=PARQUET_BATCH_ROWS)
+    except (pa.ArrowException, OSError) as error:
+        raise InvalidDataset(f"{source} is not a readable Parquet file: {error}") from None
+
+
+def _column(chunks: Any, name: str, source: str) -> np.ndarray:
+    """A pyarrow column as numpy: numbers, booleans, or unicode strings (see the module)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = chunks.type
+    if pa.types.is_null(kind):
+        return np.full(len(chunks), np.nan)
+    if pa.types.is_decimal(kind):
+        chunks, kind = pc.cast(chunks, pa.float64()), pa.float64()
+    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        if chunks.null_count:
+            chunks = pc.cast(chunks, pa.float64())
+        elif pa.types.is_integer(kind):
+            chunks = pc.cast(chunks, pa.int64())
+        elif pa.types.is_floating(kind):
+            chunks = pc.cast(chunks, pa.float64())
+        return np.asarray(chunks.to_numpy())
+    try:
+        strings = pc.fill_null(pc.cast(chunks, pa.string()), "")
+    except pa.ArrowException as error:
+        if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            raise InvalidDataset(f"{source} is not UTF-8 text (column {name!r})") from None
+        raise InvalidDataset(
+            f"column {name!r} of {source} has type {kind}, which groveflow cannot read: {error}"
+        ) from None
+    return np.asarray(strings.to_numpy(zero_copy_only=False), dtype=str)
+
+
+def _write_part(path: Path, names: list[str], batches: list[Any], schema: Any, source: str) -> int:
+    import pyarrow as pa
+
+    table = pa.Table.from_batches(batches, schema=schema)
+    batches.clear()
+    raw = table.column_names
+    columns = (_column(table.column(i), raw[i], source) for i in range(len(raw)))
+    write_columns(path, names, columns)
+    return int(table.num_rows)
+
+
+def ingest_file(
+    source: str, spec: DataSpec, scratch: Path, *, text_columns: tuple[str, ...] = ()
+) -> tuple[list[str], list[Path], int]:
+    """Read one CSV or Parquet file into ``.gfcols`` parts under ``scratch``.
+
+    Parameters
+    ----------
+    source : str
+        A local path or ``s3://`` URI (downloaded to ``scratch`` first).
+    spec : DataSpec
+        The ``data`` section (format, delimiter).
+    scratch : Path
+        A directory for the download and the parts.
+    text_columns : tuple of str, default=()
+        Columns read as text whatever they hold (a prediction's id column).
+
+    Returns
+    -------
+    tuple
+        The column names, the parts' paths in row order, and the number of rows.
+    """
+    fmt = format_of(source, spec)
+    path = Path(source).expanduser()
+    downloaded = source.startswith("s3://")
+    if downloaded:
+        path = scratch / ("input" + "".join(Path(source).suffixes[-2:]))
+        storage.download(source, path)
+    elif not path.is_file():
+        from groveflow.errors import DatasetNotFound
+
+        raise DatasetNotFound(f"no such file or object: {source}")
+    batches_of = (
+        _parquet_batches(path, source)
+        if fmt == "parquet"
+        else _csv_batches(path, source, spec, text_columns)
+    )
+    parts: list[Path] = []
+    pending: list[Any] = []
+    schema = None
+    names: list[str] = []
+    rows = 0
+    for batch in batches_of:
+        if schema is None:
+            schema, names = batch.schema, [n.strip() for n in batch.schema.names]
+        elif batch.schema != schema:  # a CSV block widened a column: the file was re-read
+            parts, pending, schema, rows = [], [], batch.schema, 0
+        pending.append(batch)
+        if sum(b.nbytes for b in pending) >= PART_BYTES:
+            parts.append(scratch / f"part-{len(parts):05d}{COLUMNS_SUFFIX}")
+            rows += _write_part(parts[-1], names, pending, schema, source)
+    if pending or not parts:
+        if schema is None:  # a header without rows: pyarrow gives a schema, no batch
+            schema, names = _empty_schema(path, source, spec, fmt)
+        parts.append(scratch / f"part-{len(parts):05d}{COLUMNS_SUFFIX}")
+        rows += _write_part(parts[-1], names, pending, schema, source)
+    if downloaded:
+        path.unlink()
+    return names, parts, rows
+
+
+def _empty_schema(path: Path, source: str, spec: DataSpec, fmt: str) -> tuple[Any, list[str]]:
+    import pyarrow.parquet as pq
+
+    if fmt == "parquet":
+        schema = pq.ParquetFile(str(path)).schema_arrow
+    else:
+        schema = _csv_reader(path, source, spec, {}).schema
+    return schema, [n.strip() for n in schema.names]
+
+
+def ingest_parts(spec: DataSpec, *, text_columns: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Ingest every file ``spec`` names, in order; yield each part's path as it is written.
+
+    A part's temporary file lasts until the next is asked for: copy or upload it first.
+
+    Raises
+    ------
+    InvalidDataset
+        Naming the file and what is wrong (see :func:`ingest_file`), or a file whose
+        columns differ from the first file's.
+    """
+    first: list[str] | None = None
+    for source in sources(spec.uri):
+        with tempfile.TemporaryDirectory(prefix="groveflow-ingest-") as scratch:
+            names, parts, rows = ingest_file(source, spec, Path(scratch), text_columns=text_columns)
+            if first is not None and names != first:
+                raise InvalidDataset(f"{source} has columns {names}; the first file has {first}")
+            first = first or names
+            telemetry.logger.info(
+                "ingested", extra={"source": source, "parts": len(parts), "rows": rows}
+            )
+            yield from parts
+
+
+def _ingest_section(
+    spec: DataSpec, bucket: str, prefix: str, text_columns: tuple[str, ...]
+) -> dict[str, Any]:
+    """Ingest every file a section names; the parts go under ``s3://bucket/prefix``."""
+    number = 0
+    for number, part in enumerate(ingest_parts(spec, text_columns=text_columns), start=1):
+        storage.put_file(bucket, f"{prefix}part-{number - 1:05d}{COLUMNS_SUFFIX}", part)
+    return {"uri": f"s3://{bucket}/{prefix}", "format": CONVERTED_FORMAT, "files": number}
+
+
+def _ingested_spec(data: Any) -> DataSpec | None:
+    """The section's spec when Ingest reads it (CSV or Parquet files); None when read directly."""
+    if not isinstance(data, dict) or not isinstance(data.get("uri"), str):
+        return None
+    if data["uri"].startswith("sklearn:"):
+        return None
+    rows = {key: value for key, value in data.items() if key != "id_column"}
+    spec = parse_data(rows, allowed=set(rows))
+    files = sources(spec.uri)
+    formats = {format_of(source, spec) for source in files}
+    if not formats & INGESTED_FORMATS:
+        return None
+    if len(formats) > 1:
+        raise InvalidDataset(
+            f"{spec.uri} holds files of several formats ({sorted(formats)}); "
+            "give one format per prefix"
+        )
+    return spec
+
+
+def check_before_ingest(event: dict[str, Any]) -> dict[str, Any]:
+    """Validate the request an ingest is about to run for, so a bad one reads nothing.
+
+    Runs in the ``ValidateRequest`` step, on the scikit-learn layer (model parameters are
+    checked by scikit-learn), before ``Ingest``; Plan and PlanPredictions check the
+    same request again with the data, as they do for every run.
+
+    Parameters
+    ----------
+    event : dict
+        ``{"request": <the execution input>, "kind": "train" | "predict"}``.
+
+    Returns
+    -------
+    dict
+        ``{"valid": True}``.
+
+    Raises
+    ------
+    InvalidRequest
+        For a training request, or its ``predict`` section, that Plan would refuse.
+    InvalidPredictRequest
+        For a prediction request that PlanPredictions would refuse.
+    """
+    from groveflow.errors import GroveflowError
+    from groveflow.prediction import parse_predict_request
+    from groveflow.request import parse_train_request
+
+    kind = event.get("kind")
+    request = event.get("request")
+    if kind == "predict":
+        parse_predict_request(request)
+    elif kind == "train":
+        parse_train_request(request)
+        if isinstance(request, dict) and request.get("predict") is not None:
+            section = {**request["predict"], "model": "the-run-being-trained"}
+            try:
+                parse_predict_request(section)
+            except GroveflowError as error:
+                raise InvalidRequest(f"predict: {error}") from None
+    else:
+        raise InvalidRequest(f"kind={kind!r} is not a request kind: 'train' or 'predict'")
+    return {"valid": True}
+
+
+def ingest(
+    event: dict[str, Any],
+    *,
+    bucket: str,
+    data_buckets: tuple[str, ...] = (),
+    local_paths: bool = False,
+) -> dict[str, Any]:
+    """Ingest the CSV and Parquet a training or prediction input names; pass the input through.
+
+    Reads ``data`` and, in a training input, ``predict.data`` when they name CSV or
+    Parquet; ``sklearn:``, ``.npy`` and ``.npz`` sections are left to be read directly.
+
+    Returns
+    -------
+    dict
+        ``{"request": <the input, unchanged>, "converted": {"data": ..., "predict": ...}}``;
+        each entry is ``{"uri", "format": "columns", "files"}`` (``files``: the parts).
+    """
+    request = event.get("request")
+    name = str(event.get("execution_name", ""))
+    converted: dict[str, Any] = {}
+    if isinstance(request, dict):
+        predict = request.get("predict")
+        sections = {
+            "data": request.get("data"),
+            "predict": predict.get("data") if isinstance(predict, dict) else None,
+        }
+        for section, data in sections.items():
+            if isinstance(data, dict) and isinstance(data.get("uri"), str):
+                check_readable(data["uri"], (bucket, *data_buckets), local_paths, InvalidRequest)
+            spec = _ingested_spec(data)
+            if spec is not None:
+                id_column = data.get("id_column") if isinstance(data, dict) else None
+                text = (id_column,) if isinstance(id_column, str) else ()
+                prefix = f"converted/{name}/{section}/"
+                converted[section] = _ingest_section(spec, bucket, prefix, text)
+    return {"request": request, "converted": converted}

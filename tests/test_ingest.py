@@ -1,0 +1,179 @@
+"""The Ingest step: CSV and Parquet read by pyarrow into the columnar parts the plan reads."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from groveflow import ingest as ingest_module
+from groveflow.datasets import MISSING_MARKERS, read_columns
+from groveflow.errors import DatasetNotFound, InvalidDataset
+from groveflow.ingest import ingest, ingest_file, missing_values
+from groveflow.request import DataSpec
+
+
+def _columns(tmp_path: Path, name: str, content: bytes | str, **data: Any) -> dict[str, Any]:
+    """Write ``content`` as file ``name``, ingest it, and read back its one part."""
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    scratch = tmp_path / f"{name}-parts"
+    scratch.mkdir()
+    _, parts, _ = ingest_file(str(path), DataSpec(uri=str(path), **data), scratch)
+    assert len(parts) == 1
+    return read_columns(parts[0], name)
+
+
+def test_types_quoting_missing_markers_and_a_bom(tmp_path: Path) -> None:
+    # GIVEN a CSV with a BOM, a quoted header name holding the delimiter, a quoted field holding
+    # a newline and a doubled quote, missing markers in several letter cases, and typed columns
+    content = (
+        '\ufeff"height, cm",count,flag,kind,day,at\n'
+        '1.5,1,true,"a ""big""\ncat",2024-01-31,2024-01-31T12:00:00\n'
+        "NaN,2,false,NULL,2024-02-01,2024-02-01 13:30:00\n"
+        " 3 ,N/a,,dog,,\n"
+    )
+    # WHEN it is ingested
+    columns = _columns(tmp_path, "d.csv", content)
+    # THEN numbers are float64 (missing: NaN), integers with a missing value are float64,
+    # booleans with a missing value are 0/1/NaN, text stays text (missing: ""), and dates and
+    # timestamps are ISO text
+    assert list(columns) == ["height, cm", "count", "flag", "kind", "day", "at"]
+    np.testing.assert_array_equal(columns["height, cm"], [1.5, np.nan, 3.0])
+    np.testing.assert_array_equal(columns["count"], [1.0, 2.0, np.nan])
+    np.testing.assert_array_equal(columns["flag"], [1.0, 0.0, np.nan])
+    assert columns["kind"].dtype.kind == "U"
+    assert columns["kind"].tolist() == ['a "big"\ncat', "", "dog"]
+    assert columns["day"].tolist() == ["2024-01-31", "2024-02-01", ""]
+    assert columns["at"].tolist() == ["2024-01-31 12:00:00", "2024-02-01 13:30:00", ""]
+
+
+def test_complete_integer_and_boolean_columns_keep_their_types(tmp_path: Path) -> None:
+    columns = _columns(tmp_path, "d.csv", "n,b,x\n1,true,0.5\n2,false,1.5\n")
+    assert columns["n"].dtype == np.int64 and columns["n"].tolist() == [1, 2]
+    assert columns["b"].dtype == np.bool_ and columns["b"].tolist() == [True, False]
+    assert columns["x"].dtype == np.float64
+
+
+def test_every_letter_case_of_every_missing_marker_is_missing(tmp_path: Path) -> None:
+    # GIVEN a numeric column holding each documented marker in lower, upper and title case
+    markers = sorted({c for m in MISSING_MARKERS for c in (m, m.upper(), m.title())})
+    assert set(markers) <= set(missing_values())
+    content = "x,y\n" + "".join(f"{marker},{i}\n" for i, marker in enumerate(markers)) + "4.5,0\n"
+    # WHEN it is ingested
+    columns = _columns(tmp_path, "d.csv", content)
+    # THEN each marker is NaN and the column is still numeric
+    assert columns["x"].dtype == np.float64
+    assert np.isnan(columns["x"][:-1]).all() and columns["x"][-1] == 4.5
+
+
+def test_tsv_delimiter_and_gzip(tmp_path: Path) -> None:
+    tsv = _columns(tmp_path, "d.tsv", "a\tb\n1\tx\n2\ty\n")
+    assert tsv["a"].tolist() == [1, 2] and tsv["b"].tolist() == ["x", "y"]
+    semicolon = _columns(tmp_path, "s.csv", "a;b\n1;2\n", delimiter=";")
+    assert list(semicolon) == ["a", "b"]
+    gz = _columns(tmp_path, "d.csv.gz", gzip.compress(b"a,b\n1,2\n3,4\n"))
+    assert gz["b"].tolist() == [2, 4]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "blank.csv",
+            "a,,c\n1,2,3\n",
+            r"blank or repeated column name in its header: \['a', '', 'c'\]",
+        ),
+        ("repeated.csv", "a, a,c\n1,2,3\n", r"blank or repeated column name .*\['a', 'a', 'c'\]"),
+        (
+            "ragged.csv",
+            "a,b,label\n1,2,x\n\n3,4\n",
+            "ragged.csv line 3 has 2 fields; the header has 3",
+        ),
+        ("latin1.csv", "a,b\ncaf\xe9,1\n".encode("latin-1"), "latin1.csv is not UTF-8 text"),
+        ("empty.csv", "", "empty.csv is empty: a CSV needs a header row and data rows"),
+        ("broken.csv.gz", b"not gzip at all", "broken.csv.gz is not a readable gzip file"),
+        ("broken.parquet", b"PAR1 not really", "broken.parquet is not a readable Parquet file"),
+    ],
+)
+def test_bad_files_are_refused_by_name(
+    tmp_path: Path, name: str, content: bytes | str, message: str
+) -> None:
+    with pytest.raises(InvalidDataset, match=message):
+        _columns(tmp_path, name, content)
+
+
+def test_a_missing_file_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFound, match=r"absent\.csv"):
+        ingest_file(str(tmp_path / "absent.csv"), DataSpec(uri="absent.csv"), tmp_path)
+
+
+def test_a_column_whose_later_blocks_widen_it_is_read_again_wider(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN blocks far smaller than the file: pyarrow infers types from the first block only
+    monkeypatch.setattr(ingest_module, "BLOCK_BYTES", 1024)
+    rows = [f"{i},{i},{i}" for i in range(2000)]
+    content = "ints,floats,text\n" + "\n".join(rows) + "\n7,7.5,seven\n"
+    # WHEN a late row holds a fraction in one integer column and a word in another
+    columns = _columns(tmp_path, "d.csv", content)
+    # THEN the first widens to float64 and the second to text, with every row kept
+    assert columns["ints"].dtype == np.int64 and len(columns["ints"]) == 2001
+    assert columns["floats"].dtype == np.float64 and columns["floats"][-1] == 7.5
+    assert columns["text"].dtype.kind == "U" and columns["text"][-1] == "seven"
+    assert columns["text"][0] == "0"
+
+
+def test_a_big_file_becomes_parts_in_row_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_module, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(ingest_module, "PART_BYTES", 20_000)
+    path = tmp_path / "big.csv"
+    path.write_text("a,b\n" + "".join(f"{i},{i * 0.5}\n" for i in range(5000)))
+    names, parts, rows = ingest_file(str(path), DataSpec(uri=str(path)), tmp_path)
+    assert names == ["a", "b"] and rows == 5000 and len(parts) > 1
+    read = [read_columns(part, part.name) for part in parts]
+    np.testing.assert_array_equal(np.concatenate([r["a"] for r in read]), np.arange(5000))
+
+
+def test_an_id_column_to_score_stays_text(tmp_path: Path, s3_env: Any) -> None:
+    # GIVEN rows to score whose id column looks numeric but has leading zeros
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,a\n007,1.5\n010,2.5\n")
+    event = {
+        "request": {"model": "m", "data": {"uri": str(rows), "id_column": "id"}},
+        "execution_name": "ids",
+    }
+    # WHEN the prediction input is ingested
+    result = ingest(event, bucket=s3_env.bucket, local_paths=True)
+    # THEN the columnar copy keeps the ids as written
+    converted = result["converted"]["data"]
+    assert converted["format"] == "columns" and converted["files"] == 1
+    key = "converted/ids/data/part-00000.gfcols"
+    part = tmp_path / "part.gfcols"
+    part.write_bytes(s3_env.s3.get_object(Bucket=s3_env.bucket, Key=key)["Body"].read())
+    assert read_columns(part, key)["id"].tolist() == ["007", "010"]
+
+
+def test_direct_formats_pass_through_and_csv_sections_are_ingested(
+    tmp_path: Path, s3_env: Any
+) -> None:
+    # GIVEN a training input on bundled data whose predict section names a CSV
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a,b\n1,2\n")
+    np.save(tmp_path / "d.npy", np.zeros((4, 3)))
+    request = {"data": {"uri": "sklearn:iris"}, "predict": {"data": {"uri": str(rows)}}}
+    # WHEN it is ingested
+    result = ingest(
+        {"request": request, "execution_name": "mixed"}, bucket=s3_env.bucket, local_paths=True
+    )
+    # THEN the request passes through, and only the CSV section was ingested
+    assert result["request"] == request
+    assert set(result["converted"]) == {"predict"}
+    assert result["converted"]["predict"]["uri"] == f"s3://{s3_env.bucket}/converted/mixed/predict/"
+    npy = {"data": {"uri": str(tmp_path / "d.npy")}}
+    assert ingest({"request": npy}, bucket=s3_env.bucket, local_paths=True)["converted"] == {}
