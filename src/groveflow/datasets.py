@@ -15,7 +15,7 @@ import io
 import math
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from groveflow import storage
+from groveflow.encoding import Encoding
+from groveflow.encoding import fit as fit_encoding
 from groveflow.errors import DatasetNotFound, InvalidDataset, InvalidRequest
 from groveflow.request import DataSpec
 
@@ -77,11 +79,15 @@ class Dataset:
     y : ndarray of shape (n_rows,)
         User labels (int64 or unicode strings) or float64 regression targets.
     feature_names : list of str
+        The forest's features (a one-hot column's categories expanded: ``color=red``).
+    encoding : Encoding or None, default=None
+        How the table's raw columns became ``X``, when ``data.categorical`` is set.
     """
 
     X: np.ndarray
     y: np.ndarray
     feature_names: list[str]
+    encoding: Encoding | None = None
 
 
 def format_of(name: str, spec: DataSpec) -> str:
@@ -134,6 +140,14 @@ def _numeric_column(values: list[str]) -> np.ndarray | None:
 def _table_from_columns(
     columns: Mapping[str, list[str]] | Mapping[str, np.ndarray], spec: DataSpec, source: str
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    names = _feature_columns(columns, spec, source)
+    assert spec.target is not None  # _feature_columns refuses a table without one
+    features = _numeric_features(columns, names, source, InvalidDataset)
+    return features, _target_array(columns[spec.target]), names
+
+
+def _feature_columns(columns: Mapping[str, Any], spec: DataSpec, source: str) -> list[str]:
+    """The feature columns ``spec`` chooses from a table's, checked against them."""
     if spec.target is None:
         raise InvalidDataset(f"data.target is required for {source}: name the column to learn")
     if spec.target not in columns:
@@ -150,8 +164,32 @@ def _table_from_columns(
     )
     if not names:
         raise InvalidDataset(f"{source} has no feature columns besides the target {spec.target!r}")
-    features = _numeric_features(columns, names, source, InvalidDataset)
-    return features, _target_array(columns[spec.target]), names
+    return names
+
+
+def _encoded_dataset(
+    columns: Mapping[str, Any],
+    spec: DataSpec,
+    task: str,
+    learn_rows: Callable[[np.ndarray], np.ndarray] | None,
+) -> Dataset:
+    """A table's features through the encoding learned from its training rows."""
+    names = _feature_columns(columns, spec, spec.uri)
+    assert spec.categorical is not None and spec.target is not None
+    y = _labels(_target_array(columns[spec.target]), task)
+    rows = None if learn_rows is None else learn_rows(y)
+    encoding = fit_encoding(columns, names, rows, spec.categorical, spec.uri)
+    X = to_features(encoding.transform(columns, spec.uri), encoding.feature_names)
+    return Dataset(X=X, y=y, feature_names=encoding.feature_names, encoding=encoding)
+
+
+def _refuse_categorical(spec: DataSpec, source: str, error: type[Exception]) -> None:
+    """``data.categorical`` names columns of a table (CSV, Parquet), not of a matrix."""
+    if spec.categorical is not None:
+        raise error(
+            f"data.categorical encodes the named columns of a CSV or Parquet table; {source} "
+            "is a numeric matrix: remove data.categorical"
+        )
 
 
 def _numeric_features(
@@ -297,8 +335,13 @@ def _looks_like_data(name: str) -> bool:
     return not base.startswith(("_", ".")) and any(lowered.endswith(s) for s in DATA_SUFFIXES)
 
 
-def load_dataset(spec: DataSpec, task: str) -> Dataset:
+def load_dataset(
+    spec: DataSpec, task: str, learn_rows: Callable[[np.ndarray], np.ndarray] | None = None
+) -> Dataset:
     """Read and validate the dataset ``spec`` names.
+
+    ``learn_rows``, given the labels, chooses the rows (the training split) that
+    ``spec.categorical``'s encoding is learned from; all rows if None.
 
     Raises
     ------
@@ -309,6 +352,7 @@ def load_dataset(spec: DataSpec, task: str) -> Dataset:
         values, missing targets, a single class, ...), naming the problem.
     """
     if spec.uri.startswith("sklearn:"):
+        _refuse_categorical(spec, spec.uri, InvalidDataset)
         X, y, names = _bundled(spec.uri.removeprefix("sklearn:"))
         return Dataset(X=to_features(X, names), y=_labels(y, task), feature_names=names)
     files = _sources(spec.uri)
@@ -317,8 +361,11 @@ def load_dataset(spec: DataSpec, task: str) -> Dataset:
         _refuse_uningested(fmt, src)
     if formats[0] == CONVERTED_FORMAT:
         with column_files(files) as columns:
+            if spec.categorical is not None:
+                return _encoded_dataset(columns, spec, task, learn_rows)
             X, y, names = _table_from_columns(columns, spec, spec.uri)
     else:
+        _refuse_categorical(spec, spec.uri, InvalidDataset)
         parts = [_read_one(src, storage.read_uri(src), spec) for src in files]
         names = parts[0][2]
         for src, part in zip(files, parts, strict=True):
@@ -396,12 +443,18 @@ def sources(uri: str) -> list[str]:
 
 
 def read_scoring_file(
-    source: str, spec: DataSpec, feature_names: list[str], id_column: str | None = None
+    source: str,
+    spec: DataSpec,
+    feature_names: list[str],
+    id_column: str | None = None,
+    encoding: Encoding | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read one file to score: its features in the model's order, and its id column if any.
 
     The file's columns (less ``id_column`` and ``spec.exclude``) must be exactly the
-    model's feature names in the model's order: groveflow never guesses a mapping.
+    model's feature names in the model's order: groveflow never guesses a mapping. A
+    model with an ``encoding`` reads its raw input columns (``encoding.input_names``),
+    encoded as in training: a batch may lack categories or hold new ones.
 
     Raises
     ------
@@ -416,14 +469,23 @@ def read_scoring_file(
         return to_features(X, feature_names), None
     fmt = format_of(source, spec)
     _refuse_uningested(fmt, source, InvalidPredictRequest)
+    if encoding is not None and fmt != CONVERTED_FORMAT:
+        raise InvalidPredictRequest(
+            f"the model reads the named columns {encoding.input_names} (it was trained with "
+            f"data.categorical); {source} is a numeric matrix: give a CSV or Parquet table"
+        )
     if fmt in {"npy", "npz"}:
         data = _decompressed(source, storage.read_uri(source))
         return _scoring_matrix(source, fmt, data, feature_names), None
     with column_files([source]) as columns:
         ids = _id_values(columns, id_column, source)
         present = [c for c in columns if c != id_column and c not in spec.exclude]
-        _check_scoring_columns(present, feature_names, source)
-        features = _numeric_features(columns, feature_names, source, InvalidPredictRequest)
+        if encoding is not None:
+            _check_scoring_columns(present, encoding.input_names, source)
+            features = encoding.transform(columns, source, InvalidPredictRequest)
+        else:
+            _check_scoring_columns(present, feature_names, source)
+            features = _numeric_features(columns, feature_names, source, InvalidPredictRequest)
     if len(features) == 0:
         raise InvalidPredictRequest(f"{source} has no rows to score")
     return to_features(features, feature_names), ids
