@@ -9,8 +9,9 @@ Reading. CSV through ``pyarrow.csv.open_csv``, a streaming reader, with explicit
 the header row names the columns (a UTF-8 BOM is skipped), ``data.delimiter`` (a tab for
 ``.tsv``), double quotes (``""`` inside quotes is a quote), every letter case of
 :data:`groveflow.datasets.MISSING_MARKERS` as missing, in text columns too; ``.gz`` is
-decompressed as it is read. Parquet through ``pyarrow.parquet.ParquetFile.iter_batches``. A
-file is read in blocks of :data:`BLOCK_BYTES`, never whole: peak memory is about one part.
+decompressed as it is read, in blocks of :data:`BLOCK_BYTES`. Parquet a row group at a time
+(``ParquetFile.read_row_group``, columns decoded in parallel). No file is held whole: peak
+memory is about one part, plus one column's numpy copy while it is written.
 
 Layout. Each input file becomes one or more parts, ``converted/<execution>/<section>/part-NNNNN
 .gfcols`` (a zip of ``.npy`` members, :func:`groveflow.datasets.write_columns`), numbered in
@@ -65,8 +66,6 @@ BLOCK_BYTES = 16 * 2**20
 """Bytes of CSV text parsed at a time (pyarrow's ``block_size``)."""
 PART_BYTES = 256 * 2**20
 """Decoded bytes (pyarrow's) after which a part is written and a new one begun."""
-PARQUET_BATCH_ROWS = 65_536
-"""Rows of Parquet read at a time."""
 
 
 def missing_values() -> list[str]:
@@ -188,7 +187,10 @@ def _parquet_batches(path: Path, source: str) -> Iterator[Any]:
     try:
         file = pq.ParquetFile(str(path))
         _check_names([n.strip() for n in file.schema_arrow.names], source)
-        yield from file.iter_batches(batch_size=PARQUET_BATCH_ROWS)
+        # A row group at a time: pyarrow decodes its columns in parallel (a file's largest
+        # row group is the most it holds at once besides the part being gathered).
+        for group in range(file.num_row_groups):
+            yield from file.read_row_group(group).to_batches()
     except (pa.ArrowException, OSError) as error:
         raise InvalidDataset(f"{source} is not a readable Parquet file: {error}") from None
 
@@ -271,6 +273,7 @@ def ingest_file(
     )
     parts: list[Path] = []
     pending: list[Any] = []
+    pending_bytes = 0
     schema = None
     names: list[str] = []
     rows = 0
@@ -279,8 +282,11 @@ def ingest_file(
             schema, names = batch.schema, [n.strip() for n in batch.schema.names]
         elif batch.schema != schema:  # a CSV block widened a column: the file was re-read
             parts, pending, schema, rows = [], [], batch.schema, 0
+            pending_bytes = 0
         pending.append(batch)
-        if sum(b.nbytes for b in pending) >= PART_BYTES:
+        pending_bytes += batch.get_total_buffer_size()
+        if pending_bytes >= PART_BYTES:
+            pending_bytes = 0
             parts.append(scratch / f"part-{len(parts):05d}{COLUMNS_SUFFIX}")
             rows += _write_part(parts[-1], names, pending, schema, source)
     if pending or not parts:
