@@ -11,16 +11,37 @@ scores a group of groves.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import numpy as np
+
+from groveflow.encoding import Encoding, stored_encoding
 from groveflow.errors import ArtifactError
 from groveflow.storage import sha256_hex
 
-__all__ = ["MANIFEST_VERSION", "GroveTask", "ShardTask", "check_manifest", "grove_problem"]
+__all__ = [
+    "JOB_VERSION",
+    "MANIFEST_VERSION",
+    "RECORD_VERSION",
+    "DataRecord",
+    "ForestEntry",
+    "GroveRecord",
+    "GroveTask",
+    "ModelManifest",
+    "PredictJob",
+    "RunRecord",
+    "ShardTask",
+    "check_manifest",
+    "grove_problem",
+]
 
 MANIFEST_VERSION = 1
 """The model manifest's layout, written as ``manifest_version``."""
+RECORD_VERSION = 1
+"""The run record's layout (``runs/<run>/run.json``), written as ``record_version``."""
+JOB_VERSION = 1
+"""The prediction job's layout (``predictions/<id>/job.json``), written as ``job_version``."""
 
 
 def _field(item: Any, name: str, kind: type, document: str) -> Any:
@@ -166,3 +187,295 @@ def grove_problem(
     if sha256 is not None and actual != sha256:
         return "it differs from the model manifest's sha256"
     return None
+
+
+def _check_version(raw: dict[str, Any], name: str, supported: int, where: str) -> None:
+    """Refuse a document of a layout this groveflow does not read (absent: the first one)."""
+    stated = raw.get(name, 1)
+    if stated != supported:
+        raise ArtifactError(
+            f"{where} has {name}={stated!r}; this groveflow reads {name} {supported}: "
+            "upgrade groveflow to read it (or rerun with this one)"
+        )
+
+
+def _typed(raw: Any, names: dict[str, Any], where: str) -> dict[str, Any]:
+    """The fields ``names`` of the JSON object ``raw``, each checked against its JSON type.
+
+    ``names`` maps a field to a type or tuple of types (``type(None)`` for null); a
+    missing or mistyped field is an :class:`ArtifactError` naming it and ``where``.
+    """
+    if not isinstance(raw, dict):
+        raise ArtifactError(f"{where} must be a JSON object, got {type(raw).__name__}")
+    missing = [name for name in names if name not in raw]
+    if missing:
+        raise ArtifactError(f"{where} is not a groveflow document of its kind: it lacks {missing}")
+    for name, kind in names.items():
+        value = raw[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            raise ArtifactError(f"{where}: {name}={value!r} is not of the expected type")
+    return {name: raw[name] for name in names}
+
+
+_NUMBER = (int, float)
+_NULL = type(None)
+
+
+@dataclass(frozen=True)
+class DataRecord:
+    """What a run trained on, as its plan read it (``uri`` and a sha256 of the rows)."""
+
+    uri: str
+    sha256: str
+    n_rows: int
+    n_features: int
+    n_train: int
+    n_test: int
+    test_rows_sha256: str
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> DataRecord:
+        counts = ("n_rows", "n_features", "n_train", "n_test")
+        kinds = {f.name: int if f.name in counts else str for f in fields(cls)}
+        return cls(**_typed(raw, kinds, f"{where}'s data"))
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run's record (``runs/<run>/run.json``): the claim on its id, written once by the plan.
+
+    Parameters
+    ----------
+    run_id : str
+    request : dict
+        The validated training request (``TrainRequest.to_dict()``).
+    feature_names : list of str
+    classes : list or None
+        The training split's class labels (numbers or strings), None for regression.
+    classes_dtype : str or None
+        Their numpy dtype (``"<i8"``, ``"<U5"``...), so labels come back as they were.
+    data : DataRecord
+    builder_estimate_mb : int or None, default=None
+        The plan's size guard: the memory (in MB) it expects one grove builder to use.
+    encoding : Encoding or None, default=None
+        How the raw columns became the features, when the request set ``data.categorical``.
+    """
+
+    run_id: str
+    request: dict[str, Any]
+    feature_names: list[str]
+    classes: list[Any] | None
+    classes_dtype: str | None
+    data: DataRecord
+    builder_estimate_mb: int | None = None
+    encoding: Encoding | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str = "the run record") -> RunRecord:
+        """The record ``raw`` holds; :class:`ArtifactError` naming a missing or damaged field."""
+        kinds = {
+            "run_id": str,
+            "request": dict,
+            "feature_names": list,
+            "classes": (list, _NULL),
+            "classes_dtype": (str, _NULL),
+            "data": dict,
+        }
+        values = _typed(raw, kinds, where)
+        _check_version(raw, "record_version", RECORD_VERSION, where)
+        estimate = raw.get("builder_estimate_mb")
+        if estimate is not None and (isinstance(estimate, bool) or not isinstance(estimate, int)):
+            raise ArtifactError(f"{where}: builder_estimate_mb={estimate!r} is not a whole number")
+        data = DataRecord.from_dict(values["data"], where)
+        encoding = stored_encoding(raw, where)
+        return cls(**{**values, "data": data}, builder_estimate_mb=estimate, encoding=encoding)
+
+    def to_dict(self) -> dict[str, Any]:
+        encoding = self.encoding.to_dict() if self.encoding else None
+        return {"record_version": RECORD_VERSION, **asdict(self), "encoding": encoding}
+
+    def classes_array(self) -> np.ndarray | None:
+        """The class labels with the dtype they were trained with."""
+        return _classes_array(self.classes, self.classes_dtype)
+
+
+def _classes_array(classes: list[Any] | None, dtype: str | None) -> np.ndarray | None:
+    if classes is None:
+        return None
+    return np.asarray(classes, dtype=np.dtype(dtype) if dtype else None)
+
+
+@dataclass(frozen=True)
+class GroveRecord:
+    """One grove of a model, as its manifest records it."""
+
+    run_id: str
+    grove: int
+    seed: int
+    n_trees: int
+    sha256: str
+    fit_seconds: float | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> GroveRecord:
+        kinds = {"run_id": str, "grove": int, "seed": int, "n_trees": int, "sha256": str}
+        values = _typed(raw, kinds, f"{where}'s grove entry")
+        seconds = raw.get("fit_seconds")
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, _NUMBER)):
+            raise ArtifactError(f"{where}'s grove entry: fit_seconds={seconds!r} is not a number")
+        return cls(**values, fit_seconds=seconds)
+
+
+@dataclass(frozen=True)
+class ForestEntry:
+    """Where a manifest's forest is (``key`` below the manifest) and its sha256 and size."""
+
+    key: str
+    sha256: str
+    bytes: int
+
+
+def _optional_object(raw: dict[str, Any], name: str, where: str) -> dict[str, Any] | None:
+    value = raw.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise ArtifactError(f"the model manifest {where}: {name} must be an object or null")
+    return value
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    """A model's manifest (``runs/<run>/model/manifest.json``), its commit point.
+
+    Written last by the merge; read by the predict functions, ``groveflow report`` and
+    ``export`` through :meth:`from_dict`, which refuses another layout by name.
+    """
+
+    run_id: str
+    task: str
+    kind: str
+    params: dict[str, Any]
+    classes: list[Any] | None
+    classes_dtype: str | None
+    feature_names: list[str]
+    n_features: int
+    trees_requested: int
+    trees_built: int
+    groves: list[GroveRecord]
+    groves_missing: list[int]
+    forest: ForestEntry
+    data: DataRecord
+    seed: int
+    metrics: dict[str, Any]
+    versions: dict[str, str] = field(default_factory=dict)
+    format_version: int = 1
+    encoding: Encoding | None = None
+    oob: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> ModelManifest:
+        """The manifest ``raw`` holds; :class:`ArtifactError` naming what is wrong with it."""
+        raw = check_manifest(raw, where)
+        kinds = {
+            "run_id": str,
+            "task": str,
+            "kind": str,
+            "params": dict,
+            "classes": (list, _NULL),
+            "classes_dtype": (str, _NULL),
+            "feature_names": list,
+            "n_features": int,
+            "trees_requested": int,
+            "trees_built": int,
+            "groves": list,
+            "groves_missing": list,
+            "forest": dict,
+            "data": dict,
+            "seed": int,
+            "metrics": dict,
+        }
+        values = _typed(raw, kinds, f"the model manifest {where}")
+        forest = _typed(
+            values["forest"], {"key": str, "sha256": str, "bytes": int}, f"{where}'s forest"
+        )
+        return cls(
+            **{
+                **values,
+                "groves": [GroveRecord.from_dict(g, where) for g in values["groves"]],
+                "forest": ForestEntry(**forest),
+                "data": DataRecord.from_dict(values["data"], where),
+            },
+            versions=dict(raw.get("versions") or {}),
+            format_version=raw.get("format_version", 1),
+            encoding=stored_encoding(raw, f"the model manifest {where}"),
+            oob=_optional_object(raw, "oob", where),
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: str) -> ModelManifest:
+        """The manifest in the bytes ``raw``; :class:`ArtifactError` if not valid JSON."""
+        import json
+
+        try:
+            parsed = json.loads(raw)
+        except (ValueError, RecursionError) as error:
+            raise ArtifactError(
+                f"{where} is not valid JSON (truncated or damaged: {error}); "
+                "retrain the run or restore the model manifest"
+            ) from None
+        return cls.from_dict(parsed, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        encoding = self.encoding.to_dict() if self.encoding else None
+        return {"manifest_version": MANIFEST_VERSION, **asdict(self), "encoding": encoding}
+
+    def classes_array(self) -> np.ndarray | None:
+        """The class labels with the dtype they were trained with."""
+        return _classes_array(self.classes, self.classes_dtype)
+
+
+@dataclass(frozen=True)
+class PredictJob:
+    """A prediction's job (``predictions/<id>/job.json``): its claim on the id and its shards.
+
+    Parameters
+    ----------
+    request : dict
+        The validated prediction request.
+    fingerprint : dict
+        What makes a repeated request the same one (the request, less what may differ
+        between two executions of it).
+    model_manifest_uri : str
+        ``s3://bucket/.../manifest.json`` of the model that scores.
+    n_rows : int
+        Rows to score, over every input file.
+    shards : list of ShardTask
+    """
+
+    request: dict[str, Any]
+    fingerprint: dict[str, Any]
+    model_manifest_uri: str
+    n_rows: int
+    shards: list[ShardTask]
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str = "the prediction job") -> PredictJob:
+        if isinstance(raw, dict) and "fingerprint" not in raw:  # a job of an earlier groveflow
+            raw = {**raw, "fingerprint": raw.get("request")}
+        kinds = {
+            "request": dict,
+            "fingerprint": dict,
+            "model_manifest_uri": str,
+            "n_rows": int,
+            "shards": list,
+        }
+        values = _typed(raw, kinds, where)
+        _check_version(raw, "job_version", JOB_VERSION, where)
+        return cls(**{**values, "shards": [ShardTask.from_item(s) for s in values["shards"]]})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_version": JOB_VERSION,
+            **asdict(self),
+            "shards": [s.to_item() for s in self.shards],
+        }

@@ -81,12 +81,22 @@ class keys:
         return f"runs/{run_id}/groves/grove-{grove:05d}.gfa"
 
     @staticmethod
+    def grove_oob(run_id: str, grove: int) -> str:
+        """The grove's out-of-bag sums and counts (only for ``oob_score``)."""
+        return f"runs/{run_id}/groves/grove-{grove:05d}.oob.npz"
+
+    @staticmethod
     def model_prefix(run_id: str) -> str:
         return f"runs/{run_id}/model/"
 
     @staticmethod
     def forest(run_id: str) -> str:
         return f"runs/{run_id}/model/forest.gfa"
+
+    @staticmethod
+    def oob_decision(run_id: str) -> str:
+        """The forest's OOB decision function (or regression predictions) on the training rows."""
+        return f"runs/{run_id}/model/oob.npy"
 
     @staticmethod
     def predictions_prefix(prediction_id: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -20,7 +19,8 @@ import numpy as np
 
 from groveflow import artifact, storage, telemetry
 from groveflow.datasets import CONVERTED_FORMAT, check_readable, read_scoring_file, sources
-from groveflow.documents import ShardTask, check_manifest, grove_problem
+from groveflow.documents import GroveRecord, ModelManifest, PredictJob, ShardTask, grove_problem
+from groveflow.encoding import Encoding
 from groveflow.errors import ArtifactError, InvalidPredictRequest, ModelNotFound, ShardMissing
 from groveflow.ids import check_id
 from groveflow.layout import keys, model_manifest
@@ -150,7 +150,7 @@ def _manifest_location(model: str, bucket: str) -> tuple[str, str]:
     return location
 
 
-def load_manifest(model: str, bucket: str) -> tuple[str, str, dict[str, Any]]:
+def load_manifest(model: str, bucket: str) -> tuple[str, str, ModelManifest]:
     """The model's bucket, manifest key and manifest.
 
     Raises
@@ -174,29 +174,11 @@ def load_manifest(model: str, bucket: str) -> tuple[str, str, dict[str, Any]]:
             f"no model manifest at s3://{model_bucket}/{key}: the run did not finish, "
             "or the model id is wrong"
         ) from None
-    try:
-        manifest = json.loads(raw)
-    except ValueError as error:
-        raise ArtifactError(
-            f"the model manifest s3://{model_bucket}/{key} is not valid JSON "
-            f"(truncated or damaged: {error}); retrain the run or restore the file"
-        ) from None
-    check_manifest(manifest, f"s3://{model_bucket}/{key}")
-    missing = [
-        name
-        for name in ("run_id", "feature_names", "classes", "groves", "forest")
-        if not isinstance(manifest, dict) or name not in manifest
-    ]
-    if missing:
-        raise ArtifactError(
-            f"the model manifest s3://{model_bucket}/{key} is not a groveflow model "
-            f"manifest: it lacks {missing}"
-        )
-    return model_bucket, key, manifest
+    return model_bucket, key, ModelManifest.from_json(raw, f"the model manifest s3://{model_bucket}/{key}")
 
 
 def verify_model(
-    bucket: str, manifest_key: str, manifest: dict[str, Any], *, by_grove: bool = False
+    bucket: str, manifest_key: str, manifest: ModelManifest, *, by_grove: bool = False
 ) -> None:
     """Check the stored forest (or each grove) against the manifest's checksums.
 
@@ -210,20 +192,20 @@ def verify_model(
         Naming the object that is missing or differs from the manifest.
     """
     if by_grove:
-        for grove in manifest["groves"]:
-            _verified_grove(bucket, manifest, grove)
+        for grove in manifest.groves:
+            _verified_grove(bucket, grove)
         return
     prefix = manifest_key.rsplit("/", 1)[0]
-    forest = manifest["forest"]
-    key = f"{prefix}/{forest['key']}"
+    forest = manifest.forest
+    key = f"{prefix}/{forest.key}"
     try:
         blob = storage.get_bytes(bucket, key)
     except FileNotFoundError:
         raise ArtifactError(f"the model's forest s3://{bucket}/{key} is missing") from None
-    if storage.sha256_hex(blob) != forest["sha256"]:
+    if storage.sha256_hex(blob) != forest.sha256:
         raise ArtifactError(
             f"the model's forest s3://{bucket}/{key} differs from its manifest's sha256 "
-            f"({len(blob)} bytes, the manifest says {forest['bytes']}): damaged or replaced; "
+            f"({len(blob)} bytes, the manifest says {forest.bytes}): damaged or replaced; "
             "retrain the run"
         )
 
@@ -236,6 +218,7 @@ def plan_predictions(
     feature_names: list[str],
     model_manifest_uri: str,
     fingerprint: dict[str, Any] | None = None,
+    encoding: Encoding | None = None,
 ) -> dict[str, Any]:
     """Check every input file against the model's features and write the shard plan.
 
@@ -257,7 +240,7 @@ def plan_predictions(
     first_row = 0
     output_prefix = keys.predictions_prefix(prediction_id)
     for file_number, source in enumerate(sources(spec.uri)):
-        X, _ = read_scoring_file(source, spec, feature_names, id_column)
+        X, _ = read_scoring_file(source, spec, feature_names, id_column, encoding)
         for start in range(0, len(X), request.shard_rows):
             stop = min(start + request.shard_rows, len(X))
             task = ShardTask(
@@ -275,13 +258,13 @@ def plan_predictions(
         raise InvalidPredictRequest(
             f"{len(shards)} shards is more than {MAX_SHARDS}; raise shard_rows"
         )
-    job = {
-        "request": asdict(request),
-        "fingerprint": fingerprint or asdict(request),
-        "model_manifest_uri": model_manifest_uri,
-        "n_rows": first_row,
-        "shards": shards,
-    }
+    job = PredictJob(
+        request=asdict(request),
+        fingerprint=fingerprint or asdict(request),
+        model_manifest_uri=model_manifest_uri,
+        n_rows=first_row,
+        shards=[ShardTask.from_item(s) for s in shards],
+    )
     _claim_prediction(bucket, prediction_id, job)
     storage.put_json(bucket, keys.predictions_shards(prediction_id), shards)
     return {
@@ -324,45 +307,52 @@ def plan_predict_run(
         request,
         bucket=bucket,
         prediction_id=prediction_id,
-        feature_names=manifest["feature_names"],
+        feature_names=manifest.feature_names,
         model_manifest_uri=f"s3://{model_bucket}/{key}",
         fingerprint=fingerprint,
+        encoding=manifest.encoding,
     )
 
 
-def _claim_prediction(bucket: str, prediction_id: str, job: dict[str, Any]) -> None:
+def _claim_prediction(bucket: str, prediction_id: str, job: PredictJob) -> None:
     """Create the job record, or replace the same request's earlier set of parts."""
     job_key = keys.predictions_job(prediction_id)
-    if storage.create_json(bucket, job_key, job):
+    if storage.create_json(bucket, job_key, job.to_dict()):
         return
-    stored = storage.get_json(bucket, job_key)
-    if stored.get("fingerprint", stored.get("request")) != job["fingerprint"]:
+    stored = _read_job(bucket, prediction_id)
+    if stored.fingerprint != job.fingerprint:
         raise InvalidPredictRequest(
             f"prediction_id {prediction_id!r} was already used with a different request "
-            f"(model {stored.get('model_manifest_uri')}); choose a new prediction_id, or "
+            f"(model {stored.model_manifest_uri}); choose a new prediction_id, or "
             "repeat the original request to score it again"
         )
     storage.delete(bucket, keys.predictions_manifest(prediction_id))  # first: no stale commit
-    wanted = {keys.predictions_part(prediction_id, shard["shard"]) for shard in job["shards"]}
+    wanted = {keys.predictions_part(prediction_id, shard.shard) for shard in job.shards}
     for key in storage.list_keys(bucket, keys.predictions_prefix(prediction_id)):
         if key.rsplit("/", 1)[1].startswith("part-") and key not in wanted:
             storage.delete(bucket, key)
-    storage.put_json(bucket, job_key, job)
+    storage.put_json(bucket, job_key, job.to_dict())
 
 
 _FOREST_CACHE: dict[str, artifact.Forest] = {}
 
 
-def _whole_forest(manifest_uri: str, manifest: dict[str, Any]) -> artifact.Forest:
+def _read_job(bucket: str, prediction_id: str) -> PredictJob:
+    """The prediction's job record, validated."""
+    key = keys.predictions_job(prediction_id)
+    return PredictJob.from_dict(storage.get_json(bucket, key), f"s3://{bucket}/{key}")
+
+
+def _whole_forest(manifest_uri: str, manifest: ModelManifest) -> artifact.Forest:
     """The model as one forest, cached while the Lambda is warm."""
     if manifest_uri not in _FOREST_CACHE:
         _FOREST_CACHE.clear()
-        _FOREST_CACHE[manifest_uri] = artifact.load_forest(manifest_uri, manifest)
+        _FOREST_CACHE[manifest_uri] = artifact.load_forest(manifest_uri, manifest.to_dict())
     return _FOREST_CACHE[manifest_uri]
 
 
 def _grove_groups(
-    bucket: str, manifest: dict[str, Any], trees_per_group: int
+    bucket: str, manifest: ModelManifest, trees_per_group: int
 ) -> Iterator[artifact.Forest]:
     """Consecutive groups of the model's groves, verified, loaded one group at a time.
 
@@ -370,8 +360,8 @@ def _grove_groups(
     memory is scored.
     """
     current: list[artifact.Forest] = []
-    for grove in manifest["groves"]:
-        current.append(artifact.decode_trees(_verified_grove(bucket, manifest, grove)))
+    for grove in manifest.groves:
+        current.append(artifact.decode_trees(_verified_grove(bucket, grove)))
         if sum(g.n_trees for g in current) >= trees_per_group:
             yield artifact.Forest.concat(current)
             current = []
@@ -379,26 +369,26 @@ def _grove_groups(
         yield artifact.Forest.concat(current)
 
 
-def _verified_grove(bucket: str, manifest: dict[str, Any], grove: dict[str, Any]) -> bytes:
+def _verified_grove(bucket: str, grove: GroveRecord) -> bytes:
     """One of the model's groves, checked against the manifest's sha256."""
-    key = keys.grove(manifest["run_id"], grove["grove"])
+    key = keys.grove(grove.run_id, grove.grove)
     try:
         blob, metadata = storage.get_object(bucket, key)
     except FileNotFoundError:
         raise ArtifactError(
-            f"grove {grove['grove']} of the model (s3://{bucket}/{key}) is missing"
+            f"grove {grove.grove} of the model (s3://{bucket}/{key}) is missing"
         ) from None
-    problem = grove_problem(blob, metadata, seed=grove.get("seed"), sha256=grove["sha256"])
+    problem = grove_problem(blob, metadata, seed=grove.seed, sha256=grove.sha256)
     if problem is not None:
         raise ArtifactError(
-            f"grove {grove['grove']} of the model (s3://{bucket}/{key}) differs from the "
+            f"grove {grove.grove} of the model (s3://{bucket}/{key}) differs from the "
             f"model manifest's sha256 ({problem}): damaged or replaced"
         )
     return blob
 
 
 def _scores(
-    manifest_uri: str, manifest: dict[str, Any], trees_per_group: int | None, X: np.ndarray
+    manifest_uri: str, manifest: ModelManifest, trees_per_group: int | None, X: np.ndarray
 ) -> np.ndarray:
     """Mean over all trees, summed tree by tree in model order, exactly as one forest does."""
     if trees_per_group is None:
@@ -419,16 +409,16 @@ def score_shard(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     task = ShardTask.from_item(item)
     prediction_id = task.prediction_id
     telemetry.logger.append_keys(prediction_id=prediction_id, shard=task.shard)
-    job = storage.get_json(bucket, keys.predictions_job(prediction_id))
-    request = parse_predict_request(job["request"])
-    model_bucket, key = storage.parse_s3_uri(job["model_manifest_uri"])
-    manifest = check_manifest(storage.get_json(model_bucket, key), job["model_manifest_uri"])
+    job = _read_job(bucket, prediction_id)
+    request = parse_predict_request(job.request)
+    model_bucket, key = storage.parse_s3_uri(job.model_manifest_uri)
+    manifest = ModelManifest.from_dict(storage.get_json(model_bucket, key), job.model_manifest_uri)
     spec = data_spec(request.data)
     X, ids = read_scoring_file(
-        task.source, spec, manifest["feature_names"], request.data.get("id_column")
+        task.source, spec, manifest.feature_names, request.data.get("id_column"), manifest.encoding
     )
     rows = slice(task.start, task.stop)
-    mean = _scores(job["model_manifest_uri"], manifest, request.trees_per_group, X[rows])
+    mean = _scores(job.model_manifest_uri, manifest, request.trees_per_group, X[rows])
     part = _part_csv(mean, manifest, task.first_row, None if ids is None else ids[rows], request)
     storage.put_bytes(bucket, keys.predictions_part(prediction_id, task.shard), part)
     telemetry.logger.info("shard scored", extra={"rows": len(mean)})
@@ -440,12 +430,12 @@ def score_shard(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
 
 def _part_csv(
     mean: np.ndarray,
-    manifest: dict[str, Any],
+    manifest: ModelManifest,
     first_row: int,
     ids: np.ndarray | None,
     request: PredictRequest,
 ) -> bytes:
-    classes = manifest["classes"]
+    classes = manifest.classes
     header = ["row"] + (["id"] if ids is not None else []) + ["prediction"]
     if classes is not None and request.probabilities:
         header += [f"proba_{c}" for c in classes]
@@ -469,23 +459,23 @@ def _part_csv(
 def finish_predictions(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     """Check every shard's part exists and write the predictions manifest, last."""
     prediction_id = event["prediction_id"]
-    job = storage.get_json(bucket, keys.predictions_job(prediction_id))
+    job = _read_job(bucket, prediction_id)
     parts = []
     missing = []
-    for shard in job["shards"]:
-        key = keys.predictions_part(prediction_id, shard["shard"])
+    for shard in job.shards:
+        key = keys.predictions_part(prediction_id, shard.shard)
         try:
             body = storage.get_bytes(bucket, key)
         except FileNotFoundError:
-            missing.append(shard["shard"])
+            missing.append(shard.shard)
             continue
         parts.append(
             {
                 "key": key.rsplit("/", 1)[1],
-                "shard": shard["shard"],
-                "first_row": shard["first_row"],
-                "rows": shard["stop"] - shard["start"],
-                "source": shard["source"],
+                "shard": shard.shard,
+                "first_row": shard.first_row,
+                "rows": shard.stop - shard.start,
+                "source": shard.source,
                 "sha256": storage.sha256_hex(body),
             }
         )
@@ -493,8 +483,8 @@ def finish_predictions(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         raise ShardMissing(f"shards {missing[:10]} wrote no predictions part; nothing was recorded")
     manifest = {
         "prediction_id": prediction_id,
-        "model": job["model_manifest_uri"],
-        "n_rows": job["n_rows"],
+        "model": job.model_manifest_uri,
+        "n_rows": job.n_rows,
         "columns": "row, [id], prediction, [proba_<class>...]",
         "parts": parts,
     }
@@ -502,6 +492,6 @@ def finish_predictions(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     return {
         "prediction_id": prediction_id,
         "predictions_uri": f"s3://{bucket}/{keys.predictions_manifest(prediction_id)}",
-        "n_rows": job["n_rows"],
+        "n_rows": job.n_rows,
         "n_parts": len(parts),
     }

@@ -14,6 +14,7 @@ from typing import Any
 from groveflow.encoding import CategoricalSpec, parse_categorical
 from groveflow.errors import InvalidRequest
 from groveflow.ids import check_id
+from groveflow.oob import check_oob_request, estimator_params
 
 __all__ = [
     "ESTIMATORS",
@@ -33,7 +34,7 @@ MAX_CONCURRENCY = 10_000
 DEFAULT_MAX_CONCURRENCY = 40
 
 # Parameters groveflow sets itself: a user value would break seeding or merging.
-MANAGED_PARAMS = {"n_estimators", "random_state", "n_jobs", "warm_start", "verbose", "oob_score"}
+MANAGED_PARAMS = {"n_estimators", "random_state", "n_jobs", "warm_start", "verbose"}
 
 ESTIMATORS = {
     ("random_forest", "classification"): "RandomForestClassifier",
@@ -293,6 +294,7 @@ def make_estimator(
     if classes is not None and params.get("class_weight") is not None:
         params = {**params, "class_weight": _class_weight_for(params["class_weight"], classes)}
     cls = getattr(ensemble, ESTIMATORS[(kind, task)])
+    params = estimator_params(params)  # a grove never scores itself: see groveflow.oob
     return cls(n_estimators=n_trees, random_state=seed, n_jobs=1, **params)
 
 
@@ -317,6 +319,8 @@ def _validate_params(kind: str, task: str, params: dict[str, Any]) -> None:
     probe = make_estimator(kind, task, {}, n_trees=1, seed=0)
     allowed = set(probe.get_params()) - MANAGED_PARAMS
     check_keys("model.params", params, allowed)
+    check_oob_request(kind, params)
+    params = estimator_params(params)
     try:
         probe.set_params(**params)
         probe._validate_params()

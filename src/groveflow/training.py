@@ -19,7 +19,17 @@ import numpy as np
 
 from groveflow import artifact, storage, telemetry
 from groveflow.datasets import Dataset, check_readable, load_dataset
-from groveflow.documents import MANIFEST_VERSION, GroveTask, grove_problem
+from groveflow.documents import (
+    MANIFEST_VERSION,
+    DataRecord,
+    ForestEntry,
+    GroveRecord,
+    GroveTask,
+    ModelManifest,
+    RunRecord,
+    grove_problem,
+)
+from groveflow.encoding import Encoding
 from groveflow.errors import (
     ArtifactError,
     DatasetTooLarge,
@@ -33,6 +43,14 @@ from groveflow.errors import (
 from groveflow.ids import ACCEPTED, is_valid_id
 from groveflow.layout import grove_seeds, keys
 from groveflow.metrics import classification_metrics, regression_metrics
+from groveflow.oob import (
+    OOBTotals,
+    check_oob_coverage,
+    grove_oob,
+    oob_bytes,
+    read_oob,
+    wants_oob,
+)
 from groveflow.request import DataSpec, TrainRequest, make_estimator, parse_train_request
 
 __all__ = ["MANIFEST_VERSION", "build_grove", "merge_run", "plan_run"]
@@ -91,24 +109,34 @@ def plan_run(
     )
     if resumed:
         assert stored is not None
-        feature_names = stored["feature_names"]
+        feature_names, encoding = stored.feature_names, stored.encoding
     else:
-        dataset = load_dataset(_as_read(request.data, converted.get("data")), request.model.task)
+        dataset = load_dataset(
+            _as_read(request.data, converted.get("data")),
+            request.model.task,
+            learn_rows=lambda y: _split_rows(y, request)[0],
+        )
         split = _split(dataset, request)
-        _check_fits(split["X_train"], request, builder_memory_mb, y_train=split["y_train"])
+        estimate_mb = _check_fits(
+            split["X_train"], request, builder_memory_mb, y_train=split["y_train"]
+        )
         _trial_fit(split["X_train"], split["y_train"], request)
-        feature_names = dataset.feature_names
+        check_oob_coverage(len(split["y_train"]), request.model.params, request.n_trees)
+        feature_names, encoding = dataset.feature_names, dataset.encoding
     # Everything is checked before anything is written: a refused run leaves nothing behind.
     predict = _predict_section(
         request,
         run_id,
         feature_names=feature_names,
+        encoding=encoding,
         converted=converted.get("predict"),
         readable=readable,
         local_paths=local_paths,
     )
     if not resumed:
-        _claim(bucket, run_id, request, _run_record(request, run_id, dataset, split))
+        record = _run_record(request, run_id, dataset, split)
+        # The size guard's estimate, kept so a run's summary can set it beside the measured peak.
+        _claim(bucket, run_id, request, {**record, "builder_estimate_mb": estimate_mb})
         for name in SPLITS:
             storage.put_bytes(bucket, keys.split(run_id, name), storage.npy_bytes(split[name]))
     seeds = grove_seeds(request.seed, request.n_groves)
@@ -147,6 +175,7 @@ def _predict_section(
     run_id: str,
     *,
     feature_names: list[str],
+    encoding: Encoding | None,
     converted: dict[str, Any] | None,
     readable: tuple[str, ...],
     local_paths: bool,
@@ -168,7 +197,7 @@ def _predict_section(
         data = {**predict.data, "uri": converted["uri"], "format": converted["format"]}
     spec = data_spec(data)
     for source in sources(spec.uri):
-        read_scoring_file(source, spec, feature_names, predict.data.get("id_column"))
+        read_scoring_file(source, spec, feature_names, predict.data.get("id_column"), encoding)
     return section
 
 
@@ -184,17 +213,22 @@ def _run_id_from(execution_name: Any) -> str:
     return execution_name
 
 
-def _stored_record(bucket: str, run_id: str) -> dict[str, Any] | None:
+def _stored_record(bucket: str, run_id: str) -> RunRecord | None:
     try:
-        record: dict[str, Any] = storage.get_json(bucket, keys.request(run_id))
+        return _read_record(bucket, run_id)
     except FileNotFoundError:
         return None
-    return record
 
 
-def _check_same_run(stored: dict[str, Any] | None, request: TrainRequest, run_id: str) -> None:
+def _read_record(bucket: str, run_id: str) -> RunRecord:
+    """The run's record, validated; FileNotFoundError if the run id is not claimed."""
+    where = f"the run record s3://{bucket}/{keys.request(run_id)}"
+    return RunRecord.from_dict(storage.get_json(bucket, keys.request(run_id)), where)
+
+
+def _check_same_run(stored: RunRecord | None, request: TrainRequest, run_id: str) -> None:
     """Refuse a run id already used with different model inputs (the predict section aside)."""
-    if stored is not None and _model_inputs(stored["request"]) != _model_inputs(request.to_dict()):
+    if stored is not None and _model_inputs(stored.request) != _model_inputs(request.to_dict()):
         raise InvalidRequest(
             f"run_id {run_id!r} was already used with a different input; "
             "choose a new run_id or repeat the original input to resume"
@@ -213,10 +247,10 @@ def _claim(bucket: str, run_id: str, request: TrainRequest, record: dict[str, An
         return
     stored = _stored_record(bucket, run_id)
     _check_same_run(stored, request, run_id)
-    if stored is not None and stored["data"]["sha256"] != record["data"]["sha256"]:
+    if stored is not None and stored.data.sha256 != record["data"]["sha256"]:
         raise InvalidRequest(
             f"run_id {run_id!r} was trained on other data (sha256 "
-            f"{stored['data']['sha256'][:12]}..., now {record['data']['sha256'][:12]}...): "
+            f"{stored.data.sha256[:12]}..., now {record['data']['sha256'][:12]}...): "
             f"{request.data.uri} changed since; choose a new run_id"
         )
 
@@ -231,18 +265,31 @@ def _grove_trees(request: TrainRequest, grove: int) -> int:
 
 
 def _split(dataset: Dataset, request: TrainRequest) -> dict[str, np.ndarray]:
+    train, test = _split_rows(dataset.y, request)
+    return {
+        "X_train": dataset.X[train],
+        "y_train": dataset.y[train],
+        "X_test": dataset.X[test],
+        "y_test": dataset.y[test],
+        "test_rows": test,
+    }
+
+
+def _split_rows(y: np.ndarray, request: TrainRequest) -> tuple[np.ndarray, np.ndarray]:
+    """The training and held-out rows, sorted: chosen from the labels, seed and test_fraction
+    alone, so an encoding can be learned from the training rows before the features exist."""
     from sklearn.model_selection import train_test_split
 
-    n_rows = len(dataset.y)
+    n_rows = len(y)
     rows = np.arange(n_rows)
     if request.test_fraction == 0:
         train, test = rows, rows[:0]
     else:
         classification = request.model.task == "classification"
-        stratify = dataset.y if classification else None
+        stratify = y if classification else None
         n_test = int(np.ceil(request.test_fraction * n_rows))
         if classification:
-            _, counts = np.unique(dataset.y, return_counts=True)
+            _, counts = np.unique(y, return_counts=True)
             if counts.min() < 2 or n_test < len(counts) or n_rows - n_test < len(counts):
                 raise InvalidDataset(
                     f"too few rows for a stratified split: {n_rows} rows, {len(counts)} classes, "
@@ -266,13 +313,7 @@ def _split(dataset: Dataset, request: TrainRequest) -> dict[str, np.ndarray]:
         train, test = np.sort(train), np.sort(test)
     if len(train) < 2:
         raise InvalidDataset(f"too few rows to train on: {len(train)}")
-    return {
-        "X_train": dataset.X[train],
-        "y_train": dataset.y[train],
-        "X_test": dataset.X[test],
-        "y_test": dataset.y[test],
-        "test_rows": test,
-    }
+    return train, test
 
 
 def estimate_grove_mb(n_rows: int, n_features: int, n_classes: int, request: TrainRequest) -> int:
@@ -293,8 +334,9 @@ def estimate_grove_mb(n_rows: int, n_features: int, n_classes: int, request: Tra
 
 def _check_fits(
     X_train: np.ndarray, request: TrainRequest, memory_mb: int, y_train: np.ndarray | None = None
-) -> None:
-    """Refuse a grove too big for the builder's ``memory_mb``, with the memory it would need.
+) -> int:
+    """Refuse a grove too big for the builder's ``memory_mb``, with the memory it would need;
+    the estimate (MB, :func:`estimate_grove_mb`) of one that fits.
 
     Classification counts the training split's classes (each node of each tree stores a
     value per class); ``y_train`` None, the call of an older plan, counts two.
@@ -316,6 +358,7 @@ def _check_fits(
             f"{X_train.shape[0]} x {X_train.shape[1]} rows "
             f"needs about {needed} MB, more than the builder's {memory_mb} MB; {hint}"
         )
+    return needed
 
 
 def _trial_fit(X: np.ndarray, y: np.ndarray, request: TrainRequest) -> None:
@@ -346,22 +389,24 @@ def _run_record(
     request: TrainRequest, run_id: str, dataset: Dataset, split: dict[str, np.ndarray]
 ) -> dict[str, Any]:
     classes = np.unique(dataset.y) if request.model.task == "classification" else None
-    return {
-        "run_id": run_id,
-        "request": request.to_dict(),
-        "feature_names": dataset.feature_names,
-        "classes": classes.tolist() if classes is not None else None,
-        "classes_dtype": classes.dtype.str if classes is not None else None,
-        "data": {
-            "uri": request.data.uri,
-            "sha256": _sha256_of(dataset.X, dataset.y),
-            "n_rows": len(dataset.y),
-            "n_features": dataset.X.shape[1],
-            "n_train": len(split["y_train"]),
-            "n_test": len(split["y_test"]),
-            "test_rows_sha256": _sha256_of(split["test_rows"].astype(np.int64)),
-        },
-    }
+    record = RunRecord(
+        run_id=run_id,
+        request=request.to_dict(),
+        feature_names=dataset.feature_names,
+        classes=classes.tolist() if classes is not None else None,
+        classes_dtype=classes.dtype.str if classes is not None else None,
+        data=DataRecord(
+            uri=request.data.uri,
+            sha256=_sha256_of(dataset.X, dataset.y),
+            n_rows=len(dataset.y),
+            n_features=dataset.X.shape[1],
+            n_train=len(split["y_train"]),
+            n_test=len(split["y_test"]),
+            test_rows_sha256=_sha256_of(split["test_rows"].astype(np.int64)),
+        ),
+        encoding=dataset.encoding,
+    )
+    return record.to_dict()
 
 
 # --------------------------------------------------------------------------- grove
@@ -371,14 +416,14 @@ GROVE_READERS = 32
 holds (``max_pool_connections=64`` in :mod:`groveflow.storage`). On AWS each reader waits
 on S3's latency, so more readers divide the merge's time by as many."""
 
-_TRAIN_CACHE: dict[tuple[str, str], tuple[dict[str, Any], np.ndarray, np.ndarray]] = {}
+_TRAIN_CACHE: dict[tuple[str, str], tuple[RunRecord, np.ndarray, np.ndarray]] = {}
 
 
-def _training_split(bucket: str, run_id: str) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+def _training_split(bucket: str, run_id: str) -> tuple[RunRecord, np.ndarray, np.ndarray]:
     """The run record and training split, cached across warm invocations of a builder."""
     key = (bucket, run_id)
     if key not in _TRAIN_CACHE:
-        record = storage.get_json(bucket, keys.request(run_id))
+        record = _read_record(bucket, run_id)
         X = storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, "X_train")))
         y = storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, "y_train")))
         _TRAIN_CACHE.clear()
@@ -406,7 +451,7 @@ def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         telemetry.logger.info("grove already stored and verified: reused")
         return {"grove": grove, "reused": True}
     record, X, y = _training_split(bucket, run_id)
-    model = record["request"]["model"]
+    model = record.request["model"]
     classes = np.unique(y) if model["task"] == "classification" else None
     estimator = make_estimator(
         model["kind"], model["task"], model["params"], n_trees=n_trees, seed=seed, classes=classes
@@ -421,6 +466,10 @@ def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         "seed": str(seed),
         "fit-seconds": f"{fit_seconds:.3f}",
     }
+    if wants_oob(model["params"]):
+        # Before the grove: a stored grove is what says the builder finished.
+        sums, counts = grove_oob(estimator, X)
+        storage.put_bytes(bucket, keys.grove_oob(run_id, grove), oob_bytes(sums, counts))
     storage.put_bytes(bucket, key, blob, metadata=metadata)
     telemetry.logger.info(
         "grove built", extra={"n_trees": n_trees, "fit_seconds": fit_seconds, "bytes": len(blob)}
@@ -444,18 +493,23 @@ def _stored_grove_ok(bucket: str, key: str, item: dict[str, Any]) -> bool:
         return False
     if grove_problem(blob, metadata, seed=int(item["seed"])) is not None:
         return False
+    record = _run_record_of(bucket, item["run_id"])
+    if wants_oob(record.request["model"]["params"]) and not storage.exists(
+        bucket, keys.grove_oob(item["run_id"], item["grove"])
+    ):
+        return False
     try:
-        _check_grove(artifact.decode_trees(blob), item, _run_record_of(bucket, item["run_id"]))
+        _check_grove(artifact.decode_trees(blob), item, record)
     except (ArtifactError, GroveMismatch) as error:
         telemetry.logger.warning("stored grove not reusable: rebuilt", extra={"why": str(error)})
         return False
     return True
 
 
-_RECORD_CACHE: dict[tuple[str, str], dict[str, Any]] = {}
+_RECORD_CACHE: dict[tuple[str, str], RunRecord] = {}
 
 
-def _run_record_of(bucket: str, run_id: str) -> dict[str, Any]:
+def _run_record_of(bucket: str, run_id: str) -> RunRecord:
     """The run record, read once per warm builder (a claimed record never changes): a
     resume that reuses thousands of groves reads it once per worker, not once per grove."""
     cached = _TRAIN_CACHE.get((bucket, run_id))
@@ -463,7 +517,7 @@ def _run_record_of(bucket: str, run_id: str) -> dict[str, Any]:
         return cached[0]
     if (bucket, run_id) not in _RECORD_CACHE:
         _RECORD_CACHE.clear()
-        _RECORD_CACHE[bucket, run_id] = storage.get_json(bucket, keys.request(run_id))
+        _RECORD_CACHE[bucket, run_id] = _read_record(bucket, run_id)
     return _RECORD_CACHE[bucket, run_id]
 
 
@@ -478,9 +532,11 @@ class _Groves:
 
 
 def _collect_groves(
-    bucket: str, run_id: str, plan: list[dict[str, Any]], record: dict[str, Any]
+    bucket: str, run_id: str, plan: list[dict[str, Any]], record: RunRecord
 ) -> _Groves:
     expected = {keys.grove(run_id, p["grove"]) for p in plan}
+    if wants_oob(record.request["model"]["params"]):
+        expected |= {keys.grove_oob(run_id, p["grove"]) for p in plan}
     groves = _Groves([], [], [])
     # Groves are fetched and verified GROVE_READERS at a time (S3 latency, not bandwidth,
     # bounds one reader), and kept in plan order; the prefix is listed for strays meanwhile
@@ -506,7 +562,7 @@ def _collect_groves(
 
 
 def _read_grove(
-    bucket: str, run_id: str, item: dict[str, Any], record: dict[str, Any]
+    bucket: str, run_id: str, item: dict[str, Any], record: RunRecord
 ) -> tuple[artifact.Forest, dict[str, Any]] | None:
     """One planned grove, verified, with its manifest record; None if it is not stored."""
     key = keys.grove(run_id, item["grove"])
@@ -530,22 +586,20 @@ def _read_grove(
     return grove, {**item, "sha256": checksum, "fit_seconds": seconds}
 
 
-def _check_grove(grove: artifact.Forest, item: dict[str, Any], record: dict[str, Any]) -> None:
+def _check_grove(grove: artifact.Forest, item: dict[str, Any], record: RunRecord) -> None:
     number = item["grove"]
     if grove.n_trees != item["n_trees"]:
         raise GroveMismatch(
             f"grove {number} has {grove.n_trees} trees; the plan says {item['n_trees']}"
         )
-    if grove.n_features_in_ != record["data"]["n_features"]:
+    if grove.n_features_in_ != record.data.n_features:
         raise GroveMismatch(
             f"grove {number} has {grove.n_features_in_} features; "
-            f"the data has {record['data']['n_features']}"
+            f"the data has {record.data.n_features}"
         )
     classes = None if grove.classes_ is None else grove.classes_.tolist()
-    if classes != record["classes"]:
-        raise GroveMismatch(
-            f"grove {number} has classes {classes}; the data has {record['classes']}"
-        )
+    if classes != record.classes:
+        raise GroveMismatch(f"grove {number} has classes {classes}; the data has {record.classes}")
 
 
 def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
@@ -564,8 +618,8 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     started = time.perf_counter()
     run_id = event["run_id"]
     telemetry.logger.append_keys(run_id=run_id)
-    record = storage.get_json(bucket, keys.request(run_id))
-    request = parse_train_request(record["request"])
+    record = _read_record(bucket, run_id)
+    request = parse_train_request(record.request)
     plan = [GroveTask.from_item(i).to_item() for i in storage.get_json(bucket, keys.plan(run_id))]
     groves = _collect_groves(bucket, run_id, plan, record)
     allowed = request.tolerated_failure_percentage
@@ -581,28 +635,34 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         holdout = _evaluate(forest, bucket, run_id, request)
         blob = stored.result()
     trees_built = sum(r["n_trees"] for r in groves.records)
-    manifest = {
-        "manifest_version": MANIFEST_VERSION,
-        "format_version": artifact.FORMAT_VERSION,
-        "run_id": run_id,
-        "task": request.model.task,
-        "kind": request.model.kind,
-        "params": request.model.params,
-        "classes": record["classes"],
-        "classes_dtype": record["classes_dtype"],
-        "feature_names": record["feature_names"],
-        "n_features": record["data"]["n_features"],
-        "trees_requested": request.n_trees,
-        "trees_built": trees_built,
-        "groves": groves.records,
-        "groves_missing": groves.missing,
-        "forest": {"key": "forest.gfa", "sha256": storage.sha256_hex(blob), "bytes": len(blob)},
-        "data": record["data"],
-        "seed": request.seed,
-        "metrics": holdout,
-        "versions": _versions(),
-    }
-    storage.put_json(bucket, keys.manifest(run_id), manifest)
+    out_of_bag = (
+        _out_of_bag(bucket, run_id, record, groves.records, trees_built)
+        if wants_oob(request.model.params)
+        else None
+    )
+    manifest = ModelManifest(
+        run_id=run_id,
+        task=request.model.task,
+        kind=request.model.kind,
+        params=request.model.params,
+        classes=record.classes,
+        classes_dtype=record.classes_dtype,
+        feature_names=record.feature_names,
+        n_features=record.data.n_features,
+        trees_requested=request.n_trees,
+        trees_built=trees_built,
+        groves=[GroveRecord(**r) for r in groves.records],
+        groves_missing=groves.missing,
+        forest=ForestEntry("forest.gfa", storage.sha256_hex(blob), len(blob)),
+        data=record.data,
+        seed=request.seed,
+        metrics=holdout,
+        versions=_versions(),
+        format_version=artifact.FORMAT_VERSION,
+        encoding=record.encoding,
+        oob=out_of_bag,
+    )
+    storage.put_json(bucket, keys.manifest(run_id), manifest.to_dict())
     merge_seconds = time.perf_counter() - started
     telemetry.logger.info("model stored", extra={"trees_built": trees_built, "metrics": holdout})
     telemetry.metrics.add_metric(
@@ -619,7 +679,43 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         "groves_built": len(groves.records),
         "groves_missing": len(groves.missing),
         "metrics": holdout,
+        "oob": None if out_of_bag is None else out_of_bag["metrics"],
         "merge_seconds": round(merge_seconds, 3),
+    }
+
+
+def _out_of_bag(
+    bucket: str, run_id: str, record: RunRecord, groves: list[dict[str, Any]], n_trees: int
+) -> dict[str, Any]:
+    """The forest's OOB metrics, curve and decision function, from the groves' OOB sums.
+
+    The sums are read ``GROVE_READERS`` at a time and added in grove order; the decision
+    function (``oob_decision_function_``, or ``oob_prediction_`` for regression) is stored
+    beside the forest as ``oob.npy``.
+    """
+    y_train = storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, "y_train")))
+    classes = record.classes_array()
+    width = 1 if classes is None else len(classes)
+
+    def read(grove: dict[str, Any]) -> tuple[int, np.ndarray, np.ndarray]:
+        key = keys.grove_oob(run_id, grove["grove"])
+        try:
+            sums, counts = read_oob(storage.get_bytes(bucket, key), len(y_train), width)
+        except FileNotFoundError:
+            raise GroveMissing(f"grove {grove['grove']} has no OOB sums ({key})") from None
+        except (ValueError, OSError) as error:
+            raise GroveMismatch(f"grove {grove['grove']}'s OOB sums ({key}): {error}") from None
+        return grove["n_trees"], sums, counts
+
+    totals = OOBTotals(y_train=y_train, classes=classes)
+    with ThreadPoolExecutor(GROVE_READERS) as pool:
+        curve = totals.add_all(pool.map(read, groves), n_trees)
+    decision = storage.npy_bytes(np.ascontiguousarray(totals.decision()))
+    storage.put_bytes(bucket, keys.oob_decision(run_id), decision)
+    return {
+        "metrics": totals.metrics(),
+        "curve": curve,
+        "decision": {"key": "oob.npy", "sha256": storage.sha256_hex(decision)},
     }
 
 

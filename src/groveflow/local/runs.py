@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from groveflow.documents import check_manifest
-from groveflow.errors import ArtifactError, InvalidRequest, ModelNotFound
+from groveflow.documents import ModelManifest
+from groveflow.errors import InvalidRequest, ModelNotFound
 from groveflow.ids import check_id
 from groveflow.layout import keys
 
@@ -30,17 +29,10 @@ def local_run_dir(state_dir: Path, run_id: str) -> Path:
     return run_dir
 
 
-def local_manifest(run_dir: Path) -> dict[str, Any]:
+def local_manifest(run_dir: Path) -> ModelManifest:
     """A local run's model manifest; :class:`ArtifactError` naming the file if it is damaged."""
     path = run_dir / "model" / "manifest.json"
-    try:
-        manifest = json.loads(path.read_bytes())
-    except ValueError as error:
-        raise ArtifactError(f"{path} is not valid JSON (truncated or damaged): {error}") from None
-    check_manifest(manifest, str(path))
-    if not {"kind", "params", "forest"} <= set(manifest):
-        raise ArtifactError(f"{path} is not a groveflow model manifest")
-    return manifest
+    return ModelManifest.from_json(path.read_bytes(), str(path))
 
 
 def report(state_dir: Path, run_id: str, out: Path | None = None) -> Path:
@@ -73,7 +65,7 @@ def export(state_dir: Path, run_id: str, fmt: str, out: Path | None = None) -> P
 
     run_dir = local_run_dir(state_dir, run_id)
     manifest = local_manifest(run_dir)
-    estimator = load_forest(str(run_dir / "model")).to_sklearn(manifest["kind"], manifest["params"])
+    estimator = load_forest(str(run_dir / "model")).to_sklearn(manifest.kind, manifest.params)
     target = out or Path(f"{run_id}.{fmt}")
     if fmt == "joblib":
         import joblib
