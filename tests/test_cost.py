@@ -167,18 +167,115 @@ def test_report_lines_as_lambda_writes_them_are_parsed() -> None:
     from groveflow.cost import Billed, parse_report_line, report_line
 
     # GIVEN a cold REPORT line in Lambda's own format, and two of ours, warm and cold
-    ours_warm = report_line(12.3456, 1024, "r-1")
-    ours_cold = report_line(12.3456, 1024, "r-2", init_ms=180.4)
-    # THEN each gives its durations and the configured memory; other lines give nothing
+    ours_warm = report_line(12.3456, 1024, "r-1", max_memory_mb=140)
+    ours_cold = report_line(12.3456, 1024, "r-2", init_ms=180.4, max_memory_mb=171)
+    # THEN each gives its durations, the configured memory and the peak used; other
+    # lines give nothing
     assert parse_report_line(COLD_REPORT) == Billed(
-        duration_ms=102.25, memory_mb=3008, billed_duration_ms=283, init_ms=180.40
+        duration_ms=102.25,
+        memory_mb=3008,
+        billed_duration_ms=283,
+        init_ms=180.40,
+        max_memory_mb=171,
     )
-    assert parse_report_line(ours_warm) == Billed(12.35, 1024, 13, None)
+    assert "\tMax Memory Used: 140 MB" in ours_warm
+    assert parse_report_line(ours_warm) == Billed(12.35, 1024, 13, None, 140)
     # 12.3456 + 180.4 = 192.7456 ms, billed 193
-    assert ours_cold.endswith("\tInit Duration: 180.40 ms")
-    assert parse_report_line(ours_cold) == Billed(12.35, 1024, 193, 180.4)
+    assert ours_cold.endswith("\tMax Memory Used: 171 MB\tInit Duration: 180.40 ms")
+    assert parse_report_line(ours_cold) == Billed(12.35, 1024, 193, 180.4, 171)
     assert "Billed Duration: 500 ms" in report_line(1.0, 128, "r-3", billed_duration_ms=500)
     assert parse_report_line('{"level":"INFO","message":"grove built"}') is None
+
+
+def test_a_line_without_max_memory_used_still_parses_and_states_no_figure() -> None:
+    from groveflow.cost import parse_report_line, report_line
+
+    # GIVEN a line the local engine wrote before it measured memory, and one not measured
+    old = "REPORT RequestId: r-4\tDuration: 5.00 ms\tBilled Duration: 5 ms\tMemory Size: 512 MB"
+    unmeasured = report_line(5.0, 512, "r-5")
+    # THEN both parse, with no peak, and ours never claims one it did not measure
+    assert "Max Memory Used" not in unmeasured
+    for line in (old, unmeasured):
+        billed = parse_report_line(line)
+        assert billed is not None and billed.max_memory_mb is None and billed.memory_mb == 512
+
+
+# The REPORT line of an invocation Lambda killed over its memory ends with its status and
+# error type (as quoted, e.g., in nasa-gcn/gcn.nasa.gov pull request 3628).
+OOM_REPORT = (
+    "REPORT RequestId: 0d5b8e2a-1c3f-4e5d-8a7b-9c0d1e2f3a4b\tDuration: 2890.12 ms\t"
+    "Billed Duration: 2891 ms\tMemory Size: 512 MB\tMax Memory Used: 512 MB\t"
+    "Status: error\tError Type: Runtime.OutOfMemory"
+)
+
+
+def test_an_out_of_memory_report_line_is_written_and_read_as_lambdas() -> None:
+    from groveflow.cost import parse_report_line, report_line
+
+    # GIVEN Lambda's line for an invocation killed over its memory, and ours
+    ours = report_line(2890.12, 512, "r-6", max_memory_mb=530, error_type="Runtime.OutOfMemory")
+    # THEN ours ends as Lambda's does, and both read back as out of memory with the peak
+    assert ours.endswith(
+        "\tMax Memory Used: 530 MB\tStatus: error\tError Type: Runtime.OutOfMemory"
+    )
+    theirs, mine = parse_report_line(OOM_REPORT), parse_report_line(ours)
+    assert theirs is not None and (theirs.error_type, theirs.max_memory_mb) == (
+        "Runtime.OutOfMemory",
+        512,
+    )
+    assert mine is not None and (mine.error_type, mine.max_memory_mb) == (
+        "Runtime.OutOfMemory",
+        530,
+    )
+    # and a handler's own exception is a normal line (Lambda writes no status for it)
+    assert "Status" not in report_line(1.0, 128, "r-7", error_type="ValueError")
+    timed_out = parse_report_line(report_line(1.0, 128, "r-8", error_type="Sandbox.Timedout"))
+    assert timed_out is not None and timed_out.error_type == "Sandbox.Timedout"
+
+
+class _Logs:
+    """A CloudWatch Logs client's filter_log_events over fixed groups."""
+
+    class exceptions:  # as boto3 names it
+        ResourceNotFoundException = KeyError
+
+    def __init__(self, groups: dict[str, list[str]]) -> None:
+        self.groups = groups
+
+    def filter_log_events(self, **kwargs: Any) -> dict[str, Any]:
+        lines = self.groups[kwargs["logGroupName"]]
+        return {"events": [{"message": line} for line in lines]}
+
+
+def test_a_stacks_report_lines_give_each_functions_peak_against_its_memory() -> None:
+    from groveflow.cost import function_of_log_group, invocations_from_logs
+
+    # GIVEN a deployed stack's log groups, named as CloudFormation names them
+    plan_group = "mystack-PlanFunctionLogGroup-1A2B3C4D5E6F"
+    build_group = "mystack-BuildGroveFunctionLogGroup-9Z8Y7X6W5V4U"
+    logs = _Logs(
+        {
+            plan_group: [COLD_REPORT, "START RequestId: x"],
+            build_group: [
+                OOM_REPORT,
+                OOM_REPORT.replace("Max Memory Used: 512", "Max Memory Used: 97"),
+            ],
+        }
+    )
+    # WHEN a run's invocations are read from them and priced
+    billed = invocations_from_logs(logs, [plan_group, build_group], 0, 1)
+    cost = estimate_cost(billed, state_transitions=0)
+    # THEN each function is named by its logical id, with its peak, memory and failures
+    assert function_of_log_group("/aws/lambda/mystack-MergeFunction-AbC1") == "MergeFunction"
+    assert cost.by_function["PlanFunction"]["max_memory_used_mb"] == 171
+    assert cost.by_function["PlanFunction"]["memory_mb"] == 3008
+    assert cost.by_function["BuildGroveFunction"] == {
+        "invocations": 2,
+        "memory_mb": 512,
+        "max_memory_used_mb": 512,
+        "out_of_memory": 2,
+        "gb_seconds": pytest.approx(2 * 0.5 * 2.891),
+    }
 
 
 def test_cost_reads_billed_duration_which_includes_a_cold_starts_init() -> None:

@@ -163,3 +163,19 @@ def test_preloaded_modules_are_imported_before_the_first_invocation(spec: Functi
             assert error is None and body["loaded"] == [True]
     finally:
         warm.close()
+
+
+def test_every_outcome_states_the_workers_peak_memory(pool: WorkerPool, spec: FunctionSpec) -> None:
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("memory is measured from /proc (Linux)")
+    # GIVEN a warm worker WHEN it returns, raises, and overruns its timeout
+    returned = pool.invoke(spec, b"{}")
+    raised = pool.invoke(spec, b'{"raise": true}')
+    timed_out = pool.invoke(spec, b'{"sleep": 30}')
+    # THEN each outcome states a peak, as each REPORT line does: an interpreter's at
+    # least, within the function's 256 MB
+    for outcome in (returned, raised, timed_out):
+        assert outcome.max_memory_mb is not None and 5 <= outcome.max_memory_mb <= 256
+    assert timed_out.error_type == "Sandbox.Timedout"

@@ -17,7 +17,9 @@ options over these calls.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,7 @@ from groveflow.errors import GroveflowError, InvalidPredictRequest, InvalidReque
 from groveflow.follow import Progress
 from groveflow.ids import check_id, default_id
 
-__all__ = ["RunFailed", "RunResult", "predict", "train"]
+__all__ = ["RunFailed", "RunResult", "StageMemory", "predict", "stage_memory", "train"]
 
 
 class RunFailed(GroveflowError):
@@ -42,6 +44,47 @@ class RunFailed(GroveflowError):
     def __init__(self, result: RunResult) -> None:
         super().__init__(f"{result.error}: {result.cause}")
         self.result = result
+
+
+@dataclass(frozen=True)
+class StageMemory:
+    """One stage's memory in a run: what its function used against what it is given.
+
+    Parameters
+    ----------
+    stage : str
+        The state machine's state (``Plan``, ``BuildGroves``, ``Merge``...); a Map's
+        children count as the Map's stage.
+    function : str
+        The template function that runs it (``PlanFunction``...).
+    memory_mb : int
+        Its configured ``MemorySize`` (in MB).
+    max_memory_used_mb : int or None
+        The highest ``Max Memory Used`` (in MB) of its invocations; None where not
+        measured.
+    invocations : int
+        Its invocations, retries included.
+    out_of_memory : int
+        Invocations that failed with ``Runtime.OutOfMemory``.
+    estimate_mb : int or None, default=None
+        For the grove builders, the plan's size-guard estimate (in MB) of one builder's
+        peak, which the plan refuses a run over ``memory_mb`` with; None elsewhere.
+    """
+
+    stage: str
+    function: str
+    memory_mb: int
+    max_memory_used_mb: int | None
+    invocations: int
+    out_of_memory: int
+    estimate_mb: int | None = None
+
+    @property
+    def used_fraction(self) -> float | None:
+        """``max_memory_used_mb / memory_mb``; above 1 the stage ran out of memory."""
+        if self.max_memory_used_mb is None:
+            return None
+        return self.max_memory_used_mb / self.memory_mb
 
 
 @dataclass(frozen=True)
@@ -77,6 +120,9 @@ class RunResult:
         The named error and its message, when the run failed.
     output : dict
         The execution's whole output.
+    memory : dict of str to StageMemory
+        Each stage's peak memory against its configured memory, by stage, in the order
+        the stages ran (see :func:`stage_memory`); empty if the engine reported none.
     """
 
     kind: str
@@ -96,6 +142,7 @@ class RunResult:
     error: str | None = None
     cause: str | None = None
     output: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, StageMemory] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -277,4 +324,80 @@ def result_of(kind: str, run_id: str, execution: Execution) -> RunResult:
         error=execution.error,
         cause=execution.cause,
         output=output,
+        memory=stage_memory(
+            (execution.cost or {}).get("by_function", {}),
+            builder_estimate_mb=stored_builder_estimate(execution.local_dir)
+            if kind == "train"
+            else None,
+        ),
     )
+
+
+BUILDER = "BuildGroveFunction"
+
+
+def stage_memory(
+    by_function: Mapping[str, Mapping[str, Any]], builder_estimate_mb: int | None = None
+) -> dict[str, StageMemory]:
+    """Each stage's :class:`StageMemory`, from a cost estimate's ``by_function``.
+
+    Parameters
+    ----------
+    by_function : dict of str to dict
+        :attr:`groveflow.cost.CostEstimate.by_function` (as a dictionary).
+    builder_estimate_mb : int or None, default=None
+        The plan's estimate of a grove builder's peak, set beside the builders' stage.
+    """
+    stages = stages_of_functions()
+    memory = {}
+    for function, use in by_function.items():
+        stage = stages.get(function, function)
+        memory[stage] = StageMemory(
+            stage=stage,
+            function=function,
+            memory_mb=int(use["memory_mb"]),
+            max_memory_used_mb=use.get("max_memory_used_mb"),
+            invocations=int(use["invocations"]),
+            out_of_memory=int(use.get("out_of_memory", 0)),
+            estimate_mb=builder_estimate_mb if function == BUILDER else None,
+        )
+    return memory
+
+
+@functools.lru_cache(maxsize=1)
+def stages_of_functions() -> dict[str, str]:
+    """Each template function's stage: the top-level state of a state machine (the Map,
+    for a Map's child) whose ``${...}`` placeholder its ``DefinitionSubstitutions`` fill
+    with ``!GetAtt <Function>.Arn``, as template.yaml declares them."""
+    from groveflow.application import application_root
+    from groveflow.local.template import read_template
+
+    root = application_root()
+    stages: dict[str, str] = {}
+    for resource in read_template(root / "template.yaml").get("Resources", {}).values():
+        if resource.get("Type") != "AWS::Serverless::StateMachine":
+            continue
+        properties = resource.get("Properties", {})
+        functions = {
+            name: value["Fn::GetAtt"][0]
+            for name, value in properties.get("DefinitionSubstitutions", {}).items()
+            if isinstance(value, dict) and "Fn::GetAtt" in value
+        }
+        definition = json.loads((root / properties["DefinitionUri"]).read_text())
+        for state, node in definition.get("States", {}).items():
+            for placeholder in re.findall(r"\$\{(\w+)\}", json.dumps(node)):
+                if placeholder in functions:
+                    stages.setdefault(functions[placeholder], state)
+    return stages
+
+
+def stored_builder_estimate(run_dir: Path | None) -> int | None:
+    """The plan's size-guard estimate, from the run record it stored (mirrored locally)."""
+    record = run_dir / "run.json" if run_dir is not None else None
+    if record is None or not record.is_file():
+        return None
+    try:
+        estimate = json.loads(record.read_bytes()).get("builder_estimate_mb")
+    except ValueError:
+        return None
+    return estimate if isinstance(estimate, int) else None

@@ -9,10 +9,11 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from groveflow.api import RunResult
+from groveflow.api import RunResult, StageMemory
 from groveflow.follow import Progress
 from groveflow.jsonsafe import json_safe
 
@@ -145,6 +146,7 @@ def summary(result: RunResult) -> dict[str, Any]:
         "output": output,
         "cost": result.cost,
         "phases": result.phase_seconds,
+        "memory": {stage: asdict(use) for stage, use in result.memory.items()},
     }
 
 
@@ -155,13 +157,16 @@ def emit(result: RunResult, as_json: bool) -> None:
         print(json.dumps(json_safe(described), indent=2, allow_nan=False))
     elif not result.succeeded:
         print(f"run failed: {result.error}: {result.cause}")
+        for use in result.memory.values():
+            if use.out_of_memory:
+                print(_out_of_memory(use))
     elif result.kind == "predict":
         print(json.dumps(json_safe(described["output"]), indent=2, allow_nan=False))
     else:
-        _print_training(described)
+        _print_training(described, result.memory)
 
 
-def _print_training(described: dict[str, Any]) -> None:
+def _print_training(described: dict[str, Any], memory: dict[str, StageMemory]) -> None:
     metrics = described["metrics"] or {}
     headline = next((m for m in ("accuracy", "r2") if metrics.get(m) is not None), None)
     print(f"run       {described['run_id']}")
@@ -182,6 +187,29 @@ def _print_training(described: dict[str, Any]) -> None:
             f"cost      ${cost['total_usd']:.6f} on AWS ({cost['gb_seconds']:.1f} GB-s, "
             f"{cost['lambda_requests']} requests, {cost['state_transitions']} transitions)"
         )
+    for n, use in enumerate(memory.values()):
+        print(f"{'memory' if n == 0 else '':<9} {_stage_memory(use)}")
     print(f"model     {described['model_dir'] or described['model_uri']}")
     if described.get("predictions"):
         print(f"scores    {described['predictions']['predictions_uri']}")
+
+
+def _stage_memory(use: StageMemory) -> str:
+    """``BuildGroves   245 of 3008 MB used (size guard's estimate 201 MB)``."""
+    used = "not measured" if use.max_memory_used_mb is None else f"{use.max_memory_used_mb}"
+    line = f"{use.stage:<17} {used} of {use.memory_mb} MB used"
+    if use.estimate_mb is not None:
+        line += f" (size guard's estimate {use.estimate_mb} MB)"
+    if use.out_of_memory:
+        line += f", {use.out_of_memory} out of memory"
+    return line
+
+
+def _out_of_memory(use: StageMemory) -> str:
+    """Why a run failed when a stage's invocations ran out of memory, with the figures."""
+    peak = f"{use.max_memory_used_mb} MB" if use.max_memory_used_mb is not None else "?"
+    return (
+        f"out of memory: {use.stage} ({use.function}): {use.out_of_memory} of "
+        f"{use.invocations} invocations failed with Runtime.OutOfMemory, peak {peak} over "
+        f"its MemorySize of {use.memory_mb} MB; give {use.function} more memory"
+    )

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
@@ -53,11 +53,14 @@ __all__ = [
     "STEP_FUNCTIONS_USD_PER_TRANSITION",
     "Billed",
     "CostEstimate",
+    "FunctionUse",
     "InvocationLike",
     "billed_ms",
     "child_transitions",
     "count_state_transitions",
     "estimate_cost",
+    "function_of_log_group",
+    "function_use",
     "invocations_from_logs",
     "parse_report_line",
     "report_line",
@@ -78,7 +81,9 @@ class InvocationLike(Protocol):
     """One Lambda invocation: how long it ran and how much memory it was configured with.
 
     An invocation may also have ``init_ms`` (a cold start's INIT, in milliseconds, or None)
-    and ``billed_duration_ms`` (what its ``REPORT`` line bills); see :func:`billed_ms`.
+    and ``billed_duration_ms`` (what its ``REPORT`` line bills); see :func:`billed_ms`. And
+    ``function`` (the template's logical id), ``max_memory_mb`` (its peak, ``Max Memory
+    Used``) and ``error_type``, which :func:`function_use` sums up per function.
     """
 
     @property
@@ -111,6 +116,9 @@ class CostEstimate:
         The date (ISO 8601) the prices were checked.
     region : str, default="us-east-1"
         The region the prices are for.
+    by_function : dict of str to dict, default={}
+        Each function's share (see :class:`FunctionUse`, as a dictionary): its invocations,
+        GB-seconds, configured memory and the peak memory it used, by logical id.
     """
 
     gb_seconds: float
@@ -122,6 +130,7 @@ class CostEstimate:
     total_usd: float
     prices_as_of: str
     region: str = PRICE_REGION
+    by_function: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The estimate as a JSON-ready dictionary."""
@@ -191,7 +200,59 @@ def estimate_cost(invocations: Sequence[InvocationLike], state_transitions: int)
         step_functions_usd=transitions,
         total_usd=compute + requests + transitions,
         prices_as_of=PRICES_AS_OF,
+        by_function={name: use.to_dict() for name, use in function_use(invocations).items()},
     )
+
+
+OUT_OF_MEMORY = "Runtime.OutOfMemory"
+
+
+@dataclass(frozen=True)
+class FunctionUse:
+    """What one function's invocations in a run used: memory against its configuration.
+
+    Attributes
+    ----------
+    invocations : int
+        Invocations (retries and failures included).
+    memory_mb : int
+        Configured memory (``MemorySize``, in MB); the largest if it changed.
+    max_memory_used_mb : int or None
+        The highest ``Max Memory Used`` (in MB) of those invocations; None if none
+        reported one.
+    out_of_memory : int
+        Invocations that failed with ``Runtime.OutOfMemory``.
+    gb_seconds : float
+        Billed GB-seconds of those invocations.
+    """
+
+    invocations: int
+    memory_mb: int
+    max_memory_used_mb: int | None
+    out_of_memory: int
+    gb_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """As a JSON-ready dictionary."""
+        return asdict(self)
+
+
+def function_use(invocations: Iterable[InvocationLike]) -> dict[str, FunctionUse]:
+    """Each function's :class:`FunctionUse`, by its ``function`` (``"unknown"`` if it has none)."""
+    groups: dict[str, list[InvocationLike]] = {}
+    for invocation in invocations:
+        groups.setdefault(getattr(invocation, "function", None) or "unknown", []).append(invocation)
+    uses = {}
+    for name, group in groups.items():
+        peaks = [p for p in (getattr(i, "max_memory_mb", None) for i in group) if p is not None]
+        uses[name] = FunctionUse(
+            invocations=len(group),
+            memory_mb=max(i.memory_mb for i in group),
+            max_memory_used_mb=max(peaks) if peaks else None,
+            out_of_memory=sum(getattr(i, "error_type", None) == OUT_OF_MEMORY for i in group),
+            gb_seconds=math.fsum(billed_gb_seconds(billed_ms(i), i.memory_mb) for i in group),
+        )
+    return uses
 
 
 def count_state_transitions(
@@ -257,6 +318,9 @@ _REPORT = re.compile(
     r"Memory Size: (\d+) MB"
 )
 _INIT = re.compile(r"Init Duration: ([\d.]+) ms")
+_MAX_MEMORY = re.compile(r"Max Memory Used: (\d+) MB")
+_ERROR_TYPE = re.compile(r"Error Type: (\S+)")
+_STATUS = {"Sandbox.Timedout": "timeout"}  # any other runtime-level failure: "error"
 
 
 @dataclass(frozen=True)
@@ -273,12 +337,23 @@ class Billed:
         ``Billed Duration`` (in milliseconds): what is charged, a cold start's INIT included.
     init_ms : float or None, default=None
         ``Init Duration`` (in milliseconds) of a cold start; None for a warm invocation.
+    max_memory_mb : int or None, default=None
+        ``Max Memory Used`` (in MB): the invocation's peak; None if the line has none.
+    error_type : str or None, default=None
+        ``Error Type`` of an invocation the runtime failed (``Runtime.OutOfMemory``...);
+        None for one that returned (a handler's exception included, as Lambda writes it).
+    function : str or None, default=None
+        The function's logical id, from the log group the line was read from
+        (see :func:`function_of_log_group`).
     """
 
     duration_ms: float
     memory_mb: int
     billed_duration_ms: int
     init_ms: float | None = None
+    max_memory_mb: int | None = None
+    error_type: str | None = None
+    function: str | None = None
 
 
 def report_line(
@@ -288,6 +363,8 @@ def report_line(
     *,
     init_ms: float | None = None,
     billed_duration_ms: int | None = None,
+    max_memory_mb: int | None = None,
+    error_type: str | None = None,
 ) -> str:
     """The ``REPORT`` line Lambda writes at the end of every invocation.
 
@@ -298,34 +375,82 @@ def report_line(
     memory_mb : int
     request_id : str
     init_ms : float or None, default=None
-        A cold start's INIT (in milliseconds): the line then ends with ``Init Duration``.
+        A cold start's INIT (in milliseconds): the line then has ``Init Duration``.
     billed_duration_ms : int or None, default=None
         What is billed; by default ``duration_ms + init_ms`` rounded up to the next 1 ms,
         as Lambda bills managed runtimes since August 2025.
+    max_memory_mb : int or None, default=None
+        The invocation's peak memory (in MB), written as ``Max Memory Used``; None (not
+        measured) leaves the field out rather than state a figure nobody measured.
+    error_type : str or None, default=None
+        A runtime-level failure: ``Runtime.OutOfMemory`` or ``Runtime.ExitError`` end the
+        line with ``Status: error`` and ``Error Type: ...``, ``Sandbox.Timedout`` with
+        ``Status: timeout``, as Lambda writes them (e.g. nasa-gcn/gcn.nasa.gov pull 3628
+        quotes ``Error Type: Runtime.OutOfMemory`` from a REPORT line). A handler's own
+        exception is not one: its line is a normal one.
     """
     billed = billed_duration_ms
     if billed is None:
         billed = math.ceil(duration_ms + (init_ms or 0.0))
-    line = (
-        f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-        f"Billed Duration: {billed} ms\tMemory Size: {memory_mb} MB\t"
-        "Max Memory Used: 0 MB"
-    )
-    return line if init_ms is None else f"{line}\tInit Duration: {init_ms:.2f} ms"
+    fields = [
+        f"REPORT RequestId: {request_id}",
+        f"Duration: {duration_ms:.2f} ms",
+        f"Billed Duration: {billed} ms",
+        f"Memory Size: {memory_mb} MB",
+    ]
+    if max_memory_mb is not None:
+        fields.append(f"Max Memory Used: {max_memory_mb} MB")
+    if init_ms is not None:
+        fields.append(f"Init Duration: {init_ms:.2f} ms")
+    if error_type is not None and error_type.startswith(("Runtime.", "Sandbox.")):
+        fields.append(f"Status: {_STATUS.get(error_type, 'error')}")
+        if error_type in _STATUS:
+            return "\t".join(fields)
+        fields.append(f"Error Type: {error_type}")
+    return "\t".join(fields)
 
 
-def parse_report_line(message: str) -> Billed | None:
-    """What a ``REPORT`` line bills (durations and memory); None for any other log line."""
+def parse_report_line(message: str, function: str | None = None) -> Billed | None:
+    """What a ``REPORT`` line states (durations, memory, a runtime error); None for any
+    other log line. A line without ``Max Memory Used`` (the local engine's before it
+    measured memory) parses, its peak None. ``function`` names the function it is of."""
     match = _REPORT.search(message)
     if match is None:
         return None
     init = _INIT.search(message)
+    peak = _MAX_MEMORY.search(message)
+    error = _ERROR_TYPE.search(message)
+    if error is None and "Status: timeout" in message:
+        error_type: str | None = "Sandbox.Timedout"
+    else:
+        error_type = error.group(1) if error else None
     return Billed(
         duration_ms=float(match.group(1)),
         memory_mb=int(match.group(3)),
         billed_duration_ms=int(match.group(2)),
         init_ms=float(init.group(1)) if init else None,
+        max_memory_mb=int(peak.group(1)) if peak else None,
+        error_type=error_type,
+        function=function,
     )
+
+
+_LOGICAL_ID = re.compile(r"([A-Za-z0-9]*Function)(?:LogGroup)?")
+
+
+def function_of_log_group(group: str) -> str:
+    """The template's logical id of the function logging to ``group``, else ``group``.
+
+    CloudFormation names a stack's resources ``<stack>-<LogicalId>-<suffix>``: a
+    function's own group (``LoggingConfig``) is ``<stack>-PlanFunctionLogGroup-AbC1``,
+    Lambda's default ``/aws/lambda/<stack>-PlanFunction-AbC1``, the local engine's
+    ``/aws/lambda/<stack>-PlanFunction``; each gives ``PlanFunction``.
+    """
+    for part in reversed(group.rsplit("/", 1)[-1].split("-")):
+        found = _LOGICAL_ID.fullmatch(part)
+        if found:
+            return found.group(1)
+    return group
 
 
 def invocations_from_logs(
@@ -334,10 +459,12 @@ def invocations_from_logs(
     """Every invocation Lambda reported in ``log_groups`` between two times (ms since epoch).
 
     A run's functions log to the stack's log groups; other runs of the same stack in the
-    same window would be counted too, so the figure is for one run at a time.
+    same window would be counted too, so the figure is for one run at a time. Each
+    record names its function (:func:`function_of_log_group`).
     """
     billed: list[Billed] = []
     for group in log_groups:
+        function = function_of_log_group(group)
         kwargs: dict[str, Any] = {
             "logGroupName": group,
             "startTime": start_ms,
@@ -349,11 +476,8 @@ def invocations_from_logs(
                 page = logs.filter_log_events(**kwargs)
             except logs.exceptions.ResourceNotFoundException:
                 break
-            billed.extend(
-                record
-                for record in (parse_report_line(e["message"]) for e in page.get("events", []))
-                if record is not None
-            )
+            records = (parse_report_line(e["message"], function) for e in page.get("events", []))
+            billed.extend(record for record in records if record is not None)
             if not page.get("nextToken"):
                 break
             kwargs["nextToken"] = page["nextToken"]

@@ -3,7 +3,8 @@
 moto's Step Functions interpreter invokes functions through a boto3 client; the hook
 :func:`dispatch_invoke` (botocore's ``before-call.lambda.Invoke``) hands each call to
 the :class:`LambdaService` serving that function, which runs it on the worker pool,
-with any injected fault, records it, and writes the REPORT line Lambda writes.
+with any injected fault, records it, and writes the REPORT line Lambda writes (its
+peak memory, as ``Max Memory Used``, measured by the pool).
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ __all__ = ["Invocation", "LambdaService", "dispatch_invoke"]
 
 @dataclass(frozen=True)
 class Invocation:
-    """One Lambda invocation the engine served."""
+    """One Lambda invocation the engine served.
+
+    ``memory_mb`` is the function's configured ``MemorySize`` (in MB), ``max_memory_mb``
+    the peak it used (``Max Memory Used``, in MB; None where not measured, see
+    :class:`~groveflow.local.workers.MemoryMonitor`).
+    """
 
     function: str
     payload: dict[str, Any]
@@ -41,6 +47,7 @@ class Invocation:
     duration_ms: float
     memory_mb: int
     init_ms: float | None = None
+    max_memory_mb: int | None = None
 
 
 class LambdaService:
@@ -101,11 +108,17 @@ class LambdaService:
             duration_ms=outcome.duration_ms,
             memory_mb=spec.memory_mb,
             init_ms=outcome.init_ms,
+            max_memory_mb=outcome.max_memory_mb,
         )
         with self._lock:
             self.invocations.append(record)
         line = report_line(
-            outcome.duration_ms, spec.memory_mb, str(uuid.uuid4()), init_ms=outcome.init_ms
+            outcome.duration_ms,
+            spec.memory_mb,
+            str(uuid.uuid4()),
+            init_ms=outcome.init_ms,
+            max_memory_mb=outcome.max_memory_mb,
+            error_type=outcome.error_type,
         )
         self.logs.write(spec.function_name, line)
         if self.on_invoke is not None:

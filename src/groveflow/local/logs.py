@@ -1,10 +1,11 @@
 """The functions' CloudWatch Logs, as Lambda writes them: a REPORT line per invocation.
 
-Cost is read from these lines (``Billed Duration``, ``Memory Size``, ``Init Duration``),
-by the CLI for a run on a stack and, through ``groveflow serve``, for a local one. The
-lines go straight into the moto server's logs backend in this process, the one every
-client reads through the endpoint: one HTTP round trip to our own server per invocation
-cost a 10,000-grove run about 5 ms per grove of the CPU the workers need.
+Cost and memory are read from these lines (``Billed Duration``, ``Memory Size``,
+``Init Duration``, ``Max Memory Used``, ``Error Type``), by the CLI for a run on a
+stack and, through ``groveflow serve``, for a local one. The lines go straight into the
+moto server's logs backend in this process, the one every client reads through the
+endpoint: one HTTP round trip to our own server per invocation cost a 10,000-grove run
+about 5 ms per grove of the CPU the workers need.
 """
 
 from __future__ import annotations
