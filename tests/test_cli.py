@@ -667,7 +667,8 @@ def test_serve_restores_its_state_dir_and_guards_the_runs_in_it(tmp_path: Path) 
             return _wait_ended(lambda a: sfn.describe_execution(executionArn=a), arn)
 
         # WHEN a client trains the same run id with a different input
-        other = run({"data": {"uri": "sklearn:iris"}, "n_trees": 6, "run_id": "kept"})
+        # (another seed: more trees would grow the forest, issue 19)
+        other = run({"data": {"uri": "sklearn:iris"}, "n_trees": 4, "seed": 99, "run_id": "kept"})
         # THEN serve refuses it by name and the stored model is byte for byte the same
         assert (other["status"], other["error"]) == ("FAILED", "InvalidRequest"), other
         assert "already used with a different input" in other["cause"]

@@ -151,9 +151,9 @@ def test_two_concurrent_runs_with_one_id_and_different_inputs_one_wins(tmp_path:
     # GIVEN two inputs that differ, and one run id, in one state directory
     state = tmp_path / "state"
     sources = []
-    for n_trees in (4, 6):
-        source = tmp_path / f"wine-{n_trees}.json"
-        source.write_text(json.dumps({"data": {"uri": "sklearn:wine"}, "n_trees": n_trees}))
+    for seed in (4, 6):  # (not n_trees: more trees would grow the forest, issue 19)
+        source = tmp_path / f"wine-{seed}.json"
+        source.write_text(json.dumps({"data": {"uri": "sklearn:wine"}, "n_trees": 4, "seed": seed}))
         sources.append(source)
     # WHEN both are started together
     runs = [_popen_train(source, state, "contested") for source in sources]

@@ -156,7 +156,8 @@ def test_a_reused_run_id_with_a_different_input_is_refused(engine: Any) -> None:
     run_id = unique_name("reused")
     first = _run(engine, {**SMALL, "n_trees": 4}, run_id)
     assert first.status == "SUCCEEDED", (first.error, first.cause)
-    again = _run(engine, {**SMALL, "n_trees": 6}, run_id)
+    # (more trees would grow the forest, issue 19: another seed is another input)
+    again = _run(engine, {**SMALL, "n_trees": 4, "seed": SMALL["seed"] + 1}, run_id)
     assert again.status == "FAILED"
     assert again.error == "InvalidRequest"
     assert "already used with a different input" in again.cause

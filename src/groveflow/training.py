@@ -103,7 +103,7 @@ def plan_run(
     run_id = request.run_id or _run_id_from(event.get("execution_name"))
     telemetry.logger.append_keys(run_id=run_id)
     stored = _stored_record(bucket, run_id)
-    _check_same_run(stored, request, run_id)
+    grown_from = _check_same_run(stored, request, run_id)
     resumed = stored is not None and all(
         storage.exists(bucket, keys.split(run_id, s)) for s in SPLITS
     )
@@ -139,20 +139,22 @@ def plan_run(
         _claim(bucket, run_id, request, {**record, "builder_estimate_mb": estimate_mb})
         for name in SPLITS:
             storage.put_bytes(bucket, keys.split(run_id, name), storage.npy_bytes(split[name]))
-    seeds = grove_seeds(request.seed, request.n_groves)
-    plan = [
-        GroveTask(run_id, i, seed, _grove_trees(request, i)).to_item()
-        for i, seed in enumerate(seeds)
-    ]
+    elif grown_from is not None:
+        assert stored is not None
+        grown = replace(stored, request=request.to_dict())
+        storage.put_json(bucket, keys.request(run_id), grown.to_dict())
+    plan = grove_plan(request, run_id)
+    if grown_from is not None:
+        plan = _groves_to_grow(bucket, run_id, plan, grown_from, request.grove_size)
     storage.put_json(bucket, keys.plan(run_id), plan)
     return {
         "run_id": run_id,
         "bucket": bucket,
         "plan_key": keys.plan(run_id),
-        "n_groves": request.n_groves,
+        "n_groves": len(plan),
         "max_concurrency": min(
             request.max_concurrency,
-            request.n_groves,
+            len(plan),
             builder_reserved_concurrency or request.max_concurrency,
         ),
         "tolerated_failure_percentage": request.tolerated_failure_percentage,
@@ -226,13 +228,54 @@ def _read_record(bucket: str, run_id: str) -> RunRecord:
     return RunRecord.from_dict(storage.get_json(bucket, keys.request(run_id)), where)
 
 
-def _check_same_run(stored: RunRecord | None, request: TrainRequest, run_id: str) -> None:
-    """Refuse a run id already used with different model inputs (the predict section aside)."""
-    if stored is not None and _model_inputs(stored.request) != _model_inputs(request.to_dict()):
+def _check_same_run(stored: RunRecord | None, request: TrainRequest, run_id: str) -> int | None:
+    """Refuse a run id already used with different model inputs (the predict section aside).
+
+    Returns the stored run's ``n_trees`` when the request grows it (the same inputs with
+    more trees), else None.
+    """
+    if stored is None:
+        return None
+    before, now = _model_inputs(stored.request), _model_inputs(request.to_dict())
+    if before == now:
+        return None
+    if {**before, "n_trees": now["n_trees"]} == now:
+        if now["n_trees"] > before["n_trees"]:
+            return int(before["n_trees"])
         raise InvalidRequest(
-            f"run_id {run_id!r} was already used with a different input; "
-            "choose a new run_id or repeat the original input to resume"
+            f"run_id {run_id!r} has {before['n_trees']} trees; a forest grows but does not "
+            f"shrink (n_trees={now['n_trees']}): give more trees, or a new run_id"
         )
+    raise InvalidRequest(
+        f"run_id {run_id!r} was already used with a different input; "
+        "choose a new run_id or repeat the original input to resume (or the same input with "
+        "a larger n_trees to grow it)"
+    )
+
+
+def grove_plan(request: TrainRequest, run_id: str) -> list[dict[str, Any]]:
+    """Every grove of the run, in order: a pure function of the request, so the merge
+    rebuilds it instead of trusting a stored list."""
+    seeds = grove_seeds(request.seed, request.n_groves)
+    return [
+        GroveTask(run_id, i, seed, _grove_trees(request, i)).to_item()
+        for i, seed in enumerate(seeds)
+    ]
+
+
+def _groves_to_grow(
+    bucket: str, run_id: str, plan: list[dict[str, Any]], grown_from: int, grove_size: int
+) -> list[dict[str, Any]]:
+    """The groves a grown forest builds: every grove past the old forest's full groves (the
+    last partial one changes size), and any earlier grove not stored. ``SeedSequence.spawn``
+    is prefix-stable, so every kept grove has the seed a fresh run would give it."""
+    kept = grown_from // grove_size
+    stored = set(storage.list_keys(bucket, keys.groves_prefix(run_id)))
+    return [
+        item
+        for item in plan
+        if item["grove"] >= kept or keys.grove(run_id, item["grove"]) not in stored
+    ]
 
 
 def _claim(bucket: str, run_id: str, request: TrainRequest, record: dict[str, Any]) -> None:
@@ -246,13 +289,15 @@ def _claim(bucket: str, run_id: str, request: TrainRequest, record: dict[str, An
     if storage.create_json(bucket, keys.request(run_id), record):
         return
     stored = _stored_record(bucket, run_id)
-    _check_same_run(stored, request, run_id)
+    grown_from = _check_same_run(stored, request, run_id)
     if stored is not None and stored.data.sha256 != record["data"]["sha256"]:
         raise InvalidRequest(
             f"run_id {run_id!r} was trained on other data (sha256 "
             f"{stored.data.sha256[:12]}..., now {record['data']['sha256'][:12]}...): "
             f"{request.data.uri} changed since; choose a new run_id"
         )
+    if grown_from is not None:
+        storage.put_json(bucket, keys.request(run_id), record)
 
 
 def _model_inputs(request: dict[str, Any]) -> dict[str, Any]:
@@ -620,7 +665,7 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     telemetry.logger.append_keys(run_id=run_id)
     record = _read_record(bucket, run_id)
     request = parse_train_request(record.request)
-    plan = [GroveTask.from_item(i).to_item() for i in storage.get_json(bucket, keys.plan(run_id))]
+    plan = grove_plan(request, run_id)
     groves = _collect_groves(bucket, run_id, plan, record)
     allowed = request.tolerated_failure_percentage
     if groves.missing and (100 * len(groves.missing) / len(plan) > allowed or not groves.forests):

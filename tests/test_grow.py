@@ -1,0 +1,93 @@
+"""Growing a trained forest: the same run id and input with more trees builds only the new
+groves, keeps every earlier grove byte for byte, and gives a fresh run's forest."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from conftest import unique_name
+from evidence import body
+from groveflow.layout import keys
+
+WINE = {
+    "data": {"uri": "sklearn:wine"},
+    "model": {"params": {"oob_score": True, "min_samples_leaf": 2}},
+    "grove_size": 10,
+    "seed": 17,
+}
+
+
+def _run(engine: Any, run_id: str, n_trees: int) -> Any:
+    request = {**WINE, "n_trees": n_trees, "run_id": run_id}
+    return engine.run("TrainStateMachine", request, name=unique_name(run_id))
+
+
+def _builds(result: Any) -> list[int]:
+    return sorted(
+        i.payload["grove"]
+        for i in result.invocations
+        if i.function == "BuildGroveFunction" and i.error_type is None
+    )
+
+
+def _manifest(engine: Any, run_id: str) -> dict[str, Any]:
+    return json.loads(body(engine, keys.manifest(run_id)))
+
+
+def test_growing_50_to_100_trees_builds_only_the_new_groves_and_equals_a_fresh_run(
+    engine: Any,
+) -> None:
+    # GIVEN a 50-tree forest (5 groves of 10)
+    run_id = unique_name("grow")
+    first = _run(engine, run_id, 50)
+    assert first.status == "SUCCEEDED", (first.error, first.cause)
+    before = {g["grove"]: g["sha256"] for g in _manifest(engine, run_id)["groves"]}
+    # WHEN the same input asks for 100 trees
+    grown = _run(engine, run_id, 100)
+    assert grown.status == "SUCCEEDED", (grown.error, grown.cause)
+    # THEN exactly the 5 new groves were built, the 5 earlier ones kept byte for byte
+    assert _builds(grown) == [5, 6, 7, 8, 9]
+    after = _manifest(engine, run_id)
+    assert {g["grove"]: g["sha256"] for g in after["groves"][:5]} == before
+    assert after["trees_built"] == after["trees_requested"] == 100
+    # and the forest (and its OOB score) are a fresh 100-tree run's, byte for byte
+    fresh_id = unique_name("grow-fresh")
+    fresh = _run(engine, fresh_id, 100)
+    assert fresh.status == "SUCCEEDED", (fresh.error, fresh.cause)
+    assert body(engine, keys.forest(run_id)) == body(engine, keys.forest(fresh_id))
+    assert after["oob"]["metrics"] == _manifest(engine, fresh_id)["oob"]["metrics"]
+
+
+def test_a_partial_last_grove_is_rebuilt_at_its_new_size(engine: Any) -> None:
+    # GIVEN 45 trees: four groves of 10 and a last one of 5
+    run_id = unique_name("grow-partial")
+    assert _run(engine, run_id, 45).status == "SUCCEEDED"
+    before = [g["sha256"] for g in _manifest(engine, run_id)["groves"]]
+    # WHEN it grows to 62
+    grown = _run(engine, run_id, 62)
+    assert grown.status == "SUCCEEDED", (grown.error, grown.cause)
+    # THEN grove 4 is rebuilt with 10 trees and groves 5 and 6 are new; 0-3 are kept
+    assert _builds(grown) == [4, 5, 6]
+    groves = _manifest(engine, run_id)["groves"]
+    assert [g["sha256"] for g in groves[:4]] == before[:4]
+    assert groves[4]["sha256"] != before[4]
+    assert [g["n_trees"] for g in groves] == [10, 10, 10, 10, 10, 10, 2]
+
+
+def test_a_forest_does_not_shrink_and_other_changes_are_refused(engine: Any) -> None:
+    run_id = unique_name("grow-shrink")
+    assert _run(engine, run_id, 20).status == "SUCCEEDED"
+    smaller = _run(engine, run_id, 10)
+    assert smaller.status == "FAILED"
+    assert smaller.error == "InvalidRequest"
+    assert "grows but does not shrink" in smaller.cause
+    other = engine.run(
+        "TrainStateMachine",
+        {**WINE, "n_trees": 30, "seed": 18, "run_id": run_id},
+        name=unique_name(run_id),
+    )
+    assert other.status == "FAILED"
+    assert "already used with a different input" in other.cause
+    assert _builds(smaller) == _builds(other) == []
+    assert _manifest(engine, run_id)["trees_built"] == 20
