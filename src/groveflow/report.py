@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from groveflow.api import StageMemory, stage_memory, stored_builder_estimate
 from groveflow.artifact import Forest, load_forest
 from groveflow.cost import CostEstimate, InvocationLike, billed_gb_seconds
+from groveflow.documents import GroveRecord, ModelManifest
 from groveflow.errors import ModelNotFound
 
 if TYPE_CHECKING:
@@ -101,7 +103,7 @@ def write_report(
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     manifest = _read_manifest(run_dir)
-    forest = load_forest(str(run_dir / "model"), manifest=manifest)
+    forest = load_forest(str(run_dir / "model"), manifest=manifest.to_dict())
     holdout = _read_holdout(run_dir)
     plots, curve = _plots(manifest, forest, holdout)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,6 +116,7 @@ def write_report(
         has_holdout=holdout is not None,
         invocations=invocations,
         cost=cost,
+        builder_estimate_mb=stored_builder_estimate(run_dir),
     )
     path = out_dir / REPORT_NAME
     path.write_text(page, encoding="utf-8")
@@ -166,15 +169,14 @@ def holdout_curve(forest: Forest, X: np.ndarray, y: np.ndarray) -> HoldoutCurve:
 # --------------------------------------------------------------------------- reading
 
 
-def _read_manifest(run_dir: Path) -> dict[str, Any]:
+def _read_manifest(run_dir: Path) -> ModelManifest:
     path = run_dir / "model" / "manifest.json"
     try:
-        manifest: dict[str, Any] = json.loads(path.read_text())
+        return ModelManifest.from_json(path.read_bytes(), str(path))
     except FileNotFoundError:
         raise ModelNotFound(
             f"no manifest at {path}: the run has no model (did its merge finish?)"
         ) from None
-    return manifest
 
 
 def _read_holdout(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
@@ -191,7 +193,7 @@ def _read_holdout(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _plots(
-    manifest: dict[str, Any], forest: Forest, holdout: tuple[np.ndarray, np.ndarray] | None
+    manifest: ModelManifest, forest: Forest, holdout: tuple[np.ndarray, np.ndarray] | None
 ) -> tuple[list[_Plot], HoldoutCurve | None]:
     plots: list[_Plot] = []
     curve = None
@@ -204,9 +206,8 @@ def _plots(
         else:
             plots.append(_residual_plot(forest, X, y))
     plots.append(_importance_plot(forest, manifest))
-    fit_seconds = [g["fit_seconds"] for g in manifest["groves"] if g.get("fit_seconds") is not None]
-    if fit_seconds:
-        plots.append(_fit_seconds_plot(manifest["groves"]))
+    if any(g.fit_seconds is not None for g in manifest.groves):
+        plots.append(_fit_seconds_plot(manifest.groves))
     return plots, curve
 
 
@@ -223,9 +224,9 @@ def _render(draw: Callable[[Figure], None], size: tuple[float, float] = (6.4, 4.
     return buffer.getvalue()
 
 
-def _curve_plot(curve: HoldoutCurve, manifest: dict[str, Any]) -> _Plot:
+def _curve_plot(curve: HoldoutCurve, manifest: ModelManifest) -> _Plot:
     label = _metric_label(curve.metric)
-    boundaries = np.cumsum([g["n_trees"] for g in manifest["groves"]])[:-1]
+    boundaries = np.cumsum([g.n_trees for g in manifest.groves])[:-1]
 
     def draw(figure: Figure) -> None:
         axes = figure.subplots()
@@ -251,7 +252,7 @@ def _curve_plot(curve: HoldoutCurve, manifest: dict[str, Any]) -> _Plot:
     return _Plot("metric_vs_trees", f"Holdout {label} by number of trees", caption, _render(draw))
 
 
-def _importance_plot(forest: Forest, manifest: dict[str, Any]) -> _Plot:
+def _importance_plot(forest: Forest, manifest: ModelManifest) -> _Plot:
     importances = forest.feature_importances_
     names = _feature_names(manifest, len(importances))
     top = np.argsort(-importances, kind="stable")[:TOP_FEATURES][::-1]
@@ -316,9 +317,9 @@ def _residual_plot(forest: Forest, X: np.ndarray, y: np.ndarray) -> _Plot:
     return _Plot("residuals", "Residuals", caption, _render(draw))
 
 
-def _fit_seconds_plot(groves: list[dict[str, Any]]) -> _Plot:
-    timed = [g for g in groves if g.get("fit_seconds") is not None]
-    seconds = np.array([g["fit_seconds"] for g in timed], dtype=np.float64)
+def _fit_seconds_plot(groves: list[GroveRecord]) -> _Plot:
+    timed = [(g.fit_seconds, g.grove) for g in groves if g.fit_seconds is not None]
+    seconds = np.array([fit for fit, _ in timed], dtype=np.float64)
     median = float(np.median(seconds))
     slowest = timed[int(np.argmax(seconds))]
 
@@ -327,9 +328,9 @@ def _fit_seconds_plot(groves: list[dict[str, Any]]) -> _Plot:
         axes.hist(seconds, bins=min(30, max(5, len(seconds))), color="tab:orange", alpha=0.8)
         axes.axvline(median, color="black", linestyle="--", label=f"median {median:.3f} s")
         axes.axvline(
-            slowest["fit_seconds"],
+            slowest[0],
             color="tab:red",
-            label=f"max {slowest['fit_seconds']:.3f} s (grove {slowest['grove']})",
+            label=f"max {slowest[0]:.3f} s (grove {slowest[1]})",
         )
         axes.set_xlabel("grove fit time (s)")
         axes.set_ylabel("groves")
@@ -342,9 +343,9 @@ def _fit_seconds_plot(groves: list[dict[str, Any]]) -> _Plot:
     return _Plot("grove_fit_seconds", "Grove build times", caption, _render(draw))
 
 
-def _feature_names(manifest: dict[str, Any], n_features: int) -> list[str]:
-    names = manifest.get("feature_names")
-    if isinstance(names, list) and len(names) == n_features:
+def _feature_names(manifest: ModelManifest, n_features: int) -> list[str]:
+    names = manifest.feature_names
+    if len(names) == n_features:
         return [str(name) for name in names]
     return [f"x{i}" for i in range(n_features)]
 
@@ -373,15 +374,16 @@ figcaption { font-size: 0.85rem; color: #555; }
 
 
 def _page(
-    manifest: dict[str, Any],
+    manifest: ModelManifest,
     plots: list[_Plot],
     curve: HoldoutCurve | None,
     *,
     has_holdout: bool,
     invocations: Sequence[InvocationLike] | None,
     cost: CostEstimate | None,
+    builder_estimate_mb: int | None = None,
 ) -> str:
-    run_id = _e(manifest["run_id"])
+    run_id = _e(manifest.run_id)
     sections = [
         f"<h1>groveflow run <code>{run_id}</code></h1>",
         _summary_section(manifest),
@@ -394,6 +396,8 @@ def _page(
         sections.append(_invocations_section(invocations))
     if cost is not None:
         sections.append(_cost_section(cost))
+        if cost.by_function:
+            sections.append(_memory_section(stage_memory(cost.by_function, builder_estimate_mb)))
     body = "\n".join(sections)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -417,31 +421,30 @@ def _table(rows: Sequence[str]) -> str:
     return "<table>\n" + "\n".join(rows) + "\n</table>"
 
 
-def _summary_section(manifest: dict[str, Any]) -> str:
-    missing = manifest.get("groves_missing") or []
+def _summary_section(manifest: ModelManifest) -> str:
+    missing = manifest.groves_missing
+    forest = manifest.forest
     rows = [
-        _row("run id", manifest["run_id"], "run-id"),
-        _row("task", manifest["task"], "task"),
-        _row("model", manifest["kind"], "kind"),
-        _row("trees built", manifest["trees_built"], "trees-built"),
-        _row("trees requested", manifest["trees_requested"], "trees-requested"),
-        _row("groves built", len(manifest["groves"]), "groves-built"),
+        _row("run id", manifest.run_id, "run-id"),
+        _row("task", manifest.task, "task"),
+        _row("model", manifest.kind, "kind"),
+        _row("trees built", manifest.trees_built, "trees-built"),
+        _row("trees requested", manifest.trees_requested, "trees-requested"),
+        _row("groves built", len(manifest.groves), "groves-built"),
         _row("groves missing", ", ".join(map(str, missing)) or "none", "groves-missing"),
-        _row("forest", f"{manifest['forest']['key']} ({manifest['forest']['bytes']:,} bytes)"),
+        _row("forest", f"{forest.key} ({forest.bytes:,} bytes)"),
     ]
     return "<h2>Summary</h2>\n" + _table(rows)
 
 
-def _metrics_section(
-    manifest: dict[str, Any], curve: HoldoutCurve | None, has_holdout: bool
-) -> str:
+def _metrics_section(manifest: ModelManifest, curve: HoldoutCurve | None, has_holdout: bool) -> str:
     if not has_holdout or curve is None:
         return (
             '<h2>Holdout metrics</h2>\n<p class="note" id="no-holdout">This run kept no '
             "held-out rows (test_fraction=0), so it has no holdout metrics, metric-by-trees "
             "curve, confusion matrix or residual plot.</p>"
         )
-    metrics = manifest.get("metrics", {})
+    metrics = manifest.metrics
     rows = [
         _row(name, "n/a" if value is None else _number(value), f"metric-{name}", value)
         for name, value in metrics.items()
@@ -475,45 +478,45 @@ def _figure(plot: _Plot) -> str:
     )
 
 
-def _provenance_section(manifest: dict[str, Any]) -> str:
-    data = manifest["data"]
+def _provenance_section(manifest: ModelManifest) -> str:
+    data = manifest.data
     rows = [
-        _row("data uri", data["uri"], "data-uri"),
-        _row("data sha256", data["sha256"], "data-sha256"),
-        _row("rows (train / test)", f"{data['n_rows']} ({data['n_train']} / {data['n_test']})"),
-        _row("features", data["n_features"]),
-        _row("test rows sha256", data["test_rows_sha256"], "test-rows-sha256"),
-        _row("run seed", manifest["seed"], "seed"),
-        _row("parameters", json.dumps(manifest.get("params", {}), sort_keys=True), "params"),
-        _row("forest sha256", manifest["forest"]["sha256"]),
+        _row("data uri", data.uri, "data-uri"),
+        _row("data sha256", data.sha256, "data-sha256"),
+        _row("rows (train / test)", f"{data.n_rows} ({data.n_train} / {data.n_test})"),
+        _row("features", data.n_features),
+        _row("test rows sha256", data.test_rows_sha256, "test-rows-sha256"),
+        _row("run seed", manifest.seed, "seed"),
+        _row("parameters", json.dumps(manifest.params, sort_keys=True), "params"),
+        _row("forest sha256", manifest.forest.sha256),
     ]
     rows += [
         _row(name, version, f"version-{name}")
-        for name, version in sorted(manifest.get("versions", {}).items())
+        for name, version in sorted(manifest.versions.items())
     ]
     return "<h2>Parameters and provenance</h2>\n" + _table(rows)
 
 
-def _groves_section(manifest: dict[str, Any]) -> str:
+def _groves_section(manifest: ModelManifest) -> str:
     head = "<tr><th>grove</th><th>seed</th><th>trees</th><th>fit (s)</th><th>sha256</th></tr>"
     rows = [head]
-    for grove in manifest["groves"]:
-        seconds = grove.get("fit_seconds")
+    for grove in manifest.groves:
+        seconds = grove.fit_seconds
         rows.append(
-            f'<tr><td class="num">{grove["grove"]}</td><td class="num">{grove["seed"]}</td>'
-            f'<td class="num">{grove["n_trees"]}</td>'
+            f'<tr><td class="num">{grove.grove}</td><td class="num">{grove.seed}</td>'
+            f'<td class="num">{grove.n_trees}</td>'
             f'<td class="num">{"n/a" if seconds is None else f"{seconds:.3f}"}</td>'
-            f"<td><code>{_e(grove['sha256'])}</code></td></tr>"
+            f"<td><code>{_e(grove.sha256)}</code></td></tr>"
         )
-    timed = [g["fit_seconds"] for g in manifest["groves"] if g.get("fit_seconds") is not None]
+    timed = [g.fit_seconds for g in manifest.groves if g.fit_seconds is not None]
     note = (
         ""
         if timed
         else '<p class="note">The groves carry no fit times, so no build-time plot.</p>\n'
     )
     return (
-        f"<h2>Groves and their seeds</h2>\n{note}<details><summary>{len(manifest['groves'])} "
-        f"groves (seed of each from the run seed {manifest['seed']})</summary>\n"
+        f"<h2>Groves and their seeds</h2>\n{note}<details><summary>{len(manifest.groves)} "
+        f"groves (seed of each from the run seed {manifest.seed})</summary>\n"
         f"{_table(rows)}\n</details>"
     )
 
@@ -558,3 +561,23 @@ def _cost_section(cost: CostEstimate) -> str:
         "</p>"
     )
     return "<h2>Estimated AWS cost</h2>\n" + _table(rows) + "\n" + note
+
+
+def _memory_section(memory: dict[str, StageMemory]) -> str:
+    """Each stage's peak memory (``Max Memory Used``) against its configured memory."""
+    head = (
+        "<tr><th>stage</th><th>function</th><th>memory (MB)</th><th>peak used (MB)</th>"
+        "<th>used</th><th>size guard's estimate (MB)</th><th>out of memory</th></tr>"
+    )
+    rows = [head]
+    for use in memory.values():
+        peak = "n/a" if use.max_memory_used_mb is None else str(use.max_memory_used_mb)
+        fraction = "n/a" if use.used_fraction is None else f"{use.used_fraction:.0%}"
+        estimate = "" if use.estimate_mb is None else str(use.estimate_mb)
+        rows.append(
+            f"<tr><td>{_e(use.stage)}</td><td>{_e(use.function)}</td>"
+            f'<td class="num">{use.memory_mb}</td><td class="num">{_e(peak)}</td>'
+            f'<td class="num">{_e(fraction)}</td><td class="num">{_e(estimate)}</td>'
+            f'<td class="num">{use.out_of_memory}</td></tr>'
+        )
+    return "<h2>Memory per stage</h2>\n" + _table(rows)
