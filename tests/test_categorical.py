@@ -199,6 +199,56 @@ def test_the_request_section_is_validated_with_named_errors() -> None:
             parse_categorical(bad)
 
 
+def test_a_data_section_may_not_encode_its_target_or_an_excluded_column() -> None:
+    from groveflow.request import parse_train_request
+
+    data = {"uri": "t.csv", "target": "label", "exclude": ["id"]}
+    for categorical, message in [
+        (["label"], "names the target 'label'"),
+        ({"encodings": {"id": "ordinal"}}, "names 'id', which data.exclude drops"),
+    ]:
+        with pytest.raises(InvalidRequest, match=message):
+            parse_train_request({"data": {**data, "categorical": categorical}})
+    request = parse_train_request({"data": {**data, "categorical": "auto"}})
+    # and the request (so the run record) reads back as it was given
+    assert parse_train_request(request.to_dict()) == request
+    assert "categorical" not in parse_train_request({"data": data}).to_dict()["data"]
+
+
+def test_a_scoring_file_is_read_by_its_raw_columns_and_refused_by_their_names(
+    tmp_path: Any,
+) -> None:
+    from groveflow.datasets import read_scoring_file, write_columns
+    from groveflow.request import DataSpec
+
+    # GIVEN a model's encoding of a color column and a number column
+    train = {"color": np.array(["red", "blue", "red"]), "x": np.array([1.0, 2.0, 3.0])}
+    encoding = fit(train, ["color", "x"], None, CategoricalSpec())
+    spec = DataSpec(uri=str(tmp_path), format="columns")
+
+    def scoring_file(names: list[str], columns: list[np.ndarray]) -> str:
+        path = tmp_path / f"{'-'.join(names)}.gfcols"
+        write_columns(path, names, columns)
+        return str(path)
+
+    # WHEN a file with an unseen color, no blue, and an id column is read
+    good = scoring_file(
+        ["id", "color", "x"],
+        [np.array(["a", "b"]), np.array(["violet", "red"]), np.array([5.0, np.nan])],
+    )
+    X, ids = read_scoring_file(good, spec, encoding.feature_names, "id", encoding)
+    # THEN it is encoded as in training
+    np.testing.assert_array_equal(X, np.array([[0, 0, 5], [0, 1, np.nan]], dtype=np.float32))
+    assert ids is not None and ids.tolist() == ["a", "b"]
+    # and columns are matched by their raw names, not the encoded ones
+    swapped = scoring_file(["x", "color"], [np.array([1.0]), np.array(["red"])])
+    with pytest.raises(InvalidPredictRequest, match="another order"):
+        read_scoring_file(swapped, spec, encoding.feature_names, None, encoding)
+    lacking = scoring_file(["x"], [np.array([1.0])])
+    with pytest.raises(InvalidPredictRequest, match=r"missing \['color'\]"):
+        read_scoring_file(lacking, spec, encoding.feature_names, None, encoding)
+
+
 # --------------------------------------------------------------------------- scikit-learn
 
 
@@ -246,3 +296,127 @@ def test_the_column_transformer_pipeline_predicts_exactly_as_groveflow(task: str
             pipeline.predict(raw), forest.predict(encoding.transform(raw_columns))
         )
     assert [name for name, _ in pipeline.steps] == ["encode", "forest"]
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def _write_csv(path: Any, cells: dict[str, list[str]], extra: dict[str, list[str]]) -> None:
+    import csv
+
+    columns = {**cells, **extra}
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(list(columns))
+        writer.writerows(zip(*columns.values(), strict=True))
+
+
+def _parts(engine: Any, predictions_uri: str) -> list[dict[str, str]]:
+    import csv
+    import io
+
+    bucket, _, key = predictions_uri.removeprefix("s3://").partition("/")
+    manifest = json.loads(engine.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    prefix = key.rsplit("/", 1)[0]
+    rows: list[dict[str, str]] = []
+    for part in manifest["parts"]:
+        body = engine.s3.get_object(Bucket=bucket, Key=f"{prefix}/{part['key']}")["Body"].read()
+        rows.extend(csv.DictReader(io.StringIO(body.decode())))
+    return rows
+
+
+def _export(run_id: str, state_dir: Any, out: Any) -> Any:
+    import subprocess
+    import sys
+
+    import joblib
+
+    from conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-m", "groveflow.cli", "export", run_id, "--format", "joblib",
+         "--state-dir", str(state_dir), "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return joblib.load(out)
+
+
+def test_a_table_of_text_categories_booleans_and_dates_trains_scores_and_exports(
+    engine: Any, state_dir: Any, tmp_path: Any
+) -> None:
+    from conftest import unique_name
+    from groveflow.artifact import load_forest
+    from groveflow.layout import keys
+
+    # GIVEN a CSV with numeric, categorical, boolean, date and free-text columns, missing
+    # values in each, and a string target
+    cells = _table(2, 600)
+    _write_csv(tmp_path / "customers.csv", cells, {"label": _label(cells).tolist()})
+    run_id = unique_name("categorical")
+    request = {
+        "data": {
+            "uri": str(tmp_path / "customers.csv"),
+            "target": "label",
+            "categorical": {"columns": "auto", "encodings": {"size": "ordinal"}},
+        },
+        "n_trees": 12,
+        "grove_size": 4,
+        "seed": 3,
+        "run_id": run_id,
+    }
+    # WHEN it trains on the local engine through the real state machine
+    result = engine.run("TrainStateMachine", request, name=run_id)
+    # THEN the run succeeds, and the manifest stores the encoding learned from its training rows
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    body = engine.s3.get_object(Bucket=engine.bucket, Key=keys.manifest(run_id))["Body"].read()
+    manifest = json.loads(body)
+    encoding = Encoding.from_dict(manifest["encoding"])
+    kinds = {c.name: c.kind for c in encoding.columns}
+    assert kinds == {
+        "amount": "numeric",
+        "color": "onehot",
+        "size": "ordinal",
+        "member": "numeric",
+        "since": "date",
+        "note": "onehot",
+    }
+    assert manifest["feature_names"] == encoding.feature_names
+    assert "color=(missing)" in manifest["feature_names"]
+    assert encoding.columns[2].categories == ("L", "M", "S", "XL")
+    assert result.output["metrics"]["accuracy"] > 0.9
+
+    # GIVEN a scoring batch lacking most categories and holding unseen ones (and missing cells)
+    batch = _table(5, 90)
+    batch["color"] = [["red", "violet", ""][i % 3] for i in range(90)]
+    batch["size"] = [["M", "XXL", "?"][i % 3] for i in range(90)]
+    batch["note"] = [["first", "brand-new"][i % 2] for i in range(90)]
+    _write_csv(tmp_path / "batch.csv", {"customer": [f"c{i}" for i in range(90)], **batch}, {})
+    # WHEN the predict state machine scores it (what groveflow.predict runs)
+    name = unique_name("categorical-scores")
+    scored = engine.run(
+        "PredictStateMachine",
+        {
+            "model": run_id,
+            "data": {"uri": str(tmp_path / "batch.csv"), "id_column": "customer"},
+            "shard_rows": 40,
+            "probabilities": True,
+        },
+        name=name,
+        run_id=name,
+    )
+    # THEN it predicts every row
+    assert scored.status == "SUCCEEDED", (scored.error, scored.cause)
+    rows = _parts(engine, scored.output["predictions_uri"])
+    assert [r["id"] for r in rows] == [f"c{i}" for i in range(90)]
+    proba = np.array([[float(r["proba_churn"]), float(r["proba_stay"])] for r in rows])
+
+    # and the model loaded by groveflow and the exported Pipeline, on the raw rows, answer
+    # exactly as the prediction run did (max |diff| = 0)
+    forest = load_forest(str(engine.run_dir(run_id) / "model"))
+    assert forest.encoding == encoding
+    np.testing.assert_array_equal(forest.predict_proba(encoding.transform(batch)), proba)
+    pipeline = _export(run_id, state_dir, tmp_path / "model.joblib")
+    raw = _rows(batch, encoding.input_names)
+    assert np.max(np.abs(pipeline.predict_proba(raw) - proba)) == 0
+    assert pipeline.predict(raw).tolist() == [r["prediction"] for r in rows]
