@@ -119,6 +119,18 @@ def test_a_missing_value_never_seen_in_training_is_all_zeros_in_one_hot() -> Non
     np.testing.assert_array_equal(encoding.transform({"color": ["", "blue"]}), [[0, 0], [1, 0]])
 
 
+def test_a_number_or_boolean_is_one_category_however_a_reader_gives_it() -> None:
+    # GIVEN categories learned from text (as a user's raw rows hold them)
+    columns = {"zip": ["02139", "10001", "1.50"], "vip": ["TRUE", "false", "True"]}
+    spec = CategoricalSpec(columns=("zip", "vip"))
+    encoding = fit(columns, ["zip", "vip"], None, spec)
+    assert encoding.feature_names == ["zip=1.5", "zip=10001", "zip=2139", "vip=false", "vip=true"]
+    # WHEN the same values come as numbers and booleans (as the Ingest step reads them)
+    typed = {"zip": np.array([2139, 10001, 1.5]), "vip": np.array([True, False, True])}
+    # THEN they encode the same
+    np.testing.assert_array_equal(encoding.transform(typed), encoding.transform(columns))
+
+
 def test_the_encoding_round_trips_through_json_and_refuses_a_damaged_document() -> None:
     cells = _table(0, 200)
     encoding = fit(cells, list(cells), None, CategoricalSpec(encodings={"note": "ordinal"}))
@@ -160,7 +172,7 @@ def test_text_columns_not_named_are_refused_and_named_numbers_are_categories() -
     with pytest.raises(InvalidDataset, match=r"\['color'\].*data.categorical"):
         fit(columns, ["zip", "color", "x"], None, CategoricalSpec(columns=("zip",)))
     encoding = fit(columns, ["zip", "color", "x"], None, CategoricalSpec(columns=("zip", "color")))
-    assert encoding.feature_names == ["zip=02139", "zip=10001", "color=a", "color=b", "x"]
+    assert encoding.feature_names == ["zip=10001", "zip=2139", "color=a", "color=b", "x"]
     with pytest.raises(InvalidDataset, match=r"\['town'\] that are not feature columns"):
         fit(columns, ["zip", "color", "x"], None, CategoricalSpec(columns=("town",)))
 

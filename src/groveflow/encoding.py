@@ -23,9 +23,10 @@ The rules, per input column (in the order of the data's columns):
 
 A value is missing when it is None, NaN or, as text, one of the CSV missing markers
 (``""``, ``NA``, ``NaN``, ``null``, ``N/A``, ``?``, ``-``, ``none``, in any case).
-Categories are text with surrounding spaces removed; a number named as a category is its
-text (integers, and floats holding one, as digits: ``3.0`` is ``"3"``). A scoring batch
-never needs every category: the encoding, not the batch, decides the features.
+Categories are text with surrounding spaces removed; a number is one category however it is
+written (``3``, ``"03"``, ``3.0`` and ``"3.0"`` are ``"3"``; ``"1.50"`` is ``"1.5"``), and so is
+a boolean (``True`` and ``"TRUE"`` are ``"true"``), since a reader may give either form. A
+scoring batch never needs every category: the encoding, not the batch, decides the features.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ _TRUE, _FALSE = "true", "false"
 _ISO_DATE = re.compile(
     r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
 )
+_INTEGER = re.compile(r"[+-]?\d+")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_DAY = timedelta(days=1)
 
@@ -250,18 +252,32 @@ def _day(value: Any) -> float:
 
 
 def _category(value: Any) -> str:
-    """A cell's category text; ``""`` when it is missing."""
+    """A cell's category text; ``""`` when it is missing.
+
+    A number or boolean has one text whether a reader gave it as text or as a value (the
+    Ingest step reads ``"03"`` as 3 and ``"TRUE"`` as True, a user's raw rows may not).
+    """
     if _is_missing(value):
         return _MISSING
     if isinstance(value, str):
-        return value.strip()
+        return _text_category(value.strip())
     if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
+        return _TRUE if value else _FALSE
     if isinstance(value, float | np.floating):
-        return repr(float(value))
+        number = float(value)
+        return str(int(number)) if number.is_integer() else repr(number)
     return str(value)
+
+
+def _text_category(text: str) -> str:
+    if text.lower() in (_TRUE, _FALSE):
+        return text.lower()
+    if _INTEGER.fullmatch(text):
+        return str(int(text))
+    try:
+        return _category(float(text))
+    except ValueError:
+        return text
 
 
 def to_numbers(X: Any) -> np.ndarray:
