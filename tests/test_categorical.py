@@ -365,6 +365,12 @@ def test_a_table_of_text_categories_booleans_and_dates_trains_scores_and_exports
     # values in each, and a string target
     cells = _table(2, 600)
     _write_csv(tmp_path / "customers.csv", cells, {"label": _label(cells).tolist()})
+    # and a scoring batch lacking most categories and holding unseen ones (and missing cells)
+    batch = _table(5, 90)
+    batch["color"] = [["red", "violet", ""][i % 3] for i in range(90)]
+    batch["size"] = [["M", "XXL", "?"][i % 3] for i in range(90)]
+    batch["note"] = [["first", "brand-new"][i % 2] for i in range(90)]
+    _write_csv(tmp_path / "batch.csv", {"customer": [f"c{i}" for i in range(90)], **batch}, {})
     run_id = unique_name("categorical")
     request = {
         "data": {
@@ -376,8 +382,9 @@ def test_a_table_of_text_categories_booleans_and_dates_trains_scores_and_exports
         "grove_size": 4,
         "seed": 3,
         "run_id": run_id,
+        "predict": {"data": {"uri": str(tmp_path / "batch.csv"), "id_column": "customer"}},
     }
-    # WHEN it trains on the local engine through the real state machine
+    # WHEN it trains on the local engine through the real state machine, then scores the batch
     result = engine.run("TrainStateMachine", request, name=run_id)
     # THEN the run succeeds, and the manifest stores the encoding learned from its training rows
     assert result.status == "SUCCEEDED", (result.error, result.cause)
@@ -397,14 +404,10 @@ def test_a_table_of_text_categories_booleans_and_dates_trains_scores_and_exports
     assert "color=(missing)" in manifest["feature_names"]
     assert encoding.columns[2].categories == ("L", "M", "S", "XL")
     assert result.output["metrics"]["accuracy"] > 0.9
+    # and the batch was checked against the raw columns at plan, then scored
+    assert result.output["predictions"]["n_rows"] == 90
 
-    # GIVEN a scoring batch lacking most categories and holding unseen ones (and missing cells)
-    batch = _table(5, 90)
-    batch["color"] = [["red", "violet", ""][i % 3] for i in range(90)]
-    batch["size"] = [["M", "XXL", "?"][i % 3] for i in range(90)]
-    batch["note"] = [["first", "brand-new"][i % 2] for i in range(90)]
-    _write_csv(tmp_path / "batch.csv", {"customer": [f"c{i}" for i in range(90)], **batch}, {})
-    # WHEN the predict state machine scores it (what groveflow.predict runs)
+    # WHEN the predict state machine scores the batch again on its own (what groveflow.predict runs)
     name = unique_name("categorical-scores")
     scored = engine.run(
         "PredictStateMachine",
@@ -432,3 +435,29 @@ def test_a_table_of_text_categories_booleans_and_dates_trains_scores_and_exports
     raw = _rows(batch, encoding.input_names)
     assert np.max(np.abs(pipeline.predict_proba(raw) - proba)) == 0
     assert pipeline.predict(raw).tolist() == [r["prediction"] for r in rows]
+
+
+def test_a_one_hot_column_over_the_cap_fails_the_run_by_name_before_fan_out(
+    engine: Any, tmp_path: Any
+) -> None:
+    from conftest import unique_name
+
+    # GIVEN a table whose text column has 80 distinct values
+    cells = _table(3, 200)
+    cells["note"] = [f"ticket-{i % 80}" for i in range(200)]
+    _write_csv(tmp_path / "wide.csv", cells, {"label": _label(cells).tolist()})
+    run_id = unique_name("categorical-cap")
+    request = {
+        "data": {"uri": str(tmp_path / "wide.csv"), "target": "label", "categorical": "auto"},
+        "n_trees": 4,
+        "run_id": run_id,
+    }
+    # WHEN it trains with one-hot encoding and the default cap
+    result = engine.run("TrainStateMachine", request, name=run_id)
+    # THEN the plan refuses it, naming the column and its count of training values, and
+    # no grove was built
+    assert result.status == "FAILED"
+    assert result.error == "InvalidDataset"
+    assert "'note'" in result.cause and "distinct values in the training rows" in result.cause
+    assert "max_categories=64" in result.cause
+    assert not [i for i in result.invocations if i.function == "BuildGroveFunction"]
