@@ -3,6 +3,7 @@ groves, keeps every earlier grove byte for byte, and gives a fresh run's forest.
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -91,3 +92,48 @@ def test_a_forest_does_not_shrink_and_other_changes_are_refused(engine: Any) -> 
     assert "already used with a different input" in other.cause
     assert _builds(smaller) == _builds(other) == []
     assert _manifest(engine, run_id)["trees_built"] == 20
+
+
+def test_auto_grows_in_rounds_until_the_oob_score_stops_improving(engine: Any) -> None:
+    # GIVEN n_trees="auto": rounds of 10 trees up to 60, stopping below a 0.02 gain
+    run_id = unique_name("grow-auto")
+    request = {
+        **WINE,
+        "n_trees": "auto",
+        "round_trees": 10,
+        "max_trees": 60,
+        "oob_tolerance": 0.02,
+        "run_id": run_id,
+    }
+    result = engine.run("TrainStateMachine", request, name=run_id)
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    auto = _manifest(engine, run_id)["auto"]
+    rounds = auto["rounds"]
+    # THEN each round added 10 trees and built only its own groves
+    assert [r["n_trees"] for r in rounds] == list(range(10, 10 * len(rounds) + 1, 10))
+    assert _builds(result) == list(range(len(rounds)))
+    # and it stopped for a recorded reason: a gain below the tolerance, or max_trees
+    gains = [b["oob_score"] - a["oob_score"] for a, b in itertools.pairwise(rounds)]
+    if rounds[-1]["n_trees"] < 60:
+        assert gains[-1] < 0.02 and all(g >= 0.02 for g in gains[:-1])
+        assert "less than oob_tolerance=0.02" in auto["stopped"]
+    else:
+        assert auto["stopped"] == "max_trees=60 reached"
+    assert result.output["trees_built"] == rounds[-1]["n_trees"]
+    # and the forest is a fresh run's with that many trees
+    fresh_id = unique_name("grow-auto-fresh")
+    fresh = _run(engine, fresh_id, rounds[-1]["n_trees"])
+    assert fresh.status == "SUCCEEDED"
+    assert body(engine, keys.forest(run_id)) == body(engine, keys.forest(fresh_id))
+
+
+def test_auto_without_oob_is_refused_by_name() -> None:
+    import pytest
+
+    from groveflow.errors import InvalidRequest
+    from groveflow.request import parse_train_request
+
+    with pytest.raises(InvalidRequest, match="oob_score=true"):
+        parse_train_request({"data": {"uri": "sklearn:iris"}, "n_trees": "auto"})
+    with pytest.raises(InvalidRequest, match="apply only with n_trees='auto'"):
+        parse_train_request({"data": {"uri": "sklearn:iris"}, "max_trees": 40})

@@ -371,6 +371,7 @@ class ModelManifest:
     format_version: int = 1
     encoding: Encoding | None = None
     oob: dict[str, Any] | None = None
+    auto: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> ModelManifest:
@@ -409,6 +410,7 @@ class ModelManifest:
             format_version=raw.get("format_version", 1),
             encoding=stored_encoding(raw, f"the model manifest {where}"),
             oob=_optional_object(raw, "oob", where),
+            auto=_optional_object(raw, "auto", where),
         )
 
     @classmethod

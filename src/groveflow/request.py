@@ -118,6 +118,9 @@ class TrainRequest:
         Names the run's S3 prefix; the execution name when absent.
     predict : dict or None, default=None
         Rows to score with the new model once it is stored (see :mod:`groveflow.prediction`).
+    auto : AutoTrees or None, default=None
+        For ``n_trees: "auto"``: the forest grows in rounds while its OOB score improves;
+        ``n_trees`` is then the first round's.
     """
 
     data: DataSpec
@@ -130,6 +133,7 @@ class TrainRequest:
     tolerated_failure_percentage: float = 0.0
     run_id: str | None = None
     predict: dict[str, Any] | None = None
+    auto: AutoTrees | None = None
 
     @property
     def n_groves(self) -> int:
@@ -141,6 +145,9 @@ class TrainRequest:
         out = asdict(self)
         out["data"]["features"] = list(self.data.features) if self.data.features else None
         out["data"]["exclude"] = list(self.data.exclude)
+        del out["auto"]
+        if self.auto is not None:
+            out.update(n_trees="auto", **asdict(self.auto))
         if self.data.categorical is None:
             del out["data"]["categorical"]  # as records written before data.categorical read
         else:
@@ -356,6 +363,9 @@ def _parse_model(value: Any) -> ModelSpec:
 
 TOP_KEYS = {
     "data",
+    "max_trees",
+    "round_trees",
+    "oob_tolerance",
     "model",
     "n_trees",
     "grove_size",
@@ -383,10 +393,16 @@ def parse_train_request(value: Any) -> TrainRequest:
     check_keys("the execution input", value, TOP_KEYS)
     if "data" not in value:
         raise InvalidRequest("the execution input has no 'data' section (with a 'uri')")
-    n_trees = _int("n_trees", value.get("n_trees", 100), 1, MAX_TREES)
+    auto = _parse_auto(value)
+    n_trees = auto.round_trees if auto else _int("n_trees", value.get("n_trees", 100), 1, MAX_TREES)
     grove_size = _int("grove_size", value.get("grove_size", min(10, n_trees)), 1, MAX_TREES)
     if grove_size > n_trees:
         raise InvalidRequest(f"grove_size={grove_size} is larger than n_trees={n_trees}")
+    if auto is not None and -(-auto.max_trees // grove_size) > MAX_GROVES:
+        raise InvalidRequest(
+            f"max_trees={auto.max_trees} in groves of {grove_size} makes more than {MAX_GROVES} "
+            "groves; raise grove_size"
+        )
     if -(-n_trees // grove_size) > MAX_GROVES:
         raise InvalidRequest(
             f"n_trees={n_trees} in groves of {grove_size} makes more than {MAX_GROVES} groves; "
@@ -413,7 +429,43 @@ def parse_train_request(value: Any) -> TrainRequest:
         ),
         run_id=run_id,
         predict=_parse_predict(value.get("predict")),
+        auto=auto,
     )
+
+
+@dataclass(frozen=True)
+class AutoTrees:
+    """How ``n_trees: "auto"`` grows a forest: rounds of ``round_trees`` more trees while the
+    OOB score improves by at least ``oob_tolerance``, up to ``max_trees``."""
+
+    max_trees: int = 500
+    round_trees: int = 50
+    oob_tolerance: float = 0.001
+
+
+AUTO_KEYS = ("max_trees", "round_trees", "oob_tolerance")
+
+
+def _parse_auto(value: dict[str, Any]) -> AutoTrees | None:
+    given = [key for key in AUTO_KEYS if key in value]
+    if value.get("n_trees") != "auto":
+        if given:
+            raise InvalidRequest(f"{given} apply only with n_trees='auto'")
+        return None
+    model = value.get("model", {})
+    params = model.get("params", {}) if isinstance(model, dict) else {}
+    if not isinstance(params, dict) or params.get("oob_score") is not True:
+        raise InvalidRequest(
+            "n_trees='auto' grows the forest while its OOB score improves: set "
+            "model.params.oob_score=true (and keep bootstrap)"
+        )
+    default = AutoTrees()
+    max_trees = _int("max_trees", value.get("max_trees", default.max_trees), 1, MAX_TREES)
+    round_trees = _int(
+        "round_trees", value.get("round_trees", min(default.round_trees, max_trees)), 1, max_trees
+    )
+    tolerance = _number("oob_tolerance", value.get("oob_tolerance", default.oob_tolerance), 0, 1)
+    return AutoTrees(max_trees=max_trees, round_trees=round_trees, oob_tolerance=tolerance)
 
 
 def _parse_predict(value: Any) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ import hashlib
 import platform
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -96,6 +96,8 @@ def plan_run(
         ``run_id``, ``bucket``, ``plan_key``, ``n_groves``, ``max_concurrency`` and
         ``tolerated_failure_percentage``: small, so it fits any state payload.
     """
+    if event.get("grow") is not None:
+        return _plan_round(event, bucket, builder_reserved_concurrency)
     request = parse_train_request(event.get("request"))
     readable = (bucket, *data_buckets)
     check_readable(request.data.uri, readable, local_paths)
@@ -152,6 +154,7 @@ def plan_run(
         "bucket": bucket,
         "plan_key": keys.plan(run_id),
         "n_groves": len(plan),
+        "n_trees": request.n_trees,
         "max_concurrency": min(
             request.max_concurrency,
             len(plan),
@@ -251,6 +254,35 @@ def _check_same_run(stored: RunRecord | None, request: TrainRequest, run_id: str
         "choose a new run_id or repeat the original input to resume (or the same input with "
         "a larger n_trees to grow it)"
     )
+
+
+def _plan_round(
+    event: dict[str, Any], bucket: str, builder_reserved_concurrency: int | None
+) -> dict[str, Any]:
+    """Plan the next round of an ``n_trees: "auto"`` run: its groves to grow, nothing else.
+
+    ``event["grow"]`` is ``{"run_id", "n_trees", "from_n_trees"}`` (the round's target and
+    the forest's trees so far), ``event["plan"]`` the run's first plan output, which this
+    returns with the round's counts.
+    """
+    grow = event["grow"]
+    record = _read_record(bucket, grow["run_id"])
+    request = replace(parse_train_request(record.request), n_trees=int(grow["n_trees"]))
+    run_id = record.run_id
+    plan = _groves_to_grow(
+        bucket, run_id, grove_plan(request, run_id), int(grow["from_n_trees"]), request.grove_size
+    )
+    storage.put_json(bucket, keys.plan(run_id), plan)
+    return {
+        **event["plan"],
+        "n_groves": len(plan),
+        "n_trees": request.n_trees,
+        "max_concurrency": min(
+            request.max_concurrency,
+            len(plan),
+            builder_reserved_concurrency or request.max_concurrency,
+        ),
+    }
 
 
 def grove_plan(request: TrainRequest, run_id: str) -> list[dict[str, Any]]:
@@ -665,6 +697,8 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     telemetry.logger.append_keys(run_id=run_id)
     record = _read_record(bucket, run_id)
     request = parse_train_request(record.request)
+    if event.get("n_trees") is not None:  # the round of an n_trees="auto" run
+        request = replace(request, n_trees=int(event["n_trees"]))
     plan = grove_plan(request, run_id)
     groves = _collect_groves(bucket, run_id, plan, record)
     allowed = request.tolerated_failure_percentage
@@ -706,6 +740,7 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         format_version=artifact.FORMAT_VERSION,
         encoding=record.encoding,
         oob=out_of_bag,
+        auto=_next_round(bucket, run_id, request, out_of_bag),
     )
     storage.put_json(bucket, keys.manifest(run_id), manifest.to_dict())
     merge_seconds = time.perf_counter() - started
@@ -725,7 +760,47 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         "groves_missing": len(groves.missing),
         "metrics": holdout,
         "oob": None if out_of_bag is None else out_of_bag["metrics"],
+        "next_n_trees": manifest.auto["next_n_trees"] if manifest.auto else None,
         "merge_seconds": round(merge_seconds, 3),
+    }
+
+
+def _next_round(
+    bucket: str, run_id: str, request: TrainRequest, out_of_bag: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """For ``n_trees: "auto"``: the rounds so far with their OOB scores, and the next round's
+    ``n_trees`` (None once the score improved by less than the tolerance, or at max_trees,
+    with the reason in ``stopped``). Earlier rounds are read from the model's last manifest."""
+    auto = request.auto
+    if auto is None or out_of_bag is None:
+        return None
+    rounds: list[dict[str, Any]] = []
+    try:
+        previous = ModelManifest.from_dict(
+            storage.get_json(bucket, keys.manifest(run_id)), f"of run {run_id}"
+        )
+    except (FileNotFoundError, ArtifactError):
+        previous = None
+    if previous is not None and previous.auto and previous.trees_requested < request.n_trees:
+        rounds = list(previous.auto["rounds"])
+    score = out_of_bag["metrics"]["oob_score"]
+    rounds.append({"n_trees": request.n_trees, "oob_score": score})
+    stopped = None
+    if request.n_trees >= auto.max_trees:
+        stopped = f"max_trees={auto.max_trees} reached"
+    elif len(rounds) > 1 and score - rounds[-2]["oob_score"] < auto.oob_tolerance:
+        gain = score - rounds[-2]["oob_score"]
+        added = request.n_trees - rounds[-2]["n_trees"]
+        stopped = (
+            f"the OOB score changed by {gain:+.6f} over the last {added} trees, less than "
+            f"oob_tolerance={auto.oob_tolerance:g}"
+        )
+    following = min(request.n_trees + auto.round_trees, auto.max_trees)
+    return {
+        "rounds": rounds,
+        "stopped": stopped,
+        "next_n_trees": None if stopped else following,
+        **asdict(auto),
     }
 
 
