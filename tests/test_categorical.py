@@ -261,6 +261,47 @@ def test_a_scoring_file_is_read_by_its_raw_columns_and_refused_by_their_names(
         read_scoring_file(lacking, spec, encoding.feature_names, None, encoding)
 
 
+def test_load_forest_reads_the_manifest_encoding_and_refuses_a_damaged_one(tmp_path: Any) -> None:
+    import hashlib
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    from groveflow.artifact import decode_trees, encode_forest_file, encode_trees, load_forest
+
+    # GIVEN a model directory whose manifest stores the encoding its forest was fitted through
+    cells = _table(4, 120)
+    encoding = fit(cells, list(cells), None, CategoricalSpec())
+    X = encoding.transform(cells)
+    fitted = RandomForestClassifier(n_estimators=2, random_state=0).fit(X, _label(cells))
+    blob = encode_forest_file(
+        decode_trees(
+            encode_trees(fitted.estimators_, n_features=X.shape[1], classes=fitted.classes_)
+        )
+    )
+    (tmp_path / "forest.gfa").write_bytes(blob)
+    forest_entry = {"key": "forest.gfa", "sha256": hashlib.sha256(blob).hexdigest()}
+
+    def model_dir(stored: Any) -> str:
+        (tmp_path / "manifest.json").write_text(
+            json.dumps({"forest": forest_entry, "encoding": stored})
+        )
+        return str(tmp_path)
+
+    # WHEN it is loaded THEN the forest carries the encoding, and to_sklearn() is the pipeline
+    forest = load_forest(model_dir(encoding.to_dict()))
+    assert forest.encoding == encoding
+    assert [name for name, _ in forest.to_sklearn().steps] == ["encode", "forest"]
+    # and a manifest without one loads a plain forest, as before data.categorical
+    assert load_forest(model_dir(None)).encoding is None
+    # and a damaged encoding, or one of another width than the forest, is refused by name
+    damaged = {**encoding.to_dict(), "encoding_version": 9}
+    with pytest.raises(ArtifactError, match=r"encoding in the manifest.*encoding_version=9"):
+        load_forest(model_dir(damaged))
+    narrower = {**encoding.to_dict(), "columns": encoding.to_dict()["columns"][:2]}
+    with pytest.raises(ArtifactError, match="features; the forest has"):
+        load_forest(model_dir(narrower))
+
+
 # --------------------------------------------------------------------------- scikit-learn
 
 
