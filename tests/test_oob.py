@@ -191,3 +191,42 @@ def test_oob_that_would_cover_too_few_rows_is_refused_before_fan_out(engine: Any
     assert result.error == "InvalidRequest"
     assert "out of bag for any tree" in result.cause
     assert [i.function for i in result.invocations if i.function == "BuildGroveFunction"] == []
+
+
+def test_the_summary_and_report_show_the_oob_score_and_curve(engine: Any, tmp_path: Any) -> None:
+    from html.parser import HTMLParser
+
+    from groveflow import console
+    from groveflow.api import result_of
+    from groveflow.engines import Execution
+    from groveflow.report import write_report
+
+    # GIVEN a classification run with oob_score and a holdout
+    request = {
+        "data": {"uri": "sklearn:wine"},
+        "model": {"params": {"oob_score": True}},
+        "n_trees": 12,
+        "grove_size": 3,
+        "seed": 9,
+    }
+    run_id, manifest, result = _train(engine, request)
+    # WHEN its summary and report are made
+    ended = Execution("arn:run", result.status, result.output, None, None, 1.0)
+    summary = console.summary(result_of("train", run_id, ended))
+    page = write_report(engine.run_dir(run_id), tmp_path).read_text()
+    # THEN both carry the OOB score, and the report plots it against trees
+    assert summary["oob"] == manifest["oob"]["metrics"]
+    assert 'id="plot-oob_vs_trees"' in page
+    score = manifest["oob"]["metrics"]["oob_score"]
+
+    found: dict[str, str] = {}
+
+    class Values(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            named = dict(attrs)
+            if named.get("id", "") and str(named["id"]).startswith("oob-"):
+                found[str(named["id"])] = str(named.get("data-value"))
+
+    parser = Values()
+    parser.feed(page)
+    assert float(found["oob-oob_score"]) == score

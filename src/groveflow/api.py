@@ -108,6 +108,9 @@ class RunResult:
         ``lambda_requests``, ``state_transitions``...
     metrics : dict or None
         Holdout metrics (training).
+    oob : dict or None
+        Out-of-bag metrics (training with ``model.params.oob_score``): ``oob_score`` (as
+        scikit-learn's), the metrics over the rows some tree left out, ``n_rows_without_oob``.
     trees_requested, trees_built, groves_built : int or None
         The forest (training).
     model_uri : str or None
@@ -133,6 +136,7 @@ class RunResult:
     phase_seconds: dict[str, float] = field(default_factory=dict)
     cost: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
+    oob: dict[str, Any] | None = None
     trees_requested: int | None = None
     trees_built: int | None = None
     groves_built: int | None = None
@@ -315,6 +319,7 @@ def result_of(kind: str, run_id: str, execution: Execution) -> RunResult:
         phase_seconds=execution.phase_seconds,
         cost=execution.cost,
         metrics=output.get("metrics"),
+        oob=output.get("oob"),
         trees_requested=output.get("trees_requested"),
         trees_built=output.get("trees_built"),
         groves_built=output.get("groves_built"),

@@ -136,6 +136,7 @@ def summary(result: RunResult) -> dict[str, Any]:
         "trees_built": result.trees_built,
         "groves_built": result.groves_built,
         "metrics": result.metrics,
+        "oob": result.oob,
         "predictions": result.predictions if result.kind == "train" else None,
         "seconds": round(result.seconds, 2),
         "model_dir": str(result.model_dir) if result.model_dir is not None else None,
@@ -180,6 +181,11 @@ def _print_training(described: dict[str, Any], memory: dict[str, StageMemory]) -
         print(f"holdout   undefined on {metrics['n_test']} rows: {metrics.get('undefined')}")
     else:
         print("holdout   none (test_fraction=0)")
+    oob = described.get("oob")
+    if oob:
+        uncovered = oob["n_rows_without_oob"]
+        note = f", {uncovered} with no OOB tree" if uncovered else ""
+        print(f"oob       score {oob['oob_score']:.4f} on {oob['n_rows']} training rows{note}")
     print(f"seconds   {described['seconds']:.1f}")
     cost = described.get("cost")
     if cost:

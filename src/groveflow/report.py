@@ -205,6 +205,10 @@ def _plots(
             plots.append(_confusion_plot(forest, X, y))
         else:
             plots.append(_residual_plot(forest, X, y))
+    if manifest.oob is not None:
+        plots.append(
+            _oob_plot(manifest.oob, curve, "r2" if forest.classes_ is None else "accuracy")
+        )
     plots.append(_importance_plot(forest, manifest))
     if any(g.fit_seconds is not None for g in manifest.groves):
         plots.append(_fit_seconds_plot(manifest.groves))
@@ -250,6 +254,29 @@ def _curve_plot(curve: HoldoutCurve, manifest: ModelManifest) -> _Plot:
         "the held-out rows; the last point is the whole forest. Light lines mark grove boundaries."
     )
     return _Plot("metric_vs_trees", f"Holdout {label} by number of trees", caption, _render(draw))
+
+
+def _oob_plot(oob: dict[str, Any], holdout: HoldoutCurve | None, metric: str) -> _Plot:
+    """The OOB score of the first k trees, beside the holdout curve when there is one."""
+    label = _metric_label(metric)
+    points = np.array(oob["curve"], dtype=np.float64).reshape(-1, 2)
+
+    def draw(figure: Figure) -> None:
+        axes = figure.subplots()
+        axes.plot(points[:, 0], points[:, 1], color="tab:green", linewidth=1.5, label="OOB")
+        if holdout is not None:
+            axes.plot(holdout.n_trees, holdout.values, color="tab:blue", alpha=0.6, label="holdout")
+        axes.set_xlabel("number of trees (grove order)")
+        axes.set_ylabel(label)
+        axes.legend()
+        axes.grid(alpha=0.3)
+
+    caption = (
+        f"Out-of-bag {label} of the forest made of the first k trees (each training row scored "
+        "only by the trees whose bootstrap left it out), from the groves' OOB sums; the holdout "
+        "curve, where there is one, for comparison."
+    )
+    return _Plot("oob_vs_trees", f"OOB {label} by number of trees", caption, _render(draw))
 
 
 def _importance_plot(forest: Forest, manifest: ModelManifest) -> _Plot:
@@ -388,6 +415,7 @@ def _page(
         f"<h1>groveflow run <code>{run_id}</code></h1>",
         _summary_section(manifest),
         _metrics_section(manifest, curve, has_holdout),
+        *([_oob_section(manifest.oob)] if manifest.oob is not None else []),
         *(_figure(plot) for plot in plots),
         _provenance_section(manifest),
         _groves_section(manifest),
@@ -459,6 +487,14 @@ def _metrics_section(manifest: ModelManifest, curve: HoldoutCurve | None, has_ho
         )
     )
     return "<h2>Holdout metrics</h2>\n" + _table(rows)
+
+
+def _oob_section(oob: dict[str, Any]) -> str:
+    rows = [
+        _row(name, "n/a" if value is None else _number(value), f"oob-{name}", value)
+        for name, value in oob["metrics"].items()
+    ]
+    return "<h2>Out-of-bag metrics</h2>\n" + _table(rows)
 
 
 def _number(value: Any) -> str:
