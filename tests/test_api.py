@@ -76,6 +76,34 @@ def test_string_labels_and_feature_importances() -> None:
     assert model.feature_importances_.sum() == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_oob_score_is_scikit_learns_for_the_same_forest(task: str) -> None:
+    from sklearn.datasets import load_diabetes
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    from groveflow.layout import grove_seeds
+
+    # GIVEN one grove of 16 trees (the forest one scikit-learn fit makes), with oob_score
+    if task == "classification":
+        X, y = load_iris(return_X_y=True)
+        ours: Any = GroveForestClassifier(n_trees=16, grove_size=16, oob_score=True, engine=WARM)
+        theirs: Any = RandomForestClassifier
+    else:
+        X, y = load_diabetes(return_X_y=True)
+        ours = GroveForestRegressor(n_trees=16, grove_size=16, oob_score=True, engine=WARM)
+        theirs = RandomForestRegressor
+    ours.set_params(random_state=4).fit(X, y)
+    # WHEN scikit-learn fits the same trees with oob_score=True
+    fitted = theirs(n_estimators=16, random_state=grove_seeds(4, 1)[0], oob_score=True)
+    fitted.fit(X.astype(np.float32), y)
+    # THEN the OOB score and the OOB predictions are scikit-learn's, bit for bit
+    assert ours.oob_score_ == fitted.oob_score_
+    if task == "classification":
+        np.testing.assert_array_equal(ours.oob_decision_function_, fitted.oob_decision_function_)
+    else:
+        np.testing.assert_array_equal(ours.oob_prediction_, fitted.oob_prediction_)
+
+
 def test_one_fit_gives_the_forest_groveflow_train_gives(tmp_path: Path) -> None:
     # GIVEN digits as an .npz file and the equivalent training request
     X, y = load_digits(return_X_y=True)

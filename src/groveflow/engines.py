@@ -377,9 +377,13 @@ class Stack:
         s3 = self.client("s3")
         manifest = s3.get_object(Bucket=bucket, Key=f"{prefix}/manifest.json")["Body"].read()
         (target / "manifest.json").write_bytes(manifest)
-        forest_key = json.loads(manifest).get("forest", {}).get("key", "forest.gfa")
-        forest = s3.get_object(Bucket=bucket, Key=f"{prefix}/{forest_key}")["Body"].read()
-        (target / Path(forest_key).name).write_bytes(forest)
+        parsed = json.loads(manifest)
+        names = [parsed.get("forest", {}).get("key", "forest.gfa")]
+        if isinstance(parsed.get("oob"), dict):  # the OOB decision function, beside the forest
+            names.append(parsed["oob"]["decision"]["key"])
+        for name in names:
+            body = s3.get_object(Bucket=bucket, Key=f"{prefix}/{name}")["Body"].read()
+            (target / Path(name).name).write_bytes(body)
         return str(target)
 
     def start(self, machine: str, request: dict[str, Any], *, run_id: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ _TREE_PARAMS = (
     "ccp_alpha",
     "max_samples",
     "monotonic_cst",
+    "oob_score",
 )
 
 
@@ -129,8 +131,17 @@ class _GroveForest(BaseEstimator):
         run.raise_for_status()
         self.run_ = run
         assert run.model_uri is not None
-        self.forest_ = load_forest(engine.model_path(run.model_uri))
+        model_dir = engine.model_path(run.model_uri)
+        self.forest_ = load_forest(model_dir)
         self.forest_.n_jobs = self.n_jobs
+        if self.oob_score:
+            assert run.oob is not None
+            self.oob_score_ = float(run.oob["oob_score"])
+            decision = np.load(Path(model_dir) / "oob.npy", allow_pickle=False)
+            if self._task == "classification":
+                self.oob_decision_function_ = decision
+            else:
+                self.oob_prediction_ = decision
         return run
 
     def _check_X(self, X: Any) -> np.ndarray:
@@ -168,6 +179,9 @@ class GroveForestClassifier(ClassifierMixin, _GroveForest):
     max_samples, monotonic_cst, class_weight
         As scikit-learn's ``RandomForestClassifier`` (``bootstrap=None``: the kind's
         default, True for random_forest and False for extra_trees).
+    oob_score : bool, default=False
+        Score the forest out of bag, across its groves, exactly as scikit-learn's
+        ``oob_score=True`` does for the same trees.
     random_state : int, RandomState or None, default=None
         Seeds the groves (``SeedSequence(random_state).spawn``); None draws one.
     max_concurrency : int, default=40
@@ -189,6 +203,10 @@ class GroveForestClassifier(ClassifierMixin, _GroveForest):
     run_ : groveflow.RunResult
         The training run (its id, cost, seconds per stage).
     feature_importances_ : ndarray of shape (n_features_in_,)
+    oob_score_ : float
+        Out-of-bag accuracy (``oob_score=True`` only).
+    oob_decision_function_ : ndarray of shape (n_samples, n_classes)
+        Out-of-bag class probabilities of the training samples (``oob_score=True`` only).
     """
 
     _task = "classification"
@@ -211,6 +229,7 @@ class GroveForestClassifier(ClassifierMixin, _GroveForest):
         ccp_alpha: float = 0.0,
         max_samples: int | float | None = None,
         monotonic_cst: Any = None,
+        oob_score: bool = False,
         class_weight: Any = None,
         random_state: Any = None,
         max_concurrency: int = 40,
@@ -232,6 +251,7 @@ class GroveForestClassifier(ClassifierMixin, _GroveForest):
         self.ccp_alpha = ccp_alpha
         self.max_samples = max_samples
         self.monotonic_cst = monotonic_cst
+        self.oob_score = oob_score
         self.class_weight = class_weight
         self.random_state = random_state
         self.max_concurrency = max_concurrency
@@ -286,8 +306,10 @@ class GroveForestRegressor(RegressorMixin, _GroveForest):
     criterion : str, default="squared_error"
     max_features : int, float, str or None, default=1.0
     max_depth, min_samples_split, min_samples_leaf, min_weight_fraction_leaf,
-    max_leaf_nodes, min_impurity_decrease, bootstrap, ccp_alpha, max_samples, monotonic_cst
-        As scikit-learn's ``RandomForestRegressor``.
+    max_leaf_nodes, min_impurity_decrease, bootstrap, ccp_alpha, max_samples, monotonic_cst,
+    oob_score
+        As scikit-learn's ``RandomForestRegressor`` (``oob_score``: see
+        :class:`GroveForestClassifier`; gives ``oob_score_``, an R^2, and ``oob_prediction_``).
     random_state, max_concurrency, n_jobs, engine
         As :class:`GroveForestClassifier`.
 
@@ -320,6 +342,7 @@ class GroveForestRegressor(RegressorMixin, _GroveForest):
         ccp_alpha: float = 0.0,
         max_samples: int | float | None = None,
         monotonic_cst: Any = None,
+        oob_score: bool = False,
         random_state: Any = None,
         max_concurrency: int = 40,
         n_jobs: int | None = None,
@@ -340,6 +363,7 @@ class GroveForestRegressor(RegressorMixin, _GroveForest):
         self.ccp_alpha = ccp_alpha
         self.max_samples = max_samples
         self.monotonic_cst = monotonic_cst
+        self.oob_score = oob_score
         self.random_state = random_state
         self.max_concurrency = max_concurrency
         self.n_jobs = n_jobs
