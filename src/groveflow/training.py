@@ -40,6 +40,7 @@ from groveflow.errors import (
     InvalidPredictRequest,
     InvalidRequest,
 )
+from groveflow.estimate import check_budget, estimate_run
 from groveflow.ids import ACCEPTED, is_valid_id
 from groveflow.layout import grove_seeds, keys
 from groveflow.metrics import classification_metrics, regression_metrics
@@ -98,6 +99,7 @@ def plan_run(
     """
     if event.get("grow") is not None:
         return _plan_round(event, bucket, builder_reserved_concurrency)
+    started = time.perf_counter()
     request = parse_train_request(event.get("request"))
     readable = (bucket, *data_buckets)
     check_readable(request.data.uri, readable, local_paths)
@@ -112,6 +114,7 @@ def plan_run(
     if resumed:
         assert stored is not None
         feature_names, encoding = stored.feature_names, stored.encoding
+        run_estimate = stored.estimate
     else:
         dataset = load_dataset(
             _as_read(request.data, converted.get("data")),
@@ -122,8 +125,23 @@ def plan_run(
         estimate_mb = _check_fits(
             split["X_train"], request, builder_memory_mb, y_train=split["y_train"]
         )
-        _trial_fit(split["X_train"], split["y_train"], request)
+        # The trial grove refuses parameters that do not fit the data, and times the run.
+        run_estimate = estimate_run(
+            request,
+            split["X_train"],
+            split["y_train"],
+            split["X_test"],
+            builder_memory_mb=builder_memory_mb,
+            concurrency=min(
+                request.max_concurrency,
+                request.n_groves,
+                builder_reserved_concurrency or request.max_concurrency,
+            ),
+            plan_seconds=time.perf_counter() - started,
+            ingested=converted.get("data") is not None,
+        )
         check_oob_coverage(len(split["y_train"]), request.model.params, request.n_trees)
+        check_budget(request, run_estimate)
         feature_names, encoding = dataset.feature_names, dataset.encoding
     # Everything is checked before anything is written: a refused run leaves nothing behind.
     predict = _predict_section(
@@ -138,7 +156,16 @@ def plan_run(
     if not resumed:
         record = _run_record(request, run_id, dataset, split)
         # The size guard's estimate, kept so a run's summary can set it beside the measured peak.
-        _claim(bucket, run_id, request, {**record, "builder_estimate_mb": estimate_mb})
+        _claim(
+            bucket,
+            run_id,
+            request,
+            {
+                **record,
+                "builder_estimate_mb": estimate_mb,
+                "estimate": run_estimate.to_dict() if run_estimate else None,
+            },
+        )
         for name in SPLITS:
             storage.put_bytes(bucket, keys.split(run_id, name), storage.npy_bytes(split[name]))
     elif grown_from is not None:
@@ -153,14 +180,9 @@ def plan_run(
         "run_id": run_id,
         "bucket": bucket,
         "plan_key": keys.plan(run_id),
-        "n_groves": len(plan),
-        "n_trees": request.n_trees,
-        "max_concurrency": min(
-            request.max_concurrency,
-            len(plan),
-            builder_reserved_concurrency or request.max_concurrency,
-        ),
+        **_fan_out(request, plan, builder_reserved_concurrency),
         "tolerated_failure_percentage": request.tolerated_failure_percentage,
+        "estimate": None if run_estimate is None else run_estimate.summary(),
         "predict": predict,
         # The columnar copy of CSV or Parquet rows to score, beside (not in) the request, so the
         # prediction is recognised as the same request whichever execution ingested it.
@@ -273,8 +295,15 @@ def _plan_round(
         bucket, run_id, grove_plan(request, run_id), int(grow["from_n_trees"]), request.grove_size
     )
     storage.put_json(bucket, keys.plan(run_id), plan)
+    return {**event["plan"], **_fan_out(request, plan, builder_reserved_concurrency)}
+
+
+def _fan_out(
+    request: TrainRequest, plan: list[dict[str, Any]], builder_reserved_concurrency: int | None
+) -> dict[str, int]:
+    """The Map's size and concurrency for ``plan``: ``max_concurrency`` clamped to the
+    groves to build and to the builders' reserved concurrency (more would be throttled)."""
     return {
-        **event["plan"],
         "n_groves": len(plan),
         "n_trees": request.n_trees,
         "max_concurrency": min(
@@ -333,8 +362,8 @@ def _claim(bucket: str, run_id: str, request: TrainRequest, record: dict[str, An
 
 
 def _model_inputs(request: dict[str, Any]) -> dict[str, Any]:
-    """What decides a run's model: the request less its predict section."""
-    return {key: value for key, value in request.items() if key != "predict"}
+    """What decides a run's model: the request less its predict section and cost cap."""
+    return {key: value for key, value in request.items() if key not in ("predict", "max_cost_usd")}
 
 
 def _grove_trees(request: TrainRequest, grove: int) -> int:
@@ -436,23 +465,6 @@ def _check_fits(
             f"needs about {needed} MB, more than the builder's {memory_mb} MB; {hint}"
         )
     return needed
-
-
-def _trial_fit(X: np.ndarray, y: np.ndarray, request: TrainRequest) -> None:
-    """Fit one stump with the run's parameters on the training split, before any fan-out.
-
-    What scikit-learn checks only at fit time against the data (``monotonic_cst`` with
-    multiclass targets, missing values or the wrong length; ``max_samples`` above the row
-    count...) is refused here, by name, instead of in every grove builder.
-    """
-    model = request.model
-    params = {**model.params, "max_depth": 1}
-    classes = np.unique(y) if model.task == "classification" else None
-    estimator = make_estimator(model.kind, model.task, params, n_trees=1, seed=0, classes=classes)
-    try:
-        estimator.fit(X, y)
-    except (ValueError, TypeError) as error:
-        raise InvalidRequest(f"model.params do not fit this dataset: {error}") from None
 
 
 def _sha256_of(*arrays: np.ndarray) -> str:
