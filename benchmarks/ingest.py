@@ -20,7 +20,8 @@ stage adds. The local paths stand in for S3: on Lambda the Ingest step also down
 to /tmp and uploads the parts (streamed to and from disk, never held in memory).
 
 Usage: ``python benchmarks/ingest.py [--sizes 100,1000] [--rows 1e4,1e5,1e6,1e7]
-[--data-dir DIR] [--grove-size N]``. Generated files are kept in ``--data-dir`` for the next run.
+[--data-dir DIR] [--grove-size N] [--repeats N]``. Generated files are kept in ``--data-dir``
+for the next run.
 """
 
 from __future__ import annotations
@@ -179,8 +180,24 @@ def _measure(name: str, **arguments: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- reports
 
 
-def _against_readers(directory: Path, sizes: list[int]) -> None:
-    print("\n1. groveflow ingest vs pyarrow's reader, same file (fresh interpreter each)")
+def _best(repeats: int, name: str, **arguments: Any) -> dict[str, Any]:
+    """The fastest of ``repeats`` runs (the machine is shared), with the highest peak."""
+    runs = []
+    for _ in range(repeats):
+        if "directory" in arguments:
+            with tempfile.TemporaryDirectory(dir=arguments["directory"]) as scratch:
+                runs.append(_measure(name, path=arguments["path"], scratch=scratch))
+        else:
+            runs.append(_measure(name, **arguments))
+    best = min(runs, key=lambda run: run["seconds"])
+    return {**best, "peak_mb": max(run["peak_mb"] for run in runs)}
+
+
+def _against_readers(directory: Path, sizes: list[int], repeats: int) -> None:
+    print(
+        "\n1. groveflow ingest vs pyarrow's reader, same file (fresh interpreter each; "
+        f"fastest of {repeats}, highest peak)"
+    )
     header = (
         f"{'file':<26}{'MB':>7}  {'reader s':>9}{'ingest s':>9}{'ratio':>7}  "
         f"{'reader peak':>12}{'ingest peak':>12}  {'over imports':>13}{'peak/file':>10}"
@@ -190,9 +207,8 @@ def _against_readers(directory: Path, sizes: list[int]) -> None:
         csv_path, parquet_path = _files(directory, size)
         for path, reader in ((csv_path, "pyarrow-csv"), (parquet_path, "pyarrow-parquet")):
             file_mb = path.stat().st_size / MB
-            base = _measure(reader, path=str(path))
-            with tempfile.TemporaryDirectory(dir=directory) as scratch:
-                ours = _measure("ingest", path=str(path), scratch=scratch)
+            base = _best(repeats, reader, path=str(path))
+            ours = _best(repeats, "ingest", path=str(path), directory=directory)
             added = ours["peak_mb"] - ours["base_mb"]
             print(
                 f"{path.name:<26}{file_mb:>7.0f}  {base['seconds']:>9.2f}{ours['seconds']:>9.2f}"
@@ -256,6 +272,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100", help="CSV sizes in MB, comma-separated")
     parser.add_argument("--rows", default="1e4,1e5,1e6", help="rows of the scaling table")
     parser.add_argument("--grove-size", type=int, default=2, help="trees per grove")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each reader comparison")
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -270,7 +287,8 @@ def main() -> None:
         return
     options.data_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    _against_readers(options.data_dir, [int(s) for s in options.sizes.split(",") if s])
+    sizes = [int(s) for s in options.sizes.split(",") if s]
+    _against_readers(options.data_dir, sizes, options.repeats)
     rows = [int(float(r)) for r in options.rows.split(",") if r]
     _scaling(options.data_dir, rows, options.grove_size)
     print(f"\n(benchmark took {time.perf_counter() - started:.0f} s)")

@@ -9,7 +9,9 @@ Reading. CSV through ``pyarrow.csv.open_csv``, a streaming reader, with explicit
 the header row names the columns (a UTF-8 BOM is skipped), ``data.delimiter`` (a tab for
 ``.tsv``), double quotes (``""`` inside quotes is a quote), every letter case of
 :data:`groveflow.datasets.MISSING_MARKERS` as missing, in text columns too; ``.gz`` is
-decompressed as it is read, in blocks of :data:`BLOCK_BYTES`. Parquet a row group at a time
+decompressed as it is read, in blocks of :data:`BLOCK_BYTES` (an uncompressed file of at most
+:data:`WHOLE_READ_BYTES` is read at once by ``pyarrow.csv.read_csv``, which parses blocks in
+parallel). Parquet a row group at a time
 (``ParquetFile.read_row_group``, columns decoded in parallel). No file is held whole: peak
 memory is about one part, plus one column's numpy copy while it is written.
 
@@ -62,9 +64,14 @@ __all__ = [
     "missing_values",
 ]
 
-BLOCK_BYTES = 16 * 2**20
-"""Bytes of CSV text parsed at a time (pyarrow's ``block_size``)."""
-PART_BYTES = 256 * 2**20
+BLOCK_BYTES = 4 * 2**20
+"""Bytes of CSV text parsed at a time (pyarrow's ``block_size``). pyarrow's streaming reader
+decodes blocks ahead of the one it returns (about 100 MB of a 100 MB file before the first
+batch), and larger blocks read further ahead: with 32 MiB parts a 1 GB CSV peaked 260 MB above
+the interpreter with 4 MiB blocks; with 16 MiB blocks and 256 MiB parts, 1,100 MB."""
+PART_BYTES = 32 * 2**20
+WHOLE_READ_BYTES = 256 * 2**20
+"""An uncompressed CSV up to this size is read at once (:func:`_whole_csv`), larger streamed."""
 """Decoded bytes (pyarrow's) after which a part is written and a new one begun."""
 
 
@@ -81,25 +88,40 @@ def _delimiter(source: str, spec: DataSpec) -> str:
     return "\t" if source.lower().removesuffix(".gz").endswith(".tsv") else spec.delimiter
 
 
-def _csv_reader(path: Path, source: str, spec: DataSpec, types: dict[str, Any]) -> Any:
-    import pyarrow as pa
+def _csv_options(source: str, spec: DataSpec, types: dict[str, Any]) -> dict[str, Any]:
     import pyarrow.csv as pacsv
 
-    compression = "gzip" if source.lower().endswith(".gz") else None
-    stream = pa.input_stream(str(path), compression=compression)
-    return pacsv.open_csv(
-        stream,
-        read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding="utf8"),
-        parse_options=pacsv.ParseOptions(
+    return {
+        "read_options": pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding="utf8"),
+        "parse_options": pacsv.ParseOptions(
             delimiter=_delimiter(source, spec), quote_char='"', double_quote=True
         ),
-        convert_options=pacsv.ConvertOptions(
+        "convert_options": pacsv.ConvertOptions(
             null_values=missing_values(),
             strings_can_be_null=True,
             quoted_strings_can_be_null=True,
             column_types=types,
         ),
-    )
+    }
+
+
+def _csv_reader(path: Path, source: str, spec: DataSpec, types: dict[str, Any]) -> Any:
+    """pyarrow's streaming reader of the CSV (``schema``, then record batches)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    compression = "gzip" if source.lower().endswith(".gz") else None
+    stream = pa.input_stream(str(path), compression=compression)
+    return pacsv.open_csv(stream, **_csv_options(source, spec, types))
+
+
+def _whole_csv(path: Path, source: str, spec: DataSpec, types: dict[str, Any]) -> Any:
+    """The CSV read at once, its blocks parsed in parallel: for files of at most
+    :data:`WHOLE_READ_BYTES`, where the streaming reader (one block after another) is
+    about three times slower and the table costs little more than its readahead."""
+    import pyarrow.csv as pacsv
+
+    return pacsv.read_csv(str(path), **_csv_options(source, spec, types))
 
 
 _CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\w+)")
@@ -148,10 +170,10 @@ def _csv_batches(path: Path, source: str, spec: DataSpec, text: tuple[str, ...])
     while True:
         reader = None
         try:
-            reader = _csv_reader(path, source, spec, types)
-            names = reader.schema.names
-            _check_names([n.strip() for n in names], source)
-            yield from reader
+            whole = not source.lower().endswith(".gz") and path.stat().st_size <= WHOLE_READ_BYTES
+            reader = (_whole_csv if whole else _csv_reader)(path, source, spec, types)
+            _check_names([n.strip() for n in reader.schema.names], source)
+            yield from reader.to_batches() if whole else reader
             return
         except pa.ArrowInvalid as error:
             message = str(error)
@@ -161,8 +183,11 @@ def _csv_batches(path: Path, source: str, spec: DataSpec, text: tuple[str, ...])
                 types[name] = getattr(pa, _WIDER.get(wider.group(2), "string"))()
                 continue
             raise _csv_error(message, path, source, spec) from None
-        except OSError as error:
-            raise InvalidDataset(f"{source} is not a readable gzip file: {error}") from None
+        except OSError as error:  # pyarrow's I/O errors, a damaged gzip stream among them
+            kind = "gzip" if source.lower().endswith(".gz") else "CSV"
+            raise InvalidDataset(f"{source} is not a readable {kind} file: {error}") from None
+        except pa.ArrowException as error:
+            raise _csv_error(str(error), path, source, spec) from None
 
 
 def _csv_error(message: str, path: Path, source: str, spec: DataSpec) -> InvalidDataset:
@@ -187,10 +212,16 @@ def _parquet_batches(path: Path, source: str) -> Iterator[Any]:
     try:
         file = pq.ParquetFile(str(path))
         _check_names([n.strip() for n in file.schema_arrow.names], source)
-        # A row group at a time: pyarrow decodes its columns in parallel (a file's largest
-        # row group is the most it holds at once besides the part being gathered).
+        # Row groups read together up to BLOCK_BYTES (pyarrow decodes their columns in
+        # parallel); a larger row group is read alone, the most held besides the part.
+        groups: list[int] = []
+        size = 0
         for group in range(file.num_row_groups):
-            yield from file.read_row_group(group).to_batches()
+            groups.append(group)
+            size += file.metadata.row_group(group).total_byte_size
+            if size >= BLOCK_BYTES or group == file.num_row_groups - 1:
+                yield from file.read_row_groups(groups).to_batches()
+                groups, size = [], 0
     except (pa.ArrowException, OSError) as error:
         raise InvalidDataset(f"{source} is not a readable Parquet file: {error}") from None
 
