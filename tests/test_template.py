@@ -116,6 +116,38 @@ EXPECTED_S3 = {
     },
     # Checks a request before conversion: reads and writes nothing.
     "ValidateRequestFunctionRole": {},
+    "SearchPlanFunctionRole": {
+        "s3:ListBucket": {BUCKET, "<DataBucketNames>"},
+        "s3:GetObject": {
+            f"{BUCKET}/datasets/*",
+            f"{BUCKET}/runs/*/run.json",
+            f"{BUCKET}/runs/*/search.json",
+            f"{BUCKET}/runs/*/data/*",
+            "<DataBucketNames>/*",
+        },
+        "s3:PutObject": {
+            f"{BUCKET}/runs/*/run.json",
+            f"{BUCKET}/runs/*/plan.json",
+            f"{BUCKET}/runs/*/search.json",
+            f"{BUCKET}/runs/*/data/*",
+        },
+    },
+    # Reads the round's OOB sums or groves; writes the next round's plan (and the refit's record).
+    "ScoreRoundFunctionRole": {
+        "s3:ListBucket": {BUCKET},
+        "s3:GetObject": {
+            f"{BUCKET}/runs/*/run.json",
+            f"{BUCKET}/runs/*/search.json",
+            f"{BUCKET}/runs/*/data/*",
+            f"{BUCKET}/runs/*/groves/*",
+        },
+        "s3:PutObject": {
+            f"{BUCKET}/runs/*/run.json",
+            f"{BUCKET}/runs/*/plan.json",
+            f"{BUCKET}/runs/*/search.json",
+            f"{BUCKET}/runs/*/data/source.json",
+        },
+    },
 }
 # What a state machine's Distributed Maps read with ItemReader.
 ITEM_PLANS = {f"{BUCKET}/runs/*/plan.json", f"{BUCKET}/predictions/*/shards.json"}
@@ -572,6 +604,8 @@ def test_every_handler_imports() -> None:
         "FinishPredictionsFunction",
         "IngestFunction",
         "ValidateRequestFunction",
+        "SearchPlanFunction",
+        "ScoreRoundFunction",
     }
     for logical_id, props in functions.items():
         module_name, _, attribute = props["Handler"].rpartition(".")

@@ -372,6 +372,7 @@ class ModelManifest:
     encoding: Encoding | None = None
     oob: dict[str, Any] | None = None
     auto: dict[str, Any] | None = None
+    search: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> ModelManifest:
@@ -411,6 +412,7 @@ class ModelManifest:
             encoding=stored_encoding(raw, f"the model manifest {where}"),
             oob=_optional_object(raw, "oob", where),
             auto=_optional_object(raw, "auto", where),
+            search=_optional_object(raw, "search", where),
         )
 
     @classmethod

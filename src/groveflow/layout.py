@@ -73,6 +73,17 @@ class keys:
         return f"runs/{run_id}/data/{name}.npy"
 
     @staticmethod
+    def split_source(run_id: str) -> str:
+        """Names the run whose split this run trains on, when not its own (a search's
+        candidates share the search's split)."""
+        return f"runs/{run_id}/data/source.json"
+
+    @staticmethod
+    def search(search_id: str) -> str:
+        """A search's candidates, schedule and scores (:mod:`groveflow.search`)."""
+        return f"runs/{search_id}/search.json"
+
+    @staticmethod
     def groves_prefix(run_id: str) -> str:
         return f"runs/{run_id}/groves/"
 

@@ -513,11 +513,24 @@ def _training_split(bucket: str, run_id: str) -> tuple[RunRecord, np.ndarray, np
     key = (bucket, run_id)
     if key not in _TRAIN_CACHE:
         record = _read_record(bucket, run_id)
-        X = storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, "X_train")))
-        y = storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, "y_train")))
+        source = split_run(bucket, run_id)
+        X = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "X_train")))
+        y = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "y_train")))
         _TRAIN_CACHE.clear()
         _TRAIN_CACHE[key] = (record, X, y)
     return _TRAIN_CACHE[key]
+
+
+def split_run(bucket: str, run_id: str) -> str:
+    """The run whose split ``run_id`` trains on: the one its ``data/source.json`` names (a
+    search's candidates share the search's split), else its own."""
+    try:
+        source = storage.get_json(bucket, keys.split_source(run_id))
+    except FileNotFoundError:
+        return run_id
+    if not isinstance(source, dict) or not is_valid_id(source.get("run_id")):
+        raise ArtifactError(f"{keys.split_source(run_id)} does not name a run: {source!r}")
+    return str(source["run_id"])
 
 
 def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
@@ -753,6 +766,7 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         encoding=record.encoding,
         oob=out_of_bag,
         auto=_next_round(bucket, run_id, request, out_of_bag),
+        search=_search_of(bucket, event.get("search_id")),
     )
     storage.put_json(bucket, keys.manifest(run_id), manifest.to_dict())
     merge_seconds = time.perf_counter() - started
@@ -774,7 +788,17 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         "oob": None if out_of_bag is None else out_of_bag["metrics"],
         "next_n_trees": manifest.auto["next_n_trees"] if manifest.auto else None,
         "merge_seconds": round(merge_seconds, 3),
+        **({"search": manifest.search} if manifest.search else {}),
     }
+
+
+def _search_of(bucket: str, search_id: Any) -> dict[str, Any] | None:
+    """A search's leaderboard, for its winner's manifest (None for a plain run)."""
+    if search_id is None:
+        return None
+    from groveflow.search import leaderboard
+
+    return leaderboard(bucket, str(search_id))
 
 
 def _next_round(
@@ -825,7 +849,8 @@ def _out_of_bag(
     function (``oob_decision_function_``, or ``oob_prediction_`` for regression) is stored
     beside the forest as ``oob.npy``.
     """
-    y_train = storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, "y_train")))
+    source = split_run(bucket, run_id)
+    y_train = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "y_train")))
     classes = record.classes_array()
     width = 1 if classes is None else len(classes)
 
@@ -860,8 +885,9 @@ def _store_forest(bucket: str, run_id: str, forest: artifact.Forest) -> bytes:
 def _evaluate(
     forest: artifact.Forest, bucket: str, run_id: str, request: TrainRequest
 ) -> dict[str, Any]:
-    X_test = storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, "X_test")))
-    y_test = storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, "y_test")))
+    source = split_run(bucket, run_id)
+    X_test = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "X_test")))
+    y_test = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "y_test")))
     if len(y_test) == 0:
         return {"n_test": 0, "note": "test_fraction=0: no held-out rows, no metrics"}
     forest.n_jobs = -1  # every vCPU the merge has; the answers are the same for any thread count

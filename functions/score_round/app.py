@@ -1,0 +1,16 @@
+"""Score a search round's candidates, keep the best, plan the next round or the winner's."""
+
+from typing import Any
+
+from groveflow import environment
+from groveflow.search import score_round
+from groveflow.telemetry import lambda_handler
+
+
+@lambda_handler
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return score_round(
+        event,
+        bucket=environment.bucket(),
+        builder_reserved_concurrency=environment.builder_reserved_concurrency(),
+    )

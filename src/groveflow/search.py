@@ -1,0 +1,629 @@
+"""Hyperparameter search with groves as the budget: grid, random, and successive halving.
+
+A search is a training request with a ``search`` section. Its id (the request's ``run_id``)
+names one run that holds the data split; each candidate is a run of its own
+(``<search>-c007``) whose ``data/source.json`` names that split, so no split is copied. Every
+round builds the surviving candidates' groves in one Distributed Map; :func:`score_round`
+ranks them by their groves' summed OOB predictions (:class:`groveflow.oob.OOBTotals`) or by
+their votes on a validation split carved from the training split, keeps the best
+``1 / factor`` and plans the next round, in which survivors grow: their earlier groves are
+kept, as a grown forest keeps them. The winner grows to the request's ``n_trees`` (or, with
+the validation metric, is refit on the whole training split) and the normal merge makes it
+the model, with the leaderboard in its manifest.
+
+Everything is a function of the input: candidates are drawn from the request's seed, every
+candidate's groves get the request's grove seeds, and ties rank by candidate number, so the
+same input gives the same leaderboard and model bytes on any number of workers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from groveflow import storage
+from groveflow.errors import InvalidDataset, InvalidRequest
+from groveflow.ids import ACCEPTED, is_valid_id
+from groveflow.layout import keys
+from groveflow.request import (
+    MAX_GROVES,
+    TrainRequest,
+    _validate_params,
+    check_keys,
+    parse_train_request,
+)
+
+__all__ = [
+    "SearchSpec",
+    "candidate_params",
+    "leaderboard",
+    "parse_search",
+    "plan_search",
+    "run_ids",
+    "schedule",
+    "score_round",
+]
+
+SEARCH_VERSION = 1
+STRATEGIES = ("grid", "random", "halving")
+METRICS = ("oob", "validation")
+DISTRIBUTIONS = ("uniform", "loguniform", "randint")
+SEARCH_KEYS = {
+    "space",
+    "strategy",
+    "n_candidates",
+    "metric",
+    "factor",
+    "trees_per_round",
+    "validation_fraction",
+}
+MAX_CANDIDATES = 1000
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """A validated ``search`` section.
+
+    Parameters
+    ----------
+    space : dict
+        ``model.params`` name to a list of values, or (random sampling) to
+        ``{"uniform": [a, b]}``, ``{"loguniform": [a, b]}`` or ``{"randint": [a, b]}``
+        (``b`` excluded, as scipy's ``randint``).
+    strategy : {"grid", "random", "halving"}, default="halving"
+        ``grid`` and ``random`` score every candidate once at ``trees_per_round`` trees;
+        ``halving`` keeps the best ``1 / factor`` each round and multiplies their trees by
+        ``factor``.
+    n_candidates : int or None, default=None
+        Candidates drawn (random, or halving over a random draw); None takes the grid.
+    metric : {"oob", "validation"}, default="oob"
+    factor : int, default=3
+    trees_per_round : int, default=min(20, n_trees)
+        Trees per candidate in the first round.
+    validation_fraction : float, default=0.2
+        With ``metric="validation"``, the share of the training split candidates are scored on.
+    """
+
+    space: dict[str, Any]
+    strategy: str = "halving"
+    n_candidates: int | None = None
+    metric: str = "oob"
+    factor: int = 3
+    trees_per_round: int = 20
+    validation_fraction: float = 0.2
+
+
+# ------------------------------------------------------------------------------ the input
+
+
+def parse_search(value: Any) -> tuple[TrainRequest, SearchSpec, list[dict[str, Any]]]:
+    """The base training request, the search section and every candidate's ``model.params``.
+
+    Every candidate is checked against scikit-learn here, before anything is written.
+
+    Raises
+    ------
+    InvalidRequest
+        Naming the bad section, parameter, value or candidate.
+    """
+    if not isinstance(value, dict) or not isinstance(value.get("search"), dict):
+        raise InvalidRequest("a search input is a training request with a 'search' object")
+    if value.get("n_trees") == "auto":
+        raise InvalidRequest("a search grows its candidates itself: give n_trees a number")
+    base = parse_train_request({k: v for k, v in value.items() if k != "search"})
+    if base.run_id is None:
+        raise InvalidRequest("a search needs a run_id (the search id)")
+    spec = _parse_spec(value["search"], base)
+    params = candidate_params(spec, base)
+    _check_candidates(params, spec, base)
+    _check_groves(spec, base, len(params))
+    for number in (len(params) - 1, 0):
+        if not is_valid_id(candidate_id(base.run_id, number)):
+            raise InvalidRequest(
+                f"run_id {base.run_id!r} is too long for its candidates' run ids "
+                f"({candidate_id(base.run_id, number)!r}); run ids are {ACCEPTED}"
+            )
+    return base, spec, params
+
+
+def _parse_spec(raw: dict[str, Any], base: TrainRequest) -> SearchSpec:
+    check_keys("search", raw, SEARCH_KEYS)
+    space = raw.get("space")
+    if not isinstance(space, dict) or not space:
+        raise InvalidRequest(
+            "search.space is empty: give model.params names and their values, e.g. "
+            '{"max_features": ["sqrt", 0.5], "min_samples_leaf": [1, 5]}'
+        )
+    for name, values in space.items():
+        _check_dimension(name, values)
+    strategy = raw.get("strategy", "halving")
+    if strategy not in STRATEGIES:
+        raise InvalidRequest(f"search.strategy={strategy!r}; accepted: {list(STRATEGIES)}")
+    metric = raw.get("metric", "oob")
+    if metric not in METRICS:
+        raise InvalidRequest(f"search.metric={metric!r}; accepted: {list(METRICS)}")
+    n_candidates = raw.get("n_candidates")
+    if n_candidates is not None:
+        n_candidates = _whole("search.n_candidates", n_candidates, 1, MAX_CANDIDATES)
+    sampled = [n for n, v in space.items() if isinstance(v, dict)]
+    if n_candidates is None and (strategy == "random" or sampled):
+        raise InvalidRequest(
+            f"search.n_candidates is needed to sample {sampled or 'the space'} "
+            f"(strategy={strategy!r})"
+        )
+    if strategy == "grid" and sampled:
+        raise InvalidRequest(f"search.strategy='grid' needs lists; {sampled} are distributions")
+    factor = _whole("search.factor", raw.get("factor", 3), 2, 100)
+    trees = _whole(
+        "search.trees_per_round", raw.get("trees_per_round", min(20, base.n_trees)), 1, base.n_trees
+    )
+    fraction = raw.get("validation_fraction", 0.2)
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+        raise InvalidRequest(f"search.validation_fraction must be in (0, 1), got {fraction!r}")
+    return SearchSpec(
+        space=dict(space),
+        strategy=strategy,
+        n_candidates=n_candidates,
+        metric=metric,
+        factor=factor,
+        trees_per_round=trees,
+        validation_fraction=float(fraction),
+    )
+
+
+def _whole(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidRequest(f"{name} must be a whole number in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _check_dimension(name: str, values: Any) -> None:
+    where = f"search.space.{name}"
+    if isinstance(values, list):
+        if not values:
+            raise InvalidRequest(f"{where} is an empty list: give at least one value")
+        return
+    if not isinstance(values, dict) or len(values) != 1 or next(iter(values)) not in DISTRIBUTIONS:
+        raise InvalidRequest(
+            f"{where}={values!r}: give a list of values or one of "
+            + ", ".join(f'{{"{d}": [a, b]}}' for d in DISTRIBUTIONS)
+        )
+    ((kind, bounds),) = values.items()
+    numbers = isinstance(bounds, list) and len(bounds) == 2
+    numbers = numbers and all(
+        isinstance(b, int | float) and not isinstance(b, bool) for b in bounds
+    )
+    if not numbers or not bounds[0] < bounds[1]:
+        raise InvalidRequest(f"{where}.{kind} must be [low, high] with low < high, got {bounds!r}")
+    if kind == "loguniform" and bounds[0] <= 0:
+        raise InvalidRequest(f"{where}.loguniform needs low > 0, got {bounds!r}")
+    if kind == "randint" and not all(isinstance(b, int) for b in bounds):
+        raise InvalidRequest(f"{where}.randint needs whole numbers, got {bounds!r}")
+
+
+def candidate_params(spec: SearchSpec, base: TrainRequest) -> list[dict[str, Any]]:
+    """Every candidate's ``model.params``: the base params updated with one point of the
+    space; the grid in the space's order, or ``n_candidates`` drawn from the request's seed
+    (without replacement when the space is all lists)."""
+    names = list(spec.space)
+    lists = all(isinstance(v, list) for v in spec.space.values())
+    if lists:
+        grid = [dict(zip(names, point, strict=True)) for point in _grid(spec.space)]
+        if spec.n_candidates is None or spec.n_candidates >= len(grid):
+            points = grid
+        else:
+            rng = np.random.default_rng(base.seed)
+            chosen = np.sort(rng.permutation(len(grid))[: spec.n_candidates])
+            points = [grid[i] for i in chosen]
+    else:
+        assert spec.n_candidates is not None
+        rng = np.random.default_rng(base.seed)
+        points = [
+            {name: _draw(rng, spec.space[name]) for name in names} for _ in range(spec.n_candidates)
+        ]
+    extra = {"oob_score": True} if spec.metric == "oob" else {}
+    return [{**base.model.params, **point, **extra} for point in points]
+
+
+def _grid(space: dict[str, Any]) -> itertools.product[tuple[Any, ...]]:
+    return itertools.product(*space.values())
+
+
+def _draw(rng: np.random.Generator, dimension: Any) -> Any:
+    if isinstance(dimension, list):
+        return dimension[int(rng.integers(len(dimension)))]
+    ((kind, (low, high)),) = dimension.items()
+    if kind == "uniform":
+        return float(rng.uniform(low, high))
+    if kind == "loguniform":
+        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    return int(rng.integers(low, high))
+
+
+def _check_candidates(params: list[dict[str, Any]], spec: SearchSpec, base: TrainRequest) -> None:
+    """Each candidate's params, as scikit-learn validates them, before any fan-out."""
+    kind, task = base.model.kind, base.model.task
+    if spec.metric == "oob":
+        for number, candidate in enumerate(params):
+            if not candidate.get("bootstrap", kind == "random_forest"):
+                raise InvalidRequest(
+                    f"search.metric='oob' needs bootstrap=true, and candidate c{number:03d} "
+                    f"has bootstrap=false ({kind}): use metric 'validation', or keep bootstrap"
+                )
+    for number, candidate in enumerate(params):
+        try:
+            _validate_params(kind, task, candidate)
+        except InvalidRequest as error:
+            message = str(error).replace("model.params", "search.space", 1)
+            point = {k: candidate[k] for k in spec.space if k in candidate}
+            raise InvalidRequest(f"search candidate c{number:03d} {point}: {message}") from None
+
+
+def schedule(spec: SearchSpec, n_candidates: int, n_trees: int) -> list[tuple[int, int]]:
+    """Each round's ``(candidates, trees per candidate)``: one round for grid and random;
+    for halving, ``ceil(candidates / factor)`` survive each round with ``factor`` times the
+    trees, until one would remain or the trees reach ``n_trees``."""
+    rounds = [(n_candidates, min(spec.trees_per_round, n_trees))]
+    while spec.strategy == "halving":
+        alive, trees = rounds[-1]
+        keep = -(-alive // spec.factor)
+        if keep <= 1 or trees >= n_trees:
+            break
+        rounds.append((keep, min(trees * spec.factor, n_trees)))
+    return rounds
+
+
+def _check_groves(spec: SearchSpec, base: TrainRequest, n_candidates: int) -> None:
+    grove_size = base.grove_size
+    rounds = schedule(spec, n_candidates, base.n_trees)
+    builds = sum(alive * -(-trees // grove_size) for alive, trees in rounds)
+    builds += -(-base.n_trees // grove_size)
+    if builds > MAX_GROVES:
+        raise InvalidRequest(
+            f"the search plans {builds} grove builds ({n_candidates} candidates x groves of "
+            f"{grove_size} trees over {len(rounds)} rounds, and the winner's), more than "
+            f"{MAX_GROVES}: fewer candidates, fewer trees_per_round, or a larger grove_size"
+        )
+
+
+def candidate_id(search_id: str, number: int) -> str:
+    """A candidate's run id: ``<search>-c007``."""
+    return f"{search_id}-c{number:03d}"
+
+
+def final_id(search_id: str) -> str:
+    """The winner refit on the whole training split (``metric="validation"``)."""
+    return f"{search_id}-final"
+
+
+def validation_id(search_id: str) -> str:
+    """The run holding the validation split (``metric="validation"``): its ``X_train`` is
+    what candidates fit, its ``X_test`` what they are scored on."""
+    return f"{search_id}-val"
+
+
+def run_ids(value: Any) -> list[str]:
+    """Every run a search input makes besides the search's own (for a local mirror)."""
+    base, spec, params = parse_search(value)
+    assert base.run_id is not None
+    ids = [candidate_id(base.run_id, i) for i in range(len(params))]
+    if spec.metric == "validation":
+        ids += [validation_id(base.run_id), final_id(base.run_id)]
+    return ids
+
+
+# ------------------------------------------------------------------------------- the plan
+
+
+def plan_search(
+    event: dict[str, Any],
+    *,
+    bucket: str,
+    builder_memory_mb: int,
+    data_buckets: tuple[str, ...] = (),
+    local_paths: bool = False,
+    builder_reserved_concurrency: int | None = None,
+) -> dict[str, Any]:
+    """Check the search, split the data once (as a run's plan does), write every candidate's
+    run record and the first round's grove plan.
+
+    Parameters are those of :func:`groveflow.training.plan_run`; ``event`` is
+    ``{"request": <search input>, "execution_name": str}``.
+
+    Returns
+    -------
+    dict
+        The first round's plan (``run_id`` the search id, ``plan_key``, ``n_groves``,
+        ``max_concurrency``...), with ``round`` and ``stage``.
+    """
+    from groveflow import training
+
+    raw = event.get("request")
+    base, spec, params = parse_search(raw)
+    search_id = base.run_id
+    assert search_id is not None
+    stored = _stored_search(bucket, search_id)
+    if stored is not None and stored["input"] != raw:
+        raise InvalidRequest(
+            f"search {search_id!r} was already run with a different input; repeat it to "
+            "resume, or choose a new run_id"
+        )
+    base_dict = {k: v for k, v in base.to_dict().items() if k != "predict"}
+    training.plan_run(
+        {"request": base_dict, "execution_name": event.get("execution_name"), "converted": None},
+        bucket=bucket,
+        builder_memory_mb=builder_memory_mb,
+        data_buckets=data_buckets,
+        local_paths=local_paths,
+        builder_reserved_concurrency=builder_reserved_concurrency,
+    )
+    record = storage.get_json(bucket, keys.request(search_id))
+    source = search_id
+    if spec.metric == "validation":
+        source = validation_id(search_id)
+        _carve_validation(bucket, search_id, source, spec, base)
+    ids = [candidate_id(search_id, i) for i in range(len(params))]
+    for run_id, candidate in zip(ids, params, strict=True):
+        _write_candidate(bucket, record, run_id, candidate, base=base, source=source)
+    rounds = schedule(spec, len(ids), base.n_trees)
+    document = {
+        "search_version": SEARCH_VERSION,
+        "input": raw,
+        "spec": {**spec.__dict__},
+        "candidates": [{"run_id": r, "params": p} for r, p in zip(ids, params, strict=True)],
+        "schedule": [list(r) for r in rounds],
+        "source": source,
+        "scores": {},
+        "survivors": ids,
+        "trees_fitted": 0,
+    }
+    return _plan_round(bucket, search_id, document, 0, builder_reserved_concurrency)
+
+
+def _stored_search(bucket: str, search_id: str) -> dict[str, Any] | None:
+    try:
+        value: dict[str, Any] = storage.get_json(bucket, keys.search(search_id))
+    except FileNotFoundError:
+        return None
+    return value
+
+
+def _carve_validation(
+    bucket: str, search_id: str, source: str, spec: SearchSpec, base: TrainRequest
+) -> None:
+    """Split the training split again, seeded: candidates fit one part, are scored on the
+    other; the holdout stays untouched for the final score."""
+    from sklearn.model_selection import train_test_split
+
+    X = storage.read_npy(storage.get_bytes(bucket, keys.split(search_id, "X_train")))
+    y = storage.read_npy(storage.get_bytes(bucket, keys.split(search_id, "y_train")))
+    classification = base.model.task == "classification"
+    if classification:
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() < 2:
+            raise InvalidDataset(
+                "too few rows for a validation split: a class has one training row; "
+                "use metric 'oob'"
+            )
+    try:
+        fit, val = train_test_split(
+            np.arange(len(y)),
+            test_size=spec.validation_fraction,
+            random_state=base.seed % 2**32,
+            stratify=y if classification else None,
+        )
+    except ValueError as error:
+        raise InvalidDataset(f"search.validation_fraction: {error}") from None
+    fit, val = np.sort(fit), np.sort(val)
+    parts = {"X_train": X[fit], "y_train": y[fit], "X_test": X[val], "y_test": y[val]}
+    for name, array in parts.items():
+        storage.put_bytes(bucket, keys.split(source, name), storage.npy_bytes(array))
+
+
+def _write_candidate(
+    bucket: str,
+    record: dict[str, Any],
+    run_id: str,
+    params: dict[str, Any],
+    *,
+    base: TrainRequest,
+    source: str,
+) -> None:
+    """A candidate's run record (the search's, with its params) and where its split lives."""
+    request = _candidate_request(base, run_id, params)
+    candidate = {**record, "run_id": run_id, "request": request.to_dict()}
+    created = storage.create_json(bucket, keys.request(run_id), candidate)
+    if not created and storage.get_json(bucket, keys.request(run_id)) != candidate:
+        raise InvalidRequest(
+            f"run_id {run_id!r} (a candidate of this search) already holds another run"
+        )
+    storage.put_json(bucket, keys.split_source(run_id), {"run_id": source})
+
+
+def _candidate_request(base: TrainRequest, run_id: str, params: dict[str, Any]) -> TrainRequest:
+    return replace(base, model=replace(base.model, params=params), run_id=run_id, predict=None)
+
+
+def _plan_round(
+    bucket: str,
+    search_id: str,
+    document: dict[str, Any],
+    number: int,
+    builder_reserved_concurrency: int | None,
+) -> dict[str, Any]:
+    """Write round ``number``'s grove plan (the survivors' groves past last round's)."""
+    from groveflow import training
+
+    base = parse_train_request(_base_input(document))
+    alive, trees = document["schedule"][number]
+    previous = document["schedule"][number - 1][1] if number else 0
+    params = {c["run_id"]: c["params"] for c in document["candidates"]}
+    plan: list[dict[str, Any]] = []
+    for run_id in document["survivors"][:alive]:
+        request = replace(_candidate_request(base, run_id, params[run_id]), n_trees=trees)
+        full = training.grove_plan(request, run_id)
+        plan += training._groves_to_grow(bucket, run_id, full, previous, request.grove_size)
+    stage = {"round": number, "stage": "round", "winner": None}
+    return _write_plan(bucket, document, plan, stage, base, reserved=builder_reserved_concurrency)
+
+
+def _base_input(document: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in document["input"].items() if k != "search"}
+
+
+def _write_plan(
+    bucket: str,
+    document: dict[str, Any],
+    plan: list[dict[str, Any]],
+    stage: dict[str, Any],
+    base: TrainRequest,
+    *,
+    reserved: int | None,
+) -> dict[str, Any]:
+    """Store the search document and the grove plan; the plan's summary for the Map, with
+    ``stage`` (``round``, ``stage`` and ``winner``)."""
+    search_id = str(base.run_id)
+    document = {
+        **document,
+        "trees_fitted": document["trees_fitted"] + sum(item["n_trees"] for item in plan),
+    }
+    storage.put_json(bucket, keys.search(search_id), document)
+    storage.put_json(bucket, keys.plan(search_id), plan)
+    return {
+        "run_id": search_id,
+        "bucket": bucket,
+        "plan_key": keys.plan(search_id),
+        "n_groves": len(plan),
+        "max_concurrency": min(
+            base.max_concurrency,
+            max(1, len(plan)),
+            reserved or base.max_concurrency,
+        ),
+        "tolerated_failure_percentage": base.tolerated_failure_percentage,
+        **stage,
+    }
+
+
+# ------------------------------------------------------------------------------ the rounds
+
+
+def score_round(
+    event: dict[str, Any], *, bucket: str, builder_reserved_concurrency: int | None = None
+) -> dict[str, Any]:
+    """Score the round just built, keep the best, and plan the next round or the winner's.
+
+    ``event`` is the round's plan (what :func:`plan_search` or the last call returned).
+    Candidates rank by score, ties by candidate number. After the last round the winner's
+    remaining groves are planned (``stage="final"``, ``winner`` its run id): with the OOB
+    metric it grows to ``n_trees``; with validation it is refit on the whole training split.
+    """
+    from groveflow import training
+
+    search_id = event["run_id"]
+    document = storage.get_json(bucket, keys.search(search_id))
+    number = int(event["round"])
+    base = parse_train_request(_base_input(document))
+    alive, trees = document["schedule"][number]
+    order = {c["run_id"]: i for i, c in enumerate(document["candidates"])}
+    params = {c["run_id"]: c["params"] for c in document["candidates"]}
+    scores = dict(document["scores"])
+    scored = document["survivors"][:alive]
+    for run_id in scored:
+        request = replace(_candidate_request(base, run_id, params[run_id]), n_trees=trees)
+        score = _score(bucket, document, request, run_id)
+        scores[run_id] = [*scores.get(run_id, [])[:number], [trees, score]]
+    ranked = sorted(scored, key=lambda r: (-scores[r][-1][1], order[r]))
+    document = {**document, "scores": scores, "survivors": ranked}
+    if number + 1 < len(document["schedule"]):
+        return _plan_round(bucket, search_id, document, number + 1, builder_reserved_concurrency)
+    winner = ranked[0]
+    final = replace(_candidate_request(base, winner, params[winner]), n_trees=base.n_trees)
+    grown_from = trees
+    if document["spec"]["metric"] == "validation":
+        record = storage.get_json(bucket, keys.request(search_id))
+        winner = final_id(search_id)
+        _write_candidate(bucket, record, winner, params[ranked[0]], base=base, source=search_id)
+        final = replace(final, run_id=winner)
+        grown_from = 0
+    plan = training._groves_to_grow(
+        bucket, winner, training.grove_plan(final, winner), grown_from, final.grove_size
+    )
+    document = {**document, "winner": ranked[0], "model_run_id": winner}
+    stage = {"round": number, "stage": "final", "winner": winner}
+    return _write_plan(bucket, document, plan, stage, base, reserved=builder_reserved_concurrency)
+
+
+def _score(bucket: str, document: dict[str, Any], request: TrainRequest, run_id: str) -> float:
+    """A candidate's score at ``request.n_trees`` trees: OOB accuracy or R^2 (as
+    scikit-learn's ``oob_score_``), or accuracy or R^2 on the validation split."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from groveflow import artifact, training
+    from groveflow.documents import RunRecord
+
+    record = RunRecord.from_dict(storage.get_json(bucket, keys.request(run_id)))
+    classes = record.classes_array()
+    source = document["source"]
+    groves = training.grove_plan(request, run_id)
+    with ThreadPoolExecutor(training.GROVE_READERS) as pool:
+        if document["spec"]["metric"] == "oob":
+            from groveflow.oob import OOBTotals, read_oob
+
+            y = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "y_train")))
+            width = 1 if classes is None else len(classes)
+
+            def oob(item: dict[str, Any]) -> tuple[int, np.ndarray, np.ndarray]:
+                blob = storage.get_bytes(bucket, keys.grove_oob(run_id, item["grove"]))
+                return (item["n_trees"], *read_oob(blob, len(y), width))
+
+            totals = OOBTotals(y_train=y, classes=classes)
+            totals.add_all(pool.map(oob, groves), request.n_trees)
+            return totals.score()
+        blobs = pool.map(
+            lambda i: storage.get_bytes(bucket, keys.grove(run_id, i["grove"])), groves
+        )
+        forest = artifact.Forest.concat([artifact.decode_trees(b) for b in blobs])
+    X = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "X_test")))
+    y = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "y_test")))
+    if classes is None:
+        from sklearn.metrics import r2_score
+
+        return float(r2_score(y, forest.predict(X)))
+    return float(np.mean(forest.predict(X) == y))
+
+
+def leaderboard(bucket: str, search_id: str) -> dict[str, Any]:
+    """The search's leaderboard for the winner's manifest: each candidate's params and its
+    ``[trees, score]`` per round it ran, best first, with the winner and the trees fitted."""
+    document = storage.get_json(bucket, keys.search(search_id))
+    order = {c["run_id"]: i for i, c in enumerate(document["candidates"])}
+    scores = document["scores"]
+    candidates = sorted(
+        document["candidates"],
+        key=lambda c: (-len(scores[c["run_id"]]), -scores[c["run_id"]][-1][1], order[c["run_id"]]),
+    )
+    spec = document["spec"]
+    return {
+        "search_id": search_id,
+        "strategy": spec["strategy"],
+        "metric": spec["metric"],
+        "factor": spec["factor"],
+        "rounds": document["schedule"],
+        "winner": document["winner"],
+        "winner_params": next(
+            c["params"] for c in document["candidates"] if c["run_id"] == document["winner"]
+        ),
+        "trees_fitted": document["trees_fitted"],
+        "candidates": [
+            {
+                "run_id": c["run_id"],
+                "params": {k: c["params"][k] for k in spec["space"]},
+                "scores": document["scores"][c["run_id"]],
+            }
+            for c in candidates
+        ],
+    }

@@ -1,0 +1,188 @@
+"""Hyperparameter search as a state machine: successive halving with groves as the budget.
+
+Each search runs the real SearchStateMachine on the local engine: SearchPlan, one grove Map
+per round over (candidate, grove) items, ScoreRound, and the normal Merge of the winner.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, unique_name
+from evidence import body
+from groveflow.errors import InvalidRequest
+from groveflow.layout import keys
+from groveflow.oob import OOBTotals, read_oob
+from groveflow.search import parse_search, schedule
+
+SEARCH = "SearchStateMachine"
+WINE = {
+    "data": {"uri": "sklearn:wine"},
+    "n_trees": 30,
+    "grove_size": 5,
+    "seed": 11,
+    "search": {
+        "space": {"max_features": ["sqrt", 0.8], "min_samples_leaf": [1, 4, 12]},
+        "strategy": "halving",
+        "metric": "oob",
+        "factor": 3,
+        "trees_per_round": 5,
+    },
+}
+
+
+def _search(engine: Any, request: dict[str, Any], search_id: str | None = None) -> Any:
+    search_id = search_id or unique_name("search")
+    result = engine.run(SEARCH, {**request, "run_id": search_id}, name=unique_name(search_id))
+    return search_id, result
+
+
+def _builds(result: Any) -> list[tuple[str, int]]:
+    return sorted(
+        (i.payload["run_id"], i.payload["grove"])
+        for i in result.invocations
+        if i.function == "BuildGroveFunction" and i.error_type is None
+    )
+
+
+def _manifest(engine: Any, run_id: str) -> dict[str, Any]:
+    return json.loads(body(engine, keys.manifest(run_id)))
+
+
+def test_halving_keeps_the_best_third_grows_survivors_and_merges_the_winner(engine: Any) -> None:
+    # GIVEN 6 candidates, 5 trees each in round one, factor 3, 30 trees in the end
+    search_id, result = _search(engine, WINE)
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    board = result.output["search"]
+    # THEN round one scored 6 candidates at 5 trees, round two the best 2 at 15
+    assert board["rounds"] == [[6, 5], [2, 15]]
+    ran = {c["run_id"]: [t for t, _ in c["scores"]] for c in board["candidates"]}
+    assert sorted(ran.values()) == [[5]] * 4 + [[5, 15]] * 2
+    # AND the two survivors were the two best of round one
+    first = sorted(board["candidates"], key=lambda c: -c["scores"][0][1])
+    survivors = {r for r, trees in ran.items() if trees == [5, 15]}
+    assert {c["run_id"] for c in first[:2]} == survivors
+    # AND survivors grew: each grove was built once (rounds and the winner's growth reuse them)
+    builds = _builds(result)
+    assert len(builds) == len(set(builds)) == 6 * 1 + 2 * 2 + 3
+    assert board["trees_fitted"] == 6 * 5 + 2 * 10 + 15
+    # AND the winner is the model: 30 trees, the normal merge, the leaderboard in its manifest
+    winner = board["winner"]
+    assert winner in survivors and result.output["run_id"] == winner
+    manifest = _manifest(engine, winner)
+    assert manifest["trees_built"] == manifest["trees_requested"] == 30
+    assert manifest["search"] == board
+    assert manifest["params"] == {**board["winner_params"]}
+    # AND each score is the OOB score of the candidate's groves at that many trees
+    record = json.loads(body(engine, keys.request(winner)))
+    y = np.load(io.BytesIO(body(engine, keys.split(search_id, "y_train"))))
+    totals = OOBTotals(y_train=y, classes=np.array(record["classes"]))
+    groves = [read_oob(body(engine, keys.grove_oob(winner, g)), len(y), 3) for g in range(3)]
+    totals.add_all(((5, s, c) for s, c in groves), 15)
+    (winning,) = [c for c in board["candidates"] if c["run_id"] == winner]
+    assert winning["scores"][1] == [15, totals.score()]
+
+
+def test_the_same_search_gives_the_same_leaderboard_and_model_bytes_on_any_workers(
+    engine: Any, tmp_path: Path
+) -> None:
+    from groveflow.local import LocalEngine
+
+    # GIVEN one search input, run on the session's two workers and on a fresh one-worker engine
+    request = {**WINE, "seed": 5}
+    first_id, first = _search(engine, request)
+    with LocalEngine(ROOT, workers=1, state_dir=tmp_path) as single:
+        second_id, second = _search(single, request)
+        assert first.status == second.status == "SUCCEEDED", (second.error, second.cause)
+        one, two = first.output["search"], second.output["search"]
+        # THEN the leaderboards agree (but for the ids) and the winners' forests byte for byte
+        assert json.dumps(one).replace(first_id, "S") == json.dumps(two).replace(second_id, "S")
+        assert body(engine, keys.forest(one["winner"])) == body(single, keys.forest(two["winner"]))
+
+
+def test_a_rerun_with_the_same_id_reuses_every_stored_grove(engine: Any) -> None:
+    search_id, first = _search(engine, {**WINE, "seed": 3})
+    assert first.status == "SUCCEEDED", (first.error, first.cause)
+    forest = body(engine, keys.forest(first.output["run_id"]))
+    _, again = _search(engine, {**WINE, "seed": 3}, search_id)
+    assert again.status == "SUCCEEDED", (again.error, again.cause)
+    reused = [
+        i.output.get("reused")
+        for i in again.invocations
+        if i.function == "BuildGroveFunction" and i.output
+    ]
+    assert reused and all(reused)
+    assert again.output["search"] == first.output["search"]
+    assert body(engine, keys.forest(again.output["run_id"])) == forest
+    # AND another input under the same id is refused by name
+    _, other = _search(engine, {**WINE, "seed": 4}, search_id)
+    assert other.status == "FAILED" and "different input" in str(other.cause)
+
+
+def test_validation_metric_scores_on_a_carved_split_and_refits_the_winner(engine: Any) -> None:
+    request = {
+        **WINE,
+        "search": {
+            "space": {"min_samples_leaf": [1, 8], "max_depth": [2, None]},
+            "strategy": "grid",
+            "metric": "validation",
+            "trees_per_round": 10,
+        },
+    }
+    search_id, result = _search(engine, request)
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    board = result.output["search"]
+    assert board["rounds"] == [[4, 10]]
+    # THEN candidates fit 80% of the training split and the winner refits on all of it
+    n_train = json.loads(body(engine, keys.request(search_id)))["data"]["n_train"]
+    fit = np.load(io.BytesIO(body(engine, keys.split(f"{search_id}-val", "y_train"))))
+    assert len(fit) == n_train - int(np.ceil(0.2 * n_train))
+    assert result.output["run_id"] == f"{search_id}-final"
+    manifest = _manifest(engine, f"{search_id}-final")
+    assert manifest["trees_built"] == 30 and manifest["metrics"]["n_test"] > 0
+    assert manifest["params"] == board["winner_params"]
+
+
+BAD = [
+    ({"space": {}}, "search.space is empty"),
+    ({"space": {"max_featurs": [1, 2]}}, "unknown key 'max_featurs'"),
+    ({"space": {"min_samples_leaf": [1, 0]}}, "candidate c001 {'min_samples_leaf': 0}"),
+    ({"space": {"bootstrap": [True, False]}}, "metric='oob' needs bootstrap=true"),
+    (
+        {"space": {"min_samples_leaf": list(range(1, 400))}, "trees_per_round": 300},
+        "more than 10000",
+    ),
+]
+
+
+@pytest.mark.parametrize(("search", "message"), BAD, ids=[m for _, m in BAD])
+def test_bad_inputs_are_refused_by_name_before_any_grove(
+    engine: Any, search: dict[str, Any], message: str
+) -> None:
+    request = {**WINE, "n_trees": 300, "search": {"factor": 3, **search}}
+    with pytest.raises(InvalidRequest, match=message.replace("{", r"\{").replace("(", r"\(")):
+        parse_search({**request, "run_id": "s"})
+    _, result = _search(engine, request)
+    assert (result.status, result.error) == ("FAILED", "InvalidRequest")
+    assert message in str(result.cause)
+    assert [i.function for i in result.invocations] == ["SearchPlanFunction"]
+
+
+def test_the_halving_schedule() -> None:
+    base, spec, params = parse_search(
+        {
+            "data": {"uri": "sklearn:wine"},
+            "run_id": "s",
+            "n_trees": 200,
+            "search": {"space": {"min_samples_leaf": list(range(1, 28))}, "trees_per_round": 4},
+        }
+    )
+    assert len(params) == 27 and all(p["oob_score"] for p in params)
+    assert schedule(spec, 27, base.n_trees) == [(27, 4), (9, 12), (3, 36)]
+    assert schedule(spec, 27, 20) == [(27, 4), (9, 12), (3, 20)]
