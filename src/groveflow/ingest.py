@@ -1,6 +1,6 @@
 """Ingest: CSV and Parquet become the columnar files the plan and predict read, in their own step.
 
-pyarrow (about 125 MB unzipped in its layer) and scikit-learn (about 195 MB) cannot share one
+pyarrow (123 MiB unzipped; its layer 180 MiB) and scikit-learn's layer (196 MiB) cannot share one
 Lambda: together they exceed the 250 MB limit. So an ``Ingest`` step, with a layer of pyarrow
 and numpy only, runs first when the input names CSV or Parquet (training data, a training run's
 ``predict`` rows, a prediction run's rows); ``sklearn:``, ``.npy`` and ``.npz`` are read directly.
