@@ -106,16 +106,28 @@ def test_bad_files_are_refused_by_name(
         _columns(tmp_path, name, content)
 
 
+def test_a_ragged_row_deep_in_a_streamed_file_is_named_by_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_module, "BLOCK_BYTES", 1000)
+    monkeypatch.setattr(ingest_module, "WHOLE_READ_BYTES", 0)
+    content = "a,b\n" + "".join(f"{i},{i}\n" for i in range(3000)) + "7\n"
+    with pytest.raises(InvalidDataset, match=r"deep\.csv line 3002 has 1 fields; the header has 2"):
+        _columns(tmp_path, "deep.csv", content)
+
+
 def test_a_missing_file_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFound, match=r"absent\.csv"):
         ingest_file(str(tmp_path / "absent.csv"), DataSpec(uri="absent.csv"), tmp_path)
 
 
+@pytest.mark.parametrize("whole_read_bytes", [2**30, 0], ids=["read-at-once", "streamed"])
 def test_a_column_whose_later_blocks_widen_it_is_read_again_wider(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whole_read_bytes: int
 ) -> None:
     # GIVEN blocks far smaller than the file: pyarrow infers types from the first block only
     monkeypatch.setattr(ingest_module, "BLOCK_BYTES", 1024)
+    monkeypatch.setattr(ingest_module, "WHOLE_READ_BYTES", whole_read_bytes)
     rows = [f"{i},{i},{i}" for i in range(2000)]
     content = "ints,floats,text\n" + "\n".join(rows) + "\n7,7.5,seven\n"
     # WHEN a late row holds a fraction in one integer column and a word in another
@@ -127,11 +139,29 @@ def test_a_column_whose_later_blocks_widen_it_is_read_again_wider(
     assert columns["text"][0] == "0"
 
 
+@pytest.mark.parametrize("whole_read_bytes", [2**30, 0], ids=["read-at-once", "streamed"])
+def test_quoted_line_breaks_across_blocks_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whole_read_bytes: int
+) -> None:
+    # GIVEN quoted values holding line breaks, in a file of many blocks (pyarrow cuts blocks
+    # at line breaks unless told values may hold them)
+    monkeypatch.setattr(ingest_module, "BLOCK_BYTES", 1000)
+    monkeypatch.setattr(ingest_module, "WHOLE_READ_BYTES", whole_read_bytes)
+    content = "n,note,x\n" + "".join(f'{i},"line one\nline two",{i}.5\n' for i in range(2000))
+    # WHEN it is ingested
+    columns = _columns(tmp_path, "notes.csv", content)
+    # THEN every row is read whole, once
+    assert columns["n"].tolist() == list(range(2000))
+    assert set(columns["note"].tolist()) == {"line one\nline two"}
+    assert columns["x"][-1] == 1999.5
+
+
 def test_a_big_file_becomes_parts_in_row_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(ingest_module, "BLOCK_BYTES", 4096)
     monkeypatch.setattr(ingest_module, "PART_BYTES", 20_000)
+    monkeypatch.setattr(ingest_module, "WHOLE_READ_BYTES", 0)
     path = tmp_path / "big.csv"
     path.write_text("a,b\n" + "".join(f"{i},{i * 0.5}\n" for i in range(5000)))
     names, parts, rows = ingest_file(str(path), DataSpec(uri=str(path)), tmp_path)

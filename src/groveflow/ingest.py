@@ -88,13 +88,20 @@ def _delimiter(source: str, spec: DataSpec) -> str:
     return "\t" if source.lower().removesuffix(".gz").endswith(".tsv") else spec.delimiter
 
 
-def _csv_options(source: str, spec: DataSpec, types: dict[str, Any]) -> dict[str, Any]:
+def _csv_options(
+    source: str, spec: DataSpec, types: dict[str, Any], newlines: bool = False
+) -> dict[str, Any]:
+    """pyarrow's options for reading ``source``; ``newlines`` lets quoted values hold line
+    breaks (pyarrow then cannot cut blocks at any line break, and parses more slowly)."""
     import pyarrow.csv as pacsv
 
     return {
         "read_options": pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding="utf8"),
         "parse_options": pacsv.ParseOptions(
-            delimiter=_delimiter(source, spec), quote_char='"', double_quote=True
+            delimiter=_delimiter(source, spec),
+            quote_char='"',
+            double_quote=True,
+            newlines_in_values=newlines,
         ),
         "convert_options": pacsv.ConvertOptions(
             null_values=missing_values(),
@@ -105,23 +112,27 @@ def _csv_options(source: str, spec: DataSpec, types: dict[str, Any]) -> dict[str
     }
 
 
-def _csv_reader(path: Path, source: str, spec: DataSpec, types: dict[str, Any]) -> Any:
+def _csv_reader(
+    path: Path, source: str, spec: DataSpec, types: dict[str, Any], newlines: bool = False
+) -> Any:
     """pyarrow's streaming reader of the CSV (``schema``, then record batches)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     compression = "gzip" if source.lower().endswith(".gz") else None
     stream = pa.input_stream(str(path), compression=compression)
-    return pacsv.open_csv(stream, **_csv_options(source, spec, types))
+    return pacsv.open_csv(stream, **_csv_options(source, spec, types, newlines))
 
 
-def _whole_csv(path: Path, source: str, spec: DataSpec, types: dict[str, Any]) -> Any:
+def _whole_csv(
+    path: Path, source: str, spec: DataSpec, types: dict[str, Any], newlines: bool = False
+) -> Any:
     """The CSV read at once, its blocks parsed in parallel: for files of at most
     :data:`WHOLE_READ_BYTES`, where the streaming reader (one block after another) is
     about three times slower and the table costs little more than its readahead."""
     import pyarrow.csv as pacsv
 
-    return pacsv.read_csv(str(path), **_csv_options(source, spec, types))
+    return pacsv.read_csv(str(path), **_csv_options(source, spec, types, newlines))
 
 
 _CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\w+)")
@@ -145,7 +156,9 @@ def _ragged_line(path: Path, source: str, spec: DataSpec) -> str:
             pa.input_stream(str(path), compression=compression),
             read_options=pacsv.ReadOptions(use_threads=False, block_size=BLOCK_BYTES),
             parse_options=pacsv.ParseOptions(
-                delimiter=_delimiter(source, spec), invalid_row_handler=keep
+                delimiter=_delimiter(source, spec),
+                newlines_in_values=True,
+                invalid_row_handler=keep,
             ),
         )
         for _ in reader:
@@ -161,28 +174,43 @@ def _ragged_line(path: Path, source: str, spec: DataSpec) -> str:
     )
 
 
+RESTART = None
+"""What :func:`_csv_batches` yields before reading a file again: drop what it gave so far."""
+_OUT_OF_STEP = ("CSV parser got out of sync with chunker", "Expected")
+
+
 def _csv_batches(path: Path, source: str, spec: DataSpec, text: tuple[str, ...]) -> Iterator[Any]:
-    """The CSV's record batches; a column whose later blocks do not parse as the type the
-    first block gave is widened (integers to floats, then to text) and the file re-read."""
+    """The CSV's record batches, or :data:`RESTART` before it is read again, wider.
+
+    A column whose later blocks do not parse as the type the first block gave is widened
+    (integers to floats, then to text) and the file re-read. Blocks are cut at line breaks,
+    as pyarrow does by default; a file that then falls out of step (a quoted value holding a
+    line break) is re-read with quoted line breaks allowed, which parses more slowly.
+    """
     import pyarrow as pa
 
     types: dict[str, Any] = {name: pa.string() for name in text}
+    newlines = False
     while True:
-        reader = None
         try:
             whole = not source.lower().endswith(".gz") and path.stat().st_size <= WHOLE_READ_BYTES
-            reader = (_whole_csv if whole else _csv_reader)(path, source, spec, types)
+            reader = (_whole_csv if whole else _csv_reader)(path, source, spec, types, newlines)
             _check_names([n.strip() for n in reader.schema.names], source)
             yield from reader.to_batches() if whole else reader
             return
         except pa.ArrowInvalid as error:
             message = str(error)
             wider = _CONVERSION_ERROR.search(message)
-            if wider is not None and reader is not None:
-                name = reader.schema.names[int(wider.group(1))]
-                types[name] = getattr(pa, _WIDER.get(wider.group(2), "string"))()
-                continue
-            raise _csv_error(message, path, source, spec) from None
+            if wider is not None:
+                names = _csv_reader(path, source, spec, {}, newlines).schema.names
+                types[names[int(wider.group(1))]] = getattr(
+                    pa, _WIDER.get(wider.group(2), "string")
+                )()
+            elif not newlines and any(words in message for words in _OUT_OF_STEP):
+                newlines = True
+            else:
+                raise _csv_error(message, path, source, spec) from None
+            yield RESTART
         except OSError as error:  # pyarrow's I/O errors, a damaged gzip stream among them
             kind = "gzip" if source.lower().endswith(".gz") else "CSV"
             raise InvalidDataset(f"{source} is not a readable {kind} file: {error}") from None
@@ -193,7 +221,7 @@ def _csv_batches(path: Path, source: str, spec: DataSpec, text: tuple[str, ...])
 def _csv_error(message: str, path: Path, source: str, spec: DataSpec) -> InvalidDataset:
     if "Empty CSV file" in message:
         return InvalidDataset(f"{source} is empty: a CSV needs a header row and data rows")
-    if "Expected" in message and "columns" in message:
+    if any(words in message for words in _OUT_OF_STEP):
         return InvalidDataset(_ragged_line(path, source, spec))
     if "UTF8" in message or "UTF-8" in message:
         return InvalidDataset(f"{source} is not UTF-8 text: {message}")
@@ -309,11 +337,11 @@ def ingest_file(
     names: list[str] = []
     rows = 0
     for batch in batches_of:
+        if batch is RESTART:  # the CSV is read again (a column widened): drop what it gave
+            parts, pending, schema, rows, pending_bytes = [], [], None, 0, 0
+            continue
         if schema is None:
             schema, names = batch.schema, [n.strip() for n in batch.schema.names]
-        elif batch.schema != schema:  # a CSV block widened a column: the file was re-read
-            parts, pending, schema, rows = [], [], batch.schema, 0
-            pending_bytes = 0
         pending.append(batch)
         pending_bytes += batch.get_total_buffer_size()
         if pending_bytes >= PART_BYTES:
