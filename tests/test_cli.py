@@ -711,8 +711,8 @@ def test_serve_restores_its_state_dir_and_guards_the_runs_in_it(tmp_path: Path) 
             ["invoke", "NoSuchFunction", "events/train-digits.json"],
             "groveflow: no function 'NoSuchFunction' in template.yaml; accepted: "
             "BuildGroveFunction, FinishPredictionsFunction, IngestFunction, "
-            "MergeFunction, PlanFunction, PlanPredictionsFunction, ScoreShardFunction, "
-            "ValidateRequestFunction",
+            "MergeFunction, PlanFunction, PlanPredictionsFunction, ScoreRoundFunction, "
+            "ScoreShardFunction, SearchPlanFunction, ValidateRequestFunction",
         ),
         (
             ["invoke", "PlanFunction", "no-such-event.json"],

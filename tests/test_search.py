@@ -186,3 +186,31 @@ def test_the_halving_schedule() -> None:
     assert len(params) == 27 and all(p["oob_score"] for p in params)
     assert schedule(spec, 27, base.n_trees) == [(27, 4), (9, 12), (3, 36)]
     assert schedule(spec, 27, 20) == [(27, 4), (9, 12), (3, 20)]
+
+
+def test_the_cli_searches_through_the_api_and_a_rerun_resumes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # GIVEN a search input file and a fresh state directory
+    path = tmp_path / "wine-search.json"
+    path.write_text(json.dumps({**WINE, "run_id": "wine-search"}))
+    command = [sys.executable, "-m", "groveflow.cli", "search", str(path), "--workers", "2"]
+    command += ["--state-dir", str(tmp_path / "state")]
+    # WHEN `groveflow search` runs it
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    # THEN it prints the winner's run and the leaderboard, and the model is mirrored
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("run       wine-search-c")
+    assert any(line.startswith("search    wine-search: halving on oob, 65 trees") for line in lines)
+    winner = lines[0].split()[1]
+    model = tmp_path / "state" / "s3" / "groveflow-local" / "runs" / winner / "model"
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["search"]["winner"] == winner
+    forest = (model / "forest.gfa").read_bytes()
+    # AND a second process with the same input resumes from the mirror to the same model
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[0] == lines[0]
+    assert (model / "forest.gfa").read_bytes() == forest

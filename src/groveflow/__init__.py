@@ -22,16 +22,20 @@ __all__ = [
     "Local",
     "RunFailed",
     "RunResult",
+    "SearchResult",
     "Stack",
     "__version__",
     "load_forest",
     "predict",
+    "search",
     "train",
 ]
 
 _HOMES = {
     "train": "groveflow.api",
     "predict": "groveflow.api",
+    "search": "groveflow.api",
+    "SearchResult": "groveflow.api",
     "RunResult": "groveflow.api",
     "RunFailed": "groveflow.api",
     "Local": "groveflow.engines",
@@ -42,7 +46,7 @@ _HOMES = {
 }
 
 if TYPE_CHECKING:
-    from groveflow.api import RunFailed, RunResult, predict, train
+    from groveflow.api import RunFailed, RunResult, SearchResult, predict, search, train
     from groveflow.artifact import load_forest
     from groveflow.engines import Local, Stack
     from groveflow.estimators import GroveForestClassifier, GroveForestRegressor

@@ -30,7 +30,17 @@ from groveflow.errors import GroveflowError, InvalidPredictRequest, InvalidReque
 from groveflow.follow import Progress
 from groveflow.ids import check_id, default_id
 
-__all__ = ["RunFailed", "RunResult", "StageMemory", "predict", "stage_memory", "train"]
+__all__ = [
+    "RunFailed",
+    "RunResult",
+    "SearchCandidate",
+    "SearchResult",
+    "StageMemory",
+    "predict",
+    "search",
+    "stage_memory",
+    "train",
+]
 
 
 class RunFailed(GroveflowError):
@@ -406,3 +416,154 @@ def stored_builder_estimate(run_dir: Path | None) -> int | None:
     except ValueError:
         return None
     return estimate if isinstance(estimate, int) else None
+
+
+# --------------------------------------------------------------------------------- search
+
+SEARCH = "SearchStateMachine"
+
+
+@dataclass(frozen=True)
+class SearchCandidate:
+    """One candidate of a search: its run, its parameters and its score per round it ran.
+
+    Parameters
+    ----------
+    run_id : str
+        ``<search>-c007``: the candidate's run, holding its groves.
+    params : dict
+        The values it took of the search space.
+    scores : tuple of (int, float)
+        ``(trees, score)`` for each round it ran: OOB or validation accuracy (R^2 for
+        regression) with that many trees.
+    """
+
+    run_id: str
+    params: dict[str, Any]
+    scores: tuple[tuple[int, float], ...]
+
+    @property
+    def score(self) -> float:
+        """Its score in the last round it ran."""
+        return self.scores[-1][1]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search gave: the winner's model as a :class:`RunResult`, and the leaderboard.
+
+    Parameters
+    ----------
+    search_id : str
+    run : RunResult
+        The winner grown to ``n_trees`` (or refit, with the validation metric) and merged:
+        its holdout metrics, model and cost (the whole search's).
+    strategy, metric : str or None
+    winner : str or None
+        The run id of the winning candidate.
+    winner_params : dict
+        Its ``model.params``.
+    rounds : list of (int, int)
+        Each round's ``(candidates, trees per candidate)``.
+    trees_fitted : int or None
+        Trees the search's builders fit (earlier groves kept, not refit).
+    candidates : list of SearchCandidate
+        Best first: those that ran the most rounds, then by their last score.
+    """
+
+    search_id: str
+    run: RunResult
+    strategy: str | None = None
+    metric: str | None = None
+    winner: str | None = None
+    winner_params: dict[str, Any] = field(default_factory=dict)
+    rounds: list[tuple[int, int]] = field(default_factory=list)
+    trees_fitted: int | None = None
+    candidates: list[SearchCandidate] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the search succeeded."""
+        return self.run.succeeded
+
+    def raise_for_status(self) -> SearchResult:
+        """This result if it succeeded; else :class:`RunFailed` naming the error."""
+        self.run.raise_for_status()
+        return self
+
+    def load_forest(self) -> Any:
+        """The winner's forest (:class:`groveflow.artifact.Forest`), validated."""
+        return self.run.load_forest()
+
+
+def search(
+    request: Mapping[str, Any] | str | Path,
+    *,
+    engine: Engine | None = None,
+    run_id: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Search hyperparameters: run the search state machine on ``request``.
+
+    Parameters
+    ----------
+    request : dict, or str or Path of a JSON file
+        A training request with a ``search`` section (see :mod:`groveflow.search`).
+    engine : Engine or None, default=None
+        Where to run; the process's embedded local engine if None.
+    run_id : str or None, default=None
+        The search id; the request's ``run_id``, else one made from the file name and the
+        time. The same id and input again resumes the search (stored groves are reused).
+    on_progress, on_start : callable or None, default=None
+        As for :func:`train`.
+
+    Returns
+    -------
+    SearchResult
+        The leaderboard and the winner's model; a refused input gives a failed result
+        naming the error, with no grove built.
+    """
+    import dataclasses
+
+    from groveflow.engines import Local
+    from groveflow.search import run_ids
+
+    body, stem = _read(request, InvalidRequest)
+    search_id = id_for(body, stem, run_id, predicting=False)
+    body["run_id"] = search_id
+    engine = engine or default_engine()
+    if isinstance(engine, Local):
+        try:
+            candidates = run_ids(body)
+        except InvalidRequest:
+            candidates = []  # the search's plan refuses it, by name
+        for candidate in candidates:  # mirrored and restored as the search's own run is
+            engine.engine.mirror.take(f"runs/{candidate}/")
+            engine.engine.restore(candidate)
+    execution = engine.execute(
+        SEARCH, body, run_id=search_id, on_progress=on_progress, on_start=on_start
+    )
+    winner = execution.output.get("run_id")
+    run = result_of("train", winner or search_id, execution)
+    if isinstance(engine, Local) and winner:
+        run = dataclasses.replace(run, local_dir=engine.engine.run_dir(winner))
+    board = execution.output.get("search") or {}
+    return SearchResult(
+        search_id=search_id,
+        run=run,
+        strategy=board.get("strategy"),
+        metric=board.get("metric"),
+        winner=board.get("winner"),
+        winner_params=board.get("winner_params") or {},
+        rounds=[(int(n), int(t)) for n, t in board.get("rounds", [])],
+        trees_fitted=board.get("trees_fitted"),
+        candidates=[
+            SearchCandidate(
+                run_id=c["run_id"],
+                params=c["params"],
+                scores=tuple((int(t), float(s)) for t, s in c["scores"]),
+            )
+            for c in board.get("candidates", [])
+        ],
+    )

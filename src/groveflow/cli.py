@@ -1,10 +1,10 @@
 """The ``groveflow`` command: a thin layer of options over the public API.
 
-``train`` and ``predict`` call :func:`groveflow.train` and :func:`groveflow.predict` on
-the embedded local engine by default, or on a deployed stack (``--stack NAME``,
-``--state-machine-arn`` or ``--endpoint-url``). ``serve`` exposes the local engine to the
-AWS CLI and boto3; ``report``, ``export``, ``invoke``, ``follow`` and ``init`` work on
-runs, functions and the SAM application.
+``train``, ``predict`` and ``search`` call :func:`groveflow.train`, :func:`groveflow.predict`
+and :func:`groveflow.search` on the embedded local engine by default, or on a deployed stack
+(``--stack NAME``, ``--state-machine-arn`` or ``--endpoint-url``). ``serve`` exposes the local
+engine to the AWS CLI and boto3; ``report``, ``export``, ``invoke``, ``follow`` and ``init``
+work on runs, functions and the SAM application.
 """
 
 from __future__ import annotations
@@ -90,6 +90,35 @@ def _run(args: argparse.Namespace, predicting: bool) -> int:
                 engine.close()
     bar.finish()
     console.emit(result, args.json)
+    return 0 if result.succeeded else 1
+
+
+def _search(args: argparse.Namespace) -> int:
+    from groveflow import api
+    from groveflow.engines import Local
+
+    request = console.read_json(args.input, "input")
+    if not isinstance(request, dict):
+        raise SystemExit(f"groveflow: {args.input} must hold a JSON object")
+    search_id = api.id_for(request, Path(args.input).stem, args.run_id, predicting=False)
+    engine = _engine(args)
+    bar = console.ProgressBar(enabled=not args.json)
+    try:
+        result = api.search(request, engine=engine, run_id=search_id, on_progress=bar)
+    finally:
+        if isinstance(engine, Local):
+            with contextlib.suppress(Exception):
+                engine.close()
+    bar.finish()
+    console.emit(result.run, args.json)
+    if result.succeeded and not args.json:
+        print(
+            f"search    {result.search_id}: {result.strategy} on {result.metric}, "
+            f"{result.trees_fitted} trees fitted, rounds {result.rounds}"
+        )
+        for candidate in result.candidates[:10]:
+            scores = ", ".join(f"{s:.4f}@{t}" for t, s in candidate.scores)
+            print(f"  {candidate.run_id}  {scores}  {json.dumps(candidate.params)}")
     return 0 if result.succeeded else 1
 
 
@@ -190,6 +219,9 @@ def _parser() -> argparse.ArgumentParser:
     train.set_defaults(func=lambda args: _run(args, predicting=False))
     predict = _run_parser(commands, "predict", "score rows", "events/predict-digits.json")
     predict.set_defaults(func=lambda args: _run(args, predicting=True), run_id=None)
+    searching = _run_parser(commands, "search", "search hyperparameters", "search.json")
+    searching.add_argument("--run-id", default=None, help="the search id; default: the input's")
+    searching.set_defaults(func=_search)
     follow = commands.add_parser("follow", help="follow an execution on AWS or groveflow serve")
     follow.add_argument("execution_arn")
     for flag in ("--region", "--endpoint-url"):
