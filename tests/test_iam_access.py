@@ -88,6 +88,8 @@ EXTRA = [
     "npy-in-bucket",
     "predict-npy-in-bucket",
     "repeated-prediction",
+    "search-oob",
+    "search-validation",
 ]
 
 
@@ -176,6 +178,18 @@ def recorded(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         run("npy-in-bucket", "TrainStateMachine", npy_train, npy_run)
         npy_rows = {"model": npy_run, "data": {"uri": f"s3://{bucket}/{npy_key}-rows.npy"}}
         run("predict-npy-in-bucket", "PredictStateMachine", npy_rows, f"pn-{suffix}")
+        # Searches: halving on OOB, and a grid on a validation split with the winner refit.
+        space = {"min_samples_leaf": [1, 3, 5]}
+        for metric, strategy in (("oob", "halving"), ("validation", "grid")):
+            search_id = f"s{metric[0]}-{suffix}"
+            search = {
+                **npy_train,
+                "n_trees": 6,
+                "run_id": search_id,
+                "search": {"space": space, "strategy": strategy, "metric": metric},
+            }
+            search["search"]["trees_per_round"] = 2
+            run(f"search-{metric}", "SearchStateMachine", search, search_id)
     return {"results": results, "calls": access_log.read(record)}
 
 
@@ -247,6 +261,9 @@ KINDS = {
     "predictions manifest": ("predictions/*/manifest.json", keys.predictions_manifest("p")),
     "dataset": ("datasets/*", "datasets/d/part-0.parquet"),
     "converted data": ("converted/*", "converted/e/part-00000.gfcols"),
+    "OOB decision": ("runs/*/model/oob.npy", keys.oob_decision("r")),
+    "split source": ("runs/*/data/source.json", keys.split_source("r")),
+    "search document": ("runs/*/search.json", keys.search("r")),
 }
 # Kinds a grant reaches beyond what the runs show, each with why it is kept.
 BEYOND_USE = {
@@ -255,8 +272,18 @@ BEYOND_USE = {
     ("MergeFunction", "s3:GetObject", "training split"): "ReadRuns is runs/* for brevity",
     ("MergeFunction", "s3:GetObject", "forest"): "ReadRuns is runs/* for brevity",
     ("MergeFunction", "s3:GetObject", "model manifest"): "ReadRuns is runs/* for brevity",
+    ("MergeFunction", "s3:GetObject", "grove plan"): "ReadRuns is runs/* for brevity",
+    ("MergeFunction", "s3:GetObject", "OOB decision"): "ReadRuns is runs/* for brevity",
+    # The score function reads the model's forest and manifest, not its OOB decision function.
+    ("ScoreShardFunction", "s3:GetObject", "OOB decision"): "runs/*/model/* for brevity",
     # The builder's ReadRunSplitsAndGroves is runs/*/data/*: it reads only the training split.
     ("BuildGroveFunction", "s3:GetObject", "test split"): "runs/*/data/* for brevity",
+    # A run's split source (a search's candidates) shares runs/*/data/* with the split.
+    ("PlanFunction", "s3:GetObject", "split source"): "runs/*/data/* for brevity",
+    ("PlanFunction", "s3:PutObject", "split source"): "runs/*/data/* for brevity",
+    ("SearchPlanFunction", "s3:GetObject", "split source"): "runs/*/data/* for brevity",
+    ("SearchPlanFunction", "s3:GetObject", "test split"): "runs/*/data/* for brevity",
+    ("ScoreRoundFunction", "s3:GetObject", "split source"): "runs/*/data/* for brevity",
     # Finish's ReadPredictions is predictions/*: it reads the job and the parts only.
     ("FinishPredictionsFunction", "s3:GetObject", "shard plan"): "predictions/* for brevity",
     (
