@@ -214,3 +214,26 @@ def test_the_cli_searches_through_the_api_and_a_rerun_resumes(tmp_path: Path) ->
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[0] == lines[0]
     assert (model / "forest.gfa").read_bytes() == forest
+
+
+def test_the_report_of_the_winner_shows_the_leaderboard(engine: Any, tmp_path: Path) -> None:
+    from groveflow.report import write_report
+
+    # GIVEN a search whose candidate runs are mirrored (as groveflow.search has them)
+    search_id = unique_name("search-report")
+    engine.mirror.take(f"runs/{search_id}-")
+    _, result = _search(engine, WINE, search_id)
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    board = result.output["search"]
+    # WHEN the winner's report is written
+    text = write_report(engine.run_dir(board["winner"]), tmp_path).read_text()
+    # THEN it has the search section: every candidate, its score at each round's trees
+    assert "<h2>Hyperparameter search</h2>" in text
+    assert f"{len(board['candidates'])} candidates, {board['trees_fitted']} trees fitted" in text
+    for candidate in board["candidates"]:
+        assert f'<tr id="search-{candidate["run_id"]}">' in text
+        for _, score in candidate["scores"]:
+            assert f'data-value="{score}"' in text
+    assert f"{board['winner']} (chosen)" in text
+    # AND the holdout plots, from the search's shared split
+    assert (tmp_path / "confusion_matrix.png").is_file()

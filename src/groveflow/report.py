@@ -28,6 +28,7 @@ from groveflow.artifact import Forest, load_forest
 from groveflow.cost import CostEstimate, InvocationLike, billed_gb_seconds
 from groveflow.documents import GroveRecord, ModelManifest
 from groveflow.errors import ModelNotFound
+from groveflow.ids import is_valid_id
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -180,7 +181,16 @@ def _read_manifest(run_dir: Path) -> ModelManifest:
 
 
 def _read_holdout(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The held-out split, or None when the run kept no rows back (``test_fraction=0``)."""
+    """The held-out split, or None when the run kept no rows back (``test_fraction=0``).
+
+    A search's candidate has no split of its own: its ``data/source.json`` names the run
+    (beside it) whose split it shares."""
+    source = run_dir / "data" / "source.json"
+    if source.is_file():
+        shared = json.loads(source.read_bytes()).get("run_id")
+        if not is_valid_id(shared):
+            return None
+        run_dir = run_dir.parent / str(shared)
     try:
         X = np.load(run_dir / "data" / "X_test.npy", allow_pickle=False)
         y = np.load(run_dir / "data" / "y_test.npy", allow_pickle=False)
@@ -416,6 +426,7 @@ def _page(
         _summary_section(manifest),
         _metrics_section(manifest, curve, has_holdout),
         *([_oob_section(manifest.oob)] if manifest.oob is not None else []),
+        *([_search_section(manifest.search)] if manifest.search is not None else []),
         *(_figure(plot) for plot in plots),
         _provenance_section(manifest),
         _groves_section(manifest),
@@ -495,6 +506,35 @@ def _oob_section(oob: dict[str, Any]) -> str:
         for name, value in oob["metrics"].items()
     ]
     return "<h2>Out-of-bag metrics</h2>\n" + _table(rows)
+
+
+def _search_section(search: dict[str, Any]) -> str:
+    """The search that chose this model: each candidate's params and score by trees."""
+    rounds = [n_trees for _, n_trees in search["rounds"]]
+    header = "".join(f"<th>score at {t} trees</th>" for t in rounds)
+    rows = []
+    for candidate in search["candidates"]:
+        scores = {int(t): s for t, s in candidate["scores"]}
+        cells = "".join(
+            f'<td data-value="{_e(scores[t])}">{_number(scores[t])}</td>'
+            if t in scores
+            else "<td></td>"
+            for t in rounds
+        )
+        mark = " (chosen)" if candidate["run_id"] == search["winner"] else ""
+        params = ", ".join(f"{k}={v!r}" for k, v in candidate["params"].items())
+        rows.append(
+            f'<tr id="search-{_e(candidate["run_id"])}"><th>{_e(candidate["run_id"])}{mark}</th>'
+            f"<td>{_e(params)}</td>{cells}</tr>"
+        )
+    summary = (
+        f'<p id="search-summary">{_e(search["strategy"])} search on {_e(search["metric"])} '
+        f"(factor {_e(search['factor'])}): {len(search['candidates'])} candidates, "
+        f"{_e(search['trees_fitted'])} trees fitted; the chosen parameters are "
+        f"<code>{_e(search['winner_params'])}</code>.</p>"
+    )
+    table = f"<table>\n<tr><th>candidate</th><th>params</th>{header}</tr>\n" + "\n".join(rows)
+    return "<h2>Hyperparameter search</h2>\n" + summary + "\n" + table + "\n</table>"
 
 
 def _number(value: Any) -> str:
