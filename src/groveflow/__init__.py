@@ -25,6 +25,7 @@ __all__ = [
     "SearchResult",
     "Stack",
     "__version__",
+    "estimate",
     "load_forest",
     "predict",
     "search",
@@ -33,6 +34,7 @@ __all__ = [
 
 _HOMES = {
     "train": "groveflow.api",
+    "estimate": "groveflow.api",
     "predict": "groveflow.api",
     "search": "groveflow.api",
     "SearchResult": "groveflow.api",
@@ -46,7 +48,15 @@ _HOMES = {
 }
 
 if TYPE_CHECKING:
-    from groveflow.api import RunFailed, RunResult, SearchResult, predict, search, train
+    from groveflow.api import (
+        RunFailed,
+        RunResult,
+        SearchResult,
+        estimate,
+        predict,
+        search,
+        train,
+    )
     from groveflow.artifact import load_forest
     from groveflow.engines import Local, Stack
     from groveflow.estimators import GroveForestClassifier, GroveForestRegressor

@@ -17,18 +17,22 @@ options over these calls.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from groveflow.engines import PREDICT, TRAIN, Engine, Execution, default_engine
 from groveflow.errors import GroveflowError, InvalidPredictRequest, InvalidRequest
 from groveflow.follow import Progress
 from groveflow.ids import check_id, default_id
+
+if TYPE_CHECKING:
+    from groveflow.estimates import EstimateCheck, RunEstimate
 
 __all__ = [
     "RunFailed",
@@ -36,6 +40,7 @@ __all__ = [
     "SearchCandidate",
     "SearchResult",
     "StageMemory",
+    "estimate",
     "predict",
     "search",
     "stage_memory",
@@ -136,6 +141,11 @@ class RunResult:
     memory : dict of str to StageMemory
         Each stage's peak memory against its configured memory, by stage, in the order
         the stages ran (see :func:`stage_memory`); empty if the engine reported none.
+    estimate : EstimateCheck or None
+        The plan's estimate (:mod:`groveflow.estimates`) beside what the run measured: the
+        AWS cost estimate against the cost from its ``REPORT`` lines and, on the local
+        engine, the local-wall estimate against the measured wall; None where the run
+        record is not on this machine (a stack) or the plan made none.
     """
 
     kind: str
@@ -157,6 +167,7 @@ class RunResult:
     cause: str | None = None
     output: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, StageMemory] = field(default_factory=dict)
+    estimate: EstimateCheck | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -268,14 +279,116 @@ def _execute(
     run_id = id_for(body, stem, run_id, predicting=predicting)
     body["prediction_id" if predicting else "run_id"] = run_id
     on_progress, on_start = callbacks
-    execution = (engine or default_engine()).execute(
+    engine = engine or default_engine()
+    workers, cold_engine = _local_workers(engine)
+    execution = engine.execute(
         PREDICT if predicting else TRAIN,
         body,
         run_id=run_id,
         on_progress=on_progress,
         on_start=on_start,
     )
-    return result_of("predict" if predicting else "train", run_id, execution)
+    kind = "predict" if predicting else "train"
+    return result_of(kind, run_id, execution, workers=workers, cold_engine=cold_engine)
+
+
+def _local_workers(engine: Engine) -> tuple[int | None, bool]:
+    """The local engine's worker count (its runs' parallelism; None for a stack), and
+    whether it starts for this run."""
+    from groveflow.engines import Local
+    from groveflow.local.workers import default_size
+
+    if not isinstance(engine, Local):
+        return None, False
+    return engine.workers or default_size(), engine._engine is None
+
+
+def estimate(
+    request: Mapping[str, Any] | str | Path,
+    *,
+    workers: int | None = None,
+    builder_memory_mb: int = 3008,
+    builder_reserved_concurrency: int | None = None,
+) -> RunEstimate:
+    """Predict a training run's wall time and cost without starting it.
+
+    Reads the data here (CSV and Parquet through the same ingest the state machine runs),
+    splits it, applies the plan's size guard and measures the same trial grove the plan
+    does (:func:`groveflow.estimates.estimate_run`).
+
+    Parameters
+    ----------
+    request : dict, or str or Path of a JSON file
+        The execution input.
+    workers : int or None, default=None
+        Worker processes of the local engine to predict for; one per core if None.
+    builder_memory_mb : int, default=3008
+        The stack's ``BuilderMemorySize`` (in MB).
+    builder_reserved_concurrency : int or None, default=None
+        The stack's ``BuilderReservedConcurrency``, which clamps ``max_concurrency``.
+
+    Returns
+    -------
+    RunEstimate
+        The AWS wall time (by part) and cost, and the local wall time (``.local``).
+
+    Raises
+    ------
+    InvalidRequest, InvalidDataset, DatasetTooLarge
+        As the plan would refuse the run.
+    """
+    import time
+
+    from groveflow.datasets import load_dataset
+    from groveflow.estimates import estimate_run
+    from groveflow.local.workers import default_size
+    from groveflow.request import parse_train_request
+    from groveflow.training import _check_fits, _split, _split_rows
+
+    body, _ = _read(request, InvalidRequest)
+    parsed = parse_train_request(body)
+    started = time.perf_counter()
+    with _readable(body["data"], parsed) as (spec, ingested):
+        dataset = load_dataset(
+            spec, parsed.model.task, learn_rows=lambda y: _split_rows(y, parsed)[0]
+        )
+    split = _split(dataset, parsed)
+    _check_fits(split["X_train"], parsed, builder_memory_mb, y_train=split["y_train"])
+    return estimate_run(
+        parsed,
+        split["X_train"],
+        split["y_train"],
+        split["X_test"],
+        builder_memory_mb=builder_memory_mb,
+        concurrency=min(
+            parsed.max_concurrency,
+            parsed.n_groves,
+            builder_reserved_concurrency or parsed.max_concurrency,
+        ),
+        plan_seconds=time.perf_counter() - started,
+        ingested=ingested,
+        workers=workers or default_size(),
+    )
+
+
+@contextlib.contextmanager
+def _readable(data: Any, request: Any) -> Iterator[tuple[Any, bool]]:
+    """The request's data as the plan reads it: CSV and Parquet ingested to a temporary
+    directory of columnar parts first (as the Ingest step does); whether they were."""
+    import shutil
+    import tempfile
+
+    from groveflow.datasets import CONVERTED_FORMAT
+    from groveflow.ingest import _ingested_spec, ingest_parts
+
+    spec = _ingested_spec(data)
+    if spec is None:
+        yield request.data, False
+        return
+    with tempfile.TemporaryDirectory(prefix="groveflow-estimate-") as scratch:
+        for number, part in enumerate(ingest_parts(spec)):
+            shutil.copy(part, Path(scratch) / f"part-{number:05d}{part.suffix}")
+        yield replace(request.data, uri=f"{scratch}/", format=CONVERTED_FORMAT), True
 
 
 def _read(
@@ -317,8 +430,16 @@ def id_for(request: Mapping[str, Any], stem: str, explicit: str | None, *, predi
     return default_id(stem)
 
 
-def result_of(kind: str, run_id: str, execution: Execution) -> RunResult:
-    """The :class:`RunResult` of an ended execution."""
+def result_of(
+    kind: str,
+    run_id: str,
+    execution: Execution,
+    *,
+    workers: int | None = None,
+    cold_engine: bool = False,
+) -> RunResult:
+    """The :class:`RunResult` of an ended execution (``workers``, ``cold_engine``: the local
+    engine's, for its local-wall estimate)."""
     output = execution.output
     return RunResult(
         kind=kind,
@@ -345,7 +466,39 @@ def result_of(kind: str, run_id: str, execution: Execution) -> RunResult:
             if kind == "train"
             else None,
         ),
+        estimate=_estimate_check(execution, workers, cold_engine) if kind == "train" else None,
     )
+
+
+def _estimate_check(
+    execution: Execution, workers: int | None, cold_engine: bool
+) -> EstimateCheck | None:
+    from groveflow.estimates import EstimateCheck
+
+    run_estimate = stored_estimate(execution.local_dir)
+    if run_estimate is None:
+        return None
+    return EstimateCheck.of(
+        run_estimate,
+        seconds=execution.seconds,
+        cost_usd=(execution.cost or {}).get("total_usd"),
+        workers=workers,
+        cold_engine=cold_engine,
+    )
+
+
+def stored_estimate(run_dir: Path | None) -> RunEstimate | None:
+    """The plan's estimate, from the run record it stored (mirrored locally); None without."""
+    from groveflow.estimates import RunEstimate
+
+    record = run_dir / "run.json" if run_dir is not None else None
+    if record is None or not record.is_file():
+        return None
+    try:
+        raw = json.loads(record.read_bytes()).get("estimate")
+        return None if raw is None else RunEstimate.from_dict(raw)
+    except ValueError:
+        return None
 
 
 BUILDER = "BuildGroveFunction"

@@ -2,7 +2,8 @@
 
 ``train``, ``predict`` and ``search`` call :func:`groveflow.train`, :func:`groveflow.predict`
 and :func:`groveflow.search` on the embedded local engine by default, or on a deployed stack
-(``--stack NAME``, ``--state-machine-arn`` or ``--endpoint-url``). ``serve`` exposes the local
+(``--stack NAME``, ``--state-machine-arn`` or ``--endpoint-url``). ``estimate`` predicts a
+training run's wall time and cost without starting it. ``serve`` exposes the local
 engine to the AWS CLI and boto3; ``report``, ``export``, ``invoke``, ``follow`` and ``init``
 work on runs, functions and the SAM application.
 """
@@ -122,6 +123,17 @@ def _search(args: argparse.Namespace) -> int:
     return 0 if result.succeeded else 1
 
 
+def _estimate(args: argparse.Namespace) -> int:
+    from groveflow import api
+
+    request = console.read_json(args.input, "input")
+    if not isinstance(request, dict):
+        raise SystemExit(f"groveflow: {args.input} must hold a JSON object")
+    estimate = api.estimate(request, workers=args.workers, builder_memory_mb=args.builder_memory_mb)
+    console.emit_estimate(estimate, args.json)
+    return 0
+
+
 def _follow(args: argparse.Namespace) -> int:
     from groveflow.api import result_of
     from groveflow.engines import Stack
@@ -222,6 +234,16 @@ def _parser() -> argparse.ArgumentParser:
     searching = _run_parser(commands, "search", "search hyperparameters", "search.json")
     searching.add_argument("--run-id", default=None, help="the search id; default: the input's")
     searching.set_defaults(func=_search)
+    estimate = commands.add_parser(
+        "estimate", help="predict a training run's wall time and cost, without running it"
+    )
+    estimate.add_argument("input", help="execution input JSON, e.g. events/train-digits.json")
+    estimate.add_argument("--workers", type=_positive_int, default=None, help="local workers")
+    estimate.add_argument(
+        "--builder-memory-mb", type=_positive_int, default=3008, help="BuilderMemorySize"
+    )
+    estimate.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    estimate.set_defaults(func=_estimate)
     follow = commands.add_parser("follow", help="follow an execution on AWS or groveflow serve")
     follow.add_argument("execution_arn")
     for flag in ("--region", "--endpoint-url"):

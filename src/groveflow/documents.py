@@ -18,6 +18,7 @@ import numpy as np
 
 from groveflow.encoding import Encoding, stored_encoding
 from groveflow.errors import ArtifactError
+from groveflow.estimates import RunEstimate
 from groveflow.storage import sha256_hex
 
 __all__ = [
@@ -260,6 +261,9 @@ class RunRecord:
         The plan's size guard: the memory (in MB) it expects one grove builder to use.
     encoding : Encoding or None, default=None
         How the raw columns became the features, when the request set ``data.categorical``.
+    estimate : RunEstimate or None, default=None
+        The plan's estimate of the run's wall time and cost (:mod:`groveflow.estimates`);
+        None in records written before the plan made one.
     """
 
     run_id: str
@@ -270,6 +274,7 @@ class RunRecord:
     data: DataRecord
     builder_estimate_mb: int | None = None
     encoding: Encoding | None = None
+    estimate: RunEstimate | None = None
 
     @classmethod
     def from_dict(cls, raw: Any, where: str = "the run record") -> RunRecord:
@@ -289,11 +294,28 @@ class RunRecord:
             raise ArtifactError(f"{where}: builder_estimate_mb={estimate!r} is not a whole number")
         data = DataRecord.from_dict(values["data"], where)
         encoding = stored_encoding(raw, where)
-        return cls(**{**values, "data": data}, builder_estimate_mb=estimate, encoding=encoding)
+        run_estimate = None
+        if raw.get("estimate") is not None:
+            try:
+                run_estimate = RunEstimate.from_dict(raw["estimate"])
+            except ValueError as error:
+                raise ArtifactError(f"{where}: estimate: {error}") from None
+        return cls(
+            **{**values, "data": data},
+            builder_estimate_mb=estimate,
+            encoding=encoding,
+            estimate=run_estimate,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         encoding = self.encoding.to_dict() if self.encoding else None
-        return {"record_version": RECORD_VERSION, **asdict(self), "encoding": encoding}
+        run_estimate = self.estimate.to_dict() if self.estimate else None
+        return {
+            "record_version": RECORD_VERSION,
+            **asdict(self),
+            "encoding": encoding,
+            "estimate": run_estimate,
+        }
 
     def classes_array(self) -> np.ndarray | None:
         """The class labels with the dtype they were trained with."""

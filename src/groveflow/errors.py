@@ -30,6 +30,11 @@ class DatasetTooLarge(InvalidDataset):
     """The dataset would not fit in a grove builder's memory."""
 
 
+class BudgetExceeded(GroveflowError):
+    """The run's estimated AWS cost is above the request's ``max_cost_usd``; refused at Plan,
+    before any grove is built."""
+
+
 class GroveMissing(GroveflowError):
     """Fewer groves were built than the run's failure tolerance allows."""
 

@@ -121,6 +121,9 @@ class TrainRequest:
     auto : AutoTrees or None, default=None
         For ``n_trees: "auto"``: the forest grows in rounds while its OOB score improves;
         ``n_trees`` is then the first round's.
+    max_cost_usd : float or None, default=None
+        The most (in US dollars) the run may cost on AWS by the plan's estimate
+        (:mod:`groveflow.estimates`); above it the plan refuses the run (``BudgetExceeded``).
     """
 
     data: DataSpec
@@ -134,6 +137,7 @@ class TrainRequest:
     run_id: str | None = None
     predict: dict[str, Any] | None = None
     auto: AutoTrees | None = None
+    max_cost_usd: float | None = None
 
     @property
     def n_groves(self) -> int:
@@ -152,6 +156,8 @@ class TrainRequest:
             del out["data"]["categorical"]  # as records written before data.categorical read
         else:
             out["data"]["categorical"] = self.data.categorical.to_dict()
+        if self.max_cost_usd is None:
+            del out["max_cost_usd"]  # as records written before max_cost_usd read
         return out
 
 
@@ -375,6 +381,7 @@ TOP_KEYS = {
     "tolerated_failure_percentage",
     "run_id",
     "predict",
+    "max_cost_usd",
 }
 
 
@@ -430,7 +437,24 @@ def parse_train_request(value: Any) -> TrainRequest:
         run_id=run_id,
         predict=_parse_predict(value.get("predict")),
         auto=auto,
+        max_cost_usd=_cost_cap(value.get("max_cost_usd")),
     )
+
+
+def _cost_cap(value: Any) -> float | None:
+    """``max_cost_usd``: None, or a positive, finite number of US dollars."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InvalidRequest(
+            f"max_cost_usd must be a positive number of US dollars (e.g. 0.05), got {value!r}"
+        )
+    return float(value)
 
 
 @dataclass(frozen=True)

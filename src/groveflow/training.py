@@ -40,7 +40,7 @@ from groveflow.errors import (
     InvalidPredictRequest,
     InvalidRequest,
 )
-from groveflow.estimate import check_budget, estimate_run
+from groveflow.estimates import check_budget, estimate_run
 from groveflow.ids import ACCEPTED, is_valid_id
 from groveflow.layout import grove_seeds, keys
 from groveflow.metrics import classification_metrics, regression_metrics

@@ -1,0 +1,750 @@
+"""What a training run will take and cost, measured on the real split before any fan-out.
+
+The plan (and ``groveflow estimate``) fits a trial grove with the run's own parameters on the
+training split, times what a grove builder does per tree (fit, OOB sums, encoding) and what the
+merge does per tree (decoding, re-encoding, scoring the held-out rows), and scales that by the
+run's shape: groves, trees per grove, the concurrency the Map will run at, the memory each
+function is given. Every other figure is a named constant below, with where it comes from.
+
+The model
+---------
+AWS wall = plan + ramp + cold starts + S3 read of the split + waves x grove + merge, where
+
+- waves = ceil(groves / environments), environments = min(groves, concurrency): a warm
+  builder takes the next grove, so only the first wave pays a cold start and reads the split
+  (the builder caches it across warm invocations);
+- a grove's fit = (overhead + trees per grove x seconds per tree) x the vCPU factor,
+  ``max(1, 1769 / builder memory)``: a grove fits single-threaded (``n_jobs=1``), so a share
+  of a vCPU below 1 slows it and more than one vCPU does not help;
+- ramp = 10 s for every 1,000 environments past the first 1,000 (Lambda's scaling rate);
+- merge = reading the groves ``GROVE_READERS`` at a time, then per tree x the vCPU factor.
+
+Cost = the Lambda GB-seconds those durations bill at the configured memories (a cold start's
+INIT included), one request per invocation, and the state transitions of a training run
+(:data:`PARENT_STATES` plus two per grove child), priced by :func:`groveflow.cost.estimate_cost`.
+Prediction (a ``predict`` section) and Ingest's compute are not estimated.
+
+Local wall = a fixed engine overhead + the plan + ceil(groves / workers) x (grove + dispatch) +
+the merge, with the same measured per-tree seconds (the local engine runs ``workers`` builders
+at once, one core each).
+
+Constants and sources (checked 2026-12-01)
+------------------------------------------
+- :data:`LAMBDA_MB_PER_VCPU`: "At 1,769 MB, a function has the equivalent of one vCPU (one
+  vCPU-second of credits per second)", https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html
+- :data:`LAMBDA_NEW_ENVIRONMENTS_PER_PERIOD`, :data:`LAMBDA_SCALING_PERIOD_SECONDS`: "for each
+  function, your concurrency scaling rate is 1,000 execution environment instances every 10
+  seconds", https://docs.aws.amazon.com/lambda/latest/dg/scaling-behavior.html
+- :data:`COLD_START_SECONDS`: an assumption, not a measurement: AWS describes cold starts from
+  under 100 ms to over a second for ordinary functions
+  (https://aws.amazon.com/blogs/compute/operating-lambda-performance-optimization-part-1/), and
+  data-science packages (numpy, scipy, scikit-learn: our ~190 MB layer) take longer to import
+  (https://fourtheorem.com/optimise-python-data-science-aws-lambda/). docs/deploy.md's cost
+  table assumes about 3 s per builder including it. Replace it with the ``Init Duration`` of a
+  deployed stack's ``REPORT`` lines when you have them.
+- :data:`S3_MB_PER_SECOND`: "Make one concurrent request for each 85-90 MB/s of desired
+  network throughput", https://docs.aws.amazon.com/whitepapers/latest/s3-optimizing-performance-best-practices/horizontal-scaling-and-request-parallelization-for-high-throughput.html
+  (one GET per object here, so the lower figure per object).
+- :data:`S3_LATENCY_SECONDS`, :data:`S3_GETS_PER_SECOND_PER_PREFIX`: "at least ... 5,500
+  GET/HEAD requests per second per partitioned Amazon S3 prefix" and "small object latencies
+  (and first-byte-out latencies for larger objects) of roughly 100-200 milliseconds",
+  https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance.html
+- Prices and transition counting: :mod:`groveflow.cost`; :data:`PARENT_STATES`,
+  :data:`INGEST_STATES` and :data:`END_STATES`: the states statemachine/train.asl.json enters.
+- :data:`DEFAULT_MEMORY_MB`: template.yaml's ``PlanMemorySize`` and ``MergeMemorySize`` defaults.
+- :data:`TRIAL_TARGET_SECONDS`: issue 19 asks for a trial of about 0.5-2 s.
+- :data:`CONSTANTS_CHECKED`: the date the sources above were read.
+- :data:`PLAN_S3_REQUESTS`, :data:`GROVE_S3_REQUESTS`, :data:`FIRST_GROVE_S3_REQUESTS`,
+  :data:`MERGE_S3_REQUESTS`: counted in :mod:`groveflow.training` (each costs a latency on the
+  critical path; the merge's grove reads ``GROVE_READERS`` at a time).
+- :data:`LOCAL_RUN_OVERHEAD_SECONDS`, :data:`LOCAL_INVOCATION_OVERHEAD_SECONDS`,
+  :data:`LOCAL_S3_REQUEST_SECONDS`, :data:`LOCAL_S3_MB_PER_SECOND`: measured on the local
+  engine (2 workers, 2 cores, 2026-12-01) from the stage times of a run of 40 one-tree groves,
+  which ``python benchmarks/estimate.py`` prints again beside its estimates;
+  :data:`LOCAL_ENGINE_START_SECONDS` from a command-line run on a fresh engine.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+from groveflow import cost
+from groveflow.errors import BudgetExceeded, InvalidRequest
+from groveflow.request import TrainRequest, make_estimator
+
+__all__ = [
+    "COLD_START_SECONDS",
+    "CONSTANTS_CHECKED",
+    "DEFAULT_MEMORY_MB",
+    "END_STATES",
+    "FIRST_GROVE_S3_REQUESTS",
+    "GROVE_S3_REQUESTS",
+    "INGEST_STATES",
+    "LAMBDA_MB_PER_VCPU",
+    "LAMBDA_NEW_ENVIRONMENTS_PER_PERIOD",
+    "LAMBDA_SCALING_PERIOD_SECONDS",
+    "LOCAL_ENGINE_START_SECONDS",
+    "LOCAL_INVOCATION_OVERHEAD_SECONDS",
+    "LOCAL_RUN_OVERHEAD_SECONDS",
+    "LOCAL_S3_MB_PER_SECOND",
+    "LOCAL_S3_REQUEST_SECONDS",
+    "MERGE_S3_REQUESTS",
+    "PARENT_STATES",
+    "PLAN_S3_REQUESTS",
+    "S3_GETS_PER_SECOND_PER_PREFIX",
+    "S3_LATENCY_SECONDS",
+    "S3_MB_PER_SECOND",
+    "TRIAL_TARGET_SECONDS",
+    "AwsWall",
+    "EstimateCheck",
+    "LocalWall",
+    "RunEstimate",
+    "Trial",
+    "check_budget",
+    "estimate_run",
+    "measure_trial",
+    "vcpu_factor",
+]
+
+ESTIMATE_VERSION = 1
+CONSTANTS_CHECKED = "2026-12-01"
+
+# ------------------------------------------------------------ AWS (sources in the docstring)
+LAMBDA_MB_PER_VCPU = 1769
+LAMBDA_NEW_ENVIRONMENTS_PER_PERIOD = 1000
+LAMBDA_SCALING_PERIOD_SECONDS = 10.0
+COLD_START_SECONDS = 2.0  # an assumption for the scikit-learn layer; see the docstring
+S3_MB_PER_SECOND = 85.0
+S3_LATENCY_SECONDS = 0.1
+S3_GETS_PER_SECOND_PER_PREFIX = 5500
+DEFAULT_MEMORY_MB = 3008
+"""template.yaml's default ``PlanMemorySize`` and ``MergeMemorySize`` (the plan is not told
+the stack's values, so the estimate assumes the defaults)."""
+
+PARENT_STATES = (
+    "PrepareData",
+    "NoConversion",
+    "Plan",
+    "BuildGroves",
+    "Merge",
+    "GrowAgain",
+    "PredictRequested",
+)
+"""The states a training run without a ``predict`` section enters in one round, less its end
+(``Trained``); one transition each (statemachine/train.asl.json). With ``n_trees: "auto"``
+the estimate is of the first round only."""
+INGEST_STATES = ("ValidateRequest", "Ingest")
+"""Entered instead of ``NoConversion`` when the data is CSV or Parquet."""
+END_STATES = 1  # Trained
+
+# ------------------------------------------------------------ S3 requests (training.py's)
+PLAN_S3_REQUESTS = 8
+"""The plan's requests besides reading the data: the record's lookup and claim, the splits'
+checks and four writes, the grove plan."""
+GROVE_S3_REQUESTS = 2
+"""A builder's per grove: the check for a stored grove and the grove's write (one more, the
+OOB sums, with ``oob_score``)."""
+FIRST_GROVE_S3_REQUESTS = 3
+"""A builder's once per environment (then cached): the run record, ``X_train``, ``y_train``."""
+MERGE_S3_REQUESTS = 6
+"""The merge's besides the groves: the record, the test split (2), the listing, the forest's
+and the manifest's writes (each grove one more read, and its OOB sums another)."""
+
+# ------------------------------------------------------------ local engine (measured)
+LOCAL_RUN_OVERHEAD_SECONDS = 0.1
+"""Starting an execution, the interpreter's states and the follower's last poll, per run."""
+LOCAL_INVOCATION_OVERHEAD_SECONDS = 0.007
+"""Dispatching one invocation to a worker and back, and its Map child, per invocation."""
+LOCAL_S3_REQUEST_SECONDS = 0.0025
+"""One request to the local S3 server, which serves every worker from the engine's process."""
+LOCAL_S3_MB_PER_SECOND = 400.0
+"""The local S3 server's throughput for one object, up or down."""
+LOCAL_ENGINE_START_SECONDS = 1.7
+"""A run on an engine this process has just started: forking the workers, which import
+scikit-learn, and each function's first (cold) import in them (``groveflow train
+events/train-digits.json`` from the command line: 2.2 and 2.8 s against 0.7 s warm)."""
+
+# ------------------------------------------------------------ the trial
+TRIAL_TARGET_SECONDS = 1.0
+"""The trial grove is as many trees (at most ``grove_size``) as take about this long."""
+
+
+def vcpu_factor(memory_mb: int) -> float:
+    """How much slower a single-threaded fit runs at ``memory_mb`` than on a whole vCPU.
+
+    Lambda gives a function CPU in proportion to its memory, one vCPU at
+    :data:`LAMBDA_MB_PER_VCPU`; a grove fits on one thread, so above that it is 1.
+    """
+    if memory_mb <= 0:
+        raise ValueError(f"memory_mb={memory_mb} must be > 0")
+    return max(1.0, LAMBDA_MB_PER_VCPU / memory_mb)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What the trial grove measured, per tree, on the machine that ran it.
+
+    Attributes
+    ----------
+    trees : int
+        Trees in the trial grove.
+    seconds : float
+        Its whole measurement (fit, OOB sums, encoding, decoding, scoring), in seconds.
+    seconds_per_tree : float
+        A builder's work per tree: fit, OOB sums when asked for, encoding.
+    grove_overhead_seconds : float
+        A builder's work per grove, whatever its trees (the one-tree fit less a tree).
+    merge_seconds_per_tree : float
+        The merge's work per tree: decoding, re-encoding, scoring the held-out rows.
+    grove_mb_per_tree : float
+        Encoded size (in MB) per tree.
+    """
+
+    trees: int
+    seconds: float
+    seconds_per_tree: float
+    grove_overhead_seconds: float
+    merge_seconds_per_tree: float
+    grove_mb_per_tree: float
+
+
+def measure_trial(
+    request: TrainRequest,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_test: np.ndarray | None = None,
+) -> Trial:
+    """Fit a trial grove with the run's parameters on the training split and time it.
+
+    One tree first, then a grove of ``k`` trees, ``k`` (at most ``grove_size``, which the
+    size guard has let fit in memory) chosen so it takes about :data:`TRIAL_TARGET_SECONDS`.
+    What scikit-learn checks only at fit time against the data (``monotonic_cst`` with
+    multiclass targets, missing values, ``max_samples`` above the row count...) is refused
+    here, by name, instead of in every grove builder.
+
+    Raises
+    ------
+    InvalidRequest
+        If the parameters do not fit this data.
+    """
+    from groveflow.layout import grove_seeds
+
+    seed = grove_seeds(request.seed, 1)[0]
+    # A first fit imports what scikit-learn imports lazily: not a tree's time.
+    _builder_seconds(request, X_train[:64], y_train[:64], 1, seed, check=False)
+    began = time.perf_counter()
+    one = _builder_seconds(request, X_train, y_train, 1, seed)[0]
+    k = max(1, min(request.grove_size, math.ceil(TRIAL_TARGET_SECONDS / max(one, 1e-6))))
+    if k == 1:
+        per_tree, overhead = one, 0.0
+        seconds, blob = _builder_seconds(request, X_train, y_train, 1, seed)
+    else:
+        seconds, blob = _builder_seconds(request, X_train, y_train, k, seed)
+        per_tree = max((seconds - one) / (k - 1), seconds / k / 2)
+        overhead = max(0.0, seconds - k * per_tree)
+    merge_per_tree = _merge_seconds(blob, X_test) / k
+    return Trial(
+        trees=k,
+        seconds=time.perf_counter() - began,
+        seconds_per_tree=per_tree,
+        grove_overhead_seconds=overhead,
+        merge_seconds_per_tree=merge_per_tree,
+        grove_mb_per_tree=len(blob) / 2**20 / k,
+    )
+
+
+def _builder_seconds(
+    request: TrainRequest,
+    X: np.ndarray,
+    y: np.ndarray,
+    n_trees: int,
+    seed: int,
+    *,
+    check: bool = True,
+) -> tuple[float, bytes]:
+    """What one builder does for a grove of ``n_trees``, timed; and the grove's bytes.
+
+    ``check=False`` (the warm-up on a few rows) lets a fit fail quietly: the real split
+    is what the parameters are checked against."""
+    from groveflow import artifact
+    from groveflow.oob import grove_oob, wants_oob
+
+    model = request.model
+    classes = np.unique(y) if model.task == "classification" else None
+    estimator = make_estimator(
+        model.kind, model.task, model.params, n_trees=n_trees, seed=seed, classes=classes
+    )
+    started = time.perf_counter()
+    try:
+        estimator.fit(X, y)
+    except (ValueError, TypeError) as error:
+        if not check:
+            return 0.0, b""
+        raise InvalidRequest(f"model.params do not fit this dataset: {error}") from None
+    if wants_oob(model.params):
+        grove_oob(estimator, X)
+    fitted = estimator.classes_ if model.task == "classification" else None
+    blob = artifact.encode_trees(estimator.estimators_, n_features=X.shape[1], classes=fitted)
+    return time.perf_counter() - started, blob
+
+
+def _merge_seconds(blob: bytes, X_test: np.ndarray | None) -> float:
+    """What the merge does with a grove's trees: decode, re-encode, score the held-out rows."""
+    from groveflow import artifact
+
+    started = time.perf_counter()
+    grove = artifact.decode_trees(blob)
+    artifact.encode_forest_file(grove)
+    if X_test is not None and len(X_test):
+        grove.n_jobs = 1
+        if grove.classes_ is not None:
+            grove.predict_proba(X_test)
+        else:
+            grove.predict(X_test)
+    return time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class AwsWall:
+    """The predicted wall time of a run on AWS, in seconds, by part.
+
+    Attributes
+    ----------
+    plan_seconds : float
+        Reading and splitting the data and the trial (as measured), and writing the split.
+    ramp_seconds : float
+        Waiting for Lambda to add environments past its first 1,000.
+    cold_start_seconds : float
+        The plan's, the first wave of builders' and the merge's cold starts.
+    s3_read_seconds : float
+        Each first-wave builder reading the training split.
+    groves_seconds : float
+        The waves of groves, each as long as one full grove (fit and write).
+    merge_seconds : float
+        Reading the groves, merging, scoring the held-out rows, writing the forest.
+    """
+
+    plan_seconds: float
+    ramp_seconds: float
+    cold_start_seconds: float
+    s3_read_seconds: float
+    groves_seconds: float
+    merge_seconds: float
+
+    @property
+    def total_seconds(self) -> float:
+        """The sum of the parts."""
+        return math.fsum(getattr(self, f.name) for f in fields(self))
+
+
+@dataclass(frozen=True)
+class LocalWall:
+    """The predicted wall time of a run on the local engine with ``workers`` workers.
+
+    Attributes
+    ----------
+    workers : int
+    overhead_seconds : float
+        The engine's own per run (:data:`LOCAL_RUN_OVERHEAD_SECONDS`, and
+        :data:`LOCAL_ENGINE_START_SECONDS` on an engine just started).
+    plan_seconds, groves_seconds, merge_seconds : float
+        The stages, as in :class:`AwsWall`, on this machine's cores.
+    """
+
+    workers: int
+    overhead_seconds: float
+    plan_seconds: float
+    groves_seconds: float
+    merge_seconds: float
+
+    @property
+    def total_seconds(self) -> float:
+        """The sum of the parts."""
+        parts = (self.overhead_seconds, self.plan_seconds, self.groves_seconds, self.merge_seconds)
+        return math.fsum(parts)
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """A training run's predicted wall time and cost, from a trial fit on its real split.
+
+    Attributes
+    ----------
+    seconds_per_tree : float
+        A builder's measured work per tree (fit, OOB sums, encoding) on one vCPU, in seconds.
+    grove_overhead_seconds : float
+        A builder's measured work per grove besides its trees.
+    merge_seconds_per_tree : float
+        The merge's measured work per tree.
+    trial_trees : int
+        Trees in the trial grove.
+    trees_per_grove : int
+        ``grove_size``.
+    n_trees, groves : int
+        Trees in the forest and groves to build.
+    concurrency : int
+        Builders the Map runs at once (``max_concurrency``, clamped).
+    builder_memory_mb, plan_memory_mb, merge_memory_mb : int
+        Each function's memory (in MB), which bills and sets its share of a vCPU.
+    split_mb : float
+        The training split (features and labels, in MB), which each builder reads.
+    data_mb : float
+        All four splits (in MB), which the plan writes.
+    grove_mb : float
+        One full grove's encoded size (in MB).
+    plan_seconds : float
+        The plan's measured work up to the estimate: reading, splitting, the trial.
+    oob : bool
+        Whether the run sums out-of-bag predictions (``oob_score``): a write per grove more,
+        and a read per grove more at the merge.
+    ingested : bool
+        Whether the run goes through ValidateRequest and Ingest (CSV, Parquet).
+    aws : AwsWall
+        The predicted wall time on AWS.
+    cost : groveflow.cost.CostEstimate
+        The predicted cost on AWS.
+    local : LocalWall or None, default=None
+        The predicted wall time on the local engine, when a worker count was given.
+    """
+
+    seconds_per_tree: float
+    grove_overhead_seconds: float
+    merge_seconds_per_tree: float
+    trial_trees: int
+    trees_per_grove: int
+    n_trees: int
+    groves: int
+    concurrency: int
+    builder_memory_mb: int
+    plan_memory_mb: int
+    merge_memory_mb: int
+    split_mb: float
+    data_mb: float
+    grove_mb: float
+    plan_seconds: float
+    oob: bool
+    ingested: bool
+    aws: AwsWall
+    cost: cost.CostEstimate
+    local: LocalWall | None = None
+    version: int = ESTIMATE_VERSION
+
+    @property
+    def cost_usd(self) -> float:
+        """The predicted AWS cost, in US dollars."""
+        return self.cost.total_usd
+
+    @property
+    def aws_seconds(self) -> float:
+        """The predicted AWS wall time, in seconds."""
+        return self.aws.total_seconds
+
+    def local_wall(self, workers: int, *, cold_engine: bool = False) -> LocalWall:
+        """The predicted wall time on the local engine with ``workers`` worker processes
+        (``cold_engine``: on an engine started for this run, as by the command line)."""
+        if workers < 1:
+            raise ValueError(f"workers={workers} must be >= 1")
+        parallel = min(workers, self.concurrency, self.groves)
+        waves = math.ceil(self.groves / parallel)
+        request = LOCAL_S3_REQUEST_SECONDS
+        grove = (
+            self._grove_fit_seconds(1.0)
+            + self._grove_requests() * request
+            + self.grove_mb / LOCAL_S3_MB_PER_SECOND
+            + LOCAL_INVOCATION_OVERHEAD_SECONDS
+        )
+        # Once per worker, then cached.
+        reads = FIRST_GROVE_S3_REQUESTS * request + self.split_mb / LOCAL_S3_MB_PER_SECOND
+        merge = (
+            (MERGE_S3_REQUESTS + self.groves * self._merge_reads_per_grove()) * request
+            + self.n_trees * self.merge_seconds_per_tree
+            + 2 * self.groves * self.grove_mb / LOCAL_S3_MB_PER_SECOND  # read, then written
+            + LOCAL_INVOCATION_OVERHEAD_SECONDS
+        )
+        return LocalWall(
+            workers=workers,
+            overhead_seconds=LOCAL_RUN_OVERHEAD_SECONDS
+            + (LOCAL_ENGINE_START_SECONDS if cold_engine else 0.0),
+            plan_seconds=self.plan_seconds
+            + PLAN_S3_REQUESTS * request
+            + self.data_mb / LOCAL_S3_MB_PER_SECOND
+            + LOCAL_INVOCATION_OVERHEAD_SECONDS,
+            groves_seconds=waves * grove + reads,
+            merge_seconds=merge,
+        )
+
+    def _grove_requests(self) -> int:
+        return GROVE_S3_REQUESTS + (1 if self.oob else 0)
+
+    def _merge_reads_per_grove(self) -> int:
+        return 2 if self.oob else 1
+
+    def _grove_fit_seconds(self, factor: float) -> float:
+        return (self.grove_overhead_seconds + self.trees_per_grove * self.seconds_per_tree) * factor
+
+    def summary(self) -> dict[str, Any]:
+        """The few figures the plan's output carries (it must stay small)."""
+        return {
+            "cost_usd": round(self.cost_usd, 6),
+            "aws_seconds": round(self.aws_seconds, 2),
+            "seconds_per_tree": round(self.seconds_per_tree, 6),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """As a JSON-ready dictionary, with the totals spelled out."""
+        out = asdict(self)
+        out["aws"]["total_seconds"] = self.aws.total_seconds
+        if self.local is not None:
+            out["local"]["total_seconds"] = self.local.total_seconds
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> RunEstimate:
+        """The estimate :meth:`to_dict` gave; ValueError naming what is missing or damaged."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"an estimate must be an object, got {type(raw).__name__}")
+        if raw.get("version") != ESTIMATE_VERSION:
+            raise ValueError(f"estimate version {raw.get('version')!r}, not {ESTIMATE_VERSION}")
+        try:
+            values = {f.name: raw[f.name] for f in fields(cls) if f.name in raw}
+            values["aws"] = _parts(AwsWall, raw["aws"])
+            values["cost"] = cost.CostEstimate(**raw["cost"])
+            values["local"] = None if raw.get("local") is None else _parts(LocalWall, raw["local"])
+            return cls(**values)
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"the estimate is missing or has a damaged field: {error}") from None
+
+
+def _parts(kind: Any, raw: Any) -> Any:
+    return kind(**{f.name: raw[f.name] for f in fields(kind)})
+
+
+def estimate_run(
+    request: TrainRequest,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_test: np.ndarray | None = None,
+    *,
+    builder_memory_mb: int,
+    plan_memory_mb: int = DEFAULT_MEMORY_MB,
+    merge_memory_mb: int = DEFAULT_MEMORY_MB,
+    concurrency: int | None = None,
+    plan_seconds: float = 0.0,
+    ingested: bool = False,
+    workers: int | None = None,
+) -> RunEstimate:
+    """Measure a trial grove on the real split and predict the run's wall time and cost.
+
+    Parameters
+    ----------
+    request : TrainRequest
+    X_train, y_train : ndarray
+        The training split, as the builders will read it.
+    X_test : ndarray or None, default=None
+        The held-out features the merge scores.
+    builder_memory_mb : int
+        Each grove builder's memory (in MB).
+    plan_memory_mb, merge_memory_mb : int, default=3008
+        The plan's and the merge's memory (in MB).
+    concurrency : int or None, default=None
+        Builders at once; ``min(max_concurrency, groves)`` if None.
+    plan_seconds : float, default=0.0
+        What the plan has spent so far (reading and splitting the data), in seconds.
+    ingested : bool, default=False
+        Whether the data goes through Ingest (CSV, Parquet): two more states.
+    workers : int or None, default=None
+        Also predict the local engine's wall time with this many workers.
+
+    Returns
+    -------
+    RunEstimate
+
+    Raises
+    ------
+    InvalidRequest
+        If the model's parameters do not fit this data (see :func:`measure_trial`).
+    """
+    from groveflow.oob import wants_oob
+
+    trial = measure_trial(request, X_train, y_train, X_test)
+    groves = request.n_groves
+    environments = min(groves, concurrency or request.max_concurrency)
+    split_mb = (X_train.nbytes + y_train.nbytes) / 2**20
+    test_mb = 0.0 if X_test is None else (X_test.nbytes + 8 * len(X_test)) / 2**20
+    shape = RunEstimate(
+        seconds_per_tree=trial.seconds_per_tree,
+        grove_overhead_seconds=trial.grove_overhead_seconds,
+        merge_seconds_per_tree=trial.merge_seconds_per_tree,
+        trial_trees=trial.trees,
+        trees_per_grove=request.grove_size,
+        n_trees=request.n_trees,
+        groves=groves,
+        concurrency=environments,
+        builder_memory_mb=builder_memory_mb,
+        plan_memory_mb=plan_memory_mb,
+        merge_memory_mb=merge_memory_mb,
+        split_mb=split_mb,
+        data_mb=split_mb + test_mb,
+        grove_mb=trial.grove_mb_per_tree * request.grove_size,
+        plan_seconds=plan_seconds + trial.seconds,
+        oob=wants_oob(request.model.params),
+        ingested=ingested,
+        aws=AwsWall(0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+        cost=cost.estimate_cost([], 0),
+    )
+    aws, invocations = _on_aws(shape)
+    transitions = len(PARENT_STATES) + END_STATES + (len(INGEST_STATES) - 1 if ingested else 0)
+    priced = cost.estimate_cost(invocations, transitions + cost.child_transitions(groves, groves))
+    local = None if workers is None else shape.local_wall(workers)
+    return replace(shape, aws=aws, cost=priced, local=local)
+
+
+def _on_aws(shape: RunEstimate) -> tuple[AwsWall, list[cost.Billed]]:
+    """The wall time on AWS by part, and the invocations it bills."""
+    from groveflow.training import GROVE_READERS
+
+    environments = shape.concurrency
+    waves = math.ceil(shape.groves / environments)
+    write_grove = shape._grove_requests() * S3_LATENCY_SECONDS + shape.grove_mb / S3_MB_PER_SECOND
+    grove = shape._grove_fit_seconds(vcpu_factor(shape.builder_memory_mb)) + write_grove
+    read = (
+        FIRST_GROVE_S3_REQUESTS * S3_LATENCY_SECONDS
+        + shape.split_mb / S3_MB_PER_SECOND
+        + 2 * environments / S3_GETS_PER_SECOND_PER_PREFIX  # X and y, every first-wave builder
+    )
+    plan = (
+        shape.plan_seconds
+        + PLAN_S3_REQUESTS * S3_LATENCY_SECONDS
+        + shape.data_mb / S3_MB_PER_SECOND
+    )
+    readers = min(GROVE_READERS, shape.groves)
+    merge = (
+        MERGE_S3_REQUESTS * S3_LATENCY_SECONDS
+        + S3_LATENCY_SECONDS * math.ceil(shape.groves * shape._merge_reads_per_grove() / readers)
+        + shape.groves * shape.grove_mb / (S3_MB_PER_SECOND * readers)
+        + shape.n_trees * shape.merge_seconds_per_tree * vcpu_factor(shape.merge_memory_mb)
+        + shape.groves * shape.grove_mb / S3_MB_PER_SECOND  # the forest, written once
+    )
+    ramp = LAMBDA_SCALING_PERIOD_SECONDS * (
+        (environments - 1) // LAMBDA_NEW_ENVIRONMENTS_PER_PERIOD
+    )
+    wall = AwsWall(
+        plan_seconds=plan,
+        ramp_seconds=ramp,
+        cold_start_seconds=3 * COLD_START_SECONDS,
+        s3_read_seconds=read,
+        groves_seconds=waves * grove,
+        merge_seconds=merge,
+    )
+    init_ms = COLD_START_SECONDS * 1000
+    invocations = [_billed("PlanFunction", plan, shape.plan_memory_mb, init_ms)]
+    for number in range(shape.groves):
+        first = number < environments
+        seconds = grove + (read if first else 0.0)
+        invocations.append(
+            _billed(
+                "BuildGroveFunction", seconds, shape.builder_memory_mb, init_ms if first else None
+            )
+        )
+    invocations.append(_billed("MergeFunction", merge, shape.merge_memory_mb, init_ms))
+    return wall, invocations
+
+
+def _billed(function: str, seconds: float, memory_mb: int, init_ms: float | None) -> cost.Billed:
+    duration_ms = seconds * 1000
+    return cost.Billed(
+        duration_ms=duration_ms,
+        memory_mb=memory_mb,
+        billed_duration_ms=math.ceil(duration_ms + (init_ms or 0.0)),
+        init_ms=init_ms,
+        function=function,
+    )
+
+
+def check_budget(request: TrainRequest, estimate: RunEstimate) -> None:
+    """Refuse a run whose estimated cost is above the request's ``max_cost_usd``.
+
+    Raises
+    ------
+    BudgetExceeded
+        Naming the estimate, the cap and what to change.
+    """
+    cap = request.max_cost_usd
+    if cap is None or estimate.cost_usd <= cap:
+        return
+    raise BudgetExceeded(
+        f"the run is estimated to cost ${estimate.cost_usd:.6f} on AWS "
+        f"({estimate.cost.gb_seconds:.1f} GB-s, {estimate.cost.lambda_requests} requests, "
+        f"{estimate.cost.state_transitions} transitions; about {estimate.aws_seconds:.0f} s), "
+        f"above max_cost_usd={cap:g}: raise max_cost_usd, or ask for fewer trees"
+    )
+
+
+@dataclass(frozen=True)
+class EstimateCheck:
+    """A run's estimate set beside what it measured.
+
+    Attributes
+    ----------
+    estimated_cost_usd : float
+        The plan's AWS cost estimate.
+    cost_usd : float or None
+        The cost computed from the run's ``REPORT`` lines and transitions (on the local
+        engine, its own durations at AWS prices).
+    estimated_aws_seconds : float
+        The plan's AWS wall-time estimate.
+    estimated_local_seconds : float or None
+        On the local engine, the local-wall estimate for its worker count.
+    workers : int or None
+        That worker count.
+    seconds : float
+        The measured wall time.
+    """
+
+    estimated_cost_usd: float
+    cost_usd: float | None
+    estimated_aws_seconds: float
+    estimated_local_seconds: float | None
+    workers: int | None
+    seconds: float
+
+    @property
+    def wall_ratio(self) -> float | None:
+        """Measured over estimated local wall time (1 is exact)."""
+        if not self.estimated_local_seconds:
+            return None
+        return self.seconds / self.estimated_local_seconds
+
+    @property
+    def cost_ratio(self) -> float | None:
+        """Actual over estimated cost (1 is exact)."""
+        if self.cost_usd is None or not self.estimated_cost_usd:
+            return None
+        return self.cost_usd / self.estimated_cost_usd
+
+    @classmethod
+    def of(
+        cls,
+        estimate: RunEstimate,
+        *,
+        seconds: float,
+        cost_usd: float | None,
+        workers: int | None = None,
+        cold_engine: bool = False,
+    ) -> EstimateCheck:
+        """The check of a run that ``estimate`` was made for (``workers``, ``cold_engine``:
+        the local engine's, see :meth:`RunEstimate.local_wall`)."""
+        local = None if workers is None else estimate.local_wall(workers, cold_engine=cold_engine)
+        return cls(
+            estimated_cost_usd=estimate.cost_usd,
+            cost_usd=cost_usd,
+            estimated_aws_seconds=estimate.aws_seconds,
+            estimated_local_seconds=None if local is None else local.total_seconds,
+            workers=workers,
+            seconds=seconds,
+        )

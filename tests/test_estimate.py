@@ -1,0 +1,149 @@
+"""The plan's estimate of a run's wall time and cost, the budget cap, and ``groveflow estimate``.
+
+How close the local-wall estimate comes to the measured wall is a benchmark's claim
+(benchmarks/estimate.py); here only a loose band, so the estimate cannot silently break.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import unique_name
+from groveflow import estimates
+from groveflow.errors import BudgetExceeded, InvalidRequest
+from groveflow.estimates import RunEstimate, check_budget
+from groveflow.request import parse_train_request
+
+DIGITS = {"data": {"uri": "sklearn:digits"}, "n_trees": 40, "grove_size": 10, "seed": 3}
+
+
+def _builds(result: Any) -> list[Any]:
+    return [i for i in result.invocations if i.function == "BuildGroveFunction"]
+
+
+def _record(engine: Any, run_id: str) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads((engine.run_dir(run_id) / "run.json").read_text())
+    return record
+
+
+def test_a_cap_below_the_estimate_fails_at_plan_and_builds_no_grove(engine: Any) -> None:
+    # GIVEN a request capped far below what 4 groves cost
+    run_id = unique_name("budget-low")
+    request = {**DIGITS, "run_id": run_id, "max_cost_usd": 0.000001}
+    # WHEN it runs
+    result = engine.run("TrainStateMachine", request, name=run_id)
+    # THEN the plan refuses it by name, with the estimate and the cap, before any grove
+    assert result.status == "FAILED"
+    assert result.error == "BudgetExceeded"
+    assert re.search(r"estimated to cost \$0\.\d{6}", result.cause)
+    assert "max_cost_usd=1e-06" in result.cause
+    assert _builds(result) == []
+    assert not (engine.run_dir(run_id) / "run.json").exists()
+
+
+def test_a_cap_above_the_estimate_runs_and_the_estimate_prices_the_run(engine: Any) -> None:
+    from groveflow.engines import _local_cost
+
+    # GIVEN the same request with a generous cap
+    run_id = unique_name("budget-high")
+    result = engine.run(
+        "TrainStateMachine", {**DIGITS, "run_id": run_id, "max_cost_usd": 5}, name=run_id
+    )
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert len(_builds(result)) == 4
+    # THEN the run record keeps the plan's estimate, whose requests and transitions are the
+    # run's own, and whose local wall is within a loose band of the measured one
+    estimate = RunEstimate.from_dict(_record(engine, run_id)["estimate"])
+    actual = _local_cost(result, engine.history(result.execution_arn))
+    assert estimate.cost.lambda_requests == actual["lambda_requests"] == 6
+    assert estimate.cost.state_transitions == actual["state_transitions"]
+    assert estimate.groves == 4 and estimate.trees_per_grove == 10
+    assert 1 / 3 <= result.seconds / estimate.local_wall(2).total_seconds <= 3
+    assert result.output["trees_built"] == 40
+
+
+def test_max_cost_usd_is_validated_and_does_not_change_the_run() -> None:
+    for bad in (0, -1, "0.5", True, math.nan, math.inf):
+        with pytest.raises(InvalidRequest, match="max_cost_usd must be a positive number"):
+            parse_train_request({**DIGITS, "max_cost_usd": bad})
+    capped = parse_train_request({**DIGITS, "max_cost_usd": 0.5})
+    assert capped.max_cost_usd == 0.5
+    assert parse_train_request(capped.to_dict()) == capped
+    assert "max_cost_usd" not in parse_train_request(DIGITS).to_dict()
+
+
+def test_the_budget_error_names_the_estimate_and_the_cap() -> None:
+    estimate = _estimate({**DIGITS, "n_trees": 20})
+    over = parse_train_request({**DIGITS, "max_cost_usd": estimate.cost_usd / 2})
+    with pytest.raises(BudgetExceeded) as raised:
+        check_budget(over, estimate)
+    assert f"${estimate.cost_usd:.6f}" in str(raised.value)
+    assert f"max_cost_usd={estimate.cost_usd / 2:g}" in str(raised.value)
+    check_budget(parse_train_request({**DIGITS, "max_cost_usd": 2 * estimate.cost_usd}), estimate)
+
+
+def test_the_aws_model_scales_with_groves_concurrency_and_memory() -> None:
+    # GIVEN one measured trial, the AWS model applied to other shapes
+    small = _estimate({**DIGITS, "n_trees": 100, "max_concurrency": 10})
+    # THEN half the memory below 1,769 MB makes each grove slower by Lambda's vCPU share
+    assert estimates.vcpu_factor(3008) == 1.0
+    assert estimates.vcpu_factor(884) == pytest.approx(1769 / 884)
+    # and 2,500 builders at once wait 20 s for Lambda's scaling (1,000 per 10 s)
+    wide = _estimate({**DIGITS, "n_trees": 2500, "grove_size": 1, "max_concurrency": 2500})
+    assert wide.aws.ramp_seconds == 20.0
+    assert small.aws.ramp_seconds == 0.0
+    # and every grove child costs two transitions, every invocation a request
+    assert wide.cost.state_transitions - small.cost.state_transitions == 2 * (2500 - 10)
+    assert wide.cost.lambda_requests == 2500 + 2
+
+
+def test_every_constant_is_named_in_the_docstring_with_its_source() -> None:
+    doc = estimates.__doc__ or ""
+    constants = [
+        name
+        for name, value in vars(estimates).items()
+        if name.isupper()
+        and not name.endswith("_VERSION")
+        and isinstance(value, int | float | str | tuple)
+    ]
+    assert len(constants) >= 15
+    for name in constants:
+        assert f":data:`{name}`" in doc, f"{name} has no source in groveflow.estimates' docstring"
+    for fact in ("1,769 MB", "1,000 execution environment", "85-90 MB/s", "5,500"):
+        assert fact in doc
+    assert doc.count("https://") >= 5
+
+
+def test_groveflow_estimate_prints_and_exits_0_without_creating_a_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from groveflow.cli import main
+
+    # GIVEN an input file in an empty directory
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "digits.json"
+    path.write_text(json.dumps(DIGITS))
+    # WHEN it is estimated, as text and as JSON
+    assert main(["estimate", str(path), "--workers", "2"]) == 0
+    text = capsys.readouterr().out
+    assert main(["estimate", str(path), "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    # THEN it prints the AWS wall, the cost and the local wall, and no run was started
+    assert re.search(r"^AWS\s+[\d.]+ s: plan", text, re.M)
+    assert re.search(r"^cost\s+\$0\.\d{6} on AWS", text, re.M)
+    assert re.search(r"^local\s+[\d.]+ s on 2 workers", text, re.M)
+    assert described["groves"] == 4 and described["cost"]["lambda_requests"] == 6
+    assert described["aws"]["total_seconds"] > 0
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def _estimate(request: dict[str, Any]) -> RunEstimate:
+    import groveflow
+
+    return groveflow.estimate(request, workers=2)
