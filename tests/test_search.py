@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, unique_name
-from evidence import body
+from evidence import body, faults
 from groveflow.errors import InvalidRequest
 from groveflow.layout import keys
+from groveflow.local.faults import FaultInjector
 from groveflow.oob import OOBTotals, read_oob
-from groveflow.search import parse_search, schedule
+from groveflow.tuning import parse_search, schedule
 
 SEARCH = "SearchStateMachine"
 WINE = {
@@ -219,7 +220,7 @@ def test_the_cli_searches_through_the_api_and_a_rerun_resumes(tmp_path: Path) ->
 def test_the_report_of_the_winner_shows_the_leaderboard(engine: Any, tmp_path: Path) -> None:
     from groveflow.report import write_report
 
-    # GIVEN a search whose candidate runs are mirrored (as groveflow.search has them)
+    # GIVEN a search whose candidate runs are mirrored (as groveflow.search mirrors them)
     search_id = unique_name("search-report")
     engine.mirror.take(f"runs/{search_id}-")
     _, result = _search(engine, WINE, search_id)
@@ -237,3 +238,46 @@ def test_the_report_of_the_winner_shows_the_leaderboard(engine: Any, tmp_path: P
     assert f"{board['winner']} (chosen)" in text
     # AND the holdout plots, from the search's shared split
     assert (tmp_path / "confusion_matrix.png").is_file()
+
+
+class _CrashGroves(FaultInjector):
+    """Crash every attempt of the named (candidate suffix, grove) builds."""
+
+    def __init__(self, groves: set[tuple[str, int]]) -> None:
+        super().__init__()
+        self.groves = groves
+
+    def decide(self, function: str, payload: dict[str, Any], attempt: int) -> str | None:
+        if function != "BuildGroveFunction":
+            return None
+        hit = (payload["run_id"].rsplit("-", 1)[-1], payload["grove"]) in self.groves
+        return "crash" if hit else None
+
+
+def test_tolerated_failures_count_per_candidate(engine: Any) -> None:
+    # GIVEN 2 groves per candidate in round one, 50% tolerated, c002 losing one grove
+    # and c004 both
+    request = {
+        **WINE,
+        "tolerated_failure_percentage": 50,
+        "search": {
+            **WINE["search"],
+            "strategy": "grid",
+            "trees_per_round": 10,
+        },
+    }
+    with faults(engine, _CrashGroves({("c002", 1), ("c004", 0), ("c004", 1)})):
+        _, result = _search(engine, request)
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    scores = {c["run_id"][-4:]: c["scores"] for c in result.output["search"]["candidates"]}
+    # THEN c002 is scored on its one grove, c004 ranks last without a score
+    assert scores["c002"][0][1] is not None and scores["c004"] == [[10, None]]
+    assert result.output["search"]["candidates"][-1]["run_id"].endswith("c004")
+
+
+def test_groveflow_search_is_the_function_after_the_tuning_module_loads() -> None:
+    import groveflow
+    import groveflow.tuning  # what api.search and the handlers import
+
+    assert groveflow.search.__module__ == "groveflow.api"
+    assert groveflow.SearchResult.__name__ == "SearchResult"

@@ -3,8 +3,8 @@
 from typing import Any
 
 from groveflow import environment
-from groveflow.search import score_round
 from groveflow.telemetry import lambda_handler
+from groveflow.tuning import score_round
 
 
 @lambda_handler

@@ -3,8 +3,8 @@
 from typing import Any
 
 from groveflow import environment
-from groveflow.search import plan_search
 from groveflow.telemetry import lambda_handler
+from groveflow.tuning import plan_search
 
 
 @lambda_handler

@@ -662,7 +662,7 @@ def search(
     Parameters
     ----------
     request : dict, or str or Path of a JSON file
-        A training request with a ``search`` section (see :mod:`groveflow.search`).
+        A training request with a ``search`` section (see :mod:`groveflow.tuning`).
     engine : Engine or None, default=None
         Where to run; the process's embedded local engine if None.
     run_id : str or None, default=None
@@ -680,7 +680,7 @@ def search(
     import dataclasses
 
     from groveflow.engines import Local
-    from groveflow.search import run_ids
+    from groveflow.tuning import run_ids
 
     body, stem = _read(request, InvalidRequest)
     search_id = id_for(body, stem, run_id, predicting=False)

@@ -80,7 +80,7 @@ class keys:
 
     @staticmethod
     def search(search_id: str) -> str:
-        """A search's candidates, schedule and scores (:mod:`groveflow.search`)."""
+        """A search's candidates, schedule and scores (:mod:`groveflow.tuning`)."""
         return f"runs/{search_id}/search.json"
 
     @staticmethod

@@ -517,8 +517,8 @@ def _search_section(search: dict[str, Any]) -> str:
         scores = {int(t): s for t, s in candidate["scores"]}
         cells = "".join(
             f'<td data-value="{_e(scores[t])}">{_number(scores[t])}</td>'
-            if t in scores
-            else "<td></td>"
+            if scores.get(t) is not None
+            else f"<td>{'lost its groves' if t in scores else ''}</td>"
             for t in rounds
         )
         mark = " (chosen)" if candidate["run_id"] == search["winner"] else ""

@@ -796,7 +796,7 @@ def _search_of(bucket: str, search_id: Any) -> dict[str, Any] | None:
     """A search's leaderboard, for its winner's manifest (None for a plain run)."""
     if search_id is None:
         return None
-    from groveflow.search import leaderboard
+    from groveflow.tuning import leaderboard
 
     return leaderboard(bucket, str(search_id))
 

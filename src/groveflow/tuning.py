@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from groveflow import storage
-from groveflow.errors import InvalidDataset, InvalidRequest
+from groveflow import storage, telemetry
+from groveflow.errors import GroveMissing, InvalidDataset, InvalidRequest
 from groveflow.ids import ACCEPTED, is_valid_id
 from groveflow.layout import keys
+from groveflow.oob import check_oob_coverage
 from groveflow.request import (
     MAX_GROVES,
     TrainRequest,
@@ -362,6 +363,11 @@ def plan_search(
         builder_reserved_concurrency=builder_reserved_concurrency,
     )
     record = storage.get_json(bucket, keys.request(search_id))
+    for number, candidate in enumerate(params):
+        try:
+            check_oob_coverage(record["data"]["n_train"], candidate, spec.trees_per_round)
+        except InvalidRequest as error:
+            raise InvalidRequest(f"search candidate c{number:03d}: {error}") from None
     source = search_id
     if spec.metric == "validation":
         source = validation_id(search_id)
@@ -536,7 +542,12 @@ def score_round(
         request = replace(_candidate_request(base, run_id, params[run_id]), n_trees=trees)
         score = _score(bucket, document, request, run_id)
         scores[run_id] = [*scores.get(run_id, [])[:number], [trees, score]]
-    ranked = sorted(scored, key=lambda r: (-scores[r][-1][1], order[r]))
+    ranked = sorted(scored, key=lambda r: (_rank(scores[r][-1][1]), order[r]))
+    if scores[ranked[0]][-1][1] is None:
+        raise GroveMissing(
+            f"round {number}: every candidate lost more groves than "
+            f"tolerated_failure_percentage={base.tolerated_failure_percentage:g} allows"
+        )
     document = {**document, "scores": scores, "survivors": ranked}
     if number + 1 < len(document["schedule"]):
         return _plan_round(bucket, search_id, document, number + 1, builder_reserved_concurrency)
@@ -557,9 +568,18 @@ def score_round(
     return _write_plan(bucket, document, plan, stage, base, reserved=builder_reserved_concurrency)
 
 
-def _score(bucket: str, document: dict[str, Any], request: TrainRequest, run_id: str) -> float:
+def _rank(score: float | None) -> float:
+    """Sorts best first; a candidate that lost too many groves (None) last."""
+    return math.inf if score is None else -score
+
+
+def _score(
+    bucket: str, document: dict[str, Any], request: TrainRequest, run_id: str
+) -> float | None:
     """A candidate's score at ``request.n_trees`` trees: OOB accuracy or R^2 (as
-    scikit-learn's ``oob_score_``), or accuracy or R^2 on the validation split."""
+    scikit-learn's ``oob_score_``), or accuracy or R^2 on the validation split, from the
+    groves that were built; None if more are missing than ``tolerated_failure_percentage``
+    allows (counted per candidate: it ranks last)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from groveflow import artifact, training
@@ -568,7 +588,9 @@ def _score(bucket: str, document: dict[str, Any], request: TrainRequest, run_id:
     record = RunRecord.from_dict(storage.get_json(bucket, keys.request(run_id)))
     classes = record.classes_array()
     source = document["source"]
-    groves = training.grove_plan(request, run_id)
+    groves = _built_groves(bucket, request, run_id)
+    if groves is None:
+        return None
     with ThreadPoolExecutor(training.GROVE_READERS) as pool:
         if document["spec"]["metric"] == "oob":
             from groveflow.oob import OOBTotals, read_oob
@@ -596,6 +618,25 @@ def _score(bucket: str, document: dict[str, Any], request: TrainRequest, run_id:
     return float(np.mean(forest.predict(X) == y))
 
 
+def _built_groves(bucket: str, request: TrainRequest, run_id: str) -> list[dict[str, Any]] | None:
+    """The candidate's planned groves that were built; None if more are missing than its
+    ``tolerated_failure_percentage`` allows (counted per candidate, as for a run)."""
+    from groveflow import training
+
+    planned = training.grove_plan(request, run_id)
+    stored = set(storage.list_keys(bucket, keys.groves_prefix(run_id)))
+    built = [item for item in planned if keys.grove(run_id, item["grove"]) in stored]
+    missing = len(planned) - len(built)
+    allowed = request.tolerated_failure_percentage
+    if missing and (100 * missing / len(planned) > allowed or not built):
+        telemetry.logger.warning(
+            "candidate lost too many groves: ranked last",
+            extra={"candidate": run_id, "missing": missing, "planned": len(planned)},
+        )
+        return None
+    return built
+
+
 def leaderboard(bucket: str, search_id: str) -> dict[str, Any]:
     """The search's leaderboard for the winner's manifest: each candidate's params and its
     ``[trees, score]`` per round it ran, best first, with the winner and the trees fitted."""
@@ -604,7 +645,11 @@ def leaderboard(bucket: str, search_id: str) -> dict[str, Any]:
     scores = document["scores"]
     candidates = sorted(
         document["candidates"],
-        key=lambda c: (-len(scores[c["run_id"]]), -scores[c["run_id"]][-1][1], order[c["run_id"]]),
+        key=lambda c: (
+            -len(scores[c["run_id"]]),
+            _rank(scores[c["run_id"]][-1][1]),
+            order[c["run_id"]],
+        ),
     )
     spec = document["spec"]
     return {
