@@ -281,3 +281,32 @@ def test_groveflow_search_is_the_function_after_the_tuning_module_loads() -> Non
 
     assert groveflow.search.__module__ == "groveflow.api"
     assert groveflow.SearchResult.__name__ == "SearchResult"
+
+
+def test_max_cost_usd_covers_the_whole_search(engine: Any) -> None:
+    from groveflow.estimates import RunEstimate
+    from groveflow.tuning import search_cost_usd, search_size
+
+    # GIVEN a search of 18 candidates, and the plan's estimate of one 30-tree forest
+    space = {"max_features": ["sqrt", 0.5, 0.8], "min_samples_leaf": [1, 4, 12]}
+    request = {
+        **WINE,
+        "seed": 21,
+        "search": {**WINE["search"], "space": {**space, "max_depth": [None, 4]}},
+    }
+    search_id, done = _search(engine, request)
+    assert done.status == "SUCCEEDED", (done.error, done.cause)
+    stored = json.loads(body(engine, keys.request(search_id)))["estimate"]
+    one = RunEstimate.from_dict(stored).cost_usd
+    base, spec, params = parse_search({**request, "run_id": "s"})
+    trees, groves = search_size(spec, base, len(params))
+    assert (trees, groves) == (done.output["search"]["trees_fitted"], len(_builds(done)))
+    whole = search_cost_usd(stored, groves)
+    assert whole == one * groves / 6
+    # WHEN a cap lets one forest through but not the search (a wide margin: each plan
+    # measures its own trial grove)
+    _, result = _search(engine, {**request, "max_cost_usd": (one * whole) ** 0.5})
+    # THEN the search is refused by name before any grove
+    assert (result.status, result.error) == ("FAILED", "BudgetExceeded"), result.cause
+    assert "the search is estimated to cost" in str(result.cause)
+    assert [i.function for i in result.invocations] == ["SearchPlanFunction"]

@@ -278,11 +278,59 @@ def schedule(spec: SearchSpec, n_candidates: int, n_trees: int) -> list[tuple[in
     return rounds
 
 
+def search_size(spec: SearchSpec, base: TrainRequest, n_candidates: int) -> tuple[int, int]:
+    """Trees and grove builds of the whole search, the winner's growth included: each round
+    builds its survivors' groves past the last round's full ones (a partial grove is
+    rebuilt at its new size); with the validation metric the winner is refit whole."""
+    size = base.grove_size
+    rounds = schedule(spec, n_candidates, base.n_trees)
+    steps = [(a, t, p) for (a, t), p in zip(rounds, previous_trees(rounds), strict=True)]
+    steps.append((1, base.n_trees, 0 if spec.metric == "validation" else rounds[-1][1]))
+    trees = groves = 0
+    for alive, n_trees, grown_from in steps:
+        kept = grown_from // size
+        trees += alive * (n_trees - kept * size)
+        groves += alive * (-(-n_trees // size) - kept)
+    return trees, groves
+
+
+def previous_trees(rounds: list[tuple[int, int]]) -> list[int]:
+    """Each round's trees per candidate before it (0 for the first)."""
+    return [0, *(trees for _, trees in rounds[:-1])]
+
+
+def _check_budget(base: TrainRequest, spec: SearchSpec, n: int, record: dict[str, Any]) -> None:
+    """Refuse a search whose estimated cost is above ``max_cost_usd``: the plan's estimate of
+    one run of ``n_trees`` (a trial grove on the real split, :mod:`groveflow.estimates`),
+    scaled by the search's grove builds over that run's (the builders dominate a run's cost,
+    and every grove but a last partial one has ``grove_size`` trees)."""
+    from groveflow.errors import BudgetExceeded
+
+    if base.max_cost_usd is None or record.get("estimate") is None:
+        return
+    trees, groves = search_size(spec, base, n)
+    cost_usd = search_cost_usd(record["estimate"], groves)
+    if cost_usd > base.max_cost_usd:
+        raise BudgetExceeded(
+            f"the search is estimated to cost ${cost_usd:.6f} on AWS ({n} candidates: "
+            f"{trees} trees in {groves} grove builds), above max_cost_usd="
+            f"{base.max_cost_usd:g}: raise max_cost_usd, or search fewer candidates or "
+            "trees_per_round"
+        )
+
+
+def search_cost_usd(estimate: dict[str, Any], groves: int) -> float:
+    """A run's estimate (``RunRecord.estimate``) scaled to ``groves`` grove builds."""
+    from groveflow.estimates import RunEstimate
+
+    run = RunEstimate.from_dict(estimate)
+    return run.cost_usd * groves / max(1, run.groves)
+
+
 def _check_groves(spec: SearchSpec, base: TrainRequest, n_candidates: int) -> None:
     grove_size = base.grove_size
     rounds = schedule(spec, n_candidates, base.n_trees)
-    builds = sum(alive * -(-trees // grove_size) for alive, trees in rounds)
-    builds += -(-base.n_trees // grove_size)
+    _, builds = search_size(spec, base, n_candidates)
     if builds > MAX_GROVES:
         raise InvalidRequest(
             f"the search plans {builds} grove builds ({n_candidates} candidates x groves of "
@@ -363,6 +411,7 @@ def plan_search(
         builder_reserved_concurrency=builder_reserved_concurrency,
     )
     record = storage.get_json(bucket, keys.request(search_id))
+    _check_budget(base, spec, len(params), record)
     for number, candidate in enumerate(params):
         try:
             check_oob_coverage(record["data"]["n_train"], candidate, spec.trees_per_round)
