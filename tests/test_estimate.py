@@ -147,3 +147,32 @@ def _estimate(request: dict[str, Any]) -> RunEstimate:
     import groveflow
 
     return groveflow.estimate(request, workers=2)
+
+
+def test_a_csv_is_estimated_through_ingest_with_its_two_states(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from groveflow.cli import main
+
+    # GIVEN the same rows as CSV and as .npz
+    rows = np.random.default_rng(0).integers(0, 9, size=(40, 3))
+    rows[:, 2] = rows[:, 0] > 4
+    csv = tmp_path / "rows.csv"
+    csv.write_text("a,b,y\n" + "\n".join(",".join(map(str, row)) for row in rows) + "\n")
+    npz = tmp_path / "rows.npz"
+    np.savez(npz, X=rows[:, :2].astype(np.float32), y=rows[:, 2])
+    inputs = {}
+    for name, data in (("csv", {"uri": str(csv), "target": "y"}), ("npz", {"uri": str(npz)})):
+        inputs[name] = tmp_path / f"{name}.json"
+        inputs[name].write_text(json.dumps({"data": data, "n_trees": 6, "grove_size": 3}))
+    # WHEN each is estimated as JSON
+    described = {}
+    for name, path in inputs.items():
+        assert main(["estimate", str(path), "--json"]) == 0
+        described[name] = json.loads(capsys.readouterr().out)  # nothing but the JSON
+    # THEN the CSV run goes through ValidateRequest and Ingest: one transition more
+    assert described["csv"]["ingested"] and not described["npz"]["ingested"]
+    transitions = {name: d["cost"]["state_transitions"] for name, d in described.items()}
+    assert transitions["csv"] == transitions["npz"] + 1

@@ -378,6 +378,7 @@ def _readable(data: Any, request: Any) -> Iterator[tuple[Any, bool]]:
     import shutil
     import tempfile
 
+    from groveflow import telemetry
     from groveflow.datasets import CONVERTED_FORMAT
     from groveflow.ingest import _ingested_spec, ingest_parts
 
@@ -385,10 +386,15 @@ def _readable(data: Any, request: Any) -> Iterator[tuple[Any, bool]]:
     if spec is None:
         yield request.data, False
         return
-    with tempfile.TemporaryDirectory(prefix="groveflow-estimate-") as scratch:
-        for number, part in enumerate(ingest_parts(spec)):
-            shutil.copy(part, Path(scratch) / f"part-{number:05d}{part.suffix}")
-        yield replace(request.data, uri=f"{scratch}/", format=CONVERTED_FORMAT), True
+    level = telemetry.logger.log_level
+    telemetry.logger.setLevel("WARNING")  # the Lambda step's log lines, not this command's output
+    try:
+        with tempfile.TemporaryDirectory(prefix="groveflow-estimate-") as scratch:
+            for number, part in enumerate(ingest_parts(spec)):
+                shutil.copy(part, Path(scratch) / f"part-{number:05d}{part.suffix}")
+            yield replace(request.data, uri=f"{scratch}/", format=CONVERTED_FORMAT), True
+    finally:
+        telemetry.logger.setLevel(level)
 
 
 def _read(
