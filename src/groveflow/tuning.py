@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -392,6 +392,8 @@ def plan_search(
     from groveflow import training
 
     raw = event.get("request")
+    if isinstance(raw, dict) and raw.get("run_id") is None:  # as a run: the execution's name
+        raw = {**raw, "run_id": training._run_id_from(event.get("execution_name"))}
     base, spec, params = parse_search(raw)
     search_id = base.run_id
     assert search_id is not None
@@ -428,7 +430,7 @@ def plan_search(
     document = {
         "search_version": SEARCH_VERSION,
         "input": raw,
-        "spec": {**spec.__dict__},
+        "spec": asdict(spec),
         "candidates": [{"run_id": r, "params": p} for r, p in zip(ids, params, strict=True)],
         "schedule": [list(r) for r in rounds],
         "source": source,
