@@ -17,14 +17,14 @@ from groveflow.request import DataSpec
 
 
 def _columns(tmp_path: Path, name: str, content: bytes | str, **data: Any) -> dict[str, Any]:
-    """Write ``content`` as file ``name``, ingest it, and read back its one part."""
+    """Write ``content`` as file ``name``, ingest it, and read back its parts' columns."""
     path = tmp_path / name
     path.write_bytes(content.encode() if isinstance(content, str) else content)
     scratch = tmp_path / f"{name}-parts"
     scratch.mkdir()
-    _, parts, _ = ingest_file(str(path), DataSpec(uri=str(path), **data), scratch)
-    assert len(parts) == 1
-    return read_columns(parts[0], name)
+    names, parts, _ = ingest_file(str(path), DataSpec(uri=str(path), **data), scratch)
+    read = [read_columns(part, name) for part in parts]
+    return {n: np.concatenate([columns[n] for columns in read]) for n in names}
 
 
 def test_types_quoting_missing_markers_and_a_bom(tmp_path: Path) -> None:
@@ -154,6 +154,33 @@ def test_quoted_line_breaks_across_blocks_are_kept(
     assert columns["n"].tolist() == list(range(2000))
     assert set(columns["note"].tolist()) == {"line one\nline two"}
     assert columns["x"][-1] == 1999.5
+
+
+def test_readers_of_line_ranges_read_what_one_reader_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a file streamed in small blocks, whose last rows widen two columns (a fraction in
+    # an integer column, a word in another), read by one reader and by three at once
+    monkeypatch.setattr(ingest_module, "BLOCK_BYTES", 2048)
+    monkeypatch.setattr(ingest_module, "PART_BYTES", 8192)
+    monkeypatch.setattr(ingest_module, "WHOLE_READ_BYTES", 0)
+    monkeypatch.setattr(ingest_module.os, "sched_getaffinity", lambda _: {0, 1, 2})
+    path = tmp_path / "wide.csv"
+    rows = "".join(f"{i},{i % 7},x{i % 3},{i * 0.25}\n" for i in range(6000))
+    path.write_text("n,small,text,x\n" + rows + "6000,7.5,x0,1\n6001,3,9,NA\n")
+    read = {}
+    for readers in (1, 3):
+        monkeypatch.setattr(ingest_module, "MAX_READERS", readers)
+        scratch = tmp_path / f"readers-{readers}"
+        scratch.mkdir()
+        names, parts, count = ingest_file(str(path), DataSpec(uri=str(path)), scratch)
+        columns = [read_columns(part, part.name) for part in parts]
+        read[readers] = (names, count, {n: np.concatenate([c[n] for c in columns]) for n in names})
+    # THEN the columns, values and row order are the same
+    assert read[1][:2] == read[3][:2] == (["n", "small", "text", "x"], 6002)
+    for name in read[1][0]:
+        np.testing.assert_array_equal(read[1][2][name], read[3][2][name])
+    assert read[3][2]["small"][-2] == 7.5 and read[3][2]["text"][-1] == "9"
 
 
 def test_a_big_file_becomes_parts_in_row_order(
