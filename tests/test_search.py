@@ -310,3 +310,18 @@ def test_max_cost_usd_covers_the_whole_search(engine: Any) -> None:
     assert (result.status, result.error) == ("FAILED", "BudgetExceeded"), result.cause
     assert "the search is estimated to cost" in str(result.cause)
     assert [i.function for i in result.invocations] == ["SearchPlanFunction"]
+
+
+def test_a_winner_already_at_n_trees_is_merged_without_another_map(engine: Any) -> None:
+    # GIVEN a halving whose last round already gives its candidates the final 15 trees
+    _, result = _search(engine, {**WINE, "n_trees": 15})
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert result.output["search"]["rounds"] == [[6, 5], [2, 15]]
+    # THEN the winner's groves were all built in the rounds, and it was merged as it stood
+    entered = [
+        e["stateEnteredEventDetails"]["name"]
+        for e in engine.history(result.execution_arn)
+        if "stateEnteredEventDetails" in e
+    ]
+    assert entered.count("BuildGroves") == 2 and entered[-3:] == ["AfterBuild", "Merge", "Searched"]
+    assert result.output["trees_built"] == 15
