@@ -325,3 +325,39 @@ def test_a_winner_already_at_n_trees_is_merged_without_another_map(engine: Any) 
     ]
     assert entered.count("BuildGroves") == 2 and entered[-3:] == ["AfterBuild", "Merge", "Searched"]
     assert result.output["trees_built"] == 15
+
+
+def test_random_candidates_are_drawn_from_the_seed_within_their_distributions() -> None:
+    space = {
+        "max_features": {"uniform": [0.2, 0.9]},
+        "min_samples_leaf": {"randint": [1, 10]},
+        "min_impurity_decrease": {"loguniform": [1e-6, 1e-2]},
+        "criterion": ["gini", "entropy"],
+    }
+    request = {**WINE, "run_id": "s", "search": {"space": space, "n_candidates": 8}}
+    _, spec, params = parse_search(request)
+    # THEN 8 candidates, each value inside its distribution, the same for the same seed
+    assert len(params) == 8 and spec.strategy == "halving"
+    for p in params:
+        assert 0.2 <= p["max_features"] < 0.9 and isinstance(p["min_samples_leaf"], int)
+        assert 1 <= p["min_samples_leaf"] < 10 and 1e-6 <= p["min_impurity_decrease"] < 1e-2
+        assert p["criterion"] in ("gini", "entropy") and p["oob_score"] is True
+    assert parse_search(request)[2] == params
+    assert parse_search({**request, "seed": 12})[2] != params
+    # AND a sampled space without n_candidates, or under grid, is refused by name
+    with pytest.raises(InvalidRequest, match=r"search\.n_candidates is needed"):
+        parse_search({**request, "search": {"space": space}})
+    with pytest.raises(InvalidRequest, match="strategy='grid' needs lists"):
+        parse_search({**request, "search": {"space": space, "n_candidates": 4, "strategy": "grid"}})
+    with pytest.raises(InvalidRequest, match=r"search.space.max_depth=\{'normal'"):
+        parse_search({**request, "search": {"space": {"max_depth": {"normal": [1, 2]}}}})
+
+
+def test_a_random_halving_search_runs(engine: Any) -> None:
+    space = {"max_features": {"uniform": [0.2, 0.9]}, "min_samples_leaf": {"randint": [1, 10]}}
+    search = {"space": space, "n_candidates": 4, "strategy": "random", "trees_per_round": 5}
+    _, result = _search(engine, {**WINE, "search": search})
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    board = result.output["search"]
+    assert board["rounds"] == [[4, 5]] and board["strategy"] == "random"
+    assert result.output["trees_built"] == 30
