@@ -361,3 +361,14 @@ def test_a_random_halving_search_runs(engine: Any) -> None:
     board = result.output["search"]
     assert board["rounds"] == [[4, 5]] and board["strategy"] == "random"
     assert result.output["trees_built"] == 30
+
+
+def test_a_candidate_that_does_not_fit_the_data_is_refused_before_any_grove(engine: Any) -> None:
+    # GIVEN monotonic constraints on wine's 3 classes: valid for scikit-learn, not for this data
+    search = {**WINE["search"], "space": {"monotonic_cst": [None, [1] * 13]}}
+    _, result = _search(engine, {**WINE, "search": search})
+    # THEN the plan refuses that candidate by name, and no grove is built
+    assert (result.status, result.error) == ("FAILED", "InvalidRequest")
+    assert "search candidate c001 {'monotonic_cst': [1, 1, 1, 1" in str(result.cause)
+    assert "does not fit this dataset" in str(result.cause)
+    assert [i.function for i in result.invocations] == ["SearchPlanFunction"]

@@ -419,6 +419,7 @@ def plan_search(
             check_oob_coverage(record["data"]["n_train"], candidate, spec.trees_per_round)
         except InvalidRequest as error:
             raise InvalidRequest(f"search candidate c{number:03d}: {error}") from None
+    _trial_fits(bucket, search_id, base, params, spec)
     source = search_id
     if spec.metric == "validation":
         source = validation_id(search_id)
@@ -439,6 +440,31 @@ def plan_search(
         "trees_fitted": 0,
     }
     return _plan_round(bucket, search_id, document, 0, builder_reserved_concurrency)
+
+
+def _trial_fits(
+    bucket: str, search_id: str, base: TrainRequest, params: list[dict[str, Any]], spec: SearchSpec
+) -> None:
+    """Fit each candidate's parameters on the training split (one tree, one level deep:
+    cheap), so what scikit-learn checks only against the data (``max_features`` above the
+    feature count, ``monotonic_cst`` with several classes...) is refused here, by candidate,
+    not in every grove builder."""
+    from groveflow.request import make_estimator
+
+    X = storage.read_npy(storage.get_bytes(bucket, keys.split(search_id, "X_train")))
+    y = storage.read_npy(storage.get_bytes(bucket, keys.split(search_id, "y_train")))
+    kind, task = base.model.kind, base.model.task
+    classes = np.unique(y) if task == "classification" else None
+    for number, candidate in enumerate(params):
+        stump = {**candidate, "max_depth": 1}
+        estimator = make_estimator(kind, task, stump, n_trees=1, seed=0, classes=classes)
+        try:
+            estimator.fit(X, y)
+        except (ValueError, TypeError) as error:
+            point = {k: candidate[k] for k in spec.space if k in candidate}
+            raise InvalidRequest(
+                f"search candidate c{number:03d} {point} does not fit this dataset: {error}"
+            ) from None
 
 
 def _stored_search(bucket: str, search_id: str) -> dict[str, Any] | None:
