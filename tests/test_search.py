@@ -156,8 +156,12 @@ BAD = [
     ({"space": {"min_samples_leaf": [1, 0]}}, "candidate c001 {'min_samples_leaf': 0}"),
     ({"space": {"bootstrap": [True, False]}}, "metric='oob' needs bootstrap=true"),
     (
-        {"space": {"min_samples_leaf": list(range(1, 400))}, "trees_per_round": 300},
+        {"space": {"min_samples_leaf": list(range(1, 200))}, "trees_per_round": 300},
         "more than 10000",
+    ),
+    (
+        {"space": {"min_samples_leaf": list(range(1, 12)), "max_depth": list(range(1, 20))}},
+        "makes 209 candidates, more than 200",
     ),
 ]
 

@@ -62,7 +62,9 @@ SEARCH_KEYS = {
     "trees_per_round",
     "validation_fraction",
 }
-MAX_CANDIDATES = 1000
+MAX_CANDIDATES = 200
+"""The most candidates a search takes: the leaderboard travels in the Merge step's output,
+which Step Functions caps at 256 KB (about 200 bytes a candidate)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,11 @@ def parse_search(value: Any) -> tuple[TrainRequest, SearchSpec, list[dict[str, A
         raise InvalidRequest("a search needs a run_id (the search id)")
     spec = _parse_spec(value["search"], base)
     params = candidate_params(spec, base)
+    if len(params) > MAX_CANDIDATES:
+        raise InvalidRequest(
+            f"search.space makes {len(params)} candidates, more than {MAX_CANDIDATES}: "
+            "give fewer values, or draw n_candidates of them (strategy 'random' or 'halving')"
+        )
     _check_candidates(params, spec, base)
     _check_groves(spec, base, len(params))
     for number in (len(params) - 1, 0):
