@@ -61,6 +61,7 @@ def test_run_goes_through_plan_one_child_per_grove_and_merge(
         "Plan",
         "BuildGroves",
         "Merge",
+        "GrowAgain",  # n_trees="auto" loops from here (issue 19); a fixed n_trees goes on
         "PredictRequested",
         "Trained",
     ]
