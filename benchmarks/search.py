@@ -2,7 +2,7 @@
 
 For each dataset (make_classification and two bundled ones) and one grid, prints both
 sides' best configuration and its holdout accuracy, the trees each side fitted, and the
-wall time, as ratios to scikit-learn in the same run:
+wall time, as ratios measured in the same run:
 
 - groveflow: ``groveflow.search`` with ``strategy="halving"``, ``metric="oob"``, on the
   embedded local engine with 2 workers, the winner grown to ``--trees`` and scored on the
@@ -10,7 +10,11 @@ wall time, as ratios to scikit-learn in the same run:
 - ``GridSearchCV(RandomForestClassifier(n_estimators=trees), cv=3, n_jobs=2)`` over the
   same grid, refit on the training rows, scored on the holdout;
 - ``HalvingGridSearchCV`` over the same grid with ``n_estimators`` as the resource
-  (scikit-learn's own trees-as-budget halving), from ``--round-trees`` up to ``--trees``.
+  (scikit-learn's own trees-as-budget halving), from ``--round-trees`` up to ``--trees``;
+- the same random halving on both sides: ``HalvingRandomSearchCV`` and groveflow's halving
+  over ``n_candidates`` points drawn from the grid (each side draws its own).
+
+The trees and wall ratios are each side's over groveflow's halving over the whole grid.
 
 "Within noise" is the holdout difference in binomial standard errors
 (``sqrt(p (1 - p) / n_test)``). The AWS column is the local engine's estimate of what the
@@ -38,6 +42,8 @@ GRID = {
     "max_depth": [None, 6],
 }
 SEED = 7
+DRAWN = 9
+"""Candidates drawn from the grid for the random halving on both sides."""
 
 
 def _datasets(rows: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -62,7 +68,7 @@ def _split(y: np.ndarray, request: dict[str, Any]) -> tuple[np.ndarray, np.ndarr
 
 
 def _groveflow(
-    engine: Any, search_id: str, X: np.ndarray, y: np.ndarray, args: Any
+    engine: Any, search_id: str, X: np.ndarray, y: np.ndarray, args: Any, *, drawn: int = 0
 ) -> dict[str, Any]:
     import groveflow
 
@@ -81,6 +87,7 @@ def _groveflow(
             "metric": "oob",
             "factor": 3,
             "trees_per_round": args.round_trees,
+            **({"n_candidates": drawn} if drawn else {}),
         },
     }
     started = time.perf_counter()
@@ -105,39 +112,46 @@ def _sklearn(
 ) -> dict[str, dict[str, Any]]:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-    from sklearn.model_selection import GridSearchCV, HalvingGridSearchCV
+    from sklearn.model_selection import GridSearchCV, HalvingGridSearchCV, HalvingRandomSearchCV
 
     n_grid = math.prod(len(v) for v in GRID.values())
+    forest = RandomForestClassifier(random_state=SEED)
+    halving = {
+        "resource": "n_estimators",
+        "min_resources": args.round_trees,
+        "max_resources": args.trees,
+        "factor": 3,
+        "cv": 3,
+        "n_jobs": 2,
+        "random_state": SEED,
+    }
+    searches = {
+        "GridSearchCV": GridSearchCV(
+            forest.set_params(n_estimators=args.trees), GRID, cv=3, n_jobs=2
+        ),
+        "HalvingGridSearchCV": HalvingGridSearchCV(
+            RandomForestClassifier(random_state=SEED), GRID, **halving
+        ),
+        f"HalvingRandomSearchCV {DRAWN}": HalvingRandomSearchCV(
+            RandomForestClassifier(random_state=SEED), GRID, n_candidates=DRAWN, **halving
+        ),
+    }
     sides: dict[str, dict[str, Any]] = {}
-    started = time.perf_counter()
-    grid = GridSearchCV(
-        RandomForestClassifier(n_estimators=args.trees, random_state=SEED), GRID, cv=3, n_jobs=2
-    ).fit(X[train], y[train])
-    sides["GridSearchCV"] = {
-        "params": grid.best_params_,
-        "score": float(grid.score(X[test], y[test])),
-        "trees": n_grid * 3 * args.trees + args.trees,
-        "seconds": time.perf_counter() - started,
-    }
-    started = time.perf_counter()
-    halving = HalvingGridSearchCV(
-        RandomForestClassifier(random_state=SEED),
-        GRID,
-        resource="n_estimators",
-        min_resources=args.round_trees,
-        max_resources=args.trees,
-        factor=3,
-        cv=3,
-        n_jobs=2,
-        random_state=SEED,
-    ).fit(X[train], y[train])
-    trees = sum(3 * n * r for n, r in zip(halving.n_candidates_, halving.n_resources_, strict=True))
-    sides["HalvingGridSearchCV"] = {
-        "params": {k: halving.best_params_.get(k) for k in GRID},
-        "score": float(halving.score(X[test], y[test])),
-        "trees": trees + int(halving.best_params_.get("n_estimators", args.trees)),
-        "seconds": time.perf_counter() - started,
-    }
+    for name, search in searches.items():
+        started = time.perf_counter()
+        search.fit(X[train], y[train])
+        seconds = time.perf_counter() - started
+        if name == "GridSearchCV":
+            trees = n_grid * 3 * args.trees + args.trees
+        else:  # 3 folds per candidate and resource, and the refit
+            fitted = zip(search.n_candidates_, search.n_resources_, strict=True)
+            trees = sum(3 * n * r for n, r in fitted) + search.best_params_["n_estimators"]
+        sides[name] = {
+            "params": {k: search.best_params_.get(k) for k in GRID},
+            "score": float(search.score(X[test], y[test])),
+            "trees": int(trees),
+            "seconds": seconds,
+        }
     return sides
 
 
@@ -159,19 +173,22 @@ def main() -> None:
     ):
         assert engine.engine is not None  # started before any clock: not part of a search
         for number, (name, (X, y)) in enumerate(_datasets(args.rows).items()):
-            ours = _groveflow(engine, f"bench-{number}-{int(time.time())}", X, y, args)
+            stamp = f"{number}-{int(time.time())}"
+            ours = _groveflow(engine, f"bench-{stamp}", X, y, args)
             train, test = _split(y, ours["request"])
             theirs = _sklearn(X, y, train, test, args)
+            drawn = _groveflow(engine, f"bench-random-{stamp}", X, y, args, drawn=DRAWN)
+            theirs = {**theirs, f"groveflow halving {DRAWN} drawn": drawn}
             p = ours["score"]
             se = math.sqrt(max(p * (1 - p), 1e-12) / ours["n_test"])
             print(f"\n{name}: {len(train)} training rows, {len(test)} holdout rows")
-            header = f"  {'':22}{'holdout':>9}{'diff/se':>9}{'trees':>8}{'wall s':>8}"
+            header = f"  {'':26}{'holdout':>9}{'diff/se':>9}{'trees':>8}{'wall s':>8}"
             print(header + f"{'trees x':>9}{'wall x':>8}  best params")
             for side, row in itertools.chain([("groveflow halving", ours)], theirs.items()):
                 diff = (row["score"] - p) / se
                 trees, wall = row["trees"] / ours["trees"], row["seconds"] / ours["seconds"]
                 print(
-                    f"  {side:22}{row['score']:9.4f}{diff:+9.2f}{row['trees']:8d}"
+                    f"  {side:26}{row['score']:9.4f}{diff:+9.2f}{row['trees']:8d}"
                     f"{row['seconds']:8.1f}{trees:9.2f}{wall:8.2f}  {row['params']}"
                 )
             print(f"  groveflow on AWS (estimate): ${ours['aws_usd']:.4f}")
