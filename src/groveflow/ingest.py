@@ -74,11 +74,11 @@ decodes blocks ahead of the one it returns (about 100 MB of a 100 MB file before
 batch), and larger blocks read further ahead: with 32 MiB parts a 1 GB CSV peaked 260 MB above
 the interpreter with 4 MiB blocks; with 16 MiB blocks and 256 MiB parts, 1,100 MB."""
 PART_BYTES = 32 * 2**20
+"""Decoded bytes (pyarrow's) after which a part is written and a new one begun."""
 WHOLE_READ_BYTES = 256 * 2**20
 """An uncompressed CSV up to this size is read at once (:func:`_whole_csv`), larger streamed."""
 MAX_READERS = 4
 """Streaming readers of one large CSV at once, each over its own range of lines (one per CPU)."""
-"""Decoded bytes (pyarrow's) after which a part is written and a new one begun."""
 
 
 def missing_values() -> list[str]:
