@@ -176,3 +176,22 @@ def test_a_csv_is_estimated_through_ingest_with_its_two_states(
     assert described["csv"]["ingested"] and not described["npz"]["ingested"]
     transitions = {name: d["cost"]["state_transitions"] for name, d in described.items()}
     assert transitions["csv"] == transitions["npz"] + 1
+
+
+def test_an_auto_forest_is_estimated_at_its_worst_case_of_every_round() -> None:
+    # GIVEN n_trees "auto" from 20 trees in rounds of 20 up to 100 (5 rounds)
+    auto = {
+        "data": {"uri": "sklearn:wine"},
+        "model": {"params": {"oob_score": True}},
+        "n_trees": "auto",
+        "max_trees": 100,
+        "round_trees": 20,
+        "grove_size": 10,
+    }
+    first = {"data": auto["data"], "model": auto["model"], "n_trees": 100, "grove_size": 10}
+    worst, once = _estimate(auto), _estimate(first)
+    # THEN it is priced as 100 trees, with 4 more rounds of grow plan, Map and merge
+    assert worst.rounds == 5 and worst.n_trees == 100 and worst.groves == 10
+    assert worst.cost.state_transitions == once.cost.state_transitions + 4 * 4
+    assert worst.cost.lambda_requests == once.cost.lambda_requests + 2 * 4
+    assert worst.aws.merge_seconds > 3 * once.aws.merge_seconds  # a merge per round

@@ -22,7 +22,10 @@ AWS wall = plan + ramp + cold starts + S3 read of the split + waves x grove + me
 Cost = the Lambda GB-seconds those durations bill at the configured memories (a cold start's
 INIT included), one request per invocation, and the state transitions of a training run
 (:data:`PARENT_STATES` plus two per grove child), priced by :func:`groveflow.cost.estimate_cost`.
-Prediction (a ``predict`` section) and Ingest's compute are not estimated.
+With ``n_trees: "auto"`` the estimate is the worst case, every round up to ``max_trees``
+(each further round a grow plan, at least one wave and a merge of the whole forest), and the
+cap is checked against it. Prediction (a ``predict`` section) and Ingest's compute are not
+estimated.
 
 Local wall = a fixed engine overhead + the plan + ceil(groves / workers) x (grove + dispatch) +
 the merge, with the same measured per-tree seconds (the local engine runs ``workers`` builders
@@ -50,13 +53,15 @@ Constants and sources (checked 2026-12-01)
   (and first-byte-out latencies for larger objects) of roughly 100-200 milliseconds",
   https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance.html
 - Prices and transition counting: :mod:`groveflow.cost`; :data:`PARENT_STATES`,
-  :data:`INGEST_STATES` and :data:`END_STATES`: the states statemachine/train.asl.json enters.
+  :data:`INGEST_STATES`, :data:`ROUND_STATES` and :data:`END_STATES`: the states
+  statemachine/train.asl.json enters.
 - :data:`DEFAULT_MEMORY_MB`: template.yaml's ``PlanMemorySize`` and ``MergeMemorySize`` defaults.
 - :data:`TRIAL_TARGET_SECONDS`: issue 19 asks for a trial of about 0.5-2 s.
 - :data:`CONSTANTS_CHECKED`: the date the sources above were read.
-- :data:`PLAN_S3_REQUESTS`, :data:`GROVE_S3_REQUESTS`, :data:`FIRST_GROVE_S3_REQUESTS`,
-  :data:`MERGE_S3_REQUESTS`: counted in :mod:`groveflow.training` (each costs a latency on the
-  critical path; the merge's grove reads ``GROVE_READERS`` at a time).
+- :data:`PLAN_S3_REQUESTS`, :data:`GROW_PLAN_S3_REQUESTS`, :data:`GROVE_S3_REQUESTS`,
+  :data:`FIRST_GROVE_S3_REQUESTS`, :data:`MERGE_S3_REQUESTS`: counted in
+  :mod:`groveflow.training` (each costs a latency on the critical path; the merge's grove
+  reads ``GROVE_READERS`` at a time).
 - :data:`LOCAL_RUN_OVERHEAD_SECONDS`, :data:`LOCAL_INVOCATION_OVERHEAD_SECONDS`,
   :data:`LOCAL_S3_REQUEST_SECONDS`, :data:`LOCAL_S3_MB_PER_SECOND`: measured on the local
   engine (2 workers, 2 cores, 2026-12-01) from the stage times of a run of 40 one-tree groves,
@@ -84,6 +89,7 @@ __all__ = [
     "END_STATES",
     "FIRST_GROVE_S3_REQUESTS",
     "GROVE_S3_REQUESTS",
+    "GROW_PLAN_S3_REQUESTS",
     "INGEST_STATES",
     "LAMBDA_MB_PER_VCPU",
     "LAMBDA_NEW_ENVIRONMENTS_PER_PERIOD",
@@ -96,6 +102,7 @@ __all__ = [
     "MERGE_S3_REQUESTS",
     "PARENT_STATES",
     "PLAN_S3_REQUESTS",
+    "ROUND_STATES",
     "S3_GETS_PER_SECOND_PER_PREFIX",
     "S3_LATENCY_SECONDS",
     "S3_MB_PER_SECOND",
@@ -136,10 +143,11 @@ PARENT_STATES = (
     "PredictRequested",
 )
 """The states a training run without a ``predict`` section enters in one round, less its end
-(``Trained``); one transition each (statemachine/train.asl.json). With ``n_trees: "auto"``
-the estimate is of the first round only."""
+(``Trained``); one transition each (statemachine/train.asl.json)."""
 INGEST_STATES = ("ValidateRequest", "Ingest")
 """Entered instead of ``NoConversion`` when the data is CSV or Parquet."""
+ROUND_STATES = ("GrowRound", "BuildGroves", "Merge", "GrowAgain")
+"""Entered again by each further round of ``n_trees: "auto"``."""
 END_STATES = 1  # Trained
 
 # ------------------------------------------------------------ S3 requests (training.py's)
@@ -151,6 +159,8 @@ GROVE_S3_REQUESTS = 2
 OOB sums, with ``oob_score``)."""
 FIRST_GROVE_S3_REQUESTS = 3
 """A builder's once per environment (then cached): the run record, ``X_train``, ``y_train``."""
+GROW_PLAN_S3_REQUESTS = 3
+"""A further round's plan: the run record, the listing of stored groves, the round's plan."""
 MERGE_S3_REQUESTS = 6
 """The merge's besides the groves: the record, the test split (2), the listing, the forest's
 and the manifest's writes (each grove one more read, and its OOB sums another)."""
@@ -410,6 +420,10 @@ class RunEstimate:
         The predicted cost on AWS.
     local : LocalWall or None, default=None
         The predicted wall time on the local engine, when a worker count was given.
+    rounds : int, default=1
+        Rounds of growth: with ``n_trees: "auto"``, as many as reach ``max_trees``, the
+        worst case (``n_trees`` and ``groves`` are then ``max_trees``'s), which the cap
+        is checked against; each round adds a grow plan, a wave and a merge.
     """
 
     seconds_per_tree: float
@@ -432,6 +446,7 @@ class RunEstimate:
     aws: AwsWall
     cost: cost.CostEstimate
     local: LocalWall | None = None
+    rounds: int = 1
     version: int = ESTIMATE_VERSION
 
     @property
@@ -450,7 +465,7 @@ class RunEstimate:
         if workers < 1:
             raise ValueError(f"workers={workers} must be >= 1")
         parallel = min(workers, self.concurrency, self.groves)
-        waves = math.ceil(self.groves / parallel)
+        waves = math.ceil(self.groves / parallel) + self.rounds - 1
         request = LOCAL_S3_REQUEST_SECONDS
         grove = (
             self._grove_fit_seconds(1.0)
@@ -460,11 +475,13 @@ class RunEstimate:
         )
         # Once per worker, then cached.
         reads = FIRST_GROVE_S3_REQUESTS * request + self.split_mb / LOCAL_S3_MB_PER_SECOND
-        merge = (
+        merge = self.rounds * (
             (MERGE_S3_REQUESTS + self.groves * self._merge_reads_per_grove()) * request
             + self.n_trees * self.merge_seconds_per_tree
             + 2 * self.groves * self.grove_mb / LOCAL_S3_MB_PER_SECOND  # read, then written
             + LOCAL_INVOCATION_OVERHEAD_SECONDS
+        ) + (self.rounds - 1) * (
+            GROW_PLAN_S3_REQUESTS * request + LOCAL_INVOCATION_OVERHEAD_SECONDS
         )
         return LocalWall(
             workers=workers,
@@ -572,7 +589,11 @@ def estimate_run(
     from groveflow.oob import wants_oob
 
     trial = measure_trial(request, X_train, y_train, X_test)
-    groves = request.n_groves
+    n_trees, rounds = request.n_trees, 1
+    if request.auto is not None and request.auto.max_trees > n_trees:
+        rounds += math.ceil((request.auto.max_trees - n_trees) / request.auto.round_trees)
+        n_trees = request.auto.max_trees
+    groves = math.ceil(n_trees / request.grove_size)
     environments = min(groves, concurrency or request.max_concurrency)
     split_mb = (X_train.nbytes + y_train.nbytes) / 2**20
     test_mb = 0.0 if X_test is None else (X_test.nbytes + 8 * len(X_test)) / 2**20
@@ -582,7 +603,7 @@ def estimate_run(
         merge_seconds_per_tree=trial.merge_seconds_per_tree,
         trial_trees=trial.trees,
         trees_per_grove=request.grove_size,
-        n_trees=request.n_trees,
+        n_trees=n_trees,
         groves=groves,
         concurrency=environments,
         builder_memory_mb=builder_memory_mb,
@@ -596,9 +617,15 @@ def estimate_run(
         ingested=ingested,
         aws=AwsWall(0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
         cost=cost.estimate_cost([], 0),
+        rounds=rounds,
     )
     aws, invocations = _on_aws(shape)
-    transitions = len(PARENT_STATES) + END_STATES + (len(INGEST_STATES) - 1 if ingested else 0)
+    transitions = (
+        len(PARENT_STATES)
+        + END_STATES
+        + (len(INGEST_STATES) - 1 if ingested else 0)
+        + len(ROUND_STATES) * (rounds - 1)
+    )
     priced = cost.estimate_cost(invocations, transitions + cost.child_transitions(groves, groves))
     local = None if workers is None else shape.local_wall(workers)
     return replace(shape, aws=aws, cost=priced, local=local)
@@ -609,7 +636,7 @@ def _on_aws(shape: RunEstimate) -> tuple[AwsWall, list[cost.Billed]]:
     from groveflow.training import GROVE_READERS
 
     environments = shape.concurrency
-    waves = math.ceil(shape.groves / environments)
+    waves = math.ceil(shape.groves / environments) + shape.rounds - 1
     write_grove = shape._grove_requests() * S3_LATENCY_SECONDS + shape.grove_mb / S3_MB_PER_SECOND
     grove = shape._grove_fit_seconds(vcpu_factor(shape.builder_memory_mb)) + write_grove
     read = (
@@ -630,6 +657,7 @@ def _on_aws(shape: RunEstimate) -> tuple[AwsWall, list[cost.Billed]]:
         + shape.n_trees * shape.merge_seconds_per_tree * vcpu_factor(shape.merge_memory_mb)
         + shape.groves * shape.grove_mb / S3_MB_PER_SECOND  # the forest, written once
     )
+    grow_plan = GROW_PLAN_S3_REQUESTS * S3_LATENCY_SECONDS
     ramp = LAMBDA_SCALING_PERIOD_SECONDS * (
         (environments - 1) // LAMBDA_NEW_ENVIRONMENTS_PER_PERIOD
     )
@@ -639,7 +667,7 @@ def _on_aws(shape: RunEstimate) -> tuple[AwsWall, list[cost.Billed]]:
         cold_start_seconds=3 * COLD_START_SECONDS,
         s3_read_seconds=read,
         groves_seconds=waves * grove,
-        merge_seconds=merge,
+        merge_seconds=shape.rounds * merge + (shape.rounds - 1) * grow_plan,
     )
     init_ms = COLD_START_SECONDS * 1000
     invocations = [_billed("PlanFunction", plan, shape.plan_memory_mb, init_ms)]
@@ -652,6 +680,9 @@ def _on_aws(shape: RunEstimate) -> tuple[AwsWall, list[cost.Billed]]:
             )
         )
     invocations.append(_billed("MergeFunction", merge, shape.merge_memory_mb, init_ms))
+    for _ in range(shape.rounds - 1):
+        invocations.append(_billed("PlanFunction", grow_plan, shape.plan_memory_mb, None))
+        invocations.append(_billed("MergeFunction", merge, shape.merge_memory_mb, None))
     return wall, invocations
 
 
