@@ -60,20 +60,25 @@ def _started(execution_arn: str) -> None:
     print(f"started {execution_arn}", file=sys.stderr)
 
 
-def _run(args: argparse.Namespace, predicting: bool) -> int:
+def _input(path: str) -> dict[str, Any]:
+    request = console.read_json(path, "input")
+    if not isinstance(request, dict):
+        raise SystemExit(f"groveflow: {path} must hold a JSON object")
+    return request
+
+
+def _run(args: argparse.Namespace, kind: str) -> int:
     from groveflow import api
     from groveflow.engines import Local, StoppedFollowing
 
-    request = console.read_json(args.input, "input")
-    if not isinstance(request, dict):
-        raise SystemExit(f"groveflow: {args.input} must hold a JSON object")
+    request = _input(args.input)
     # The id first: a refused one writes nothing, not even the state directory.
-    run_id = api.id_for(request, Path(args.input).stem, args.run_id, predicting=predicting)
+    run_id = api.id_for(request, Path(args.input).stem, args.run_id, predicting=kind == "predict")
     engine = _engine(args)
     bar = console.ProgressBar(enabled=not args.json)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        call = api.predict if predicting else api.train
+        call: Any = {"train": api.train, "predict": api.predict, "search": api.search}[kind]
         on_start = None if isinstance(engine, Local) else _started
         result = call(request, engine=engine, run_id=run_id, on_progress=bar, on_start=on_start)
     except StoppedFollowing as stopped:
@@ -82,7 +87,7 @@ def _run(args: argparse.Namespace, predicting: bool) -> int:
         return 130
     except KeyboardInterrupt as interrupt:
         bar.finish()
-        run_flag = "" if predicting else f" --run-id {run_id}"
+        run_flag = "" if kind == "predict" else f" --run-id {run_id}"
         console.interrupted(f"{args.command} {args.input}{run_flag}", run_id, args.state_dir)
         return 143 if isinstance(interrupt, _Terminated) else 130
     finally:
@@ -90,45 +95,17 @@ def _run(args: argparse.Namespace, predicting: bool) -> int:
             with contextlib.suppress(Exception):  # stopping: what is stored is stored
                 engine.close()
     bar.finish()
-    console.emit(result, args.json)
-    return 0 if result.succeeded else 1
-
-
-def _search(args: argparse.Namespace) -> int:
-    from groveflow import api
-    from groveflow.engines import Local
-
-    request = console.read_json(args.input, "input")
-    if not isinstance(request, dict):
-        raise SystemExit(f"groveflow: {args.input} must hold a JSON object")
-    search_id = api.id_for(request, Path(args.input).stem, args.run_id, predicting=False)
-    engine = _engine(args)
-    bar = console.ProgressBar(enabled=not args.json)
-    try:
-        result = api.search(request, engine=engine, run_id=search_id, on_progress=bar)
-    finally:
-        if isinstance(engine, Local):
-            with contextlib.suppress(Exception):
-                engine.close()
-    bar.finish()
-    console.emit(result.run, args.json)
-    if result.succeeded and not args.json:
-        print(
-            f"search    {result.search_id}: {result.strategy} on {result.metric}, "
-            f"{result.trees_fitted} trees fitted, rounds {result.rounds}"
-        )
-        for candidate in result.candidates[:10]:
-            scores = ", ".join(f"{s:.4f}@{t}" for t, s in candidate.scores)
-            print(f"  {candidate.run_id}  {scores}  {json.dumps(candidate.params)}")
+    if kind == "search":
+        console.emit_search(result, args.json)
+    else:
+        console.emit(result, args.json)
     return 0 if result.succeeded else 1
 
 
 def _estimate(args: argparse.Namespace) -> int:
     from groveflow import api
 
-    request = console.read_json(args.input, "input")
-    if not isinstance(request, dict):
-        raise SystemExit(f"groveflow: {args.input} must hold a JSON object")
+    request = _input(args.input)
     estimate = api.estimate(request, workers=args.workers, builder_memory_mb=args.builder_memory_mb)
     console.emit_estimate(estimate, args.json)
     return 0
@@ -228,12 +205,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = _run_parser(commands, "train", "train a forest", "events/train-digits.json")
     train.add_argument("--run-id", default=None, help="default: the input's, else file + time")
-    train.set_defaults(func=lambda args: _run(args, predicting=False))
+    train.set_defaults(func=lambda args: _run(args, "train"))
     predict = _run_parser(commands, "predict", "score rows", "events/predict-digits.json")
-    predict.set_defaults(func=lambda args: _run(args, predicting=True), run_id=None)
+    predict.set_defaults(func=lambda args: _run(args, "predict"), run_id=None)
     searching = _run_parser(commands, "search", "search hyperparameters", "search.json")
     searching.add_argument("--run-id", default=None, help="the search id; default: the input's")
-    searching.set_defaults(func=_search)
+    searching.set_defaults(func=lambda args: _run(args, "search"))
     estimate = commands.add_parser(
         "estimate", help="predict a training run's wall time and cost, without running it"
     )

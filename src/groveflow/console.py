@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from groveflow.api import RunResult, StageMemory
+from groveflow.api import RunResult, SearchResult, StageMemory
 from groveflow.estimates import RunEstimate
 from groveflow.follow import Progress
 from groveflow.jsonsafe import json_safe
@@ -226,6 +226,19 @@ def _estimate_line(check: dict[str, Any]) -> str:
     if check["cost_usd"] is not None and check["cost_ratio"] is not None:
         aws += f" (from REPORT lines ${check['cost_usd']:.6f}, x{check['cost_ratio']:.2f})"
     return "; ".join([*parts, aws])
+
+
+def emit_search(result: SearchResult, as_json: bool) -> None:
+    """Print a search: its winner's run as :func:`emit` does, then the leaderboard."""
+    emit(result.run, as_json)
+    if result.succeeded and not as_json:
+        print(
+            f"search    {result.search_id}: {result.strategy} on {result.metric}, "
+            f"{result.trees_fitted} trees fitted, rounds {result.rounds}"
+        )
+        for candidate in result.candidates[:10]:
+            scores = ", ".join(f"{s:.4f}@{t}" for t, s in candidate.scores)
+            print(f"  {candidate.run_id}  {scores}  {json.dumps(candidate.params)}")
 
 
 def emit_estimate(estimate: RunEstimate, as_json: bool) -> None:
