@@ -178,12 +178,16 @@ def recorded(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         run("npy-in-bucket", "TrainStateMachine", npy_train, npy_run)
         npy_rows = {"model": npy_run, "data": {"uri": f"s3://{bucket}/{npy_key}-rows.npy"}}
         run("predict-npy-in-bucket", "PredictStateMachine", npy_rows, f"pn-{suffix}")
-        # Searches: halving on OOB, and a grid on a validation split with the winner refit.
+        # Searches: halving on OOB (.npy), and a grid on a validation split with the winner
+        # refit (CSV, through the Ingest step).
         space = {"min_samples_leaf": [1, 3, 5]}
-        for metric, strategy in (("oob", "halving"), ("validation", "grid")):
+        for metric, strategy, base in (
+            ("oob", "halving", npy_train),
+            ("validation", "grid", csv_train),
+        ):
             search_id = f"s{metric[0]}-{suffix}"
             search = {
-                **npy_train,
+                **base,
                 "n_trees": 6,
                 "run_id": search_id,
                 "search": {"space": space, "strategy": strategy, "metric": metric},

@@ -376,3 +376,31 @@ def test_a_candidate_that_does_not_fit_the_data_is_refused_before_any_grove(engi
     assert "search candidate c001 {'monotonic_cst': [1, 1, 1, 1" in str(result.cause)
     assert "does not fit this dataset" in str(result.cause)
     assert [i.function for i in result.invocations] == ["SearchPlanFunction"]
+
+
+def test_a_search_reads_csv_through_the_ingest_step(engine: Any, tmp_path: Path) -> None:
+    from sklearn.datasets import load_wine
+
+    # GIVEN the wine table as a CSV with a text target
+    bunch = load_wine()
+    path = tmp_path / "wine.csv"
+    names = np.array(["barolo", "grignolino", "barbera"])[bunch.target]
+    lines = [",".join([*(f"f{i}" for i in range(13)), "cultivar"])]
+    rows = zip(bunch.data, names, strict=True)
+    lines += [",".join([*map(repr, map(float, row)), label]) for row, label in rows]
+    path.write_text("\n".join(lines) + "\n")
+    request = {**WINE, "data": {"uri": str(path), "target": "cultivar"}}
+    # WHEN it is searched
+    _, result = _search(engine, request)
+    # THEN the CSV went through Ingest first and the search chose a winner on its rows
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    functions = [i.function for i in result.invocations]
+    assert functions[:3] == ["ValidateRequestFunction", "IngestFunction", "SearchPlanFunction"]
+    manifest = _manifest(engine, result.output["run_id"])
+    assert manifest["classes"] == ["barbera", "barolo", "grignolino"]
+    assert manifest["data"]["n_rows"] == 178
+    # AND a bad search of a CSV is refused before anything is read
+    bad = {**request, "search": {**WINE["search"], "space": {}}}
+    _, refused = _search(engine, bad)
+    assert (refused.status, refused.error) == ("FAILED", "InvalidRequest")
+    assert [i.function for i in refused.invocations] == ["ValidateRequestFunction"]

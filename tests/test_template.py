@@ -120,6 +120,7 @@ EXPECTED_S3 = {
         "s3:ListBucket": {BUCKET, "<DataBucketNames>"},
         "s3:GetObject": {
             f"{BUCKET}/datasets/*",
+            f"{BUCKET}/converted/*",
             f"{BUCKET}/runs/*/run.json",
             f"{BUCKET}/runs/*/search.json",
             f"{BUCKET}/runs/*/data/*",

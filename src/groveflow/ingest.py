@@ -560,7 +560,7 @@ def check_before_ingest(event: dict[str, Any]) -> dict[str, Any]:
     Parameters
     ----------
     event : dict
-        ``{"request": <the execution input>, "kind": "train" | "predict"}``.
+        ``{"request": <the execution input>, "kind": "train" | "predict" | "search"}``.
 
     Returns
     -------
@@ -582,6 +582,10 @@ def check_before_ingest(event: dict[str, Any]) -> dict[str, Any]:
     request = event.get("request")
     if kind == "predict":
         parse_predict_request(request)
+    elif kind == "search":
+        from groveflow.tuning import parse_search
+
+        parse_search(request)
     elif kind == "train":
         parse_train_request(request)
         if isinstance(request, dict) and request.get("predict") is not None:
@@ -591,7 +595,7 @@ def check_before_ingest(event: dict[str, Any]) -> dict[str, Any]:
             except GroveflowError as error:
                 raise InvalidRequest(f"predict: {error}") from None
     else:
-        raise InvalidRequest(f"kind={kind!r} is not a request kind: 'train' or 'predict'")
+        raise InvalidRequest(f"kind={kind!r} is not a request kind: 'train', 'predict' or 'search'")
     return {"valid": True}
 
 

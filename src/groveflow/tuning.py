@@ -388,7 +388,8 @@ def plan_search(
     run record and the first round's grove plan.
 
     Parameters are those of :func:`groveflow.training.plan_run`; ``event`` is
-    ``{"request": <search input>, "execution_name": str}``.
+    ``{"request": <search input>, "execution_name": str, "converted": dict or None}``
+    (``converted``: the Ingest step's columnar copy of CSV or Parquet data, as for a run).
 
     Returns
     -------
@@ -412,7 +413,11 @@ def plan_search(
         )
     base_dict = {k: v for k, v in base.to_dict().items() if k != "predict"}
     training.plan_run(
-        {"request": base_dict, "execution_name": event.get("execution_name"), "converted": None},
+        {
+            "request": base_dict,
+            "execution_name": event.get("execution_name"),
+            "converted": event.get("converted"),  # the Ingest step's columnar copy of CSV/Parquet
+        },
         bucket=bucket,
         builder_memory_mb=builder_memory_mb,
         data_buckets=data_buckets,
