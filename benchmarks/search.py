@@ -62,9 +62,9 @@ def _datasets(rows: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def _split(y: np.ndarray, request: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """groveflow's training and holdout rows for this request (the plan's own rule)."""
     from groveflow.request import parse_train_request
-    from groveflow.training import _split_rows
+    from groveflow.training import split_rows
 
-    return _split_rows(y, parse_train_request({k: v for k, v in request.items() if k != "search"}))
+    return split_rows(y, parse_train_request({k: v for k, v in request.items() if k != "search"}))
 
 
 def _groveflow(

@@ -351,7 +351,7 @@ def test_bad_input_fails_at_plan_with_a_named_error(
     assert result.error == error, result.cause
     assert words in (result.cause or ""), result.cause
     # and the Cause carries no internals: no frame below the handler's wrapper
-    assert "groveflow/training.py" not in result.cause
+    assert "groveflow/training/" not in result.cause
     assert "groveflow/datasets.py" not in result.cause
     assert "groveflow/ingest.py" not in result.cause
     functions = [i.function for i in result.invocations]

@@ -137,7 +137,7 @@ def test_layer_holds_groveflow_without_the_local_engine_tests_or_stale_bytecode(
     built: dict[str, Any],
 ) -> None:
     python = layer_dir(built)
-    assert (python / "groveflow" / "training.py").is_file()
+    assert (python / "groveflow" / "training" / "_build.py").is_file()
     assert not (python / "groveflow" / "local").exists()
     for absent in ("boto3", "botocore", "moto", "yaml"):
         assert not (python / absent).exists(), f"{absent} is in the layer"
@@ -147,8 +147,9 @@ def test_layer_holds_groveflow_without_the_local_engine_tests_or_stale_bytecode(
     assert pyc, "the layer is not precompiled"
     assert all(".cpython-312." in p.name for p in pyc), "bytecode for another Python than 3.12"
     compiled = {p.name.split(".")[0] for p in (python / "groveflow" / "__pycache__").glob("*.pyc")}
-    if list((python / "groveflow" / "artifact" / "__pycache__").glob("__init__.*.pyc")):
-        compiled.add("artifact")  # a package since issue 16
+    for package in ("artifact", "training"):  # packages since issue 16
+        if list((python / "groveflow" / package / "__pycache__").glob("__init__.*.pyc")):
+            compiled.add(package)
     assert {"training", "prediction", "storage", "artifact"} <= compiled
 
 

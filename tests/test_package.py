@@ -118,7 +118,7 @@ def test_init_writes_the_deployable_application_and_refuses_to_overwrite(
         "layers/Makefile",
     ):
         assert (app / name).read_bytes() == (ROOT / name).read_bytes()
-    assert (app / "src" / "groveflow" / "training.py").is_file()  # what the layer packs
+    assert (app / "src" / "groveflow" / "training" / "_build.py").is_file()  # what the layer packs
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False)
     assert again.returncode == 2
     assert "already holds template.yaml" in again.stderr

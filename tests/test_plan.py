@@ -11,6 +11,7 @@ from conftest import unique_name
 from groveflow import storage, training
 from groveflow.errors import DatasetTooLarge
 from groveflow.layout import keys
+from groveflow.request import parse_train_request
 
 
 def _listing(engine: Any, prefix: str) -> list[str]:
@@ -61,7 +62,7 @@ def test_size_guard_estimate_matches_the_hand_computation(
     task: str, labels: int, expected_mb: int
 ) -> None:
     # GIVEN a training split of 1437 x 64 with `labels` distinct targets
-    request = training.parse_train_request(
+    request = parse_train_request(
         {
             "data": {"uri": "sklearn:digits"},
             "n_trees": 100,
@@ -72,10 +73,10 @@ def test_size_guard_estimate_matches_the_hand_computation(
     X = np.zeros((1437, 64), dtype=np.float32)
     y = np.arange(1437) % labels
     # WHEN the guard checks a builder of exactly that memory, and of 1 MB less
-    training._check_fits(X, request, expected_mb, y_train=y)
+    training.check_fits(X, request, expected_mb, y_train=y)
     # THEN only the smaller one is refused, naming the figure
     with pytest.raises(DatasetTooLarge, match=f"needs about {expected_mb} MB"):
-        training._check_fits(X, request, expected_mb - 1, y_train=y)
+        training.check_fits(X, request, expected_mb - 1, y_train=y)
 
 
 def test_grove_builder_reads_the_training_split_once_while_warm(
@@ -105,6 +106,6 @@ def test_grove_builder_reads_the_training_split_once_while_warm(
 @pytest.mark.parametrize(("n_trees", "expected"), [(3, (3, 1)), (10, (10, 1)), (25, (10, 3))])
 def test_default_grove_size_never_exceeds_the_forest(n_trees: int, expected: tuple[int, int]):
     # GIVEN a request that sets n_trees but not grove_size
-    request = training.parse_train_request({"data": {"uri": "sklearn:iris"}, "n_trees": n_trees})
+    request = parse_train_request({"data": {"uri": "sklearn:iris"}, "n_trees": n_trees})
     # THEN groves hold up to 10 trees, and a small forest is one grove
     assert (request.grove_size, request.n_groves) == expected

@@ -343,17 +343,17 @@ def estimate(
     from groveflow.estimates import estimate_run
     from groveflow.local.workers import default_size
     from groveflow.request import parse_train_request
-    from groveflow.training import _check_fits, _split, _split_rows
+    from groveflow.training import check_fits, split_dataset, split_rows
 
     body, _ = _read(request, InvalidRequest)
     parsed = parse_train_request(body)
     started = time.perf_counter()
     with _readable(body["data"], parsed) as (spec, ingested):
         dataset = load_dataset(
-            spec, parsed.model.task, learn_rows=lambda y: _split_rows(y, parsed)[0]
+            spec, parsed.model.task, learn_rows=lambda y: split_rows(y, parsed)[0]
         )
-    split = _split(dataset, parsed)
-    _check_fits(split["X_train"], parsed, builder_memory_mb, y_train=split["y_train"])
+    split = split_dataset(dataset, parsed)
+    check_fits(split["X_train"], parsed, builder_memory_mb, y_train=split["y_train"])
     return estimate_run(
         parsed,
         split["X_train"],

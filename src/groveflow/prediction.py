@@ -174,7 +174,11 @@ def load_manifest(model: str, bucket: str) -> tuple[str, str, ModelManifest]:
             f"no model manifest at s3://{model_bucket}/{key}: the run did not finish, "
             "or the model id is wrong"
         ) from None
-    return model_bucket, key, ModelManifest.from_json(raw, f"the model manifest s3://{model_bucket}/{key}")
+    return (
+        model_bucket,
+        key,
+        ModelManifest.from_json(raw, f"the model manifest s3://{model_bucket}/{key}"),
+    )
 
 
 def verify_model(

@@ -401,7 +401,7 @@ def plan_search(
 
     raw = event.get("request")
     if isinstance(raw, dict) and raw.get("run_id") is None:  # as a run: the execution's name
-        raw = {**raw, "run_id": training._run_id_from(event.get("execution_name"))}
+        raw = {**raw, "run_id": training.run_id_from(event.get("execution_name"))}
     base, spec, params = parse_search(raw)
     search_id = base.run_id
     assert search_id is not None
@@ -561,7 +561,7 @@ def _plan_round(
     for run_id in document["survivors"][:alive]:
         request = replace(_candidate_request(base, run_id, params[run_id]), n_trees=trees)
         full = training.grove_plan(request, run_id)
-        plan += training._groves_to_grow(bucket, run_id, full, previous, request.grove_size)
+        plan += training.groves_to_grow(bucket, run_id, full, previous, request.grove_size)
     stage = {"round": number, "stage": "round", "winner": None}
     return _write_plan(bucket, document, plan, stage, base, reserved=builder_reserved_concurrency)
 
@@ -649,7 +649,7 @@ def score_round(
         _write_candidate(bucket, record, winner, params[ranked[0]], base=base, source=search_id)
         final = replace(final, run_id=winner)
         grown_from = 0
-    plan = training._groves_to_grow(
+    plan = training.groves_to_grow(
         bucket, winner, training.grove_plan(final, winner), grown_from, final.grove_size
     )
     document = {**document, "winner": ranked[0], "model_run_id": winner}

@@ -1,0 +1,41 @@
+"""The three stages of a training run: plan, build one grove, merge.
+
+Each stage is what one Lambda handler calls. They share nothing but the bucket:
+the plan writes the split and the grove plan, each grove builder writes one
+grove object under a deterministic key, and the merge writes the forest and,
+last, the manifest that makes the model exist.
+
+- :mod:`._plan`: :func:`plan_run` (and a round of ``n_trees="auto"``).
+- :mod:`._build`: :func:`build_grove`.
+- :mod:`._merge`: :func:`merge_run` (with OOB scores and the next round's size).
+- :mod:`._runs`: what the stages read alike (the run record, the grove list, a grove's check).
+"""
+
+from groveflow.documents import MANIFEST_VERSION
+from groveflow.training._build import build_grove
+from groveflow.training._merge import GROVE_READERS, merge_run
+from groveflow.training._plan import (
+    check_fits,
+    estimate_grove_mb,
+    groves_to_grow,
+    plan_run,
+    split_dataset,
+    split_rows,
+)
+from groveflow.training._runs import grove_plan, run_id_from, split_run
+
+__all__ = [
+    "GROVE_READERS",
+    "MANIFEST_VERSION",
+    "build_grove",
+    "check_fits",
+    "estimate_grove_mb",
+    "grove_plan",
+    "groves_to_grow",
+    "merge_run",
+    "plan_run",
+    "run_id_from",
+    "split_dataset",
+    "split_rows",
+    "split_run",
+]

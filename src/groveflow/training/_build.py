@@ -1,0 +1,132 @@
+"""Build one grove: fit it on the cached training split and store it under its key."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from groveflow import artifact, storage, telemetry
+from groveflow.documents import (
+    GroveTask,
+    RunRecord,
+    grove_problem,
+)
+from groveflow.errors import (
+    ArtifactError,
+    GroveMismatch,
+)
+from groveflow.layout import keys
+from groveflow.oob import (
+    grove_oob,
+    oob_bytes,
+    wants_oob,
+)
+from groveflow.request import make_estimator
+from groveflow.training._runs import _check_grove, _read_record, split_run
+
+_TRAIN_CACHE: dict[tuple[str, str], tuple[RunRecord, np.ndarray, np.ndarray]] = {}
+
+
+def _training_split(bucket: str, run_id: str) -> tuple[RunRecord, np.ndarray, np.ndarray]:
+    """The run record and training split, cached across warm invocations of a builder."""
+    key = (bucket, run_id)
+    if key not in _TRAIN_CACHE:
+        record = _read_record(bucket, run_id)
+        source = split_run(bucket, run_id)
+        X = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "X_train")))
+        y = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "y_train")))
+        _TRAIN_CACHE.clear()
+        _TRAIN_CACHE[key] = (record, X, y)
+    return _TRAIN_CACHE[key]
+
+
+def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
+    """Fit one grove and store it under its deterministic key.
+
+    A grove already stored with a matching checksum and seed is reused, so a
+    retried or resumed grove never fits twice nor writes different bytes.
+
+    Returns
+    -------
+    dict
+        ``{"grove": int, "reused": bool}``: next to nothing, so thousands of
+        results stay far below the state payload limit.
+    """
+    task = GroveTask.from_item(item)
+    run_id, grove, seed, n_trees = task.run_id, task.grove, task.seed, task.n_trees
+    key = keys.grove(run_id, grove)
+    telemetry.logger.append_keys(run_id=run_id, grove=grove)
+    if _stored_grove_ok(bucket, key, item):
+        telemetry.logger.info("grove already stored and verified: reused")
+        return {"grove": grove, "reused": True}
+    record, X, y = _training_split(bucket, run_id)
+    model = record.request["model"]
+    classes = np.unique(y) if model["task"] == "classification" else None
+    estimator = make_estimator(
+        model["kind"], model["task"], model["params"], n_trees=n_trees, seed=seed, classes=classes
+    )
+    started = time.perf_counter()
+    estimator.fit(X, y)
+    fit_seconds = time.perf_counter() - started
+    classes = estimator.classes_ if model["task"] == "classification" else None
+    blob = artifact.encode_trees(estimator.estimators_, n_features=X.shape[1], classes=classes)
+    metadata = {
+        "sha256": storage.sha256_hex(blob),
+        "seed": str(seed),
+        "fit-seconds": f"{fit_seconds:.3f}",
+    }
+    if wants_oob(model["params"]):
+        # Before the grove: a stored grove is what says the builder finished.
+        sums, counts = grove_oob(estimator, X)
+        storage.put_bytes(bucket, keys.grove_oob(run_id, grove), oob_bytes(sums, counts))
+    storage.put_bytes(bucket, key, blob, metadata=metadata)
+    telemetry.logger.info(
+        "grove built", extra={"n_trees": n_trees, "fit_seconds": fit_seconds, "bytes": len(blob)}
+    )
+    telemetry.metrics.add_metric(
+        name="GroveSeconds", unit=telemetry.MetricUnit.Seconds, value=fit_seconds
+    )
+    telemetry.metrics.add_metric(name="TreesBuilt", unit=telemetry.MetricUnit.Count, value=n_trees)
+    return {"grove": grove, "reused": False}
+
+
+def _stored_grove_ok(bucket: str, key: str, item: dict[str, Any]) -> bool:
+    """Whether a stored grove can be reused: it verifies as the merge will check it.
+
+    Its checksum and seed, then its trees, features and classes against the run record,
+    so a grove the merge would refuse (say, one of other classes) is rebuilt, not kept.
+    """
+    try:
+        blob, metadata = storage.get_object(bucket, key)
+    except FileNotFoundError:
+        return False
+    if grove_problem(blob, metadata, seed=int(item["seed"])) is not None:
+        return False
+    record = _run_record_of(bucket, item["run_id"])
+    if wants_oob(record.request["model"]["params"]) and not storage.exists(
+        bucket, keys.grove_oob(item["run_id"], item["grove"])
+    ):
+        return False
+    try:
+        _check_grove(artifact.decode_trees(blob), item, record)
+    except (ArtifactError, GroveMismatch) as error:
+        telemetry.logger.warning("stored grove not reusable: rebuilt", extra={"why": str(error)})
+        return False
+    return True
+
+
+_RECORD_CACHE: dict[tuple[str, str], RunRecord] = {}
+
+
+def _run_record_of(bucket: str, run_id: str) -> RunRecord:
+    """The run record, read once per warm builder (a claimed record never changes): a
+    resume that reuses thousands of groves reads it once per worker, not once per grove."""
+    cached = _TRAIN_CACHE.get((bucket, run_id))
+    if cached is not None:
+        return cached[0]
+    if (bucket, run_id) not in _RECORD_CACHE:
+        _RECORD_CACHE.clear()
+        _RECORD_CACHE[bucket, run_id] = _read_record(bucket, run_id)
+    return _RECORD_CACHE[bucket, run_id]

@@ -1,0 +1,314 @@
+"""Merge: check every planned grove, merge them, evaluate, write the manifest last."""
+
+from __future__ import annotations
+
+import platform
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from groveflow import artifact, storage, telemetry
+from groveflow.documents import (
+    ForestEntry,
+    GroveRecord,
+    ModelManifest,
+    RunRecord,
+    grove_problem,
+)
+from groveflow.errors import (
+    ArtifactError,
+    GroveMismatch,
+    GroveMissing,
+)
+from groveflow.layout import keys
+from groveflow.metrics import classification_metrics, regression_metrics
+from groveflow.oob import (
+    OOBTotals,
+    read_oob,
+    wants_oob,
+)
+from groveflow.request import TrainRequest, parse_train_request
+from groveflow.training._runs import _check_grove, _read_record, grove_plan, split_run
+
+# --------------------------------------------------------------------------- grove
+
+GROVE_READERS = 32
+"""Groves the merge fetches and verifies at once: as many as the S3 client's connection pool
+holds (``max_pool_connections=64`` in :mod:`groveflow.storage`). On AWS each reader waits
+on S3's latency, so more readers divide the merge's time by as many."""
+
+
+# --------------------------------------------------------------------------- merge
+
+
+@dataclass
+class _Groves:
+    forests: list[artifact.Forest]
+    records: list[dict[str, Any]]
+    missing: list[int]
+
+
+def _collect_groves(
+    bucket: str, run_id: str, plan: list[dict[str, Any]], record: RunRecord
+) -> _Groves:
+    expected = {keys.grove(run_id, p["grove"]) for p in plan}
+    if wants_oob(record.request["model"]["params"]):
+        expected |= {keys.grove_oob(run_id, p["grove"]) for p in plan}
+    groves = _Groves([], [], [])
+    # Groves are fetched and verified GROVE_READERS at a time (S3 latency, not bandwidth,
+    # bounds one reader), and kept in plan order; the prefix is listed for strays meanwhile
+    # (ten pages for 10,000 groves), and the first error cancels the reads not yet started.
+    pool = ThreadPoolExecutor(GROVE_READERS)
+    try:
+        listed = pool.submit(storage.list_keys, bucket, keys.groves_prefix(run_id))
+        read = pool.map(lambda item: _read_grove(bucket, run_id, item, record), plan)
+        strays = [k for k in listed.result() if k not in expected]
+        if strays:
+            raise GroveMismatch(
+                f"objects under the run's groves/ prefix that the plan does not name: {strays[:5]}"
+            )
+        for item, grove in zip(plan, read, strict=True):
+            if grove is None:
+                groves.missing.append(item["grove"])
+            else:
+                groves.forests.append(grove[0])
+                groves.records.append(grove[1])
+    finally:
+        pool.shutdown(cancel_futures=True)
+    return groves
+
+
+def _read_grove(
+    bucket: str, run_id: str, item: dict[str, Any], record: RunRecord
+) -> tuple[artifact.Forest, dict[str, Any]] | None:
+    """One planned grove, verified, with its manifest record; None if it is not stored."""
+    key = keys.grove(run_id, item["grove"])
+    try:
+        blob, metadata = storage.get_object(bucket, key)
+    except FileNotFoundError:
+        return None
+    problem = grove_problem(blob, metadata, seed=item["seed"])
+    if problem is not None:
+        raise GroveMismatch(
+            f"grove {item['grove']} ({key}) does not match its checksum or seed: {problem}"
+        )
+    checksum = metadata["sha256"]
+    try:
+        grove = artifact.decode_trees(blob)
+    except ArtifactError as error:
+        message = f"grove {item['grove']} ({key}) is not a valid grove: {error}"
+        raise GroveMismatch(message) from None
+    _check_grove(grove, item, record)
+    seconds = float(metadata["fit-seconds"]) if "fit-seconds" in metadata else None
+    return grove, {**item, "sha256": checksum, "fit_seconds": seconds}
+
+
+def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
+    """Check every planned grove, merge them, evaluate on the held-out split, store the model.
+
+    The forest is written first and the manifest last: a model exists only
+    once its manifest does, so a merge that dies midway leaves no model.
+
+    Raises
+    ------
+    GroveMissing
+        If more groves are missing than ``tolerated_failure_percentage`` allows.
+    GroveMismatch
+        If a stored grove fails its checksum or does not match the plan.
+    """
+    started = time.perf_counter()
+    run_id = event["run_id"]
+    telemetry.logger.append_keys(run_id=run_id)
+    record = _read_record(bucket, run_id)
+    request = parse_train_request(record.request)
+    if event.get("n_trees") is not None:  # the round of an n_trees="auto" run
+        request = replace(request, n_trees=int(event["n_trees"]))
+    plan = grove_plan(request, run_id)
+    groves = _collect_groves(bucket, run_id, plan, record)
+    allowed = request.tolerated_failure_percentage
+    if groves.missing and (100 * len(groves.missing) / len(plan) > allowed or not groves.forests):
+        raise GroveMissing(
+            f"{len(groves.missing)} of {len(plan)} groves were not built (groves "
+            f"{groves.missing[:10]}); tolerated_failure_percentage={allowed:g}"
+        )
+    forest = artifact.Forest.concat(groves.forests)
+    # The forest is encoded and stored while it is evaluated (the manifest still comes last).
+    with ThreadPoolExecutor(1) as pool:
+        stored = pool.submit(_store_forest, bucket, run_id, forest)
+        holdout = _evaluate(forest, bucket, run_id, request)
+        blob = stored.result()
+    trees_built = sum(r["n_trees"] for r in groves.records)
+    out_of_bag = (
+        _out_of_bag(bucket, run_id, record, groves.records, trees_built)
+        if wants_oob(request.model.params)
+        else None
+    )
+    manifest = ModelManifest(
+        run_id=run_id,
+        task=request.model.task,
+        kind=request.model.kind,
+        params=request.model.params,
+        classes=record.classes,
+        classes_dtype=record.classes_dtype,
+        feature_names=record.feature_names,
+        n_features=record.data.n_features,
+        trees_requested=request.n_trees,
+        trees_built=trees_built,
+        groves=[GroveRecord(**r) for r in groves.records],
+        groves_missing=groves.missing,
+        forest=ForestEntry("forest.gfa", storage.sha256_hex(blob), len(blob)),
+        data=record.data,
+        seed=request.seed,
+        metrics=holdout,
+        versions=_versions(),
+        format_version=artifact.FORMAT_VERSION,
+        encoding=record.encoding,
+        oob=out_of_bag,
+        auto=_next_round(bucket, run_id, request, out_of_bag),
+        search=_search_of(bucket, event.get("search_id")),
+    )
+    storage.put_json(bucket, keys.manifest(run_id), manifest.to_dict())
+    merge_seconds = time.perf_counter() - started
+    telemetry.logger.info("model stored", extra={"trees_built": trees_built, "metrics": holdout})
+    telemetry.metrics.add_metric(
+        name="ForestTrees", unit=telemetry.MetricUnit.Count, value=trees_built
+    )
+    telemetry.metrics.add_metric(
+        name="MergeSeconds", unit=telemetry.MetricUnit.Seconds, value=merge_seconds
+    )
+    return {
+        "run_id": run_id,
+        "model_uri": f"s3://{bucket}/{keys.manifest(run_id)}",
+        "trees_requested": request.n_trees,
+        "trees_built": trees_built,
+        "groves_built": len(groves.records),
+        "groves_missing": len(groves.missing),
+        "metrics": holdout,
+        "oob": None if out_of_bag is None else out_of_bag["metrics"],
+        "next_n_trees": manifest.auto["next_n_trees"] if manifest.auto else None,
+        "merge_seconds": round(merge_seconds, 3),
+        **({"search": manifest.search} if manifest.search else {}),
+    }
+
+
+def _search_of(bucket: str, search_id: Any) -> dict[str, Any] | None:
+    """A search's leaderboard, for its winner's manifest (None for a plain run)."""
+    if search_id is None:
+        return None
+    from groveflow.tuning import leaderboard
+
+    return leaderboard(bucket, str(search_id))
+
+
+def _next_round(
+    bucket: str, run_id: str, request: TrainRequest, out_of_bag: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """For ``n_trees: "auto"``: the rounds so far with their OOB scores, and the next round's
+    ``n_trees`` (None once the score improved by less than the tolerance, or at max_trees,
+    with the reason in ``stopped``). Earlier rounds are read from the model's last manifest."""
+    auto = request.auto
+    if auto is None or out_of_bag is None:
+        return None
+    rounds: list[dict[str, Any]] = []
+    try:
+        previous = ModelManifest.from_dict(
+            storage.get_json(bucket, keys.manifest(run_id)), f"of run {run_id}"
+        )
+    except (FileNotFoundError, ArtifactError):
+        previous = None
+    if previous is not None and previous.auto and previous.trees_requested < request.n_trees:
+        rounds = list(previous.auto["rounds"])
+    score = out_of_bag["metrics"]["oob_score"]
+    rounds.append({"n_trees": request.n_trees, "oob_score": score})
+    stopped = None
+    if request.n_trees >= auto.max_trees:
+        stopped = f"max_trees={auto.max_trees} reached"
+    elif len(rounds) > 1 and score - rounds[-2]["oob_score"] < auto.oob_tolerance:
+        gain = score - rounds[-2]["oob_score"]
+        added = request.n_trees - rounds[-2]["n_trees"]
+        stopped = (
+            f"the OOB score changed by {gain:+.6f} over the last {added} trees, less than "
+            f"oob_tolerance={auto.oob_tolerance:g}"
+        )
+    following = min(request.n_trees + auto.round_trees, auto.max_trees)
+    return {
+        "rounds": rounds,
+        "stopped": stopped,
+        "next_n_trees": None if stopped else following,
+        **asdict(auto),
+    }
+
+
+def _out_of_bag(
+    bucket: str, run_id: str, record: RunRecord, groves: list[dict[str, Any]], n_trees: int
+) -> dict[str, Any]:
+    """The forest's OOB metrics, curve and decision function, from the groves' OOB sums.
+
+    The sums are read ``GROVE_READERS`` at a time and added in grove order; the decision
+    function (``oob_decision_function_``, or ``oob_prediction_`` for regression) is stored
+    beside the forest as ``oob.npy``.
+    """
+    source = split_run(bucket, run_id)
+    y_train = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "y_train")))
+    classes = record.classes_array()
+    width = 1 if classes is None else len(classes)
+
+    def read(grove: dict[str, Any]) -> tuple[int, np.ndarray, np.ndarray]:
+        key = keys.grove_oob(run_id, grove["grove"])
+        try:
+            sums, counts = read_oob(storage.get_bytes(bucket, key), len(y_train), width)
+        except FileNotFoundError:
+            raise GroveMissing(f"grove {grove['grove']} has no OOB sums ({key})") from None
+        except (ValueError, OSError) as error:
+            raise GroveMismatch(f"grove {grove['grove']}'s OOB sums ({key}): {error}") from None
+        return grove["n_trees"], sums, counts
+
+    totals = OOBTotals(y_train=y_train, classes=classes)
+    with ThreadPoolExecutor(GROVE_READERS) as pool:
+        curve = totals.add_all(pool.map(read, groves), n_trees)
+    decision = storage.npy_bytes(np.ascontiguousarray(totals.decision()))
+    storage.put_bytes(bucket, keys.oob_decision(run_id), decision)
+    return {
+        "metrics": totals.metrics(),
+        "curve": curve,
+        "decision": {"key": "oob.npy", "sha256": storage.sha256_hex(decision)},
+    }
+
+
+def _store_forest(bucket: str, run_id: str, forest: artifact.Forest) -> bytes:
+    blob = artifact.encode_forest_file(forest)
+    storage.put_bytes(bucket, keys.forest(run_id), blob)
+    return blob
+
+
+def _evaluate(
+    forest: artifact.Forest, bucket: str, run_id: str, request: TrainRequest
+) -> dict[str, Any]:
+    source = split_run(bucket, run_id)
+    X_test = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "X_test")))
+    y_test = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "y_test")))
+    if len(y_test) == 0:
+        return {"n_test": 0, "note": "test_fraction=0: no held-out rows, no metrics"}
+    forest.n_jobs = -1  # every vCPU the merge has; the answers are the same for any thread count
+    if request.model.task == "classification":
+        assert forest.classes_ is not None
+        scores = classification_metrics(y_test, forest.predict_proba(X_test), forest.classes_)
+    else:
+        scores = regression_metrics(y_test, forest.predict(X_test))
+    return {"n_test": len(y_test), **scores}
+
+
+def _versions() -> dict[str, str]:
+    import sklearn
+
+    import groveflow
+
+    return {
+        "groveflow": groveflow.__version__,
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,435 @@
+"""Plan: validate the request, split the data once, claim the run id, write the grove plan."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from groveflow import storage, telemetry
+from groveflow.datasets import Dataset, check_readable, load_dataset
+from groveflow.documents import (
+    DataRecord,
+    RunRecord,
+)
+from groveflow.encoding import Encoding
+from groveflow.errors import (
+    DatasetTooLarge,
+    GroveflowError,
+    InvalidDataset,
+    InvalidPredictRequest,
+    InvalidRequest,
+)
+from groveflow.estimates import check_budget, estimate_run
+from groveflow.layout import keys
+from groveflow.oob import (
+    check_oob_coverage,
+)
+from groveflow.request import DataSpec, TrainRequest, parse_train_request
+from groveflow.training._runs import (
+    SPLITS,
+    _model_inputs,
+    _read_record,
+    _stored_record,
+    grove_plan,
+    run_id_from,
+)
+
+PYTHON_BASELINE_MB = 200  # interpreter + numpy + scikit-learn, measured on python3.12
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def plan_run(
+    event: dict[str, Any],
+    *,
+    bucket: str,
+    builder_memory_mb: int,
+    data_buckets: tuple[str, ...] = (),
+    local_paths: bool = False,
+    builder_reserved_concurrency: int | None = None,
+) -> dict[str, Any]:
+    """Validate the request, split the data once, and store the split and grove plan.
+
+    Parameters
+    ----------
+    event : dict
+        ``{"request": <execution input>, "execution_name": str, "converted": dict or None}``;
+        ``converted`` names the columnar copies of CSV and Parquet data (:mod:`groveflow.ingest`).
+    bucket : str
+        The stack's bucket.
+    builder_memory_mb : int
+        Memory (in MB) of each grove builder, for the size guard.
+    data_buckets : tuple of str, default=()
+        Buckets besides ``bucket`` that datasets may be read from.
+    local_paths : bool, default=False
+        Whether datasets may be local paths (only on the local engine).
+    builder_reserved_concurrency : int or None, default=None
+        The builders' reserved concurrency, when the stack sets one: no more can run at
+        once, so ``max_concurrency`` is clamped to it (more would only be throttled).
+
+    Returns
+    -------
+    dict
+        ``run_id``, ``bucket``, ``plan_key``, ``n_groves``, ``max_concurrency`` and
+        ``tolerated_failure_percentage``: small, so it fits any state payload.
+    """
+    if event.get("grow") is not None:
+        return _plan_round(event, bucket, builder_reserved_concurrency)
+    started = time.perf_counter()
+    request = parse_train_request(event.get("request"))
+    readable = (bucket, *data_buckets)
+    check_readable(request.data.uri, readable, local_paths)
+    converted = event.get("converted") or {}
+    run_id = request.run_id or run_id_from(event.get("execution_name"))
+    telemetry.logger.append_keys(run_id=run_id)
+    stored = _stored_record(bucket, run_id)
+    grown_from = _check_same_run(stored, request, run_id)
+    resumed = stored is not None and all(
+        storage.exists(bucket, keys.split(run_id, s)) for s in SPLITS
+    )
+    if resumed:
+        assert stored is not None
+        feature_names, encoding = stored.feature_names, stored.encoding
+        run_estimate = stored.estimate
+    else:
+        dataset = load_dataset(
+            _as_read(request.data, converted.get("data")),
+            request.model.task,
+            learn_rows=lambda y: split_rows(y, request)[0],
+        )
+        split = split_dataset(dataset, request)
+        estimate_mb = check_fits(
+            split["X_train"], request, builder_memory_mb, y_train=split["y_train"]
+        )
+        # The trial grove refuses parameters that do not fit the data, and times the run.
+        run_estimate = estimate_run(
+            request,
+            split["X_train"],
+            split["y_train"],
+            split["X_test"],
+            builder_memory_mb=builder_memory_mb,
+            concurrency=min(
+                request.max_concurrency,
+                request.n_groves,
+                builder_reserved_concurrency or request.max_concurrency,
+            ),
+            plan_seconds=time.perf_counter() - started,
+            ingested=converted.get("data") is not None,
+        )
+        check_oob_coverage(len(split["y_train"]), request.model.params, request.n_trees)
+        check_budget(request, run_estimate)
+        feature_names, encoding = dataset.feature_names, dataset.encoding
+    # Everything is checked before anything is written: a refused run leaves nothing behind.
+    predict = _predict_section(
+        request,
+        run_id,
+        feature_names=feature_names,
+        encoding=encoding,
+        converted=converted.get("predict"),
+        readable=readable,
+        local_paths=local_paths,
+    )
+    if not resumed:
+        record = _run_record(request, run_id, dataset, split)
+        # The size guard's estimate, kept so a run's summary can set it beside the measured peak.
+        _claim(
+            bucket,
+            run_id,
+            request,
+            {
+                **record,
+                "builder_estimate_mb": estimate_mb,
+                "estimate": run_estimate.to_dict() if run_estimate else None,
+            },
+        )
+        for name in SPLITS:
+            storage.put_bytes(bucket, keys.split(run_id, name), storage.npy_bytes(split[name]))
+    elif grown_from is not None:
+        assert stored is not None
+        grown = replace(stored, request=request.to_dict())
+        storage.put_json(bucket, keys.request(run_id), grown.to_dict())
+    plan = grove_plan(request, run_id)
+    if grown_from is not None:
+        plan = groves_to_grow(bucket, run_id, plan, grown_from, request.grove_size)
+    storage.put_json(bucket, keys.plan(run_id), plan)
+    return {
+        "run_id": run_id,
+        "bucket": bucket,
+        "plan_key": keys.plan(run_id),
+        **_fan_out(request, plan, builder_reserved_concurrency),
+        "tolerated_failure_percentage": request.tolerated_failure_percentage,
+        "estimate": None if run_estimate is None else run_estimate.summary(),
+        "predict": predict,
+        # The columnar copy of CSV or Parquet rows to score, beside (not in) the request, so the
+        # prediction is recognised as the same request whichever execution ingested it.
+        "predict_converted": {"data": converted["predict"]} if converted.get("predict") else None,
+    }
+
+
+def _as_read(spec: DataSpec, converted: dict[str, Any] | None) -> DataSpec:
+    """Where to read ``spec``'s data: its columnar copy when the run ingested it (CSV, Parquet)."""
+    if converted is None:
+        return spec
+    return replace(spec, uri=converted["uri"], format=converted["format"])
+
+
+def _predict_section(
+    request: TrainRequest,
+    run_id: str,
+    *,
+    feature_names: list[str],
+    encoding: Encoding | None,
+    converted: dict[str, Any] | None,
+    readable: tuple[str, ...],
+    local_paths: bool,
+) -> dict[str, Any] | None:
+    """Validate the run's predict section now, against the training columns, before any fan-out."""
+    if request.predict is None:
+        return None
+    from groveflow.datasets import read_scoring_file, sources
+    from groveflow.prediction import data_spec, parse_predict_request
+
+    section = {"prediction_id": run_id, **request.predict, "model": run_id}
+    try:
+        predict = parse_predict_request(section)
+    except GroveflowError as error:
+        raise InvalidRequest(f"predict: {error}") from None
+    check_readable(predict.data["uri"], readable, local_paths, InvalidPredictRequest)
+    data = predict.data
+    if converted is not None:
+        data = {**predict.data, "uri": converted["uri"], "format": converted["format"]}
+    spec = data_spec(data)
+    for source in sources(spec.uri):
+        read_scoring_file(source, spec, feature_names, predict.data.get("id_column"), encoding)
+    return section
+
+
+def _check_same_run(stored: RunRecord | None, request: TrainRequest, run_id: str) -> int | None:
+    """Refuse a run id already used with different model inputs (the predict section aside).
+
+    Returns the stored run's ``n_trees`` when the request grows it (the same inputs with
+    more trees), else None.
+    """
+    if stored is None:
+        return None
+    before, now = _model_inputs(stored.request), _model_inputs(request.to_dict())
+    if before == now:
+        return None
+    if {**before, "n_trees": now["n_trees"]} == now:
+        if now["n_trees"] > before["n_trees"]:
+            return int(before["n_trees"])
+        raise InvalidRequest(
+            f"run_id {run_id!r} has {before['n_trees']} trees; a forest grows but does not "
+            f"shrink (n_trees={now['n_trees']}): give more trees, or a new run_id"
+        )
+    raise InvalidRequest(
+        f"run_id {run_id!r} was already used with a different input; "
+        "choose a new run_id or repeat the original input to resume (or the same input with "
+        "a larger n_trees to grow it)"
+    )
+
+
+def _plan_round(
+    event: dict[str, Any], bucket: str, builder_reserved_concurrency: int | None
+) -> dict[str, Any]:
+    """Plan the next round of an ``n_trees: "auto"`` run: its groves to grow, nothing else.
+
+    ``event["grow"]`` is ``{"run_id", "n_trees", "from_n_trees"}`` (the round's target and
+    the forest's trees so far), ``event["plan"]`` the run's first plan output, which this
+    returns with the round's counts.
+    """
+    grow = event["grow"]
+    record = _read_record(bucket, grow["run_id"])
+    request = replace(parse_train_request(record.request), n_trees=int(grow["n_trees"]))
+    run_id = record.run_id
+    plan = groves_to_grow(
+        bucket, run_id, grove_plan(request, run_id), int(grow["from_n_trees"]), request.grove_size
+    )
+    storage.put_json(bucket, keys.plan(run_id), plan)
+    return {**event["plan"], **_fan_out(request, plan, builder_reserved_concurrency)}
+
+
+def _fan_out(
+    request: TrainRequest, plan: list[dict[str, Any]], builder_reserved_concurrency: int | None
+) -> dict[str, int]:
+    """The Map's size and concurrency for ``plan``: ``max_concurrency`` clamped to the
+    groves to build and to the builders' reserved concurrency (more would be throttled)."""
+    return {
+        "n_groves": len(plan),
+        "n_trees": request.n_trees,
+        "max_concurrency": min(
+            request.max_concurrency,
+            len(plan),
+            builder_reserved_concurrency or request.max_concurrency,
+        ),
+    }
+
+
+def groves_to_grow(
+    bucket: str, run_id: str, plan: list[dict[str, Any]], grown_from: int, grove_size: int
+) -> list[dict[str, Any]]:
+    """The groves a grown forest builds: every grove past the old forest's full groves (the
+    last partial one changes size), and any earlier grove not stored. ``SeedSequence.spawn``
+    is prefix-stable, so every kept grove has the seed a fresh run would give it."""
+    kept = grown_from // grove_size
+    stored = set(storage.list_keys(bucket, keys.groves_prefix(run_id)))
+    return [
+        item
+        for item in plan
+        if item["grove"] >= kept or keys.grove(run_id, item["grove"]) not in stored
+    ]
+
+
+def _claim(bucket: str, run_id: str, request: TrainRequest, record: dict[str, Any]) -> None:
+    """Claim the run id: the run record is created only if no run holds the id yet.
+
+    A conditional write, so of two runs started together with one id, exactly one
+    claims it; the other is refused here, having written nothing. A run that finds its
+    own record (a resume, or a twin with the same input) goes on, unless the data it
+    read differs from the data the record was made from.
+    """
+    if storage.create_json(bucket, keys.request(run_id), record):
+        return
+    stored = _stored_record(bucket, run_id)
+    grown_from = _check_same_run(stored, request, run_id)
+    if stored is not None and stored.data.sha256 != record["data"]["sha256"]:
+        raise InvalidRequest(
+            f"run_id {run_id!r} was trained on other data (sha256 "
+            f"{stored.data.sha256[:12]}..., now {record['data']['sha256'][:12]}...): "
+            f"{request.data.uri} changed since; choose a new run_id"
+        )
+    if grown_from is not None:
+        storage.put_json(bucket, keys.request(run_id), record)
+
+
+def split_dataset(dataset: Dataset, request: TrainRequest) -> dict[str, np.ndarray]:
+    train, test = split_rows(dataset.y, request)
+    return {
+        "X_train": dataset.X[train],
+        "y_train": dataset.y[train],
+        "X_test": dataset.X[test],
+        "y_test": dataset.y[test],
+        "test_rows": test,
+    }
+
+
+def split_rows(y: np.ndarray, request: TrainRequest) -> tuple[np.ndarray, np.ndarray]:
+    """The training and held-out rows, sorted: chosen from the labels, seed and test_fraction
+    alone, so an encoding can be learned from the training rows before the features exist."""
+    from sklearn.model_selection import train_test_split
+
+    n_rows = len(y)
+    rows = np.arange(n_rows)
+    if request.test_fraction == 0:
+        train, test = rows, rows[:0]
+    else:
+        classification = request.model.task == "classification"
+        stratify = y if classification else None
+        n_test = int(np.ceil(request.test_fraction * n_rows))
+        if classification:
+            _, counts = np.unique(y, return_counts=True)
+            if counts.min() < 2 or n_test < len(counts) or n_rows - n_test < len(counts):
+                raise InvalidDataset(
+                    f"too few rows for a stratified split: {n_rows} rows, {len(counts)} classes, "
+                    f"smallest class has {counts.min()} rows, "
+                    f"test_fraction={request.test_fraction}. "
+                    "Every class needs 2+ rows; add data, lower test_fraction, or set it to 0"
+                )
+        elif n_test < 2 or n_rows - n_test < 2:
+            raise InvalidDataset(
+                f"too few rows ({n_rows}) for test_fraction={request.test_fraction}: "
+                f"{n_test} held-out and {n_rows - n_test} training rows; regression needs "
+                "at least 2 of each (R^2 is undefined on one row). Add data, raise "
+                "test_fraction, or set it to 0 for no holdout"
+            )
+        train, test = train_test_split(
+            rows,
+            test_size=request.test_fraction,
+            random_state=request.seed % 2**32,
+            stratify=stratify,
+        )
+        train, test = np.sort(train), np.sort(test)
+    if len(train) < 2:
+        raise InvalidDataset(f"too few rows to train on: {len(train)}")
+    return train, test
+
+
+def estimate_grove_mb(n_rows: int, n_features: int, n_classes: int, request: TrainRequest) -> int:
+    """Rough peak memory (in MB) of one grove builder.
+
+    The cached split (float32 features), scikit-learn's per-tree working set
+    (sample weights, indices and sort buffers, about 40 bytes a row) and the
+    fitted trees (at most ``2 * n_rows / min_samples_leaf`` nodes each, at about
+    64 bytes plus 8 bytes per class value).
+    """
+    leaf = request.model.params.get("min_samples_leaf", 1)
+    min_leaf = leaf if isinstance(leaf, int) else max(1, int(leaf * n_rows))
+    nodes = 2 * n_rows / min_leaf
+    tree_bytes = nodes * (64 + 8 * max(n_classes, 1))
+    total = 2 * n_rows * n_features * 4 + 40 * n_rows + request.grove_size * tree_bytes
+    return PYTHON_BASELINE_MB + int(np.ceil(total / 2**20))
+
+
+def check_fits(
+    X_train: np.ndarray, request: TrainRequest, memory_mb: int, y_train: np.ndarray | None = None
+) -> int:
+    """Refuse a grove too big for the builder's ``memory_mb``, with the memory it would need;
+    the estimate (MB, :func:`estimate_grove_mb`) of one that fits.
+
+    Classification counts the training split's classes (each node of each tree stores a
+    value per class); ``y_train`` None, the call of an older plan, counts two.
+    """
+    n_classes = 1 if request.model.task == "regression" else 2
+    if y_train is not None and request.model.task == "classification":
+        n_classes = len(np.unique(y_train))
+    needed = estimate_grove_mb(X_train.shape[0], X_train.shape[1], n_classes, request)
+    if needed > memory_mb:
+        suggestion = min(10240, int(np.ceil(needed * 1.2 / 64)) * 64)
+        hint = (
+            f"set the grove builder's memory to {suggestion} MB (the BuilderMemorySize "
+            "parameter; above 3,008 MB only where the account allows it, see docs/deploy.md)"
+            if suggestion < 10240
+            else "Lambda's 10,240 MB ceiling is not enough: sample the data or lower grove_size"
+        )
+        raise DatasetTooLarge(
+            f"a grove of {request.grove_size} trees on "
+            f"{X_train.shape[0]} x {X_train.shape[1]} rows "
+            f"needs about {needed} MB, more than the builder's {memory_mb} MB; {hint}"
+        )
+    return needed
+
+
+def _sha256_of(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(storage.npy_bytes(np.ascontiguousarray(array)))
+    return digest.hexdigest()
+
+
+def _run_record(
+    request: TrainRequest, run_id: str, dataset: Dataset, split: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    classes = np.unique(dataset.y) if request.model.task == "classification" else None
+    record = RunRecord(
+        run_id=run_id,
+        request=request.to_dict(),
+        feature_names=dataset.feature_names,
+        classes=classes.tolist() if classes is not None else None,
+        classes_dtype=classes.dtype.str if classes is not None else None,
+        data=DataRecord(
+            uri=request.data.uri,
+            sha256=_sha256_of(dataset.X, dataset.y),
+            n_rows=len(dataset.y),
+            n_features=dataset.X.shape[1],
+            n_train=len(split["y_train"]),
+            n_test=len(split["y_test"]),
+            test_rows_sha256=_sha256_of(split["test_rows"].astype(np.int64)),
+        ),
+        encoding=dataset.encoding,
+    )
+    return record.to_dict()

@@ -1,0 +1,93 @@
+"""What every stage of a run reads alike: its record, its grove list, a stored grove's check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from groveflow import artifact, storage
+from groveflow.documents import (
+    GroveTask,
+    RunRecord,
+)
+from groveflow.errors import (
+    ArtifactError,
+    GroveMismatch,
+    InvalidRequest,
+)
+from groveflow.ids import ACCEPTED, is_valid_id
+from groveflow.layout import grove_seeds, keys
+from groveflow.request import TrainRequest
+
+SPLITS = ("X_train", "y_train", "X_test", "y_test")
+
+
+def run_id_from(execution_name: Any) -> str:
+    """The run id of a request without one: the execution's name, if the id rule accepts it."""
+    if not isinstance(execution_name, str) or not execution_name:
+        raise InvalidRequest("the request has no run_id and the execution has no name")
+    if not is_valid_id(execution_name):
+        raise InvalidRequest(
+            f"the request has no run_id and the execution name {execution_name!r} is not an "
+            f"accepted run id ({ACCEPTED}): give run_id in the input"
+        )
+    return execution_name
+
+
+def _stored_record(bucket: str, run_id: str) -> RunRecord | None:
+    try:
+        return _read_record(bucket, run_id)
+    except FileNotFoundError:
+        return None
+
+
+def _read_record(bucket: str, run_id: str) -> RunRecord:
+    """The run's record, validated; FileNotFoundError if the run id is not claimed."""
+    where = f"the run record s3://{bucket}/{keys.request(run_id)}"
+    return RunRecord.from_dict(storage.get_json(bucket, keys.request(run_id)), where)
+
+
+def grove_plan(request: TrainRequest, run_id: str) -> list[dict[str, Any]]:
+    """Every grove of the run, in order: a pure function of the request, so the merge
+    rebuilds it instead of trusting a stored list."""
+    seeds = grove_seeds(request.seed, request.n_groves)
+    return [
+        GroveTask(run_id, i, seed, _grove_trees(request, i)).to_item()
+        for i, seed in enumerate(seeds)
+    ]
+
+
+def _model_inputs(request: dict[str, Any]) -> dict[str, Any]:
+    """What decides a run's model: the request less its predict section and cost cap."""
+    return {key: value for key, value in request.items() if key not in ("predict", "max_cost_usd")}
+
+
+def _grove_trees(request: TrainRequest, grove: int) -> int:
+    return min(request.grove_size, request.n_trees - grove * request.grove_size)
+
+
+def split_run(bucket: str, run_id: str) -> str:
+    """The run whose split ``run_id`` trains on: the one its ``data/source.json`` names (a
+    search's candidates share the search's split), else its own."""
+    try:
+        source = storage.get_json(bucket, keys.split_source(run_id))
+    except FileNotFoundError:
+        return run_id
+    if not isinstance(source, dict) or not is_valid_id(source.get("run_id")):
+        raise ArtifactError(f"{keys.split_source(run_id)} does not name a run: {source!r}")
+    return str(source["run_id"])
+
+
+def _check_grove(grove: artifact.Forest, item: dict[str, Any], record: RunRecord) -> None:
+    number = item["grove"]
+    if grove.n_trees != item["n_trees"]:
+        raise GroveMismatch(
+            f"grove {number} has {grove.n_trees} trees; the plan says {item['n_trees']}"
+        )
+    if grove.n_features_in_ != record.data.n_features:
+        raise GroveMismatch(
+            f"grove {number} has {grove.n_features_in_} features; "
+            f"the data has {record.data.n_features}"
+        )
+    classes = None if grove.classes_ is None else grove.classes_.tolist()
+    if classes != record.classes:
+        raise GroveMismatch(f"grove {number} has classes {classes}; the data has {record.classes}")
