@@ -56,8 +56,9 @@ def test_growing_50_to_100_trees_builds_only_the_new_groves_and_equals_a_fresh_r
     fresh_id = unique_name("grow-fresh")
     fresh = _run(engine, fresh_id, 100)
     assert fresh.status == "SUCCEEDED", (fresh.error, fresh.cause)
-    assert body(engine, keys.forest(run_id)) == body(engine, keys.forest(fresh_id))
-    assert after["oob"]["metrics"] == _manifest(engine, fresh_id)["oob"]["metrics"]
+    fresh_manifest = _manifest(engine, fresh_id)
+    assert body(engine, keys.forest_of(after)) == body(engine, keys.forest_of(fresh_manifest))
+    assert after["oob"]["metrics"] == fresh_manifest["oob"]["metrics"]
 
 
 def test_a_partial_last_grove_is_rebuilt_at_its_new_size(engine: Any) -> None:
@@ -124,7 +125,8 @@ def test_auto_grows_in_rounds_until_the_oob_score_stops_improving(engine: Any) -
     fresh_id = unique_name("grow-auto-fresh")
     fresh = _run(engine, fresh_id, rounds[-1]["n_trees"])
     assert fresh.status == "SUCCEEDED"
-    assert body(engine, keys.forest(run_id)) == body(engine, keys.forest(fresh_id))
+    fresh_forest = keys.forest_of(_manifest(engine, fresh_id))
+    assert body(engine, keys.forest_of(_manifest(engine, run_id))) == body(engine, fresh_forest)
 
 
 def test_auto_without_oob_is_refused_by_name() -> None:
@@ -137,3 +139,57 @@ def test_auto_without_oob_is_refused_by_name() -> None:
         parse_train_request({"data": {"uri": "sklearn:iris"}, "n_trees": "auto"})
     with pytest.raises(InvalidRequest, match="apply only with n_trees='auto'"):
         parse_train_request({"data": {"uri": "sklearn:iris"}, "max_trees": 40})
+
+
+def test_an_auto_run_resumed_replays_its_rounds_on_the_stored_groves(engine: Any) -> None:
+    # GIVEN a finished n_trees="auto" run of several rounds
+    run_id = unique_name("grow-auto-again")
+    request = {
+        **WINE,
+        "n_trees": "auto",
+        "round_trees": 10,
+        "max_trees": 30,
+        "oob_tolerance": 0,
+        "run_id": run_id,
+    }
+    first = engine.run("TrainStateMachine", request, name=unique_name(run_id))
+    assert first.status == "SUCCEEDED", (first.error, first.cause)
+    before = _manifest(engine, run_id)
+    forest = body(engine, keys.forest_of(before))
+    # WHEN the same input runs again (as a resume after a crash in a later round would)
+    again = engine.run("TrainStateMachine", request, name=unique_name(run_id))
+    # THEN it replays the rounds on the stored groves, fitting none, to the same model
+    assert again.status == "SUCCEEDED", (again.error, again.cause)
+    builds = [i for i in again.invocations if i.function == "BuildGroveFunction"]
+    assert builds and all(i.output["reused"] for i in builds)
+    after = _manifest(engine, run_id)
+    assert after["auto"]["rounds"] == before["auto"]["rounds"]
+    assert body(engine, keys.forest_of(after)) == forest
+
+
+def test_a_grow_whose_merge_fails_leaves_the_stored_model_whole(engine: Any) -> None:
+    from evidence import At, faults
+    from groveflow.artifact import load_forest
+    from groveflow.local.faults import Fault
+
+    # GIVEN a stored 20-tree model
+    run_id = unique_name("grow-kept")
+    assert _run(engine, run_id, 20).status == "SUCCEEDED"
+    before = _manifest(engine, run_id)
+    # WHEN growing it to 30 trees dies in the merge after the new forest is stored and
+    # before its manifest (every attempt)
+    crash = Fault("crash", "before:runs/*/model/manifest.json")
+    with faults(engine, At("MergeFunction", crash, attempts=(1, 2, 3, 4))):
+        failed = _run(engine, run_id, 30)
+    assert failed.status == "FAILED"
+    # THEN the stored model is the old one, whole: its manifest and files verify
+    assert _manifest(engine, run_id) == before
+    forest = load_forest(str(engine.run_dir(run_id) / "model"))
+    assert forest.n_trees == 20
+    # AND growing it again succeeds and replaces its files (the old forest is deleted)
+    grown = _run(engine, run_id, 30)
+    assert grown.status == "SUCCEEDED", (grown.error, grown.cause)
+    after = _manifest(engine, run_id)
+    assert after["forest"]["key"] != before["forest"]["key"]
+    names = {p.name for p in (engine.run_dir(run_id) / "model").iterdir()}
+    assert before["forest"]["key"] not in names and after["forest"]["key"] in names

@@ -88,6 +88,7 @@ EXTRA = [
     "npy-in-bucket",
     "predict-npy-in-bucket",
     "repeated-prediction",
+    "grown",
     "search-oob",
     "search-validation",
 ]
@@ -101,6 +102,13 @@ def _wine_npy(with_target: bool) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
+
+
+def _grow(run: Any, train: dict[str, Any], run_id: str) -> None:
+    """A forest with OOB scores, grown: the merge replaces (deletes) the old model's files."""
+    grow = {**train, "model": {"params": {"oob_score": True}}, "run_id": run_id}
+    run("grow-first", "TrainStateMachine", grow, run_id)
+    run("grown", "TrainStateMachine", {**grow, "n_trees": 6}, run_id)
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +186,7 @@ def recorded(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         run("npy-in-bucket", "TrainStateMachine", npy_train, npy_run)
         npy_rows = {"model": npy_run, "data": {"uri": f"s3://{bucket}/{npy_key}-rows.npy"}}
         run("predict-npy-in-bucket", "PredictStateMachine", npy_rows, f"pn-{suffix}")
+        _grow(run, npy_train, f"grow-{suffix}")
         # Searches: halving on OOB (.npy), and a grid on a validation split with the winner
         # refit (CSV, through the Ingest step).
         space = {"min_samples_leaf": [1, 3, 5]}
@@ -257,7 +266,7 @@ KINDS = {
     "training split": ("runs/*/data/?_train.npy", keys.split("r", "X_train")),
     "test split": ("runs/*/data/?_test.npy", keys.split("r", "X_test")),
     "grove": ("runs/*/groves/*", keys.grove("r", 0)),
-    "forest": ("runs/*/model/forest.gfa", keys.forest("r")),
+    "forest": ("runs/*/model/forest*.gfa", keys.forest("r")),
     "model manifest": ("runs/*/model/manifest.json", keys.manifest("r")),
     "prediction job": ("predictions/*/job.json", keys.predictions_job("p")),
     "shard plan": ("predictions/*/shards.json", keys.predictions_shards("p")),
@@ -265,7 +274,7 @@ KINDS = {
     "predictions manifest": ("predictions/*/manifest.json", keys.predictions_manifest("p")),
     "dataset": ("datasets/*", "datasets/d/part-0.parquet"),
     "converted data": ("converted/*", "converted/e/part-00000.gfcols"),
-    "OOB decision": ("runs/*/model/oob.npy", keys.oob_decision("r")),
+    "OOB decision": ("runs/*/model/oob*.npy", keys.oob_decision("r")),
     "split source": ("runs/*/data/source.json", keys.split_source("r")),
     "search document": ("runs/*/search.json", keys.search("r")),
 }

@@ -137,7 +137,9 @@ class _GroveForest(BaseEstimator):
         if self.oob_score:
             assert run.oob is not None
             self.oob_score_ = float(run.oob["oob_score"])
-            decision = np.load(Path(model_dir) / "oob.npy", allow_pickle=False)
+            manifest = json.loads((Path(model_dir) / "manifest.json").read_bytes())
+            name = manifest["oob"]["decision"]["key"]
+            decision = np.load(Path(model_dir) / name, allow_pickle=False)
             if self._task == "classification":
                 self.oob_decision_function_ = decision
             else:

@@ -6,6 +6,8 @@ resumed grove writes exactly the same key, never a duplicate.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["grove_seeds", "keys", "model_manifest", "run_of_model"]
@@ -103,6 +105,12 @@ class keys:
     @staticmethod
     def forest(run_id: str) -> str:
         return f"runs/{run_id}/model/forest.gfa"
+
+    @staticmethod
+    def forest_of(manifest: dict[str, Any]) -> str:
+        """The key of the forest a (JSON) model manifest names: ``forest.gfa`` for a run's
+        first model, ``forest-<sha256 prefix>.gfa`` once it has grown."""
+        return f"runs/{manifest['run_id']}/model/{manifest['forest']['key']}"
 
     @staticmethod
     def oob_decision(run_id: str) -> str:

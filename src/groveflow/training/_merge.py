@@ -52,11 +52,18 @@ class _Groves:
 
 
 def _collect_groves(
-    bucket: str, run_id: str, plan: list[dict[str, Any]], record: RunRecord
+    bucket: str,
+    run_id: str,
+    plan: list[dict[str, Any]],
+    record: RunRecord,
+    known: list[dict[str, Any]],
 ) -> _Groves:
-    expected = {keys.grove(run_id, p["grove"]) for p in plan}
+    """The plan's groves, verified, in plan order; any object under the run's groves/
+    prefix that ``known`` (the plan, or for ``n_trees="auto"`` every round's) does not
+    name is refused as a stray."""
+    expected = {keys.grove(run_id, p["grove"]) for p in known}
     if wants_oob(record.request["model"]["params"]):
-        expected |= {keys.grove_oob(run_id, p["grove"]) for p in plan}
+        expected |= {keys.grove_oob(run_id, p["grove"]) for p in known}
     groves = _Groves([], [], [])
     # Groves are fetched and verified GROVE_READERS at a time (S3 latency, not bandwidth,
     # bounds one reader), and kept in plan order; the prefix is listed for strays meanwhile
@@ -127,7 +134,14 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     if event.get("n_trees") is not None:  # the round of an n_trees="auto" run
         request = replace(request, n_trees=int(event["n_trees"]))
     plan = grove_plan(request, run_id)
-    groves = _collect_groves(bucket, run_id, plan, record)
+    # An n_trees="auto" run resumed (or re-run) from its first round finds later rounds'
+    # groves stored: they are its own, reused as the rounds replay.
+    known = (
+        grove_plan(replace(request, n_trees=request.auto.max_trees), run_id)
+        if request.auto
+        else plan
+    )
+    groves = _collect_groves(bucket, run_id, plan, record, known)
     allowed = request.tolerated_failure_percentage
     if groves.missing and (100 * len(groves.missing) / len(plan) > allowed or not groves.forests):
         raise GroveMissing(
@@ -135,14 +149,15 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
             f"{groves.missing[:10]}); tolerated_failure_percentage={allowed:g}"
         )
     forest = artifact.Forest.concat(groves.forests)
+    previous = _stored_manifest(bucket, run_id)
     # The forest is encoded and stored while it is evaluated (the manifest still comes last).
     with ThreadPoolExecutor(1) as pool:
-        stored = pool.submit(_store_forest, bucket, run_id, forest)
+        stored = pool.submit(_store_forest, bucket, run_id, forest, previous)
         holdout = _evaluate(forest, bucket, run_id, request)
-        blob = stored.result()
+        blob, forest_name = stored.result()
     trees_built = sum(r["n_trees"] for r in groves.records)
     out_of_bag = (
-        _out_of_bag(bucket, run_id, record, groves.records, trees_built)
+        _out_of_bag(bucket, run_id, record, groves.records, trees_built, previous=previous)
         if wants_oob(request.model.params)
         else None
     )
@@ -159,7 +174,7 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         trees_built=trees_built,
         groves=[GroveRecord(**r) for r in groves.records],
         groves_missing=groves.missing,
-        forest=ForestEntry("forest.gfa", storage.sha256_hex(blob), len(blob)),
+        forest=ForestEntry(forest_name, storage.sha256_hex(blob), len(blob)),
         data=record.data,
         seed=request.seed,
         metrics=holdout,
@@ -167,10 +182,11 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         format_version=artifact.FORMAT_VERSION,
         encoding=record.encoding,
         oob=out_of_bag,
-        auto=_next_round(bucket, run_id, request, out_of_bag),
+        auto=_next_round(previous, request, out_of_bag),
         search=_search_of(bucket, event.get("search_id")),
     )
     storage.put_json(bucket, keys.manifest(run_id), manifest.to_dict())
+    _delete_replaced(bucket, run_id, previous, manifest)
     merge_seconds = time.perf_counter() - started
     telemetry.logger.info("model stored", extra={"trees_built": trees_built, "metrics": holdout})
     telemetry.metrics.add_metric(
@@ -203,8 +219,46 @@ def _search_of(bucket: str, search_id: Any) -> dict[str, Any] | None:
     return leaderboard(bucket, str(search_id))
 
 
+def _stored_manifest(bucket: str, run_id: str) -> ModelManifest | None:
+    """The run's model manifest from an earlier merge (a grown forest, a round of
+    ``n_trees="auto"``, a repeated run), if any."""
+    try:
+        return ModelManifest.from_dict(
+            storage.get_json(bucket, keys.manifest(run_id)), f"of run {run_id}"
+        )
+    except (FileNotFoundError, ArtifactError):
+        return None
+
+
+def _model_file(
+    previous: ModelManifest | None, previous_entry: dict[str, Any] | None, name: str, data: bytes
+) -> str:
+    """The name a model file is stored under: ``name`` for a run's first model; once a model
+    exists, the one it already has for the same bytes, or a new name from their sha256, so
+    the stored model stays whole (its manifest's files untouched) until the new manifest."""
+    if previous is None:
+        return name
+    digest = storage.sha256_hex(data)
+    if previous_entry is not None and previous_entry.get("sha256") == digest:
+        return str(previous_entry["key"])
+    stem, _, suffix = name.rpartition(".")
+    return f"{stem}-{digest[:16]}.{suffix}"
+
+
+def _delete_replaced(
+    bucket: str, run_id: str, previous: ModelManifest | None, manifest: ModelManifest
+) -> None:
+    """Once the new manifest is stored: delete the files of the model it replaced."""
+    if previous is None:
+        return
+    old = {previous.forest.key, *([previous.oob["decision"]["key"]] if previous.oob else [])}
+    new = {manifest.forest.key, *([manifest.oob["decision"]["key"]] if manifest.oob else [])}
+    for name in sorted(old - new):
+        storage.delete(bucket, f"{keys.model_prefix(run_id)}{name}")
+
+
 def _next_round(
-    bucket: str, run_id: str, request: TrainRequest, out_of_bag: dict[str, Any] | None
+    previous: ModelManifest | None, request: TrainRequest, out_of_bag: dict[str, Any] | None
 ) -> dict[str, Any] | None:
     """For ``n_trees: "auto"``: the rounds so far with their OOB scores, and the next round's
     ``n_trees`` (None once the score improved by less than the tolerance, or at max_trees,
@@ -213,14 +267,8 @@ def _next_round(
     if auto is None or out_of_bag is None:
         return None
     rounds: list[dict[str, Any]] = []
-    try:
-        previous = ModelManifest.from_dict(
-            storage.get_json(bucket, keys.manifest(run_id)), f"of run {run_id}"
-        )
-    except (FileNotFoundError, ArtifactError):
-        previous = None
-    if previous is not None and previous.auto and previous.trees_requested < request.n_trees:
-        rounds = list(previous.auto["rounds"])
+    if previous is not None and previous.auto:  # earlier rounds (a replayed round replaces its own)
+        rounds = [r for r in previous.auto["rounds"] if r["n_trees"] < request.n_trees]
     score = out_of_bag["metrics"]["oob_score"]
     rounds.append({"n_trees": request.n_trees, "oob_score": score})
     stopped = None
@@ -243,13 +291,19 @@ def _next_round(
 
 
 def _out_of_bag(
-    bucket: str, run_id: str, record: RunRecord, groves: list[dict[str, Any]], n_trees: int
+    bucket: str,
+    run_id: str,
+    record: RunRecord,
+    groves: list[dict[str, Any]],
+    n_trees: int,
+    *,
+    previous: ModelManifest | None,
 ) -> dict[str, Any]:
     """The forest's OOB metrics, curve and decision function, from the groves' OOB sums.
 
     The sums are read ``GROVE_READERS`` at a time and added in grove order; the decision
     function (``oob_decision_function_``, or ``oob_prediction_`` for regression) is stored
-    beside the forest as ``oob.npy``.
+    beside the forest as ``oob.npy`` (named by its sha256 once the run has a model).
     """
     source = split_run(bucket, run_id)
     y_train = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "y_train")))
@@ -270,18 +324,26 @@ def _out_of_bag(
     with ThreadPoolExecutor(GROVE_READERS) as pool:
         curve = totals.add_all(pool.map(read, groves), n_trees)
     decision = storage.npy_bytes(np.ascontiguousarray(totals.decision()))
-    storage.put_bytes(bucket, keys.oob_decision(run_id), decision)
+    entry = previous.oob["decision"] if previous is not None and previous.oob else None
+    name = _model_file(previous, entry, "oob.npy", decision)
+    storage.put_bytes(bucket, f"{keys.model_prefix(run_id)}{name}", decision)
     return {
         "metrics": totals.metrics(),
         "curve": curve,
-        "decision": {"key": "oob.npy", "sha256": storage.sha256_hex(decision)},
+        "decision": {"key": name, "sha256": storage.sha256_hex(decision)},
     }
 
 
-def _store_forest(bucket: str, run_id: str, forest: artifact.Forest) -> bytes:
+def _store_forest(
+    bucket: str, run_id: str, forest: artifact.Forest, previous: ModelManifest | None
+) -> tuple[bytes, str]:
     blob = artifact.encode_forest_file(forest)
-    storage.put_bytes(bucket, keys.forest(run_id), blob)
-    return blob
+    entry = (
+        None if previous is None else {"key": previous.forest.key, "sha256": previous.forest.sha256}
+    )
+    name = _model_file(previous, entry, "forest.gfa", blob)
+    storage.put_bytes(bucket, f"{keys.model_prefix(run_id)}{name}", blob)
+    return blob, name
 
 
 def _evaluate(
