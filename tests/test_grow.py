@@ -193,3 +193,18 @@ def test_a_grow_whose_merge_fails_leaves_the_stored_model_whole(engine: Any) -> 
     assert after["forest"]["key"] != before["forest"]["key"]
     names = {p.name for p in (engine.run_dir(run_id) / "model").iterdir()}
     assert before["forest"]["key"] not in names and after["forest"]["key"] in names
+
+
+def test_growing_past_max_cost_usd_is_refused_before_any_grove(engine: Any) -> None:
+    # GIVEN a stored 10-tree model
+    run_id = unique_name("grow-capped")
+    assert _run(engine, run_id, 10).status == "SUCCEEDED"
+    before = _manifest(engine, run_id)
+    # WHEN it is grown to 300 trees under a cap far below what 29 more groves cost
+    request = {**WINE, "n_trees": 300, "run_id": run_id, "max_cost_usd": 1e-9}
+    refused = engine.run("TrainStateMachine", request, name=unique_name(run_id))
+    # THEN the plan refuses it by name, builds nothing and leaves the model as it was
+    assert (refused.status, refused.error) == ("FAILED", "BudgetExceeded")
+    assert "growing the forest by 29 groves" in str(refused.cause)
+    assert _builds(refused) == []
+    assert _manifest(engine, run_id) == before

@@ -113,6 +113,7 @@ __all__ = [
     "RunEstimate",
     "Trial",
     "check_budget",
+    "check_growth_budget",
     "estimate_run",
     "measure_trial",
     "vcpu_factor",
@@ -714,6 +715,39 @@ def check_budget(request: TrainRequest, estimate: RunEstimate) -> None:
         f"{estimate.cost.state_transitions} transitions; about {estimate.aws_seconds:.0f} s), "
         f"above max_cost_usd={cap:g}: raise max_cost_usd, or ask for fewer trees"
     )
+
+
+def check_growth_budget(
+    request: TrainRequest, estimate: RunEstimate | None, groves_to_build: int
+) -> None:
+    """Refuse growing a forest whose new groves would cost more than ``max_cost_usd``.
+
+    The run's estimate is scaled by the share of its groves the growth builds (which
+    undercounts the merge, whose work grows with the whole forest).
+
+    Raises
+    ------
+    BudgetExceeded
+        Naming the scaled estimate and the cap; or, for a run recorded without an estimate,
+        saying there is nothing to check the cap against.
+    """
+    cap = request.max_cost_usd
+    if cap is None:
+        return
+    if estimate is None:
+        raise BudgetExceeded(
+            f"max_cost_usd={cap:g}: this run's record has no estimate (it was planned by an "
+            "earlier groveflow) to check the growth against; drop max_cost_usd or use a new run_id"
+        )
+    share = groves_to_build / max(1, estimate.groves)
+    grown = estimate.cost_usd * share
+    if grown > cap:
+        raise BudgetExceeded(
+            f"growing the forest by {groves_to_build} groves is estimated to cost "
+            f"${grown:.6f} on AWS (the run's ${estimate.cost_usd:.6f} for {estimate.groves} "
+            f"groves, scaled), above max_cost_usd={cap:g}: raise max_cost_usd, or grow by fewer "
+            "trees"
+        )
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from groveflow.errors import (
     InvalidPredictRequest,
     InvalidRequest,
 )
-from groveflow.estimates import check_budget, estimate_run
+from groveflow.estimates import check_budget, check_growth_budget, estimate_run
 from groveflow.layout import keys
 from groveflow.oob import (
     check_oob_coverage,
@@ -134,6 +134,10 @@ def plan_run(
         readable=readable,
         local_paths=local_paths,
     )
+    plan = grove_plan(request, run_id)
+    if grown_from is not None:
+        plan = groves_to_grow(bucket, run_id, plan, grown_from, request.grove_size)
+        check_growth_budget(request, run_estimate, len(plan))
     if not resumed:
         record = _run_record(request, run_id, dataset, split)
         # The size guard's estimate, kept so a run's summary can set it beside the measured peak.
@@ -153,9 +157,6 @@ def plan_run(
         assert stored is not None
         grown = replace(stored, request=request.to_dict())
         storage.put_json(bucket, keys.request(run_id), grown.to_dict())
-    plan = grove_plan(request, run_id)
-    if grown_from is not None:
-        plan = groves_to_grow(bucket, run_id, plan, grown_from, request.grove_size)
     storage.put_json(bucket, keys.plan(run_id), plan)
     return {
         "run_id": run_id,
