@@ -404,3 +404,42 @@ def test_a_search_reads_csv_through_the_ingest_step(engine: Any, tmp_path: Path)
     _, refused = _search(engine, bad)
     assert (refused.status, refused.error) == ("FAILED", "InvalidRequest")
     assert [i.function for i in refused.invocations] == ["ValidateRequestFunction"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"predict": {"data": {"uri": "sklearn:wine"}}}, "does not score a predict section"),
+        ({"search": {**WINE["search"], "space": {"max_samples": [1000]}}}, "max_samples"),
+        ({"search": {**WINE["search"], "strategy": "random", "n_candidates": 2,
+                     "space": {"min_samples_leaf": {"randint": [1, 10**30]}}}}, "too large"),
+        ({"search": {**WINE["search"], "strategy": "random", "n_candidates": 2,
+                     "space": {"max_features": {"uniform": [-1e308, 1e308]}}}}, "too large"),
+    ],
+)  # fmt: skip
+def test_more_bad_searches_are_refused_by_name(
+    engine: Any, change: dict[str, Any], message: str
+) -> None:
+    request = {**WINE, **change}
+    _, result = _search(engine, request)
+    assert (result.status, result.error) == ("FAILED", "InvalidRequest"), result.cause
+    assert message in str(result.cause)
+    assert "BuildGroveFunction" not in [i.function for i in result.invocations]
+
+
+def test_a_csv_search_without_run_id_is_validated_and_named_by_its_execution(
+    engine: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "iris.csv"
+    from sklearn.datasets import load_iris
+
+    bunch = load_iris()
+    lines = [
+        "a,b,c,d,label",
+        *(",".join([*map(str, r), str(t)]) for r, t in zip(bunch.data, bunch.target, strict=True)),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    request = {**WINE, "data": {"uri": str(path), "target": "label"}}
+    name = unique_name("csv-search")
+    result = engine.run(SEARCH, request, name=name)
+    assert result.status == "SUCCEEDED", (result.error, result.cause)

@@ -585,6 +585,9 @@ def check_before_ingest(event: dict[str, Any]) -> dict[str, Any]:
     elif kind == "search":
         from groveflow.tuning import parse_search
 
+        if isinstance(request, dict) and request.get("run_id") is None:
+            # SearchPlan names it after the execution (and checks that name); the rest now
+            request = {**request, "run_id": "search"}
         parse_search(request)
     elif kind == "train":
         parse_train_request(request)

@@ -66,7 +66,10 @@ def check_oob_coverage(n_train: int, params: dict[str, Any], n_trees: int) -> No
         return
     from sklearn.ensemble._forest import _get_n_samples_bootstrap
 
-    draws = _get_n_samples_bootstrap(n_train, params.get("max_samples"))
+    try:
+        draws = _get_n_samples_bootstrap(n_train, params.get("max_samples"))
+    except ValueError as error:  # max_samples above the training rows
+        raise InvalidRequest(f"model.params.max_samples: {error}") from None
     left_out = (1 - 1 / n_train) ** draws
     covered = 1 - (1 - left_out) ** n_trees
     if covered < MIN_COVERED_FRACTION:

@@ -117,6 +117,11 @@ def parse_search(value: Any) -> tuple[TrainRequest, SearchSpec, list[dict[str, A
         raise InvalidRequest("a search input is a training request with a 'search' object")
     if value.get("n_trees") == "auto":
         raise InvalidRequest("a search grows its candidates itself: give n_trees a number")
+    if value.get("predict") is not None:
+        raise InvalidRequest(
+            "a search does not score a predict section: once it ends, predict with its "
+            "winner's model (the run id in its output)"
+        )
     base = parse_train_request({k: v for k, v in value.items() if k != "search"})
     if base.run_id is None:
         raise InvalidRequest("a search needs a run_id (the search id)")
@@ -207,6 +212,10 @@ def _check_dimension(name: str, values: Any) -> None:
     )
     if not numbers or not bounds[0] < bounds[1]:
         raise InvalidRequest(f"{where}.{kind} must be [low, high] with low < high, got {bounds!r}")
+    if not all(abs(b) <= 2**62 for b in bounds) or not math.isfinite(bounds[1] - bounds[0]):
+        raise InvalidRequest(
+            f"{where}.{kind}: bounds {bounds!r} are too large; give values within +-2**62"
+        )
     if kind == "loguniform" and bounds[0] <= 0:
         raise InvalidRequest(f"{where}.loguniform needs low > 0, got {bounds!r}")
     if kind == "randint" and not all(isinstance(b, int) for b in bounds):
