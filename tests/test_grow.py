@@ -208,3 +208,25 @@ def test_growing_past_max_cost_usd_is_refused_before_any_grove(engine: Any) -> N
     assert "growing the forest by 29 groves" in str(refused.cause)
     assert _builds(refused) == []
     assert _manifest(engine, run_id) == before
+
+
+def test_a_resume_may_change_how_the_run_runs_but_not_its_model(engine: Any) -> None:
+    run_id = unique_name("resume-settings")
+    assert _run(engine, run_id, 20).status == "SUCCEEDED"
+    before = _manifest(engine, run_id)
+    # WHEN the same model is asked for with other concurrency and tolerated failures
+    request = {
+        **WINE,
+        "n_trees": 20,
+        "run_id": run_id,
+        "max_concurrency": 1,
+        "tolerated_failure_percentage": 50,
+    }
+    again = engine.run("TrainStateMachine", request, name=unique_name(run_id))
+    # THEN it resumes (nothing refit) to the same forest, under the new settings
+    assert again.status == "SUCCEEDED", (again.error, again.cause)
+    builds = [i for i in again.invocations if i.function == "BuildGroveFunction"]
+    assert builds and all(i.output["reused"] for i in builds)
+    assert _manifest(engine, run_id)["forest"] == before["forest"]
+    record = json.loads(body(engine, keys.request(run_id)))
+    assert record["request"]["tolerated_failure_percentage"] == 50

@@ -153,10 +153,10 @@ def plan_run(
         )
         for name in SPLITS:
             storage.put_bytes(bucket, keys.split(run_id, name), storage.npy_bytes(split[name]))
-    elif grown_from is not None:
-        assert stored is not None
-        grown = replace(stored, request=request.to_dict())
-        storage.put_json(bucket, keys.request(run_id), grown.to_dict())
+    elif stored is not None and stored.request != request.to_dict():
+        # grown, or resumed with other settings (max_concurrency, tolerated failures...)
+        updated = replace(stored, request=request.to_dict())
+        storage.put_json(bucket, keys.request(run_id), updated.to_dict())
     storage.put_json(bucket, keys.plan(run_id), plan)
     return {
         "run_id": run_id,
@@ -304,7 +304,7 @@ def _claim(bucket: str, run_id: str, request: TrainRequest, record: dict[str, An
             f"{stored.data.sha256[:12]}..., now {record['data']['sha256'][:12]}...): "
             f"{request.data.uri} changed since; choose a new run_id"
         )
-    if grown_from is not None:
+    if stored is not None and (grown_from is not None or stored.request != record["request"]):
         storage.put_json(bucket, keys.request(run_id), record)
 
 

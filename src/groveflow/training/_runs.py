@@ -56,9 +56,13 @@ def grove_plan(request: TrainRequest, run_id: str) -> list[dict[str, Any]]:
     ]
 
 
+RUN_SETTINGS = ("predict", "max_cost_usd", "max_concurrency", "tolerated_failure_percentage")
+"""Request keys that do not decide a run's model: a resume may change them."""
+
+
 def _model_inputs(request: dict[str, Any]) -> dict[str, Any]:
-    """What decides a run's model: the request less its predict section and cost cap."""
-    return {key: value for key, value in request.items() if key not in ("predict", "max_cost_usd")}
+    """What decides a run's model: the request less :data:`RUN_SETTINGS`."""
+    return {key: value for key, value in request.items() if key not in RUN_SETTINGS}
 
 
 def _grove_trees(request: TrainRequest, grove: int) -> int:
