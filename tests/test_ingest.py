@@ -234,3 +234,32 @@ def test_direct_formats_pass_through_and_csv_sections_are_ingested(
     assert result["converted"]["predict"]["uri"] == f"s3://{s3_env.bucket}/converted/mixed/predict/"
     npy = {"data": {"uri": str(tmp_path / "d.npy")}}
     assert ingest({"request": npy}, bucket=s3_env.bucket, local_paths=True)["converted"] == {}
+
+
+def test_a_train_and_a_predict_execution_of_one_name_do_not_share_their_parts(
+    engine: Any, tmp_path: Path
+) -> None:
+    from conftest import unique_name
+
+    # GIVEN a CSV to train on and a different CSV to score, and one execution name for both
+    train = tmp_path / "train.csv"
+    train.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a,b\n" + "".join(f"{i},{i % 5}\n" for i in range(7)))
+    name = unique_name("same-name")
+    trained = engine.run(
+        "TrainStateMachine",
+        {"data": {"uri": str(train), "target": "y"}, "n_trees": 2, "run_id": name},
+        name=name,
+    )
+    assert trained.status == "SUCCEEDED", (trained.error, trained.cause)
+    # WHEN a prediction execution of the same name ingests its rows
+    scored = engine.run(
+        "PredictStateMachine", {"model": name, "data": {"uri": str(rows)}}, name=name
+    )
+    # THEN each machine's parts are its own: the prediction scored its 7 rows
+    assert scored.status == "SUCCEEDED", (scored.error, scored.cause)
+    assert scored.output["n_rows"] == 7
+    listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix="converted/")
+    prefixes = {o["Key"].rsplit("/", 3)[0] for o in listed["Contents"] if f"/{name}/" in o["Key"]}
+    assert len(prefixes) == 2, prefixes

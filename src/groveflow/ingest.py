@@ -622,6 +622,9 @@ def ingest(
     """
     request = event.get("request")
     name = str(event.get("execution_name", ""))
+    # Execution names are unique per state machine only: a train and a predict execution
+    # of one name must not share their parts.
+    machine = f"{event['state_machine']}/" if event.get("state_machine") else ""
     converted: dict[str, Any] = {}
     if isinstance(request, dict):
         predict = request.get("predict")
@@ -636,6 +639,6 @@ def ingest(
             if spec is not None:
                 id_column = data.get("id_column") if isinstance(data, dict) else None
                 text = (id_column,) if isinstance(id_column, str) else ()
-                prefix = f"converted/{name}/{section}/"
+                prefix = f"converted/{machine}{name}/{section}/"
                 converted[section] = _ingest_section(spec, bucket, prefix, text)
     return {"request": request, "converted": converted}
