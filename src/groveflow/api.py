@@ -313,8 +313,9 @@ def estimate(
     """Predict a training run's wall time and cost without starting it.
 
     Reads the data here (CSV and Parquet through the same ingest the state machine runs),
-    splits it, applies the plan's size guard and measures the same trial grove the plan
-    does (:func:`groveflow.estimates.estimate_run`).
+    splits it and runs the plan's own checks (:func:`groveflow.training.plan_checks`: the
+    size guard, the trial grove, OOB coverage). ``max_cost_usd`` is not applied: the estimate
+    is what it would be compared with.
 
     Parameters
     ----------
@@ -340,10 +341,9 @@ def estimate(
     import time
 
     from groveflow.datasets import load_dataset
-    from groveflow.estimates import estimate_run
     from groveflow.local.workers import default_size
     from groveflow.request import parse_train_request
-    from groveflow.training import check_fits, split_dataset, split_rows
+    from groveflow.training import plan_checks, split_dataset, split_rows
 
     body, _ = _read(request, InvalidRequest)
     parsed = parse_train_request(body)
@@ -352,23 +352,16 @@ def estimate(
         dataset = load_dataset(
             spec, parsed.model.task, learn_rows=lambda y: split_rows(y, parsed)[0]
         )
-    split = split_dataset(dataset, parsed)
-    check_fits(split["X_train"], parsed, builder_memory_mb, y_train=split["y_train"])
-    return estimate_run(
+    _, estimate = plan_checks(
         parsed,
-        split["X_train"],
-        split["y_train"],
-        split["X_test"],
+        split_dataset(dataset, parsed),
         builder_memory_mb=builder_memory_mb,
-        concurrency=min(
-            parsed.max_concurrency,
-            parsed.n_groves,
-            builder_reserved_concurrency or parsed.max_concurrency,
-        ),
+        builder_reserved_concurrency=builder_reserved_concurrency,
         plan_seconds=time.perf_counter() - started,
         ingested=ingested,
         workers=workers or default_size(),
     )
+    return estimate
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from groveflow.errors import (
     InvalidPredictRequest,
     InvalidRequest,
 )
-from groveflow.estimates import check_budget, check_growth_budget, estimate_run
+from groveflow.estimates import RunEstimate, check_budget, check_growth_budget, estimate_run
 from groveflow.layout import keys
 from groveflow.oob import (
     check_oob_coverage,
@@ -103,25 +103,14 @@ def plan_run(
             learn_rows=lambda y: split_rows(y, request)[0],
         )
         split = split_dataset(dataset, request)
-        estimate_mb = check_fits(
-            split["X_train"], request, builder_memory_mb, y_train=split["y_train"]
-        )
-        # The trial grove refuses parameters that do not fit the data, and times the run.
-        run_estimate = estimate_run(
+        estimate_mb, run_estimate = plan_checks(
             request,
-            split["X_train"],
-            split["y_train"],
-            split["X_test"],
+            split,
             builder_memory_mb=builder_memory_mb,
-            concurrency=min(
-                request.max_concurrency,
-                request.n_groves,
-                builder_reserved_concurrency or request.max_concurrency,
-            ),
+            builder_reserved_concurrency=builder_reserved_concurrency,
             plan_seconds=time.perf_counter() - started,
             ingested=converted.get("data") is not None,
         )
-        check_oob_coverage(len(split["y_train"]), request.model.params, request.n_trees)
         check_budget(request, run_estimate)
         feature_names, encoding = dataset.feature_names, dataset.encoding
     # Everything is checked before anything is written: a refused run leaves nothing behind.
@@ -170,6 +159,40 @@ def plan_run(
         # prediction is recognised as the same request whichever execution ingested it.
         "predict_converted": {"data": converted["predict"]} if converted.get("predict") else None,
     }
+
+
+def plan_checks(
+    request: TrainRequest,
+    split: dict[str, np.ndarray],
+    *,
+    builder_memory_mb: int,
+    builder_reserved_concurrency: int | None,
+    plan_seconds: float,
+    ingested: bool,
+    workers: int | None = None,
+) -> tuple[int, RunEstimate]:
+    """What the plan checks against the split, and its estimate: the size guard, a trial
+    grove (which refuses parameters that do not fit the data, and times the run) and OOB
+    coverage. ``groveflow estimate`` runs the same. Returns the builder memory estimate
+    (in MB) and the run's estimate; raises as the plan refuses."""
+    estimate_mb = check_fits(split["X_train"], request, builder_memory_mb, y_train=split["y_train"])
+    run_estimate = estimate_run(
+        request,
+        split["X_train"],
+        split["y_train"],
+        split["X_test"],
+        builder_memory_mb=builder_memory_mb,
+        concurrency=min(
+            request.max_concurrency,
+            request.n_groves,
+            builder_reserved_concurrency or request.max_concurrency,
+        ),
+        plan_seconds=plan_seconds,
+        ingested=ingested,
+        workers=workers,
+    )
+    check_oob_coverage(len(split["y_train"]), request.model.params, request.n_trees)
+    return estimate_mb, run_estimate
 
 
 def _as_read(spec: DataSpec, converted: dict[str, Any] | None) -> DataSpec:
