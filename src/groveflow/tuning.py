@@ -37,6 +37,7 @@ from groveflow.request import (
     check_keys,
     parse_train_request,
 )
+from groveflow.training import read_split
 
 __all__ = [
     "SearchSpec",
@@ -472,8 +473,8 @@ def _trial_fits(
     not in every grove builder."""
     from groveflow.request import make_estimator
 
-    X = storage.read_npy(storage.get_bytes(bucket, keys.split(search_id, "X_train")))
-    y = storage.read_npy(storage.get_bytes(bucket, keys.split(search_id, "y_train")))
+    X = read_split(bucket, search_id, "X_train")
+    y = read_split(bucket, search_id, "y_train")
     kind, task = base.model.kind, base.model.task
     classes = np.unique(y) if task == "classification" else None
     for number, candidate in enumerate(params):
@@ -503,8 +504,8 @@ def _carve_validation(
     other; the holdout stays untouched for the final score."""
     from sklearn.model_selection import train_test_split
 
-    X = storage.read_npy(storage.get_bytes(bucket, keys.split(search_id, "X_train")))
-    y = storage.read_npy(storage.get_bytes(bucket, keys.split(search_id, "y_train")))
+    X = read_split(bucket, search_id, "X_train")
+    y = read_split(bucket, search_id, "y_train")
     classification = base.model.task == "classification"
     if classification:
         _, counts = np.unique(y, return_counts=True)
@@ -693,7 +694,7 @@ def _score(
         if document["spec"]["metric"] == "oob":
             from groveflow.oob import OOBTotals, read_oob
 
-            y = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "y_train")))
+            y = read_split(bucket, source, "y_train")
             width = 1 if classes is None else len(classes)
 
             def oob(item: dict[str, Any]) -> tuple[int, np.ndarray, np.ndarray]:
@@ -707,8 +708,8 @@ def _score(
             lambda i: storage.get_bytes(bucket, keys.grove(run_id, i["grove"])), groves
         )
         forest = artifact.Forest.concat([artifact.decode_trees(b) for b in blobs])
-    X = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "X_test")))
-    y = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "y_test")))
+    X = read_split(bucket, source, "X_test")
+    y = read_split(bucket, source, "y_test")
     if classes is None:
         from sklearn.metrics import r2_score
 

@@ -23,7 +23,7 @@ from groveflow.training._plan import (
     split_dataset,
     split_rows,
 )
-from groveflow.training._runs import grove_plan, run_id_from, split_run
+from groveflow.training._runs import grove_plan, read_split, run_id_from, split_run
 
 __all__ = [
     "GROVE_READERS",
@@ -36,6 +36,7 @@ __all__ = [
     "merge_run",
     "plan_checks",
     "plan_run",
+    "read_split",
     "run_id_from",
     "split_dataset",
     "split_rows",

@@ -24,7 +24,7 @@ from groveflow.oob import (
     wants_oob,
 )
 from groveflow.request import make_estimator
-from groveflow.training._runs import _check_grove, _read_record, split_run
+from groveflow.training._runs import _check_grove, _read_record, read_split, split_run
 
 _TRAIN_CACHE: dict[tuple[str, str], tuple[RunRecord, np.ndarray, np.ndarray]] = {}
 
@@ -35,8 +35,8 @@ def _training_split(bucket: str, run_id: str) -> tuple[RunRecord, np.ndarray, np
     if key not in _TRAIN_CACHE:
         record = _read_record(bucket, run_id)
         source = split_run(bucket, run_id)
-        X = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "X_train")))
-        y = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "y_train")))
+        X = read_split(bucket, source, "X_train")
+        y = read_split(bucket, source, "y_train")
         _TRAIN_CACHE.clear()
         _TRAIN_CACHE[key] = (record, X, y)
     return _TRAIN_CACHE[key]

@@ -31,7 +31,13 @@ from groveflow.oob import (
     wants_oob,
 )
 from groveflow.request import TrainRequest, parse_train_request
-from groveflow.training._runs import _check_grove, _read_record, grove_plan, split_run
+from groveflow.training._runs import (
+    _check_grove,
+    _read_record,
+    grove_plan,
+    read_split,
+    split_run,
+)
 
 # --------------------------------------------------------------------------- grove
 
@@ -306,7 +312,7 @@ def _out_of_bag(
     beside the forest as ``oob.npy`` (named by its sha256 once the run has a model).
     """
     source = split_run(bucket, run_id)
-    y_train = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "y_train")))
+    y_train = read_split(bucket, source, "y_train")
     classes = record.classes_array()
     width = 1 if classes is None else len(classes)
 
@@ -350,8 +356,8 @@ def _evaluate(
     forest: artifact.Forest, bucket: str, run_id: str, request: TrainRequest
 ) -> dict[str, Any]:
     source = split_run(bucket, run_id)
-    X_test = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "X_test")))
-    y_test = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "y_test")))
+    X_test = read_split(bucket, source, "X_test")
+    y_test = read_split(bucket, source, "y_test")
     if len(y_test) == 0:
         return {"n_test": 0, "note": "test_fraction=0: no held-out rows, no metrics"}
     forest.n_jobs = -1  # every vCPU the merge has; the answers are the same for any thread count

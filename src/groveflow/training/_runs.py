@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from groveflow import artifact, storage
 from groveflow.documents import (
     GroveTask,
@@ -95,3 +97,9 @@ def _check_grove(grove: artifact.Forest, item: dict[str, Any], record: RunRecord
     classes = None if grove.classes_ is None else grove.classes_.tolist()
     if classes != record.classes:
         raise GroveMismatch(f"grove {number} has classes {classes}; the data has {record.classes}")
+
+
+def read_split(bucket: str, run_id: str, name: str) -> np.ndarray:
+    """One of a run's stored split arrays (``X_train``, ``y_train``, ``X_test``, ``y_test``);
+    ``run_id`` is the run whose split it is (:func:`split_run` says which for a candidate)."""
+    return storage.read_npy(storage.get_bytes(bucket, keys.split(run_id, name)))
