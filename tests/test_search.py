@@ -443,3 +443,22 @@ def test_a_csv_search_without_run_id_is_validated_and_named_by_its_execution(
     name = unique_name("csv-search")
     result = engine.run(SEARCH, request, name=name)
     assert result.status == "SUCCEEDED", (result.error, result.cause)
+
+
+@pytest.mark.parametrize(
+    "search",
+    [
+        # monotonic constraints do not fit a three-class target
+        {**WINE["search"], "space": {"monotonic_cst": [None, [1] * 13]}},
+        {**WINE["search"], "space": {"max_samples": [1000]}},
+    ],
+)
+def test_a_search_refused_for_a_candidate_stores_nothing(
+    engine: Any, search: dict[str, Any]
+) -> None:
+    # GIVEN a candidate the data refuses (checked against the split, before any write)
+    search_id, result = _search(engine, {**WINE, "search": search})
+    assert (result.status, result.error) == ("FAILED", "InvalidRequest"), result.cause
+    # THEN the search wrote nothing: no run record, split or plan under its id
+    listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=f"runs/{search_id}/")
+    assert listed.get("KeyCount", 0) == 0, [o["Key"] for o in listed.get("Contents", [])]

@@ -422,6 +422,13 @@ def plan_search(
             "resume, or choose a new run_id"
         )
     base_dict = {k: v for k, v in base.to_dict().items() if k != "predict"}
+    checked: list[bool] = []
+
+    def check(split: dict[str, np.ndarray], estimate: dict[str, Any] | None) -> None:
+        """Every candidate against the split, before the plan writes anything."""
+        _check_search(base, spec, params, split["X_train"], split["y_train"], estimate=estimate)
+        checked.append(True)
+
     training.plan_run(
         {
             "request": base_dict,
@@ -433,15 +440,12 @@ def plan_search(
         data_buckets=data_buckets,
         local_paths=local_paths,
         builder_reserved_concurrency=builder_reserved_concurrency,
+        before_write=check,
     )
     record = storage.get_json(bucket, keys.request(search_id))
-    _check_budget(base, spec, len(params), record)
-    for number, candidate in enumerate(params):
-        try:
-            check_oob_coverage(record["data"]["n_train"], candidate, spec.trees_per_round)
-        except InvalidRequest as error:
-            raise InvalidRequest(f"search candidate c{number:03d}: {error}") from None
-    _trial_fits(bucket, search_id, base, params, spec)
+    if not checked:  # the split was already stored (a resumed search): check against it
+        X, y = (read_split(bucket, search_id, name) for name in ("X_train", "y_train"))
+        _check_search(base, spec, params, X, y, estimate=record.get("estimate"))
     source = search_id
     if spec.metric == "validation":
         source = validation_id(search_id)
@@ -464,8 +468,27 @@ def plan_search(
     return _plan_round(bucket, search_id, document, 0, builder_reserved_concurrency)
 
 
+def _check_search(
+    base: TrainRequest,
+    spec: SearchSpec,
+    params: list[dict[str, Any]],
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    estimate: dict[str, Any] | None,
+) -> None:
+    """The whole search's budget, then every candidate's OOB coverage and trial fit."""
+    _check_budget(base, spec, len(params), {"estimate": estimate})
+    for number, candidate in enumerate(params):
+        try:
+            check_oob_coverage(len(y), candidate, spec.trees_per_round)
+        except InvalidRequest as error:
+            raise InvalidRequest(f"search candidate c{number:03d}: {error}") from None
+    _trial_fits(X, y, base, params, spec)
+
+
 def _trial_fits(
-    bucket: str, search_id: str, base: TrainRequest, params: list[dict[str, Any]], spec: SearchSpec
+    X: np.ndarray, y: np.ndarray, base: TrainRequest, params: list[dict[str, Any]], spec: SearchSpec
 ) -> None:
     """Fit each candidate's parameters on the training split (one tree, one level deep:
     cheap), so what scikit-learn checks only against the data (``max_features`` above the
@@ -473,8 +496,6 @@ def _trial_fits(
     not in every grove builder."""
     from groveflow.request import make_estimator
 
-    X = read_split(bucket, search_id, "X_train")
-    y = read_split(bucket, search_id, "y_train")
     kind, task = base.model.kind, base.model.task
     classes = np.unique(y) if task == "classification" else None
     for number, candidate in enumerate(params):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -52,6 +53,7 @@ def plan_run(
     data_buckets: tuple[str, ...] = (),
     local_paths: bool = False,
     builder_reserved_concurrency: int | None = None,
+    before_write: Callable[[dict[str, np.ndarray], dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Validate the request, split the data once, and store the split and grove plan.
 
@@ -71,6 +73,10 @@ def plan_run(
     builder_reserved_concurrency : int or None, default=None
         The builders' reserved concurrency, when the stack sets one: no more can run at
         once, so ``max_concurrency`` is clamped to it (more would only be throttled).
+    before_write : callable or None, default=None
+        Called with the split and the run's estimate (a dict) after the plan's own checks and
+        before anything is written, for a caller's checks (a search's candidates): what it
+        raises refuses the run with nothing stored. Not called when the split is stored.
 
     Returns
     -------
@@ -112,6 +118,8 @@ def plan_run(
             ingested=converted.get("data") is not None,
         )
         check_budget(request, run_estimate)
+        if before_write is not None:
+            before_write(split, run_estimate.to_dict())
         feature_names, encoding = dataset.feature_names, dataset.encoding
     # Everything is checked before anything is written: a refused run leaves nothing behind.
     predict = _predict_section(
