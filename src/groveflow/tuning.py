@@ -323,8 +323,14 @@ def _check_budget(base: TrainRequest, spec: SearchSpec, n: int, record: dict[str
     and every grove but a last partial one has ``grove_size`` trees)."""
     from groveflow.errors import BudgetExceeded
 
-    if base.max_cost_usd is None or record.get("estimate") is None:
+    if base.max_cost_usd is None:
         return
+    if record.get("estimate") is None:
+        raise BudgetExceeded(
+            f"max_cost_usd={base.max_cost_usd:g}: this search's run record has no estimate "
+            "(an earlier groveflow planned it) to check the cap against; drop max_cost_usd or "
+            "use a new run_id"
+        )
     trees, groves = search_size(spec, base, n)
     cost_usd = search_cost_usd(record["estimate"], groves)
     if cost_usd > base.max_cost_usd:
