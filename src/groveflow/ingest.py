@@ -17,11 +17,12 @@ row groups at a time (``ParquetFile.read_row_groups``, columns decoded in parall
 file is held whole: peak memory is about one part per reader, plus pyarrow's readahead and
 one column's numpy copy while a part is written.
 
-Layout. Each input file becomes one or more parts, ``converted/<execution>/<section>/part-NNNNN
-.gfcols`` (a zip of ``.npy`` members, :func:`groveflow.datasets.write_columns`), numbered in
-input order; a part holds up to :data:`PART_BYTES` of decoded columns, so a big CSV becomes
-several parts the predict shards (and later shard readers) take one at a time. A part is
-written to a temporary file a column at a time and uploaded from the file.
+Layout. Each input file becomes one or more parts,
+``converted/<state machine>/<execution>/<section>/part-NNNNN.gfcols`` (a zip of ``.npy``
+members, :func:`groveflow.datasets.write_columns`), numbered in input order; a part holds up
+to :data:`PART_BYTES` of decoded columns, so a big CSV becomes several parts the predict
+shards (and later shard readers) take one at a time. A part is written to a temporary file a
+column at a time and uploaded from the file.
 
 Column types, per part: floats ``float64`` (missing: NaN); integers ``int64``, or ``float64``
 in a part where some are missing; booleans ``bool`` (``float64`` 0/1/NaN where some are
@@ -60,6 +61,7 @@ from groveflow.request import DataSpec, parse_data
 
 __all__ = [
     "BLOCK_BYTES",
+    "PARQUET_BATCH_BYTES",
     "PART_BYTES",
     "check_before_ingest",
     "ingest",
@@ -68,15 +70,22 @@ __all__ = [
     "missing_values",
 ]
 
-BLOCK_BYTES = 4 * 2**20
+BLOCK_BYTES = 2**18
 """Bytes of CSV text parsed at a time (pyarrow's ``block_size``). pyarrow's streaming reader
-decodes blocks ahead of the one it returns (about 100 MB of a 100 MB file before the first
-batch), and larger blocks read further ahead: with 32 MiB parts a 1 GB CSV peaked 260 MB above
-the interpreter with 4 MiB blocks; with 16 MiB blocks and 256 MiB parts, 1,100 MB."""
-PART_BYTES = 32 * 2**20
+decodes blocks ahead of the one it returns, so larger blocks hold more. benchmarks/ingest.py on
+an idle host, peak above the interpreter and time against ``read_csv`` + ``to_numpy``, for a
+100 MB / 1 GB CSV: 256 KiB blocks and 8 MiB parts 110 / 118-124 MB at 1.31-1.57x / 1.01-1.09x;
+512 KiB and 8 MiB 108-124 / 138 MB at 1.24-1.35x / 0.84-0.96x; 1 MiB and 16 MiB 168 / 225 MB;
+earlier, 4 MiB and 32 MiB 277 MB (the 100 MB file read whole) / 552 MB."""
+PART_BYTES = 8 * 2**20
 """Decoded bytes (pyarrow's) after which a part is written and a new one begun."""
-WHOLE_READ_BYTES = 256 * 2**20
-"""An uncompressed CSV up to this size is read at once (:func:`_whole_csv`), larger streamed."""
+PARQUET_BATCH_BYTES = 4 * 2**20
+"""Parquet row groups are read together up to this many bytes (pyarrow decodes their columns
+in parallel); a larger row group is read alone."""
+WHOLE_READ_BYTES = 16 * 2**20
+"""An uncompressed CSV up to this size is read at once (:func:`_whole_csv`: its peak is about
+3x the file, small at this size); a larger one is streamed, by range readers where there are
+CPUs for them."""
 MAX_READERS = 4
 """Streaming readers of one large CSV at once, each over its own range of lines (one per CPU)."""
 
@@ -246,14 +255,14 @@ def _parquet_batches(path: Path, source: str) -> Iterator[Any]:
     try:
         file = pq.ParquetFile(str(path))
         _check_names([n.strip() for n in file.schema_arrow.names], source)
-        # Row groups read together up to BLOCK_BYTES (pyarrow decodes their columns in
-        # parallel); a larger row group is read alone, the most held besides the part.
+        # Row groups read together up to PARQUET_BATCH_BYTES; a larger one is read alone,
+        # the most held besides the part.
         groups: list[int] = []
         size = 0
         for group in range(file.num_row_groups):
             groups.append(group)
             size += file.metadata.row_group(group).total_byte_size
-            if size >= BLOCK_BYTES or group == file.num_row_groups - 1:
+            if size >= PARQUET_BATCH_BYTES or group == file.num_row_groups - 1:
                 yield from file.read_row_groups(groups).to_batches()
                 groups, size = [], 0
     except (pa.ArrowException, OSError) as error:
