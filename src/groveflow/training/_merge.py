@@ -260,7 +260,12 @@ def _delete_replaced(
     old = {previous.forest.key, *([previous.oob["decision"]["key"]] if previous.oob else [])}
     new = {manifest.forest.key, *([manifest.oob["decision"]["key"]] if manifest.oob else [])}
     for name in sorted(old - new):
-        storage.delete(bucket, f"{keys.model_prefix(run_id)}{name}")
+        try:
+            storage.delete(bucket, f"{keys.model_prefix(run_id)}{name}")
+        except Exception as error:  # the model is already committed: a leftover file only
+            telemetry.logger.warning(
+                "replaced model file not deleted", extra={"file": name, "why": str(error)}
+            )
 
 
 def _next_round(
