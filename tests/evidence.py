@@ -8,10 +8,14 @@ as template.yaml turns it on) and from the calls each worker recorded at botocor
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from conftest import unique_name
 from groveflow.layout import keys
@@ -147,3 +151,30 @@ def has(engine: Any, key: str) -> bool:
 def body(engine: Any, key: str) -> bytes:
     data: bytes = engine.s3.get_object(Bucket=engine.bucket, Key=key)["Body"].read()
     return data
+
+
+def stored_npy(engine: Any, key: str) -> np.ndarray:
+    """A ``.npy`` object the engine's bucket holds (a split, an OOB decision function)."""
+    return np.load(io.BytesIO(body(engine, key)), allow_pickle=False)
+
+
+def refit_from_seeds(engine: Any, run_id: str, estimator_class: Any) -> Any:
+    """scikit-learn's own forest class refitted grove by grove from a run's manifest (its
+    seeds and parameters, ``oob_score`` aside) on the stored training split, the groves'
+    trees concatenated: the reference a groveflow forest must equal."""
+    manifest = json.loads(body(engine, keys.manifest(run_id)))
+    X = stored_npy(engine, keys.split(run_id, "X_train"))
+    y = stored_npy(engine, keys.split(run_id, "y_train"))
+    params = {k: v for k, v in manifest["params"].items() if k != "oob_score"}
+    reference = None
+    for grove in manifest["groves"]:
+        fitted = estimator_class(
+            n_estimators=grove["n_trees"], random_state=grove["seed"], **params
+        ).fit(X, y)
+        if reference is None:
+            reference = fitted
+        else:
+            reference.estimators_ += fitted.estimators_
+    assert reference is not None
+    reference.n_estimators = len(reference.estimators_)
+    return reference

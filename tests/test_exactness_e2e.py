@@ -21,32 +21,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, unique_name
-from evidence import body
+from evidence import body, refit_from_seeds
+from evidence import stored_npy as _npy
 from groveflow.artifact import load_forest
 from groveflow.layout import keys
-
-
-def _npy(engine: Any, key: str) -> np.ndarray:
-    return np.load(io.BytesIO(body(engine, key)), allow_pickle=False)
-
-
-def _reference(engine: Any, run_id: str, estimator_class: Any) -> Any:
-    """scikit-learn's forest refitted grove by grove with the manifest's seeds."""
-    manifest = json.loads(body(engine, keys.manifest(run_id)))
-    X = _npy(engine, keys.split(run_id, "X_train"))
-    y = _npy(engine, keys.split(run_id, "y_train"))
-    reference = None
-    for grove in manifest["groves"]:
-        fitted = estimator_class(
-            n_estimators=grove["n_trees"], random_state=grove["seed"], **manifest["params"]
-        ).fit(X, y)
-        if reference is None:
-            reference = fitted
-        else:
-            reference.estimators_ += fitted.estimators_
-    assert reference is not None
-    reference.n_estimators = len(reference.estimators_)
-    return reference
 
 
 def _wine_csv(path: Path) -> np.ndarray:
@@ -97,7 +75,7 @@ def test_extra_trees_regression_with_parameters_equals_scikit_learns_refit(
     result = engine.run("TrainStateMachine", request, name=run_id)
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     # WHEN scikit-learn refits it from the manifest's seeds
-    reference = _reference(engine, run_id, ExtraTreesRegressor)
+    reference = refit_from_seeds(engine, run_id, ExtraTreesRegressor)
     X_test = _npy(engine, keys.split(run_id, "X_test"))
     expected = reference.predict(X_test)
     # THEN the stored forest, to_sklearn() and the exported joblib file answer exactly as it does
@@ -138,7 +116,7 @@ def test_string_labels_class_weight_and_max_samples_equal_scikit_learns_refit(
     result = engine.run("TrainStateMachine", request, name=run_id)
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     # WHEN scikit-learn refits it from the manifest's seeds
-    reference = _reference(engine, run_id, RandomForestClassifier)
+    reference = refit_from_seeds(engine, run_id, RandomForestClassifier)
     assert reference.classes_.tolist() == ["barbera", "barolo", "grignolino"]
     expected, proba = reference.predict(X_all), reference.predict_proba(X_all)
     # THEN the shards' predictions parts hold its labels and probabilities, row for row

@@ -9,7 +9,6 @@ one-grove forest, a plain ``fit`` with ``oob_score=True``.
 
 from __future__ import annotations
 
-import io
 import json
 import warnings
 from typing import Any
@@ -18,14 +17,11 @@ import numpy as np
 import pytest
 
 from conftest import unique_name
-from evidence import body
+from evidence import body, refit_from_seeds
+from evidence import stored_npy as _npy
 from groveflow.errors import InvalidRequest
 from groveflow.layout import keys
 from groveflow.request import parse_train_request
-
-
-def _npy(engine: Any, key: str) -> np.ndarray:
-    return np.load(io.BytesIO(body(engine, key)), allow_pickle=False)
 
 
 def _train(engine: Any, request: dict[str, Any]) -> tuple[str, dict[str, Any], Any]:
@@ -35,22 +31,11 @@ def _train(engine: Any, request: dict[str, Any]) -> tuple[str, dict[str, Any], A
     return run_id, json.loads(body(engine, keys.manifest(run_id))), result
 
 
-def _reference(engine: Any, run_id: str, manifest: dict[str, Any], estimator_class: Any) -> Any:
+def _reference(engine: Any, run_id: str, estimator_class: Any) -> Any:
     """scikit-learn's forest refitted grove by grove, with scikit-learn's own OOB score."""
+    reference = refit_from_seeds(engine, run_id, estimator_class)
     X = _npy(engine, keys.split(run_id, "X_train"))
     y = _npy(engine, keys.split(run_id, "y_train"))
-    params = {k: v for k, v in manifest["params"].items() if k != "oob_score"}
-    reference = None
-    for grove in manifest["groves"]:
-        fitted = estimator_class(
-            n_estimators=grove["n_trees"], random_state=grove["seed"], **params
-        ).fit(X, y)
-        if reference is None:
-            reference = fitted
-        else:
-            reference.estimators_ += fitted.estimators_
-    assert reference is not None
-    reference.n_estimators = len(reference.estimators_)
     target = np.searchsorted(reference.classes_, y) if hasattr(reference, "classes_") else y
     if hasattr(reference, "n_classes_"):
         reference.n_classes_ = np.array([reference.n_classes_])  # as it is inside fit
@@ -102,7 +87,7 @@ def test_oob_scores_equal_scikit_learns_for_the_same_trees(engine: Any, case: st
     }
     run_id, manifest, result = _train(engine, request)
     # WHEN scikit-learn scores the same trees out of bag
-    reference = _reference(engine, run_id, manifest, getattr(ensemble, ESTIMATORS[kind, task]))
+    reference = _reference(engine, run_id, getattr(ensemble, ESTIMATORS[kind, task]))
     # THEN the score and the decision function are scikit-learn's, to rounding
     oob = manifest["oob"]
     assert abs(oob["metrics"]["oob_score"] - reference.oob_score_) <= 1e-12
