@@ -110,6 +110,7 @@ def test_a_ragged_row_deep_in_a_streamed_file_is_named_by_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(ingest_module, "BLOCK_BYTES", 1000)
+    monkeypatch.setattr(ingest_module, "RANGE_BLOCK_BYTES", 1000)
     monkeypatch.setattr(ingest_module, "WHOLE_READ_BYTES", 0)
     content = "a,b\n" + "".join(f"{i},{i}\n" for i in range(3000)) + "7\n"
     with pytest.raises(InvalidDataset, match=r"deep\.csv line 3002 has 1 fields; the header has 2"):
@@ -127,6 +128,7 @@ def test_a_column_whose_later_blocks_widen_it_is_read_again_wider(
 ) -> None:
     # GIVEN blocks far smaller than the file: pyarrow infers types from the first block only
     monkeypatch.setattr(ingest_module, "BLOCK_BYTES", 1024)
+    monkeypatch.setattr(ingest_module, "RANGE_BLOCK_BYTES", 1024)
     monkeypatch.setattr(ingest_module, "WHOLE_READ_BYTES", whole_read_bytes)
     rows = [f"{i},{i},{i}" for i in range(2000)]
     content = "ints,floats,text\n" + "\n".join(rows) + "\n7,7.5,seven\n"
@@ -146,6 +148,7 @@ def test_quoted_line_breaks_across_blocks_are_kept(
     # GIVEN quoted values holding line breaks, in a file of many blocks (pyarrow cuts blocks
     # at line breaks unless told values may hold them)
     monkeypatch.setattr(ingest_module, "BLOCK_BYTES", 1000)
+    monkeypatch.setattr(ingest_module, "RANGE_BLOCK_BYTES", 1000)
     monkeypatch.setattr(ingest_module, "WHOLE_READ_BYTES", whole_read_bytes)
     content = "n,note,x\n" + "".join(f'{i},"line one\nline two",{i}.5\n' for i in range(2000))
     # WHEN it is ingested
@@ -156,39 +159,83 @@ def test_quoted_line_breaks_across_blocks_are_kept(
     assert columns["x"][-1] == 1999.5
 
 
-def test_readers_of_line_ranges_read_what_one_reader_reads(
+def _small_ranges(monkeypatch: pytest.MonkeyPatch, range_bytes: int) -> None:
+    """Every CSV read by ranges of ``range_bytes`` (in blocks of at most 1 KiB)."""
+    monkeypatch.setattr(ingest_module, "WHOLE_READ_BYTES", 0)
+    monkeypatch.setattr(ingest_module, "RANGE_BYTES", range_bytes)
+    monkeypatch.setattr(ingest_module, "RANGE_BLOCK_BYTES", 1024)
+
+
+def test_ranges_of_lines_read_what_one_read_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a file streamed in small blocks, whose last rows widen two columns (a fraction in
-    # an integer column, a word in another), read by one reader and by three at once
-    monkeypatch.setattr(ingest_module, "BLOCK_BYTES", 2048)
+    # GIVEN a file whose last rows widen two columns (a fraction in an integer column, a word
+    # in another), read at once and by ranges of lines far smaller than the file
     monkeypatch.setattr(ingest_module, "PART_BYTES", 8192)
-    monkeypatch.setattr(ingest_module, "WHOLE_READ_BYTES", 0)
-    monkeypatch.setattr(ingest_module.os, "sched_getaffinity", lambda _: {0, 1, 2})
     path = tmp_path / "wide.csv"
     rows = "".join(f"{i},{i % 7},x{i % 3},{i * 0.25}\n" for i in range(6000))
     path.write_text("n,small,text,x\n" + rows + "6000,7.5,x0,1\n6001,3,9,NA\n")
     read = {}
-    for readers in (1, 3):
-        monkeypatch.setattr(ingest_module, "MAX_READERS", readers)
-        scratch = tmp_path / f"readers-{readers}"
+    for how in ("at-once", "ranges"):
+        if how == "at-once":
+            monkeypatch.setattr(ingest_module, "WHOLE_READ_BYTES", 2**30)
+        else:
+            _small_ranges(monkeypatch, 5000)
+        scratch = tmp_path / how
         scratch.mkdir()
         names, parts, count = ingest_file(str(path), DataSpec(uri=str(path)), scratch)
         columns = [read_columns(part, part.name) for part in parts]
-        read[readers] = (names, count, {n: np.concatenate([c[n] for c in columns]) for n in names})
+        read[how] = (names, count, {n: np.concatenate([c[n] for c in columns]) for n in names})
     # THEN the columns, values and row order are the same
-    assert read[1][:2] == read[3][:2] == (["n", "small", "text", "x"], 6002)
-    for name in read[1][0]:
-        np.testing.assert_array_equal(read[1][2][name], read[3][2][name])
-    assert read[3][2]["small"][-2] == 7.5 and read[3][2]["text"][-1] == "9"
+    assert read["at-once"][:2] == read["ranges"][:2] == (["n", "small", "text", "x"], 6002)
+    for name in read["at-once"][0]:
+        np.testing.assert_array_equal(read["at-once"][2][name], read["ranges"][2][name])
+    assert read["ranges"][2]["small"][-2] == 7.5 and read["ranges"][2]["text"][-1] == "9"
+
+
+def test_a_column_widened_within_the_first_range_is_read_again_wider(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a first range of several blocks whose later block holds a fraction in an
+    # integer column (pyarrow infers types from a range's first block)
+    _small_ranges(monkeypatch, 2**20)
+    content = "a,b\n" + "".join(f"{i},{i}\n" for i in range(3000)) + "1.5,x\n"
+    # WHEN it is ingested
+    columns = _columns(tmp_path, "d.csv", content)
+    # THEN both columns widen, every row kept
+    assert columns["a"].dtype == np.float64 and columns["a"][-1] == 1.5
+    assert columns["b"].dtype.kind == "U" and columns["b"][-1] == "x" and len(columns["b"]) == 3001
+
+
+@pytest.mark.parametrize("range_bytes", [7, 100, 1000])
+def test_ranges_cut_inside_quoted_line_breaks_read_every_row_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, range_bytes: int
+) -> None:
+    # GIVEN quoted line breaks in the last column, and ranges cut at line breaks, some of
+    # them inside a quoted value
+    _small_ranges(monkeypatch, range_bytes)
+    content = "n,x,note\n" + "".join(f'{i},{i}.5,"a\nb, c"\n' for i in range(2000))
+    # WHEN it is ingested
+    columns = _columns(tmp_path, "notes.csv", content)
+    # THEN every row is read whole, once (by the serial reader, which allows quoted breaks)
+    assert columns["n"].tolist() == list(range(2000))
+    assert set(columns["note"].tolist()) == {"a\nb, c"}
+
+
+def test_a_repeated_column_name_in_a_file_read_by_ranges_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _small_ranges(monkeypatch, 1000)
+    content = "a, a,c\n" + "".join(f"{i},{i},{i}\n" for i in range(3000))
+    with pytest.raises(InvalidDataset, match=r"blank or repeated column name .*\['a', 'a', 'c'\]"):
+        _columns(tmp_path, "repeated.csv", content)
 
 
 def test_a_big_file_becomes_parts_in_row_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ingest_module, "BLOCK_BYTES", 4096)
     monkeypatch.setattr(ingest_module, "PART_BYTES", 20_000)
-    monkeypatch.setattr(ingest_module, "WHOLE_READ_BYTES", 0)
+    _small_ranges(monkeypatch, 10_000)
     path = tmp_path / "big.csv"
     path.write_text("a,b\n" + "".join(f"{i},{i * 0.5}\n" for i in range(5000)))
     names, parts, rows = ingest_file(str(path), DataSpec(uri=str(path)), tmp_path)

@@ -5,17 +5,18 @@ Lambda: together they exceed the 250 MB limit. So an ``Ingest`` step, with a lay
 and numpy only, runs first when the input names CSV or Parquet (training data, a training run's
 ``predict`` rows, a prediction run's rows); ``sklearn:``, ``.npy`` and ``.npz`` are read directly.
 
-Reading. CSV through ``pyarrow.csv.open_csv``, a streaming reader, with explicit options:
-the header row names the columns (a UTF-8 BOM is skipped), ``data.delimiter`` (a tab for
-``.tsv``), double quotes (``""`` inside quotes is a quote), every letter case of
-:data:`groveflow.datasets.MISSING_MARKERS` as missing, in text columns too; ``.gz`` is
-decompressed as it is read, in blocks of :data:`BLOCK_BYTES`. pyarrow's streaming reader parses
-one block after another, so an uncompressed file is read in parallel: up to
-:data:`WHOLE_READ_BYTES` at once by ``pyarrow.csv.read_csv``, a larger one by one streaming
-reader per CPU, each over a range of whole lines (:func:`_ranged_csv`). Parquet is read a few
-row groups at a time (``ParquetFile.read_row_groups``, columns decoded in parallel). No large
-file is held whole: peak memory is about one part per reader, plus pyarrow's readahead and
-one column's numpy copy while a part is written.
+Reading. CSV through pyarrow with explicit options: the header row names the columns (a
+UTF-8 BOM is skipped), ``data.delimiter`` (a tab for ``.tsv``), double quotes (``""`` inside
+quotes is a quote), every letter case of :data:`groveflow.datasets.MISSING_MARKERS` as
+missing, in text columns too. An uncompressed file up to :data:`WHOLE_READ_BYTES` is read at
+once by ``pyarrow.csv.read_csv`` (its blocks parsed in parallel); a larger one a range of whole
+lines (about :data:`RANGE_BYTES`) at a time, each range by ``read_csv`` and written while the
+next is read (:func:`_ranged_csv`); a ``.gz`` file, or one the range reader refuses, by
+``pyarrow.csv.open_csv``, a streaming reader that decompresses as it reads, in blocks of
+:data:`BLOCK_BYTES`. Parquet is read a few row groups at a time
+(``ParquetFile.read_row_groups``, columns decoded in parallel). No large file is held whole:
+peak memory is about two ranges (one being parsed, one being written) or a few row groups,
+plus one column's numpy copy while a part is written.
 
 Layout. Each input file becomes one or more parts,
 ``converted/<state machine>/<execution>/<section>/part-NNNNN.gfcols`` (a zip of ``.npy``
@@ -35,7 +36,6 @@ columns are encoded, not here.
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -63,6 +63,7 @@ __all__ = [
     "BLOCK_BYTES",
     "PARQUET_BATCH_BYTES",
     "PART_BYTES",
+    "RANGE_BYTES",
     "check_before_ingest",
     "ingest",
     "ingest_file",
@@ -71,23 +72,29 @@ __all__ = [
 ]
 
 BLOCK_BYTES = 2**18
-"""Bytes of CSV text parsed at a time (pyarrow's ``block_size``). pyarrow's streaming reader
-decodes blocks ahead of the one it returns, so larger blocks hold more. benchmarks/ingest.py on
-an idle host, peak above the interpreter and time against ``read_csv`` + ``to_numpy``, for a
-100 MB / 1 GB CSV: 256 KiB blocks and 8 MiB parts 110 / 118-124 MB at 1.31-1.57x / 1.01-1.09x;
-512 KiB and 8 MiB 108-124 / 138 MB at 1.24-1.35x / 0.84-0.96x; 1 MiB and 16 MiB 168 / 225 MB;
-earlier, 4 MiB and 32 MiB 277 MB (the 100 MB file read whole) / 552 MB."""
+"""Bytes of CSV text parsed at a time by the streaming reader (pyarrow's ``block_size``), for a
+``.gz`` file or one read serially; pyarrow decodes blocks ahead of the one it returns, so larger
+blocks hold more."""
 PART_BYTES = 8 * 2**20
 """Decoded bytes (pyarrow's) after which a part is written and a new one begun."""
+RANGE_BYTES = 8 * 2**20
+"""Bytes of CSV text :func:`_ranged_csv` reads at once, cut at a line break. benchmarks/ingest.py
+on a shared, loaded 2-CPU host, against ``read_csv`` + ``to_numpy``, for a 100 MB / 1 GB CSV:
+8 MiB ranges in 1 MiB blocks 0.78-1.21x / 0.53-1.11x the reader's time, peaking at
+1.63-1.83x / 0.17-0.18x the file. Ingest alone on the 100 MB file, 1 MiB blocks: 4 MiB ranges
+peak lower (135-141 MB against 147-170 MB) but take 0.34-0.37 s against 0.23-0.26 s; 16 MiB
+ranges peak higher (163-179 MB) for no gain. The one streaming reader per CPU this replaced
+(256 KiB blocks, over Python file objects) took 1.31-1.64x / 1.01-1.13x, at 1.83-1.90x /
+0.20x."""
+RANGE_BLOCK_BYTES = 2**20
+"""pyarrow's ``block_size`` within a range: the blocks ``read_csv`` parses in parallel (256 KiB
+and 512 KiB blocks are slower and hold about as much)."""
 PARQUET_BATCH_BYTES = 4 * 2**20
 """Parquet row groups are read together up to this many bytes (pyarrow decodes their columns
 in parallel); a larger row group is read alone."""
 WHOLE_READ_BYTES = 16 * 2**20
 """An uncompressed CSV up to this size is read at once (:func:`_whole_csv`: its peak is about
-3x the file, small at this size); a larger one is streamed, by range readers where there are
-CPUs for them."""
-MAX_READERS = 4
-"""Streaming readers of one large CSV at once, each over its own range of lines (one per CPU)."""
+3x the file, small at this size); a larger one by ranges (:func:`_ranged_csv`)."""
 
 
 def missing_values() -> list[str]:
@@ -389,109 +396,80 @@ def _write_parts(
     return names, parts, rows
 
 
-class _LineRange:
-    """Bytes ``start`` to ``stop`` of a file, as a file object pyarrow reads."""
-
-    def __init__(self, path: Path, start: int, stop: int) -> None:
-        self._file = path.open("rb")
-        self._file.seek(start)
-        self._left = stop - start
-        self.closed = False
-
-    def read(self, size: int = -1) -> bytes:
-        size = self._left if size < 0 else min(size, self._left)
-        data = self._file.read(size)
-        self._left -= len(data)
-        return data
-
-    def close(self) -> None:
-        self._file.close()
-        self.closed = True
-
-
-def _line_cuts(path: Path, count: int) -> list[int]:
-    """Offsets splitting a file into ``count`` ranges of whole lines (cut after a line break)."""
+def _line_cuts(path: Path, step: int) -> list[int]:
+    """Offsets splitting a file into ranges of whole lines of about ``step`` bytes each (every
+    cut just after a line break), from 0 to the file's size."""
     size = path.stat().st_size
     cuts = [0]
     with path.open("rb") as handle:
-        for number in range(1, count):
-            handle.seek(size * number // count)
+        while cuts[-1] + step < size:
+            handle.seek(cuts[-1] + step)
             handle.readline()
-            cuts.append(max(handle.tell(), cuts[-1]))
-    return [*cuts, size]
-
-
-def _later_range(
-    path: Path, cut: list[int], schema: Any, stem: Path, *, source: str, spec: DataSpec
-) -> tuple[list[str], list[Path], int]:
-    """The parts of a range of lines after the first, read with the first range's header and
-    column types."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    options = _csv_options(source, spec, {field.name: field.type for field in schema})
-    options["read_options"].column_names = schema.names
-    reader = pacsv.open_csv(pa.PythonFile(_LineRange(path, *cut), mode="r"), **options)
-    return _write_parts(iter(reader), stem.parent, f"{stem.name}{cut[0]}-", source)
+            cuts.append(handle.tell())
+    return cuts if cuts[-1] >= size else [*cuts, size]
 
 
 def _ranged_csv(
     path: Path, source: str, spec: DataSpec, text: tuple[str, ...], scratch: Path
 ) -> tuple[list[str], list[Path], int] | None:
-    """A large uncompressed CSV read by several streaming readers at once, one per range of
-    lines (pyarrow's streaming reader parses one block after another, about three times
-    slower than its parallel ``read_csv``); parts in row order. The ranges are cut at line
-    breaks, as pyarrow cuts its own blocks; the later ranges take the first's header and
-    column types. None (read it serially) for a small or compressed file, one CPU, or any
-    error but a column to widen: the serial reader names errors and reads quoted line breaks.
+    """A large uncompressed CSV read one range of whole lines (about :data:`RANGE_BYTES`) at a
+    time by ``pyarrow.csv.read_csv``, which parses a range's blocks in parallel (pyarrow's
+    streaming reader parses one block after another, about three times slower); each range
+    is read from the file by pyarrow itself (``NativeFile.get_stream``, no Python in the
+    reads) while the one before is written, on another thread, as its parts (in row order).
+    The ranges are cut at line breaks, as pyarrow cuts its own blocks; the later ranges take
+    the first's header and column types. None (read it serially) for a small or compressed
+    file, or any error but a column to widen: the serial reader names errors and reads
+    quoted line breaks.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    count = min(len(os.sched_getaffinity(0)), MAX_READERS)
-    if count < 2 or source.lower().endswith(".gz") or path.stat().st_size <= WHOLE_READ_BYTES:
+    if source.lower().endswith(".gz") or path.stat().st_size <= WHOLE_READ_BYTES:
         return None
-    cuts = _line_cuts(path, count)
+    cuts = _line_cuts(path, RANGE_BYTES)
     types: dict[str, Any] = {name: pa.string() for name in text}
     for attempt in itertools.count():
         stem = f"try{attempt}-"
+        options = _csv_options(source, spec, types)
+        options["read_options"].block_size = RANGE_BLOCK_BYTES
+        names: list[str] = []
+        written: list[Any] = []
         try:
-            first = pacsv.open_csv(
-                pa.PythonFile(_LineRange(path, 0, cuts[1]), mode="r"),
-                **_csv_options(source, spec, types),
-            )
-        except pa.ArrowException:
-            return None
-        names = first.schema.names
-        with ThreadPoolExecutor(max_workers=count) as pool:
-            futures = [pool.submit(_write_parts, iter(first), scratch, f"{stem}0-", source)]
-            futures += [
-                pool.submit(
-                    _later_range,
-                    path,
-                    cuts[n : n + 2],
-                    first.schema,
-                    scratch / stem,
-                    source=source,
-                    spec=spec,
-                )
-                for n in range(1, count)
-            ]
-            errors = [future.exception() for future in futures]
-        if not any(errors):
-            ranges = [future.result() for future in futures]
-            parts = [part for _, range_parts, _ in ranges for part in range_parts]
-            return [n.strip() for n in names], parts, sum(rows for _, _, rows in ranges)
-        for part in scratch.glob(f"{stem}*"):
-            part.unlink()
-        widened = [_CONVERSION_ERROR.search(str(e)) for e in errors if e is not None]
-        if not all(isinstance(e, pa.ArrowInvalid) for e in errors if e is not None) or not all(
-            widened
-        ):
-            return None
-        for match in widened:
-            assert match is not None
-            types[names[int(match.group(1))]] = getattr(pa, _WIDER.get(match.group(2), "string"))()
+            with pa.OSFile(str(path)) as file, ThreadPoolExecutor(max_workers=1) as writer:
+                for number, (start, stop) in enumerate(itertools.pairwise(cuts)):
+                    table = pacsv.read_csv(file.get_stream(start, stop - start), **options)
+                    if number == 0:
+                        names = table.schema.names
+                        _check_names([n.strip() for n in names], source)
+                        options["read_options"].column_names = names
+                        options["convert_options"].column_types = {
+                            field.name: field.type for field in table.schema
+                        }
+                    if written:
+                        written[-1].result()  # one range written while the next is read
+                    batches = iter(table.to_batches())
+                    del table  # the writer's batches are the only reference: freed as written
+                    prefix = f"{stem}{number:05d}-"
+                    written.append(writer.submit(_write_parts, batches, scratch, prefix, source))
+                ranges = [done.result() for done in written]
+        except Exception as error:
+            for part in scratch.glob(f"{stem}*"):
+                part.unlink()
+            if isinstance(error, InvalidDataset):  # a blank or repeated column name
+                raise
+            wider = _CONVERSION_ERROR.search(str(error))
+            if not isinstance(error, pa.ArrowInvalid) or wider is None:
+                return None
+            if not names:  # the first range's own later blocks: its header names the columns
+                try:
+                    names = _csv_reader(path, source, spec, {}).schema.names
+                except pa.ArrowException:
+                    return None
+            types[names[int(wider.group(1))]] = getattr(pa, _WIDER.get(wider.group(2), "string"))()
+            continue
+        parts = [part for _, range_parts, _ in ranges for part in range_parts]
+        return [n.strip() for n in names], parts, sum(rows for _, _, rows in ranges)
     return None
 
 
