@@ -16,4 +16,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         data_buckets=environment.data_buckets(),
         local_paths=environment.local_paths_allowed(),
         builder_reserved_concurrency=environment.builder_reserved_concurrency(),
+        plan_memory_mb=environment.function_memory_mb(),
+        shard_mb=environment.shard_mb(),
     )

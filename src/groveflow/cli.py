@@ -53,7 +53,19 @@ def _engine(args: argparse.Namespace) -> Any:
         workers=args.workers,
         state_dir=args.state_dir if remote else console.state_dir(args.state_dir),
         faults=faults,
+        parameters=_overrides(args.parameter_overrides),
     )
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, str]:
+    """``--parameter-overrides Name=Value ...``, as ``sam deploy`` takes them."""
+    parsed = {}
+    for pair in pairs or []:
+        name, sign, value = pair.partition("=")
+        if not sign or not name:
+            raise SystemExit(f"groveflow: --parameter-overrides: {pair!r} is not Name=Value")
+        parsed[name] = value
+    return parsed
 
 
 def _started(execution_arn: str) -> None:
@@ -193,6 +205,12 @@ def _run_parser(commands: Any, name: str, text: str, example: str) -> argparse.A
     parser.add_argument("--state-dir", default=".groveflow", help="the local bucket's mirror")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--inject-faults", default=None, metavar="SPEC", help="local engine only")
+    parser.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        metavar="NAME=VALUE",
+        help="local engine only: template parameters, e.g. BuilderMemorySize=512",
+    )
     parser.add_argument("--stack", help="start the execution on this deployed stack instead")
     parser.add_argument("--state-machine-arn", help="start the execution on this state machine")
     parser.add_argument("--region", default=None, help="AWS region of the stack")

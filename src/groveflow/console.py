@@ -193,6 +193,15 @@ def _print_training(described: dict[str, Any], memory: dict[str, StageMemory]) -
         print(f"holdout   undefined on {metrics['n_test']} rows: {metrics.get('undefined')}")
     else:
         print("holdout   none (test_fraction=0)")
+    seen = described["output"].get("data")
+    if seen:
+        read = ""
+        if seen.get("grove_shards") is not None:
+            read = (
+                f"; a grove read up to {seen['grove_shards']} shards "
+                f"({seen['grove_bytes_read'] / 2**20:.1f} MB)"
+            )
+        print(f"data      {seen['rule']}{read}")
     oob = described.get("oob")
     if oob:
         uncovered = oob["n_rows_without_oob"]

@@ -395,6 +395,16 @@ def to_features(X: np.ndarray, names: list[str]) -> np.ndarray:
 
 
 def _labels(y: np.ndarray, task: str) -> np.ndarray:
+    y = label_values(y, task)
+    if task == "classification" and np.unique(y).size < 2:
+        raise InvalidDataset(f"the target has a single class ({y[0]!r}): nothing to classify")
+    return y
+
+
+def label_values(y: np.ndarray, task: str) -> np.ndarray:
+    """The target column as the labels a forest trains on (int64 or unicode classes, float64
+    regression targets), refusing missing, fractional or infinite ones by name. Row-wise, so
+    a part of a table converts alike; that there are two classes is the caller's check."""
     y = np.asarray(y)
     if y.ndim != 1:
         raise InvalidDataset(f"the target must be one column, got shape {y.shape}")
@@ -420,8 +430,6 @@ def _labels(y: np.ndarray, task: str) -> np.ndarray:
         y = y.astype(str)
     elif y.dtype.kind == "b":
         y = y.astype(np.int64)
-    if np.unique(y).size < 2:
-        raise InvalidDataset(f"the target has a single class ({y[0]!r}): nothing to classify")
     return y
 
 

@@ -234,12 +234,21 @@ class DataRecord:
     n_train: int
     n_test: int
     test_rows_sha256: str
+    shards: dict[str, Any] | None = None
+    """How the split is stored when it is in row shards (:mod:`groveflow.training._shards`):
+    ``{"key", "train_shards", "test_shards", "shard_rows", "rows_per_grove", "rule"}``;
+    None when it is stored whole (``X_train.npy``...)."""
 
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> DataRecord:
         counts = ("n_rows", "n_features", "n_train", "n_test")
-        kinds = {f.name: int if f.name in counts else str for f in fields(cls)}
-        return cls(**_typed(raw, kinds, f"{where}'s data"))
+        kinds = {
+            f.name: int if f.name in counts else str for f in fields(cls) if f.name != "shards"
+        }
+        shards = raw.get("shards") if isinstance(raw, dict) else None
+        if shards is not None and not isinstance(shards, dict):
+            raise ArtifactError(f"{where}'s data: shards={shards!r} is not an object")
+        return cls(**_typed(raw, kinds, f"{where}'s data"), shards=shards)
 
 
 @dataclass(frozen=True)
@@ -338,6 +347,9 @@ class GroveRecord:
     n_trees: int
     sha256: str
     fit_seconds: float | None = None
+    data: dict[str, int] | None = None
+    """How the grove saw the data, when it read row shards: ``{"rows", "shards",
+    "bytes_read"}`` (the rows it fitted on, the shards and bytes it read)."""
 
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> GroveRecord:
@@ -346,7 +358,12 @@ class GroveRecord:
         seconds = raw.get("fit_seconds")
         if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, _NUMBER)):
             raise ArtifactError(f"{where}'s grove entry: fit_seconds={seconds!r} is not a number")
-        return cls(**values, fit_seconds=seconds)
+        data = raw.get("data")
+        if data is not None and not (
+            isinstance(data, dict) and all(isinstance(v, int) for v in data.values())
+        ):
+            raise ArtifactError(f"{where}'s grove entry: data={data!r} is not an object of counts")
+        return cls(**values, fit_seconds=seconds, data=data)
 
 
 @dataclass(frozen=True)

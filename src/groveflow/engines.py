@@ -150,6 +150,9 @@ class Local:
     root : Path or None, default=None
         The SAM application to run (template.yaml, statemachine/, functions/); the
         working directory's, else the one installed with groveflow.
+    parameters : dict or None, default=None
+        The template's parameters to override, as ``sam deploy --parameter-overrides``
+        does: ``{"BuilderMemorySize": 512}`` runs the builders with 512 MB, enforced.
     """
 
     def __init__(
@@ -159,11 +162,13 @@ class Local:
         state_dir: str | Path = ".groveflow",
         faults: Any = None,
         root: Path | None = None,
+        parameters: dict[str, Any] | None = None,
     ) -> None:
         self.workers = workers
         self.state_dir = Path(state_dir).expanduser().resolve()
         self.faults = faults
         self.root = root
+        self.parameters = dict(parameters or {})
         self._engine: Any = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Local:
@@ -187,9 +192,18 @@ class Local:
             from groveflow.local import LocalEngine
 
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            self._engine = LocalEngine(
-                self.root, workers=self.workers, state_dir=self.state_dir, faults=self.faults
-            )
+            try:
+                self._engine = LocalEngine(
+                    self.root,
+                    workers=self.workers,
+                    state_dir=self.state_dir,
+                    faults=self.faults,
+                    parameters=self.parameters,
+                )
+            except ValueError as error:  # the template's parameters refused an override
+                if self.parameters and "parameter" in str(error):
+                    raise EngineError(str(error)) from None
+                raise
         return self._engine
 
     def close(self) -> None:
@@ -469,20 +483,27 @@ def engine_for(
     workers: int | None = None,
     state_dir: str | Path = ".groveflow",
     faults: Any = None,
+    parameters: dict[str, Any] | None = None,
 ) -> Local | Stack:
     """The engine these options name, chosen one way for every call (and the CLI).
 
     A stack name, a state machine ARN or an endpoint URL names a :class:`Stack`;
-    otherwise the embedded :class:`Local` engine, with ``workers``, ``state_dir`` and
-    ``faults`` (which a stack refuses: they are the local engine's).
+    otherwise the embedded :class:`Local` engine, with ``workers``, ``state_dir``,
+    ``faults`` and template ``parameters`` (which a stack refuses: they are the local
+    engine's, and a stack's parameters are set by ``sam deploy``).
     """
     if stack or state_machine_arn or endpoint_url:
         if faults is not None:
             raise EngineError("injected faults are the local engine's; a stack takes none")
+        if parameters:
+            raise EngineError(
+                "parameter overrides are the local engine's; a stack's are set by "
+                "`sam deploy --parameter-overrides`"
+            )
         return Stack(
             stack, state_machine_arn=state_machine_arn, region=region, endpoint_url=endpoint_url
         )
-    return Local(workers=workers, state_dir=state_dir, faults=faults)
+    return Local(workers=workers, state_dir=state_dir, faults=faults, parameters=parameters)
 
 
 _DEFAULT: list[Local] = []

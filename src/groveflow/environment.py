@@ -11,7 +11,9 @@ __all__ = [
     "builder_memory_mb",
     "builder_reserved_concurrency",
     "data_buckets",
+    "function_memory_mb",
     "local_paths_allowed",
+    "shard_mb",
 ]
 
 
@@ -50,3 +52,22 @@ def data_buckets() -> tuple[str, ...]:
 def local_paths_allowed() -> bool:
     """``GROVEFLOW_LOCAL_ENGINE``: set by the local engine, where datasets may be local paths."""
     return os.environ.get("GROVEFLOW_LOCAL_ENGINE") == "1"
+
+
+def function_memory_mb() -> int | None:
+    """``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``: this function's own memory (in MB), which Lambda
+    (and the local engine) sets; None outside a function."""
+    value = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    return int(value) if value.isdigit() else None
+
+
+def shard_mb() -> float:
+    """``GROVEFLOW_SHARD_MB``: the size (MiB of float32 features) of the row shards the plan
+    writes for data larger than one function (:mod:`groveflow.training._shards`); 16 unset."""
+    from groveflow.training._shards import SHARD_MB
+
+    try:
+        value = float(os.environ.get("GROVEFLOW_SHARD_MB", ""))
+    except ValueError:
+        return SHARD_MB
+    return value if value > 0 else SHARD_MB

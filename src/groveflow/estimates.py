@@ -555,6 +555,7 @@ def estimate_run(
     plan_seconds: float = 0.0,
     ingested: bool = False,
     workers: int | None = None,
+    scale_to: tuple[int, int] | None = None,
 ) -> RunEstimate:
     """Measure a trial grove on the real split and predict the run's wall time and cost.
 
@@ -577,6 +578,10 @@ def estimate_run(
         Whether the data goes through Ingest (CSV, Parquet): two more states.
     workers : int or None, default=None
         Also predict the local engine's wall time with this many workers.
+    scale_to : (int, int) or None, default=None
+        When the split given is a sample of the run's (a run in row shards): the rows each
+        grove fits on and the held-out rows. A tree's time is scaled as ``n log n`` in
+        rows, its size and the data read linearly, the merge's scoring by the held-out rows.
 
     Returns
     -------
@@ -590,14 +595,16 @@ def estimate_run(
     from groveflow.oob import wants_oob
 
     trial = measure_trial(request, X_train, y_train, X_test)
+    split_mb = (X_train.nbytes + y_train.nbytes) / 2**20
+    test_mb = 0.0 if X_test is None else (X_test.nbytes + 8 * len(X_test)) / 2**20
+    if scale_to is not None:
+        trial, split_mb, test_mb = _scaled(trial, X_train, X_test, *scale_to)
     n_trees, rounds = request.n_trees, 1
     if request.auto is not None and request.auto.max_trees > n_trees:
         rounds += math.ceil((request.auto.max_trees - n_trees) / request.auto.round_trees)
         n_trees = request.auto.max_trees
     groves = math.ceil(n_trees / request.grove_size)
     environments = min(groves, concurrency or request.max_concurrency)
-    split_mb = (X_train.nbytes + y_train.nbytes) / 2**20
-    test_mb = 0.0 if X_test is None else (X_test.nbytes + 8 * len(X_test)) / 2**20
     shape = RunEstimate(
         seconds_per_tree=trial.seconds_per_tree,
         grove_overhead_seconds=trial.grove_overhead_seconds,
@@ -630,6 +637,24 @@ def estimate_run(
     priced = cost.estimate_cost(invocations, transitions + cost.child_transitions(groves, groves))
     local = None if workers is None else shape.local_wall(workers)
     return replace(shape, aws=aws, cost=priced, local=local)
+
+
+def _scaled(
+    trial: Trial, X_train: np.ndarray, X_test: np.ndarray | None, fit_rows: int, test_rows: int
+) -> tuple[Trial, float, float]:
+    """A trial on a sample, scaled to a grove of ``fit_rows`` rows and ``test_rows`` held out."""
+    n = max(len(X_train), 2)
+    rows = max(fit_rows, 2)
+    row_mb = (X_train.shape[1] * 4 + 8) / 2**20
+    scaled = replace(
+        trial,
+        seconds_per_tree=trial.seconds_per_tree * (rows * math.log2(rows)) / (n * math.log2(n)),
+        grove_mb_per_tree=trial.grove_mb_per_tree * rows / n,
+        merge_seconds_per_tree=trial.merge_seconds_per_tree
+        * test_rows
+        / max(1, 0 if X_test is None else len(X_test)),
+    )
+    return scaled, fit_rows * row_mb, test_rows * row_mb
 
 
 def _on_aws(shape: RunEstimate) -> tuple[AwsWall, list[cost.Billed]]:

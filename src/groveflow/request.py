@@ -124,6 +124,11 @@ class TrainRequest:
     max_cost_usd : float or None, default=None
         The most (in US dollars) the run may cost on AWS by the plan's estimate
         (:mod:`groveflow.estimates`); above it the plan refuses the run (``BudgetExceeded``).
+    rows_per_grove : int or None, default=None
+        Training rows each grove fits on: a seeded sample (stratified for classification),
+        drawn across the training split's row shards, so a grove reads and holds only
+        these rows. None: every grove fits on the whole training split when it fits a
+        builder; otherwise the plan picks the most rows that fit and reports it.
     """
 
     data: DataSpec
@@ -138,6 +143,7 @@ class TrainRequest:
     predict: dict[str, Any] | None = None
     auto: AutoTrees | None = None
     max_cost_usd: float | None = None
+    rows_per_grove: int | None = None
 
     @property
     def n_groves(self) -> int:
@@ -150,6 +156,8 @@ class TrainRequest:
         out["data"]["features"] = list(self.data.features) if self.data.features else None
         out["data"]["exclude"] = list(self.data.exclude)
         del out["auto"]
+        if self.rows_per_grove is None:
+            del out["rows_per_grove"]  # as records written before rows_per_grove read
         if self.auto is not None:
             out.update(n_trees="auto", **asdict(self.auto))
         if self.data.categorical is None:
@@ -382,6 +390,7 @@ TOP_KEYS = {
     "run_id",
     "predict",
     "max_cost_usd",
+    "rows_per_grove",
 }
 
 
@@ -438,6 +447,11 @@ def parse_train_request(value: Any) -> TrainRequest:
         predict=_parse_predict(value.get("predict")),
         auto=auto,
         max_cost_usd=_cost_cap(value.get("max_cost_usd")),
+        rows_per_grove=(
+            None
+            if value.get("rows_per_grove") is None
+            else _int("rows_per_grove", value["rows_per_grove"], 2, 2**40)
+        ),
     )
 
 

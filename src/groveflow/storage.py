@@ -163,16 +163,21 @@ def exists(bucket: str, key: str) -> bool:
 
 def list_keys(bucket: str, prefix: str) -> list[str]:
     """Every key under ``prefix``, in S3's (lexicographic) order."""
-    keys: list[str] = []
+    return [key for key, _ in list_sizes(bucket, prefix)]
+
+
+def list_sizes(bucket: str, prefix: str) -> list[tuple[str, int]]:
+    """Every key under ``prefix`` with its size in bytes, in S3's (lexicographic) order."""
+    listed: list[tuple[str, int]] = []
     paginator = _s3().get_paginator("list_objects_v2")
     try:
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            keys.extend(item["Key"] for item in page.get("Contents", []))
+            listed.extend((item["Key"], int(item["Size"])) for item in page.get("Contents", []))
     except Exception as error:
         if _is_missing(error):
             return []
         raise
-    return keys
+    return listed
 
 
 def get_json(bucket: str, key: str) -> Any:

@@ -64,8 +64,12 @@ def execution_record(
 
 
 def _is_training_split(key: str) -> bool:
-    """The training split is large and rebuilt from the data on resume: not mirrored."""
-    return key.endswith(("/data/X_train.npy", "/data/y_train.npy"))
+    """The training split is large and rebuilt from the data on resume: not mirrored. A split
+    in row shards is not mirrored at all (its document neither), so a resume rewrites it."""
+    split = key.endswith(("/data/X_train.npy", "/data/y_train.npy", "/data/train_codes.npy"))
+    return (
+        split or "/data/train/" in key or "/data/test/" in key or key.endswith("/data/shards.json")
+    )
 
 
 def project_root() -> Path:
@@ -136,13 +140,16 @@ class LocalEngine:
         stack_name: str | None = None,
         port: int | None = None,
         serve: bool = False,
+        parameters: dict[str, Any] | None = None,
     ) -> None:
         self.root = (root or project_root()).resolve()
         self.endpoint = Server.endpoint(port)
         self.bucket = LOCAL_BUCKET
         self.state_dir = state_dir.resolve()
         self.stack_name = stack_name or f"groveflow-{uuid.uuid4().hex[:8]}"
-        self.stack: Stack = load_template(self.root, bucket=self.bucket, stack_name=self.stack_name)
+        self.stack: Stack = load_template(
+            self.root, bucket=self.bucket, stack_name=self.stack_name, parameters=parameters
+        )
         self._lock = threading.Lock()
         self._reported: set[str] = set()  # ended executions already returned by ended_runs
         self.mirror = Mirror(

@@ -140,13 +140,36 @@ def local_arn(
 class _Resolver:
     """Resolves the intrinsic functions the template uses to local values."""
 
-    def __init__(self, template: dict[str, Any], bucket: str, stack_name: str) -> None:
+    def __init__(
+        self,
+        template: dict[str, Any],
+        bucket: str,
+        stack_name: str,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
         self.resources: dict[str, Any] = template.get("Resources", {})
         self.parameters: dict[str, Any] = template.get("Parameters", {})
         self.bucket = bucket
         self.stack_name = stack_name
+        self.overrides = {name: str(value) for name, value in (overrides or {}).items()}
+        unknown = sorted(set(self.overrides) - set(self.parameters))
+        if unknown:
+            raise ValueError(
+                f"parameter overrides {unknown} are not parameters of the template; "
+                f"its parameters are: {sorted(self.parameters)}"
+            )
+        for name, value in self.overrides.items():
+            allowed = self.parameters[name].get("AllowedValues")
+            low = self.parameters[name].get("MinValue")
+            high = self.parameters[name].get("MaxValue")
+            if allowed is not None and value not in [str(a) for a in allowed]:
+                raise ValueError(f"parameter {name}={value!r} is not one of {allowed}")
+            if (low is not None or high is not None) and not _in_range(value, low, high):
+                raise ValueError(f"parameter {name}={value!r} is not a number in [{low}, {high}]")
 
     def ref(self, name: str) -> str:
+        if name in self.overrides:
+            return self.overrides[name]
         if name in self.parameters:
             return str(self.parameters[name].get("Default", ""))
         pseudo = {
@@ -191,10 +214,26 @@ class _Resolver:
         raise ValueError(f"the local engine cannot resolve {node!r}")
 
 
-def load_template(root: Path, *, bucket: str, stack_name: str = "groveflow") -> Stack:
-    """Read ``root/template.yaml`` into a :class:`Stack` with local values for every reference."""
+def _in_range(value: str, low: Any, high: Any) -> bool:
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return (low is None or number >= float(low)) and (high is None or number <= float(high))
+
+
+def load_template(
+    root: Path,
+    *,
+    bucket: str,
+    stack_name: str = "groveflow",
+    parameters: dict[str, Any] | None = None,
+) -> Stack:
+    """Read ``root/template.yaml`` into a :class:`Stack` with local values for every reference;
+    ``parameters`` override the template's parameter defaults, as ``sam deploy
+    --parameter-overrides`` does (refused by name if the template has no such parameter)."""
     template = read_template(root / "template.yaml")
-    resolve = _Resolver(template, bucket, stack_name)
+    resolve = _Resolver(template, bucket, stack_name, parameters)
     defaults = template.get("Globals", {}).get("Function", {})
     stack = Stack(root=root)
     for logical_id, resource in template.get("Resources", {}).items():

@@ -9,6 +9,7 @@ last, the manifest that makes the model exist.
 - :mod:`._build`: :func:`build_grove`.
 - :mod:`._merge`: :func:`merge_run` (with OOB scores and the next round's size).
 - :mod:`._runs`: what the stages read alike (the run record, the grove list, a grove's check).
+- :mod:`._shards`: a split in row shards, for data no one function holds.
 """
 
 from groveflow.documents import MANIFEST_VERSION
@@ -22,6 +23,7 @@ from groveflow.training._plan import (
     plan_run,
     split_dataset,
     split_rows,
+    test_mask,
 )
 from groveflow.training._runs import grove_plan, read_split, run_id_from, split_run
 
@@ -41,4 +43,5 @@ __all__ = [
     "split_dataset",
     "split_rows",
     "split_run",
+    "test_mask",
 ]

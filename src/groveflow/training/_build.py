@@ -25,21 +25,40 @@ from groveflow.oob import (
 )
 from groveflow.request import make_estimator
 from groveflow.training._runs import _check_grove, _read_record, read_split, split_run
+from groveflow.training._shards import grove_data, read_document
 
 _TRAIN_CACHE: dict[tuple[str, str], tuple[RunRecord, np.ndarray, np.ndarray]] = {}
+_SEEN: dict[tuple[str, str], dict[str, int]] = {}
 
 
-def _training_split(bucket: str, run_id: str) -> tuple[RunRecord, np.ndarray, np.ndarray]:
-    """The run record and training split, cached across warm invocations of a builder."""
+def _training_split(
+    bucket: str, run_id: str, seed: int
+) -> tuple[RunRecord, np.ndarray, np.ndarray, dict[str, int] | None]:
+    """The run record and the grove's training rows, and how it saw them when the split is
+    in row shards. The whole training split is cached across warm invocations of a
+    builder; a grove's own sample (``rows_per_grove``) is not, each grove drawing another."""
     key = (bucket, run_id)
-    if key not in _TRAIN_CACHE:
-        record = _read_record(bucket, run_id)
-        source = split_run(bucket, run_id)
+    if key in _TRAIN_CACHE:
+        record, X, y = _TRAIN_CACHE[key]
+        return record, X, y, _SEEN.get(key)
+    record = _read_record(bucket, run_id)
+    source = split_run(bucket, run_id)
+    _TRAIN_CACHE.clear()  # before reading: a builder holds one run's rows at a time
+    _SEEN.clear()
+    if record.data.shards is None:
         X = read_split(bucket, source, "X_train")
         y = read_split(bucket, source, "y_train")
-        _TRAIN_CACHE.clear()
-        _TRAIN_CACHE[key] = (record, X, y)
-    return _TRAIN_CACHE[key]
+        seen = None
+    else:
+        classes = record.classes_array()
+        label_dtype = classes.dtype if classes is not None else np.dtype(np.float64)
+        document = read_document(bucket, source)
+        X, y, seen = grove_data(bucket, source, document, seed, label_dtype)
+        if document.get("rows_per_grove") is not None:
+            return record, X, y, seen
+        _SEEN[key] = seen
+    _TRAIN_CACHE[key] = (record, X, y)
+    return record, X, y, seen
 
 
 def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
@@ -61,7 +80,7 @@ def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     if _stored_grove_ok(bucket, key, item):
         telemetry.logger.info("grove already stored and verified: reused")
         return {"grove": grove, "reused": True}
-    record, X, y = _training_split(bucket, run_id)
+    record, X, y, seen = _training_split(bucket, run_id, seed)
     model = record.request["model"]
     classes = np.unique(y) if model["task"] == "classification" else None
     estimator = make_estimator(
@@ -76,6 +95,7 @@ def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         "sha256": storage.sha256_hex(blob),
         "seed": str(seed),
         "fit-seconds": f"{fit_seconds:.3f}",
+        **_seen_metadata(seen),
     }
     if wants_oob(model["params"]):
         # Before the grove: a stored grove is what says the builder finished.
@@ -90,6 +110,11 @@ def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     )
     telemetry.metrics.add_metric(name="TreesBuilt", unit=telemetry.MetricUnit.Count, value=n_trees)
     return {"grove": grove, "reused": False}
+
+
+def _seen_metadata(seen: dict[str, int] | None) -> dict[str, str]:
+    """How the grove saw the data, as object metadata (``data-rows``, ``data-shards``...)."""
+    return {} if seen is None else {f"data-{k.replace('_', '-')}": str(v) for k, v in seen.items()}
 
 
 def _stored_grove_ok(bucket: str, key: str, item: dict[str, Any]) -> bool:

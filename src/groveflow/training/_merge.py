@@ -38,6 +38,7 @@ from groveflow.training._runs import (
     read_split,
     split_run,
 )
+from groveflow.training._shards import read_document, test_shards
 
 # --------------------------------------------------------------------------- grove
 
@@ -116,7 +117,12 @@ def _read_grove(
         raise GroveMismatch(message) from None
     _check_grove(grove, item, record)
     seconds = float(metadata["fit-seconds"]) if "fit-seconds" in metadata else None
-    return grove, {**item, "sha256": checksum, "fit_seconds": seconds}
+    seen = {
+        name: int(metadata[f"data-{name.replace('_', '-')}"])
+        for name in ("rows", "shards", "bytes_read")
+        if f"data-{name.replace('_', '-')}" in metadata
+    }
+    return grove, {**item, "sha256": checksum, "fit_seconds": seconds, "data": seen or None}
 
 
 def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
@@ -159,7 +165,7 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     # The forest is encoded and stored while it is evaluated (the manifest still comes last).
     with ThreadPoolExecutor(1) as pool:
         stored = pool.submit(_store_forest, bucket, run_id, forest, previous)
-        holdout = _evaluate(forest, bucket, run_id, request)
+        holdout = _evaluate(forest, bucket, run_id, request, record)
         blob, forest_name = stored.result()
     trees_built = sum(r["n_trees"] for r in groves.records)
     out_of_bag = (
@@ -213,6 +219,24 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         "next_n_trees": manifest.auto["next_n_trees"] if manifest.auto else None,
         "merge_seconds": round(merge_seconds, 3),
         **({"search": manifest.search} if manifest.search else {}),
+        **({"data": _data_seen(record, groves.records)} if record.data.shards else {}),
+    }
+
+
+def _data_seen(record: RunRecord, groves: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the groves saw a split in row shards: the rule, and the most rows, shards and
+    bytes one grove read (groves reused from an earlier run may not say)."""
+    shards = record.data.shards or {}
+    seen = [g["data"] for g in groves if g.get("data")]
+    most = {k: max((s[k] for s in seen), default=None) for k in ("rows", "shards", "bytes_read")}
+    return {
+        "rule": shards.get("rule"),
+        "why": shards.get("why"),
+        "rows_per_grove": shards.get("rows_per_grove"),
+        "n_train": record.data.n_train,
+        "grove_rows": most["rows"],
+        "grove_shards": most["shards"],
+        "grove_bytes_read": most["bytes_read"],
     }
 
 
@@ -358,19 +382,33 @@ def _store_forest(
 
 
 def _evaluate(
-    forest: artifact.Forest, bucket: str, run_id: str, request: TrainRequest
+    forest: artifact.Forest, bucket: str, run_id: str, request: TrainRequest, record: RunRecord
 ) -> dict[str, Any]:
+    """The holdout metrics. A split in row shards is scored a shard at a time (the
+    predictions kept, not the rows): the same predictions, so the same metrics."""
     source = split_run(bucket, run_id)
-    X_test = read_split(bucket, source, "X_test")
-    y_test = read_split(bucket, source, "y_test")
+    if record.data.shards is None:
+        held: Any = [(read_split(bucket, source, "X_test"), read_split(bucket, source, "y_test"))]
+    else:
+        held = test_shards(bucket, read_document(bucket, source))
+    forest.n_jobs = -1  # every vCPU the merge has; the answers are the same for any thread count
+    classification = request.model.task == "classification"
+    predicted, labels = [], []
+    for X_test, y_test in held:
+        if len(y_test) == 0:
+            continue
+        predicted.append(forest.predict_proba(X_test) if classification else forest.predict(X_test))
+        labels.append(y_test)
+        del X_test
+    y_test = np.concatenate(labels) if labels else np.empty(0)
     if len(y_test) == 0:
         return {"n_test": 0, "note": "test_fraction=0: no held-out rows, no metrics"}
-    forest.n_jobs = -1  # every vCPU the merge has; the answers are the same for any thread count
-    if request.model.task == "classification":
+    scores_of = np.concatenate(predicted)
+    if classification:
         assert forest.classes_ is not None
-        scores = classification_metrics(y_test, forest.predict_proba(X_test), forest.classes_)
+        scores = classification_metrics(y_test, scores_of, forest.classes_)
     else:
-        scores = regression_metrics(y_test, forest.predict(X_test))
+        scores = regression_metrics(y_test, scores_of)
     return {"n_test": len(y_test), **scores}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,15 @@ from groveflow.training._runs import (
     grove_plan,
     run_id_from,
 )
+from groveflow.training._shards import (
+    SHARD_MB,
+    RowsDigest,
+    Scan,
+    scan_parts,
+    shard_rows_for,
+    shards_key,
+    write_shards,
+)
 
 PYTHON_BASELINE_MB = 200  # interpreter + numpy + scikit-learn, measured on python3.12
 
@@ -54,6 +63,8 @@ def plan_run(
     local_paths: bool = False,
     builder_reserved_concurrency: int | None = None,
     before_write: Callable[[dict[str, np.ndarray], dict[str, Any]], None] | None = None,
+    plan_memory_mb: int | None = None,
+    shard_mb: float = SHARD_MB,
 ) -> dict[str, Any]:
     """Validate the request, split the data once, and store the split and grove plan.
 
@@ -77,6 +88,13 @@ def plan_run(
         Called with the split and the run's estimate (a dict) after the plan's own checks and
         before anything is written, for a caller's checks (a search's candidates): what it
         raises refuses the run with nothing stored. Not called when the split is stored.
+    plan_memory_mb : int or None, default=None
+        The plan's own memory (in MB): CSV or Parquet data that would not fit it whole is
+        read a part at a time into row shards (:mod:`groveflow.training._shards`), as is
+        data whose training split does not fit a builder, or when ``rows_per_grove`` is set.
+        None: no limit of its own.
+    shard_mb : float, default=16
+        The row shards' size (MiB of float32 features).
 
     Returns
     -------
@@ -95,32 +113,34 @@ def plan_run(
     telemetry.logger.append_keys(run_id=run_id)
     stored = _stored_record(bucket, run_id)
     grown_from = _check_same_run(stored, request, run_id)
-    resumed = stored is not None and all(
-        storage.exists(bucket, keys.split(run_id, s)) for s in SPLITS
-    )
+    resumed = stored is not None and _split_stored(bucket, run_id, stored)
+    read: _Read | None = None
     if resumed:
         assert stored is not None
         feature_names, encoding = stored.feature_names, stored.encoding
         run_estimate = stored.estimate
     else:
-        dataset = load_dataset(
-            _as_read(request.data, converted.get("data")),
-            request.model.task,
-            learn_rows=lambda y: split_rows(y, request)[0],
-        )
-        split = split_dataset(dataset, request)
-        estimate_mb, run_estimate = plan_checks(
+        read = _read_and_check(
             request,
-            split,
+            converted,
             builder_memory_mb=builder_memory_mb,
             builder_reserved_concurrency=builder_reserved_concurrency,
-            plan_seconds=time.perf_counter() - started,
-            ingested=converted.get("data") is not None,
+            plan_memory_mb=plan_memory_mb,
+            shard_mb=shard_mb,
+            started=started,
         )
+        feature_names, encoding, run_estimate = read.feature_names, read.encoding, read.estimate
         check_budget(request, run_estimate)
         if before_write is not None:
-            before_write(split, run_estimate.to_dict())
-        feature_names, encoding = dataset.feature_names, dataset.encoding
+            if read.sharded is not None:
+                raise DatasetTooLarge(
+                    f"a search holds its split in one function, and this one does not fit: "
+                    f"{read.sharded.scan.n_rows} rows x {read.sharded.scan.n_features} features "
+                    f"({read.sharded.why}). Search on a sample of the data, then train the "
+                    "winner on all of it"
+                )
+            assert read.split is not None
+            before_write(read.split, run_estimate.to_dict())
     # Everything is checked before anything is written: a refused run leaves nothing behind.
     predict = _predict_section(
         request,
@@ -135,8 +155,13 @@ def plan_run(
     if grown_from is not None:
         plan = groves_to_grow(bucket, run_id, plan, grown_from, request.grove_size)
         check_growth_budget(request, run_estimate, len(plan))
-    if not resumed:
-        record = _run_record(request, run_id, dataset, split)
+    if read is not None:
+        sharded = read.sharded
+        record = (
+            read.sharded.record(request, run_id)
+            if read.sharded is not None
+            else _run_record(request, run_id, read.dataset, read.split or {})
+        )
         # The size guard's estimate, kept so a run's summary can set it beside the measured peak.
         _claim(
             bucket,
@@ -144,12 +169,27 @@ def plan_run(
             request,
             {
                 **record,
-                "builder_estimate_mb": estimate_mb,
+                "builder_estimate_mb": read.estimate_mb,
                 "estimate": run_estimate.to_dict() if run_estimate else None,
             },
         )
-        for name in SPLITS:
-            storage.put_bytes(bucket, keys.split(run_id, name), storage.npy_bytes(split[name]))
+        if sharded is not None:
+            write_shards(
+                bucket,
+                run_id,
+                sharded.spec,
+                sharded.scan,
+                sharded.test,
+                task=request.model.task,
+                shard_rows=sharded.shard_rows,
+                rows_per_grove=sharded.rows_per_grove,
+            )
+        else:
+            assert read.split is not None
+            for name in SPLITS:
+                storage.put_bytes(
+                    bucket, keys.split(run_id, name), storage.npy_bytes(read.split[name])
+                )
     elif stored is not None and stored.request != request.to_dict():
         # grown, or resumed with other settings (max_concurrency, tolerated failures...)
         updated = replace(stored, request=request.to_dict())
@@ -167,6 +207,277 @@ def plan_run(
         # prediction is recognised as the same request whichever execution ingested it.
         "predict_converted": {"data": converted["predict"]} if converted.get("predict") else None,
     }
+
+
+@dataclass
+class _Read:
+    """What the plan read and checked: the data whole (``dataset``, ``split``) or the scan of
+    a run in row shards (``sharded``), and the size guard's and the run's estimates."""
+
+    feature_names: list[str]
+    encoding: Encoding | None
+    estimate_mb: int
+    estimate: RunEstimate
+    dataset: Any = None
+    split: dict[str, np.ndarray] | None = None
+    sharded: _Sharded | None = None
+
+
+def _read_and_check(
+    request: TrainRequest,
+    converted: dict[str, Any],
+    *,
+    builder_memory_mb: int,
+    builder_reserved_concurrency: int | None,
+    plan_memory_mb: int | None,
+    shard_mb: float,
+    started: float,
+) -> _Read:
+    """Read the data (whole, or a part at a time into row shards) and run every check."""
+    ingested = converted.get("data") is not None
+    spec = _as_read(request.data, converted.get("data"))
+    _check_shardable(request, ingested)
+
+    def sharded() -> _Read:
+        found = _plan_shards(
+            request,
+            spec,
+            builder_memory_mb=builder_memory_mb,
+            builder_reserved_concurrency=builder_reserved_concurrency,
+            shard_mb=shard_mb,
+            started=started,
+        )
+        names = found.scan.feature_names
+        return _Read(names, None, found.estimate_mb, found.estimate, sharded=found)
+
+    shardable = ingested and request.data.categorical is None
+    if shardable and (request.rows_per_grove is not None or not _fits_plan(spec, plan_memory_mb)):
+        return sharded()
+    try:
+        dataset = load_dataset(
+            spec, request.model.task, learn_rows=lambda y: split_rows(y, request)[0]
+        )
+        split = split_dataset(dataset, request)
+        estimate_mb, run_estimate = plan_checks(
+            request,
+            split,
+            builder_memory_mb=builder_memory_mb,
+            builder_reserved_concurrency=builder_reserved_concurrency,
+            plan_seconds=time.perf_counter() - started,
+            ingested=ingested,
+        )
+    except DatasetTooLarge:
+        # A training split too large for a builder: CSV or Parquet data goes to row shards,
+        # each grove fitting on the most rows that fit it.
+        if not shardable:
+            raise
+        return sharded()
+    return _Read(dataset.feature_names, dataset.encoding, estimate_mb, run_estimate, dataset, split)
+
+
+def _split_stored(bucket: str, run_id: str, stored: RunRecord) -> bool:
+    """Whether the run's split is stored whole: its arrays, or its shard document (last)."""
+    if stored.data.shards is not None:
+        return storage.exists(bucket, shards_key(run_id))
+    return all(storage.exists(bucket, keys.split(run_id, s)) for s in SPLITS)
+
+
+def _check_shardable(request: TrainRequest, ingested: bool) -> None:
+    """``rows_per_grove`` samples row shards, which the plan writes for ingested tables."""
+    if request.rows_per_grove is None:
+        return
+    if not ingested:
+        raise InvalidRequest(
+            f"rows_per_grove samples the row shards the plan writes from CSV or Parquet data; "
+            f"{request.data.uri} is read whole (.npy, .npz, sklearn:): convert it to Parquet, "
+            "or remove rows_per_grove"
+        )
+    if request.data.categorical is not None:
+        raise InvalidRequest(
+            "rows_per_grove with data.categorical is not supported yet (the encoding is "
+            "learned from the whole training split in one function): encode the columns "
+            "first, or remove rows_per_grove"
+        )
+
+
+def _fits_plan(spec: DataSpec, plan_memory_mb: int | None) -> bool:
+    """Whether the plan can read ``spec``'s columnar parts whole: their bytes (float64
+    columns) make a float32 matrix of half that, held with its split (twice) and the
+    bytes of the split's largest array, about 1.5x the parts on top of the interpreter."""
+    if plan_memory_mb is None:
+        return True
+    bucket, prefix = storage.parse_s3_uri(spec.uri)
+    total = sum(size for _, size in storage.list_sizes(bucket, prefix))
+    return PYTHON_BASELINE_MB + 1.5 * total / 2**20 <= plan_memory_mb
+
+
+@dataclass
+class _Sharded:
+    """A run the plan splits into row shards: what it found and chose, before writing."""
+
+    spec: DataSpec
+    scan: Scan
+    test: np.ndarray
+    shard_rows: int
+    rows_per_grove: int | None
+    estimate_mb: int
+    estimate: RunEstimate
+    why: str
+
+    def rule(self) -> str:
+        n_train = int(len(self.test) - self.test.sum())
+        if self.rows_per_grove is None:
+            return f"every grove fits on all {n_train} training rows, read from the row shards"
+        stratified = ", stratified by class" if self.scan.classes is not None else ""
+        return (
+            f"each grove fits on a seeded sample of {self.rows_per_grove} of the {n_train} "
+            f"training rows{stratified}, drawn across the row shards"
+        )
+
+    def record(self, request: TrainRequest, run_id: str) -> dict[str, Any]:
+        classes = self.scan.classes
+        n_test = int(self.test.sum())
+        record = RunRecord(
+            run_id=run_id,
+            request=request.to_dict(),
+            feature_names=self.scan.feature_names,
+            classes=classes.tolist() if classes is not None else None,
+            classes_dtype=classes.dtype.str if classes is not None else None,
+            data=DataRecord(
+                uri=request.data.uri,
+                sha256=self.scan.sha256,
+                n_rows=self.scan.n_rows,
+                n_features=self.scan.n_features,
+                n_train=self.scan.n_rows - n_test,
+                n_test=n_test,
+                test_rows_sha256=_sha256_of(np.flatnonzero(self.test).astype(np.int64)),
+                shards={
+                    "key": shards_key(run_id),
+                    "shard_rows": self.shard_rows,
+                    "rows_per_grove": self.rows_per_grove,
+                    "rule": self.rule(),
+                    "why": self.why,
+                },
+            ),
+        )
+        return record.to_dict()
+
+
+def _plan_shards(
+    request: TrainRequest,
+    spec: DataSpec,
+    *,
+    builder_memory_mb: int,
+    builder_reserved_concurrency: int | None,
+    shard_mb: float,
+    started: float,
+) -> _Sharded:
+    """Scan the parts, split, choose each grove's rows and check them (nothing written)."""
+    scan = scan_parts(spec, request.model.task)
+    test = test_mask(scan.n_rows, scan.codes, request)
+    n_train, n_test = int(len(test) - test.sum()), int(test.sum())
+    shard_rows = shard_rows_for(scan.n_features, shard_mb)
+    n_classes = 1 if scan.classes is None else len(scan.classes)
+    overhead = _shard_overhead_mb(shard_rows, scan.n_features)
+
+    def needed(rows: int) -> int:
+        return estimate_grove_mb(rows, scan.n_features, n_classes, request) + overhead
+
+    fitting = _rows_that_fit(needed, builder_memory_mb, n_train)
+    rows = request.rows_per_grove
+    smallest = max(2, n_classes)
+    if rows is not None:
+        if rows > n_train:
+            raise InvalidRequest(
+                f"rows_per_grove={rows} is more than the training split's {n_train} rows: "
+                "give at most that, or remove rows_per_grove to train every grove on all of them"
+            )
+        if rows < smallest:
+            raise InvalidRequest(
+                f"rows_per_grove={rows} is smaller than a stratified sample needs: "
+                f"{n_classes} classes need at least one row each ({smallest} rows at least)"
+                if n_classes > 1
+                else f"rows_per_grove={rows} is too small: a grove needs 2 rows at least"
+            )
+        if rows > fitting:
+            raise DatasetTooLarge(
+                f"rows_per_grove={rows} on {scan.n_features} features needs about "
+                f"{needed(rows)} MB per grove builder, more than its {builder_memory_mb} MB: "
+                f"at most {fitting} rows fit; lower rows_per_grove or "
+                f"{_memory_hint(needed(rows))}"
+            )
+        why = f"rows_per_grove={rows} was set"
+    elif fitting >= n_train:
+        why = "the dataset does not fit the plan's memory whole"
+    else:
+        if fitting < smallest:
+            raise DatasetTooLarge(
+                f"a grove of {request.grove_size} trees on {scan.n_features} features does not "
+                f"fit a {builder_memory_mb} MB builder even on {smallest} rows; "
+                f"{_memory_hint(needed(smallest))}, or lower grove_size"
+            )
+        rows = fitting
+        why = (
+            f"the {n_train} training rows need about {needed(n_train)} MB per builder, more "
+            f"than its {builder_memory_mb} MB: rows_per_grove={rows}, the most that fit"
+        )
+    if rows is not None:
+        from groveflow.oob import wants_oob
+
+        if wants_oob(request.model.params) or request.auto is not None:
+            raise InvalidRequest(
+                "OOB scores (oob_score, n_trees='auto') need every grove to fit on the whole "
+                f"training split, and here each fits on a sample ({why}): use the holdout "
+                "metrics, or give the builders the memory for all rows"
+            )
+    assert scan.trial_X is not None and scan.trial_y is not None
+    trial = ~test[: len(scan.trial_y)]  # the trial's rows: the first rows' training ones
+    run_estimate = estimate_run(
+        request,
+        scan.trial_X[trial],
+        scan.trial_y[trial],
+        scan.trial_X[~trial],
+        builder_memory_mb=builder_memory_mb,
+        concurrency=min(
+            request.max_concurrency,
+            request.n_groves,
+            builder_reserved_concurrency or request.max_concurrency,
+        ),
+        plan_seconds=time.perf_counter() - started,
+        ingested=True,
+        scale_to=(rows or n_train, n_test),
+    )
+    check_oob_coverage(n_train, request.model.params, request.n_trees)
+    telemetry.logger.info(
+        "split into row shards", extra={"rows": scan.n_rows, "shard_rows": shard_rows, "why": why}
+    )
+    return _Sharded(spec, scan, test, shard_rows, rows, needed(rows or n_train), run_estimate, why)
+
+
+def _shard_overhead_mb(shard_rows: int, n_features: int) -> int:
+    """What a builder holds besides its rows while it reads: a shard's file and its arrays."""
+    return int(np.ceil(2 * shard_rows * (n_features * 4 + 16) / 2**20))
+
+
+def _rows_that_fit(needed: Callable[[int], int], memory_mb: int, most: int) -> int:
+    """The most rows (at most ``most``) whose grove ``needed`` says fits ``memory_mb``."""
+    if needed(most) <= memory_mb:
+        return most
+    low, high = 0, most  # needed(low) fits (or low is 0), needed(high) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if needed(middle) <= memory_mb else (low, middle)
+    return low
+
+
+def _memory_hint(needed: int) -> str:
+    suggestion = min(10240, int(np.ceil(needed * 1.2 / 64)) * 64)
+    if suggestion >= 10240:
+        return "Lambda's 10,240 MB ceiling is not enough: sample the data or lower grove_size"
+    return (
+        f"set the grove builder's memory to {suggestion} MB (the BuilderMemorySize "
+        "parameter; above 3,008 MB only where the account allows it, see docs/deploy.md)"
+    )
 
 
 def plan_checks(
@@ -352,43 +663,65 @@ def split_dataset(dataset: Dataset, request: TrainRequest) -> dict[str, np.ndarr
 
 def split_rows(y: np.ndarray, request: TrainRequest) -> tuple[np.ndarray, np.ndarray]:
     """The training and held-out rows, sorted: chosen from the labels, seed and test_fraction
-    alone, so an encoding can be learned from the training rows before the features exist."""
-    from sklearn.model_selection import train_test_split
+    alone, so an encoding can be learned from the training rows before the features exist
+    (:func:`test_mask` says how)."""
+    codes = None
+    if request.model.task == "classification":
+        codes = np.unique(y, return_inverse=True)[1].reshape(-1)
+    test = test_mask(len(y), codes, request)
+    return np.flatnonzero(~test), np.flatnonzero(test)
 
-    n_rows = len(y)
-    rows = np.arange(n_rows)
+
+def allocate(counts: np.ndarray, total: int, keep: int) -> np.ndarray:
+    """``total`` rows shared among classes of ``counts`` rows in proportion (largest
+    remainders first), each class given at least 1 and leaving it at least ``keep``."""
+    exact = counts * (total / counts.sum())
+    take = np.floor(exact).astype(np.int64)
+    rest = int(total - take.sum())
+    order = np.argsort(-(exact - take), kind="stable")
+    take[order[:rest]] += 1
+    return np.clip(take, 1, counts - keep)
+
+
+def test_mask(n_rows: int, codes: np.ndarray | None, request: TrainRequest) -> np.ndarray:
+    """Which rows are held out (a bool per row): ``ceil(test_fraction * n_rows)`` of them,
+    stratified when ``codes`` (each row's class number) is given, drawn by
+    ``numpy.random.default_rng(seed)``.
+
+    A pure function of the labels, seed and test_fraction: a run that reads its data a
+    part at a time (holding a class number per row, not the rows) and one that holds it
+    whole hold out the same rows. Per class, ``allocate`` shares the held-out rows in
+    proportion and the class's rows are drawn without replacement.
+    """
+    test = np.zeros(n_rows, dtype=bool)
+    n_test = int(np.ceil(request.test_fraction * n_rows))
+    rng = np.random.default_rng(request.seed)
     if request.test_fraction == 0:
-        train, test = rows, rows[:0]
+        pass
+    elif codes is not None:
+        counts = np.bincount(codes)
+        if counts.min() < 2 or n_test < len(counts) or n_rows - n_test < len(counts):
+            raise InvalidDataset(
+                f"too few rows for a stratified split: {n_rows} rows, {len(counts)} classes, "
+                f"smallest class has {counts.min()} rows, "
+                f"test_fraction={request.test_fraction}. "
+                "Every class needs 2+ rows; add data, lower test_fraction, or set it to 0"
+            )
+        for number, take in enumerate(allocate(counts, n_test, keep=1)):
+            rows = np.flatnonzero(codes == number)
+            test[rows[rng.choice(len(rows), int(take), replace=False)]] = True
     else:
-        classification = request.model.task == "classification"
-        stratify = y if classification else None
-        n_test = int(np.ceil(request.test_fraction * n_rows))
-        if classification:
-            _, counts = np.unique(y, return_counts=True)
-            if counts.min() < 2 or n_test < len(counts) or n_rows - n_test < len(counts):
-                raise InvalidDataset(
-                    f"too few rows for a stratified split: {n_rows} rows, {len(counts)} classes, "
-                    f"smallest class has {counts.min()} rows, "
-                    f"test_fraction={request.test_fraction}. "
-                    "Every class needs 2+ rows; add data, lower test_fraction, or set it to 0"
-                )
-        elif n_test < 2 or n_rows - n_test < 2:
+        if n_test < 2 or n_rows - n_test < 2:
             raise InvalidDataset(
                 f"too few rows ({n_rows}) for test_fraction={request.test_fraction}: "
                 f"{n_test} held-out and {n_rows - n_test} training rows; regression needs "
                 "at least 2 of each (R^2 is undefined on one row). Add data, raise "
                 "test_fraction, or set it to 0 for no holdout"
             )
-        train, test = train_test_split(
-            rows,
-            test_size=request.test_fraction,
-            random_state=request.seed % 2**32,
-            stratify=stratify,
-        )
-        train, test = np.sort(train), np.sort(test)
-    if len(train) < 2:
-        raise InvalidDataset(f"too few rows to train on: {len(train)}")
-    return train, test
+        test[rng.choice(n_rows, n_test, replace=False)] = True
+    if n_rows - int(test.sum()) < 2:
+        raise InvalidDataset(f"too few rows to train on: {n_rows - int(test.sum())}")
+    return test
 
 
 def estimate_grove_mb(n_rows: int, n_features: int, n_classes: int, request: TrainRequest) -> int:
@@ -421,19 +754,21 @@ def check_fits(
         n_classes = len(np.unique(y_train))
     needed = estimate_grove_mb(X_train.shape[0], X_train.shape[1], n_classes, request)
     if needed > memory_mb:
-        suggestion = min(10240, int(np.ceil(needed * 1.2 / 64)) * 64)
-        hint = (
-            f"set the grove builder's memory to {suggestion} MB (the BuilderMemorySize "
-            "parameter; above 3,008 MB only where the account allows it, see docs/deploy.md)"
-            if suggestion < 10240
-            else "Lambda's 10,240 MB ceiling is not enough: sample the data or lower grove_size"
-        )
+        hint = _memory_hint(needed)
+        if request.data.categorical is None:
+            hint += "; or give CSV or Parquet data, which each grove can sample (rows_per_grove)"
         raise DatasetTooLarge(
             f"a grove of {request.grove_size} trees on "
             f"{X_train.shape[0]} x {X_train.shape[1]} rows "
             f"needs about {needed} MB, more than the builder's {memory_mb} MB; {hint}"
         )
     return needed
+
+
+def _rows_sha256(X: np.ndarray, y: np.ndarray) -> str:
+    digest = RowsDigest()
+    digest.update(X, y)
+    return digest.hexdigest()
 
 
 def _sha256_of(*arrays: np.ndarray) -> str:
@@ -455,7 +790,7 @@ def _run_record(
         classes_dtype=classes.dtype.str if classes is not None else None,
         data=DataRecord(
             uri=request.data.uri,
-            sha256=_sha256_of(dataset.X, dataset.y),
+            sha256=_rows_sha256(dataset.X, dataset.y),
             n_rows=len(dataset.y),
             n_features=dataset.X.shape[1],
             n_train=len(split["y_train"]),

@@ -1,0 +1,403 @@
+"""Row shards: a run's split stored in fixed-size pieces, for data no one function holds.
+
+When a run's data went through Ingest (CSV, Parquet: ``.gfcols`` parts of at most 8 MiB)
+and it does not fit the plan's memory whole, or its training split does not fit a
+builder, or the request sets ``rows_per_grove``, the plan never holds the dataset. It
+reads the parts one at a time, twice:
+
+1. :func:`scan_parts`: each part's labels (kept as one class number per row), a digest
+   of its rows, and its features checked as the in-memory reader checks them; the first
+   rows are kept for the trial grove. Then the split (:func:`~._plan.test_mask`, the same
+   rule as a run read whole, so both hold out the same rows) and every check, before
+   anything is written.
+2. :func:`write_shards`: each part's training and held-out rows are appended to row
+   shards of ``shard_rows`` rows (``runs/<run>/data/train/shard-00000.npz``...,
+   ``.../test/...``), the training labels streamed to ``y_train.npy`` (and, for
+   classification, their class numbers to ``train_codes.npy``). The shard document
+   (``runs/<run>/data/shards.json``) is written last: a split exists once it does.
+
+A grove reads the training shards (:func:`grove_data`): all of them, into one matrix
+filled a shard at a time (the forest then equals the one a run read whole gives, byte for
+byte), or, with ``rows_per_grove``, a seeded sample drawn across the whole training split
+(stratified by class), reading only the shards that hold sampled rows and keeping only
+those rows. The merge scores the held-out shards one at a time (:func:`test_shards`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groveflow import storage
+from groveflow.datasets import (
+    ColumnFiles,
+    _feature_columns,
+    _numeric_features,
+    _target_array,
+    label_values,
+    sources,
+    to_features,
+)
+from groveflow.errors import ArtifactError, InvalidDataset
+from groveflow.layout import keys
+from groveflow.request import DataSpec
+
+SHARD_MB = 16
+"""A row shard's size (MiB of float32 features): what the plan buffers and a grove reads at once."""
+TRIAL_ROWS = 20_000
+"""Rows the scan keeps for the plan's trial grove (the first of the data)."""
+SAMPLE_STREAM = 0x67726F76
+"""Mixed into a grove's seed for the stream that draws its rows, apart from its trees'."""
+
+
+@dataclass
+class Scan:
+    """What the first pass over the parts found: enough to split and check, not the rows."""
+
+    sources: list[str]
+    feature_names: list[str]
+    part_rows: list[int] = field(default_factory=list)
+    codes: np.ndarray | None = None
+    classes: np.ndarray | None = None
+    sha256: str = ""
+    trial_X: np.ndarray | None = None
+    trial_y: np.ndarray | None = None
+    bytes_read: int = 0
+
+    @property
+    def n_rows(self) -> int:
+        return sum(self.part_rows)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+
+class RowsDigest:
+    """The sha256 of a table's rows (float32 features, then labels), fed a block at a time:
+    the same whether the rows come whole or a part at a time."""
+
+    def __init__(self) -> None:
+        self._x = hashlib.sha256()
+        self._y = hashlib.sha256()
+        self.rows = 0
+        self.width = 0
+
+    def update(self, X: np.ndarray, y: np.ndarray) -> None:
+        self._x.update(np.ascontiguousarray(X, dtype=np.float32).data.cast("B"))
+        if y.dtype.kind == "U":
+            self._y.update("\0".join(y.tolist()).encode() + b"\0")
+        else:
+            self._y.update(np.ascontiguousarray(y).tobytes())
+        self.rows += len(y)
+        self.width = X.shape[1]
+
+    def hexdigest(self) -> str:
+        head = f"{self.rows}x{self.width}:".encode()
+        return hashlib.sha256(head + self._x.digest() + self._y.digest()).hexdigest()
+
+
+def _parts(uri: str) -> list[str]:
+    return sources(uri)
+
+
+def _read_part(
+    source: str, scratch: Path, spec: DataSpec, task: str, names: list[str] | None
+) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+    """One part's float32 features and labels (checked as a whole table's are), its feature
+    names, and its size in bytes."""
+    path = scratch / "part.gfcols"
+    if source.startswith("s3://"):
+        storage.download(source, path)
+    else:
+        path = Path(source)
+    columns = ColumnFiles([path], [source])
+    try:
+        chosen = _feature_columns(columns, spec, spec.uri) if names is None else names
+        if list(columns) and [c for c in chosen if c not in columns]:
+            raise InvalidDataset(f"{source} has columns {list(columns)}; the first part has others")
+        assert spec.target is not None
+        y = label_values(_target_array(columns[spec.target]), task)
+        if len(y) == 0:
+            return np.empty((0, len(chosen)), np.float32), y, chosen, path.stat().st_size
+        X = to_features(_numeric_features(columns, chosen, source, InvalidDataset), chosen)
+    finally:
+        columns.close()
+    return X, y, chosen, path.stat().st_size
+
+
+def scan_parts(spec: DataSpec, task: str) -> Scan:
+    """The first pass (see the module): labels, digest and checks, one part at a time."""
+    scan = Scan(sources=_parts(spec.uri), feature_names=[])
+    digest = RowsDigest()
+    labels: list[np.ndarray] = []  # each part's unique labels, then its class numbers
+    per_part: list[np.ndarray] = []
+    kinds: set[str] = set()
+    trial: list[tuple[np.ndarray, np.ndarray]] = []
+    kept = 0
+    with tempfile.TemporaryDirectory(prefix="groveflow-scan-") as scratch:
+        names: list[str] | None = None
+        for source in scan.sources:
+            X, y, names, size = _read_part(source, Path(scratch), spec, task, names)
+            scan.bytes_read += size
+            scan.part_rows.append(len(y))
+            if len(y) == 0:
+                continue
+            digest.update(X, y)
+            if task == "classification":
+                kinds.add("text" if y.dtype.kind == "U" else "number")
+                unique, inverse = np.unique(y, return_inverse=True)
+                labels.append(unique)
+                per_part.append(inverse.astype(np.int32))
+            if kept < TRIAL_ROWS:
+                trial.append((X[: TRIAL_ROWS - kept].copy(), y[: TRIAL_ROWS - kept].copy()))
+                kept += len(trial[-1][1])
+            del X, y
+        scan.feature_names = names or []
+    if scan.n_rows == 0:
+        raise InvalidDataset(f"the dataset has no rows: {spec.uri}")
+    if len(kinds) > 1:
+        raise InvalidDataset(
+            f"the target column {spec.target!r} holds numbers in some parts of {spec.uri} and "
+            "text in others: make it one kind"
+        )
+    scan.sha256 = digest.hexdigest()
+    if task == "classification":
+        classes = np.unique(np.concatenate(labels))
+        if classes.size < 2:
+            raise InvalidDataset(
+                f"the target has a single class ({classes[0]!r}): nothing to classify"
+            )
+        scan.codes = np.empty(scan.n_rows, dtype=np.min_scalar_type(classes.size - 1))
+        at = 0
+        for unique, inverse in zip(labels, per_part, strict=True):
+            scan.codes[at : at + len(inverse)] = np.searchsorted(classes, unique)[inverse]
+            at += len(inverse)
+        scan.classes = classes
+    scan.trial_X = np.concatenate([x for x, _ in trial])
+    scan.trial_y = np.concatenate([y for _, y in trial])
+    if scan.classes is not None:
+        scan.trial_y = scan.trial_y.astype(scan.classes.dtype)
+    return scan
+
+
+def shard_rows_for(n_features: int, shard_mb: float = SHARD_MB) -> int:
+    """Rows of ``n_features`` float32 features in a shard of ``shard_mb`` MiB (at least 1,024)."""
+    return max(1024, int(shard_mb * 2**20) // (4 * n_features))
+
+
+class _ShardWriter:
+    """Rows appended a part at a time, stored as shards of exactly ``shard_rows`` rows (the
+    last holds the rest)."""
+
+    def __init__(self, bucket: str, prefix: str, shard_rows: int, scratch: Path) -> None:
+        self.bucket, self.prefix, self.scratch = bucket, prefix, scratch
+        self.shard_rows = shard_rows
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.buffered = 0
+        self.written: list[dict[str, Any]] = []
+
+    def add(self, X: np.ndarray, y: np.ndarray) -> None:
+        if len(y):
+            self.pending.append((X, y))
+            self.buffered += len(y)
+        while self.buffered >= self.shard_rows:
+            self._flush(self.shard_rows)
+
+    def close(self) -> list[dict[str, Any]]:
+        if self.buffered:
+            self._flush(self.buffered)
+        return self.written
+
+    def _flush(self, rows: int) -> None:
+        X = np.concatenate([x for x, _ in self.pending])
+        y = np.concatenate([y for _, y in self.pending])
+        self.pending = [(X[rows:], y[rows:])] if len(y) > rows else []
+        self.buffered = len(y) - rows
+        key = f"{self.prefix}shard-{len(self.written):05d}.npz"
+        path = self.scratch / "shard.npz"
+        np.savez(path, X=X[:rows], y=y[:rows])
+        del X, y
+        storage.put_file(self.bucket, key, path)
+        self.written.append({"key": key, "rows": rows, "bytes": path.stat().st_size})
+        path.unlink()
+
+
+class _NpyStream:
+    """A 1-D ``.npy`` file written a block at a time (its length known up front)."""
+
+    def __init__(self, path: Path, length: int, dtype: np.dtype) -> None:
+        self.path, self.dtype = path, np.dtype(dtype)
+        self._file = path.open("wb")
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False}
+        np.lib.format.write_array_header_1_0(self._file, {**header, "shape": (length,)})
+
+    def write(self, values: np.ndarray) -> None:
+        self._file.write(np.ascontiguousarray(values, dtype=self.dtype).tobytes())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def write_shards(
+    bucket: str,
+    run_id: str,
+    spec: DataSpec,
+    scan: Scan,
+    test: np.ndarray,
+    *,
+    task: str,
+    shard_rows: int,
+    rows_per_grove: int | None,
+) -> dict[str, Any]:
+    """The second pass (see the module): every part's rows into train and test shards, the
+    training labels beside them, the shard document last. Returns the document."""
+    prefix = f"{keys.run_prefix(run_id)}data/"
+    n_train = int(len(test) - test.sum())
+    label_dtype = scan.classes.dtype if scan.classes is not None else np.dtype(np.float64)
+    with tempfile.TemporaryDirectory(prefix="groveflow-shards-") as directory:
+        scratch = Path(directory)
+        train = _ShardWriter(bucket, f"{prefix}train/", shard_rows, scratch)
+        held = _ShardWriter(bucket, f"{prefix}test/", shard_rows, scratch)
+        y_train = _NpyStream(scratch / "y_train.npy", n_train, label_dtype)
+        codes = (
+            None
+            if scan.codes is None
+            else _NpyStream(scratch / "train_codes.npy", n_train, scan.codes.dtype)
+        )
+        at = 0
+        for source, rows in zip(scan.sources, scan.part_rows, strict=True):
+            if rows == 0:
+                continue
+            X, y, _, _ = _read_part(source, scratch, spec, task, scan.feature_names)
+            y = y.astype(label_dtype)
+            held_out = test[at : at + rows]
+            keep = ~held_out
+            train.add(X[keep], y[keep])
+            held.add(X[held_out], y[held_out])
+            y_train.write(y[keep])
+            if codes is not None:
+                assert scan.codes is not None
+                codes.write(scan.codes[at : at + rows][keep])
+            at += rows
+            del X, y
+        train_shards, test_shards = train.close(), held.close()
+        y_train.close()
+        storage.put_file(bucket, keys.split(run_id, "y_train"), y_train.path)
+        if codes is not None:
+            codes.close()
+            storage.put_file(bucket, keys.split(run_id, "train_codes"), codes.path)
+    document = {
+        "n_train": n_train,
+        "n_test": int(test.sum()),
+        "n_features": scan.n_features,
+        "shard_rows": shard_rows,
+        "rows_per_grove": rows_per_grove,
+        "train": train_shards,
+        "test": test_shards,
+    }
+    storage.put_json(bucket, shards_key(run_id), document)
+    return document
+
+
+def shards_key(run_id: str) -> str:
+    """The shard document of a run whose split is in row shards."""
+    return f"{keys.run_prefix(run_id)}data/shards.json"
+
+
+def read_document(bucket: str, run_id: str) -> dict[str, Any]:
+    """A run's shard document, checked."""
+    document = storage.get_json(bucket, shards_key(run_id))
+    if not isinstance(document, dict) or not all(
+        isinstance(document.get(name), list) for name in ("train", "test")
+    ):
+        raise ArtifactError(f"{shards_key(run_id)} is not a shard document")
+    return dict(document)
+
+
+def _read_shard(bucket: str, entry: dict[str, Any], scratch: Path) -> tuple[np.ndarray, np.ndarray]:
+    path = scratch / "shard.npz"
+    storage.download(f"s3://{bucket}/{entry['key']}", path)
+    with np.load(path, allow_pickle=False) as archive:
+        X, y = archive["X"], archive["y"]
+    path.unlink()
+    if len(y) != entry["rows"] or len(X) != len(y):
+        raise ArtifactError(
+            f"{entry['key']} holds {len(y)} rows; its document says {entry['rows']}"
+        )
+    return X, y
+
+
+def sample_rows(n_train: int, rows: int, seed: int, codes: np.ndarray | None) -> np.ndarray:
+    """A grove's rows: ``rows`` of the training split's ``n_train``, drawn without replacement
+    by a stream of the grove's seed, stratified when ``codes`` (each training row's class
+    number) is given. Sorted."""
+    from groveflow.training._plan import allocate
+
+    rng = np.random.default_rng([seed, SAMPLE_STREAM])
+    if codes is None:
+        return np.sort(rng.choice(n_train, rows, replace=False))
+    counts = np.bincount(codes)
+    chosen = []
+    for number, take in enumerate(allocate(counts, rows, keep=0)):
+        members = np.flatnonzero(codes == number)
+        chosen.append(members[rng.choice(len(members), int(take), replace=False)])
+    return np.sort(np.concatenate(chosen))
+
+
+def grove_data(
+    bucket: str, source: str, document: dict[str, Any], seed: int, label_dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """A grove's training rows from the row shards of run ``source`` (see the module), and
+    how it saw them: ``{"rows", "shards", "bytes_read"}``."""
+    n_train, n_features = int(document["n_train"]), int(document["n_features"])
+    rows_per_grove = document.get("rows_per_grove")
+    entries = document["train"]
+    if rows_per_grove is None:
+        wanted = None
+        size = n_train
+    else:
+        codes = None
+        if storage.exists(bucket, keys.split(source, "train_codes")):
+            codes = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "train_codes")))
+        wanted = sample_rows(n_train, int(rows_per_grove), seed, codes)
+        del codes
+        size = len(wanted)
+    X = np.empty((size, n_features), dtype=np.float32)
+    y = np.empty(size, dtype=label_dtype)
+    filled = start = read = bytes_read = 0
+    with tempfile.TemporaryDirectory(prefix="groveflow-grove-") as scratch:
+        for entry in entries:
+            stop = start + int(entry["rows"])
+            if wanted is None:
+                picks = None
+            else:
+                lo, hi = np.searchsorted(wanted, [start, stop])
+                picks = wanted[lo:hi] - start
+            if picks is None or len(picks):
+                Xs, ys = _read_shard(bucket, entry, Path(scratch))
+                read += 1
+                bytes_read += int(entry.get("bytes", Xs.nbytes + ys.nbytes))
+                if picks is not None:
+                    Xs, ys = Xs[picks], ys[picks]
+                X[filled : filled + len(ys)] = Xs
+                y[filled : filled + len(ys)] = ys
+                filled += len(ys)
+                del Xs, ys
+            start = stop
+    if filled != size:
+        raise ArtifactError(f"the training shards hold {filled} of the {size} rows they should")
+    return X, y, {"rows": size, "shards": read, "bytes_read": bytes_read}
+
+
+def test_shards(bucket: str, document: dict[str, Any]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The held-out rows, a shard at a time."""
+    with tempfile.TemporaryDirectory(prefix="groveflow-test-") as scratch:
+        for entry in document["test"]:
+            yield _read_shard(bucket, entry, Path(scratch))
