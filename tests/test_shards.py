@@ -276,14 +276,14 @@ def test_data_larger_than_the_plan_and_builders_trains_with_their_memory_enforce
     X = np.column_stack([data.column(j).to_numpy() for j in range(features)])
     del data
     test = test_mask(len(y), y, parse_train_request(request))
-    reference = RandomForestClassifier(
-        n_estimators=8,
-        max_depth=10,
-        max_samples=seen["rows_per_grove"] / n_train,
-        n_jobs=2,
-        random_state=0,
-    ).fit(X[~test], y[~test])
-    theirs = float((reference.predict(X[test]) == y[test]).mean())
+    share = seen["rows_per_grove"] / n_train
+    theirs = []
+    for seed in range(3):
+        reference = RandomForestClassifier(
+            n_estimators=8, max_depth=10, max_samples=share, n_jobs=2, random_state=seed
+        ).fit(X[~test], y[~test])
+        theirs.append(float((reference.predict(X[test]) == y[test]).mean()))
+    # (a forest of 8 trees varies with its seed more than the 210,000 held-out rows' sampling:
+    # within the spread of scikit-learn's own seeds, widened by a point)
     ours = result.metrics["accuracy"]
-    noise = 3 * np.sqrt(theirs * (1 - theirs) / int(test.sum()))
-    assert abs(ours - theirs) <= max(noise, 0.01), (ours, theirs)
+    assert min(theirs) - 0.01 <= ours <= max(theirs) + 0.01, (ours, theirs)

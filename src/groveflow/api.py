@@ -340,28 +340,24 @@ def estimate(
     """
     import time
 
-    from groveflow.datasets import load_dataset
     from groveflow.local.workers import default_size
     from groveflow.request import parse_train_request
-    from groveflow.training import plan_checks, split_dataset, split_rows
+    from groveflow.training import read_and_check
 
     body, _ = _read(request, InvalidRequest)
     parsed = parse_train_request(body)
     started = time.perf_counter()
     with _readable(body["data"], parsed) as (spec, ingested):
-        dataset = load_dataset(
-            spec, parsed.model.task, learn_rows=lambda y: split_rows(y, parsed)[0]
+        read = read_and_check(
+            parsed,
+            spec,
+            ingested=ingested,
+            builder_memory_mb=builder_memory_mb,
+            builder_reserved_concurrency=builder_reserved_concurrency,
+            started=started,
+            workers=workers or default_size(),
         )
-    _, estimate = plan_checks(
-        parsed,
-        split_dataset(dataset, parsed),
-        builder_memory_mb=builder_memory_mb,
-        builder_reserved_concurrency=builder_reserved_concurrency,
-        plan_seconds=time.perf_counter() - started,
-        ingested=ingested,
-        workers=workers or default_size(),
-    )
-    return estimate
+    return read.estimate
 
 
 @contextlib.contextmanager

@@ -384,12 +384,20 @@ def _write_parts(
             continue
         if schema is None:
             schema, names = batch.schema, [n.strip() for n in batch.schema.names]
-        pending.append(batch)
-        pending_bytes += batch.get_total_buffer_size()
-        if pending_bytes >= PART_BYTES:
-            pending_bytes = 0
-            parts.append(scratch / f"{stem}{len(parts):05d}{COLUMNS_SUFFIX}")
-            rows += _write_part(parts[-1], names, pending, schema, source)
+        # A batch larger than a part (a big Parquet row group) is cut into slices (views)
+        # of about PART_BYTES, so no part is larger than its readers expect.
+        size = batch.get_total_buffer_size()
+        step = max(1, -(-batch.num_rows * PART_BYTES // max(size, 1)))
+        for start in range(0, max(batch.num_rows, 1), step):
+            piece = batch.slice(start, step) if size > PART_BYTES else batch
+            pending.append(piece)
+            pending_bytes += size * piece.num_rows // max(batch.num_rows, 1)
+            if pending_bytes >= PART_BYTES:
+                pending_bytes = 0
+                parts.append(scratch / f"{stem}{len(parts):05d}{COLUMNS_SUFFIX}")
+                rows += _write_part(parts[-1], names, pending, schema, source)
+            if piece is batch:
+                break
     if pending:
         parts.append(scratch / f"{stem}{len(parts):05d}{COLUMNS_SUFFIX}")
         rows += _write_part(parts[-1], names, pending, schema, source)

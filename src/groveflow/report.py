@@ -574,13 +574,31 @@ def _provenance_section(manifest: ModelManifest) -> str:
 
 
 def _groves_section(manifest: ModelManifest) -> str:
-    head = "<tr><th>grove</th><th>seed</th><th>trees</th><th>fit (s)</th><th>sha256</th></tr>"
+    seen = any(g.data for g in manifest.groves)
+    extra = "<th>rows</th><th>shards read</th><th>MB read</th>" if seen else ""
+    head = (
+        f"<tr><th>grove</th><th>seed</th><th>trees</th>{extra}<th>fit (s)</th>"
+        "<th>sha256</th></tr>"
+    )
     rows = [head]
     for grove in manifest.groves:
         seconds = grove.fit_seconds
+        data = grove.data or {}
+        cells = (
+            "".join(
+                f'<td class="num">{value}</td>'
+                for value in (
+                    data.get("rows", "n/a"),
+                    data.get("shards", "n/a"),
+                    f"{data['bytes_read'] / 2**20:.1f}" if "bytes_read" in data else "n/a",
+                )
+            )
+            if seen
+            else ""
+        )
         rows.append(
             f'<tr><td class="num">{grove.grove}</td><td class="num">{grove.seed}</td>'
-            f'<td class="num">{grove.n_trees}</td>'
+            f'<td class="num">{grove.n_trees}</td>{cells}'
             f'<td class="num">{"n/a" if seconds is None else f"{seconds:.3f}"}</td>'
             f"<td><code>{_e(grove.sha256)}</code></td></tr>"
         )
@@ -590,6 +608,12 @@ def _groves_section(manifest: ModelManifest) -> str:
         if timed
         else '<p class="note">The groves carry no fit times, so no build-time plot.</p>\n'
     )
+    shards = manifest.data.shards
+    if shards:
+        note += (
+            f'<p class="data-rule">How the groves saw the data: {_e(str(shards.get("rule")))} '
+            f"({_e(str(shards.get('why')))}).</p>\n"
+        )
     return (
         f"<h2>Groves and their seeds</h2>\n{note}<details><summary>{len(manifest.groves)} "
         f"groves (seed of each from the run seed {manifest.seed})</summary>\n"

@@ -365,6 +365,11 @@ def _serve(
         conn.send((*message, (time.monotonic() - started) * 1000, init_ms))
 
 
+LEFTOVER_MB = 32
+"""Memory (MB) over a fresh worker's that another function may leave in a worker before the
+pool gives the next function a fresh one instead (see ``WorkerPool._sandbox_for``)."""
+
+
 class _Worker:
     def __init__(
         self,
@@ -379,6 +384,8 @@ class _Worker:
         )
         self.process.start()
         child.close()
+        self.function: str | None = None  # the function it last ran
+        self.fresh_kb: int | None = None  # its resident memory before its first invocation
 
     def stop(self) -> None:
         if self.process.is_alive():
@@ -467,7 +474,7 @@ class WorkerPool:
         function's ``MemorySize`` it is killed, replaced, and the invocation fails with
         ``Runtime.OutOfMemory``.
         """
-        worker = self._next_idle()
+        worker = self._sandbox_for(spec)
         started = time.monotonic()
         watch = self.memory.begin(worker.process.pid, spec.memory_mb)
         try:
@@ -505,6 +512,30 @@ class WorkerPool:
             return self._out_of_memory(started, peak, init_ms)
         self._idle.put(worker)
         return Outcome(body, error_type, duration_ms, init_ms, max_memory_mb=peak)
+
+    def _sandbox_for(self, spec: FunctionSpec) -> _Worker:
+        """An idle worker to run ``spec``. On Lambda each function has sandboxes of its own,
+        so what another function left in memory never counts against this one: a worker
+        that last ran another function and holds more than :data:`LEFTOVER_MB` over its
+        fresh footprint is replaced by a fresh one (a cold start, as Lambda's would be)."""
+        for _ in range(len(self._all) + 1):
+            worker = self._next_idle()
+            if worker.fresh_kb is None:
+                worker.fresh_kb = _resident_kb(worker.process.pid)
+            resident = _resident_kb(worker.process.pid)
+            leftover = (
+                worker.function not in (None, spec.logical_id)
+                and resident is not None
+                and worker.fresh_kb is not None
+                and resident - worker.fresh_kb > LEFTOVER_MB * 1024
+            )
+            if not leftover:
+                worker.function = spec.logical_id
+                return worker
+            self._replace(worker)
+        worker = self._next_idle()
+        worker.function = spec.logical_id
+        return worker
 
     def _out_of_memory(
         self, started: float, peak: int | None, init_ms: float | None = None

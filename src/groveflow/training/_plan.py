@@ -234,8 +234,34 @@ def _read_and_check(
     started: float,
 ) -> _Read:
     """Read the data (whole, or a part at a time into row shards) and run every check."""
-    ingested = converted.get("data") is not None
-    spec = _as_read(request.data, converted.get("data"))
+    return read_and_check(
+        request,
+        _as_read(request.data, converted.get("data")),
+        ingested=converted.get("data") is not None,
+        builder_memory_mb=builder_memory_mb,
+        builder_reserved_concurrency=builder_reserved_concurrency,
+        plan_memory_mb=plan_memory_mb,
+        shard_mb=shard_mb,
+        started=started,
+    )
+
+
+def read_and_check(
+    request: TrainRequest,
+    spec: DataSpec,
+    *,
+    ingested: bool,
+    builder_memory_mb: int,
+    builder_reserved_concurrency: int | None,
+    plan_memory_mb: int | None = None,
+    shard_mb: float = SHARD_MB,
+    started: float,
+    workers: int | None = None,
+) -> _Read:
+    """What the plan reads and checks, before it writes anything (``groveflow estimate``
+    runs the same): the data whole, or, for ingested tables that do not fit the plan or
+    whose training split does not fit a builder (or with ``rows_per_grove``), the scan of
+    a run in row shards. Raises as the plan refuses."""
     _check_shardable(request, ingested)
 
     def sharded() -> _Read:
@@ -246,6 +272,7 @@ def _read_and_check(
             builder_reserved_concurrency=builder_reserved_concurrency,
             shard_mb=shard_mb,
             started=started,
+            workers=workers,
         )
         names = found.scan.feature_names
         return _Read(names, None, found.estimate_mb, found.estimate, sharded=found)
@@ -253,11 +280,9 @@ def _read_and_check(
     shardable = ingested and request.data.categorical is None
     if shardable and (request.rows_per_grove is not None or not _fits_plan(spec, plan_memory_mb)):
         return sharded()
+    dataset = load_dataset(spec, request.model.task, learn_rows=lambda y: split_rows(y, request)[0])
+    split = split_dataset(dataset, request)
     try:
-        dataset = load_dataset(
-            spec, request.model.task, learn_rows=lambda y: split_rows(y, request)[0]
-        )
-        split = split_dataset(dataset, request)
         estimate_mb, run_estimate = plan_checks(
             request,
             split,
@@ -265,12 +290,14 @@ def _read_and_check(
             builder_reserved_concurrency=builder_reserved_concurrency,
             plan_seconds=time.perf_counter() - started,
             ingested=ingested,
+            workers=workers,
         )
     except DatasetTooLarge:
         # A training split too large for a builder: CSV or Parquet data goes to row shards,
-        # each grove fitting on the most rows that fit it.
+        # each grove fitting on the most rows that fit it (the data read whole let go first).
         if not shardable:
             raise
+        del dataset, split
         return sharded()
     return _Read(dataset.feature_names, dataset.encoding, estimate_mb, run_estimate, dataset, split)
 
@@ -371,6 +398,7 @@ def _plan_shards(
     builder_reserved_concurrency: int | None,
     shard_mb: float,
     started: float,
+    workers: int | None = None,
 ) -> _Sharded:
     """Scan the parts, split, choose each grove's rows and check them (nothing written)."""
     scan = scan_parts(spec, request.model.task)
@@ -446,6 +474,7 @@ def _plan_shards(
         plan_seconds=time.perf_counter() - started,
         ingested=True,
         scale_to=(rows or n_train, n_test),
+        workers=workers,
     )
     check_oob_coverage(n_train, request.model.params, request.n_trees)
     telemetry.logger.info(

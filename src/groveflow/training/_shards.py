@@ -154,7 +154,7 @@ def scan_parts(spec: DataSpec, task: str) -> Scan:
                 kinds.add("text" if y.dtype.kind == "U" else "number")
                 unique, inverse = np.unique(y, return_inverse=True)
                 labels.append(unique)
-                per_part.append(inverse.astype(np.int32))
+                per_part.append(inverse.astype(np.min_scalar_type(len(unique) - 1)))
             if kept < TRIAL_ROWS:
                 trial.append((X[: TRIAL_ROWS - kept].copy(), y[: TRIAL_ROWS - kept].copy()))
                 kept += len(trial[-1][1])
