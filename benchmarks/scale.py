@@ -124,6 +124,19 @@ def _sklearn(
     return accuracies, share, seconds
 
 
+def _print_estimate(check: Any) -> None:
+    """The plan's estimate of the run beside what it measured."""
+    if check is not None:
+        local = check.estimated_local_seconds
+        print(
+            f"{'':>6} plan's estimate: AWS wall {check.estimated_aws_seconds:.0f} s, "
+            f"AWS cost ${check.estimated_cost_usd:.4f} (priced from this run's REPORT "
+            f"lines: ${check.cost_usd or 0:.4f}); local wall "
+            f"{'n/a' if local is None else f'{local:.0f} s'} against {check.seconds:.0f} s"
+        )
+    sys.stdout.flush()
+
+
 def sizing_table() -> None:
     """The rows one grove holds, by builder memory and features, from the plan's own model
     (``estimate_grove_mb``, the size guard; default parameters, groves of 10 trees and of 2):
@@ -203,7 +216,7 @@ def main() -> None:
                 f"{sum(use.out_of_memory for use in memory.values()):>4} "
                 f"{result.metrics['accuracy']:>8.4f}"
             )
-            sys.stdout.flush()
+            _print_estimate(result.estimate)
             rows_list.append(rows)
             walls.append(out["wall"])
             plans.append(result.phase_seconds.get("Plan", 0.0))

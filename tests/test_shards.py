@@ -91,8 +91,9 @@ def test_a_run_in_row_shards_gives_the_forest_of_a_run_read_whole(s3_env: Any, t
     # GIVEN one table trained twice: read whole, and by a plan too small to hold it (row
     # shards of 1/4 MiB, every grove reading all the training shards)
     whole, sharded = unique_name("whole"), unique_name("sharded")
-    _run(s3_env, _request(table, whole))
-    out = _run(s3_env, _request(table, sharded), plan_memory_mb=201)
+    model = {"params": {"max_depth": 6, "oob_score": True}}
+    _run(s3_env, _request(table, whole, model=model))
+    out = _run(s3_env, _request(table, sharded, model=model), plan_memory_mb=201)
     # THEN the second was split into several shards, and no split array exists
     record = storage.get_json(s3_env.bucket, keys.request(sharded))
     document = storage.get_json(s3_env.bucket, shards_key(sharded))
@@ -106,8 +107,10 @@ def test_a_run_in_row_shards_gives_the_forest_of_a_run_read_whole(s3_env: Any, t
     assert a["data"]["sha256"] == b["data"]["sha256"]
     assert a["forest"]["sha256"] == b["forest"]["sha256"]
     assert body(s3_env, keys.forest(whole)) == body(s3_env, keys.forest(sharded))
-    # AND the holdout metrics, scored a shard at a time, equal the whole test split's
+    # AND the holdout metrics, scored a shard at a time, equal the whole test split's, and
+    # so do the OOB scores
     assert a["metrics"] == b["metrics"] == out["merge"]["metrics"]
+    assert a["oob"]["metrics"] == b["oob"]["metrics"] and a["oob"]["metrics"]["oob_score"] > 0.5
     assert all(g["data"]["rows"] == document["n_train"] for g in b["groves"])
     assert all(g["data"]["shards"] == len(document["train"]) for g in b["groves"])
 
@@ -147,6 +150,21 @@ def test_each_grove_fits_on_its_own_stratified_sample_drawn_across_the_shards(
         storage.get_json(s3_env.bucket, keys.plan(run_id))[0], bucket=s3_env.bucket
     )
     assert body(s3_env, key) == first
+
+
+def test_a_regression_run_samples_its_groves_uniformly(s3_env: Any, table: Path) -> None:
+    # GIVEN a regression target and rows_per_grove
+    run_id = unique_name("sampled-regression")
+    request = _request(table, run_id, rows_per_grove=2_000)
+    request["data"] = {"uri": str(table), "target": "f1", "exclude": ["label"]}
+    request["model"] = {"task": "regression", "params": {"max_depth": 6}}
+    out = _run(s3_env, request)
+    manifest = _manifest(s3_env, run_id)
+    # THEN each grove fitted on 2,000 rows, with no class numbers stored, and it scores
+    assert [g["data"]["rows"] for g in manifest["groves"]] == [2_000] * 3
+    assert not storage.exists(s3_env.bucket, keys.split(run_id, "train_codes"))
+    assert "stratified" not in manifest["data"]["shards"]["rule"]
+    assert out["merge"]["metrics"]["n_test"] == 8_000 and "r2" in out["merge"]["metrics"]
 
 
 def test_a_split_too_large_for_a_builder_gets_a_safe_default_sample_reported(
@@ -253,7 +271,7 @@ def test_data_larger_than_the_plan_and_builders_trains_with_their_memory_enforce
     with Local(workers=2, state_dir=tmp_path / "state", parameters=parameters) as engine:
         result = groveflow.train(request, engine=engine, run_id=unique_name("larger"))
     # THEN it finished, no function over its memory, each grove on a sample it could hold
-    assert result.succeeded, result.cause
+    assert result.succeeded, (result.cause, result.memory)
     assert rows * features * 4 / 2**20 == 400
     for stage in ("Plan", "BuildGroves"):
         use = result.memory[stage]
@@ -287,3 +305,28 @@ def test_data_larger_than_the_plan_and_builders_trains_with_their_memory_enforce
     # within the spread of scikit-learn's own seeds, widened by a point)
     ours = result.metrics["accuracy"]
     assert min(theirs) - 0.01 <= ours <= max(theirs) + 0.01, (ours, theirs)
+
+
+def test_a_search_on_data_that_needs_row_shards_is_refused_by_name(
+    s3_env: Any, table: Path
+) -> None:
+    from groveflow.tuning import plan_search
+
+    # GIVEN a search whose training split does not fit its 208 MB builders
+    search_id = unique_name("search-shards")
+    request = {
+        **_request(table, search_id),
+        "search": {"space": {"max_features": ["sqrt", 0.8]}, "strategy": "grid", "metric": "oob"},
+        "model": {"params": {"max_depth": 6, "oob_score": True}},
+    }
+    event = {"request": request, "execution_name": search_id, "state_machine": "shards-test"}
+    converted = ingest(event, bucket=s3_env.bucket, local_paths=True)["converted"]
+    # THEN it is refused before anything is stored, saying why and what to do
+    with pytest.raises(DatasetTooLarge, match="a search holds its split in one function"):
+        plan_search(
+            {**event, "converted": converted},
+            bucket=s3_env.bucket,
+            builder_memory_mb=208,
+            local_paths=True,
+        )
+    assert _stored(s3_env, search_id) == []

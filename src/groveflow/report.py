@@ -577,8 +577,7 @@ def _groves_section(manifest: ModelManifest) -> str:
     seen = any(g.data for g in manifest.groves)
     extra = "<th>rows</th><th>shards read</th><th>MB read</th>" if seen else ""
     head = (
-        f"<tr><th>grove</th><th>seed</th><th>trees</th>{extra}<th>fit (s)</th>"
-        "<th>sha256</th></tr>"
+        f"<tr><th>grove</th><th>seed</th><th>trees</th>{extra}<th>fit (s)</th><th>sha256</th></tr>"
     )
     rows = [head]
     for grove in manifest.groves:

@@ -148,7 +148,9 @@ class _Watch:
         self.pid = pid
         self.limit_kb = limit_mb * 1024
         self.peak_reset = _reset_peak(pid)
-        self.peak_kb = 0 if self.peak_reset else _resident_kb(pid) or 0
+        # What it holds as it starts, so an invocation killed before the first poll (a
+        # crash, an injected fault) still reports the memory it had, never 0 MB.
+        self.peak_kb = _resident_kb(pid) or 0
         self.measured = self.peak_reset or self.peak_kb > 0
         self.killed = False
         self.samples = 0

@@ -123,6 +123,7 @@ def plan_run(
         read = _read_and_check(
             request,
             converted,
+            whole_only=before_write is not None,
             builder_memory_mb=builder_memory_mb,
             builder_reserved_concurrency=builder_reserved_concurrency,
             plan_memory_mb=plan_memory_mb,
@@ -132,14 +133,7 @@ def plan_run(
         feature_names, encoding, run_estimate = read.feature_names, read.encoding, read.estimate
         check_budget(request, run_estimate)
         if before_write is not None:
-            if read.sharded is not None:
-                raise DatasetTooLarge(
-                    f"a search holds its split in one function, and this one does not fit: "
-                    f"{read.sharded.scan.n_rows} rows x {read.sharded.scan.n_features} features "
-                    f"({read.sharded.why}). Search on a sample of the data, then train the "
-                    "winner on all of it"
-                )
-            assert read.split is not None
+            assert read.split is not None  # whole_only: a search's split is never sharded
             before_write(read.split, run_estimate.to_dict())
     # Everything is checked before anything is written: a refused run leaves nothing behind.
     predict = _predict_section(
@@ -227,6 +221,7 @@ def _read_and_check(
     request: TrainRequest,
     converted: dict[str, Any],
     *,
+    whole_only: bool,
     builder_memory_mb: int,
     builder_reserved_concurrency: int | None,
     plan_memory_mb: int | None,
@@ -238,6 +233,7 @@ def _read_and_check(
         request,
         _as_read(request.data, converted.get("data")),
         ingested=converted.get("data") is not None,
+        whole_only=whole_only,
         builder_memory_mb=builder_memory_mb,
         builder_reserved_concurrency=builder_reserved_concurrency,
         plan_memory_mb=plan_memory_mb,
@@ -251,6 +247,7 @@ def read_and_check(
     spec: DataSpec,
     *,
     ingested: bool,
+    whole_only: bool = False,
     builder_memory_mb: int,
     builder_reserved_concurrency: int | None,
     plan_memory_mb: int | None = None,
@@ -261,10 +258,16 @@ def read_and_check(
     """What the plan reads and checks, before it writes anything (``groveflow estimate``
     runs the same): the data whole, or, for ingested tables that do not fit the plan or
     whose training split does not fit a builder (or with ``rows_per_grove``), the scan of
-    a run in row shards. Raises as the plan refuses."""
+    a run in row shards. ``whole_only`` (a search, which holds its split in one function)
+    refuses, by name, data that would need row shards. Raises as the plan refuses."""
     _check_shardable(request, ingested)
 
-    def sharded() -> _Read:
+    def sharded(why: str) -> _Read:
+        if whole_only:
+            raise DatasetTooLarge(
+                f"a search holds its split in one function, and this data does not fit: {why}. "
+                "Search on a sample of the data, then train the winner on all of it"
+            )
         found = _plan_shards(
             request,
             spec,
@@ -278,8 +281,10 @@ def read_and_check(
         return _Read(names, None, found.estimate_mb, found.estimate, sharded=found)
 
     shardable = ingested and request.data.categorical is None
-    if shardable and (request.rows_per_grove is not None or not _fits_plan(spec, plan_memory_mb)):
-        return sharded()
+    if shardable and request.rows_per_grove is not None:
+        return sharded(f"rows_per_grove={request.rows_per_grove} samples row shards")
+    if shardable and not _fits_plan(spec, plan_memory_mb):
+        return sharded(f"it is larger than the plan's {plan_memory_mb} MB holds whole")
     dataset = load_dataset(spec, request.model.task, learn_rows=lambda y: split_rows(y, request)[0])
     split = split_dataset(dataset, request)
     try:
@@ -292,13 +297,13 @@ def read_and_check(
             ingested=ingested,
             workers=workers,
         )
-    except DatasetTooLarge:
+    except DatasetTooLarge as error:
         # A training split too large for a builder: CSV or Parquet data goes to row shards,
         # each grove fitting on the most rows that fit it (the data read whole let go first).
         if not shardable:
             raise
         del dataset, split
-        return sharded()
+        return sharded(str(error).split(";")[0])
     return _Read(dataset.feature_names, dataset.encoding, estimate_mb, run_estimate, dataset, split)
 
 

@@ -25,8 +25,10 @@ those rows. The merge scores the held-out shards one at a time (:func:`test_shar
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +56,31 @@ TRIAL_ROWS = 20_000
 """Rows the scan keeps for the plan's trial grove (the first of the data)."""
 SAMPLE_STREAM = 0x67726F76
 """Mixed into a grove's seed for the stream that draws its rows, apart from its trees'."""
+MMAP_THRESHOLD_BYTES = 2**20
+"""Allocations from this size up are their own mappings, returned to the system when freed."""
+
+_HEAP_BOUND: list[bool] = []
+
+
+def _bound_heap() -> None:
+    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD_BYTES` (once per process).
+
+    glibc raises the threshold to the size of each large block freed (up to 32 MiB), so after
+    the first shard the next ones' arrays come from the heap, which keeps their pages when
+    they are freed: reading and writing shards of 16 MiB, the plan's peak was 180 MB over
+    the interpreter, 129 MB with the threshold fixed (benchmarks/scale.py's 512 MB table).
+    A no-op where the C library is not glibc.
+    """
+    if _HEAP_BOUND:
+        return
+    _HEAP_BOUND.append(True)
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        name = ctypes.util.find_library("c")
+        if name and "libc.so" in name:
+            ctypes.CDLL(name).mallopt(-3, MMAP_THRESHOLD_BYTES)  # M_MMAP_THRESHOLD
 
 
 @dataclass
@@ -134,6 +161,7 @@ def _read_part(
 
 def scan_parts(spec: DataSpec, task: str) -> Scan:
     """The first pass (see the module): labels, digest and checks, one part at a time."""
+    _bound_heap()
     scan = Scan(sources=_parts(spec.uri), feature_names=[])
     digest = RowsDigest()
     labels: list[np.ndarray] = []  # each part's unique labels, then its class numbers
@@ -216,17 +244,45 @@ class _ShardWriter:
         return self.written
 
     def _flush(self, rows: int) -> None:
-        X = np.concatenate([x for x, _ in self.pending])
-        y = np.concatenate([y for _, y in self.pending])
-        self.pending = [(X[rows:], y[rows:])] if len(y) > rows else []
-        self.buffered = len(y) - rows
+        """Write the first ``rows`` pending rows as one shard, straight from the pieces
+        (never joined in memory), and keep the rest."""
+        taken: list[tuple[np.ndarray, np.ndarray]] = []
+        left = rows
+        while left:
+            X, y = self.pending[0]
+            if len(y) <= left:
+                taken.append(self.pending.pop(0))
+                left -= len(y)
+            else:
+                taken.append((X[:left], y[:left]))
+                self.pending[0] = (X[left:], y[left:])
+                left = 0
+        self.buffered -= rows
         key = f"{self.prefix}shard-{len(self.written):05d}.npz"
         path = self.scratch / "shard.npz"
-        np.savez(path, X=X[:rows], y=y[:rows])
-        del X, y
+        _write_npz(path, {"X": [x for x, _ in taken], "y": [y for _, y in taken]})
+        del taken
         storage.put_file(self.bucket, key, path)
         self.written.append({"key": key, "rows": rows, "bytes": path.stat().st_size})
         path.unlink()
+
+
+def _write_npz(path: Path, members: dict[str, list[np.ndarray]]) -> None:
+    """An uncompressed ``.npz`` whose each member is its blocks' rows stacked, written a
+    block at a time (what ``np.savez`` of the stacked arrays writes, without stacking)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, blocks in members.items():
+            first = blocks[0]
+            shape = (sum(len(b) for b in blocks), *first.shape[1:])
+            header = {
+                "descr": np.lib.format.dtype_to_descr(first.dtype),
+                "fortran_order": False,
+                "shape": shape,
+            }
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as handle:
+                np.lib.format.write_array_header_1_0(handle, header)
+                for block in blocks:
+                    handle.write(np.ascontiguousarray(block, dtype=first.dtype).data)
 
 
 class _NpyStream:
@@ -356,6 +412,7 @@ def grove_data(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """A grove's training rows from the row shards of run ``source`` (see the module), and
     how it saw them: ``{"rows", "shards", "bytes_read"}``."""
+    _bound_heap()
     n_train, n_features = int(document["n_train"]), int(document["n_features"])
     rows_per_grove = document.get("rows_per_grove")
     entries = document["train"]
@@ -398,6 +455,7 @@ def grove_data(
 
 def test_shards(bucket: str, document: dict[str, Any]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The held-out rows, a shard at a time."""
+    _bound_heap()
     with tempfile.TemporaryDirectory(prefix="groveflow-test-") as scratch:
         for entry in document["test"]:
             yield _read_shard(bucket, entry, Path(scratch))
