@@ -142,7 +142,10 @@ def test_the_local_engines_report_lines_state_a_plausible_max_memory_used(engine
         events = engine.logs.filter_log_events(logGroupName=group)["events"]
         reports = [parse_report_line(e["message"]) for e in events]
         peaks = [r.max_memory_mb for r in reports if r is not None]
-        assert peaks and all(p is not None and 60 <= p < 3008 for p in peaks), (function, [p for p in peaks if p is None or not 60 <= p < 3008])
+        assert peaks and all(p is not None and 60 <= p < 3008 for p in peaks), (
+            function,
+            [p for p in peaks if p is None or not 60 <= p < 3008],
+        )
     # and the invocations record the same figures
     assert all(i.max_memory_mb and i.max_memory_mb >= 60 for i in result.invocations)
 

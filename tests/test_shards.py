@@ -87,13 +87,24 @@ def _request(table: Path, run_id: str, **more: Any) -> dict[str, Any]:
     }
 
 
-def test_a_run_in_row_shards_gives_the_forest_of_a_run_read_whole(s3_env: Any, table: Path) -> None:
+def _plan_cannot_hold_it_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a plan whose memory is smaller than the data read whole needs (the check, not a
+    big table, decides: the table is small so that the tests stay fast)."""
+    from groveflow.training import _plan
+
+    monkeypatch.setattr(_plan, "_fits_plan", lambda spec, memory: False)
+
+
+def test_a_run_in_row_shards_gives_the_forest_of_a_run_read_whole(
+    s3_env: Any, table: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # GIVEN one table trained twice: read whole, and by a plan too small to hold it (row
     # shards of 1/4 MiB, every grove reading all the training shards)
     whole, sharded = unique_name("whole"), unique_name("sharded")
     model = {"params": {"max_depth": 6, "oob_score": True}}
     _run(s3_env, _request(table, whole, model=model))
-    out = _run(s3_env, _request(table, sharded, model=model), plan_memory_mb=201)
+    _plan_cannot_hold_it_whole(monkeypatch)
+    out = _run(s3_env, _request(table, sharded, model=model))
     # THEN the second was split into several shards, and no split array exists
     record = storage.get_json(s3_env.bucket, keys.request(sharded))
     document = storage.get_json(s3_env.bucket, shards_key(sharded))
@@ -112,7 +123,8 @@ def test_a_run_in_row_shards_gives_the_forest_of_a_run_read_whole(s3_env: Any, t
     assert a["metrics"] == b["metrics"] == out["merge"]["metrics"]
     assert a["oob"]["metrics"] == b["oob"]["metrics"] and a["oob"]["metrics"]["oob_score"] > 0.5
     assert all(g["data"]["rows"] == document["n_train"] for g in b["groves"])
-    assert all(g["data"]["shards"] == len(document["train"]) for g in b["groves"])
+    # (one warm builder here: the first grove read every shard, the others its cached rows)
+    assert [g["data"]["shards"] for g in b["groves"]] == [len(document["train"]), 0, 0]
 
 
 def test_each_grove_fits_on_its_own_stratified_sample_drawn_across_the_shards(
@@ -139,6 +151,13 @@ def test_each_grove_fits_on_its_own_stratified_sample_drawn_across_the_shards(
         assert np.abs(np.bincount(codes[rows]) / 3_000 - share).max() < 1e-3
     assert len(np.intersect1d(samples[0], samples[1])) < 1_000
     assert np.array_equal(samples[0], sample_rows(len(codes), 3_000, seeds[0], codes))
+    # AND each grove is the forest scikit-learn fits on exactly those rows of the table read
+    # whole (its training rows by the same split), byte for byte
+    X_train, y_train = _training_rows(table, _parsed(table, run_id))
+    for grove, rows in zip(manifest["groves"][:2], samples, strict=False):
+        assert body(s3_env, keys.grove(run_id, grove["grove"])) == _grove_bytes(
+            X_train[rows], y_train[rows], grove
+        )
     # AND the forest is a working model scored over the test shards
     assert out["merge"]["metrics"]["n_test"] == 8_000
     assert out["merge"]["metrics"]["accuracy"] > 0.7
@@ -150,6 +169,55 @@ def test_each_grove_fits_on_its_own_stratified_sample_drawn_across_the_shards(
         storage.get_json(s3_env.bucket, keys.plan(run_id))[0], bucket=s3_env.bucket
     )
     assert body(s3_env, key) == first
+
+
+def test_a_resumed_plan_splits_as_its_record_says_whatever_the_memory_now(
+    s3_env: Any, table: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a run whose plan (too small to hold it whole: row shards) claimed the run id
+    # and died before the shard document, one shard lost with it
+    run_id = unique_name("resumed-shards")
+    request = _request(table, run_id)
+    event = {"request": request, "execution_name": run_id, "state_machine": "shards-test"}
+    converted = ingest(event, bucket=s3_env.bucket, local_paths=True)["converted"]
+    plan = {**event, "converted": converted}
+    with monkeypatch.context() as patched:
+        _plan_cannot_hold_it_whole(patched)
+        training.plan_run(
+            plan, bucket=s3_env.bucket, builder_memory_mb=3008, local_paths=True, shard_mb=0.25
+        )
+    document = storage.get_json(s3_env.bucket, shards_key(run_id))
+    storage.delete(s3_env.bucket, shards_key(run_id))
+    storage.delete(s3_env.bucket, document["train"][1]["key"])
+    # WHEN it is resumed by a plan that could hold the data whole, with other shard sizes
+    training.plan_run(
+        plan, bucket=s3_env.bucket, builder_memory_mb=3008, local_paths=True, shard_mb=16
+    )
+    # THEN it split as the record says (row shards of the same size), and trains the forest
+    # a run read whole gives
+    assert storage.get_json(s3_env.bucket, shards_key(run_id)) == document
+    assert not storage.exists(s3_env.bucket, keys.split(run_id, "X_train"))
+    for item in storage.get_json(s3_env.bucket, keys.plan(run_id)):
+        training.build_grove(item, bucket=s3_env.bucket)
+    training.merge_run({"run_id": run_id}, bucket=s3_env.bucket)
+    whole = unique_name("whole-again")
+    _run(s3_env, _request(table, whole))
+    assert body(s3_env, keys.forest(run_id)) == body(s3_env, keys.forest(whole))
+
+
+def test_allocate_shares_exactly_even_for_skewed_classes() -> None:
+    from groveflow.training._plan import allocate
+
+    for counts, total, keep in [
+        ([1000, 1000, 1], 10, 0),
+        ([2, 98], 10, 1),
+        ([5, 5, 5, 985], 40, 1),
+        ([3, 3, 3], 9, 0),
+        ([10**6, 7, 2], 200_001, 1),
+    ]:
+        take = allocate(np.array(counts), total, keep)
+        assert take.sum() == total, (counts, total, take)
+        assert (take >= 1).all() and (take <= np.array(counts) - keep).all()
 
 
 def test_a_regression_run_samples_its_groves_uniformly(s3_env: Any, table: Path) -> None:
@@ -185,6 +253,40 @@ def test_a_split_too_large_for_a_builder_gets_a_safe_default_sample_reported(
         < 1 + training.estimate_grove_mb(rows + 64, 12, 3, _parsed(table, run_id))
     )
     assert out["merge"]["groves_built"] == 3
+
+
+def _training_rows(table: Path, request: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The table's training rows by groveflow's split, read whole (as a run that fits)."""
+    import pyarrow.parquet as pq
+
+    from groveflow.training import test_mask
+
+    data = pq.read_table(table)
+    y = data.column("label").to_numpy(zero_copy_only=False).astype(str)
+    X = np.column_stack(
+        [data.column(c).to_numpy() for c in data.column_names if c != "label"]
+    ).astype(np.float32)
+    codes = np.unique(y, return_inverse=True)[1]
+    test = test_mask(len(y), codes, request)
+    return X[~test], y[~test]
+
+
+def _grove_bytes(X: np.ndarray, y: np.ndarray, grove: dict[str, Any]) -> bytes:
+    from groveflow import artifact
+    from groveflow.request import make_estimator
+
+    estimator = make_estimator(
+        "random_forest",
+        "classification",
+        {"max_depth": 6},
+        n_trees=grove["n_trees"],
+        seed=grove["seed"],
+        classes=np.unique(y),
+    )
+    estimator.fit(X, y)
+    return artifact.encode_trees(
+        estimator.estimators_, n_features=X.shape[1], classes=estimator.classes_
+    )
 
 
 def _parsed(table: Path, run_id: str) -> Any:
@@ -330,3 +432,29 @@ def test_a_search_on_data_that_needs_row_shards_is_refused_by_name(
             local_paths=True,
         )
     assert _stored(s3_env, search_id) == []
+
+
+def test_the_local_engine_takes_template_parameter_overrides_checked_as_cloudformation_would(
+    tmp_path: Path,
+) -> None:
+    from groveflow.engines import EngineError, Local
+    from groveflow.local.template import ParameterError, load_template
+
+    root = Path(__file__).resolve().parents[1]
+    # GIVEN overrides of the builders' and the plan's memory THEN the functions get them
+    stack = load_template(
+        root, bucket="b", parameters={"BuilderMemorySize": 512, "PlanMemorySize": "640"}
+    )
+    assert stack.functions["BuildGroveFunction"].memory_mb == 512
+    assert stack.functions["PlanFunction"].memory_mb == 640
+    assert stack.functions["MergeFunction"].memory_mb == 3008  # the default
+    # AND what CloudFormation would refuse is refused by name, with what is accepted
+    for parameters, words in [
+        ({"BuilderMemory": 512}, "not parameters of the template"),
+        ({"BuilderMemorySize": "512.5"}, "is not a whole number (accepted: 256 to 10240)"),
+        ({"BuilderMemorySize": 128}, "out of range; accepted: 256 to 10240"),
+    ]:
+        with pytest.raises(ParameterError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            load_template(root, bucket="b", parameters=parameters)
+    with pytest.raises(EngineError, match="BuilderMemory"):
+        _ = Local(state_dir=tmp_path, parameters={"BuilderMemory": 512}).engine

@@ -236,7 +236,8 @@ class DataRecord:
     test_rows_sha256: str
     shards: dict[str, Any] | None = None
     """How the split is stored when it is in row shards (:mod:`groveflow.training._shards`):
-    ``{"key", "train_shards", "test_shards", "shard_rows", "rows_per_grove", "rule"}``;
+    ``{"key", "shard_rows", "rows_per_grove", "rule", "why"}`` (the shards themselves are
+    listed by the document at ``key``);
     None when it is stored whole (``X_train.npy``...)."""
 
     @classmethod

@@ -190,6 +190,7 @@ class Local:
         if self._engine is None:
             start_workers()  # their scikit-learn import overlaps the engine's own start
             from groveflow.local import LocalEngine
+            from groveflow.local.template import ParameterError
 
             self.state_dir.mkdir(parents=True, exist_ok=True)
             try:
@@ -200,10 +201,8 @@ class Local:
                     faults=self.faults,
                     parameters=self.parameters,
                 )
-            except ValueError as error:  # the template's parameters refused an override
-                if self.parameters and "parameter" in str(error):
-                    raise EngineError(str(error)) from None
-                raise
+            except ParameterError as error:  # the template refused an override
+                raise EngineError(str(error)) from None
         return self._engine
 
     def close(self) -> None:

@@ -425,6 +425,9 @@ class RunEstimate:
         Rounds of growth: with ``n_trees: "auto"``, as many as reach ``max_trees``, the
         worst case (``n_trees`` and ``groves`` are then ``max_trees``'s), which the cap
         is checked against; each round adds a grow plan, a wave and a merge.
+    reads_per_grove : bool, default=False
+        Whether every grove reads its rows (``split_mb``) itself: a sample drawn across row
+        shards (``rows_per_grove``), not the training split a warm builder reads once.
     """
 
     seconds_per_tree: float
@@ -448,6 +451,7 @@ class RunEstimate:
     cost: cost.CostEstimate
     local: LocalWall | None = None
     rounds: int = 1
+    reads_per_grove: bool = False
     version: int = ESTIMATE_VERSION
 
     @property
@@ -474,8 +478,10 @@ class RunEstimate:
             + self.grove_mb / LOCAL_S3_MB_PER_SECOND
             + LOCAL_INVOCATION_OVERHEAD_SECONDS
         )
-        # Once per worker, then cached.
+        # Once per worker, then cached; a sampled grove reads its own.
         reads = FIRST_GROVE_S3_REQUESTS * request + self.split_mb / LOCAL_S3_MB_PER_SECOND
+        if self.reads_per_grove:
+            grove, reads = grove + reads, 0.0
         merge = self.rounds * (
             (MERGE_S3_REQUESTS + self.groves * self._merge_reads_per_grove()) * request
             + self.n_trees * self.merge_seconds_per_tree
@@ -555,7 +561,7 @@ def estimate_run(
     plan_seconds: float = 0.0,
     ingested: bool = False,
     workers: int | None = None,
-    scale_to: tuple[int, int] | None = None,
+    scale_to: tuple[int, int, int] | None = None,
 ) -> RunEstimate:
     """Measure a trial grove on the real split and predict the run's wall time and cost.
 
@@ -578,9 +584,10 @@ def estimate_run(
         Whether the data goes through Ingest (CSV, Parquet): two more states.
     workers : int or None, default=None
         Also predict the local engine's wall time with this many workers.
-    scale_to : (int, int) or None, default=None
+    scale_to : (int, int, int) or None, default=None
         When the split given is a sample of the run's (a run in row shards): the rows each
-        grove fits on and the held-out rows. A tree's time is scaled as ``n log n`` in
+        grove fits on, the held-out rows, and the training rows each grove reads (more
+        than it fits on when it samples them). A tree's time is scaled as ``n log n`` in
         rows, its size and the data read linearly, the merge's scoring by the held-out rows.
 
     Returns
@@ -597,8 +604,12 @@ def estimate_run(
     trial = measure_trial(request, X_train, y_train, X_test)
     split_mb = (X_train.nbytes + y_train.nbytes) / 2**20
     test_mb = 0.0 if X_test is None else (X_test.nbytes + 8 * len(X_test)) / 2**20
+    reads_per_grove = False
     if scale_to is not None:
-        trial, split_mb, test_mb = _scaled(trial, X_train, X_test, *scale_to)
+        fit_rows, test_rows, read_rows = scale_to
+        trial, _, test_mb = _scaled(trial, X_train, X_test, fit_rows, test_rows)
+        split_mb = read_rows * (X_train.shape[1] * 4 + 8) / 2**20
+        reads_per_grove = fit_rows < read_rows
     n_trees, rounds = request.n_trees, 1
     if request.auto is not None and request.auto.max_trees > n_trees:
         rounds += math.ceil((request.auto.max_trees - n_trees) / request.auto.round_trees)
@@ -626,6 +637,7 @@ def estimate_run(
         aws=AwsWall(0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
         cost=cost.estimate_cost([], 0),
         rounds=rounds,
+        reads_per_grove=reads_per_grove,
     )
     aws, invocations = _on_aws(shape)
     transitions = (
@@ -697,6 +709,9 @@ def _on_aws(shape: RunEstimate) -> tuple[AwsWall, list[cost.Billed]]:
     )
     init_ms = COLD_START_SECONDS * 1000
     invocations = [_billed("PlanFunction", plan, shape.plan_memory_mb, init_ms)]
+    if shape.reads_per_grove:  # every grove reads its sample
+        grove, read = grove + read, 0.0
+        wall = replace(wall, groves_seconds=waves * grove, s3_read_seconds=0.0)
     for number in range(shape.groves):
         first = number < environments
         seconds = grove + (read if first else 0.0)

@@ -66,6 +66,8 @@ def execution_record(
 def _is_training_split(key: str) -> bool:
     """The training split is large and rebuilt from the data on resume: not mirrored. A split
     in row shards is not mirrored at all (its document neither), so a resume rewrites it."""
+    if not key.startswith("runs/"):
+        return False
     split = key.endswith(("/data/X_train.npy", "/data/y_train.npy", "/data/train_codes.npy"))
     return (
         split or "/data/train/" in key or "/data/test/" in key or key.endswith("/data/shards.json")

@@ -154,18 +154,14 @@ class _Resolver:
         self.overrides = {name: str(value) for name, value in (overrides or {}).items()}
         unknown = sorted(set(self.overrides) - set(self.parameters))
         if unknown:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter overrides {unknown} are not parameters of the template; "
                 f"its parameters are: {sorted(self.parameters)}"
             )
         for name, value in self.overrides.items():
-            allowed = self.parameters[name].get("AllowedValues")
-            low = self.parameters[name].get("MinValue")
-            high = self.parameters[name].get("MaxValue")
-            if allowed is not None and value not in [str(a) for a in allowed]:
-                raise ValueError(f"parameter {name}={value!r} is not one of {allowed}")
-            if (low is not None or high is not None) and not _in_range(value, low, high):
-                raise ValueError(f"parameter {name}={value!r} is not a number in [{low}, {high}]")
+            problem = _parameter_problem(self.parameters[name], value)
+            if problem:
+                raise ParameterError(f"parameter {name}={value!r} {problem}")
 
     def ref(self, name: str) -> str:
         if name in self.overrides:
@@ -214,12 +210,30 @@ class _Resolver:
         raise ValueError(f"the local engine cannot resolve {node!r}")
 
 
-def _in_range(value: str, low: Any, high: Any) -> bool:
-    try:
-        number = float(value)
-    except ValueError:
-        return False
-    return (low is None or number >= float(low)) and (high is None or number <= float(high))
+class ParameterError(ValueError):
+    """A parameter override the template does not accept (named, with what it accepts)."""
+
+
+def _parameter_problem(parameter: dict[str, Any], value: str) -> str | None:
+    """What is wrong with ``value`` for a template ``parameter`` (as CloudFormation checks
+    it: Number, MinValue/MaxValue, AllowedValues, AllowedPattern), or None."""
+    import re
+
+    allowed = parameter.get("AllowedValues")
+    if allowed is not None and value not in [str(a) for a in allowed]:
+        return f"is not one of {allowed}"
+    pattern = parameter.get("AllowedPattern")
+    if pattern is not None and re.fullmatch(str(pattern), value) is None:
+        return f"does not match its AllowedPattern {pattern!r}"
+    if parameter.get("Type") == "Number":
+        low, high = parameter.get("MinValue"), parameter.get("MaxValue")
+        if not value.lstrip("-").isdigit():
+            return f"is not a whole number (accepted: {low} to {high})"
+        if (low is not None and int(value) < int(low)) or (
+            high is not None and int(value) > int(high)
+        ):
+            return f"is out of range; accepted: {low} to {high}"
+    return None
 
 
 def load_template(

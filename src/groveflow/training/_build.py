@@ -40,7 +40,8 @@ def _training_split(
     key = (bucket, run_id)
     if key in _TRAIN_CACHE:
         record, X, y = _TRAIN_CACHE[key]
-        return record, X, y, _SEEN.get(key)
+        seen = _SEEN.get(key)  # the rows read by an earlier grove: this one read nothing
+        return record, X, y, None if seen is None else {**seen, "shards": 0, "bytes_read": 0}
     record = _read_record(bucket, run_id)
     source = split_run(bucket, run_id)
     _TRAIN_CACHE.clear()  # before reading: a builder holds one run's rows at a time

@@ -124,6 +124,7 @@ def plan_run(
             request,
             converted,
             whole_only=before_write is not None,
+            stored=stored,
             builder_memory_mb=builder_memory_mb,
             builder_reserved_concurrency=builder_reserved_concurrency,
             plan_memory_mb=plan_memory_mb,
@@ -222,6 +223,7 @@ def _read_and_check(
     converted: dict[str, Any],
     *,
     whole_only: bool,
+    stored: RunRecord | None,
     builder_memory_mb: int,
     builder_reserved_concurrency: int | None,
     plan_memory_mb: int | None,
@@ -234,6 +236,8 @@ def _read_and_check(
         _as_read(request.data, converted.get("data")),
         ingested=converted.get("data") is not None,
         whole_only=whole_only,
+        layout=None if stored is None else stored.data.shards,
+        claimed_whole=stored is not None and stored.data.shards is None,
         builder_memory_mb=builder_memory_mb,
         builder_reserved_concurrency=builder_reserved_concurrency,
         plan_memory_mb=plan_memory_mb,
@@ -248,6 +252,8 @@ def read_and_check(
     *,
     ingested: bool,
     whole_only: bool = False,
+    layout: dict[str, Any] | None = None,
+    claimed_whole: bool = False,
     builder_memory_mb: int,
     builder_reserved_concurrency: int | None,
     plan_memory_mb: int | None = None,
@@ -259,8 +265,16 @@ def read_and_check(
     runs the same): the data whole, or, for ingested tables that do not fit the plan or
     whose training split does not fit a builder (or with ``rows_per_grove``), the scan of
     a run in row shards. ``whole_only`` (a search, which holds its split in one function)
-    refuses, by name, data that would need row shards. Raises as the plan refuses."""
+    refuses, by name, data that would need row shards (and ``rows_per_grove``). ``layout``
+    (the shard settings of a claimed run's record) splits as the record says;
+    ``claimed_whole`` (a claimed run stored whole) never goes to row shards. Raises as the
+    plan refuses."""
     _check_shardable(request, ingested)
+    if whole_only and request.rows_per_grove is not None:
+        raise InvalidRequest(
+            "rows_per_grove samples row shards, and a search holds its split in one function: "
+            "remove rows_per_grove (search on a sample of the data instead)"
+        )
 
     def sharded(why: str) -> _Read:
         if whole_only:
@@ -273,17 +287,21 @@ def read_and_check(
             spec,
             builder_memory_mb=builder_memory_mb,
             builder_reserved_concurrency=builder_reserved_concurrency,
+            plan_memory_mb=plan_memory_mb,
             shard_mb=shard_mb,
             started=started,
             workers=workers,
+            stored=layout,
         )
         names = found.scan.feature_names
         return _Read(names, None, found.estimate_mb, found.estimate, sharded=found)
 
     shardable = ingested and request.data.categorical is None
+    if layout is not None:  # a claimed run splits as its record says, whatever the memory now
+        return sharded("the run's record says its split is in row shards")
     if shardable and request.rows_per_grove is not None:
         return sharded(f"rows_per_grove={request.rows_per_grove} samples row shards")
-    if shardable and not _fits_plan(spec, plan_memory_mb):
+    if shardable and not claimed_whole and not _fits_plan(spec, plan_memory_mb):
         return sharded(f"it is larger than the plan's {plan_memory_mb} MB holds whole")
     dataset = load_dataset(spec, request.model.task, learn_rows=lambda y: split_rows(y, request)[0])
     split = split_dataset(dataset, request)
@@ -300,7 +318,7 @@ def read_and_check(
     except DatasetTooLarge as error:
         # A training split too large for a builder: CSV or Parquet data goes to row shards,
         # each grove fitting on the most rows that fit it (the data read whole let go first).
-        if not shardable:
+        if not shardable or claimed_whole:
             raise
         del dataset, split
         return sharded(str(error).split(";")[0])
@@ -395,54 +413,111 @@ class _Sharded:
         return record.to_dict()
 
 
+PLAN_BYTES_PER_ROW = 12
+"""What the plan holds per row of a dataset it splits into row shards, at its peak: a class
+number, the held-out flag, and while it draws them one class's row numbers (int64) twice."""
+PLAN_BUFFERS_MB = 64
+"""And besides: a part, the shard being written, and their transfers."""
+SAMPLE_BYTES_PER_ROW = 18
+"""What a builder holds per training row while it draws its sample, before its rows."""
+
+
 def _plan_shards(
     request: TrainRequest,
     spec: DataSpec,
     *,
     builder_memory_mb: int,
     builder_reserved_concurrency: int | None,
+    plan_memory_mb: int | None = None,
     shard_mb: float,
     started: float,
     workers: int | None = None,
+    stored: dict[str, Any] | None = None,
 ) -> _Sharded:
-    """Scan the parts, split, choose each grove's rows and check them (nothing written)."""
+    """Scan the parts, split, choose each grove's rows and check them (nothing written).
+
+    ``stored``: the shard settings of the run's record, when the run id is claimed (a
+    resume): the same shard size and rows per grove, whatever the memory sizes now.
+    """
     scan = scan_parts(spec, request.model.task)
+    needed_plan = (
+        PYTHON_BASELINE_MB + PLAN_BUFFERS_MB + -(-scan.n_rows * PLAN_BYTES_PER_ROW // 2**20)
+    )
+    if plan_memory_mb is not None and needed_plan > plan_memory_mb:
+        raise DatasetTooLarge(
+            f"splitting {scan.n_rows} rows into row shards needs about {needed_plan} MB in the "
+            f"plan, more than its {plan_memory_mb} MB: set PlanMemorySize to "
+            f"{min(10240, -(-needed_plan * 6 // 5 // 64) * 64)} MB (docs/deploy.md)"
+        )
     test = test_mask(scan.n_rows, scan.codes, request)
-    n_train, n_test = int(len(test) - test.sum()), int(test.sum())
-    shard_rows = shard_rows_for(scan.n_features, shard_mb)
+    n_train = int(len(test) - test.sum())
+    shard_rows = int(stored["shard_rows"]) if stored else shard_rows_for(scan.n_features, shard_mb)
+    rows, why, needed = _grove_rows(
+        request, scan, n_train, shard_rows, builder_memory_mb=builder_memory_mb, stored=stored
+    )
+    run_estimate = _sharded_estimate(
+        request,
+        scan,
+        test,
+        rows or n_train,
+        why,
+        builder_memory_mb=builder_memory_mb,
+        concurrency=min(
+            request.max_concurrency,
+            request.n_groves,
+            builder_reserved_concurrency or request.max_concurrency,
+        ),
+        # the scan so far; the second pass (read again, write the shards) about as long
+        plan_seconds=2 * (time.perf_counter() - started),
+        workers=workers,
+    )
+    check_oob_coverage(n_train, request.model.params, request.n_trees)
+    telemetry.logger.info(
+        "split into row shards", extra={"rows": scan.n_rows, "shard_rows": shard_rows, "why": why}
+    )
+    return _Sharded(spec, scan, test, shard_rows, rows, needed(rows or n_train), run_estimate, why)
+
+
+def _grove_rows(
+    request: TrainRequest,
+    scan: Scan,
+    n_train: int,
+    shard_rows: int,
+    *,
+    builder_memory_mb: int,
+    stored: dict[str, Any] | None,
+) -> tuple[int | None, str, Callable[[int], int]]:
+    """The rows each grove fits on (None: every training row), why, and the builder memory
+    (MB) a grove of so many rows needs; refusing what does not fit, by name."""
     n_classes = 1 if scan.classes is None else len(scan.classes)
     overhead = _shard_overhead_mb(shard_rows, scan.n_features)
+    sampling = PYTHON_BASELINE_MB + -(-n_train * SAMPLE_BYTES_PER_ROW // 2**20)
 
     def needed(rows: int) -> int:
-        return estimate_grove_mb(rows, scan.n_features, n_classes, request) + overhead
+        fit = estimate_grove_mb(rows, scan.n_features, n_classes, request) + overhead
+        return fit if rows >= n_train else max(fit, sampling)
 
     fitting = _rows_that_fit(needed, builder_memory_mb, n_train)
-    rows = request.rows_per_grove
     smallest = max(2, n_classes)
-    if rows is not None:
-        if rows > n_train:
-            raise InvalidRequest(
-                f"rows_per_grove={rows} is more than the training split's {n_train} rows: "
-                "give at most that, or remove rows_per_grove to train every grove on all of them"
-            )
-        if rows < smallest:
-            raise InvalidRequest(
-                f"rows_per_grove={rows} is smaller than a stratified sample needs: "
-                f"{n_classes} classes need at least one row each ({smallest} rows at least)"
-                if n_classes > 1
-                else f"rows_per_grove={rows} is too small: a grove needs 2 rows at least"
-            )
-        if rows > fitting:
-            raise DatasetTooLarge(
-                f"rows_per_grove={rows} on {scan.n_features} features needs about "
-                f"{needed(rows)} MB per grove builder, more than its {builder_memory_mb} MB: "
-                f"at most {fitting} rows fit; lower rows_per_grove or "
-                f"{_memory_hint(needed(rows))}"
-            )
-        why = f"rows_per_grove={rows} was set"
-    elif fitting >= n_train:
-        why = "the dataset does not fit the plan's memory whole"
+    if stored is not None:
+        rows, why = stored.get("rows_per_grove"), str(stored.get("why"))
     else:
+        rows, why = request.rows_per_grove, f"rows_per_grove={request.rows_per_grove} was set"
+    if rows is not None and rows > n_train:
+        raise InvalidRequest(
+            f"rows_per_grove={rows} is more than the training split's {n_train} rows: "
+            "give at most that, or remove rows_per_grove to train every grove on all of them"
+        )
+    if rows is not None and rows < smallest:
+        raise InvalidRequest(
+            f"rows_per_grove={rows} is smaller than a stratified sample needs: "
+            f"{n_classes} classes need at least one row each ({smallest} rows at least)"
+            if n_classes > 1
+            else f"rows_per_grove={rows} is too small: a grove needs 2 rows at least"
+        )
+    if rows == n_train:
+        rows = None  # a sample of every row is every row
+    if rows is None and stored is None and fitting < n_train:
         if fitting < smallest:
             raise DatasetTooLarge(
                 f"a grove of {request.grove_size} trees on {scan.n_features} features does not "
@@ -454,38 +529,65 @@ def _plan_shards(
             f"the {n_train} training rows need about {needed(n_train)} MB per builder, more "
             f"than its {builder_memory_mb} MB: rows_per_grove={rows}, the most that fit"
         )
-    if rows is not None:
-        from groveflow.oob import wants_oob
+    elif rows is None and stored is None:
+        why = "the dataset does not fit the plan's memory whole"
+    if needed(rows or n_train) > builder_memory_mb:
+        given = f"rows_per_grove={rows}" if rows is not None else f"all {n_train} training rows"
+        raise DatasetTooLarge(
+            f"{given} on {scan.n_features} features needs about {needed(rows or n_train)} MB "
+            f"per grove builder, more than its {builder_memory_mb} MB: at most {fitting} rows "
+            f"fit; lower rows_per_grove or {_memory_hint(needed(rows or n_train))}"
+        )
+    return rows, why, needed
 
-        if wants_oob(request.model.params) or request.auto is not None:
+
+def _sharded_estimate(
+    request: TrainRequest,
+    scan: Scan,
+    test: np.ndarray,
+    grove_rows: int,
+    why: str,
+    *,
+    builder_memory_mb: int,
+    concurrency: int,
+    plan_seconds: float,
+    workers: int | None,
+) -> RunEstimate:
+    """Check the parameters against a sample of the training rows (the trial grove) and
+    estimate the run, scaled to the rows each grove fits on."""
+    from groveflow.oob import wants_oob
+
+    n_train = int(len(test) - test.sum())
+    if grove_rows < n_train and (wants_oob(request.model.params) or request.auto is not None):
+        raise InvalidRequest(
+            "OOB scores (oob_score, n_trees='auto') need every grove to fit on the whole "
+            f"training split, and here each fits on a sample ({why}): use the holdout "
+            "metrics, or give the builders the memory for all rows"
+        )
+    params = dict(request.model.params)
+    most = params.get("max_samples")
+    if isinstance(most, int) and not isinstance(most, bool):
+        if most > grove_rows:
             raise InvalidRequest(
-                "OOB scores (oob_score, n_trees='auto') need every grove to fit on the whole "
-                f"training split, and here each fits on a sample ({why}): use the holdout "
-                "metrics, or give the builders the memory for all rows"
+                f"model.params.max_samples={most} is more than the {grove_rows} rows each grove "
+                f"fits on ({why}): give at most that, or a fraction"
             )
+        params["max_samples"] = most / grove_rows  # the same share of the trial's rows
+    trial_request = replace(request, model=replace(request.model, params=params))
     assert scan.trial_X is not None and scan.trial_y is not None
-    trial = ~test[: len(scan.trial_y)]  # the trial's rows: the first rows' training ones
-    run_estimate = estimate_run(
-        request,
-        scan.trial_X[trial],
-        scan.trial_y[trial],
-        scan.trial_X[~trial],
+    held = test[scan.trial_rows]
+    return estimate_run(
+        trial_request,
+        scan.trial_X[~held],
+        scan.trial_y[~held],
+        scan.trial_X[held],
         builder_memory_mb=builder_memory_mb,
-        concurrency=min(
-            request.max_concurrency,
-            request.n_groves,
-            builder_reserved_concurrency or request.max_concurrency,
-        ),
-        plan_seconds=time.perf_counter() - started,
+        concurrency=concurrency,
+        plan_seconds=plan_seconds,
         ingested=True,
-        scale_to=(rows or n_train, n_test),
+        scale_to=(grove_rows, int(test.sum()), n_train),
         workers=workers,
     )
-    check_oob_coverage(n_train, request.model.params, request.n_trees)
-    telemetry.logger.info(
-        "split into row shards", extra={"rows": scan.n_rows, "shard_rows": shard_rows, "why": why}
-    )
-    return _Sharded(spec, scan, test, shard_rows, rows, needed(rows or n_train), run_estimate, why)
 
 
 def _shard_overhead_mb(shard_rows: int, n_features: int) -> int:
@@ -707,14 +809,26 @@ def split_rows(y: np.ndarray, request: TrainRequest) -> tuple[np.ndarray, np.nda
 
 
 def allocate(counts: np.ndarray, total: int, keep: int) -> np.ndarray:
-    """``total`` rows shared among classes of ``counts`` rows in proportion (largest
-    remainders first), each class given at least 1 and leaving it at least ``keep``."""
-    exact = counts * (total / counts.sum())
-    take = np.floor(exact).astype(np.int64)
-    rest = int(total - take.sum())
-    order = np.argsort(-(exact - take), kind="stable")
-    take[order[:rest]] += 1
-    return np.clip(take, 1, counts - keep)
+    """``total`` rows shared among classes of ``counts`` rows: one each, the rest in
+    proportion to the classes' sizes (largest remainders first), none given more than
+    leaves it ``keep`` rows; the shares add up to ``total`` exactly (the caller checks
+    ``len(counts) <= total <= sum(counts - keep)``)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    take = np.ones(len(counts), dtype=np.int64)
+    room = counts - keep - 1
+    left = int(total) - len(counts)
+    while left > 0:
+        open_ = room > 0
+        exact = left * np.where(open_, counts, 0) / counts[open_].sum()
+        add = np.minimum(np.floor(exact).astype(np.int64), room)
+        if add.sum() == 0:  # a row each to the largest remainders among the open classes
+            order = np.argsort(-np.where(open_, exact, -1.0), kind="stable")[:left]
+            add = np.zeros_like(take)
+            add[order[open_[order]]] = 1
+        take += add
+        room -= add
+        left -= int(add.sum())
+    return take
 
 
 def test_mask(n_rows: int, codes: np.ndarray | None, request: TrainRequest) -> np.ndarray:

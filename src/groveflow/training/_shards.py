@@ -6,10 +6,10 @@ builder, or the request sets ``rows_per_grove``, the plan never holds the datase
 reads the parts one at a time, twice:
 
 1. :func:`scan_parts`: each part's labels (kept as one class number per row), a digest
-   of its rows, and its features checked as the in-memory reader checks them; the first
-   rows are kept for the trial grove. Then the split (:func:`~._plan.test_mask`, the same
-   rule as a run read whole, so both hold out the same rows) and every check, before
-   anything is written.
+   of its rows, and its features checked as the in-memory reader checks them; a sample of
+   every part's rows is kept for the trial grove. Then the split (:func:`~._plan.test_mask`,
+   the same rule as a run read whole, so both hold out the same rows) and every check,
+   before anything is written.
 2. :func:`write_shards`: each part's training and held-out rows are appended to row
    shards of ``shard_rows`` rows (``runs/<run>/data/train/shard-00000.npz``...,
    ``.../test/...``), the training labels streamed to ``y_train.npy`` (and, for
@@ -53,7 +53,7 @@ from groveflow.request import DataSpec
 SHARD_MB = 16
 """A row shard's size (MiB of float32 features): what the plan buffers and a grove reads at once."""
 TRIAL_ROWS = 20_000
-"""Rows the scan keeps for the plan's trial grove (the first of the data)."""
+"""Rows the scan keeps for the plan's trial grove: drawn from every part alike."""
 SAMPLE_STREAM = 0x67726F76
 """Mixed into a grove's seed for the stream that draws its rows, apart from its trees'."""
 MMAP_THRESHOLD_BYTES = 2**20
@@ -95,6 +95,7 @@ class Scan:
     sha256: str = ""
     trial_X: np.ndarray | None = None
     trial_y: np.ndarray | None = None
+    trial_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     bytes_read: int = 0
 
     @property
@@ -168,7 +169,9 @@ def scan_parts(spec: DataSpec, task: str) -> Scan:
     per_part: list[np.ndarray] = []
     kinds: set[str] = set()
     trial: list[tuple[np.ndarray, np.ndarray]] = []
-    kept = 0
+    trial_rows: list[np.ndarray] = []
+    per_part_trial = max(1, TRIAL_ROWS // max(1, len(scan.sources)))
+    rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="groveflow-scan-") as scratch:
         names: list[str] | None = None
         for source in scan.sources:
@@ -183,9 +186,9 @@ def scan_parts(spec: DataSpec, task: str) -> Scan:
                 unique, inverse = np.unique(y, return_inverse=True)
                 labels.append(unique)
                 per_part.append(inverse.astype(np.min_scalar_type(len(unique) - 1)))
-            if kept < TRIAL_ROWS:
-                trial.append((X[: TRIAL_ROWS - kept].copy(), y[: TRIAL_ROWS - kept].copy()))
-                kept += len(trial[-1][1])
+            picks = np.sort(rng.choice(len(y), min(len(y), per_part_trial), replace=False))
+            trial.append((X[picks], y[picks]))
+            trial_rows.append(scan.n_rows - len(y) + picks)
             del X, y
         scan.feature_names = names or []
     if scan.n_rows == 0:
@@ -210,6 +213,7 @@ def scan_parts(spec: DataSpec, task: str) -> Scan:
         scan.classes = classes
     scan.trial_X = np.concatenate([x for x, _ in trial])
     scan.trial_y = np.concatenate([y for _, y in trial])
+    scan.trial_rows = np.concatenate(trial_rows)
     if scan.classes is not None:
         scan.trial_y = scan.trial_y.astype(scan.classes.dtype)
     return scan
