@@ -132,25 +132,24 @@ def _stage(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
 
         base = _resident_mb()
         started = time.perf_counter()
-        _, parts, rows = ingest_file(arguments["path"], DataSpec(uri=arguments["path"]), scratch)
+        _, parts, _ = ingest_file(arguments["path"], DataSpec(uri=arguments["path"]), scratch)
         seconds = time.perf_counter() - started
         return {"seconds": seconds, "peak_mb": _peak_mb(), "base_mb": base, "parts": len(parts)}
     elif name == "plan":
-        from sklearn.model_selection import train_test_split
-
         from groveflow.datasets import CONVERTED_FORMAT, load_dataset
-        from groveflow.request import DataSpec
+        from groveflow.request import DataSpec, parse_train_request
+        from groveflow.training import split_dataset
 
         base = _resident_mb()
         started = time.perf_counter()
         spec = DataSpec(uri=str(scratch), target="label", format=CONVERTED_FORMAT)
         dataset = load_dataset(spec, "classification")
-        train, test = train_test_split(
-            np.arange(len(dataset.y)), test_size=0.2, random_state=0, stratify=dataset.y
-        )
-        for split, rows in (("train", np.sort(train)), ("test", np.sort(test))):
-            np.save(scratch / f"X_{split}.npy", dataset.X[rows])
-            np.save(scratch / f"y_{split}.npy", dataset.y[rows])
+        # the plan's own split of data it reads whole (groveflow.training.test_mask)
+        request = parse_train_request({"data": {"uri": str(scratch), "target": "label"}})
+        split = split_dataset(dataset, request)
+        del dataset
+        for name_ in ("X_train", "y_train", "X_test", "y_test"):
+            np.save(scratch / f"{name_}.npy", split[name_])
         seconds = time.perf_counter() - started
     elif name == "grove":
         from groveflow.request import make_estimator
