@@ -458,3 +458,23 @@ def test_the_local_engine_takes_template_parameter_overrides_checked_as_cloudfor
             load_template(root, bucket="b", parameters=parameters)
     with pytest.raises(EngineError, match="BuilderMemory"):
         _ = Local(state_dir=tmp_path, parameters={"BuilderMemory": 512}).engine
+
+
+def test_a_split_the_plan_would_not_finish_in_its_time_left_is_refused_before_writing(
+    s3_env: Any, table: Path
+) -> None:
+    # GIVEN a run that needs row shards and a plan with 5 s left after its first pass
+    run_id = unique_name("no-time")
+    request = _request(table, run_id, rows_per_grove=3_000)
+    event = {"request": request, "execution_name": run_id, "state_machine": "shards-test"}
+    converted = ingest(event, bucket=s3_env.bucket, local_paths=True)["converted"]
+    # THEN it is refused by name, with the figures and what to change, and stores nothing
+    with pytest.raises(DatasetTooLarge, match=r"needs about \d+ s more, and the plan has 5 s left"):
+        training.plan_run(
+            {**event, "converted": converted},
+            bucket=s3_env.bucket,
+            builder_memory_mb=3008,
+            local_paths=True,
+            seconds_left=lambda: 5.0,
+        )
+    assert _stored(s3_env, run_id) == []

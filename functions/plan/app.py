@@ -18,4 +18,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         builder_reserved_concurrency=environment.builder_reserved_concurrency(),
         plan_memory_mb=environment.function_memory_mb(),
         shard_mb=environment.shard_mb(),
+        seconds_left=lambda: context.get_remaining_time_in_millis() / 1000,
     )

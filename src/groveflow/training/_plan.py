@@ -65,6 +65,7 @@ def plan_run(
     before_write: Callable[[dict[str, np.ndarray], dict[str, Any]], None] | None = None,
     plan_memory_mb: int | None = None,
     shard_mb: float = SHARD_MB,
+    seconds_left: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Validate the request, split the data once, and store the split and grove plan.
 
@@ -95,6 +96,9 @@ def plan_run(
         None: no limit of its own.
     shard_mb : float, default=16
         The row shards' size (MiB of float32 features).
+    seconds_left : callable or None, default=None
+        The plan's time left (Lambda's ``context.get_remaining_time_in_millis`` / 1000): a
+        split into row shards that would not be written in it is refused before writing.
 
     Returns
     -------
@@ -130,6 +134,7 @@ def plan_run(
             plan_memory_mb=plan_memory_mb,
             shard_mb=shard_mb,
             started=started,
+            seconds_left=seconds_left,
         )
         feature_names, encoding, run_estimate = read.feature_names, read.encoding, read.estimate
         check_budget(request, run_estimate)
@@ -229,6 +234,7 @@ def _read_and_check(
     plan_memory_mb: int | None,
     shard_mb: float,
     started: float,
+    seconds_left: Callable[[], float] | None,
 ) -> _Read:
     """Read the data (whole, or a part at a time into row shards) and run every check."""
     return read_and_check(
@@ -243,6 +249,7 @@ def _read_and_check(
         plan_memory_mb=plan_memory_mb,
         shard_mb=shard_mb,
         started=started,
+        seconds_left=seconds_left,
     )
 
 
@@ -260,6 +267,7 @@ def read_and_check(
     shard_mb: float = SHARD_MB,
     started: float,
     workers: int | None = None,
+    seconds_left: Callable[[], float] | None = None,
 ) -> _Read:
     """What the plan reads and checks, before it writes anything (``groveflow estimate``
     runs the same): the data whole, or, for ingested tables that do not fit the plan or
@@ -292,6 +300,7 @@ def read_and_check(
             started=started,
             workers=workers,
             stored=layout,
+            seconds_left=seconds_left,
         )
         names = found.scan.feature_names
         return _Read(names, None, found.estimate_mb, found.estimate, sharded=found)
@@ -433,13 +442,16 @@ def _plan_shards(
     started: float,
     workers: int | None = None,
     stored: dict[str, Any] | None = None,
+    seconds_left: Callable[[], float] | None = None,
 ) -> _Sharded:
     """Scan the parts, split, choose each grove's rows and check them (nothing written).
 
     ``stored``: the shard settings of the run's record, when the run id is claimed (a
     resume): the same shard size and rows per grove, whatever the memory sizes now.
     """
+    scanning = time.perf_counter()
     scan = scan_parts(spec, request.model.task)
+    _check_time_left(scan, time.perf_counter() - scanning, seconds_left)
     needed_plan = (
         PYTHON_BASELINE_MB + PLAN_BUFFERS_MB + -(-scan.n_rows * PLAN_BYTES_PER_ROW // 2**20)
     )
@@ -476,6 +488,30 @@ def _plan_shards(
         "split into row shards", extra={"rows": scan.n_rows, "shard_rows": shard_rows, "why": why}
     )
     return _Sharded(spec, scan, test, shard_rows, rows, needed(rows or n_train), run_estimate, why)
+
+
+WRITE_PASS_RATIO = 1.5
+"""The second pass's time over the first's: it reads the parts again and writes the shards."""
+PLAN_MARGIN_SECONDS = 30.0
+"""Time the plan keeps for what follows the shards (the plan, the checks, returning)."""
+
+
+def _check_time_left(
+    scan: Scan, scan_seconds: float, seconds_left: Callable[[], float] | None
+) -> None:
+    """Refuse, before writing, a split the plan would not finish in its time left: the
+    second pass takes about :data:`WRITE_PASS_RATIO` times the first's seconds."""
+    if seconds_left is None:
+        return
+    needed = WRITE_PASS_RATIO * scan_seconds + PLAN_MARGIN_SECONDS
+    left = seconds_left()
+    if needed > left:
+        raise DatasetTooLarge(
+            f"splitting {scan.n_rows} rows ({scan.bytes_read / 2**20:.0f} MB of parts) into row "
+            f"shards needs about {needed:.0f} s more, and the plan has {left:.0f} s left: its "
+            f"first pass took {scan_seconds:.0f} s. Raise PlanFunction's Timeout in "
+            "template.yaml (Lambda allows 900 s), or split the data into several runs"
+        )
 
 
 def _grove_rows(
