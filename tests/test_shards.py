@@ -143,14 +143,22 @@ def test_each_grove_fits_on_its_own_stratified_sample_drawn_across_the_shards(
     from groveflow.training._shards import sample_rows
 
     codes = stored_npy(s3_env, keys.split(run_id, "train_codes"))
+    ends = np.cumsum([e["rows"] for e in document["train"]])
+    by_shard = np.split(codes, ends[:-1])
+    assert [e["class_counts"] for e in document["train"]] == [
+        np.bincount(c, minlength=3).tolist() for c in by_shard
+    ]
     seeds = [g["seed"] for g in manifest["groves"]]
-    samples = [sample_rows(len(codes), 3_000, seed, codes) for seed in seeds]
+    samples = [sample_rows(document, 3_000, seed, by_shard) for seed in seeds]
     share = np.bincount(codes) / len(codes)
     for rows in samples:
         assert len(np.unique(rows)) == 3_000
         assert np.abs(np.bincount(codes[rows]) / 3_000 - share).max() < 1e-3
+        # drawn across every shard in proportion (not a few whole shards)
+        per_shard = np.bincount(np.searchsorted(ends, rows, side="right"), minlength=len(ends))
+        assert (per_shard > 0).all()
     assert len(np.intersect1d(samples[0], samples[1])) < 1_000
-    assert np.array_equal(samples[0], sample_rows(len(codes), 3_000, seeds[0], codes))
+    assert np.array_equal(samples[0], sample_rows(document, 3_000, seeds[0], by_shard))
     # AND each grove is the forest scikit-learn fits on exactly those rows of the table read
     # whole (its training rows by the same split), byte for byte
     X_train, y_train = _training_rows(table, _parsed(table, run_id))

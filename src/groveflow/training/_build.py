@@ -54,7 +54,7 @@ def _training_split(
         classes = record.classes_array()
         label_dtype = classes.dtype if classes is not None else np.dtype(np.float64)
         document = read_document(bucket, source)
-        X, y, seen = grove_data(bucket, source, document, seed, label_dtype)
+        X, y, seen = grove_data(bucket, source, document, seed, label_dtype, classes=classes)
         if document.get("rows_per_grove") is not None:
             return record, X, y, seen
         _SEEN[key] = seen

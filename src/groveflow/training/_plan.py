@@ -427,8 +427,6 @@ PLAN_BYTES_PER_ROW = 12
 number, the held-out flag, and while it draws them one class's row numbers (int64) twice."""
 PLAN_BUFFERS_MB = 64
 """And besides: a part, the shard being written, and their transfers."""
-SAMPLE_BYTES_PER_ROW = 18
-"""What a builder holds per training row while it draws its sample, before its rows."""
 
 
 def _plan_shards(
@@ -527,11 +525,9 @@ def _grove_rows(
     (MB) a grove of so many rows needs; refusing what does not fit, by name."""
     n_classes = 1 if scan.classes is None else len(scan.classes)
     overhead = _shard_overhead_mb(shard_rows, scan.n_features)
-    sampling = PYTHON_BASELINE_MB + -(-n_train * SAMPLE_BYTES_PER_ROW // 2**20)
 
     def needed(rows: int) -> int:
-        fit = estimate_grove_mb(rows, scan.n_features, n_classes, request) + overhead
-        return fit if rows >= n_train else max(fit, sampling)
+        return estimate_grove_mb(rows, scan.n_features, n_classes, request) + overhead
 
     fitting = _rows_that_fit(needed, builder_memory_mb, n_train)
     smallest = max(2, n_classes)

@@ -12,15 +12,20 @@ reads the parts one at a time, twice:
    before anything is written.
 2. :func:`write_shards`: each part's training and held-out rows are appended to row
    shards of ``shard_rows`` rows (``runs/<run>/data/train/shard-00000.npz``...,
-   ``.../test/...``), the training labels streamed to ``y_train.npy`` (and, for
-   classification, their class numbers to ``train_codes.npy``). The shard document
-   (``runs/<run>/data/shards.json``) is written last: a split exists once it does.
+   ``.../test/...``; each training shard's entry counts its rows of each class), the
+   training labels streamed to ``y_train.npy`` (for the OOB scores) and, for
+   classification, their class numbers to ``train_codes.npy`` (a record of the split).
+   The shard document (``runs/<run>/data/shards.json``) is written last: a split exists
+   once it does.
 
 A grove reads the training shards (:func:`grove_data`): all of them, into one matrix
 filled a shard at a time (the forest then equals the one a run read whole gives, byte for
 byte), or, with ``rows_per_grove``, a seeded sample drawn across the whole training split
-(stratified by class), reading only the shards that hold sampled rows and keeping only
-those rows. The merge scores the held-out shards one at a time (:func:`test_shards`).
+(stratified by class): how many rows of each class each shard gives is drawn from the
+shards' class counts alone (:func:`_shard_draws`), then the rows within each shard as it
+is read, so a builder holds its sample and one shard, whatever the split's size, and
+reads only shards that give rows. The merge scores the held-out shards one at a time
+(:func:`test_shards`).
 """
 
 from __future__ import annotations
@@ -226,18 +231,21 @@ def shard_rows_for(n_features: int, shard_mb: float = SHARD_MB) -> int:
 
 class _ShardWriter:
     """Rows appended a part at a time, stored as shards of exactly ``shard_rows`` rows (the
-    last holds the rest)."""
+    last holds the rest). With ``n_classes``, each shard's entry counts its rows of each
+    class (``class_counts``), from the class numbers appended with the rows."""
 
-    def __init__(self, bucket: str, prefix: str, shard_rows: int, scratch: Path) -> None:
+    def __init__(
+        self, bucket: str, prefix: str, shard_rows: int, scratch: Path, n_classes: int = 0
+    ) -> None:
         self.bucket, self.prefix, self.scratch = bucket, prefix, scratch
-        self.shard_rows = shard_rows
-        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.shard_rows, self.n_classes = shard_rows, n_classes
+        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         self.buffered = 0
         self.written: list[dict[str, Any]] = []
 
-    def add(self, X: np.ndarray, y: np.ndarray) -> None:
+    def add(self, X: np.ndarray, y: np.ndarray, codes: np.ndarray | None = None) -> None:
         if len(y):
-            self.pending.append((X, y))
+            self.pending.append((X, y, codes))
             self.buffered += len(y)
         while self.buffered >= self.shard_rows:
             self._flush(self.shard_rows)
@@ -250,24 +258,32 @@ class _ShardWriter:
     def _flush(self, rows: int) -> None:
         """Write the first ``rows`` pending rows as one shard, straight from the pieces
         (never joined in memory), and keep the rest."""
-        taken: list[tuple[np.ndarray, np.ndarray]] = []
+        taken: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         left = rows
         while left:
-            X, y = self.pending[0]
+            X, y, codes = self.pending[0]
             if len(y) <= left:
                 taken.append(self.pending.pop(0))
                 left -= len(y)
             else:
-                taken.append((X[:left], y[:left]))
-                self.pending[0] = (X[left:], y[left:])
+                head = None if codes is None else codes[:left]
+                taken.append((X[:left], y[:left], head))
+                self.pending[0] = (X[left:], y[left:], None if codes is None else codes[left:])
                 left = 0
         self.buffered -= rows
         key = f"{self.prefix}shard-{len(self.written):05d}.npz"
         path = self.scratch / "shard.npz"
-        _write_npz(path, {"X": [x for x, _ in taken], "y": [y for _, y in taken]})
+        _write_npz(path, {"X": [x for x, _, _ in taken], "y": [y for _, y, _ in taken]})
+        entry: dict[str, Any] = {"key": key, "rows": rows}
+        if self.n_classes:
+            counts = np.zeros(self.n_classes, dtype=np.int64)
+            for _, _, codes in taken:
+                assert codes is not None  # given with every row when n_classes is
+                counts += np.bincount(codes, minlength=self.n_classes)
+            entry["class_counts"] = [int(n) for n in counts]
         del taken
         storage.put_file(self.bucket, key, path)
-        self.written.append({"key": key, "rows": rows, "bytes": path.stat().st_size})
+        self.written.append({**entry, "bytes": path.stat().st_size})
         path.unlink()
 
 
@@ -323,7 +339,8 @@ def write_shards(
     label_dtype = scan.classes.dtype if scan.classes is not None else np.dtype(np.float64)
     with tempfile.TemporaryDirectory(prefix="groveflow-shards-") as directory:
         scratch = Path(directory)
-        train = _ShardWriter(bucket, f"{prefix}train/", shard_rows, scratch)
+        n_classes = 0 if scan.classes is None else len(scan.classes)
+        train = _ShardWriter(bucket, f"{prefix}train/", shard_rows, scratch, n_classes)
         held = _ShardWriter(bucket, f"{prefix}test/", shard_rows, scratch)
         y_train = _NpyStream(scratch / "y_train.npy", n_train, label_dtype)
         codes = (
@@ -339,7 +356,8 @@ def write_shards(
             y = y.astype(label_dtype)
             held_out = test[at : at + rows]
             keep = ~held_out
-            train.add(X[keep], y[keep])
+            part_codes = None if scan.codes is None else scan.codes[at : at + rows][keep]
+            train.add(X[keep], y[keep], part_codes)
             held.add(X[held_out], y[held_out])
             y_train.write(y[keep])
             if codes is not None:
@@ -394,64 +412,101 @@ def _read_shard(bucket: str, entry: dict[str, Any], scratch: Path) -> tuple[np.n
     return X, y
 
 
-def sample_rows(n_train: int, rows: int, seed: int, codes: np.ndarray | None) -> np.ndarray:
-    """A grove's rows: ``rows`` of the training split's ``n_train``, drawn without replacement
-    by a stream of the grove's seed, stratified when ``codes`` (each training row's class
-    number) is given. Sorted."""
+def _shard_draws(
+    document: dict[str, Any], rows: int, seed: int
+) -> tuple[np.random.Generator, np.ndarray]:
+    """How many of a grove's ``rows`` each training shard gives of each class: a shards x
+    classes matrix. The rows are shared among the classes in proportion (``allocate``),
+    then each class's among the shards as a draw without replacement from all its rows
+    (``multivariate_hypergeometric`` over the shards' class counts): the counts a uniform
+    sample of the class's rows would have. Also the generator the picks go on with."""
     from groveflow.training._plan import allocate
 
     rng = np.random.default_rng([seed, SAMPLE_STREAM])
-    if codes is None:
-        return np.sort(rng.choice(n_train, rows, replace=False))
-    counts = np.bincount(codes)
+    entries = document["train"]
+    if all("class_counts" in e for e in entries):
+        counts = np.array([e["class_counts"] for e in entries], dtype=np.int64)
+    else:  # regression: one "class"
+        counts = np.array([[int(e["rows"])] for e in entries], dtype=np.int64)
+    per_class = allocate(counts.sum(axis=0), rows, keep=0)
+    draws = np.zeros_like(counts)
+    for number, take in enumerate(per_class):
+        draws[:, number] = rng.multivariate_hypergeometric(counts[:, number], int(take))
+    return rng, draws
+
+
+def _picks(
+    rng: np.random.Generator, codes: np.ndarray | None, draws: np.ndarray, n_rows: int
+) -> np.ndarray:
+    """The rows of one shard of ``n_rows`` a grove keeps (sorted): ``draws[c]`` of its class
+    ``c`` rows, drawn without replacement (``codes``: the rows' class numbers; None: one)."""
     chosen = []
-    for number, take in enumerate(allocate(counts, rows, keep=0)):
-        members = np.flatnonzero(codes == number)
-        chosen.append(members[rng.choice(len(members), int(take), replace=False)])
-    return np.sort(np.concatenate(chosen))
+    for number, take in enumerate(draws):
+        if take:
+            members = np.arange(n_rows) if codes is None else np.flatnonzero(codes == number)
+            chosen.append(members[rng.choice(len(members), int(take), replace=False)])
+    return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, dtype=np.int64)
+
+
+def sample_rows(
+    document: dict[str, Any], rows: int, seed: int, shard_codes: list[np.ndarray]
+) -> np.ndarray:
+    """The training rows (global, sorted) a grove of ``seed`` fits on: what :func:`grove_data`
+    keeps, from each shard's rows' class numbers (``shard_codes``) instead of the shards."""
+    rng, draws = _shard_draws(document, rows, seed)
+    out, start = [], 0
+    for entry, codes, draw in zip(document["train"], shard_codes, draws, strict=True):
+        if draw.sum():
+            known = codes if "class_counts" in entry else None
+            out.append(start + _picks(rng, known, draw, int(entry["rows"])))
+        start += int(entry["rows"])
+    return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
 
 def grove_data(
-    bucket: str, source: str, document: dict[str, Any], seed: int, label_dtype: np.dtype
+    bucket: str,
+    source: str,
+    document: dict[str, Any],
+    seed: int,
+    label_dtype: np.dtype,
+    *,
+    classes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """A grove's training rows from the row shards of run ``source`` (see the module), and
-    how it saw them: ``{"rows", "shards", "bytes_read"}``."""
+    how it saw them: ``{"rows", "shards", "bytes_read"}``. A sample (``rows_per_grove``)
+    is drawn shard by shard (:func:`_shard_draws`): a builder holds its rows and one shard,
+    whatever the size of the training split."""
     _bound_heap()
     n_train, n_features = int(document["n_train"]), int(document["n_features"])
     rows_per_grove = document.get("rows_per_grove")
     entries = document["train"]
+    draws = None
     if rows_per_grove is None:
-        wanted = None
         size = n_train
     else:
-        codes = None
-        if storage.exists(bucket, keys.split(source, "train_codes")):
-            codes = storage.read_npy(storage.get_bytes(bucket, keys.split(source, "train_codes")))
-        wanted = sample_rows(n_train, int(rows_per_grove), seed, codes)
-        del codes
-        size = len(wanted)
+        rng, draws = _shard_draws(document, int(rows_per_grove), seed)
+        size = int(draws.sum())
     X = np.empty((size, n_features), dtype=np.float32)
     y = np.empty(size, dtype=label_dtype)
-    filled = start = read = bytes_read = 0
+    filled = read = bytes_read = 0
     with tempfile.TemporaryDirectory(prefix="groveflow-grove-") as scratch:
-        for entry in entries:
-            stop = start + int(entry["rows"])
-            if wanted is None:
-                picks = None
-            else:
-                lo, hi = np.searchsorted(wanted, [start, stop])
-                picks = wanted[lo:hi] - start
-            if picks is None or len(picks):
-                Xs, ys = _read_shard(bucket, entry, Path(scratch))
-                read += 1
-                bytes_read += int(entry.get("bytes", Xs.nbytes + ys.nbytes))
-                if picks is not None:
-                    Xs, ys = Xs[picks], ys[picks]
-                X[filled : filled + len(ys)] = Xs
-                y[filled : filled + len(ys)] = ys
-                filled += len(ys)
-                del Xs, ys
-            start = stop
+        for number, entry in enumerate(entries):
+            if draws is not None and not draws[number].sum():
+                continue
+            Xs, ys = _read_shard(bucket, entry, Path(scratch))
+            read += 1
+            bytes_read += int(entry.get("bytes", Xs.nbytes + ys.nbytes))
+            if draws is not None:
+                codes = None
+                if "class_counts" in entry:
+                    assert classes is not None
+                    codes = np.searchsorted(classes, ys)
+                picks = _picks(rng, codes, draws[number], len(ys))
+                Xs, ys = Xs[picks], ys[picks]
+            X[filled : filled + len(ys)] = Xs
+            y[filled : filled + len(ys)] = ys
+            filled += len(ys)
+            del Xs, ys
     if filled != size:
         raise ArtifactError(f"the training shards hold {filled} of the {size} rows they should")
     return X, y, {"rows": size, "shards": read, "bytes_read": bytes_read}
