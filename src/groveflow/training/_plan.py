@@ -124,11 +124,13 @@ def plan_run(
         feature_names, encoding = stored.feature_names, stored.encoding
         run_estimate = stored.estimate
     else:
-        read = _read_and_check(
+        read = read_and_check(
             request,
-            converted,
+            _as_read(request.data, converted.get("data")),
+            ingested=converted.get("data") is not None,
             whole_only=before_write is not None,
-            stored=stored,
+            layout=None if stored is None else stored.data.shards,
+            claimed_whole=stored is not None and stored.data.shards is None,
             builder_memory_mb=builder_memory_mb,
             builder_reserved_concurrency=builder_reserved_concurrency,
             plan_memory_mb=plan_memory_mb,
@@ -221,36 +223,6 @@ class _Read:
     dataset: Any = None
     split: dict[str, np.ndarray] | None = None
     sharded: _Sharded | None = None
-
-
-def _read_and_check(
-    request: TrainRequest,
-    converted: dict[str, Any],
-    *,
-    whole_only: bool,
-    stored: RunRecord | None,
-    builder_memory_mb: int,
-    builder_reserved_concurrency: int | None,
-    plan_memory_mb: int | None,
-    shard_mb: float,
-    started: float,
-    seconds_left: Callable[[], float] | None,
-) -> _Read:
-    """Read the data (whole, or a part at a time into row shards) and run every check."""
-    return read_and_check(
-        request,
-        _as_read(request.data, converted.get("data")),
-        ingested=converted.get("data") is not None,
-        whole_only=whole_only,
-        layout=None if stored is None else stored.data.shards,
-        claimed_whole=stored is not None and stored.data.shards is None,
-        builder_memory_mb=builder_memory_mb,
-        builder_reserved_concurrency=builder_reserved_concurrency,
-        plan_memory_mb=plan_memory_mb,
-        shard_mb=shard_mb,
-        started=started,
-        seconds_left=seconds_left,
-    )
 
 
 def read_and_check(
