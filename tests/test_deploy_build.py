@@ -76,6 +76,22 @@ def function_layer(resource: dict[str, Any]) -> str:
     return str(layer["Ref"])
 
 
+# Every layer's AWS SDK: botocore imported from the layer (argv[2]) takes the parameters
+# groveflow sends, S3's conditional write (IfNoneMatch, botocore >= 1.35.2) among them. The
+# Stubber checks them against the layer's S3 model; nothing is sent.
+SDK_SMOKE = (
+    "import os, botocore\n"
+    "from botocore.stub import Stubber\n"
+    "from groveflow import storage\n"
+    "assert botocore.__file__.startswith(sys.argv[2]), botocore.__file__\n"
+    "os.environ.update(AWS_DEFAULT_REGION='us-east-1', AWS_ACCESS_KEY_ID='k', "
+    "AWS_SECRET_ACCESS_KEY='s')\n"
+    "with Stubber(storage._s3()) as stub:\n"
+    "    sent = {'Bucket': 'b', 'Key': 'k', 'Body': b'x', 'Metadata': {}, 'IfNoneMatch': '*'}\n"
+    "    stub.add_response('put_object', {}, sent)\n"
+    "    assert storage.create_bytes('b', 'k', b'x')\n"
+)
+
 # What each layer must be able to do on the runtime's Python, once a handler is imported.
 SMOKE = {
     "DependenciesLayer": (
@@ -139,8 +155,10 @@ def test_layer_holds_groveflow_without_the_local_engine_tests_or_stale_bytecode(
     python = layer_dir(built)
     assert (python / "groveflow" / "training" / "_build.py").is_file()
     assert not (python / "groveflow" / "local").exists()
-    for absent in ("boto3", "botocore", "moto", "yaml"):
+    for absent in ("moto", "yaml"):
         assert not (python / absent).exists(), f"{absent} is in the layer"
+    # the AWS SDK is the layer's own, with the one service model the functions call
+    assert {p.name for p in (python / "botocore" / "data").iterdir() if p.is_dir()} == {"s3"}
     assert not [p for p in python.rglob("tests") if p.is_dir()]
     assert not list(python.rglob("*.pyi"))
     pyc = list(python.rglob("*.pyc"))
@@ -176,7 +194,7 @@ def test_handlers_import_and_fit_on_the_built_layer(built: dict[str, Any]) -> No
                 interpreter,
                 "-S",
                 "-c",
-                smoke + SMOKE[layer] + finish,
+                smoke + SDK_SMOKE + SMOKE[layer] + finish,
                 str(code),
                 str(layer_dir(built, layer)),
             ],
