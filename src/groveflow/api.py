@@ -54,11 +54,28 @@ class RunFailed(GroveflowError):
     Attributes
     ----------
     result : RunResult
+    error, cause : str or None
+        The result's ``error`` and ``cause``.
     """
 
     def __init__(self, result: RunResult) -> None:
         super().__init__(f"{result.error}: {result.cause}")
         self.result = result
+
+    def __reduce__(self) -> tuple[type[RunFailed], tuple[RunResult]]:
+        """Pickled as its result, so a process pool hands the caller this error (an
+        exception is otherwise rebuilt from its message, which is not a result)."""
+        return type(self), (self.result,)
+
+    @property
+    def error(self) -> str | None:
+        """The state machine's Error name (``InvalidDataset``, ``States.Timeout``...)."""
+        return self.result.error
+
+    @property
+    def cause(self) -> str | None:
+        """The error's message."""
+        return self.result.cause
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,13 @@ from groveflow.local.template import FunctionSpec
 
 __all__ = ["HANDLER_PRELOAD", "MemoryMonitor", "Outcome", "WorkerPool", "start_fork_server"]
 
-HANDLER_PRELOAD = ("groveflow.local.warm_start",)
-"""What the engine's workers import before their first invocation (see that module)."""
+HANDLER_PRELOAD = ("joblib.externals.loky.backend.context", "groveflow.local.warm_start")
+"""What the engine's workers import before their first invocation (see that module).
+
+A process inherits its parent's multiprocessing start method as a worker starts, so
+in a process that joblib's loky backend started (``GridSearchCV(n_jobs=2)``) a
+worker asks for ``"loky"``; that context exists once loky's ``context`` module is
+imported, so the fork server imports it first."""
 
 
 @dataclass(frozen=True)
