@@ -77,7 +77,7 @@ class Dataset:
     ----------
     X : ndarray of shape (n_rows, n_features), dtype float32, C order
     y : ndarray of shape (n_rows,)
-        User labels (int64 or unicode strings) or float64 regression targets.
+        User labels (int64, boolean or unicode strings) or float64 regression targets.
     feature_names : list of str
         The forest's features (a one-hot column's categories expanded: ``color=red``).
     encoding : Encoding or None, default=None
@@ -181,6 +181,41 @@ def _encoded_dataset(
     encoding = fit_encoding(columns, names, rows, spec.categorical, spec.uri)
     X = to_features(encoding.transform(columns, spec.uri), encoding.feature_names)
     return Dataset(X=X, y=y, feature_names=encoding.feature_names, encoding=encoding)
+
+
+def _chosen_matrix_features(
+    X: np.ndarray, names: list[str], spec: DataSpec, source: str
+) -> tuple[np.ndarray, list[str]]:
+    """A matrix's columns that ``data.features`` and ``data.exclude`` choose, by feature name.
+
+    A matrix's features are named as the forest names them (``x0``, ``x1``, ... after the
+    target column of a ``.npy``; an ``.npz`` file's ``feature_names``; a bundled dataset's
+    own names), so the two keys select from a matrix as they do from a table's columns.
+    """
+    if spec.features is None and not spec.exclude:
+        return X, names
+    unknown = [c for c in (spec.features or ()) + spec.exclude if c not in names]
+    if unknown:
+        raise InvalidDataset(
+            f"data.features/data.exclude name {unknown}, which are not features of {source}; "
+            f"its features are named {_shown(names)}"
+        )
+    chosen = (
+        list(spec.features)
+        if spec.features is not None
+        else [c for c in names if c not in spec.exclude]
+    )
+    if not chosen:
+        raise InvalidDataset(f"data.exclude drops every feature of {source}")
+    positions = [names.index(c) for c in chosen]
+    return X[:, positions], chosen
+
+
+def _shown(names: list[str], limit: int = 20) -> str:
+    """Column names for a message: all of them, or the first ``limit`` and a count."""
+    if len(names) <= limit:
+        return str(names)
+    return f"{names[:limit]} and {len(names) - limit} more"
 
 
 def _refuse_categorical(spec: DataSpec, source: str, error: type[Exception]) -> None:
@@ -354,6 +389,7 @@ def load_dataset(
     if spec.uri.startswith("sklearn:"):
         _refuse_categorical(spec, spec.uri, InvalidDataset)
         X, y, names = _bundled(spec.uri.removeprefix("sklearn:"))
+        X, names = _chosen_matrix_features(X, names, spec, spec.uri)
         return Dataset(X=to_features(X, names), y=_labels(y, task), feature_names=names)
     files = _sources(spec.uri)
     formats = [format_of(src, spec) for src in files]
@@ -373,6 +409,7 @@ def load_dataset(
                 raise InvalidDataset(f"{src} has columns {part[2]}; the first file has {names}")
         X = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
         y = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+        X, names = _chosen_matrix_features(X, names, spec, spec.uri)
     return Dataset(X=to_features(X, names), y=_labels(y, task), feature_names=names)
 
 
@@ -402,8 +439,11 @@ def _labels(y: np.ndarray, task: str) -> np.ndarray:
 
 
 def label_values(y: np.ndarray, task: str) -> np.ndarray:
-    """The target column as the labels a forest trains on (int64 or unicode classes, float64
-    regression targets), refusing missing, fractional or infinite ones by name. Row-wise, so
+    """The target column as the labels a forest trains on (int64, boolean or unicode classes,
+    float64 regression targets), refusing missing, fractional or infinite ones by name.
+
+    Text labels lose surrounding whitespace, as text features do; booleans stay booleans
+    (classes ``False`` and ``True``, as scikit-learn's ``classes_`` holds them). Row-wise, so
     a part of a table converts alike; that there are two classes is the caller's check."""
     y = np.asarray(y)
     if y.ndim != 1:
@@ -427,10 +467,8 @@ def label_values(y: np.ndarray, task: str) -> np.ndarray:
             )
         y = y.astype(np.int64)
     elif y.dtype.kind in "OSU":
-        y = y.astype(str)
-    elif y.dtype.kind == "b":
-        y = y.astype(np.int64)
-    return y
+        y = np.char.strip(y.astype(str))  # as features are: " cat" is the class "cat"
+    return y  # booleans stay booleans: classes False and True, as scikit-learn's
 
 
 def _missing_mask(y: np.ndarray) -> np.ndarray:
@@ -473,8 +511,9 @@ def read_scoring_file(
 
     if source.startswith("sklearn:"):
         X, _, names = _bundled(source.removeprefix("sklearn:"))
-        _check_scoring_columns(names, feature_names, source)
-        return to_features(X, feature_names), None
+        present = _kept(names, spec.exclude, source)
+        _check_scoring_columns(present, feature_names, source)
+        return to_features(X[:, [names.index(c) for c in present]], feature_names), None
     fmt = format_of(source, spec)
     _refuse_uningested(fmt, source, InvalidPredictRequest)
     if encoding is not None and fmt != CONVERTED_FORMAT:
@@ -484,7 +523,7 @@ def read_scoring_file(
         )
     if fmt in {"npy", "npz"}:
         data = _decompressed(source, storage.read_uri(source))
-        return _scoring_matrix(source, fmt, data, feature_names), None
+        return _scoring_matrix(source, fmt, data, feature_names, spec.exclude), None
     with column_files([source]) as columns:
         ids = _id_values(columns, id_column, source)
         present = [c for c in columns if c != id_column and c not in spec.exclude]
@@ -499,23 +538,48 @@ def read_scoring_file(
     return to_features(features, feature_names), ids
 
 
-def _scoring_matrix(source: str, fmt: str, data: bytes, feature_names: list[str]) -> np.ndarray:
+def _scoring_matrix(
+    source: str, fmt: str, data: bytes, feature_names: list[str], exclude: tuple[str, ...]
+) -> np.ndarray:
+    """A matrix to score: its columns less ``exclude`` (named as in training:
+    :func:`_chosen_matrix_features`), in the model's order."""
     from groveflow.errors import InvalidPredictRequest
 
+    names = None
     try:
-        matrix = (
-            storage.read_npy(data)
-            if fmt == "npy"
-            else np.load(io.BytesIO(data), allow_pickle=False)["X"]
-        )
+        if fmt == "npy":
+            matrix = storage.read_npy(data)
+        else:
+            archive = np.load(io.BytesIO(data), allow_pickle=False)
+            matrix = archive["X"]
+            if "feature_names" in archive:
+                names = [str(n) for n in archive["feature_names"]]
     except (ValueError, OSError, KeyError) as error:
         raise InvalidPredictRequest(f"{source} is not a readable .{fmt} file: {error}") from None
+    if matrix.ndim == 2 and (names is None or len(names) != matrix.shape[1]):
+        names = [f"x{i}" for i in range(matrix.shape[1])]
+    if matrix.ndim == 2 and names is not None:
+        present = _kept(names, exclude, source)
+        matrix = matrix[:, [names.index(c) for c in present]]
     if matrix.ndim != 2 or matrix.shape[1] != len(feature_names) or matrix.shape[0] == 0:
         raise InvalidPredictRequest(
             f"{source} has shape {matrix.shape}; "
             f"the model needs rows of {len(feature_names)} columns"
         )
     return to_features(matrix, feature_names)
+
+
+def _kept(names: list[str], exclude: tuple[str, ...], source: str) -> list[str]:
+    """A matrix's feature names less ``data.exclude``, whose every name it must have."""
+    from groveflow.errors import InvalidPredictRequest
+
+    unknown = [c for c in exclude if c not in names]
+    if unknown:
+        raise InvalidPredictRequest(
+            f"data.exclude names {unknown}, which are not columns of {source}; "
+            f"its columns are named {_shown(names)}"
+        )
+    return [c for c in names if c not in exclude]
 
 
 def _id_values(columns: Mapping[str, Any], id_column: str | None, source: str) -> np.ndarray | None:

@@ -1,0 +1,153 @@
+"""Data rules a careless user meets (issue 26): one rule on every path and format.
+
+Each test runs the real state machines on the shared local engine, with small data and few
+trees: what a user of ``groveflow train``/``predict`` (or ``groveflow.train``) sees.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conftest import unique_name
+from groveflow.layout import keys
+
+SMALL = {"n_trees": 4, "grove_size": 2, "seed": 1}
+
+
+def _train(engine: Any, data: dict[str, Any], **extra: Any) -> tuple[Any, str]:
+    run_id = unique_name("rules")
+    request = {"data": data, **SMALL, "run_id": run_id, **extra}
+    return engine.run("TrainStateMachine", request, name=run_id), run_id
+
+
+def _manifest(engine: Any, run_id: str) -> dict[str, Any]:
+    body = engine.s3.get_object(Bucket=engine.bucket, Key=keys.manifest(run_id))["Body"].read()
+    manifest: dict[str, Any] = json.loads(body)
+    return manifest
+
+
+def _predict(engine: Any, run_id: str, data: dict[str, Any]) -> Any:
+    name = unique_name("rules-scores")
+    request = {"model": run_id, "data": data, "probabilities": True}
+    return engine.run("PredictStateMachine", request, name=name, run_id=name)
+
+
+def _prediction_rows(engine: Any, predictions_uri: str) -> list[dict[str, str]]:
+    bucket, _, key = predictions_uri.removeprefix("s3://").partition("/")
+    manifest = json.loads(engine.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    prefix = key.rsplit("/", 1)[0]
+    rows: list[dict[str, str]] = []
+    for part in manifest["parts"]:
+        body = engine.s3.get_object(Bucket=bucket, Key=f"{prefix}/{part['key']}")["Body"].read()
+        rows.extend(csv.DictReader(io.StringIO(body.decode())))
+    return rows
+
+
+def _matrix(tmp_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3))
+    return X, (X[:, 0] > 0).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- item 2
+
+
+@pytest.mark.parametrize("fmt", ["sklearn", "npy", "npz"])
+def test_features_and_exclude_choose_a_matrix_s_features_by_name(
+    engine: Any, tmp_path: Path, fmt: str
+) -> None:
+    # GIVEN a matrix dataset (bundled, .npy with the target last, .npz with feature names)
+    X, y = _matrix(tmp_path)
+    if fmt == "sklearn":
+        data: dict[str, Any] = {"uri": "sklearn:iris"}
+        names = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+    elif fmt == "npy":
+        np.save(tmp_path / "d.npy", np.column_stack([X, y]))
+        data, names = {"uri": str(tmp_path / "d.npy")}, ["x0", "x1", "x2"]
+    else:
+        names = ["leak", "b", "c"]
+        np.savez(tmp_path / "d.npz", X=X, y=y, feature_names=np.array(names))
+        data = {"uri": str(tmp_path / "d.npz")}
+    # WHEN it trains with a column excluded (a leak), and with features chosen
+    dropped, dropped_id = _train(engine, {**data, "exclude": [names[0]]})
+    chosen, chosen_id = _train(engine, {**data, "features": [names[2], names[1]]})
+    # THEN the forest has exactly the features asked for, in that order
+    assert dropped.status == "SUCCEEDED", dropped.cause
+    assert _manifest(engine, dropped_id)["feature_names"] == names[1:]
+    assert chosen.status == "SUCCEEDED", chosen.cause
+    assert _manifest(engine, chosen_id)["feature_names"] == [names[2], names[1]]
+
+
+@pytest.mark.parametrize("key", ["features", "exclude"])
+@pytest.mark.parametrize("fmt", ["sklearn", "npy"])
+def test_a_name_that_is_not_a_matrix_feature_is_refused_before_fan_out(
+    engine: Any, tmp_path: Path, fmt: str, key: str
+) -> None:
+    # GIVEN a matrix dataset and a feature name it does not have
+    X, y = _matrix(tmp_path)
+    np.save(tmp_path / "d.npy", np.column_stack([X, y]))
+    data = {"uri": "sklearn:iris" if fmt == "sklearn" else str(tmp_path / "d.npy")}
+    # WHEN it trains with that name in data.features or data.exclude
+    result, _ = _train(engine, {**data, key: ["petal_length"]})
+    # THEN Plan refuses it by name, listing the names the matrix's features have
+    assert (result.status, result.error) == ("FAILED", "InvalidDataset"), result.cause
+    assert "['petal_length']" in result.cause
+    assert ("petal length (cm)" if fmt == "sklearn" else "'x0'") in result.cause
+    assert [i.function for i in result.invocations] == ["PlanFunction"]
+
+
+def test_a_matrix_to_score_drops_its_excluded_columns_by_name(engine: Any, tmp_path: Path) -> None:
+    # GIVEN a forest trained on two of a .npy file's three feature columns
+    X, y = _matrix(tmp_path)
+    np.save(tmp_path / "train.npy", np.column_stack([X, y]))
+    np.save(tmp_path / "score.npy", X[:10])
+    trained, run_id = _train(engine, {"uri": str(tmp_path / "train.npy"), "exclude": ["x1"]})
+    assert trained.status == "SUCCEEDED", trained.cause
+    # WHEN the three-column rows are scored with the same column excluded, and with a typo
+    scored = _predict(engine, run_id, {"uri": str(tmp_path / "score.npy"), "exclude": ["x1"]})
+    typo = _predict(engine, run_id, {"uri": str(tmp_path / "score.npy"), "exclude": ["x9"]})
+    # THEN the first scores every row, and the typo is refused by name
+    assert scored.status == "SUCCEEDED", scored.cause
+    assert scored.output["n_rows"] == 10
+    assert (typo.status, typo.error) == ("FAILED", "InvalidPredictRequest"), typo.cause
+    assert "['x9']" in typo.cause
+
+
+# --------------------------------------------------------------------------- item 3
+
+
+def test_text_labels_lose_surrounding_spaces_as_features_do(engine: Any, tmp_path: Path) -> None:
+    # GIVEN a CSV whose labels are written with and without surrounding spaces
+    rows = [f"{i},{i % 7},{[' cat', 'cat', 'dog ', 'dog'][i % 4]}" for i in range(60)]
+    (tmp_path / "pets.csv").write_text("a,b,kind\n" + "\n".join(rows) + "\n")
+    # WHEN it trains
+    result, run_id = _train(engine, {"uri": str(tmp_path / "pets.csv"), "target": "kind"})
+    # THEN there are two classes, spelled without the spaces
+    assert result.status == "SUCCEEDED", result.cause
+    assert _manifest(engine, run_id)["classes"] == ["cat", "dog"]
+
+
+def test_a_boolean_target_keeps_its_classes_false_and_true(engine: Any, tmp_path: Path) -> None:
+    # GIVEN a CSV whose target is true/false
+    rows = [f"{i},{'true' if i % 3 else 'false'}" for i in range(60)]
+    (tmp_path / "flags.csv").write_text("a,flag\n" + "\n".join(rows) + "\n")
+    batch = tmp_path / "batch.csv"
+    batch.write_text("a\n1\n3\n")
+    # WHEN it trains and scores a batch with probabilities
+    result, run_id = _train(engine, {"uri": str(tmp_path / "flags.csv"), "target": "flag"})
+    assert result.status == "SUCCEEDED", result.cause
+    scored = _predict(engine, run_id, {"uri": str(batch)})
+    # THEN the classes are the booleans (as GroveForestClassifier's classes_), in the manifest,
+    # the predictions and the probability columns' names
+    assert _manifest(engine, run_id)["classes"] == [False, True]
+    assert scored.status == "SUCCEEDED", scored.cause
+    rows_out = _prediction_rows(engine, scored.output["predictions_uri"])
+    assert list(rows_out[0]) == ["row", "prediction", "proba_False", "proba_True"]
+    assert {r["prediction"] for r in rows_out} <= {"False", "True"}
