@@ -15,23 +15,24 @@ import pytest
 from conftest import ROOT
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with the groveflow wheel installed (not editable); its bin directory.
-
-    The wheel is built from this checkout as ``pip install .`` builds it (an isolated
-    build). Its dependencies are not downloaded again: a ``.pth`` file lets the venv see
-    this environment's site-packages, whose ``.pth`` files (the editable install's finder
-    among them) are not processed, so ``import groveflow`` finds the installed wheel.
-    """
-    work = tmp_path_factory.mktemp("package")
+def build_wheel(work: Path) -> Path:
+    """The groveflow wheel of this checkout, built in ``work`` as ``pip install .`` builds it
+    (an isolated build, which runs setup.py's copy of the application files)."""
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT), "-w", str(work)],
         check=True,
         timeout=600,
     )
-    wheel = next(work.glob("groveflow-*.whl"))
-    venv = work / "venv"
+    return next(work.glob("groveflow-*.whl"))
+
+
+def install_wheel(wheel: Path, venv: Path) -> Path:
+    """A fresh venv at ``venv`` with ``wheel`` installed (not editable); its bin directory.
+
+    Its dependencies are not downloaded again: a ``.pth`` file lets the venv see this
+    environment's site-packages, whose ``.pth`` files (the editable install's finder among
+    them) are not processed, so ``import groveflow`` finds the installed wheel.
+    """
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)]
     subprocess.run(pip, check=True, timeout=300)
@@ -47,6 +48,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ).stdout.strip()
     Path(purelib, "zz-groveflow-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return venv / "bin"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with this checkout's groveflow wheel installed; its bin directory."""
+    work = tmp_path_factory.mktemp("package")
+    return install_wheel(build_wheel(work), work / "venv")
 
 
 def test_the_wheel_carries_the_application_from_the_top_level_files(installed: Path) -> None:
@@ -116,9 +124,43 @@ def test_init_writes_the_deployable_application_and_refuses_to_overwrite(
         "samconfig.toml",
         "statemachine/train.asl.json",
         "layers/Makefile",
+        "layers/python312.mk",
+        "docs/deploy.md",
     ):
         assert (app / name).read_bytes() == (ROOT / name).read_bytes()
+    # the repository's build and deploy targets (deploy.mk) are the application's Makefile
+    assert (app / "Makefile").read_bytes() == (ROOT / "deploy.mk").read_bytes()
     assert (app / "src" / "groveflow" / "training" / "_build.py").is_file()  # what the layer packs
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False)
     assert again.returncode == 2
     assert "already holds template.yaml" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("directory", "message"),
+    [
+        ("a-file", "a-file is a file: name a new or empty directory"),
+        ("a-file/app", "a-file is a file: name a directory in one that exists"),
+        ("missing/app", "missing does not exist: create it first (mkdir -p "),
+    ],
+)
+def test_init_refuses_a_file_or_a_missing_parent_by_name(
+    tmp_path: Path, directory: str, message: str
+) -> None:
+    # GIVEN a file where the application or its parent would go, or no parent at all
+    (tmp_path / "a-file").write_text("not a directory")
+    # WHEN groveflow init is pointed there
+    done = subprocess.run(
+        [sys.executable, "-m", "groveflow.cli", "init", directory],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # THEN one line names the problem and nothing is written
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("groveflow: GroveflowError: "), done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

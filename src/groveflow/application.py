@@ -18,6 +18,7 @@ __all__ = ["APPLICATION_FILES", "application_root", "write_application"]
 APPLICATION_FILES = (
     "template.yaml",
     "samconfig.toml",
+    "deploy.mk",
     "statemachine",
     "functions",
     "layers",
@@ -25,6 +26,10 @@ APPLICATION_FILES = (
     "docs",
 )
 """What an application directory holds (besides ``src/groveflow``, the layer's source)."""
+
+_WRITTEN_AS = {"deploy.mk": "Makefile"}
+"""Files an application holds under another name: the repository's Makefile includes
+deploy.mk (its build and deploy targets); an application has them as its own Makefile."""
 
 _PACKAGED = Path(__file__).resolve().parent / "_application"
 _CHECKOUT = Path(__file__).resolve().parents[2]
@@ -59,6 +64,8 @@ def application_root(start: Path | None = None) -> Path:
 def write_application(directory: Path) -> Path:
     """Write the deployable SAM application (and the layer's groveflow source) to ``directory``.
 
+    ``directory`` may exist (empty, or without any of the files); its parent must.
+
     Returns
     -------
     Path
@@ -67,23 +74,45 @@ def write_application(directory: Path) -> Path:
     Raises
     ------
     GroveflowError
-        If ``directory`` already holds any of the files: nothing is overwritten.
+        If ``directory`` is a file, its parent does not exist, it already holds any of the
+        files (nothing is overwritten), or it cannot be written.
     """
     source = application_root(_PACKAGED if _is_application(_PACKAGED) else _CHECKOUT)
     target = directory.expanduser().resolve()
-    clashes = [n for n in (*APPLICATION_FILES, "src") if (target / n).exists()]
+    _check_target(target)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "_application", ".aws-sam")
+    try:
+        target.mkdir(exist_ok=True)
+        for name in APPLICATION_FILES:
+            path, written = source / name, target / _WRITTEN_AS.get(name, name)
+            if path.is_dir():
+                shutil.copytree(path, written, ignore=ignore)
+            elif path.is_file():
+                shutil.copy2(path, written)
+        package = Path(__file__).resolve().parent
+        shutil.copytree(package, target / "src" / "groveflow", ignore=ignore)
+    except OSError as error:
+        raise GroveflowError(
+            f"cannot write the application to {target}: {error.strerror or error} "
+            f"({error.filename or target})"
+        ) from None
+    return target
+
+
+def _check_target(target: Path) -> None:
+    """Refuse, by name, a directory the application cannot be written to."""
+    if target.exists() and not target.is_dir():
+        raise GroveflowError(f"{target} is a file: name a new or empty directory")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise GroveflowError(f"{target.parent} is a file: name a directory in one that exists")
+    if not target.parent.exists():
+        raise GroveflowError(
+            f"{target.parent} does not exist: create it first (mkdir -p {target.parent}) "
+            "or name a directory in one that exists"
+        )
+    written = [_WRITTEN_AS.get(name, name) for name in (*APPLICATION_FILES, "src")]
+    clashes = [name for name in written if (target / name).exists()]
     if clashes:
         raise GroveflowError(
-            f"{target} already holds {', '.join(clashes)}: choose an empty or new directory"
+            f"{target} already holds {', '.join(clashes)}: name a new or empty directory"
         )
-    target.mkdir(parents=True, exist_ok=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "_application", ".aws-sam")
-    for name in APPLICATION_FILES:
-        path = source / name
-        if path.is_dir():
-            shutil.copytree(path, target / name, ignore=ignore)
-        elif path.is_file():
-            shutil.copy2(path, target / name)
-    package = Path(__file__).resolve().parent
-    shutil.copytree(package, target / "src" / "groveflow", ignore=ignore)
-    return target
