@@ -2,8 +2,9 @@
 
 The public API; everything else is a private module. ``train`` and ``predict`` run the
 state machines on an engine (the embedded local engine by default, or a deployed
-``Stack``), ``load_forest`` reads a trained model, and the estimators put a groveflow
-forest in a scikit-learn ``Pipeline``. Imports are lazy: a Lambda handler importing one
+``Stack``), ``load_forest`` reads a trained model, ``runs`` and ``delete`` list and remove
+what an engine stores, and the estimators put a groveflow forest in a scikit-learn
+``Pipeline``. Imports are lazy: a Lambda handler importing one
 module of the package loads neither the engines nor scikit-learn's estimator API.
 """
 
@@ -25,9 +26,11 @@ __all__ = [
     "SearchResult",
     "Stack",
     "__version__",
+    "delete",
     "estimate",
     "load_forest",
     "predict",
+    "runs",
     "search",
     "train",
 ]
@@ -43,6 +46,8 @@ _HOMES = {
     "Local": "groveflow.engines",
     "Stack": "groveflow.engines",
     "load_forest": "groveflow.artifact",
+    "runs": "groveflow.catalog",
+    "delete": "groveflow.catalog",
     "GroveForestClassifier": "groveflow.estimators",
     "GroveForestRegressor": "groveflow.estimators",
 }
@@ -58,6 +63,7 @@ if TYPE_CHECKING:
         train,
     )
     from groveflow.artifact import load_forest
+    from groveflow.catalog import delete, runs
     from groveflow.engines import Local, Stack
     from groveflow.estimators import GroveForestClassifier, GroveForestRegressor
 

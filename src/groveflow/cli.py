@@ -4,8 +4,9 @@
 and :func:`groveflow.search` on the embedded local engine by default, or on a deployed stack
 (``--stack NAME``, ``--state-machine-arn`` or ``--endpoint-url``). ``estimate`` predicts a
 training run's wall time and cost without starting it. ``serve`` exposes the local
-engine to the AWS CLI and boto3; ``report``, ``export``, ``invoke``, ``follow`` and ``init``
-work on runs, functions and the SAM application.
+engine to the AWS CLI and boto3; ``runs``, ``report``, ``export`` and ``delete`` work on the
+runs stored in the state directory or a stack (:mod:`groveflow.catalog`); ``invoke``,
+``follow`` and ``init`` on functions, executions and the SAM application.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def _input(path: str) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace, kind: str) -> int:
     from groveflow import api
+    from groveflow.catalog import running_mark
     from groveflow.engines import Local, StoppedFollowing
 
     request = _input(args.input)
@@ -92,7 +94,9 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     try:
         call: Any = {"train": api.train, "predict": api.predict, "search": api.search}[kind]
         on_start = None if isinstance(engine, Local) else _started
-        result = call(request, engine=engine, run_id=run_id, on_progress=bar, on_start=on_start)
+        marked = running_mark(engine.state_dir, run_id) if isinstance(engine, Local) else None
+        with marked or contextlib.nullcontext():
+            result = call(request, engine=engine, run_id=run_id, on_progress=bar, on_start=on_start)
     except StoppedFollowing as stopped:
         bar.finish()
         console.stopped_following(stopped.execution_arn)
@@ -136,18 +140,50 @@ def _follow(args: argparse.Namespace) -> int:
     return 0 if result.succeeded else 1
 
 
-def _report(args: argparse.Namespace) -> int:
-    from groveflow.local.runs import report
+def _place(args: argparse.Namespace) -> Any:
+    """Where ``runs``, ``report``, ``export`` and ``delete`` look: a stack's bucket
+    (``--stack`` or ``--endpoint-url``), else the local state directory."""
+    from groveflow.catalog import BucketPlace, DirPlace
+    from groveflow.engines import Stack
 
-    out = Path(args.out) if args.out else None
-    print(report(Path(args.state_dir), args.run, out))
+    if args.stack or args.endpoint_url:
+        return BucketPlace(Stack(args.stack, region=args.region, endpoint_url=args.endpoint_url))
+    return DirPlace(Path(args.state_dir))
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from groveflow.catalog import list_entries
+
+    place = _place(args)
+    console.emit_entries(list_entries(place), place.where, args.json)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from groveflow.catalog import write_run_report
+
+    print(write_run_report(_place(args), args.run, Path(args.out) if args.out else None))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from groveflow.local.runs import export
+    from groveflow.catalog import export_run
 
-    print(export(Path(args.state_dir), args.run, args.format, Path(args.out) if args.out else None))
+    out = Path(args.out) if args.out else None
+    print(export_run(_place(args), args.run, args.format, out))
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from groveflow.catalog import plan_deletion, remove
+
+    place = _place(args)
+    deletion = plan_deletion(place, args.run)
+    if not args.yes and not console.confirm(f"delete {deletion.describe()} from {place.where}?"):
+        print("nothing deleted", file=sys.stderr)
+        return 1
+    remove(place, deletion)
+    print(f"deleted {deletion.describe()} from {place.where}")
     return 0
 
 
@@ -218,6 +254,17 @@ def _run_parser(commands: Any, name: str, text: str, example: str) -> argparse.A
     return parser
 
 
+def _stored_parser(commands: Any, name: str, text: str) -> argparse.ArgumentParser:
+    """A command on stored runs: in the state directory, or a stack's with ``--stack`` or
+    ``--endpoint-url``."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=text)
+    parser.add_argument("--state-dir", default=".groveflow", help="the local bucket's mirror")
+    parser.add_argument("--stack", help="a deployed stack's runs instead")
+    parser.add_argument("--region", default=None, help="AWS region of the stack")
+    parser.add_argument("--endpoint-url", default=None, help="e.g. `groveflow serve`'s")
+    return parser
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="groveflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -245,15 +292,21 @@ def _parser() -> argparse.ArgumentParser:
         follow.add_argument(flag, default=None)
     follow.add_argument("--json", action="store_true")
     follow.set_defaults(func=_follow)
+    listing = _stored_parser(commands, "runs", "list runs, searches and predictions, newest first")
+    listing.add_argument("--json", action="store_true", help="print them as JSON")
+    listing.set_defaults(func=_runs)
     for name, func, text in (
-        ("report", _report, "write an HTML report of a local run"),
-        ("export", _export, "write a local run's model as a scikit-learn file"),
+        ("report", _report, "write an HTML report of a run (a search's: its winner's)"),
+        ("export", _export, "write a run's model as a scikit-learn file"),
+        ("delete", _delete, "delete every object of a run, search or prediction"),
     ):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("run", help="run id")
-        command.add_argument("--state-dir", default=".groveflow")
-        command.add_argument("--out", default=None, help="where to write it")
+        command = _stored_parser(commands, name, text)
+        command.add_argument("run", help="run id (search id, prediction id)")
         command.set_defaults(func=func)
+        if name == "delete":
+            command.add_argument("--yes", action="store_true", help="do not ask first")
+            continue
+        command.add_argument("--out", default=None, help="where to write it")
         if name == "export":
             command.add_argument("--format", choices=("joblib", "skops"), default="joblib")
     invoke = commands.add_parser("invoke", help="run one function's handler on an event")

@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from groveflow.api import RunResult, SearchResult, StageMemory
+from groveflow.catalog import Entry
 from groveflow.estimates import RunEstimate
 from groveflow.follow import Progress
 from groveflow.jsonsafe import json_safe
 
 __all__ = [
     "ProgressBar",
+    "confirm",
     "emit",
+    "emit_entries",
     "emit_estimate",
     "interrupted",
     "read_json",
@@ -301,3 +304,40 @@ def _out_of_memory(use: StageMemory) -> str:
         f"{use.invocations} invocations failed with Runtime.OutOfMemory, peak {peak} over "
         f"its MemorySize of {use.memory_mb} MB; give {use.function} more memory"
     )
+
+
+def emit_entries(entries: list[Entry], where: str, as_json: bool) -> None:
+    """Print stored runs (``groveflow runs``): a JSON list, or one line each under a header."""
+    if as_json:
+        print(json.dumps(json_safe([e.to_dict() for e in entries]), indent=2, allow_nan=False))
+        return
+    if not entries:
+        print(f"no runs, searches or predictions in {where}")
+        return
+    rows = [("ID", "KIND", "STATUS", "TREES", "METRIC", "COST USD", "CREATED")]
+    for e in entries:
+        figure = "" if e.metric is None else f"{e.metric} {_figure(e.value)}"
+        cost = "" if e.cost_usd is None else f"{e.cost_usd:.6f}"
+        trees = "" if e.trees is None else str(e.trees)
+        rows.append((e.id, e.kind, e.status, trees, figure, cost, e.created))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [
+            cell.rjust(width) if i in (3, 5) else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+
+
+def _figure(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def confirm(question: str) -> bool:
+    """Ask ``question [y/N]`` on stderr; True only for ``y`` or ``yes`` (no answer is no)."""
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    try:
+        answer = sys.stdin.readline()
+    except (OSError, KeyboardInterrupt):
+        return False
+    return answer.strip().lower() in ("y", "yes")

@@ -1,0 +1,579 @@
+"""Runs, searches and predictions where they are stored: list them, fetch one, delete one.
+
+Runs live in two places: a bucket (a deployed stack's, or ``groveflow serve``'s at
+``--endpoint-url``) and a local state directory (the mirror of the local engine's bucket,
+``<state_dir>/s3/groveflow-local/``). A :class:`Place` answers the few questions that differ
+between them (which ids are stored, an object's bytes, which executions run, what a run cost,
+how to remove a prefix); what belongs to a run, a search's parts, a run's status and the
+refusal to delete a running one are decided here, once, for both.
+
+A search (``runs/<search>/search.json``) is listed as one entry: its candidates
+(``<search>-c007``), its validation split (``<search>-val``) and its refit winner
+(``<search>-final``) are parts of it, deleted with it and never on their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from groveflow.catalog._places import (
+    DESCRIBE_THREADS,
+    BucketPlace,
+    DirPlace,
+    Place,
+    remove_versions,
+    running_mark,
+)
+from groveflow.errors import GroveflowError, InvalidRequest, ModelNotFound
+from groveflow.ids import check_id, is_valid_id
+from groveflow.layout import keys
+
+__all__ = [
+    "BucketPlace",
+    "Deletion",
+    "DirPlace",
+    "Entry",
+    "NoSuchRun",
+    "OutputNotWritable",
+    "Place",
+    "RunIsRunning",
+    "delete",
+    "export_run",
+    "fetch_run",
+    "list_entries",
+    "place_of",
+    "plan_deletion",
+    "remove",
+    "running_mark",
+    "runs",
+    "write_run_report",
+]
+
+INCOMPLETE = "INCOMPLETE"
+"""The status of a run with no model and no running execution: it failed, was stopped or
+interrupted; the same id and input again resumes it."""
+
+
+class NoSuchRun(ModelNotFound):
+    """No run, search or prediction of that id is stored where the command looked."""
+
+
+class RunIsRunning(GroveflowError):
+    """An execution of the run is running: it cannot be deleted until it ends."""
+
+
+class OutputNotWritable(GroveflowError):
+    """A report or export cannot be written where it was asked to go."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stored run, search or prediction, as ``groveflow runs`` lists it.
+
+    Parameters
+    ----------
+    id : str
+        The run id, search id or prediction id.
+    kind : {"train", "search", "predict"}
+    status : str
+        ``RUNNING``, ``SUCCEEDED`` (its model or predictions are committed), the newest
+        execution's ``FAILED``, ``ABORTED`` or ``TIMED_OUT`` where executions are known
+        (a stack), else ``INCOMPLETE``.
+    trees : int or None
+        Trees in its model (a search: its winner's).
+    metric : str or None
+        The main figure's name: ``accuracy`` or ``r2`` on the holdout, ``rows`` scored.
+    value : float or None
+        Its value.
+    cost_usd : float or None
+        What its newest succeeded execution cost on AWS (locally: would cost), in US dollars.
+    created : str
+        When its record was stored (ISO 8601, UTC).
+    model_run : str or None
+        The run holding its model: the run itself, a search's winner, a prediction's model.
+    """
+
+    id: str
+    kind: str
+    status: str
+    trees: int | None
+    metric: str | None
+    value: float | None
+    cost_usd: float | None
+    created: str
+    model_run: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Deletion:
+    """What deleting one id removes: bucket prefixes (every version), and other stored things.
+
+    Parameters
+    ----------
+    id : str
+    what : list of (str, str, int)
+        ``(kind, id, objects)`` for each run, search part or prediction it removes.
+    prefixes : list of str
+        Bucket key prefixes (``runs/<id>/``...) or whole keys.
+    elsewhere : list of str
+        Things the place keeps beside the bucket (a local run's execution record, an
+        estimator's staged dataset), in the place's own terms.
+    """
+
+    id: str
+    what: list[tuple[str, str, int]] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """``run fit-1 (12 objects), prediction fit-1 (3 objects)``."""
+        return ", ".join(f"{kind} {name} ({n} objects)" for kind, name, n in self.what)
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+def _json(place: Place, key: str) -> tuple[Any, datetime] | None:
+    found = place.read(key)
+    if found is None:
+        return None
+    try:
+        return json.loads(found[0]), found[1]
+    except ValueError:
+        return None  # a damaged document: the entry shows what else is known
+
+
+@dataclass
+class _Searches:
+    """Every search's document, and which run ids are parts of which search."""
+
+    documents: dict[str, dict[str, Any]]
+    part_of: dict[str, str]
+
+
+def _searches(place: Place, run_ids: list[str]) -> _Searches:
+    documents, part_of = {}, {}
+    for run_id in run_ids:
+        found = _json(place, keys.search(run_id))
+        if found is None or not isinstance(found[0], dict):
+            continue
+        documents[run_id] = found[0]
+        for part in _search_parts(run_id, found[0]):
+            part_of[part] = run_id
+    return _Searches(documents, part_of)
+
+
+def _search_parts(search_id: str, document: dict[str, Any]) -> list[str]:
+    """The runs a search made besides its own: candidates, validation split, refit winner."""
+    from groveflow.tuning import final_id, validation_id
+
+    parts: list[Any] = [
+        c.get("run_id") for c in document.get("candidates", []) if isinstance(c, dict)
+    ]
+    parts += [validation_id(search_id), final_id(search_id), document.get("model_run_id")]
+    return sorted({str(p) for p in parts if is_valid_id(p) and p != search_id})
+
+
+def search_model_run(place: Place, search_id: str) -> str | None:
+    """The run holding a search's model (its winner), or None if the search has none yet."""
+    found = _json(place, keys.search(search_id))
+    if found is None or not isinstance(found[0], dict):
+        return None
+    winner = found[0].get("model_run_id")
+    return winner if is_valid_id(winner) else None
+
+
+def _model_figures(place: Place, run_id: str | None) -> tuple[int | None, str | None, Any]:
+    """``(trees, metric, value)`` from a run's model manifest, or Nones without one."""
+    found = _json(place, keys.manifest(run_id)) if run_id else None
+    if found is None or not isinstance(found[0], dict):
+        return None, None, None
+    manifest = found[0]
+    metrics = manifest.get("metrics") or {}
+    metric = next((m for m in ("accuracy", "r2") if metrics.get(m) is not None), None)
+    return manifest.get("trees_built"), metric, metrics.get(metric) if metric else None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _status(place: Place, running: dict[str, str], kind: str, run_id: str, committed: bool) -> str:
+    if run_id in running:
+        return "RUNNING"
+    if committed:
+        return "SUCCEEDED"
+    return place.newest_status(kind, run_id) or INCOMPLETE
+
+
+def _cost_usd(place: Place, kind: str, run_id: str) -> float | None:
+    cost = place.cost(kind, run_id)
+    total = cost.get("total_usd") if cost else None
+    return float(total) if isinstance(total, (int, float)) else None
+
+
+def list_entries(place: Place) -> list[Entry]:
+    """Every training run, search and prediction stored in ``place``, newest first.
+
+    A search's parts are not listed on their own (see the module's docstring).
+    """
+    run_ids = place.ids("runs/")
+    searches = _searches(place, run_ids)
+    running = place.running()
+    tasks: list[Callable[[], Entry | None]] = [
+        functools.partial(_run_entry, place, run_id, searches, running)
+        for run_id in run_ids
+        if run_id not in searches.part_of
+    ]
+    tasks += [
+        functools.partial(_prediction_entry, place, prediction_id, running)
+        for prediction_id in place.ids("predictions/")
+    ]
+    with ThreadPoolExecutor(DESCRIBE_THREADS) as pool:
+        entries = [entry for entry in pool.map(lambda task: task(), tasks) if entry is not None]
+    return sorted(entries, key=lambda e: (e.created, e.id), reverse=True)
+
+
+def _run_entry(
+    place: Place, run_id: str, searches: _Searches, running: dict[str, str]
+) -> Entry | None:
+    record = _json(place, keys.request(run_id))
+    if record is None:
+        return None  # not a run's prefix (an interrupted claim, or another tool's)
+    kind = "search" if run_id in searches.documents else "train"
+    model_run: str | None = run_id
+    if kind == "search":
+        winner = searches.documents[run_id].get("model_run_id")
+        model_run = winner if is_valid_id(winner) else None
+    trees, metric, value = _model_figures(place, model_run)
+    return Entry(
+        id=run_id,
+        kind=kind,
+        status=_status(place, running, kind, run_id, committed=trees is not None),
+        trees=trees,
+        metric=metric,
+        value=value,
+        cost_usd=_cost_usd(place, kind, run_id),
+        created=_iso(record[1]),
+        model_run=model_run if trees is not None else None,
+    )
+
+
+def _prediction_entry(place: Place, prediction_id: str, running: dict[str, str]) -> Entry | None:
+    from groveflow.layout import run_of_model
+
+    job = _json(place, keys.predictions_job(prediction_id))
+    if job is None:
+        return None
+    manifest = _json(place, keys.predictions_manifest(prediction_id))
+    rows = manifest[0].get("n_rows") if manifest and isinstance(manifest[0], dict) else None
+    model = job[0].get("model_manifest_uri") if isinstance(job[0], dict) else None
+    return Entry(
+        id=prediction_id,
+        kind="predict",
+        status=_status(place, running, "predict", prediction_id, committed=manifest is not None),
+        trees=None,
+        metric="rows" if rows is not None else None,
+        value=rows,
+        cost_usd=_cost_usd(place, "predict", prediction_id),
+        created=_iso(job[1]),
+        model_run=run_of_model(model) if isinstance(model, str) else None,
+    )
+
+
+# ----------------------------------------------------------------------------- deleting
+
+
+def plan_deletion(place: Place, run_id: str) -> Deletion:
+    """What deleting ``run_id`` would remove: the run (a search: with its parts) and the
+    prediction of that id, whichever are stored.
+
+    Raises
+    ------
+    InvalidRequest
+        If ``run_id`` is not an accepted id.
+    NoSuchRun
+        If nothing of that id is stored, or it is a part of a search (delete the search).
+    RunIsRunning
+        If an execution of it (or of a part) is running.
+    """
+    checked = check_id(run_id, name="RUN", error=InvalidRequest)
+    run_ids = place.ids("runs/")
+    searches = _searches(place, run_ids)
+    owner = searches.part_of.get(checked)
+    if owner is not None:
+        raise NoSuchRun(
+            f"{checked} is a part of search {owner!r} in {place.where}: delete the search "
+            f"(`groveflow delete {owner}`), which deletes its candidates with it"
+        )
+    deletion = Deletion(checked)
+    if checked in run_ids:
+        kind = "search" if checked in searches.documents else "run"
+        parts = [checked]
+        if kind == "search":
+            parts += _search_parts(checked, searches.documents[checked])
+        for part in parts:
+            prefix = keys.run_prefix(part)
+            count = place.count(prefix)
+            if count or part == checked:
+                deletion.what.append((kind if part == checked else "search part", part, count))
+                deletion.prefixes.append(prefix)
+            deletion.elsewhere += place.owned_elsewhere(part, _data_uri(place, part))
+    if checked in place.ids("predictions/"):
+        prefix = keys.predictions_prefix(checked)
+        deletion.what.append(("prediction", checked, place.count(prefix)))
+        deletion.prefixes.append(prefix)
+        deletion.elsewhere += place.owned_elsewhere(f"predictions/{checked}", None)
+    if not deletion.what:
+        raise NoSuchRun(f"no run, search or prediction {checked!r} in {place.where}")
+    _refuse_running(place, deletion)
+    return deletion
+
+
+def _data_uri(place: Place, run_id: str) -> str | None:
+    record = _json(place, keys.request(run_id))
+    data = record[0].get("data") if record and isinstance(record[0], dict) else None
+    uri = data.get("uri") if isinstance(data, dict) else None
+    return uri if isinstance(uri, str) else None
+
+
+def _refuse_running(place: Place, deletion: Deletion) -> None:
+    running = place.running()
+    for _, name, _ in deletion.what:
+        if name in running:
+            raise RunIsRunning(
+                f"{name} has a running execution ({running[name]}): wait for it to end, or "
+                "stop it, then delete"
+            )
+
+
+def remove(place: Place, deletion: Deletion) -> None:
+    """Remove what :func:`plan_deletion` found, checking again that nothing of it runs."""
+    _refuse_running(place, deletion)
+    place.remove(deletion.prefixes, deletion.elsewhere)
+
+
+# --------------------------------------------------------------------------- the API
+
+
+def place_of(engine: Any = None) -> Place:
+    """Where ``engine`` stores runs: a :class:`groveflow.Local` engine's state directory,
+    a :class:`groveflow.Stack`'s bucket; the process's default engine's if None."""
+    from groveflow.engines import Local, default_engine
+
+    engine = engine if engine is not None else default_engine()
+    if isinstance(engine, Local):
+        return DirPlace(engine.state_dir)
+    return BucketPlace(engine)
+
+
+def runs(engine: Any = None) -> list[Entry]:
+    """Every training run, search and prediction an engine stores, newest first.
+
+    Parameters
+    ----------
+    engine : groveflow.Local, groveflow.Stack or None, default=None
+        A local engine lists its state directory (``.groveflow`` by default), a stack its
+        bucket and executions; None is the process's default local engine.
+
+    Returns
+    -------
+    list of Entry
+        Id, kind, status, trees, main metric, cost and creation time of each.
+    """
+    return list_entries(place_of(engine))
+
+
+def delete(run_id: str, engine: Any = None) -> Deletion:
+    """Delete every object of a run, search (with its candidates) or prediction; what went.
+
+    On a versioned bucket every version goes. Other runs are untouched. A local engine
+    running in this process forgets the run too.
+
+    Raises
+    ------
+    NoSuchRun
+        If nothing of that id is stored (or it is a part of a search: delete the search).
+    RunIsRunning
+        If an execution of it is running.
+    """
+    from groveflow.engines import Local
+
+    place = place_of(engine)
+    deletion = plan_deletion(place, run_id)
+    remove(place, deletion)
+    running = getattr(engine, "_engine", None) if isinstance(engine, Local) else None
+    if running is not None:  # its bucket, in this process's memory, holds the run too
+        remove_versions(running.s3, running.bucket, deletion.prefixes)
+    return deletion
+
+
+# ------------------------------------------------------------------------ a run's files
+
+
+@contextlib.contextmanager
+def fetch_run(place: Place, run_id: str) -> Iterator[tuple[Path, str]]:
+    """A finished run's model, record and held-out split as a directory, and the run's id.
+
+    A search's id gives its winner's run. A state directory's run is its own directory;
+    a bucket's is downloaded to a temporary one, removed on exit.
+
+    Raises
+    ------
+    NoSuchRun
+        If the run (or the search's winner) has no model manifest.
+    """
+    checked = check_id(run_id, name="RUN", error=InvalidRequest)
+    model_run = checked
+    if place.read(keys.manifest(checked)) is None:
+        winner = search_model_run(place, checked)
+        if winner is None:
+            search = place.read(keys.search(checked)) is not None
+            raise NoSuchRun(
+                f"search {checked!r} in {place.where} has no model yet (has it finished?)"
+                if search
+                else f"no finished run {checked!r} in {place.where} (see `groveflow runs`)"
+            )
+        model_run = winner
+    local = place.local_run_dir(model_run)
+    if local is not None:
+        yield local, model_run
+        return
+    with tempfile.TemporaryDirectory(prefix="groveflow-run-") as temp:
+        yield _download_run(place, model_run, Path(temp) / "runs"), model_run
+
+
+def _download_run(place: Place, run_id: str, runs: Path) -> Path:
+    """The objects a report and an export read, laid out as the local mirror lays them."""
+    from groveflow.documents import ModelManifest
+
+    stored = place.read(keys.manifest(run_id))
+    assert stored is not None
+    manifest = ModelManifest.from_json(stored[0], f"{place.where}/{keys.manifest(run_id)}")
+    model = keys.model_prefix(run_id)
+    wanted = [keys.request(run_id), keys.manifest(run_id), f"{model}{manifest.forest.key}"]
+    decision = (manifest.oob or {}).get("decision")
+    if isinstance(decision, dict) and isinstance(decision.get("key"), str):
+        wanted.append(f"{model}{decision['key']}")
+    source = _json(place, keys.split_source(run_id))
+    split_run = run_id
+    if source is not None and isinstance(source[0], dict) and is_valid_id(source[0].get("run_id")):
+        wanted.append(keys.split_source(run_id))
+        split_run = source[0]["run_id"]
+    wanted += [keys.split(split_run, "X_test"), keys.split(split_run, "y_test")]
+    for key in wanted:
+        found = place.read(key)
+        if found is not None:
+            path = runs.parent / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(found[0])
+    return runs / run_id
+
+
+def write_run_report(place: Place, run_id: str, out: Path | None = None) -> Path:
+    """Write the run's ``report.html`` (a search's: its winner's) and its plots; its path.
+
+    Written to ``out``, else beside a state directory's run (``<run>/report/``), else to
+    ``<run_id>-report/`` in the working directory.
+
+    Raises
+    ------
+    NoSuchRun
+        If the run has no model.
+    OutputNotWritable
+        If the report cannot be written there.
+    """
+    from types import SimpleNamespace
+
+    from groveflow.cost import CostEstimate
+    from groveflow.report import write_report
+
+    with fetch_run(place, run_id) as (run_dir, _):
+        local = place.local_run_dir(run_id) is not None
+        target = out or (run_dir / "report" if local else Path(f"{run_id}-report"))
+        _check_writable(target, directory=True, hint="pass --out DIR" if out is None else "")
+        kind = "search" if place.read(keys.search(run_id)) is not None else "train"
+        cost = place.cost(kind, run_id)
+        estimate = CostEstimate(**cost) if cost else None
+        records = place.invocations(run_id)
+        invocations = [SimpleNamespace(**i) for i in records] if records else None
+        with _writing(target):
+            return Path(write_report(run_dir, target, invocations, estimate))
+
+
+def export_run(place: Place, run_id: str, fmt: str, out: Path | None = None) -> Path:
+    """Write the run's model (a search's: its winner's) as a scikit-learn file; its path.
+
+    ``fmt`` is ``joblib`` or ``skops``; ``out`` defaults to ``<run_id>.<fmt>`` here. A model
+    trained with ``data.categorical`` is written as a ``Pipeline`` (its encoding, then its
+    forest) that predicts from the raw columns; loading it needs groveflow.
+
+    Raises
+    ------
+    NoSuchRun
+        If the run has no model.
+    OutputNotWritable
+        If the file cannot be written there.
+    """
+    from groveflow.artifact import load_forest
+    from groveflow.documents import ModelManifest
+
+    target = out or Path(f"{run_id}.{fmt}")
+    with fetch_run(place, run_id) as (run_dir, _):
+        path = run_dir / "model" / "manifest.json"
+        manifest = ModelManifest.from_json(path.read_bytes(), str(path))
+        estimator = load_forest(str(run_dir / "model")).to_sklearn(manifest.kind, manifest.params)
+    _check_writable(target, directory=False, hint="" if out else "pass --out FILE")
+    with _writing(target):
+        if fmt == "joblib":
+            import joblib
+
+            joblib.dump(estimator, target)
+        else:
+            import skops.io
+
+            skops.io.dump(estimator, target)
+    return target
+
+
+def _check_writable(target: Path, *, directory: bool, hint: str) -> None:
+    """Refuse, by name and before any work, a place a report or export cannot be written.
+
+    ``hint`` says what to do instead (by default: choose another ``--out``)."""
+    hint = hint or "choose another --out"
+    if directory and target.exists() and not target.is_dir():
+        raise OutputNotWritable(f"{target} is a file, not a directory: {hint}")
+    if not directory and target.is_dir():
+        raise OutputNotWritable(f"{target} is a directory, not a file name: {hint}")
+    if not directory and not target.parent.is_dir():
+        raise OutputNotWritable(f"{target}: there is no directory {target.parent}: {hint}")
+    existing = target if directory and target.is_dir() else target.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputNotWritable(f"{target} cannot be written ({existing} is not writable): {hint}")
+
+
+@contextlib.contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """An OSError writing at ``target`` as :class:`OutputNotWritable`, naming it."""
+    try:
+        yield
+    except OSError as error:
+        where = Path(error.filename) if error.filename else None
+        if where is None or not (where == target or where.is_relative_to(target)):
+            raise
+        raise OutputNotWritable(f"{where} cannot be written: {error.strerror}") from None
