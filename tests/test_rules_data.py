@@ -151,3 +151,120 @@ def test_a_boolean_target_keeps_its_classes_false_and_true(engine: Any, tmp_path
     rows_out = _prediction_rows(engine, scored.output["predictions_uri"])
     assert list(rows_out[0]) == ["row", "prediction", "proba_False", "proba_True"]
     assert {r["prediction"] for r in rows_out} <= {"False", "True"}
+
+
+# --------------------------------------------------------------------------- Parquet (items 4, 10, 19)
+
+
+def _parquet(path: Path, columns: dict[str, Any], index: list[str] | None = None) -> str:
+    """A Parquet file; ``index``: columns its pandas metadata marks as the DataFrame's index
+    (what ``DataFrame.to_parquet`` writes for an index it keeps)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(columns)
+    if index is not None:
+        pandas = {
+            "index_columns": index,
+            "column_indexes": [],
+            "columns": [
+                {"name": n, "field_name": n, "pandas_type": "int64", "numpy_type": "int64"}
+                for n in columns
+            ],
+            "creator": {"library": "pyarrow", "version": pa.__version__},
+            "pandas_version": "2.2.3",
+        }
+        table = table.replace_schema_metadata({b"pandas": json.dumps(pandas).encode()})
+    pq.write_table(table, path)
+    return str(path)
+
+
+def _sorted_by_class(n_rows: int) -> dict[str, Any]:
+    rng = np.random.default_rng(3)
+    label = np.sort(rng.integers(0, 2, n_rows))  # sorted by class: the row number leaks it
+    return {"a": rng.normal(size=n_rows) + 0.3 * label, "b": rng.normal(size=n_rows), "y": label}
+
+
+def test_a_pandas_index_stored_in_parquet_is_not_a_feature(engine: Any, tmp_path: Path) -> None:
+    # GIVEN a subset of a DataFrame saved with its index (df.loc[idx].to_parquet(path)), and
+    # rows to score saved without one (index=False)
+    columns = _sorted_by_class(120)
+    rows = np.arange(0, 240, 2)
+    train = _parquet(tmp_path / "train.parquet", {**columns, "__index_level_0__": rows}, index=["__index_level_0__"])  # fmt: skip
+    batch = _parquet(tmp_path / "batch.parquet", {"a": columns["a"][:7], "b": columns["b"][:7]})
+    # WHEN it trains, then scores the batch
+    result, run_id = _train(engine, {"uri": train, "target": "y"})
+    assert result.status == "SUCCEEDED", result.cause
+    scored = _predict(engine, run_id, {"uri": batch})
+    # THEN the index is not a feature, and rows without it are scored
+    assert _manifest(engine, run_id)["feature_names"] == ["a", "b"]
+    assert scored.status == "SUCCEEDED", scored.cause
+    assert scored.output["n_rows"] == 7
+
+
+def test_a_named_pandas_index_is_read_when_the_request_names_it(
+    engine: Any, tmp_path: Path
+) -> None:
+    # GIVEN rows to score saved with a named index (df.set_index("customer").to_parquet())
+    columns = _sorted_by_class(60)
+    train = _parquet(tmp_path / "train.parquet", columns)
+    customers = np.array([f"c{i}" for i in range(5)])
+    batch = {"customer": customers, "a": columns["a"][:5], "b": columns["b"][:5]}
+    batch_uri = _parquet(tmp_path / "batch.parquet", batch, index=["customer"])
+    result, run_id = _train(engine, {"uri": train, "target": "y"})
+    assert result.status == "SUCCEEDED", result.cause
+    # WHEN they are scored with the index as the id column, and without naming it
+    with_ids = _predict(engine, run_id, {"uri": batch_uri, "id_column": "customer"})
+    without = _predict(engine, run_id, {"uri": batch_uri})
+    # THEN the ids are the index's values, and unnamed, the index is not an extra column
+    assert with_ids.status == "SUCCEEDED", with_ids.cause
+    rows = _prediction_rows(engine, with_ids.output["predictions_uri"])
+    assert [r["id"] for r in rows] == customers.tolist()
+    assert without.status == "SUCCEEDED", without.cause
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_64_bit_integers_with_missing_cells_are_read(engine: Any, tmp_path: Path, fmt: str) -> None:
+    import pyarrow as pa
+
+    # GIVEN 64-bit ids and hashes: an int64 column beyond 2**53 with a missing cell, and (in
+    # Parquet) a uint64 column beyond 2**63
+    columns = _sorted_by_class(60)
+    big = [2**60 + i if i != 4 else None for i in range(60)]
+    if fmt == "csv":
+        text = "\n".join(
+            f"{'' if big[i] is None else big[i]},{columns['a'][i]},{columns['b'][i]},{columns['y'][i]}"
+            for i in range(60)
+        )
+        (tmp_path / "d.csv").write_text("id,a,b,y\n" + text + "\n")
+        uri, excluded = str(tmp_path / "d.csv"), ["id"]
+    else:
+        hashes = pa.array([2**64 - 1 - i for i in range(60)], pa.uint64())
+        table = {"id": pa.array(big, pa.int64()), "hash": hashes, **columns}
+        uri, excluded = _parquet(tmp_path / "d.parquet", table), ["id", "hash"]
+    # WHEN it trains with them excluded, and with them as features
+    dropped, _ = _train(engine, {"uri": uri, "target": "y", "exclude": excluded})
+    kept, kept_id = _train(engine, {"uri": uri, "target": "y"})
+    # THEN both runs succeed (a feature beyond 2**53 is its nearest float)
+    assert dropped.status == "SUCCEEDED", dropped.cause
+    assert kept.status == "SUCCEEDED", kept.cause
+    assert _manifest(engine, kept_id)["feature_names"] == [*excluded, "a", "b"]
+
+
+def test_parquet_files_that_disagree_on_a_column_s_type_are_refused(
+    engine: Any, tmp_path: Path
+) -> None:
+    # GIVEN a prefix of two Parquet files: "size" is text in one and numbers in the other
+    (tmp_path / "parts").mkdir()
+    columns = _sorted_by_class(40)
+    first = {"size": np.array(["S", "M"] * 20), **columns}
+    _parquet(tmp_path / "parts" / "part-0.parquet", first)
+    _parquet(tmp_path / "parts" / "part-1.parquet", {"size": np.arange(40.0) / 2, **columns})
+    data = {"uri": str(tmp_path / "parts"), "target": "y", "categorical": "auto"}
+    # WHEN it trains
+    result, _ = _train(engine, data)
+    # THEN it fails before fan-out, naming the column, both types and both files
+    assert (result.status, result.error) == ("FAILED", "InvalidDataset"), result.cause
+    for words in ("'size'", "part-0.parquet", "part-1.parquet", "double", "string"):
+        assert words in result.cause
+    assert "BuildGroveFunction" not in [i.function for i in result.invocations]

@@ -255,13 +255,23 @@ def _check_names(names: list[str], source: str) -> None:
         raise InvalidDataset(f"{source} has a blank or repeated column name in its header: {names}")
 
 
-def _parquet_batches(path: Path, source: str) -> Iterator[Any]:
+def _parquet_columns(schema: Any, named: set[str]) -> list[str]:
+    """A Parquet file's columns to read: all but those pandas stored as the DataFrame's index
+    (``__index_level_0__``, or a named index: the file's pandas metadata lists them), unless
+    the request names one (as the target, a feature or the id column)."""
+    index = (schema.pandas_metadata or {}).get("index_columns", [])
+    dropped = {c for c in index if isinstance(c, str) and c.strip() not in named}
+    return [name for name in schema.names if name not in dropped]
+
+
+def _parquet_batches(path: Path, source: str, named: set[str]) -> Iterator[Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         file = pq.ParquetFile(str(path))
-        _check_names([n.strip() for n in file.schema_arrow.names], source)
+        columns = _parquet_columns(file.schema_arrow, named)
+        _check_names([n.strip() for n in columns], source)
         # Row groups read together up to PARQUET_BATCH_BYTES; a larger one is read alone,
         # the most held besides the part.
         groups: list[int] = []
@@ -270,25 +280,31 @@ def _parquet_batches(path: Path, source: str) -> Iterator[Any]:
             groups.append(group)
             size += file.metadata.row_group(group).total_byte_size
             if size >= PARQUET_BATCH_BYTES or group == file.num_row_groups - 1:
-                yield from file.read_row_groups(groups).to_batches()
+                yield from file.read_row_groups(groups, columns=columns).to_batches()
                 groups, size = [], 0
     except (pa.ArrowException, OSError) as error:
         raise InvalidDataset(f"{source} is not a readable Parquet file: {error}") from None
 
 
-def _column(chunks: Any, name: str, source: str) -> np.ndarray:
-    """A pyarrow column as numpy: numbers, booleans, or unicode strings (see the module)."""
+def _column(chunks: Any, name: str, source: str, text: bool = False) -> np.ndarray:
+    """A pyarrow column as numpy: numbers, booleans, or unicode strings (see the module);
+    ``text``: unicode strings whatever it holds (an id column, exact however long)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     kind = chunks.type
-    if pa.types.is_null(kind):
+    if pa.types.is_null(kind) and not text:
         return np.full(len(chunks), np.nan)
-    if pa.types.is_decimal(kind):
-        chunks, kind = pc.cast(chunks, pa.float64()), pa.float64()
-    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
+    if pa.types.is_decimal(kind) and not text:
+        chunks, kind = pc.cast(chunks, pa.float64(), safe=False), pa.float64()
+    numeric = pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind)
+    if numeric and not text:
+        # Unsafe casts: an integer beyond 2**53 becomes its nearest double, as numpy's would
+        # (a 64-bit id or hash; a feature is float32 in the end).
         if chunks.null_count:
-            chunks = pc.cast(chunks, pa.float64())
+            chunks = pc.cast(chunks, pa.float64(), safe=False)
+        elif pa.types.is_uint64(kind) and (pc.max(chunks).as_py() or 0) > np.iinfo(np.int64).max:
+            pass  # uint64 as it is: numpy's uint64 holds it
         elif pa.types.is_integer(kind):
             chunks = pc.cast(chunks, pa.int64())
         elif pa.types.is_floating(kind):
@@ -305,13 +321,21 @@ def _column(chunks: Any, name: str, source: str) -> np.ndarray:
     return np.asarray(strings.to_numpy(zero_copy_only=False), dtype=str)
 
 
-def _write_part(path: Path, names: list[str], batches: list[Any], schema: Any, source: str) -> int:
+def _write_part(
+    path: Path,
+    names: list[str],
+    batches: list[Any],
+    schema: Any,
+    source: str,
+    *,
+    text: tuple[str, ...] = (),
+) -> int:
     import pyarrow as pa
 
     table = pa.Table.from_batches(batches, schema=schema)
     batches.clear()
     raw = table.column_names
-    columns = (_column(table.column(i), raw[i], source) for i in range(len(raw)))
+    columns = (_column(table.column(i), raw[i], source, names[i] in text) for i in range(len(raw)))
     write_columns(path, names, columns)
     return int(table.num_rows)
 
@@ -337,6 +361,14 @@ def ingest_file(
     tuple
         The column names, the parts' paths in row order, and the number of rows.
     """
+    names, parts, rows, _ = _ingest_file(source, spec, scratch, text_columns)
+    return names, parts, rows
+
+
+def _ingest_file(
+    source: str, spec: DataSpec, scratch: Path, text_columns: tuple[str, ...]
+) -> tuple[list[str], list[Path], int, dict[str, Any]]:
+    """:func:`ingest_file`, and the Parquet file's column types (CSV: ``{}``, inferred)."""
     fmt = format_of(source, spec)
     path = Path(source).expanduser()
     downloaded = source.startswith("s3://")
@@ -352,24 +384,61 @@ def ingest_file(
         if ranged is not None:
             if downloaded:
                 path.unlink()
-            return ranged
+            return (*ranged, {})
+    named = {*text_columns, *(spec.features or ()), *([spec.target] if spec.target else [])}
     batches_of = (
-        _parquet_batches(path, source)
+        _parquet_batches(path, source, named)
         if fmt == "parquet"
         else _csv_batches(path, source, spec, text_columns)
     )
-    names, parts, rows = _write_parts(batches_of, scratch, "part-", source)
-    if not parts:  # a header without rows: pyarrow gives a schema, no batch
-        schema, names = _empty_schema(path, source, spec, fmt)
+    names, parts, rows = _write_parts(batches_of, scratch, "part-", source, text_columns)
+    types: dict[str, Any] = {}
+    if not parts or fmt == "parquet":  # a header without rows: pyarrow gives a schema, no batch
+        schema, names = _empty_schema(path, source, spec, fmt, named)
+        types = dict(zip(names, schema.types, strict=True)) if fmt == "parquet" else {}
+    if not parts:
         parts.append(scratch / f"part-00000{COLUMNS_SUFFIX}")
-        rows += _write_part(parts[-1], names, [], schema, source)
+        rows += _write_part(parts[-1], names, [], schema, source, text=text_columns)
     if downloaded:
         path.unlink()
-    return names, parts, rows
+    return names, parts, rows, types
+
+
+def _type_kind(kind: Any) -> str | None:
+    """What a column of this pyarrow type becomes: numbers or text (None: all missing)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_null(kind):
+        return None
+    if any(is_kind(kind) for is_kind in (pa.types.is_integer, pa.types.is_floating)):
+        return "numbers"
+    if pa.types.is_boolean(kind) or pa.types.is_decimal(kind):
+        return "numbers"
+    return "text"  # dates and times too: Ingest writes them as ISO 8601 text
+
+
+def _check_types(types: dict[str, Any], source: str, first: dict[str, tuple[Any, str]]) -> None:
+    """Refuse a Parquet file whose column holds another kind of value than an earlier file's
+    (text in one, numbers in another): one table's column has one type. ``first`` gathers
+    each column's first typed file."""
+    for name, kind in types.items():
+        seen = first.get(name)
+        if _type_kind(kind) is None:
+            continue
+        if seen is None:
+            first[name] = (kind, source)
+        elif _type_kind(seen[0]) != _type_kind(kind):
+            raise InvalidDataset(
+                f"column {name!r} is {_type_kind(kind)} ({kind}) in {source} but "
+                f"{_type_kind(seen[0])} ({seen[0]}) in {seen[1]}: the files of one dataset "
+                "must give each column one type (write them from one DataFrame, or cast it)"
+            )
 
 
 def _write_parts(
-    batches_of: Iterator[Any], scratch: Path, stem: str, source: str
+    batches_of: Iterator[Any], scratch: Path, stem: str, source: str, text: tuple[str, ...] = ()
 ) -> tuple[list[str], list[Path], int]:
     """Gather record batches into parts of :data:`PART_BYTES`, written under ``scratch``."""
     parts: list[Path] = []
@@ -395,12 +464,12 @@ def _write_parts(
             if pending_bytes >= PART_BYTES:
                 pending_bytes = 0
                 parts.append(scratch / f"{stem}{len(parts):05d}{COLUMNS_SUFFIX}")
-                rows += _write_part(parts[-1], names, pending, schema, source)
+                rows += _write_part(parts[-1], names, pending, schema, source, text=text)
             if piece is batch:
                 break
     if pending:
         parts.append(scratch / f"{stem}{len(parts):05d}{COLUMNS_SUFFIX}")
-        rows += _write_part(parts[-1], names, pending, schema, source)
+        rows += _write_part(parts[-1], names, pending, schema, source, text=text)
     return names, parts, rows
 
 
@@ -459,7 +528,9 @@ def _ranged_csv(
                     batches = iter(table.to_batches())
                     del table  # the writer's batches are the only reference: freed as written
                     prefix = f"{stem}{number:05d}-"
-                    written.append(writer.submit(_write_parts, batches, scratch, prefix, source))
+                    written.append(
+                        writer.submit(_write_parts, batches, scratch, prefix, source, text)
+                    )
                 ranges = [done.result() for done in written]
         except Exception as error:
             for part in scratch.glob(f"{stem}*"):
@@ -481,11 +552,15 @@ def _ranged_csv(
     return None
 
 
-def _empty_schema(path: Path, source: str, spec: DataSpec, fmt: str) -> tuple[Any, list[str]]:
+def _empty_schema(
+    path: Path, source: str, spec: DataSpec, fmt: str, named: set[str]
+) -> tuple[Any, list[str]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     if fmt == "parquet":
         schema = pq.ParquetFile(str(path)).schema_arrow
+        schema = pa.schema([schema.field(name) for name in _parquet_columns(schema, named)])
     else:
         schema = _csv_reader(path, source, spec, {}).schema
     return schema, [n.strip() for n in schema.names]
@@ -500,14 +575,17 @@ def ingest_parts(spec: DataSpec, *, text_columns: tuple[str, ...] = ()) -> Itera
     ------
     InvalidDataset
         Naming the file and what is wrong (see :func:`ingest_file`), or a file whose
-        columns differ from the first file's.
+        columns differ from the first file's, or a Parquet file whose column holds another
+        kind of value (numbers or text) than an earlier file's.
     """
     first: list[str] | None = None
+    typed: dict[str, tuple[Any, str]] = {}
     for source in sources(spec.uri):
         with tempfile.TemporaryDirectory(prefix="groveflow-ingest-") as scratch:
-            names, parts, rows = ingest_file(source, spec, Path(scratch), text_columns=text_columns)
+            names, parts, rows, types = _ingest_file(source, spec, Path(scratch), text_columns)
             if first is not None and names != first:
                 raise InvalidDataset(f"{source} has columns {names}; the first file has {first}")
+            _check_types(types, source, typed)
             first = first or names
             telemetry.logger.info(
                 "ingested", extra={"source": source, "parts": len(parts), "rows": rows}
