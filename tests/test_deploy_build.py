@@ -46,8 +46,9 @@ def tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def function_sizes(template: dict[str, Any]) -> dict[str, dict[str, int]]:
-    """Per function: bytes of its own code, of its layers, and the total Lambda counts."""
+def function_sizes(template: dict[str, Any], build: Path = BUILD) -> dict[str, dict[str, int]]:
+    """Per function: bytes of its own code, of its layers, and the total Lambda counts
+    (``build``: the directory of the built template)."""
     resources = template["Resources"]
     sizes = {}
     for logical_id, resource in resources.items():
@@ -58,9 +59,9 @@ def function_sizes(template: dict[str, Any]) -> dict[str, dict[str, int]]:
             "Layers", []
         )
         layer_dirs = [
-            BUILD / resources[layer["Ref"]]["Properties"]["ContentUri"] for layer in layers
+            build / resources[layer["Ref"]]["Properties"]["ContentUri"] for layer in layers
         ]
-        code = tree_bytes(BUILD / props["CodeUri"])
+        code = tree_bytes(build / props["CodeUri"])
         layer_bytes = sum(tree_bytes(d) for d in layer_dirs)
         sizes[logical_id] = {"code": code, "layers": layer_bytes, "total": code + layer_bytes}
     return sizes
