@@ -338,7 +338,9 @@ def _claim_prediction(bucket: str, prediction_id: str, job: PredictJob) -> None:
     storage.put_json(bucket, job_key, job.to_dict())
 
 
-_FOREST_CACHE: dict[str, artifact.Forest] = {}
+_FOREST_CACHE: dict[tuple[str, str], artifact.Forest] = {}
+"""The forest a warm Lambda loaded last, by its manifest's URI and the forest's sha256: a
+grown run keeps its manifest's URI and names another forest, which is loaded afresh."""
 
 
 def _read_job(bucket: str, prediction_id: str) -> PredictJob:
@@ -348,11 +350,12 @@ def _read_job(bucket: str, prediction_id: str) -> PredictJob:
 
 
 def _whole_forest(manifest_uri: str, manifest: ModelManifest) -> artifact.Forest:
-    """The model as one forest, cached while the Lambda is warm."""
-    if manifest_uri not in _FOREST_CACHE:
+    """The model as one forest, cached while the Lambda is warm (:data:`_FOREST_CACHE`)."""
+    key = (manifest_uri, manifest.forest.sha256)
+    if key not in _FOREST_CACHE:
         _FOREST_CACHE.clear()
-        _FOREST_CACHE[manifest_uri] = artifact.load_forest(manifest_uri, manifest.to_dict())
-    return _FOREST_CACHE[manifest_uri]
+        _FOREST_CACHE[key] = artifact.load_forest(manifest_uri, manifest.to_dict())
+    return _FOREST_CACHE[key]
 
 
 def _grove_groups(
