@@ -1,0 +1,430 @@
+"""Stored runs as a user manages them: ``groveflow runs``, ``report``, ``export`` and
+``delete`` against ``groveflow serve`` used as a stack (``--endpoint-url``, on a versioned
+bucket) and against a local state directory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ROOT
+from groveflow.layout import keys
+from groveflow.local.engine import LOCAL_BUCKET, execution_record, mirrored
+from test_cli import GROVEFLOW, Served, _files, _groveflow, _served_sfn, _serving
+
+IRIS = {"data": {"uri": "sklearn:iris"}, "n_trees": 4, "grove_size": 2}
+SLOW = {"data": {"uri": "sklearn:digits"}, "n_trees": 400, "grove_size": 2}
+"""A run that takes long enough (200 groves) to be caught running."""
+WINE_SEARCH = {
+    "data": {"uri": "sklearn:wine"},
+    "n_trees": 10,
+    "grove_size": 5,
+    "seed": 11,
+    "search": {
+        "space": {"min_samples_leaf": [1, 4]},
+        "strategy": "grid",
+        "metric": "oob",
+        "trees_per_round": 5,
+    },
+}
+SEPARATE_LOG_WINDOWS_SECONDS = 1.1
+"""A stack's cost reads REPORT lines up to 1 s after an execution ends (see
+``follow.execution_cost``): runs started further apart are priced on their own lines."""
+
+
+def _s3(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+
+
+def _write(tmp_path: Path, name: str, request: dict[str, Any]) -> Path:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(request))
+    return path
+
+
+def _ok(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _summary(*args: str) -> dict[str, Any]:
+    summary: dict[str, Any] = json.loads(_ok(_groveflow(*args, "--json")))
+    assert summary["status"] == "SUCCEEDED", summary
+    return summary
+
+
+def _listed(*place: str) -> dict[str, dict[str, Any]]:
+    return {e["id"]: e for e in json.loads(_ok(_groveflow("runs", *place, "--json")))}
+
+
+def _assert_listed_as_summarised(entry: dict[str, Any], summary: dict[str, Any]) -> None:
+    assert entry["status"] == "SUCCEEDED"
+    assert entry["trees"] == summary["trees_built"]
+    assert (entry["metric"], entry["value"]) == ("accuracy", summary["metrics"]["accuracy"])
+    assert entry["cost_usd"] == summary["cost"]["total_usd"]
+
+
+def _versions(s3: Any, prefix: str) -> dict[tuple[str, str], str]:
+    """Every version (and delete marker) under ``prefix`` -> the sha256 of its bytes."""
+    found = {}
+    for page in s3.get_paginator("list_object_versions").paginate(
+        Bucket=LOCAL_BUCKET, Prefix=prefix
+    ):
+        for item in page.get("Versions", []):
+            body = s3.get_object(Bucket=LOCAL_BUCKET, Key=item["Key"], VersionId=item["VersionId"])
+            found[item["Key"], item["VersionId"]] = hashlib.sha256(body["Body"].read()).hexdigest()
+        for item in page.get("DeleteMarkers", []):
+            found[item["Key"], item["VersionId"]] = "delete marker"
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """``groveflow serve`` with its bucket versioned, as a deployed stack's is."""
+    with _serving(tmp_path_factory.mktemp("stack")) as served:
+        _s3(served.endpoint).put_bucket_versioning(
+            Bucket=LOCAL_BUCKET, VersioningConfiguration={"Status": "Enabled"}
+        )
+        yield served
+
+
+def _wait(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
+        time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------- on a stack
+
+
+def test_a_stacks_runs_are_listed_reported_exported_and_deleted(
+    stack: Served, tmp_path: Path
+) -> None:
+    endpoint = ["--endpoint-url", stack.endpoint]
+    s3 = _s3(stack.endpoint)
+    request = _write(tmp_path, "iris", IRIS)
+    # GIVEN two runs and a prediction on the stack
+    first = _summary("train", str(request), "--run-id", "doomed", *endpoint)
+    time.sleep(SEPARATE_LOG_WINDOWS_SECONDS)
+    second = _summary("train", str(request), "--run-id", "kept", *endpoint)
+    time.sleep(SEPARATE_LOG_WINDOWS_SECONDS)
+    scoring = {"model": "doomed", "data": {"uri": "sklearn:iris"}, "prediction_id": "scored"}
+    _summary("predict", str(_write(tmp_path, "scoring", scoring)), *endpoint)
+    # ... and the doomed run's manifest overwritten (two versions) and a file deleted (a marker)
+    manifest = s3.get_object(Bucket=LOCAL_BUCKET, Key=keys.manifest("doomed"))["Body"].read()
+    s3.put_object(Bucket=LOCAL_BUCKET, Key=keys.manifest("doomed"), Body=manifest)
+    s3.put_object(Bucket=LOCAL_BUCKET, Key="runs/doomed/notes.txt", Body=b"scratch")
+    s3.delete_object(Bucket=LOCAL_BUCKET, Key="runs/doomed/notes.txt")
+    assert len(_versions(s3, "runs/doomed/")) > len(
+        s3.list_objects_v2(Bucket=LOCAL_BUCKET, Prefix="runs/doomed/")["Contents"]
+    )
+
+    # WHEN they are listed
+    listed = _listed(*endpoint)
+    # THEN newest first, each with the figures its summary gave
+    assert [i for i in listed if i in ("doomed", "kept", "scored")] == ["scored", "kept", "doomed"]
+    _assert_listed_as_summarised(listed["doomed"], first)
+    _assert_listed_as_summarised(listed["kept"], second)
+    assert (listed["scored"]["kind"], listed["scored"]["metric"]) == ("predict", "rows")
+    assert (listed["scored"]["value"], listed["scored"]["model_run"]) == (150, "doomed")
+    text = _ok(_groveflow("runs", *endpoint)).splitlines()
+    assert text[0].split() == ["ID", "KIND", "STATUS", "TREES", "METRIC", "COST", "USD", "CREATED"]
+
+    # WHEN the stack's run is reported and exported from here
+    report = Path(_ok(_groveflow("report", "doomed", *endpoint, "--out", str(tmp_path / "r"))))
+    exported = tmp_path / "doomed.joblib"
+    _ok(_groveflow("export", "doomed", *endpoint, "--out", str(exported)))
+    # THEN the report has its plots and the export predicts as the stack's model
+    assert report.read_text().count("data:image/png;base64,") >= 3
+    import joblib
+    from sklearn.datasets import load_iris
+
+    from groveflow.engines import Stack
+
+    X, _ = load_iris(return_X_y=True)
+    from groveflow.artifact import load_forest
+
+    stored = load_forest(Stack(endpoint_url=stack.endpoint).model_path(first["model_uri"]))
+    assert (joblib.load(exported).predict_proba(X) == stored.predict_proba(X)).all()
+
+    # WHEN a delete is not confirmed
+    kept_before = _versions(s3, "runs/kept/")
+    scored_before = _versions(s3, "predictions/scored/")
+    refused = subprocess.run(
+        [*GROVEFLOW, "delete", "doomed", *endpoint],
+        input="n\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    # THEN nothing goes
+    assert refused.returncode == 1
+    assert "delete run doomed (" in refused.stderr
+    assert _versions(s3, "runs/doomed/")
+    # WHEN it is deleted with --yes
+    deleted = _ok(_groveflow("delete", "doomed", "--yes", *endpoint))
+    # THEN no version and no delete marker of the run remains, on the bucket or its mirror
+    assert deleted.startswith("deleted run doomed (")
+    assert _versions(s3, "runs/doomed/") == {}
+    mirror = mirrored(stack.state_dir, keys.run_prefix("doomed"))
+    assert not mirror.exists() or _files(mirror) == {}
+    # ... and the other run and the prediction are byte for byte as they were
+    assert _versions(s3, "runs/kept/") == kept_before
+    assert _versions(s3, "predictions/scored/") == scored_before
+    assert "doomed" not in _listed(*endpoint)
+    # ... and deleting it again says there is no such run
+    again = _groveflow("delete", "doomed", "--yes", *endpoint)
+    assert again.returncode == 2
+    assert again.stderr.strip() == (
+        f"groveflow: NoSuchRun: no run, search or prediction 'doomed' in s3://{LOCAL_BUCKET}"
+    )
+    stack.assert_up()
+
+
+def test_a_running_run_on_a_stack_is_not_deleted(stack: Served) -> None:
+    # GIVEN a run started on the stack and still running
+    s3, sfn = _s3(stack.endpoint), _served_sfn(stack.endpoint)
+    machine = next(
+        m["stateMachineArn"]
+        for m in sfn.list_state_machines()["stateMachines"]
+        if m["name"].endswith("-TrainStateMachine")
+    )
+    arn = sfn.start_execution(
+        stateMachineArn=machine, input=json.dumps({**SLOW, "run_id": "busy"})
+    )["executionArn"]
+    _wait(
+        lambda: "Contents" in s3.list_objects_v2(Bucket=LOCAL_BUCKET, Prefix="runs/busy/"), "busy"
+    )
+    # WHEN it is deleted
+    done = _groveflow("delete", "busy", "--yes", "--endpoint-url", stack.endpoint)
+    # THEN the delete is refused by name, naming the execution, and nothing goes
+    assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING", "ran too fast"
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"groveflow: RunIsRunning: busy has a running execution ({arn})")
+    assert s3.head_object(Bucket=LOCAL_BUCKET, Key=keys.request("busy"))
+    assert _listed("--endpoint-url", stack.endpoint)["busy"]["status"] == "RUNNING"
+    # ... and once the execution has ended it can be deleted
+    _wait(lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING", "the run", 600)
+    _ok(_groveflow("delete", "busy", "--yes", "--endpoint-url", stack.endpoint))
+    assert _versions(s3, "runs/busy/") == {}
+
+
+# --------------------------------------------------------------------- a state directory
+
+
+def test_a_state_directorys_runs_are_listed_reported_exported_and_deleted(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    local = ["--state-dir", str(state)]
+    request = _write(tmp_path, "iris", IRIS)
+    # GIVEN two local runs and a prediction with the first one's model
+    first = _summary("train", str(request), "--run-id", "doomed", *local)
+    second = _summary("train", str(request), "--run-id", "kept", *local)
+    scoring = {"model": "doomed", "data": {"uri": "sklearn:iris"}, "prediction_id": "scored"}
+    _summary("predict", str(_write(tmp_path, "scoring", scoring)), *local)
+    # WHEN they are listed
+    listed = _listed(*local)
+    # THEN newest first, each with the figures its summary gave
+    assert list(listed) == ["scored", "kept", "doomed"]
+    _assert_listed_as_summarised(listed["doomed"], first)
+    _assert_listed_as_summarised(listed["kept"], second)
+    # ... and the report and export work as before
+    assert Path(_ok(_groveflow("report", "doomed", *local))).is_file()
+    exported = tmp_path / "doomed.skops"
+    _ok(_groveflow("export", "doomed", *local, "--format", "skops", "--out", str(exported)))
+    assert exported.stat().st_size > 0
+    # WHEN the first run is deleted
+    kept = _files(mirrored(state, keys.run_prefix("kept")))
+    scored = _files(mirrored(state, keys.predictions_prefix("scored")))
+    _ok(_groveflow("delete", "doomed", "--yes", *local))
+    # THEN none of its files remains, its execution record neither
+    assert not mirrored(state, keys.run_prefix("doomed")).exists()
+    assert not execution_record(state, run_id="doomed").exists()
+    # ... and the other run's and the prediction's files are byte for byte as they were
+    assert _files(mirrored(state, keys.run_prefix("kept"))) == kept
+    assert _files(mirrored(state, keys.predictions_prefix("scored"))) == scored
+    assert list(_listed(*local)) == ["scored", "kept"]
+
+
+def test_a_running_local_run_is_not_deleted(tmp_path: Path) -> None:
+    # GIVEN a local run in another process, still running
+    state = tmp_path / "state"
+    request = _write(tmp_path, "slow", SLOW)
+    running = subprocess.Popen(
+        [*GROVEFLOW, "train", str(request), "--run-id", "busy", "--state-dir", str(state)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        record = mirrored(state, keys.request("busy"))
+        _wait(record.is_file, "the run record")
+        # WHEN it is deleted
+        done = _groveflow("delete", "busy", "--yes", "--state-dir", str(state))
+        # THEN the delete is refused by name and the run's files stay
+        assert running.poll() is None, "ran too fast"
+        assert done.returncode == 2
+        assert done.stderr.startswith(
+            f"groveflow: RunIsRunning: busy has a running execution (process {running.pid} "
+        )
+        assert record.is_file()
+        assert _listed("--state-dir", str(state))["busy"]["status"] == "RUNNING"
+    finally:
+        assert running.wait(timeout=600) == 0
+    # ... and once it has ended it can be deleted
+    _ok(_groveflow("delete", "busy", "--yes", "--state-dir", str(state)))
+    assert not mirrored(state, keys.run_prefix("busy")).exists()
+
+
+def test_a_search_is_one_entry_reported_by_its_winner_and_deleted_whole(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    local = ["--state-dir", str(state)]
+    # GIVEN a search and a run beside it
+    search = _write(tmp_path, "search", {**WINE_SEARCH, "run_id": "tuned"})
+    summary = _summary("search", str(search), *local)
+    _summary("train", str(_write(tmp_path, "iris", IRIS)), "--run-id", "kept", *local)
+    winner = summary["run_id"]
+    assert winner.startswith("tuned-c")
+    # WHEN the runs are listed
+    listed = _listed(*local)
+    # THEN the search is one entry, with its winner's figures, its candidates not listed
+    assert list(listed) == ["kept", "tuned"]
+    assert (listed["tuned"]["kind"], listed["tuned"]["model_run"]) == ("search", winner)
+    _assert_listed_as_summarised(listed["tuned"], summary)
+    # WHEN the search is reported
+    report = Path(_ok(_groveflow("report", "tuned", *local)))
+    # THEN the report is its winner's
+    assert report == mirrored(state, keys.run_prefix(winner)) / "report" / "report.html"
+    assert winner in report.read_text()
+    # WHEN a candidate alone is deleted, it is refused, naming the search
+    part = _groveflow("delete", winner, "--yes", *local)
+    assert part.returncode == 2
+    assert f"{winner} is a part of search 'tuned'" in part.stderr
+    # WHEN the search is deleted
+    kept = _files(mirrored(state, keys.run_prefix("kept")))
+    _ok(_groveflow("delete", "tuned", "--yes", *local))
+    # THEN the search and every candidate are gone, and the other run is untouched
+    runs = mirrored(state, "runs")
+    assert sorted(p.name for p in runs.iterdir()) == ["kept"]
+    assert _files(runs / "kept") == kept
+
+
+def test_the_python_api_lists_and_deletes(tmp_path: Path) -> None:
+    # GIVEN two fits of an estimator, each leaving a run and its staged data behind
+    from sklearn.datasets import load_iris
+
+    import groveflow
+
+    X, y = load_iris(return_X_y=True)
+    with groveflow.Local(state_dir=tmp_path, workers=2) as engine:
+        for seed in (0, 1):
+            groveflow.GroveForestClassifier(n_trees=4, random_state=seed, engine=engine).fit(X, y)
+        fits = groveflow.runs(engine=engine)
+        assert [e.kind for e in fits] == ["train", "train"]
+        assert all(e.id.startswith("fit-") and e.status == "SUCCEEDED" for e in fits)
+        # WHEN one is deleted
+        gone = groveflow.delete(fits[0].id, engine=engine)
+        # THEN its objects, record and staged data are gone, the other's stay
+        assert gone.what[0][:2] == ("run", fits[0].id)
+        assert [e.id for e in groveflow.runs(engine=engine)] == [fits[1].id]
+        assert sorted(p.stem for p in (tmp_path / "datasets").iterdir()) == [fits[1].id[4:]]
+        # ... the engine, still running, forgets it too
+        s3 = engine.engine.s3
+        assert (
+            s3.list_objects_v2(Bucket=LOCAL_BUCKET, Prefix=f"runs/{fits[0].id}/")["KeyCount"] == 0
+        )
+
+
+# ---------------------------------------------------------------- where it cannot write
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    state = tmp_path_factory.mktemp("trained")
+    request = _write(state, "iris", IRIS)
+    _summary("train", str(request), "--run-id", "iris", "--state-dir", str(state))
+    return state
+
+
+@pytest.mark.parametrize(
+    ("command", "out", "message"),
+    [
+        ("report", "a-file", "{out} is a file, not a directory: choose another --out"),
+        (
+            "export",
+            "no-dir/m.joblib",
+            "{out}: there is no directory {parent}: choose another --out",
+        ),
+        ("export", ".", "{out} is a directory, not a file name: choose another --out"),
+    ],
+)
+def test_a_bad_out_path_is_a_named_error(
+    trained: Path, tmp_path: Path, command: str, out: str, message: str
+) -> None:
+    (tmp_path / "a-file").write_text("taken")
+    target = tmp_path / out
+    done = _groveflow(command, "iris", "--state-dir", str(trained), "--out", str(target))
+    assert done.returncode == 2
+    expected = message.format(out=target, parent=target.parent)
+    assert done.stderr.strip() == f"groveflow: OutputNotWritable: {expected}"
+    assert (tmp_path / "a-file").read_text() == "taken"
+
+
+def test_a_report_whose_default_place_is_taken_says_to_pass_out(
+    trained: Path, tmp_path: Path
+) -> None:
+    # GIVEN a file where the run's report directory would go
+    taken = mirrored(trained, keys.run_prefix("iris")) / "report"
+    if taken.is_dir():
+        shutil.rmtree(taken)
+    taken.write_text("not a directory")
+    try:
+        # WHEN the run is reported without --out
+        done = _groveflow("report", "iris", "--state-dir", str(trained))
+    finally:
+        taken.unlink()
+    # THEN one line names the place and says what to do, and the file is untouched
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"groveflow: OutputNotWritable: {taken} is a file, not a directory: pass --out DIR"
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")
+def test_a_report_in_a_read_only_state_dir_says_to_pass_out(trained: Path, tmp_path: Path) -> None:
+    run_dir = mirrored(trained, keys.run_prefix("iris"))
+    run_dir.chmod(0o555)
+    try:
+        done = _groveflow("report", "iris", "--state-dir", str(trained))
+    finally:
+        run_dir.chmod(0o755)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"groveflow: OutputNotWritable: {run_dir / 'report'} cannot be written "
+        f"({run_dir} is not writable): pass --out DIR"
+    )
+    elsewhere = Path(
+        _ok(_groveflow("report", "iris", "--state-dir", str(trained), "--out", str(tmp_path)))
+    )
+    assert elsewhere == tmp_path / "report.html"
