@@ -21,8 +21,9 @@ The rules, per input column (in the order of the data's columns):
   category and a missing value are NaN, which scikit-learn's trees route by their learned
   missing-value direction.
 
-A value is missing when it is None, NaN or, as text, one of the CSV missing markers
-(``""``, ``NA``, ``NaN``, ``null``, ``N/A``, ``?``, ``-``, ``none``, in any case).
+A value is missing when it is None, NaN, pandas' ``NA`` or ``NaT`` (a nullable dtype's
+missing cell) or, as text, one of the CSV missing markers (``""``, ``NA``, ``NaN``,
+``null``, ``N/A``, ``?``, ``-``, ``none``, in any case).
 Categories are text with surrounding spaces removed; a number is one category however it is
 written (``3``, ``"03"``, ``3.0`` and ``"3.0"`` are ``"3"``; ``"1.50"`` is ``"1.5"``), and so is
 a boolean (``True`` and ``"TRUE"`` are ``"true"``), since a reader may give either form. A
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -210,7 +212,25 @@ def _is_missing(value: Any) -> bool:
         return True
     if isinstance(value, float | np.floating):
         return math.isnan(value)
-    return isinstance(value, str) and value.strip().lower() in MISSING_TEXT
+    if isinstance(value, str):
+        return value.strip().lower() in MISSING_TEXT
+    if isinstance(value, np.datetime64):
+        return bool(np.isnat(value))
+    return _is_pandas_missing(value)
+
+
+def _is_pandas_missing(value: Any) -> bool:
+    """Whether ``value`` is pandas' ``NA`` or ``NaT`` (a nullable column's missing cell).
+
+    pandas is not a dependency: where it is not imported, no cell can be one of these."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and (value is pandas.NA or value is pandas.NaT)
+
+
+def _shown(value: Any) -> str:
+    """A cell as a message shows it: numpy scalars as the Python values they hold
+    (``1``, not ``np.int64(1)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _number(value: Any) -> float:
@@ -223,10 +243,10 @@ def _number(value: Any) -> float:
         try:
             return float(text)
         except ValueError:
-            raise ValueError(f"{value!r} is not a number") from None
+            raise ValueError(f"{_shown(value)} is not a number") from None
     if isinstance(value, bool | int | float | np.number | np.bool_):
         return float(value)
-    raise ValueError(f"{value!r} is not a number")
+    raise ValueError(f"{_shown(value)} is not a number")
 
 
 def _day(value: Any) -> float:
@@ -237,15 +257,17 @@ def _day(value: Any) -> float:
     if isinstance(value, str):
         text = value.strip()
         if not _ISO_DATE.fullmatch(text):
-            raise ValueError(f"{value!r} is not an ISO 8601 date (YYYY-MM-DD[Thh:mm[:ss]][offset])")
+            raise ValueError(
+                f"{_shown(value)} is not an ISO 8601 date (YYYY-MM-DD[Thh:mm[:ss]][offset])"
+            )
         try:
             value = datetime.fromisoformat(text)
         except ValueError as problem:
-            raise ValueError(f"{value!r} is not a valid date: {problem}") from None
+            raise ValueError(f"{_shown(value)} is not a valid date: {problem}") from None
     if isinstance(value, date) and not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day)
     if not isinstance(value, datetime):
-        raise ValueError(f"{value!r} is not a date")
+        raise ValueError(f"{_shown(value)} is not a date")
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return float((value - _EPOCH) / _ONE_DAY)
@@ -280,32 +302,54 @@ def _text_category(text: str) -> str:
         return text
 
 
-def to_numbers(X: Any) -> np.ndarray:
+def to_numbers(X: Any, column: str | None = None) -> np.ndarray:
     """Numbers as float64 of shape (n, 1): ``true``/``false`` are 1/0, missing is NaN.
+
+    Parameters
+    ----------
+    X : array-like of shape (n,) or (n, 1)
+    column : str or None, default=None
+        The column's name, for messages (an exported Pipeline's steps give it).
 
     Raises
     ------
     ValueError
-        Naming the first cell that is not a number.
+        Naming the first cell that is not a number (and ``column``).
     """
     array = _cells(X)
     if array.dtype.kind in "biuf":
         return array.astype(np.float64).reshape(-1, 1)
-    return _per_value(array, _number, np.float64).reshape(-1, 1)
+    return _named(column, _per_value, array, _number, np.float64).reshape(-1, 1)
 
 
-def to_days(X: Any) -> np.ndarray:
+def to_days(X: Any, column: str | None = None) -> np.ndarray:
     """ISO 8601 dates as float64 days since 1970-01-01T00:00 UTC, shape (n, 1); missing NaN.
+
+    Parameters
+    ----------
+    X : array-like of shape (n,) or (n, 1)
+    column : str or None, default=None
+        The column's name, for messages (an exported Pipeline's steps give it).
 
     Raises
     ------
     ValueError
-        Naming the first cell that is not an ISO 8601 date or date-time.
+        Naming the first cell that is not an ISO 8601 date or date-time (and ``column``).
     """
     array = _cells(X)
     if array.dtype.kind == "M":
         array = array.astype("datetime64[us]").astype(object)  # NaT becomes None
-    return _per_value(array, _day, np.float64).reshape(-1, 1)
+    return _named(column, _per_value, array, _day, np.float64).reshape(-1, 1)
+
+
+def _named(column: str | None, work: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
+    """``work(*args)``, whose ValueError names ``column`` when one is given."""
+    try:
+        return work(*args)
+    except ValueError as problem:
+        if column is None:
+            raise
+        raise ValueError(f"column {column!r}: {problem}") from None
 
 
 def to_categories(X: Any) -> np.ndarray:
@@ -491,9 +535,9 @@ def _sklearn_step(column: ColumnEncoding) -> Any:
     from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
 
     if column.kind == "numeric":
-        return FunctionTransformer(to_numbers)
+        return FunctionTransformer(to_numbers, kw_args={"column": column.name})
     if column.kind == "date":
-        return FunctionTransformer(to_days)
+        return FunctionTransformer(to_days, kw_args={"column": column.name})
     if column.kind == "onehot":
         return make_pipeline(
             FunctionTransformer(to_categories),
@@ -613,7 +657,7 @@ def _kind(raw: np.ndarray, name: str, spec: CategoricalSpec) -> str | None:
 
 def _only_missing(value: Any) -> float:
     if not _is_missing(value):
-        raise ValueError(f"{value!r} is a value")
+        raise ValueError(f"{_shown(value)} is a value")
     return math.nan
 
 
