@@ -241,6 +241,10 @@ def _uncorrected_report() -> dict[str, Any]:
         report["map_runs_while_starting"] = _map_runs_while_starting(local)
         report["total_while_running"] = _total_while_running(local)
         report.update(_names_results_and_quotas(local))
+        report["map_run_after_stop"] = _map_run_after_stop(local)
+        report["operations_moto_lacks"] = _operations_moto_lacks(local)
+        report["history_pages"] = _history_pages(local)
+        report["input_over_quota"] = _start_over_quota(local)
         session = boto3.DEFAULT_SESSION
         with mock_aws():
             report["mock_aws_keeps_session"] = boto3.DEFAULT_SESSION is session
@@ -350,6 +354,120 @@ def _map_runs_while_starting(local: LocalSfn) -> dict[str, Any]:
     return seen
 
 
+def _map_run_after_stop(local: LocalSfn) -> dict[str, Any]:
+    """A 4-item Map Run (MaxConcurrency 1) after StopExecution while its first child runs."""
+    release = threading.Event()
+    HANDLERS["held"] = lambda event: release.wait(10) and grove(event)
+    execution_arn = local.start(distributed_map(invoke("held"), MaxConcurrency=1), items(4))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        started = local.sfn.list_map_runs(executionArn=execution_arn)["mapRuns"]
+        if started and local.map_run(execution_arn)["itemCounts"]["running"] == 1:
+            break
+        time.sleep(0.02)
+    local.sfn.stop_execution(executionArn=execution_arn, error="Stopped", cause="by the test")
+    release.set()
+    execution = local.wait(execution_arn)
+    while local.map_run(execution_arn)["status"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    described = local.map_run(execution_arn)
+    counts = {k: v for k, v in described["itemCounts"].items() if k != "resultsWritten"}
+    return {
+        "execution": execution["status"],
+        "map_run": described["status"],
+        "items": counts,
+        "running_executions": described["executionCounts"]["running"],
+    }
+
+
+def _refusal(call: Callable[[], Any]) -> Any:
+    """The call's answer, or its error: (HTTP status, code, whether the body is JSON)."""
+    try:
+        return call()
+    except ClientError as error:
+        status = error.response["ResponseMetadata"]["HTTPStatusCode"]
+        code = error.response["Error"]["Code"]
+        return [status, code, not error.response["Error"].get("Message", "").startswith("<")]
+
+
+def _operations_moto_lacks(local: LocalSfn) -> dict[str, Any]:
+    """StartSyncExecution, RedriveExecution, ValidateStateMachineDefinition,
+    ListStateMachineVersions and TestState, as the endpoint answers them."""
+    once = Config(retries={"max_attempts": 1, "mode": "standard"}, inject_host_prefix=False)
+    sfn = boto3.client("stepfunctions", endpoint_url=local.sfn.meta.endpoint_url, config=once)
+    passing = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+    machine = local.create(passing)
+    ended = local.run(passing)["executionArn"]
+    failing = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "E", "Cause": "c"}}}
+    failed = local.run(failing)["executionArn"]
+    return {
+        "sync": _refusal(lambda: sfn.start_sync_execution(stateMachineArn=machine, input="{}")),
+        "redrive_succeeded": _refusal(lambda: sfn.redrive_execution(executionArn=ended)),
+        "redrive_failed": _refusal(lambda: sfn.redrive_execution(executionArn=failed)),
+        "validate_ok": _refusal(
+            lambda: sfn.validate_state_machine_definition(definition=json.dumps(passing))["result"]
+        ),
+        "validate_bad": _refusal(
+            lambda: [
+                (d["severity"], d["code"])
+                for d in sfn.validate_state_machine_definition(
+                    definition='{"StartAt": "X", "States": {}}'
+                )["diagnostics"]
+            ]
+        ),
+        "versions": _refusal(
+            lambda: sfn.list_state_machine_versions(stateMachineArn=machine)["stateMachineVersions"]
+        ),
+        "test_state": _refusal(
+            lambda: sfn.test_state(definition=json.dumps(passing["States"]["P"]), roleArn=ROLE)
+        ),
+    }
+
+
+def _history_pages(local: LocalSfn) -> dict[str, Any]:
+    """GetExecutionHistory of a 6-event execution read 4 events at a time, and reversed."""
+    two_passes = {
+        "StartAt": "P",
+        "States": {"P": {"Type": "Pass", "Next": "Q"}, "Q": {"Type": "Pass", "End": True}},
+    }
+    execution_arn = local.run(two_passes)["executionArn"]
+    sfn = local.sfn
+    every = [e["id"] for e in sfn.get_execution_history(executionArn=execution_arn)["events"]]
+    first = sfn.get_execution_history(executionArn=execution_arn, maxResults=4)
+    pages = [[e["id"] for e in first["events"]]]
+    if "nextToken" in first:
+        second = sfn.get_execution_history(
+            executionArn=execution_arn, maxResults=4, nextToken=first["nextToken"]
+        )
+        pages.append([e["id"] for e in second["events"]])
+    reversed_ids = sfn.get_execution_history(executionArn=execution_arn, reverseOrder=True)
+    return {
+        "every": every,
+        "pages": pages,
+        "reversed": [e["id"] for e in reversed_ids["events"]],
+        "bad_token": _refusal(
+            lambda: len(
+                sfn.get_execution_history(executionArn=execution_arn, nextToken="x" * 20)["events"]
+            )
+        ),
+    }
+
+
+def _start_over_quota(local: LocalSfn) -> Any:
+    """StartExecution with an input one byte over the payload quota, and one under it."""
+    machine = local.create({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+    padding = moto_compat.MAX_PAYLOAD_BYTES - len(json.dumps({"pad": ""}))
+
+    def start(extra: int) -> Any:
+        body = json.dumps({"pad": "x" * (padding + extra)})
+        started = local.sfn.start_execution(
+            stateMachineArn=machine, name=f"quota-{next(_ids)}", input=body
+        )
+        return local.wait(started["executionArn"])["status"]
+
+    return {"over": _refusal(lambda: start(1)), "under": _refusal(lambda: start(-100))}
+
+
 def uncorrected_report(module: str, timeout_seconds: int = 60) -> dict[str, Any]:
     """``module._uncorrected_report()`` run in a fresh interpreter (moto unpatched)."""
     code = f"import json, {module} as t; print(json.dumps(t._uncorrected_report()))"
@@ -436,6 +554,35 @@ def test_moto_still_lets_states_all_catch_data_limit_exceeded(
     uncorrected: dict[str, Any],
 ) -> None:
     assert uncorrected["caught_data_limit"] == "SUCCEEDED"
+
+
+def test_moto_still_succeeds_the_map_run_of_a_stopped_execution(
+    uncorrected: dict[str, Any],
+) -> None:
+    stopped = uncorrected["map_run_after_stop"]
+    assert (stopped["execution"], stopped["map_run"]) == ("ABORTED", "SUCCEEDED")
+    assert (stopped["items"]["failed"], stopped["items"]["pending"]) == (3, 0)
+
+
+def test_moto_still_answers_operations_it_lacks_with_http_500(
+    uncorrected: dict[str, Any],
+) -> None:
+    lacking = uncorrected["operations_moto_lacks"]
+    for name in ("redrive_succeeded", "validate_ok", "versions", "test_state"):
+        assert lacking[name] == [500, "500", False], name
+
+
+def test_moto_still_returns_the_whole_history_oldest_first(uncorrected: dict[str, Any]) -> None:
+    history = uncorrected["history_pages"]
+    assert history["pages"] == [history["every"]]
+    assert history["reversed"] == history["every"]
+    assert history["bad_token"] == len(history["every"])
+
+
+def test_moto_still_starts_an_execution_with_an_input_over_the_quota(
+    uncorrected: dict[str, Any],
+) -> None:
+    assert uncorrected["input_over_quota"] == {"over": "FAILED", "under": "SUCCEEDED"}
 
 
 def test_mock_aws_still_drops_the_default_session_and_its_hooks(
@@ -887,4 +1034,57 @@ def test_the_interpreter_loads_without_the_batch_and_ec2_backends() -> None:
         "moto.batch": False,
         "moto.batch.utils": True,
         "real_batch": True,
+    }
+
+
+def test_a_stopped_executions_map_run_is_aborted_with_its_unstarted_items_pending(
+    local: LocalSfn,
+) -> None:
+    # GIVEN a 4-item Map Run, one child at a time, stopped while its first child runs
+    stopped = _map_run_after_stop(local)
+    # THEN as on AWS: the Map Run is ABORTED, the running child aborted, the rest pending
+    assert (stopped["execution"], stopped["map_run"]) == ("ABORTED", "ABORTED")
+    assert stopped["items"] == {
+        "pending": 3,
+        "running": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "timedOut": 0,
+        "aborted": 1,
+        "total": 4,
+    }
+    assert stopped["running_executions"] == 0
+
+
+def test_operations_moto_lacks_answer_as_aws_does(local: LocalSfn) -> None:
+    # WHEN the endpoint is asked what moto does not implement
+    lacking = _operations_moto_lacks(local)
+    # THEN each answers as AWS would, in JSON: never an HTTP 500 page
+    assert lacking == {
+        "sync": [400, "StateMachineTypeNotSupported", True],
+        "redrive_succeeded": [400, "ExecutionNotRedrivable", True],
+        "redrive_failed": [400, "ExecutionNotRedrivable", True],
+        "validate_ok": "OK",
+        "validate_bad": [("ERROR", "SCHEMA_VALIDATION_FAILED")],
+        "versions": [],
+        "test_state": [400, "UnknownOperationException", True],
+    }
+
+
+def test_execution_history_pages_and_reverses_as_aws_does(local: LocalSfn) -> None:
+    # GIVEN an execution of 6 events WHEN its history is read 4 at a time and reversed
+    history = _history_pages(local)
+    # THEN pages of 4 and 2 follow each other, newest first when reversed
+    assert history["every"] == [1, 2, 3, 4, 5, 6]
+    assert history["pages"] == [[1, 2, 3, 4], [5, 6]]
+    assert history["reversed"] == [6, 5, 4, 3, 2, 1]
+    assert history["bad_token"] == [400, "InvalidToken", True]
+
+
+def test_an_input_over_the_quota_is_refused_at_start_execution(local: LocalSfn) -> None:
+    # WHEN executions start with an input one byte over 262,144 and one just under it
+    # THEN the first is refused by StartExecution, as on AWS; the second runs
+    assert _start_over_quota(local) == {
+        "over": [400, "InvalidExecutionInput", True],
+        "under": "SUCCEEDED",
     }

@@ -3,7 +3,7 @@
 The embedded local engine runs unmodified ASL in moto's interpreter (a port of
 LocalStack's). In the tested moto range it departs from AWS in ways that would
 let a run succeed locally and fail in the cloud, or run slower than it must.
-:func:`apply_corrections` applies seventeen patches; each is one short function below
+:func:`apply_corrections` applies twenty-one patches; each is one short function below
 that names the moto symbol it replaces. ``tests/test_moto_compat.py`` pins both the
 uncorrected moto behaviour (so we notice an upstream fix) and the corrected one.
 A Distributed Map Run runs its children on a few threads (:func:`set_map_child_threads`,
@@ -30,6 +30,10 @@ Departures that are avoided or only documented, not patched:
   ``States.Runtime`` instead of ``Lambda.<Code>``.
 - Map Run ``executionCounts.running`` is never decremented for failed children;
   ``itemCounts`` are right.
+- ``StartSyncExecution`` and ``RedriveExecution`` are refused (see
+  :func:`_answer_operations_moto_lacks`); the AWS CLI and boto3 send
+  ``StartSyncExecution`` to ``sync-<host>``, so a client needs
+  ``inject_host_prefix=False`` to reach a local endpoint with it.
 """
 
 from __future__ import annotations
@@ -105,6 +109,10 @@ def apply_corrections() -> None:
         _cache_boto_clients()
         _let_fail_states_reraise_states_errors()
         _read_map_runs_of_executions_still_starting()
+        _abort_the_map_run_of_a_stopped_execution()  # after the item counts' wrappers
+        _answer_operations_moto_lacks()
+        _page_execution_history()
+        _refuse_inputs_over_the_payload_quota()
         _applied.set()
 
 
@@ -807,3 +815,231 @@ def _run_map_children_on_bounded_threads() -> None:
         super(Program, self).eval(env)  # what moto's thread runs, joined without a timeout
 
     Program.eval = eval_in_callers_thread  # type: ignore[method-assign]
+
+
+def _abort_the_map_run_of_a_stopped_execution() -> None:
+    """Wrap ``DistributedIterationComponent._eval_body`` and the item workers' ``_eval_job``.
+
+    moto ends the Map Run of an execution stopped while it runs ``SUCCEEDED``
+    (``DescribeMapRun``), and runs the items not yet started in the stopped
+    environment, counting each ``failed``. AWS reports the Map Run ``ABORTED``, the
+    children that were running ``aborted`` and the items never started ``pending``.
+    An item whose execution has stopped is now counted pending and not run; an aborted
+    child leaves ``executionCounts.running``; the Map Run ends ``ABORTED``. (Its
+    history still shows ``MapRunSucceeded`` before ``ExecutionAborted``.)
+    """
+    from moto.stepfunctions.parser.api import MapRunStatus
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        distributed_iteration_component as component,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (  # noqa: E501
+        distributed_item_processor_worker as processor_worker,
+    )
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+
+    map_cls = component.DistributedIterationComponent
+    eval_body = map_cls._eval_body
+
+    def _eval_body(self: Any, env: Any) -> None:
+        record = env.stack[-1].map_run_record
+        try:
+            eval_body(self, env)
+        finally:
+            if not env.is_running() and record.status == MapRunStatus.SUCCEEDED:
+                record.set_stop(status=MapRunStatus.ABORTED)
+
+    map_cls._eval_body = _eval_body  # type: ignore[method-assign]
+
+    worker_cls = processor_worker.DistributedItemProcessorWorker
+    eval_job = worker_cls._eval_job
+
+    def _eval_job(self: Any, env: Any, job: Any) -> None:
+        record = self._map_run_record
+        if not env.is_running():  # the execution was stopped before this item started
+            record.item_counter.pending.count()
+            return
+        eval_job(self, env, job)
+        if isinstance(env.program_state(), ProgramStopped):
+            record.execution_counter.running.offset(-1)
+
+    worker_cls._eval_job = _eval_job  # type: ignore[method-assign]
+
+
+def _answer_operations_moto_lacks() -> None:
+    """Add four Step Functions operations to ``StepFunctionResponse``; answer any other
+    operation moto lacks as AWS answers an unknown one.
+
+    moto raises ``NotImplementedError`` for ``StartSyncExecution``, ``RedriveExecution``,
+    ``ValidateStateMachineDefinition`` and ``ListStateMachineVersions``, which its server
+    turns into HTTP 500 with an HTML page. Now:
+
+    - ``StartSyncExecution`` on a STANDARD state machine is refused with AWS's
+      ``StateMachineTypeNotSupported``; an EXPRESS one with ``UnknownOperationException``
+      (the local engine runs STANDARD machines only);
+    - ``RedriveExecution`` checks the execution exists (``ExecutionDoesNotExist``) and
+      answers ``ExecutionNotRedrivable``: for a running or succeeded execution as AWS
+      does; for an ended one because the local engine does not redrive (a departure: AWS
+      would rerun its failed state, which for groveflow's machines is a Fail state);
+    - ``ValidateStateMachineDefinition`` parses the definition as ``CreateStateMachine``
+      does: ``{"result": "OK", "diagnostics": []}``, or ``FAIL`` with one
+      ``SCHEMA_VALIDATION_FAILED`` error naming what the parser refused;
+    - ``ListStateMachineVersions`` lists the published versions, newest first;
+    - any other operation moto does not implement is HTTP 400
+      ``UnknownOperationException`` in JSON, as AWS answers an unknown operation.
+    """
+    from moto.core.exceptions import ServiceException
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions import responses
+
+    class ExecutionNotRedrivable(ServiceException):
+        code = "ExecutionNotRedrivable"
+
+    class StateMachineTypeNotSupported(ServiceException):
+        code = "StateMachineTypeNotSupported"
+
+    class UnknownOperationException(ServiceException):
+        code = "UnknownOperationException"  # not in moto's model of Step Functions' errors
+
+    response_cls = cast(Any, responses.StepFunctionResponse)
+
+    def start_sync_execution(self: Any) -> Any:
+        machine = self.stepfunction_backend.describe_state_machine(
+            self._get_param("stateMachineArn")
+        )
+        if machine.type == "STANDARD":
+            raise StateMachineTypeNotSupported(
+                "This operation is not supported by this type of state machine"
+            )
+        raise UnknownOperationException(
+            "groveflow's local engine runs STANDARD state machines only"
+        )
+
+    def redrive_execution(self: Any) -> Any:
+        execution = self.stepfunction_backend.describe_execution(self._get_param("executionArn"))
+        status = str(getattr(execution.exec_status, "value", execution.exec_status))
+        if status in ("RUNNING", "SUCCEEDED"):
+            raise ExecutionNotRedrivable(f"Execution is {status} and cannot be redriven")
+        raise ExecutionNotRedrivable(
+            f"Execution is {status}; groveflow's local engine does not redrive executions: "
+            "start a new execution with the same run_id to resume the run"
+        )
+
+    def validate_state_machine_definition(self: Any) -> Any:
+        from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+        try:
+            AmazonStateLanguageParser.parse(self._get_param("definition") or "")
+        except Exception as error:  # the parser's refusals have no common class
+            diagnostic = {
+                "severity": "ERROR",
+                "code": "SCHEMA_VALIDATION_FAILED",
+                "message": f"{type(error).__name__}: {error}"[:1000],
+            }
+            return ActionResult({"result": "FAIL", "diagnostics": [diagnostic], "truncated": False})
+        return ActionResult({"result": "OK", "diagnostics": [], "truncated": False})
+
+    def list_state_machine_versions(self: Any) -> Any:
+        machine = self.stepfunction_backend.describe_state_machine(
+            self._get_param("stateMachineArn")
+        )
+        versions = sorted(machine.versions.values(), key=lambda v: v.version, reverse=True)
+        listed = [
+            {"stateMachineVersionArn": v.arn, "creationDate": v.create_date} for v in versions
+        ]
+        return ActionResult({"stateMachineVersions": listed})
+
+    response_cls.start_sync_execution = start_sync_execution
+    response_cls.redrive_execution = redrive_execution
+    response_cls.validate_state_machine_definition = validate_state_machine_definition
+    response_cls.list_state_machine_versions = list_state_machine_versions
+    call_action = response_cls.call_action
+
+    def call_action_or_refuse(self: Any) -> Any:
+        try:
+            return call_action(self)
+        except NotImplementedError:
+            refusal = {
+                "__type": "UnknownOperationException",
+                "message": f"{self._get_action()} is not served by the local engine",
+            }
+            headers = {"Content-Type": "application/x-amz-json-1.0"}
+            return 400, headers, json.dumps(refusal)
+
+    response_cls.call_action = call_action_or_refuse
+
+
+def _page_execution_history() -> None:
+    """Wrap ``StepFunctionResponse.get_execution_history`` to honour its paging.
+
+    moto returns every event, oldest first, whatever ``maxResults``, ``nextToken`` and
+    ``reverseOrder`` say. AWS returns at most ``maxResults`` events (0 or none: 100;
+    at most 1,000), newest first with ``reverseOrder``, and a ``nextToken`` while more
+    remain; a token it did not issue is ``InvalidToken``.
+    """
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions import responses
+    from moto.stepfunctions.exceptions import InvalidToken, ValidationException
+
+    response_cls = cast(Any, responses.StepFunctionResponse)
+
+    def get_execution_history(self: Any) -> Any:
+        history = self.stepfunction_backend.get_execution_history(self._get_param("executionArn"))
+        events = list(history["events"])
+        if self._get_param("reverseOrder"):
+            events.reverse()
+        limit = self._get_int_param("maxResults") or 100
+        if not 0 < limit <= 1000:
+            raise ValidationException(
+                f"1 validation error detected: Value '{limit}' at 'maxResults' failed to "
+                "satisfy constraint: Member must have value less than or equal to 1000"
+            )
+        token = self._get_param("nextToken")
+        start = _history_offset(token, len(events)) if token else 0
+        if start is None:
+            raise InvalidToken("Invalid Token: 'Invalid token'")
+        page: dict[str, Any] = {"events": events[start : start + limit]}
+        if start + limit < len(events):
+            page["nextToken"] = f"groveflow-history-{start + limit}"
+        return ActionResult(page)
+
+    response_cls.get_execution_history = get_execution_history
+
+
+def _history_offset(token: str, events: int) -> int | None:
+    """The offset a ``nextToken`` of :func:`_page_execution_history` stands for, or None."""
+    prefix, _, number = token.rpartition("-")
+    if prefix != "groveflow-history" or not number.isdigit() or int(number) > events:
+        return None
+    return int(number)
+
+
+def _refuse_inputs_over_the_payload_quota() -> None:
+    """Wrap ``StepFunctionsParserBackend.start_execution`` to refuse an input over 256 KiB.
+
+    moto starts the execution, whose first state then fails with
+    ``States.DataLimitExceeded``. AWS refuses it at ``StartExecution`` with
+    ``InvalidExecutionInput`` when the input is larger than :data:`MAX_PAYLOAD_BYTES`
+    (262,144 bytes of UTF-8).
+    """
+    from moto.stepfunctions.exceptions import InvalidExecutionInput
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original: Any = StepFunctionsParserBackend.start_execution
+
+    def start_execution(
+        self: Any,
+        state_machine_arn: str,
+        name: str | None = None,
+        execution_input: str | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        size = len((execution_input or "").encode())
+        if size > MAX_PAYLOAD_BYTES:
+            raise InvalidExecutionInput(
+                f"Invalid State Machine Execution Input: the input is {size} bytes, "
+                f"more than the {MAX_PAYLOAD_BYTES} bytes allowed"
+            )
+        return original(self, state_machine_arn, name, execution_input, *args, **kwargs)
+
+    StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign]
