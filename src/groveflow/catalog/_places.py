@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -245,6 +246,8 @@ class BucketPlace:
         self.s3 = stack.client("s3")
         self.where = f"s3://{self.bucket}"
         self._executions: dict[str, list[tuple[str, dict[str, Any]]]] | None = None
+        self._arns: dict[str, str] | None = None
+        self._lock = threading.Lock()
 
     def ids(self, top: str) -> list[str]:
         found = []
@@ -270,43 +273,48 @@ class BucketPlace:
     def remove(self, prefixes: list[str], elsewhere: list[str]) -> None:
         remove_versions(self.s3, self.bucket, [*prefixes, *elsewhere])
 
-    def _all_executions(self) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-        """Each id -> ``(kind, description)`` of its executions, newest first."""
-        if self._executions is not None:
-            return self._executions
+    def _machines(self) -> dict[str, str]:
+        """Each kind's state machine ARN (a stack without one lacks that kind)."""
+        if self._arns is None:
+            arns = {}
+            for kind, machine in MACHINES.items():
+                with contextlib.suppress(GroveflowError):
+                    arns[kind] = self.stack.arn_of(machine)
+            self._arns = arns
+        return self._arns
+
+    def _described(self, status: str | None) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """Each id -> ``(kind, description)`` of its executions (of ``status`` only, if
+        given), newest first."""
         sfn = self.stack.client("stepfunctions")
-        listed: list[tuple[str, dict[str, Any]]] = []
-        for kind, machine in MACHINES.items():
-            try:
-                arn = self.stack.arn_of(machine)
-            except GroveflowError:
-                continue  # a stack without that state machine
-            for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
-                listed += [(kind, item) for item in page["executions"]]
+        listed: list[tuple[str, str]] = []
+        for kind, arn in self._machines().items():
+            kwargs = {"stateMachineArn": arn, **({"statusFilter": status} if status else {})}
+            for page in sfn.get_paginator("list_executions").paginate(**kwargs):
+                listed += [(kind, item["executionArn"]) for item in page["executions"]]
+
+        def describe(item: tuple[str, str]) -> tuple[str, dict[str, Any]]:
+            return item[0], dict(sfn.describe_execution(executionArn=item[1]))
+
         with ThreadPoolExecutor(DESCRIBE_THREADS) as pool:
-            described = list(
-                pool.map(
-                    lambda item: (
-                        item[0],
-                        dict(sfn.describe_execution(executionArn=item[1]["executionArn"])),
-                    ),
-                    listed,
-                )
-            )
+            described = list(pool.map(describe, listed))
         by_id: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for kind, description in sorted(described, key=lambda d: d[1]["startDate"], reverse=True):
             for run_id in _execution_ids(kind, description):
                 by_id.setdefault(run_id, []).append((kind, description))
-        self._executions = by_id
         return by_id
 
+    def _all_executions(self) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """:meth:`_described` of every execution, looked up once (for a listing)."""
+        with self._lock:
+            if self._executions is None:
+                self._executions = self._described(None)
+            return self._executions
+
     def running(self) -> dict[str, str]:
-        self._executions = None  # running is asked just before deleting: look again
         return {
-            run_id: description["executionArn"]
-            for run_id, executions in self._all_executions().items()
-            for _, description in executions
-            if description["status"] == "RUNNING"
+            run_id: executions[0][1]["executionArn"]
+            for run_id, executions in self._described("RUNNING").items()
         }
 
     def newest_status(self, kind: str, run_id: str) -> str | None:
