@@ -9,15 +9,18 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
+from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from groveflow.api import RunFailed, train
 from groveflow.engines import Local
+from groveflow.errors import InvalidParameter, InvalidRequest
 from groveflow.estimators import GroveForestClassifier, GroveForestRegressor
 
 
@@ -81,3 +84,110 @@ def test_a_regressor_cross_validates_with_two_processes(engine: Local) -> None:
     scores = cross_val_score(forest, X, y, cv=2, n_jobs=2)
 
     assert scores.min() > 0.5
+
+
+# ------------------------------------------------------------------------------ item 16
+
+PETS = np.array(["cat", "dog", "bird"] * 10)
+
+
+def _pets() -> tuple[np.ndarray, np.ndarray]:
+    X = np.random.default_rng(0).normal(size=(len(PETS), 2))
+    return X, PETS
+
+
+@pytest.mark.parametrize("estimator", [GroveForestClassifier, GroveForestRegressor])
+def test_an_unknown_kind_is_refused_by_name_with_the_accepted_kinds(estimator: Any) -> None:
+    X, _ = _pets()
+    forest = estimator(n_trees=2, grove_size=1, kind="xgboost")
+
+    with pytest.raises(InvalidParameter) as refused:
+        forest.fit(X, np.arange(len(X)) % 2)
+
+    assert str(refused.value) == (
+        f"{estimator.__name__}(kind='xgboost') is not a kind of forest groveflow trains; "
+        "accepted: ['extra_trees', 'random_forest']"
+    )
+    assert isinstance(refused.value, ValueError)  # as scikit-learn's estimators raise
+    assert isinstance(refused.value, InvalidRequest)
+
+
+@pytest.mark.parametrize(
+    ("labels", "class_weight", "message"),
+    [
+        (
+            PETS,
+            {"cat": 2.0, "cow": 1.0},
+            "GroveForestClassifier(class_weight=...) names ['cow'], not classes of y; "
+            "the classes are ['bird', 'cat', 'dog']",
+        ),
+        (
+            np.array([5, 7, 9] * 10),
+            {np.int64(6): 2.0},
+            "GroveForestClassifier(class_weight=...) names [6], not classes of y; "
+            "the classes are [5, 7, 9]",
+        ),
+        (
+            PETS,
+            {"cat": "heavy"},
+            "GroveForestClassifier(class_weight=...) gives class 'cat' the weight 'heavy'; "
+            "a weight must be a number",
+        ),
+        (
+            PETS,
+            [{"cat": 2.0}],
+            "GroveForestClassifier(class_weight=[...]): a list of dicts is for multi-output "
+            "targets, and y has one; give a dict of class label to weight (the classes are "
+            "['bird', 'cat', 'dog'])",
+        ),
+    ],
+)
+def test_a_class_weight_error_names_the_users_labels(
+    engine: Local, labels: np.ndarray, class_weight: Any, message: str
+) -> None:
+    X, _ = _pets()
+    forest = GroveForestClassifier(
+        n_trees=2, grove_size=1, class_weight=class_weight, engine=engine
+    )
+
+    with pytest.raises(InvalidParameter) as refused:
+        forest.fit(X, labels)
+
+    assert str(refused.value) == message
+
+
+def test_class_weight_by_label_and_numpy_parameters_train(engine: Local) -> None:
+    # GIVEN numpy-typed parameters, as a grid of np.arange gives them, and weights by label
+    X, y = _pets()
+    weights = {np.str_("cat"): np.int64(5), "dog": 1, "bird": np.float64(1.0)}
+    forest = GroveForestClassifier(
+        n_trees=np.int64(4),
+        grove_size=np.int64(2),
+        max_concurrency=np.int64(2),
+        class_weight=weights,
+        random_state=0,
+        engine=engine,
+    )
+
+    # WHEN it fits
+    forest.fit(X, y)
+
+    # THEN the run weighed the classes the user named: as a fit on the labels' indices
+    # (bird, cat, dog -> 0, 1, 2) with the same weights by index, unlike no weights
+    assert forest.run_.trees_built == 4
+    codes = np.unique(y, return_inverse=True)[1]
+    by_code = clone(forest).set_params(class_weight={1: 5, 0: 1, 2: 1}).fit(X, codes)
+    unweighted = clone(forest).set_params(class_weight=None).fit(X, y)
+    assert_array_equal(forest.predict_proba(X), by_code.predict_proba(X))
+    assert np.abs(forest.predict_proba(X) - unweighted.predict_proba(X)).max() > 0
+
+
+@pytest.mark.parametrize("estimator", [GroveForestClassifier, GroveForestRegressor])
+def test_sample_weight_is_refused_by_name(engine: Local, estimator: Any) -> None:
+    X, _ = _pets()
+    y = np.arange(len(X)) % 2
+
+    with pytest.raises(InvalidParameter, match=r"fit\(sample_weight=\.\.\.\) is not supported"):
+        estimator(n_trees=2, grove_size=1, engine=engine).fit(X, y, sample_weight=np.ones(len(X)))
+    with pytest.raises(InvalidParameter, match=r"got \['weights'\], which it does not take"):
+        estimator(n_trees=2, grove_size=1, engine=engine).fit(X, y, weights=np.ones(len(X)))

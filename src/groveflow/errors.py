@@ -18,6 +18,11 @@ class InvalidRequest(GroveflowError):
     """The execution input is malformed or asks for something unsupported."""
 
 
+class InvalidParameter(InvalidRequest, ValueError):
+    """An estimator's parameter or ``fit`` argument refused before any run; a ``ValueError``
+    too, as scikit-learn's estimators raise for a bad parameter."""
+
+
 class InvalidDataset(GroveflowError):
     """The dataset cannot be read, or its contents cannot be trained on."""
 

@@ -28,6 +28,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from groveflow.api import RunResult, train
 from groveflow.artifact import load_forest
 from groveflow.engines import Engine, default_engine
+from groveflow.errors import InvalidParameter
+from groveflow.request import ESTIMATORS
 
 __all__ = ["GroveForestClassifier", "GroveForestRegressor"]
 
@@ -50,6 +52,9 @@ _TREE_PARAMS = (
 
 _USER_ERRORS = ("InvalidRequest", "InvalidDataset", "DatasetTooLarge")
 
+KINDS = sorted({kind for kind, _ in ESTIMATORS})
+"""The accepted ``kind`` values."""
+
 
 def _plain(value: Any) -> Any:
     """A parameter as JSON holds it (numpy scalars as Python numbers, tuples as lists)."""
@@ -57,7 +62,53 @@ def _plain(value: Any) -> Any:
         return value.item()
     if isinstance(value, tuple | list | np.ndarray):
         return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
     return value
+
+
+def _refuse_fit_params(estimator: BaseEstimator, fit_params: dict[str, Any]) -> None:
+    """Refuse, by name, what ``fit`` was given besides ``X`` and ``y``."""
+    name = type(estimator).__name__
+    if "sample_weight" in fit_params:
+        raise InvalidParameter(
+            f"{name}.fit(sample_weight=...) is not supported: groveflow's groves are fitted "
+            "without per-sample weights. Weigh classes with class_weight, or repeat rows; "
+            "fit(X, y) is accepted"
+        )
+    if fit_params:
+        raise InvalidParameter(
+            f"{name}.fit() got {sorted(fit_params)}, which it does not take; fit(X, y) is accepted"
+        )
+
+
+def _weights_by_code(class_weight: Any, classes: np.ndarray, name: str) -> Any:
+    """``class_weight`` with each class label replaced by its index into ``classes`` (the
+    labels the groves are trained on), after checking it names classes of ``y``."""
+    class_weight = _plain(class_weight)
+    if class_weight is None or isinstance(class_weight, str):
+        return class_weight  # None, "balanced", "balanced_subsample" (the run checks them)
+    labels = classes.tolist()
+    if isinstance(class_weight, list | tuple):
+        raise InvalidParameter(
+            f"{name}(class_weight=[...]): a list of dicts is for multi-output targets, and y "
+            f"has one; give a dict of class label to weight (the classes are {labels})"
+        )
+    if not isinstance(class_weight, dict):
+        return class_weight  # the run refuses it with scikit-learn's accepted types
+    codes = {label: code for code, label in enumerate(labels)}
+    unknown = [label for label in class_weight if label not in codes]
+    if unknown:
+        raise InvalidParameter(
+            f"{name}(class_weight=...) names {unknown}, not classes of y; the classes are {labels}"
+        )
+    for label, weight in class_weight.items():
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise InvalidParameter(
+                f"{name}(class_weight=...) gives class {label!r} the weight {weight!r}; "
+                "a weight must be a number"
+            )
+    return {codes[label]: weight for label, weight in class_weight.items()}
 
 
 class _GroveForest(BaseEstimator):
@@ -75,20 +126,30 @@ class _GroveForest(BaseEstimator):
             for k, v in params.items()
             if _plain(defaults.get(k, object())) != _plain(v)
         }
-        if isinstance(model_params.get("class_weight"), dict):
-            codes = {label: code for code, label in enumerate(getattr(self, "classes_", []))}
-            weights = model_params["class_weight"]
-            model_params["class_weight"] = {codes.get(k, k): w for k, w in weights.items()}
-        grove_size = self.grove_size if self.grove_size is not None else min(10, self.n_trees)
+        if model_params.get("class_weight") is not None:
+            model_params["class_weight"] = _weights_by_code(
+                model_params["class_weight"], self.classes_, type(self).__name__
+            )
+        n_trees = _plain(self.n_trees)
+        grove_size = _plain(self.grove_size) if self.grove_size is not None else None
+        if grove_size is None and isinstance(n_trees, int):
+            grove_size = min(10, n_trees)
         return {
             "data": {"uri": data_uri, "format": "npz"},
             "model": {"kind": self.kind, "task": self._task, "params": model_params},
-            "n_trees": self.n_trees,
+            "n_trees": n_trees,
             "grove_size": grove_size,
             "seed": seed,
             "test_fraction": 0,
-            "max_concurrency": self.max_concurrency,
+            "max_concurrency": _plain(self.max_concurrency),
         }
+
+    def _check_kind(self) -> None:
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
+            raise InvalidParameter(
+                f"{type(self).__name__}(kind={_plain(self.kind)!r}) is not a kind of forest "
+                f"groveflow trains; accepted: {KINDS}"
+            )
 
     def _forest_params(self) -> tuple[str, ...]:
         return _TREE_PARAMS
@@ -263,7 +324,7 @@ class GroveForestClassifier(ClassifierMixin, _GroveForest):
     def _forest_params(self) -> tuple[str, ...]:
         return (*_TREE_PARAMS, "class_weight")
 
-    def fit(self, X: Any, y: Any) -> GroveForestClassifier:
+    def fit(self, X: Any, y: Any, **fit_params: Any) -> GroveForestClassifier:
         """Train the forest on the engine.
 
         Parameters
@@ -272,15 +333,27 @@ class GroveForestClassifier(ClassifierMixin, _GroveForest):
             Training samples; NaN marks a missing value.
         y : array-like of shape (n_samples,)
             Class labels (numbers, strings or booleans); they are trained as their
-            indices into ``classes_``.
+            indices into ``classes_`` (``class_weight`` names the labels themselves).
+        **fit_params
+            None is accepted: ``sample_weight`` is refused by name (groves are fitted
+            without per-sample weights; ``class_weight`` weighs classes).
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        InvalidParameter
+            A ``ValueError`` naming a ``kind`` that is not accepted, a ``class_weight`` that
+            names a label ``y`` lacks, or a ``fit`` argument other than ``X`` and ``y``.
         """
+        _refuse_fit_params(self, fit_params)
+        self._check_kind()
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float32)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
+        _weights_by_code(self.class_weight, self.classes_, type(self).__name__)
         self._fit(X, codes.astype(np.int64))
         return self
 
@@ -371,7 +444,7 @@ class GroveForestRegressor(RegressorMixin, _GroveForest):
         self.n_jobs = n_jobs
         self.engine = engine
 
-    def fit(self, X: Any, y: Any) -> GroveForestRegressor:
+    def fit(self, X: Any, y: Any, **fit_params: Any) -> GroveForestRegressor:
         """Train the forest on the engine.
 
         Parameters
@@ -379,11 +452,22 @@ class GroveForestRegressor(RegressorMixin, _GroveForest):
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
             Numeric targets.
+        **fit_params
+            None is accepted: ``sample_weight`` is refused by name (groves are fitted
+            without per-sample weights).
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        InvalidParameter
+            A ``ValueError`` naming a ``kind`` that is not accepted, or a ``fit`` argument
+            other than ``X`` and ``y``.
         """
+        _refuse_fit_params(self, fit_params)
+        self._check_kind()
         X, y = validate_data(
             self, X, y, ensure_all_finite="allow-nan", dtype=np.float32, y_numeric=True
         )
