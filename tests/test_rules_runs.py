@@ -69,3 +69,31 @@ def test_a_grown_forest_is_scored_with_its_new_trees_on_a_warm_engine(engine: An
     columns, proba = _proba(engine, again.output["predictions_uri"])
     assert columns == [f"proba_{c}" for c in forest.classes_]
     assert np.max(np.abs(proba - forest.predict_proba(X))) == 0
+
+
+def test_a_training_runs_predictions_under_their_own_id_are_kept_in_the_state_dir(
+    engine: Any, state_dir: Any
+) -> None:
+    from groveflow.local.engine import mirrored
+
+    # GIVEN a training input whose predict section names its own prediction_id
+    run_id = unique_name("scored-run")
+    prediction_id = unique_name("scored-run-predictions")
+    request = {
+        **DIGITS,
+        "n_trees": 10,
+        "run_id": run_id,
+        "predict": {"data": {"uri": "sklearn:digits"}, "prediction_id": prediction_id},
+    }
+    # WHEN the run ends
+    result = engine.run("TrainStateMachine", request, name=unique_name(run_id))
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert result.output["predictions"]["prediction_id"] == prediction_id
+    # THEN its predictions are in the state directory, as the bucket holds them
+    manifest_key = keys.predictions_manifest(prediction_id)
+    on_disk = mirrored(state_dir, manifest_key)
+    assert on_disk.is_file()
+    assert on_disk.read_bytes() == body(engine, manifest_key)
+    for part in json.loads(on_disk.read_bytes())["parts"]:
+        part_key = f"{keys.predictions_prefix(prediction_id)}{part['key']}"
+        assert mirrored(state_dir, part_key).read_bytes() == body(engine, part_key)

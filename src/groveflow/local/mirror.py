@@ -10,7 +10,9 @@ exclusive create on disk, so two processes sharing a state directory cannot both
 claim one run id.
 
 The hook sits in moto's S3 request handling, in this process (the engine's server);
-each :class:`Mirror` says which prefixes it takes.
+each :class:`Mirror` says which prefixes it takes. A prediction scored by a model of a
+taken run (a training run's ``predict`` section under its own ``prediction_id``) is taken
+with the run, as its job record is stored.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Mirror", "StoredObject", "install"]
+__all__ = ["JOB_SUFFIX", "Mirror", "StoredObject", "install"]
 
 StoredObject = tuple[bytes, dict[str, str]]
 """An object's bytes and user metadata."""
 
 _META_SUFFIX = ".metadata.json"
+JOB_SUFFIX = "/job.json"
+"""Ends a prediction's job record (``predictions/<id>/job.json``), which says its model."""
 _USER_META = "x-amz-meta-"
 _mirrors: list[Mirror] = []
 _registry_lock = threading.Lock()
@@ -83,6 +87,28 @@ class Mirror:
             return key.startswith(("runs/", "predictions/"))
         with self._lock:
             return any(key.startswith(prefix) for prefix in self._prefixes)
+
+    def adopt(self, bucket: str, key: str, data: bytes) -> bool:
+        """Take a prediction's prefix when its job (``predictions/<id>/job.json``, ``data``)
+        names a model of a run this mirror takes: a training run's ``predict`` section may
+        name its own ``prediction_id``, and its predictions are kept with the run. Whether
+        the key is covered now."""
+        if self.covers(bucket, key):
+            return True
+        parts = key.split("/")
+        if bucket != self.bucket or len(parts) != 3 or parts[::2] != ["predictions", "job.json"]:
+            return False
+        try:
+            model = json.loads(data).get("model_manifest_uri")
+        except (ValueError, AttributeError):
+            return False
+        prefix = f"s3://{bucket}/"
+        if not isinstance(model, str) or not model.startswith(prefix):
+            return False
+        if not self.covers(bucket, model.removeprefix(prefix)):
+            return False
+        self.take(f"predictions/{parts[1]}/")
+        return True
 
     def open(self) -> None:
         """Start receiving what clients store (see :func:`install`)."""
@@ -214,9 +240,14 @@ def _user_metadata(fake_key: Any) -> dict[str, str]:
     }
 
 
-def _covering(bucket: str, key: str) -> list[Mirror]:
+def _covering(bucket: str, key: str, data: bytes | None = None) -> list[Mirror]:
+    """The mirrors that take ``key``; with ``data`` (what is being stored), those a
+    prediction's job makes take it too (:meth:`Mirror.adopt`)."""
     with _registry_lock:
-        return [mirror for mirror in _mirrors if mirror.covers(bucket, key)]
+        mirrors = list(_mirrors)
+    if data is None or not key.endswith(JOB_SUFFIX):
+        return [mirror for mirror in mirrors if mirror.covers(bucket, key)]
+    return [mirror for mirror in mirrors if mirror.adopt(bucket, key, data)]
 
 
 def install() -> None:
@@ -237,11 +268,13 @@ def install() -> None:
         mirrors = _covering(self.bucket_name, key)
         if self.headers.get("If-None-Match") != "*":
             answer = original_put(self)
-            if not mirrors:
+            job = key.endswith(JOB_SUFFIX)
+            if not mirrors and not job:
                 return answer
             stored = self.backend.get_object(self.bucket_name, key)
-            for mirror in mirrors:
-                mirror.write(key, bytes(stored.value), _user_metadata(stored))
+            value = bytes(stored.value)
+            for mirror in _covering(self.bucket_name, key, value) if job else mirrors:
+                mirror.write(key, value, _user_metadata(stored))
             return answer
         # Conditional writes one at a time, mirrored or not: moto checks and then stores,
         # so two at once could both pass. A claim another process made is on disk only:
@@ -254,7 +287,7 @@ def install() -> None:
             answer = original_put(self)
             stored = self.backend.get_object(self.bucket_name, key)
             value, metadata = bytes(stored.value), _user_metadata(stored)
-            for mirror in mirrors:
+            for mirror in _covering(self.bucket_name, key, value):
                 if not mirror.claim(key, value, metadata):  # claimed on disk meanwhile
                     winner = mirror.read(key)
                     if winner is not None:
