@@ -331,12 +331,12 @@ def plan_deletion(place: Place, run_id: str) -> Deletion:
             if count or part == checked:
                 deletion.what.append((kind if part == checked else "search part", part, count))
                 deletion.prefixes.append(prefix)
-            deletion.elsewhere += place.owned_elsewhere(part, _data_uri(place, part))
+            deletion.elsewhere += place.owned_elsewhere("train", part, _data_uri(place, part))
     if checked in place.ids("predictions/"):
         prefix = keys.predictions_prefix(checked)
         deletion.what.append(("prediction", checked, place.count(prefix)))
         deletion.prefixes.append(prefix)
-        deletion.elsewhere += place.owned_elsewhere(f"predictions/{checked}", None)
+        deletion.elsewhere += place.owned_elsewhere("predict", checked, None)
     if not deletion.what:
         raise NoSuchRun(f"no run, search or prediction {checked!r} in {place.where}")
     _refuse_running(place, deletion)
@@ -410,8 +410,9 @@ def delete(run_id: str, engine: Any = None) -> Deletion:
     RunIsRunning
         If an execution of it is running.
     """
-    from groveflow.engines import Local
+    from groveflow.engines import Local, default_engine
 
+    engine = engine if engine is not None else default_engine()
     place = place_of(engine)
     deletion = plan_deletion(place, run_id)
     remove(place, deletion)

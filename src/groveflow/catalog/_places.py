@@ -73,8 +73,9 @@ class Place(Protocol):
         execution, if known."""
         ...
 
-    def owned_elsewhere(self, run_id: str, data_uri: str | None) -> list[str]:
-        """What the place keeps for ``run_id`` beside its prefixes (see :class:`Deletion`)."""
+    def owned_elsewhere(self, kind: str, run_id: str, data_uri: str | None) -> list[str]:
+        """What the place keeps for a run (``kind="train"``, trained on ``data_uri``) or a
+        prediction (``"predict"``) beside its prefix (see :class:`groveflow.catalog.Deletion`)."""
         ...
 
     def local_run_dir(self, run_id: str) -> Path | None:
@@ -209,10 +210,10 @@ class DirPlace:
             return None
         return value if isinstance(value, list) else None
 
-    def owned_elsewhere(self, run_id: str, data_uri: str | None) -> list[str]:
-        if run_id.startswith("predictions/"):
-            return [str(self._record("predict", run_id.split("/", 1)[1]))]
-        owned = [str(self._record("train", run_id))]
+    def owned_elsewhere(self, kind: str, run_id: str, data_uri: str | None) -> list[str]:
+        owned = [str(self._record(kind, run_id))]
+        if kind == "predict":
+            return owned
         staged = self.state_dir / "datasets" / f"{run_id.removeprefix('fit-')}.npz"
         if run_id.startswith("fit-") and data_uri is not None and Path(data_uri) == staged:
             owned.append(str(staged))  # the estimator's copy of its fit's data
@@ -333,8 +334,8 @@ class BucketPlace:
                 return execution_cost(sfn, lambdas, logs, description)
         return None
 
-    def owned_elsewhere(self, run_id: str, data_uri: str | None) -> list[str]:
-        if not run_id.startswith("fit-") or data_uri is None:
+    def owned_elsewhere(self, kind: str, run_id: str, data_uri: str | None) -> list[str]:
+        if kind != "train" or not run_id.startswith("fit-") or data_uri is None:
             return []
         key = f"{STAGED_DATASETS}{run_id.removeprefix('fit-')}.npz"
         return [key] if data_uri == f"s3://{self.bucket}/{key}" else []
