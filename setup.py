@@ -1,8 +1,9 @@
 """Build hook: the wheel carries the SAM application from the repository's top level.
 
-template.yaml, statemachine/, functions/, layers/, events/, docs/ and samconfig.toml are
-copied into ``groveflow/_application/`` of the built package, from the one copy at the top
-level (nothing is duplicated in the repository). See ``groveflow.application``.
+template.yaml, statemachine/, functions/, layers/, events/, docs/, samconfig.toml and deploy.mk
+(``groveflow.application.APPLICATION_FILES``) are copied into ``groveflow/_application/`` of the
+built package, from the one copy at the top level (nothing is duplicated in the repository). The
+sdist carries them too, so a wheel built from it (``python -m build``) has them as well.
 """
 
 import shutil
@@ -11,10 +12,33 @@ from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))
 from groveflow.application import APPLICATION_FILES  # noqa: E402  (the one list of them)
+
+SKIPPED = {"__pycache__", ".aws-sam"}
+
+
+def application_sources() -> list[Path]:
+    """Every application file under ROOT (not bytecode nor a build); a missing one is
+    refused: a wheel without them could not run its local engine nor ``groveflow init``."""
+    missing = [name for name in APPLICATION_FILES if not (ROOT / name).exists()]
+    if missing:
+        raise SystemExit(f"groveflow: the application files {missing} are not in {ROOT}")
+    files: list[Path] = []
+    for name in APPLICATION_FILES:
+        path = ROOT / name
+        for candidate in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            relative = candidate.relative_to(ROOT)
+            if (
+                candidate.is_file()
+                and candidate.suffix != ".pyc"
+                and not SKIPPED & set(relative.parts)
+            ):
+                files.append(candidate)
+    return files
 
 
 class BuildWithApplication(build_py):
@@ -25,14 +49,18 @@ class BuildWithApplication(build_py):
         target = Path(self.build_lib) / "groveflow" / "_application"
         if target.exists():
             shutil.rmtree(target)
-        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".aws-sam")
-        for name in APPLICATION_FILES:
-            source = ROOT / name
-            if source.is_dir():
-                shutil.copytree(source, target / name, ignore=ignore)
-            elif source.is_file():
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, target / name)
+        for source in application_sources():
+            copied = target / source.relative_to(ROOT)
+            copied.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copied)
 
 
-setup(cmdclass={"build_py": BuildWithApplication})
+class SdistWithApplication(sdist):
+    """``sdist``, with the application files beside the package's."""
+
+    def make_distribution(self) -> None:
+        self.filelist.extend(str(p.relative_to(ROOT)) for p in application_sources())
+        super().make_distribution()
+
+
+setup(cmdclass={"build_py": BuildWithApplication, "sdist": SdistWithApplication})

@@ -1,7 +1,8 @@
 """A user's journey from a wheel to a built application, outside the repository: groveflow's
-wheel installed in a fresh venv, ``groveflow init app``, then docs/deploy.md's offline steps in
-that directory with nothing but its own files (the SAM CLI installed by its Makefile,
-``sam validate --lint``, ``sam build``).
+wheel built as a release is (``python -m build``: the sdist, then the wheel from it) installed in
+a fresh venv, ``groveflow init app``, then docs/deploy.md's offline steps in that directory with
+nothing but its own files (the SAM CLI installed by its Makefile, ``sam validate --lint``,
+``sam build``).
 
 Slow (pip installs aws-sam-cli into the application's .venv-sam, sam build assembles both
 layers): it runs with GROVEFLOW_BUILD_TESTS=1, which ``make test`` (CI) sets.
@@ -13,6 +14,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ import pytest
 from conftest import ROOT
 from groveflow.local.template import read_template
 from test_deploy_build import LAMBDA_UNZIPPED_LIMIT_BYTES, MB, function_sizes, python312
-from test_package import build_wheel, install_wheel
+from test_package import install_wheel
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("GROVEFLOW_BUILD_TESTS") != "1",
@@ -57,13 +59,27 @@ def run(command: list[str], cwd: Path, timeout: int = 1800) -> subprocess.Comple
     )
 
 
+def release_wheel(work: Path) -> Path:
+    """groveflow's wheel as ``python -m build`` makes it: from the sdist, so the application
+    files reach the wheel only if the sdist carries them."""
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(work / "dist"), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return next((work / "dist").glob("groveflow-*.whl"))
+
+
 @pytest.fixture(scope="module")
 def application(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """``groveflow init app`` by groveflow installed from its wheel, in a directory outside
     the repository; its SAM CLI venv and build (about 700 MB) are removed afterwards."""
     work = tmp_path_factory.mktemp("journey")
     assert not work.resolve().is_relative_to(ROOT)
-    installed = install_wheel(build_wheel(work), work / "venv")
+    installed = install_wheel(release_wheel(work), work / "venv")
     done = run([str(installed / "groveflow"), "init", "app"], cwd=work, timeout=120)
     assert done.returncode == 0, done.stderr
     app = work / "app"
