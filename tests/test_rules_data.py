@@ -268,3 +268,81 @@ def test_parquet_files_that_disagree_on_a_column_s_type_are_refused(
     for words in ("'size'", "part-0.parquet", "part-1.parquet", "double", "string"):
         assert words in result.cause
     assert "BuildGroveFunction" not in [i.function for i in result.invocations]
+
+
+# --------------------------------------------------------------------------- items 14, 17
+
+
+def _table_csv(path: Path, n_rows: int, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    lines = [f"{i},{rng.normal():.3f},{rng.normal():.3f},{i % 2}" for i in range(n_rows)]
+    path.write_text("id,a,b,y\n" + "\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_a_header_only_file_of_a_prefix_to_score_adds_no_rows(engine: Any, tmp_path: Path) -> None:
+    # GIVEN a forest, and a directory to score holding a file of rows and a header-only file
+    result, run_id = _train(engine, {"uri": _table_csv(tmp_path / "t.csv", 60), "target": "y"})
+    assert result.status == "SUCCEEDED", result.cause
+    (tmp_path / "batch").mkdir()
+    (tmp_path / "batch" / "part-0.csv").write_text("id,a,b\n1,0.5,0.1\n2,-0.3,0.2\n")
+    (tmp_path / "batch" / "part-1.csv").write_text("id,a,b\n")
+    # WHEN the directory is scored, and the header-only file alone
+    scored = _predict(engine, run_id, {"uri": str(tmp_path / "batch")})
+    alone = _predict(engine, run_id, {"uri": str(tmp_path / "batch" / "part-1.csv")})
+    # THEN the directory's rows are scored (as training reads it), and the file alone is refused
+    assert scored.status == "SUCCEEDED", scored.cause
+    assert scored.output["n_rows"] == 2
+    assert (alone.status, alone.error) == ("FAILED", "InvalidPredictRequest"), alone.cause
+    assert "part-1.csv has no rows to score" in alone.cause
+
+
+def test_column_errors_name_the_user_s_file_not_the_ingested_part(
+    engine: Any, tmp_path: Path
+) -> None:
+    # GIVEN a CSV with a text feature, and a forest whose batch to score has a text cell
+    text = tmp_path / "colours.csv"
+    text.write_text("a,colour,y\n" + "\n".join(f"{i},red,{i % 2}" for i in range(20)) + "\n")
+    result, run_id = _train(engine, {"uri": _table_csv(tmp_path / "t.csv", 60), "target": "y"})
+    assert result.status == "SUCCEEDED", result.cause
+    batch = tmp_path / "batch.csv"
+    batch.write_text("id,a,b\n1,0.5,oops\n")
+    # WHEN the first trains and the batch is scored
+    refused, _ = _train(engine, {"uri": str(text), "target": "y"})
+    scored = _predict(engine, run_id, {"uri": str(batch)})
+    # THEN each error names the user's file (and points at data.categorical for text)
+    assert refused.error == "InvalidDataset", refused.cause
+    assert str(text) in refused.cause and ".gfcols" not in refused.cause
+    assert "data.categorical" in refused.cause
+    assert scored.error == "InvalidPredictRequest", scored.cause
+    assert str(batch) in scored.cause and ".gfcols" not in scored.cause
+
+
+def test_an_id_column_that_is_a_feature_is_both(engine: Any, tmp_path: Path) -> None:
+    # GIVEN a forest that reads the column "id" as a feature
+    result, run_id = _train(engine, {"uri": _table_csv(tmp_path / "t.csv", 60), "target": "y"})
+    assert result.status == "SUCCEEDED", result.cause
+    assert _manifest(engine, run_id)["feature_names"] == ["id", "a", "b"]
+    # WHEN rows are scored naming "id" as their id column
+    batch = tmp_path / "batch.csv"
+    batch.write_text("id,a,b\n7,0.5,0.1\n9,-0.3,0.2\n")
+    scored = _predict(engine, run_id, {"uri": str(batch), "id_column": "id"})
+    # THEN it is both the rows' ids and their feature
+    assert scored.status == "SUCCEEDED", scored.cause
+    rows = _prediction_rows(engine, scored.output["predictions_uri"])
+    assert [r["id"] for r in rows] == ["7", "9"]
+
+
+def test_a_one_hot_feature_may_not_repeat_another_column_s_name(
+    engine: Any, tmp_path: Path
+) -> None:
+    # GIVEN a table with a text column "color" and a numeric column named "color=red"
+    lines = [f"{['red', 'blue'][i % 2]},{i % 3},{i % 2}" for i in range(40)]
+    (tmp_path / "d.csv").write_text("color,color=red,y\n" + "\n".join(lines) + "\n")
+    # WHEN it trains with one-hot encoding
+    data = {"uri": str(tmp_path / "d.csv"), "target": "y", "categorical": "auto"}
+    result, _ = _train(engine, data)
+    # THEN it is refused by the repeated name before fan-out
+    assert (result.status, result.error) == ("FAILED", "InvalidDataset"), result.cause
+    assert "'color=red'" in result.cause and "rename" in result.cause
+    assert "BuildGroveFunction" not in [i.function for i in result.invocations]

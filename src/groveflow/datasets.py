@@ -40,6 +40,7 @@ __all__ = [
     "column_files",
     "format_of",
     "load_dataset",
+    "mark_source",
     "read_columns",
     "read_scoring_file",
     "sources",
@@ -148,6 +149,7 @@ def _table_from_columns(
 
 def _feature_columns(columns: Mapping[str, Any], spec: DataSpec, source: str) -> list[str]:
     """The feature columns ``spec`` chooses from a table's, checked against them."""
+    source = _where(columns, source)
     if spec.target is None:
         raise InvalidDataset(f"data.target is required for {source}: name the column to learn")
     if spec.target not in columns:
@@ -178,8 +180,10 @@ def _encoded_dataset(
     assert spec.categorical is not None and spec.target is not None
     y = _labels(_target_array(columns[spec.target]), task)
     rows = None if learn_rows is None else learn_rows(y)
-    encoding = fit_encoding(columns, names, rows, spec.categorical, spec.uri)
-    X = to_features(encoding.transform(columns, spec.uri), encoding.feature_names)
+    source = _where(columns, spec.uri)
+    encoding = fit_encoding(columns, names, rows, spec.categorical, source)
+    _refuse_repeated_features(encoding, source)
+    X = to_features(encoding.transform(columns, source), encoding.feature_names)
     return Dataset(X=X, y=y, feature_names=encoding.feature_names, encoding=encoding)
 
 
@@ -218,6 +222,24 @@ def _shown(names: list[str], limit: int = 20) -> str:
     return f"{names[:limit]} and {len(names) - limit} more"
 
 
+def _refuse_repeated_features(encoding: Encoding, source: str) -> None:
+    """Refuse an encoding two of whose features share a name (a one-hot ``color=red`` beside a
+    column named ``color=red``): a forest's features, importances and a Pipeline's output
+    columns are told apart by name."""
+    makers: dict[str, list[str]] = {}
+    for column in encoding.columns:
+        for name in column.feature_names:
+            makers.setdefault(name, []).append(column.name)
+    repeated = {name: columns for name, columns in makers.items() if len(columns) > 1}
+    if repeated:
+        name, columns = next(iter(repeated.items()))
+        raise InvalidDataset(
+            f"the feature name {name!r} is given by more than one column of {source} "
+            f"({columns}: a one-hot column names its features column=category): rename "
+            f"the column {name!r}, or list one of them in data.exclude"
+        )
+
+
 def _refuse_categorical(spec: DataSpec, source: str, error: type[Exception]) -> None:
     """``data.categorical`` names columns of a table (CSV, Parquet), not of a matrix."""
     if spec.categorical is not None:
@@ -236,12 +258,14 @@ def _numeric_features(
     :class:`ColumnFiles` loads one column at a time), so reading costs the float32
     matrix plus one column, not a float64 copy of every column and then their stack.
     """
+    source = _where(columns, source)
     matrix: np.ndarray | None = None
     bad = []
     for j, name in enumerate(names):
         column = columns[name]
-        if isinstance(column, list):
-            column = _numeric_column(column)
+        if isinstance(column, list) or column.dtype.kind == "U":
+            # Numbers read as text (an id column; a Parquet string column) are numbers.
+            column = _numeric_column(list(column))
         elif column.dtype.kind not in "biuf":
             column = None
         if column is None:
@@ -252,10 +276,16 @@ def _numeric_features(
         with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused by to_features
             matrix[:, j] = column
         del column
-    if bad:
+    if bad and error is InvalidDataset:  # training: the request can encode them
         raise error(
             f"non-numeric feature columns in {source}: {bad}. groveflow does not encode "
-            "categories silently: encode them first, or list them in data.exclude"
+            "categories silently: set data.categorical to 'auto' (or list them in it) to "
+            "encode them, or list them in data.exclude"
+        )
+    if bad:  # scoring: the model reads numbers there
+        raise error(
+            f"non-numeric values in feature columns {bad} of {source}: the model reads "
+            "numbers there (missing values may be empty or NA)"
         )
     assert matrix is not None  # names is not empty
     return matrix
@@ -525,16 +555,22 @@ def read_scoring_file(
         data = _decompressed(source, storage.read_uri(source))
         return _scoring_matrix(source, fmt, data, feature_names, spec.exclude), None
     with column_files([source]) as columns:
+        source = columns.source_name(source)
         ids = _id_values(columns, id_column, source)
-        present = [c for c in columns if c != id_column and c not in spec.exclude]
+        inputs = encoding.input_names if encoding is not None else feature_names
+        # An id column the model also reads as a feature is both.
+        present = [c for c in columns if (c != id_column or c in inputs) and c not in spec.exclude]
+        _check_scoring_columns(present, inputs, source)
         if encoding is not None:
-            _check_scoring_columns(present, encoding.input_names, source)
             features = encoding.transform(columns, source, InvalidPredictRequest)
         else:
-            _check_scoring_columns(present, feature_names, source)
             features = _numeric_features(columns, feature_names, source, InvalidPredictRequest)
-    if len(features) == 0:
-        raise InvalidPredictRequest(f"{source} has no rows to score")
+        if len(features) == 0:
+            # A header-only file of a prefix adds no rows (as in training); named alone, it
+            # is refused.
+            if columns.named_directly:
+                raise InvalidPredictRequest(f"{source} has no rows to score")
+            return np.empty((0, len(feature_names)), dtype=np.float32), ids
     return to_features(features, feature_names), ids
 
 
@@ -646,6 +682,18 @@ def check_readable(
 
 COLUMNS_KEY = "__columns__"
 """The member of a ``.gfcols`` file holding its column names; column ``i`` is member ``c{i}``."""
+SOURCE_KEY = "__source__"
+"""The member of an ingested ``.gfcols`` part holding the user's file it was read from and the
+``data.uri`` that named it (a prefix, or the file itself): what messages name."""
+
+
+def mark_source(path: str | Path, source: str, uri: str) -> None:
+    """Record in a ``.gfcols`` part the user's file it holds rows of, and the ``data.uri``."""
+    with (
+        zipfile.ZipFile(path, "a", zipfile.ZIP_STORED, allowZip64=True) as archive,
+        archive.open(f"{SOURCE_KEY}.npy", "w", force_zip64=True) as handle,
+    ):
+        np.lib.format.write_array(handle, np.array([source, uri], dtype=str))
 
 
 def write_columns(path: str | Path, names: list[str], columns: Iterable[np.ndarray]) -> None:
@@ -671,15 +719,19 @@ class ColumnFiles(Mapping[str, np.ndarray]):
 
     def __init__(self, paths: list[Path], sources: list[str]) -> None:
         self._archives: list[Any] = []
+        self._origins: list[tuple[str, str] | None] = []
         names: list[str] | None = None
         try:
             for path, source in zip(paths, sources, strict=True):
                 archive = np.load(path, allow_pickle=False)
                 self._archives.append(archive)
+                origin = archive[SOURCE_KEY].tolist() if SOURCE_KEY in archive else None
+                self._origins.append(None if origin is None else (origin[0], origin[1]))
                 part_names = [str(name) for name in archive[COLUMNS_KEY]]
                 if names is not None and part_names != names:
                     raise InvalidDataset(
-                        f"{source} has columns {part_names}; the first file has {names}"
+                        f"{origin[0] if origin else source} has columns {part_names}; "
+                        f"the first file has {names}"
                     )
                 names = part_names
         except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
@@ -702,6 +754,21 @@ class ColumnFiles(Mapping[str, np.ndarray]):
                 f"{self._sources[0]} is not a readable converted table: {error}"
             ) from None
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def source_name(self, fallback: str) -> str:
+        """What messages call these parts: the user's file they hold, or the ``data.uri``
+        (a prefix) when they hold several; ``fallback`` for parts that record neither."""
+        if not self._origins or any(origin is None for origin in self._origins):
+            return fallback
+        files = {origin[0] for origin in self._origins if origin is not None}
+        first = self._origins[0]
+        assert first is not None
+        return files.pop() if len(files) == 1 else first[1]
+
+    @property
+    def named_directly(self) -> bool:
+        """Whether the request named these parts' file itself (not a prefix holding it)."""
+        return all(origin is None or origin[0] == origin[1] for origin in self._origins)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
@@ -737,6 +804,11 @@ def column_files(sources: list[str]) -> Iterator[ColumnFiles]:
             yield columns
         finally:
             columns.close()
+
+
+def _where(columns: Mapping[str, Any], source: str) -> str:
+    """What a message calls ``columns``: the user's file, not an ingested part."""
+    return columns.source_name(source) if isinstance(columns, ColumnFiles) else source
 
 
 def read_columns(path: str | Path, source: str) -> dict[str, np.ndarray]:

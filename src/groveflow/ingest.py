@@ -53,6 +53,7 @@ from groveflow.datasets import (
     MISSING_MARKERS,
     check_readable,
     format_of,
+    mark_source,
     sources,
     write_columns,
 )
@@ -362,6 +363,8 @@ def ingest_file(
         The column names, the parts' paths in row order, and the number of rows.
     """
     names, parts, rows, _ = _ingest_file(source, spec, scratch, text_columns)
+    for part in parts:  # errors about a part name the user's file, not the part
+        mark_source(part, source, spec.uri)
     return names, parts, rows
 
 
@@ -583,6 +586,8 @@ def ingest_parts(spec: DataSpec, *, text_columns: tuple[str, ...] = ()) -> Itera
     for source in sources(spec.uri):
         with tempfile.TemporaryDirectory(prefix="groveflow-ingest-") as scratch:
             names, parts, rows, types = _ingest_file(source, spec, Path(scratch), text_columns)
+            for part in parts:  # errors about a part name the user's file, not the part
+                mark_source(part, source, spec.uri)
             if first is not None and names != first:
                 raise InvalidDataset(f"{source} has columns {names}; the first file has {first}")
             _check_types(types, source, typed)
