@@ -115,6 +115,36 @@ def _wait(condition: Callable[[], bool], what: str, seconds: float = 120) -> Non
 # --------------------------------------------------------------------------- on a stack
 
 
+def _delete_answering(answer: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``groveflow delete ARGS``, answering its question with ``answer``."""
+    return subprocess.run(
+        [*GROVEFLOW, "delete", *args],
+        input=f"{answer}\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+
+
+def _assert_reported_and_exported(endpoint: str, run_id: str, model_uri: str, out: Path) -> None:
+    import joblib
+    from sklearn.datasets import load_iris
+
+    from groveflow.artifact import load_forest
+    from groveflow.engines import Stack
+
+    flags = ["--endpoint-url", endpoint]
+    report = Path(_ok(_groveflow("report", run_id, *flags, "--out", str(out / "report"))))
+    assert report.read_text().count("data:image/png;base64,") >= 3
+    exported = out / f"{run_id}.joblib"
+    _ok(_groveflow("export", run_id, *flags, "--out", str(exported)))
+    X, _ = load_iris(return_X_y=True)
+    stored = load_forest(Stack(endpoint_url=endpoint).model_path(model_uri))
+    assert (joblib.load(exported).predict_proba(X) == stored.predict_proba(X)).all()
+
+
 def test_a_stacks_runs_are_listed_reported_exported_and_deleted(
     stack: Served, tmp_path: Path
 ) -> None:
@@ -149,34 +179,13 @@ def test_a_stacks_runs_are_listed_reported_exported_and_deleted(
     assert text[0].split() == ["ID", "KIND", "STATUS", "TREES", "METRIC", "COST", "USD", "CREATED"]
 
     # WHEN the stack's run is reported and exported from here
-    report = Path(_ok(_groveflow("report", "doomed", *endpoint, "--out", str(tmp_path / "r"))))
-    exported = tmp_path / "doomed.joblib"
-    _ok(_groveflow("export", "doomed", *endpoint, "--out", str(exported)))
     # THEN the report has its plots and the export predicts as the stack's model
-    assert report.read_text().count("data:image/png;base64,") >= 3
-    import joblib
-    from sklearn.datasets import load_iris
-
-    from groveflow.engines import Stack
-
-    X, _ = load_iris(return_X_y=True)
-    from groveflow.artifact import load_forest
-
-    stored = load_forest(Stack(endpoint_url=stack.endpoint).model_path(first["model_uri"]))
-    assert (joblib.load(exported).predict_proba(X) == stored.predict_proba(X)).all()
+    _assert_reported_and_exported(stack.endpoint, "doomed", first["model_uri"], tmp_path)
 
     # WHEN a delete is not confirmed
     kept_before = _versions(s3, "runs/kept/")
     scored_before = _versions(s3, "predictions/scored/")
-    refused = subprocess.run(
-        [*GROVEFLOW, "delete", "doomed", *endpoint],
-        input="n\n",
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
+    refused = _delete_answering("n", "doomed", *endpoint)
     # THEN nothing goes
     assert refused.returncode == 1
     assert "delete run doomed (" in refused.stderr
@@ -257,8 +266,10 @@ def test_a_state_directorys_runs_are_listed_reported_exported_and_deleted(
     # WHEN the first run is deleted
     kept = _files(mirrored(state, keys.run_prefix("kept")))
     scored = _files(mirrored(state, keys.predictions_prefix("scored")))
-    _ok(_groveflow("delete", "doomed", "--yes", *local))
-    # THEN none of its files remains, its execution record neither
+    confirmed = _delete_answering("y", "doomed", *local)
+    # THEN it asked, and none of its files remains, its execution record neither
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert confirmed.stderr.startswith("delete run doomed (")
     assert not mirrored(state, keys.run_prefix("doomed")).exists()
     assert not execution_record(state, run_id="doomed").exists()
     # ... and the other run's and the prediction's files are byte for byte as they were
@@ -428,3 +439,80 @@ def test_a_report_in_a_read_only_state_dir_says_to_pass_out(trained: Path, tmp_p
         _ok(_groveflow("report", "iris", "--state-dir", str(trained), "--out", str(tmp_path)))
     )
     assert elsewhere == tmp_path / "report.html"
+
+
+# ------------------------------------------------------------------------ without engine
+
+
+class _Versioned:
+    """An S3 client's two calls a delete makes, over ``n`` versions of ``runs/many/``."""
+
+    def __init__(self, n: int) -> None:
+        self.stored = [{"Key": f"runs/many/k{i:05d}", "VersionId": f"v{i}"} for i in range(n)]
+        self.requests: list[list[dict[str, str]]] = []
+
+    def get_paginator(self, operation: str) -> Any:
+        assert operation == "list_object_versions"
+        client = self
+
+        class Pages:
+            def paginate(self, Bucket: str, Prefix: str) -> Iterator[dict[str, Any]]:
+                matching = [v for v in client.stored if v["Key"].startswith(Prefix)]
+                yield {"Versions": matching[:700]}
+                yield {"Versions": matching[700:], "DeleteMarkers": []}
+
+        return Pages()
+
+    def delete_objects(self, Bucket: str, Delete: dict[str, Any]) -> dict[str, Any]:
+        batch = Delete["Objects"]
+        if len(batch) > 1000:
+            return {"Errors": [{"Key": "", "Code": "MalformedXML", "Message": "over 1000"}]}
+        self.requests.append(batch)
+        self.stored = [v for v in self.stored if v not in batch]
+        return {}
+
+
+def test_every_version_is_deleted_in_requests_of_at_most_1000_keys() -> None:
+    from groveflow.catalog._places import remove_versions
+
+    # GIVEN 2,345 versions under one run's prefix, and one beside it
+    s3 = _Versioned(2345)
+    s3.stored.append({"Key": "runs/many-other/k", "VersionId": "w"})
+    # WHEN they are removed
+    remove_versions(s3, "bucket", ["runs/many/"])
+    # THEN in three requests, each of at most 1,000 keys, leaving only the other run's
+    assert [len(batch) for batch in s3.requests] == [1000, 1000, 345]
+    assert s3.stored == [{"Key": "runs/many-other/k", "VersionId": "w"}]
+
+
+def test_the_runs_table_is_one_line_a_run_under_a_header(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from groveflow.catalog import Entry
+    from groveflow.console import emit_entries
+
+    entries = [
+        Entry(
+            "scores", "predict", "SUCCEEDED", None, "rows", 150, None, "2026-12-07T10:00:02+00:00"
+        ),
+        Entry(
+            "digits",
+            "train",
+            "SUCCEEDED",
+            100,
+            "accuracy",
+            0.97222,
+            0.0012,
+            "2026-12-07T10:00:01+00:00",
+        ),
+        Entry("broken", "train", "INCOMPLETE", None, None, None, None, "2026-12-07T10:00:00+00:00"),
+    ]
+    emit_entries(entries, "the state directory /x", as_json=False)
+    emit_entries([], "the state directory /x", as_json=False)
+    assert capsys.readouterr().out.splitlines() == [
+        "ID      KIND     STATUS      TREES  METRIC           COST USD  CREATED",
+        "scores  predict  SUCCEEDED          rows 150                   2026-12-07T10:00:02+00:00",
+        "digits  train    SUCCEEDED     100  accuracy 0.9722  0.001200  2026-12-07T10:00:01+00:00",
+        "broken  train    INCOMPLETE                                    2026-12-07T10:00:00+00:00",
+        "no runs, searches or predictions in the state directory /x",
+    ]
