@@ -179,3 +179,146 @@ def test_every_outcome_states_the_workers_peak_memory(pool: WorkerPool, spec: Fu
     for outcome in (returned, raised, timed_out):
         assert outcome.max_memory_mb is not None and 5 <= outcome.max_memory_mb <= 256
     assert timed_out.error_type == "Sandbox.Timedout"
+
+
+# ------------------------------------------------------------------ as built
+
+AS_BUILT_HANDLER = """
+import json, os, sys
+import layer_module
+
+def handler(event, context):
+    if event.get("exit"):
+        os._exit(3)
+    try:
+        import boto3
+        boto3_file = boto3.__file__
+    except ImportError as error:
+        boto3_file = str(error)
+    return {
+        "version": list(sys.version_info[:2]),
+        "executable": sys.executable,
+        "path": sys.path,
+        "pid": os.getpid(),
+        "layer_module": layer_module.__file__,
+        "boto3": boto3_file,
+        "env": {name: os.environ.get(name) for name in ("COLOUR", "VIRTUAL_ENV", "PYTHONPATH", "LAMBDA_TASK_ROOT", "JOBLIB_MULTIPROCESSING")},
+    }
+"""
+
+
+@pytest.fixture(scope="module")
+def python312() -> str:
+    from groveflow.local.workers import runtime_python
+
+    python = runtime_python("python3.12")
+    if python is None:
+        pytest.skip("no python3.12 here (PATH, pyenv or PYTHON312) to run functions as built")
+    return python
+
+
+def _built_function(root: Path, name: str, handler: str = AS_BUILT_HANDLER) -> FunctionSpec:
+    """A function as `sam build` lays one out: its code, and a layer holding layer_module."""
+    code, layer = root / name, root / f"{name}Layer"
+    code.mkdir(parents=True)
+    (code / "app.py").write_text(handler)
+    (layer / "python").mkdir(parents=True)
+    (layer / "python" / "layer_module.py").write_text("")
+    return FunctionSpec(
+        logical_id=name,
+        function_name=f"test-{name}",
+        code_dir=code,
+        handler="app.handler",
+        environment={"COLOUR": "blue"},
+        timeout_seconds=30,
+        memory_mb=512,
+        layers=(layer,),
+    )
+
+
+def test_an_as_built_worker_runs_on_the_runtime_with_only_its_build_on_its_path(
+    python312: str, tmp_path: Path
+) -> None:
+    import sysconfig
+
+    # GIVEN a built function and a pool running functions as built on python3.12
+    spec = _built_function(tmp_path, "Probe")
+    built = WorkerPool(1, {"COLOUR": "base"}, python=python312)
+    try:
+        # WHEN it is invoked
+        body, error = _call(built, spec, {})
+    finally:
+        built.close()
+    # THEN it ran on python3.12, with the function's code, its layer's two directories, and
+    # the interpreter's standard library on its path: not this venv, whose boto3 it lacks
+    assert error is None, body
+    assert body["version"] == [3, 12] and body["executable"] == python312
+    layer = spec.layers[0] / "python"
+    assert body["path"][:3] == [
+        str(spec.code_dir),
+        str(layer / "lib" / "python3.12" / "site-packages"),
+        str(layer),
+    ]
+    prefix = body["executable"].rsplit("/bin/", 1)[0]
+    assert all(entry.startswith(prefix) for entry in body["path"][3:]), body["path"]
+    assert sysconfig.get_paths()["purelib"] not in body["path"]
+    assert body["layer_module"] == str(layer / "layer_module.py")
+    assert body["boto3"] == "No module named 'boto3'"
+    assert body["env"] == {
+        "COLOUR": "blue",
+        "VIRTUAL_ENV": None,
+        "PYTHONPATH": None,
+        "LAMBDA_TASK_ROOT": str(spec.code_dir),
+        "JOBLIB_MULTIPROCESSING": "0",
+    }
+
+
+def test_an_as_built_handler_that_cannot_import_fails_as_lambda_says(
+    python312: str, tmp_path: Path
+) -> None:
+    # GIVEN a built handler that imports boto3, with no boto3 in its build
+    handler = "import boto3\n\n\ndef handler(event, context):\n    return {}\n"
+    spec = _built_function(tmp_path, "NeedsSdk", handler)
+    built = WorkerPool(1, {}, python=python312)
+    try:
+        # WHEN it is invoked
+        body, error = _call(built, spec, {})
+    finally:
+        built.close()
+    # THEN it fails as Lambda's Python runtime fails it: this venv's boto3 is not there
+    assert error == "Runtime.ImportModuleError"
+    assert body["errorMessage"] == "Unable to import module 'app': No module named 'boto3'"
+
+
+def test_an_as_built_worker_serves_one_function_and_dies_as_a_sandbox_does(
+    python312: str, tmp_path: Path
+) -> None:
+    # GIVEN two built functions and one as-built worker, logging to a file
+    first, second = _built_function(tmp_path, "First"), _built_function(tmp_path, "Second")
+    log = tmp_path / "functions.log"
+    built = WorkerPool(1, {}, log_path=log, python=python312)
+    try:
+        # WHEN the first function runs twice, the second once, and the second exits
+        cold = built.invoke(first, b"{}")
+        warm = built.invoke(first, b"{}")
+        other = built.invoke(second, b"{}")
+        died = built.invoke(second, b'{"exit": true}')
+        again = built.invoke(second, b"{}")
+    finally:
+        built.close()
+    pids = [json.loads(o.payload).get("pid") for o in (cold, warm, other, died, again)]
+    # THEN the first is warm in its own sandbox, the second gets a fresh (cold) one
+    assert cold.cold and not warm.cold and pids[0] == pids[1]
+    assert other.cold and pids[2] != pids[0]
+    # a worker that exits is reported as Lambda reports it, and replaced by a cold one
+    assert died.error_type == "Runtime.ExitError"
+    assert json.loads(died.payload)["errorMessage"].endswith("exit status 3")
+    assert again.cold and pids[4] not in pids[:3]
+    # and the log says, for each cold start, where its packages came from
+    lines = [
+        json.loads(line.split(" ", 1)[1])
+        for line in log.read_text().splitlines()
+        if line.startswith("IMPORTS ")
+    ]
+    assert [line["function"] for line in lines] == ["First", "Second", "Second"]
+    assert lines[0]["imported_from"] == {str(first.layers[0] / "python"): ["layer_module"]}

@@ -153,6 +153,12 @@ class Local:
     parameters : dict or None, default=None
         The template's parameters to override, as ``sam deploy --parameter-overrides``
         does: ``{"BuilderMemorySize": 512}`` runs the builders with 512 MB, enforced.
+    build_dir : str or Path or None, default=None
+        Run the functions as built: ``sam build``'s output (``".aws-sam/build"``), each
+        function on its runtime's Python (python3.12) with only its built code and layers
+        on its path, as Lambda would run them, in place of this environment's groveflow,
+        numpy, scikit-learn and boto3. It must be built for this machine's architecture;
+        faults cannot be injected into it.
     """
 
     def __init__(
@@ -163,12 +169,14 @@ class Local:
         faults: Any = None,
         root: Path | None = None,
         parameters: dict[str, Any] | None = None,
+        build_dir: str | Path | None = None,
     ) -> None:
         self.workers = workers
         self.state_dir = Path(state_dir).expanduser().resolve()
         self.faults = faults
         self.root = root
         self.parameters = dict(parameters or {})
+        self.build_dir = None if build_dir is None else Path(build_dir).expanduser().resolve()
         self._engine: Any = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Local:
@@ -188,9 +196,10 @@ class Local:
     def engine(self) -> Any:
         """The running :class:`groveflow.local.LocalEngine`, started on first use."""
         if self._engine is None:
-            start_workers()  # their scikit-learn import overlaps the engine's own start
+            if self.build_dir is None:
+                start_workers()  # their scikit-learn import overlaps the engine's own start
             from groveflow.local import LocalEngine
-            from groveflow.local.template import ParameterError
+            from groveflow.local.template import BuildError, ParameterError
 
             self.state_dir.mkdir(parents=True, exist_ok=True)
             try:
@@ -200,8 +209,9 @@ class Local:
                     state_dir=self.state_dir,
                     faults=self.faults,
                     parameters=self.parameters,
+                    build_dir=self.build_dir,
                 )
-            except ParameterError as error:  # the template refused an override
+            except (ParameterError, BuildError) as error:  # a refused override, or build
                 raise EngineError(str(error)) from None
         return self._engine
 
@@ -483,13 +493,15 @@ def engine_for(
     state_dir: str | Path = ".groveflow",
     faults: Any = None,
     parameters: dict[str, Any] | None = None,
+    build_dir: str | Path | None = None,
 ) -> Local | Stack:
     """The engine these options name, chosen one way for every call (and the CLI).
 
     A stack name, a state machine ARN or an endpoint URL names a :class:`Stack`;
     otherwise the embedded :class:`Local` engine, with ``workers``, ``state_dir``,
-    ``faults`` and template ``parameters`` (which a stack refuses: they are the local
-    engine's, and a stack's parameters are set by ``sam deploy``).
+    ``faults``, template ``parameters`` and ``build_dir`` (which a stack refuses: they are
+    the local engine's; a stack's parameters are set by ``sam deploy``, and it runs what
+    was deployed).
     """
     if stack or state_machine_arn or endpoint_url:
         if faults is not None:
@@ -499,10 +511,21 @@ def engine_for(
                 "parameter overrides are the local engine's; a stack's are set by "
                 "`sam deploy --parameter-overrides`"
             )
+        if build_dir is not None:
+            raise EngineError(
+                "a build directory is the local engine's; a stack runs what `sam deploy` "
+                "deployed from it"
+            )
         return Stack(
             stack, state_machine_arn=state_machine_arn, region=region, endpoint_url=endpoint_url
         )
-    return Local(workers=workers, state_dir=state_dir, faults=faults, parameters=parameters)
+    return Local(
+        workers=workers,
+        state_dir=state_dir,
+        faults=faults,
+        parameters=parameters,
+        build_dir=build_dir,
+    )
 
 
 _DEFAULT: list[Local] = []

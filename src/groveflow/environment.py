@@ -1,8 +1,10 @@
-"""The environment variables the Lambda functions read, each read here and only here."""
+"""The environment variables groveflow reads, each read here and only here: the Lambda
+functions' settings, and the interpreters the local engine runs a build with."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from groveflow.errors import GroveflowError
 
@@ -13,6 +15,8 @@ __all__ = [
     "data_buckets",
     "function_memory_mb",
     "local_paths_allowed",
+    "pyenv_root",
+    "runtime_interpreter",
     "shard_mb",
 ]
 
@@ -71,3 +75,17 @@ def shard_mb() -> float:
     except ValueError:
         return SHARD_MB
     return value if value > 0 else SHARD_MB
+
+
+def runtime_interpreter(runtime: str) -> str | None:
+    """``PYTHON312`` for the ``python3.12`` runtime (``PYTHON313`` for ``python3.13``...): the
+    interpreter the local engine runs a build's functions with (the one the Makefile builds
+    the layers' bytecode with); None unset."""
+    name = "PYTHON" + runtime.removeprefix("python").replace(".", "")
+    return os.environ.get(name) or None
+
+
+def pyenv_root() -> Path:
+    """``PYENV_ROOT``: where pyenv keeps its Pythons (``~/.pyenv`` unset), where the local
+    engine looks for a runtime's interpreter not on ``PATH``."""
+    return Path(os.environ.get("PYENV_ROOT") or "~/.pyenv").expanduser()

@@ -34,8 +34,14 @@ from groveflow.local.faults import FaultInjector
 from groveflow.local.lambda_service import Invocation, LambdaService
 from groveflow.local.mirror import Mirror
 from groveflow.local.server import CREDENTIALS, Server
-from groveflow.local.template import REGION, Stack, load_template
-from groveflow.local.workers import HANDLER_PRELOAD, Outcome, WorkerPool, default_size
+from groveflow.local.template import REGION, BuildError, Stack, load_build, load_template
+from groveflow.local.workers import (
+    HANDLER_PRELOAD,
+    Outcome,
+    WorkerPool,
+    default_size,
+    runtime_python,
+)
 
 __all__ = ["ExecutionResult", "Invocation", "LocalEngine", "mirrored", "project_root"]
 
@@ -72,6 +78,29 @@ def _is_training_split(key: str) -> bool:
     return (
         split or "/data/train/" in key or "/data/test/" in key or key.endswith("/data/shards.json")
     )
+
+
+_NO_FAULTS_AS_BUILT = (
+    "faults cannot be injected into functions run as built: the injector wraps each handler "
+    "with this venv's groveflow.local, which a build does not hold; inject them without "
+    "build_dir"
+)
+
+
+def _runtime_python(stack: Stack) -> str:
+    """The interpreter of the runtime every function of a build runs on."""
+    runtimes = sorted({spec.runtime for spec in stack.functions.values()})
+    if len(runtimes) != 1:
+        raise BuildError(f"the build's functions run on several runtimes {runtimes}: one only")
+    python = runtime_python(runtimes[0])
+    if python is None:
+        version = runtimes[0].removeprefix("python")
+        raise BuildError(
+            f"the build's functions run on {runtimes[0]}, which is not on this machine: "
+            f"install it (e.g. `pyenv install {version}`), or name its interpreter in "
+            f"PYTHON{version.replace('.', '')}"
+        )
+    return python
 
 
 def project_root() -> Path:
@@ -129,6 +158,21 @@ class LocalEngine:
     serve : bool, default=False
         Mirror every run and prediction any client starts (``groveflow serve``), after
         restoring every run already in ``state_dir``; otherwise only what :meth:`run` runs.
+    parameters : dict or None, default=None
+        The template's parameters to override, as ``sam deploy --parameter-overrides``.
+    build_dir : Path or None, default=None
+        Run the functions as built: a ``sam build`` output (``.aws-sam/build``), whose
+        template, function code and layers replace ``root``'s, each function on its
+        runtime's interpreter (``python3.12``) with nothing else on its ``sys.path`` (see
+        :class:`~groveflow.local.workers.WorkerPool`'s ``python``). It must be built for
+        this machine's architecture. Faults cannot be injected into it (the injector wraps
+        the handler with this venv's groveflow, which a build does not hold).
+
+    Raises
+    ------
+    BuildError
+        If ``build_dir`` cannot run as built here (see :func:`load_build`), its runtime's
+        interpreter is not on this machine, or faults are asked for with it.
     """
 
     def __init__(
@@ -143,15 +187,21 @@ class LocalEngine:
         port: int | None = None,
         serve: bool = False,
         parameters: dict[str, Any] | None = None,
+        build_dir: Path | None = None,
     ) -> None:
-        self.root = (root or project_root()).resolve()
+        self.build_dir = build_dir.resolve() if build_dir is not None else None
+        self.root = self.build_dir or (root or project_root()).resolve()
         self.endpoint = Server.endpoint(port)
         self.bucket = LOCAL_BUCKET
         self.state_dir = state_dir.resolve()
         self.stack_name = stack_name or f"groveflow-{uuid.uuid4().hex[:8]}"
-        self.stack: Stack = load_template(
+        load = load_template if self.build_dir is None else load_build
+        self.stack: Stack = load(
             self.root, bucket=self.bucket, stack_name=self.stack_name, parameters=parameters
         )
+        python = None if self.build_dir is None else _runtime_python(self.stack)
+        if python is not None and faults is not None:
+            raise BuildError(_NO_FAULTS_AS_BUILT)
         self._lock = threading.Lock()
         self._reported: set[str] = set()  # ended executions already returned by ended_runs
         self.mirror = Mirror(
@@ -170,8 +220,9 @@ class LocalEngine:
         self.pool = WorkerPool(
             workers or default_size(),
             environment,
-            preload=HANDLER_PRELOAD,
+            preload=HANDLER_PRELOAD if python is None else (),
             log_path=self.log_path,
+            python=python,
         )
         self.lambdas = LambdaService(self.stack, self.pool, faults=faults, on_invoke=on_invoke)
         Server.start()
@@ -202,6 +253,8 @@ class LocalEngine:
 
     @faults.setter
     def faults(self, injector: FaultInjector | None) -> None:
+        if injector is not None and self.pool.as_built:
+            raise BuildError(_NO_FAULTS_AS_BUILT)
         self.lambdas.faults = injector
 
     @property

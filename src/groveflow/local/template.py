@@ -7,6 +7,7 @@ state machine's definition file and ``DefinitionSubstitutions``.
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,14 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "BuildError",
     "FunctionSpec",
     "Stack",
     "StateMachineSpec",
     "function_name_of",
+    "load_build",
     "load_template",
+    "machine_architecture",
     "read_template",
 ]
 
@@ -67,6 +71,9 @@ class FunctionSpec:
     environment : dict of str to str
     timeout_seconds : int
     memory_mb : int
+    runtime : str, default="python3.12"
+    layers : tuple of Path, default=()
+        Each of its layers' content directory (``ContentUri``), in the template's order.
     """
 
     logical_id: str
@@ -76,6 +83,22 @@ class FunctionSpec:
     environment: dict[str, str]
     timeout_seconds: int
     memory_mb: int
+    runtime: str = "python3.12"
+    layers: tuple[Path, ...] = ()
+
+    @property
+    def sys_path(self) -> tuple[Path, ...]:
+        """What Lambda's Python runtime puts before its standard library for this function
+        as built: its code (``/var/task``), then its layers' ``python/lib/<runtime>/
+        site-packages`` and ``python`` (under ``/opt``, where each layer is extracted in
+        turn, a later one's file replacing an earlier's: later layers come first here).
+        Not the runtime's own boto3 (``/var/runtime``): a function runs with the SDK it
+        packages."""
+        layers = self.layers[::-1]
+        site_packages = [
+            layer / "python" / "lib" / self.runtime / "site-packages" for layer in layers
+        ]
+        return (self.code_dir, *site_packages, *(layer / "python" for layer in layers))
 
     @property
     def arn(self) -> str:
@@ -210,6 +233,11 @@ class _Resolver:
         raise ValueError(f"the local engine cannot resolve {node!r}")
 
 
+class BuildError(ValueError):
+    """A ``sam build`` output the local engine cannot run as built (none there, built for
+    another architecture, a layer it cannot find), named with what would fix it."""
+
+
 class ParameterError(ValueError):
     """A parameter override the template does not accept (named, with what it accepts)."""
 
@@ -236,6 +264,27 @@ def _parameter_problem(parameter: dict[str, Any], value: str) -> str | None:
     return None
 
 
+def machine_architecture() -> str:
+    """This machine's architecture as Lambda names it: ``x86_64`` or ``arm64``."""
+    machine = platform.machine().lower()
+    return {"amd64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
+
+
+def _layer_dirs(root: Path, resources: dict[str, Any], layers: list[Any]) -> tuple[Path, ...]:
+    """The content directories of a function's layers, each a ``!Ref`` to a layer of the
+    template (one given by ARN is not on this machine)."""
+    dirs = []
+    for layer in layers:
+        target = str(layer.get("Ref")) if isinstance(layer, dict) else ""
+        if resources.get(target, {}).get("Type") != "AWS::Serverless::LayerVersion":
+            raise BuildError(
+                f"layer {layer!r} is not a layer of the template: only a !Ref to an "
+                "AWS::Serverless::LayerVersion in it can run as built on this machine"
+            )
+        dirs.append(root / resources[target]["Properties"]["ContentUri"])
+    return tuple(dirs)
+
+
 def load_template(
     root: Path,
     *,
@@ -246,13 +295,62 @@ def load_template(
     """Read ``root/template.yaml`` into a :class:`Stack` with local values for every reference;
     ``parameters`` override the template's parameter defaults, as ``sam deploy
     --parameter-overrides`` does (refused by name if the template has no such parameter)."""
+    return _load(root, bucket, stack_name, parameters, built=False)
+
+
+def load_build(
+    build_dir: Path,
+    *,
+    bucket: str,
+    stack_name: str = "groveflow",
+    parameters: dict[str, Any] | None = None,
+) -> Stack:
+    """Read a ``sam build`` output (``.aws-sam/build``) into a :class:`Stack` whose functions
+    run as built: their code and layers from ``build_dir`` (see
+    :attr:`FunctionSpec.sys_path`), its state machines from the built template.
+
+    Raises
+    ------
+    BuildError
+        If ``build_dir`` holds no build, a function's code or layer is not built there, or
+        a function is built for another architecture than this machine's.
+    """
+    if not (build_dir / "template.yaml").is_file():
+        raise BuildError(
+            f"no sam build in {build_dir} (no template.yaml): build it with `sam build` "
+            "(in this repository, `make build`)"
+        )
+    stack = _load(build_dir, bucket, stack_name, parameters, built=True)
+    for spec in stack.functions.values():
+        for needed in (spec.code_dir, *(layer / "python" for layer in spec.layers)):
+            if not needed.is_dir():
+                raise BuildError(f"{spec.logical_id}: {needed} is not built; run `sam build` again")
+    return stack
+
+
+def _load(
+    root: Path,
+    bucket: str,
+    stack_name: str,
+    parameters: dict[str, Any] | None,
+    *,
+    built: bool,
+) -> Stack:
     template = read_template(root / "template.yaml")
     resolve = _Resolver(template, bucket, stack_name, parameters)
     defaults = template.get("Globals", {}).get("Function", {})
+    resources = template.get("Resources", {})
     stack = Stack(root=root)
-    for logical_id, resource in template.get("Resources", {}).items():
+    for logical_id, resource in resources.items():
         props = resource.get("Properties", {})
         if resource.get("Type") == "AWS::Serverless::Function":
+            runtime = resolve.value(props.get("Runtime", defaults.get("Runtime", "python3.12")))
+            layers: tuple[Path, ...] = ()
+            if built:
+                _check_architecture(logical_id, props, defaults, resolve)
+                layers = _layer_dirs(
+                    root, resources, props.get("Layers", defaults.get("Layers", []))
+                )
             env_nodes = {
                 **defaults.get("Environment", {}).get("Variables", {}),
                 **props.get("Environment", {}).get("Variables", {}),
@@ -269,6 +367,8 @@ def load_template(
                 memory_mb=int(
                     resolve.value(props.get("MemorySize", defaults.get("MemorySize", 128)))
                 ),
+                runtime=runtime,
+                layers=layers,
             )
         elif resource.get("Type") == "AWS::Serverless::StateMachine":
             stack.state_machines[logical_id] = StateMachineSpec(
@@ -279,3 +379,19 @@ def load_template(
                 },
             )
     return stack
+
+
+def _check_architecture(
+    logical_id: str, props: dict[str, Any], defaults: dict[str, Any], resolve: _Resolver
+) -> None:
+    """Refuse a function built for another architecture than this machine's: its layers'
+    compiled libraries would not load here."""
+    declared = props.get("Architectures", defaults.get("Architectures", ["x86_64"]))
+    architectures = [resolve.value(item) for item in declared]
+    machine = machine_architecture()
+    if machine not in architectures:
+        raise BuildError(
+            f"{logical_id} is built for {', '.join(architectures)} and this machine is "
+            f"{machine}: run it as built on a {architectures[0]} machine, or build for "
+            f"{machine} (the template's Architectures) to check it here"
+        )

@@ -12,31 +12,48 @@ function is cold: its handler module is imported then, and that time is reported
 as the invocation's init duration, as Lambda's ``REPORT`` line reports ``Init
 Duration``. Workers run joblib without multiprocessing, as Lambda's sandboxes (no
 ``/dev/shm``) make it run.
+
+A pool runs either the development venv's code (workers forked from a fork server that
+imported it) or the functions as built (``python``: each worker its own process of the
+functions' runtime, with the build's code and layers as its ``sys.path``); in both the
+worker's side is :mod:`groveflow.local.sandbox`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import json
+import functools
+import glob
 import multiprocessing
 import os
 import queue
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
-import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from groveflow import environment
+from groveflow.local import sandbox
+from groveflow.local.sandbox import error_document, load_handler
 from groveflow.local.template import FunctionSpec
 
-__all__ = ["HANDLER_PRELOAD", "MemoryMonitor", "Outcome", "WorkerPool", "start_fork_server"]
+__all__ = [
+    "HANDLER_PRELOAD",
+    "MemoryMonitor",
+    "Outcome",
+    "WorkerPool",
+    "load_handler",
+    "runtime_python",
+    "start_fork_server",
+]
 
 HANDLER_PRELOAD = ("joblib.externals.loky.backend.context", "groveflow.local.warm_start")
 """What the engine's workers import before their first invocation (see that module).
@@ -79,12 +96,6 @@ class Outcome:
     def cold(self) -> bool:
         """Whether the invocation initialised its handler (a cold start)."""
         return self.init_ms is not None
-
-
-def _error_document(error_type: str, message: str, trace: list[str] | None = None) -> bytes:
-    return json.dumps(
-        {"errorType": error_type, "errorMessage": message, "stackTrace": trace or []}
-    ).encode()
 
 
 # ------------------------------------------------------------------ memory
@@ -268,25 +279,10 @@ def _out_of_memory(request_id: str) -> bytes:
     Runtime exited with error: signal: killed"}``. (Before 2022 Lambda reported the same
     kill as ``Runtime.ExitError``; the ASL retries both alike.)"""
     message = f"RequestId: {request_id} Error: Runtime exited with error: signal: killed"
-    return _error_document(OUT_OF_MEMORY, message)
+    return error_document(OUT_OF_MEMORY, message)
 
 
 OUT_OF_MEMORY = "Runtime.OutOfMemory"
-
-
-class _Context:
-    """The subset of Lambda's context object that handlers use."""
-
-    def __init__(self, spec: FunctionSpec, deadline: float) -> None:
-        self.function_name = spec.logical_id
-        self.invoked_function_arn = spec.arn
-        self.memory_limit_in_mb = spec.memory_mb
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{spec.logical_id}"
-        self._deadline = deadline
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 def _exit_message(exitcode: int | None) -> str:
@@ -301,96 +297,45 @@ def _exit_message(exitcode: int | None) -> str:
     return f"{request} with error: exit status {exitcode}"
 
 
-def _load_handler(spec: FunctionSpec, cache: dict[Path, ModuleType]) -> Any:
-    return load_handler(spec.code_dir, spec.handler, cache, f"_groveflow_fn_{spec.logical_id}")
-
-
-def load_handler(
-    code_dir: Path, handler: str, cache: dict[Path, ModuleType], module_name: str
-) -> Any:
-    """The function ``handler`` (``module.function``) names in ``code_dir``, its module
-    imported from its file once (under ``module_name``) and kept in ``cache``."""
-    module_path, _, function_name = handler.rpartition(".")
-    path = code_dir / (module_path.replace(".", "/") + ".py")
-    if path not in cache:
-        module_spec = importlib.util.spec_from_file_location(module_name, path)
-        if module_spec is None or module_spec.loader is None:
-            raise ImportError(f"cannot import handler module {path}")
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-        cache[path] = module
-    return getattr(cache[path], function_name)
-
-
-def _redirect_output(log_path: Path) -> None:
-    """Send what the worker prints (fds 1 and 2 too) to the log file, as Lambda logs."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the worker
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
-    sys.stdout = sys.stderr = log
-
-
-def _serve(
-    conn: Connection, base_environment: dict[str, str], preload: list[str], log_path: Path | None
-) -> None:
-    """A worker's main loop: receive an invocation, run it, send the outcome."""
-    if log_path is not None:
-        _redirect_output(log_path)
-    os.environ.update(base_environment)
-    baseline = dict(os.environ)
-    for name in preload:
-        importlib.import_module(name)
-    modules: dict[Path, ModuleType] = {}
-    while True:
-        try:
-            spec, payload = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
-            return
-        started = time.monotonic()
-        os.environ.clear()
-        os.environ.update(baseline)
-        os.environ.update(spec.environment)
-        os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.logical_id
-        os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(spec.memory_mb)
-        init_ms: float | None = None
-        try:
-            loaded = len(modules)
-            handler = _load_handler(spec, modules)
-            if len(modules) > loaded:
-                init_ms = (time.monotonic() - started) * 1000
-                started = time.monotonic()
-            result = handler(json.loads(payload), _Context(spec, started + spec.timeout_seconds))
-            message: tuple[bytes, str | None] = (json.dumps(result).encode(), None)
-        except Exception as error:
-            # As Lambda's Python runtime does: the frames of the error's own traceback only.
-            trace = traceback.format_list(traceback.extract_tb(error.__traceback__))
-            message = (
-                _error_document(type(error).__name__, str(error), trace),
-                type(error).__name__,
-            )
-        conn.send((*message, (time.monotonic() - started) * 1000, init_ms))
-
-
 LEFTOVER_MB = 32
 """Memory (MB) over a fresh worker's that another function may leave in a worker before the
 pool gives the next function a fresh one instead (see ``WorkerPool._sandbox_for``)."""
 
 
+class _Spawned:
+    """An as-built worker's process (``subprocess.Popen``), with the parts of
+    ``multiprocessing.Process`` the pool uses."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        """The exit status, ``-N`` if killed by signal N, None while it runs."""
+        return self._popen.poll()
+
+    def is_alive(self) -> bool:
+        return self._popen.poll() is None
+
+    def kill(self) -> None:
+        self._popen.kill()
+
+    def join(self, timeout: float | None = None) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout)
+
+
 class _Worker:
-    def __init__(
-        self,
-        context: Any,
-        base_environment: dict[str, str],
-        preload: list[str],
-        log_path: Path | None,
-    ) -> None:
+    """One sandbox: its process and the pool's end of its pipe; ``start`` starts the
+    process on the other end."""
+
+    def __init__(self, start: Callable[[Connection], Any]) -> None:
         self.conn, child = multiprocessing.Pipe()
-        self.process = context.Process(
-            target=_serve, args=(child, base_environment, preload, log_path), daemon=True
-        )
-        self.process.start()
-        child.close()
+        try:
+            self.process = start(child)
+        finally:
+            child.close()
         self.function: str | None = None  # the function it last ran
         self.fresh_kb: int | None = None  # its resident memory before its first invocation
 
@@ -402,6 +347,38 @@ class _Worker:
         # seen it break and let go of it already: a pipe that is gone is closed enough.
         with contextlib.suppress(OSError):
             self.conn.close()
+
+
+def _invocation(spec: FunctionSpec, as_built: bool) -> dict[str, Any]:
+    """What a worker is sent of a function with each invocation: plain values (see
+    :mod:`groveflow.local.sandbox`)."""
+    return {
+        "function": spec.logical_id,
+        "arn": spec.arn,
+        "code_dir": str(spec.code_dir),
+        "handler": spec.handler,
+        "environment": spec.environment,
+        "timeout_seconds": spec.timeout_seconds,
+        "memory_mb": spec.memory_mb,
+        "sys_path": [str(entry) for entry in spec.sys_path] if as_built else [],
+    }
+
+
+def sandbox_environment(environment: dict[str, str]) -> dict[str, str]:
+    """An as-built worker's whole environment: what Lambda's Python runtime sets that a
+    handler may read, ``environment``, and nothing of this process's. No AWS config or
+    credentials file is read (a sandbox has none), and joblib runs serially, as it does
+    without ``/dev/shm`` (see :func:`_start_fork_server_without_joblib_multiprocessing`).
+    """
+    lambda_variables = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "en_US.UTF-8",
+        "TZ": ":UTC",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "JOBLIB_MULTIPROCESSING": "0",
+    }
+    return {**lambda_variables, **environment}
 
 
 class WorkerPool:
@@ -417,6 +394,16 @@ class WorkerPool:
         Modules each worker imports at start, so the first invocation is warm.
     log_path : Path or None, default=None
         File the workers' output (the functions' logs) is appended to; inherited if None.
+    python : str or None, default=None
+        Run the functions as built: each worker is its own process of this interpreter
+        (the functions' runtime, see :func:`runtime_python`), started with nothing on its
+        ``sys.path`` but the standard library and given, at its first invocation, the
+        function's :attr:`~groveflow.local.template.FunctionSpec.sys_path`, its built code
+        and layers. It serves that function only, as a Lambda sandbox does: another
+        function gets another worker (a cold start). Its environment is
+        :func:`sandbox_environment`. Nothing is preloaded: the handler's import is the
+        cold start, timed as Lambda's ``Init Duration``. None runs the development venv's
+        code in workers forked from a fork server that imported ``preload``.
     """
 
     def __init__(
@@ -425,10 +412,14 @@ class WorkerPool:
         environment: dict[str, str],
         preload: tuple[str, ...] = (),
         log_path: Path | None = None,
+        python: str | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"a worker pool needs at least one worker, got size={size}")
-        self._context = _context(preload)
+        if python is not None and preload:
+            raise ValueError(f"as-built workers preload nothing, got preload={preload}")
+        self.python = python
+        self._context: Any = None if python is not None else _context(preload)
         self._environment = dict(environment)
         self._preload = list(preload)
         self.log_path = log_path
@@ -444,35 +435,77 @@ class WorkerPool:
         )
         self._starting.start()
 
+    @property
+    def as_built(self) -> bool:
+        """Whether the workers run the functions as built (see ``python``)."""
+        return self.python is not None
+
+    def _start_process(self, child: Connection) -> Any:
+        """Start a worker's process on ``child``, the worker's end of its pipe."""
+        if self.python is None:
+            process = self._context.Process(
+                target=sandbox.serve,
+                args=(child, self._environment, self._preload, self.log_path),
+                daemon=True,
+            )
+            process.start()
+            return process
+        command = [self.python, "-I", "-S", "-B", sandbox.__file__, str(child.fileno())]
+        command.append(str(self.log_path or ""))
+        popen = subprocess.Popen(
+            command,
+            pass_fds=(child.fileno(),),
+            env=sandbox_environment(self._environment),
+            stdin=subprocess.DEVNULL,
+        )
+        return _Spawned(popen)
+
     def _start_workers(self, size: int) -> None:
         try:
             for _ in range(size):
-                self._add_worker()
+                self._idle.put(self._new_worker())
         except BaseException as error:  # reported by the next invoke
             self._start_error = error
 
-    def _next_idle(self) -> _Worker:
+    def _next_idle(self, function: str) -> _Worker:
+        """The next idle worker, preferring one that last ran ``function`` or none (warm,
+        or fresh), as Lambda routes an invocation to its function's warm sandbox."""
         while True:
             try:
-                return self._idle.get(timeout=0.5)
+                worker = self._idle.get(timeout=0.5)
+                break
             except queue.Empty:
                 if self._start_error is not None and not self._all:
                     raise RuntimeError(
                         f"the worker pool could not start a worker: {self._start_error}"
                     ) from self._start_error
-
-    def _add_worker(self) -> _Worker:
-        worker = _Worker(self._context, self._environment, self._preload, self.log_path)
-        with self._lock:
-            self._all.add(worker)
-        self._idle.put(worker)
+        passed: list[_Worker] = []
+        while worker.function not in (None, function):
+            passed.append(worker)
+            try:
+                worker = self._idle.get_nowait()
+            except queue.Empty:
+                worker = passed.pop(0)
+                break
+        for other in passed:
+            self._idle.put(other)
         return worker
 
-    def _replace(self, worker: _Worker) -> None:
+    def _new_worker(self) -> _Worker:
+        worker = _Worker(self._start_process)
+        with self._lock:
+            self._all.add(worker)
+        return worker
+
+    def _renewed(self, worker: _Worker) -> _Worker:
+        """A fresh worker in place of ``worker``, which is stopped."""
         worker.stop()
         with self._lock:
             self._all.discard(worker)
-        self._add_worker()
+        return self._new_worker()
+
+    def _replace(self, worker: _Worker) -> None:
+        self._idle.put(self._renewed(worker))
 
     def invoke(self, spec: FunctionSpec, payload: bytes) -> Outcome:
         """Run one invocation on the next idle worker, waiting for one if all are busy.
@@ -485,7 +518,7 @@ class WorkerPool:
         started = time.monotonic()
         watch = self.memory.begin(worker.process.pid, spec.memory_mb)
         try:
-            worker.conn.send((spec, payload))
+            worker.conn.send((_invocation(spec, self.as_built), payload))
             if not worker.conn.poll(spec.timeout_seconds):
                 peak = self.memory.end(watch)
                 self._replace(worker)
@@ -494,7 +527,7 @@ class WorkerPool:
                 seconds = time.monotonic() - started
                 message = f"Task timed out after {seconds:.2f} seconds"
                 return Outcome(
-                    _error_document("Sandbox.Timedout", message),
+                    error_document("Sandbox.Timedout", message),
                     "Sandbox.Timedout",
                     seconds * 1000,
                     max_memory_mb=peak,
@@ -508,7 +541,7 @@ class WorkerPool:
             message = _exit_message(worker.process.exitcode)
             elapsed = (time.monotonic() - started) * 1000
             return Outcome(
-                _error_document("Runtime.ExitError", message),
+                error_document("Runtime.ExitError", message),
                 "Runtime.ExitError",
                 elapsed,
                 max_memory_mb=peak,
@@ -522,27 +555,28 @@ class WorkerPool:
 
     def _sandbox_for(self, spec: FunctionSpec) -> _Worker:
         """An idle worker to run ``spec``. On Lambda each function has sandboxes of its own,
-        so what another function left in memory never counts against this one: a worker
-        that last ran another function and holds more than :data:`LEFTOVER_MB` over its
-        fresh footprint is replaced by a fresh one (a cold start, as Lambda's would be)."""
-        for _ in range(len(self._all) + 1):
-            worker = self._next_idle()
-            if worker.fresh_kb is None:
-                worker.fresh_kb = _resident_kb(worker.process.pid)
-            resident = _resident_kb(worker.process.pid)
-            leftover = (
-                worker.function not in (None, spec.logical_id)
-                and resident is not None
-                and worker.fresh_kb is not None
-                and resident - worker.fresh_kb > LEFTOVER_MB * 1024
-            )
-            if not leftover:
-                worker.function = spec.logical_id
-                return worker
-            self._replace(worker)
-        worker = self._next_idle()
+        so what another function left in memory never counts against this one. An as-built
+        worker that ran another function is replaced by a fresh one (its ``sys.path`` is
+        that function's); a development worker only if it holds more than
+        :data:`LEFTOVER_MB` over its fresh footprint. Either is a cold start, as Lambda's
+        would be."""
+        worker = self._next_idle(spec.logical_id)
+        if worker.function not in (None, spec.logical_id) and (
+            self.as_built or self._holds_leftovers(worker)
+        ):
+            worker = self._renewed(worker)
+        if worker.fresh_kb is None:  # its first invocation: what it holds fresh
+            worker.fresh_kb = _resident_kb(worker.process.pid)
         worker.function = spec.logical_id
         return worker
+
+    @staticmethod
+    def _holds_leftovers(worker: _Worker) -> bool:
+        """Whether a worker holds over :data:`LEFTOVER_MB` more than it did fresh."""
+        resident = _resident_kb(worker.process.pid)
+        if resident is None or worker.fresh_kb is None:
+            return False
+        return resident - worker.fresh_kb > LEFTOVER_MB * 1024
 
     def _out_of_memory(
         self, started: float, peak: int | None, init_ms: float | None = None
@@ -610,6 +644,27 @@ def start_fork_server(preload: tuple[str, ...] = HANDLER_PRELOAD) -> None:
     Returns at once; the first worker started afterwards waits for those imports.
     """
     _context(preload)
+
+
+@functools.cache
+def runtime_python(runtime: str) -> str | None:
+    """An interpreter of the Lambda runtime ``runtime`` (``python3.12``) on this machine, or
+    None: the one ``PYTHON312`` names (see :func:`groveflow.environment.runtime_interpreter`),
+    else ``python3.12`` on ``PATH``, else pyenv's newest 3.12, each asked its version."""
+    version = runtime.removeprefix("python")
+    major, _, minor = version.partition(".")
+    if not (runtime.startswith("python") and major.isdigit() and minor.isdigit()):
+        raise ValueError(f"not a Python runtime: {runtime!r}; e.g. 'python3.12'")
+    candidates = [environment.runtime_interpreter(runtime) or "", shutil.which(runtime) or ""]
+    pyenv = environment.pyenv_root() / "versions" / f"{version}*" / "bin" / runtime
+    candidates += sorted(glob.glob(str(pyenv)), reverse=True)
+    check = f"import sys; sys.exit(sys.version_info[:2] != ({major}, {minor}))"
+    for candidate in filter(None, candidates):
+        probe = [candidate, "-I", "-S", "-c", check]
+        with contextlib.suppress(OSError):
+            if subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+                return candidate
+    return None
 
 
 def default_size() -> int:
