@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from groveflow.engines import PREDICT, TRAIN, Engine, Execution, default_engine
-from groveflow.errors import GroveflowError, InvalidPredictRequest, InvalidRequest
+from groveflow.errors import (
+    DatasetTooLarge,
+    GroveflowError,
+    InvalidPredictRequest,
+    InvalidRequest,
+)
 from groveflow.follow import Progress
 from groveflow.ids import check_id, default_id
 
@@ -320,19 +325,27 @@ def _local_workers(engine: Engine) -> tuple[int | None, bool]:
     return engine.workers or default_size(), engine._engine is None
 
 
+PLAN_MEMORY_MB = 3008
+"""The template's default ``PlanMemorySize`` (in MB): what :func:`estimate` holds its read to."""
+
+
 def estimate(
     request: Mapping[str, Any] | str | Path,
     *,
     workers: int | None = None,
     builder_memory_mb: int = 3008,
     builder_reserved_concurrency: int | None = None,
+    plan_memory_mb: int = PLAN_MEMORY_MB,
 ) -> RunEstimate:
     """Predict a training run's wall time and cost without starting it.
 
-    Reads the data here (CSV and Parquet through the same ingest the state machine runs),
+    Reads the data (CSV and Parquet through the same ingest the state machine runs),
     splits it and runs the plan's own checks (:func:`groveflow.training.plan_checks`: the
-    size guard, the trial grove, OOB coverage). ``max_cost_usd`` is not applied: the estimate
-    is what it would be compared with.
+    size guard, the trial grove, OOB coverage), in a worker process held to the plan's
+    memory, as the plan is on AWS: a worker over ``plan_memory_mb`` is stopped and the
+    data refused by name, instead of this process growing without bound. (Where there is
+    no ``/proc``, as on macOS, the worker's memory is not measured.) ``max_cost_usd`` is
+    not applied: the estimate is what it would be compared with.
 
     Parameters
     ----------
@@ -344,6 +357,8 @@ def estimate(
         The stack's ``BuilderMemorySize`` (in MB).
     builder_reserved_concurrency : int or None, default=None
         The stack's ``BuilderReservedConcurrency``, which clamps ``max_concurrency``.
+    plan_memory_mb : int, default=3008
+        The stack's ``PlanMemorySize`` (in MB): the most the reading worker may hold.
 
     Returns
     -------
@@ -352,16 +367,40 @@ def estimate(
 
     Raises
     ------
-    InvalidRequest, InvalidDataset, DatasetTooLarge
+    InvalidRequest, InvalidDataset
         As the plan would refuse the run.
+    DatasetTooLarge
+        As the plan would refuse the run, or when reading and checking the data needs more
+        than ``plan_memory_mb``.
     """
+    from groveflow.request import parse_train_request
+
+    body, _ = _read(request, InvalidRequest)
+    parse_train_request(body)  # a malformed request is refused here, before any worker
+    for name, value in (
+        ("builder_memory_mb", builder_memory_mb),
+        ("plan_memory_mb", plan_memory_mb),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not 256 <= value <= 10240:
+            raise InvalidRequest(
+                f"{name}={value!r}: give a whole number of MB from 256 to 10240, as the "
+                "template's BuilderMemorySize and PlanMemorySize accept"
+            )
+    settings = (workers, builder_memory_mb, builder_reserved_concurrency)
+    return _bounded(plan_memory_mb, _estimate_here, body, settings)
+
+
+def _estimate_here(
+    body: dict[str, Any], settings: tuple[int | None, int, int | None]
+) -> RunEstimate:
+    """:func:`estimate`'s work, in the process that runs it (its bounded worker)."""
     import time
 
     from groveflow.local.workers import default_size
     from groveflow.request import parse_train_request
     from groveflow.training import read_and_check
 
-    body, _ = _read(request, InvalidRequest)
+    workers, builder_memory_mb, builder_reserved_concurrency = settings
     parsed = parse_train_request(body)
     started = time.perf_counter()
     with _readable(body["data"], parsed) as (spec, ingested):
@@ -375,6 +414,75 @@ def estimate(
             workers=workers or default_size(),
         )
     return read.estimate
+
+
+def _bounded(limit_mb: int, work: Callable[..., Any], *args: Any) -> Any:
+    """``work(*args)`` run in a worker process whose memory is held to ``limit_mb``, as a
+    Lambda function's is (the local engine's :class:`~groveflow.local.workers.MemoryMonitor`);
+    its result, or the error it raised.
+
+    Raises
+    ------
+    DatasetTooLarge
+        If the worker went over ``limit_mb`` (it is stopped at once).
+    GroveflowError
+        If the worker died without an answer.
+    """
+    import multiprocessing
+
+    from groveflow.engines import start_workers
+    from groveflow.local.workers import MemoryMonitor
+
+    start_workers()  # the local engine's fork server: warm, and deaf to Ctrl-C
+    context = multiprocessing.get_context("forkserver")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_answer, args=(sender, work, args), daemon=True)
+    process.start()
+    sender.close()
+    assert process.pid is not None  # started
+    monitor = MemoryMonitor()
+    watch = monitor.begin(process.pid, limit_mb)
+    try:
+        try:
+            answer = receiver.recv()
+        except EOFError:
+            answer = None
+        process.join()
+    finally:
+        peak_mb = monitor.end(watch)
+        monitor.close()
+        if process.is_alive():
+            process.kill()
+            process.join()
+        receiver.close()
+    if watch.killed:
+        raise DatasetTooLarge(
+            f"reading and checking this data took more than the plan's {limit_mb} MB "
+            f"(at least {peak_mb} MB), and the plan would run out of memory too: train on "
+            "fewer rows or columns, or give the stack's larger PlanMemorySize "
+            "(plan_memory_mb, up to 10240)"
+        )
+    if answer is None:
+        raise GroveflowError(
+            f"the estimate's worker ended without an answer (exit code {process.exitcode})"
+        )
+    succeeded, value = answer
+    if succeeded:
+        return value
+    raise value
+
+
+def _answer(sender: Any, work: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """A bounded worker's body: send ``(True, result)`` or ``(False, error)``."""
+    try:
+        answer: tuple[bool, Any] = (True, work(*args))
+    except Exception as error:  # handed to the caller, who raises it
+        answer = (False, error)
+    try:
+        sender.send(answer)
+    except Exception:  # an error that does not pickle: its name and message
+        sender.send((False, GroveflowError(f"{type(answer[1]).__name__}: {answer[1]}")))
+    sender.close()
 
 
 @contextlib.contextmanager
