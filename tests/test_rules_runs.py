@@ -97,3 +97,110 @@ def test_a_training_runs_predictions_under_their_own_id_are_kept_in_the_state_di
     for part in json.loads(on_disk.read_bytes())["parts"]:
         part_key = f"{keys.predictions_prefix(prediction_id)}{part['key']}"
         assert mirrored(state_dir, part_key).read_bytes() == body(engine, part_key)
+
+
+WINE = {"data": {"uri": "sklearn:wine"}, "model": {"params": {"oob_score": True}}, "seed": 17}
+
+
+def _builds(result: Any) -> list[int]:
+    return sorted(
+        i.payload["grove"]
+        for i in result.invocations
+        if i.function == "BuildGroveFunction" and i.error_type is None
+    )
+
+
+def _fitted(result: Any) -> list[int]:
+    """The groves a run fitted (a builder that found its grove stored reuses it)."""
+    return sorted(
+        i.payload["grove"]
+        for i in result.invocations
+        if i.function == "BuildGroveFunction" and i.error_type is None and not i.output["reused"]
+    )
+
+
+def _manifest(engine: Any, run_id: str) -> dict[str, Any]:
+    return json.loads(body(engine, keys.manifest(run_id)))
+
+
+def test_a_run_started_by_execution_name_is_grown_by_an_input_naming_it(engine: Any) -> None:
+    # GIVEN a run started by execution name alone (no run_id in its input)
+    name = unique_name("by-name")
+    first = engine.run("TrainStateMachine", {**WINE, "n_trees": 10}, name=name)
+    assert first.status == "SUCCEEDED", (first.error, first.cause)
+    # WHEN a new execution names the run and asks for more trees
+    grown = engine.run(
+        "TrainStateMachine", {**WINE, "n_trees": 20, "run_id": name}, name=unique_name(name)
+    )
+    # THEN it grows the run: only the new grove is built
+    assert grown.status == "SUCCEEDED", (grown.error, grown.cause)
+    assert _builds(grown) == [1]
+    assert _manifest(engine, name)["trees_built"] == 20
+    # and the same input again resumes it (every grove is found stored, none fitted)
+    again = engine.run(
+        "TrainStateMachine", {**WINE, "n_trees": 20, "run_id": name}, name=unique_name(name)
+    )
+    assert again.status == "SUCCEEDED", (again.error, again.cause)
+    assert _builds(again) == [0, 1] and _fitted(again) == []
+
+
+def test_a_run_with_the_default_grove_size_grows_in_groves_of_that_size(engine: Any) -> None:
+    # GIVEN 6 trees with grove_size left out (one grove of 6)
+    run_id = unique_name("grow-default-size")
+    first = engine.run(
+        "TrainStateMachine", {**WINE, "n_trees": 6, "run_id": run_id}, name=unique_name(run_id)
+    )
+    assert first.status == "SUCCEEDED", (first.error, first.cause)
+    before = _manifest(engine, run_id)["groves"]
+    # WHEN it grows to 18, grove_size still left out
+    grown = engine.run(
+        "TrainStateMachine", {**WINE, "n_trees": 18, "run_id": run_id}, name=unique_name(run_id)
+    )
+    # THEN the run keeps its groves of 6: the first is kept byte for byte, two are built
+    assert grown.status == "SUCCEEDED", (grown.error, grown.cause)
+    assert _builds(grown) == [1, 2]
+    after = _manifest(engine, run_id)["groves"]
+    assert after[0]["sha256"] == before[0]["sha256"]
+    assert [g["n_trees"] for g in after] == [6, 6, 6]
+
+
+def test_an_auto_forest_grows_when_max_trees_is_raised(engine: Any) -> None:
+    # GIVEN an n_trees="auto" forest that stopped at its max_trees (round_trees left out)
+    run_id = unique_name("grow-auto-max")
+    auto = {**WINE, "n_trees": "auto", "oob_tolerance": 0.0, "run_id": run_id}
+    first = engine.run("TrainStateMachine", {**auto, "max_trees": 10}, name=unique_name(run_id))
+    assert first.status == "SUCCEEDED", (first.error, first.cause)
+    assert _manifest(engine, run_id)["auto"]["stopped"] == "max_trees=10 reached"
+    # WHEN the same input raises max_trees
+    grown = engine.run("TrainStateMachine", {**auto, "max_trees": 30}, name=unique_name(run_id))
+    # THEN the forest grows past 10 trees in rounds of the run's 10, keeping its first grove
+    assert grown.status == "SUCCEEDED", (grown.error, grown.cause)
+    manifest = _manifest(engine, run_id)
+    assert manifest["trees_built"] >= 20
+    assert [r["n_trees"] for r in manifest["auto"]["rounds"]][:2] == [10, 20]
+    assert _fitted(grown) and 0 not in _fitted(grown)
+
+
+def test_a_reused_run_id_is_refused_naming_the_keys_that_differ(engine: Any) -> None:
+    # GIVEN a finished run
+    run_id = unique_name("refuse-diff")
+    first = engine.run(
+        "TrainStateMachine", {**WINE, "n_trees": 10, "run_id": run_id}, name=unique_name(run_id)
+    )
+    assert first.status == "SUCCEEDED", (first.error, first.cause)
+    # WHEN its id is given with another seed and max_depth
+    other = {
+        **WINE,
+        "n_trees": 10,
+        "run_id": run_id,
+        "seed": 18,
+        "model": {"params": {"oob_score": True, "max_depth": 3}},
+    }
+    refused = engine.run("TrainStateMachine", other, name=unique_name(run_id))
+    # THEN it is refused, naming both keys with their values, and nothing is built
+    assert refused.status == "FAILED"
+    assert refused.error == "InvalidRequest"
+    assert "already used with a different input" in refused.cause
+    assert "model.params.max_depth (absent before, 3 now)" in refused.cause
+    assert "seed (17 before, 18 now)" in refused.cause
+    assert _builds(refused) == []

@@ -31,11 +31,15 @@ from groveflow.oob import (
 )
 from groveflow.request import DataSpec, TrainRequest, parse_train_request
 from groveflow.training._runs import (
+    GROWTH_KEYS,
+    RUN_DEFAULTS,
     SPLITS,
     _model_inputs,
     _read_record,
     _stored_record,
+    describe_difference,
     grove_plan,
+    request_differences,
     run_id_from,
 )
 from groveflow.training._shards import (
@@ -116,7 +120,10 @@ def plan_run(
     run_id = request.run_id or run_id_from(event.get("execution_name"))
     telemetry.logger.append_keys(run_id=run_id)
     stored = _stored_record(bucket, run_id)
-    grown_from = _check_same_run(stored, request, run_id)
+    raw = event["request"]
+    left_out = tuple(key for key in RUN_DEFAULTS if key not in raw)
+    grown_from = _check_same_run(stored, request, run_id, left_out)
+    request = _keep_run_defaults(request, stored, left_out)
     resumed = stored is not None and _split_stored(bucket, run_id, stored)
     read: _Read | None = None
     if resumed:
@@ -692,29 +699,68 @@ def _predict_section(
     return section
 
 
-def _check_same_run(stored: RunRecord | None, request: TrainRequest, run_id: str) -> int | None:
-    """Refuse a run id already used with different model inputs (the predict section aside).
+def _check_same_run(
+    stored: RunRecord | None,
+    request: TrainRequest,
+    run_id: str,
+    left_out: tuple[str, ...] = (),
+) -> int | None:
+    """Refuse a run id already used with different model inputs (the predict section, the
+    run id itself and the other :data:`RUN_SETTINGS` aside), naming the keys that differ.
 
-    Returns the stored run's ``n_trees`` when the request grows it (the same inputs with
-    more trees), else None.
+    ``left_out`` are the keys of :data:`RUN_DEFAULTS` the input did not give: the run keeps
+    its own (:func:`_keep_run_defaults`), so they are not compared. Returns the stored run's
+    ``n_trees`` when the request grows it (the same inputs with more trees), else None (a
+    resume, or an ``n_trees="auto"`` run with a higher ``max_trees``, which replays its
+    rounds on its stored groves and goes on).
     """
     if stored is None:
         return None
-    before, now = _model_inputs(stored.request), _model_inputs(request.to_dict())
-    if before == now:
+    before = _model_inputs(stored.request, left_out)
+    now = _model_inputs(request.to_dict(), left_out)
+    differences = request_differences(before, now)
+    if not differences:
         return None
-    if {**before, "n_trees": now["n_trees"]} == now:
-        if now["n_trees"] > before["n_trees"]:
-            return int(before["n_trees"])
+    others = [key for key in differences if key not in GROWTH_KEYS]
+    if others:
+        named = "; ".join(describe_difference(key, differences[key]) for key in others)
         raise InvalidRequest(
-            f"run_id {run_id!r} has {before['n_trees']} trees; a forest grows but does not "
-            f"shrink (n_trees={now['n_trees']}): give more trees, or a new run_id"
+            f"run_id {run_id!r} was already used with a different input: {named}. Choose a "
+            "new run_id, or repeat the original input to resume (or the same input with a "
+            "larger n_trees, or max_trees for n_trees='auto', to grow it)"
         )
-    raise InvalidRequest(
-        f"run_id {run_id!r} was already used with a different input; "
-        "choose a new run_id or repeat the original input to resume (or the same input with "
-        "a larger n_trees to grow it)"
-    )
+    for key, (old, new) in differences.items():
+        if not (isinstance(old, int) and isinstance(new, int)):
+            raise InvalidRequest(
+                f"run_id {run_id!r} has n_trees={old!r}; n_trees={new!r} changes how the "
+                "forest is grown: give n_trees as the run did, or a new run_id"
+            )
+        if new < old:
+            raise InvalidRequest(
+                f"run_id {run_id!r} has {key}={old}; a forest grows but does not shrink "
+                f"({key}={new}): give more trees, or a new run_id"
+            )
+    return int(before["n_trees"]) if "n_trees" in differences else None
+
+
+def _keep_run_defaults(
+    request: TrainRequest, stored: RunRecord | None, left_out: tuple[str, ...]
+) -> TrainRequest:
+    """``request`` with the claimed run's values for the :data:`RUN_DEFAULTS` its input left
+    out: a run of 6 trees (one grove of 6) grown to 18 keeps groves of 6, and an
+    ``n_trees="auto"`` run whose ``max_trees`` is raised keeps its rounds' size. Called
+    once :func:`_check_same_run` accepted the request, so the values are valid for it (a
+    forest only grows)."""
+    if stored is None:
+        return request
+    before = stored.request
+    grove_size = before.get("grove_size")
+    if "grove_size" in left_out and isinstance(grove_size, int):
+        request = replace(request, grove_size=grove_size)
+    rounds = before.get("round_trees")
+    if "round_trees" in left_out and request.auto is not None and isinstance(rounds, int):
+        request = replace(request, n_trees=rounds, auto=replace(request.auto, round_trees=rounds))
+    return request
 
 
 def _plan_round(

@@ -61,10 +61,44 @@ def grove_plan(request: TrainRequest, run_id: str) -> list[dict[str, Any]]:
 RUN_SETTINGS = ("predict", "max_cost_usd", "max_concurrency", "tolerated_failure_percentage")
 """Request keys that do not decide a run's model: a resume may change them."""
 
+RUN_DEFAULTS = ("grove_size", "round_trees")
+"""Keys whose default follows other keys (``grove_size=min(10, n_trees)``,
+``round_trees=min(50, max_trees)``): an input that leaves one out, for a claimed run, takes
+the run's value, so a run grown with more trees keeps its groves."""
 
-def _model_inputs(request: dict[str, Any]) -> dict[str, Any]:
-    """What decides a run's model: the request less :data:`RUN_SETTINGS`."""
-    return {key: value for key, value in request.items() if key not in RUN_SETTINGS}
+GROWTH_KEYS = ("n_trees", "max_trees")
+"""Keys a claimed run's input may raise: ``n_trees`` grows a forest, ``max_trees`` lets an
+``n_trees="auto"`` forest grow further."""
+
+_ABSENT = object()
+
+
+def _model_inputs(request: dict[str, Any], left_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What decides a run's model: the request less :data:`RUN_SETTINGS`, its ``run_id``
+    (the run is the same one whether its input or its execution's name gave the id) and
+    ``left_out`` (keys of :data:`RUN_DEFAULTS` the input left to the run)."""
+    ignored = (*RUN_SETTINGS, "run_id", *left_out)
+    return {key: value for key, value in request.items() if key not in ignored}
+
+
+def request_differences(before: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The keys (dotted: ``model.params.max_depth``) whose values differ between two
+    requests, with each value before and now (``_ABSENT`` where a request lacks the key)."""
+    differences: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(before) | set(now)):
+        old, new = before.get(key, _ABSENT), now.get(key, _ABSENT)
+        if isinstance(old, dict) and isinstance(new, dict):
+            for inner, values in request_differences(old, new).items():
+                differences[f"{key}.{inner}"] = values
+        elif old != new or type(old) is not type(new):
+            differences[key] = (old, new)
+    return differences
+
+
+def describe_difference(key: str, values: tuple[Any, Any]) -> str:
+    """``seed (17 before, 18 now)``: a key that differs, as a refusal names it."""
+    old, new = ("absent" if value is _ABSENT else repr(value) for value in values)
+    return f"{key} ({old} before, {new} now)"
 
 
 def _grove_trees(request: TrainRequest, grove: int) -> int:
