@@ -128,7 +128,9 @@ def _delete_answering(answer: str, *args: str) -> subprocess.CompletedProcess[st
     )
 
 
-def _assert_reported_and_exported(endpoint: str, run_id: str, model_uri: str, out: Path) -> None:
+def _assert_reported_and_exported(endpoint: str, summary: dict[str, Any], out: Path) -> None:
+    """The stack's run is reported (plots, and its summary's cost) and exported (predicting as
+    the stack's model) from here."""
     import joblib
     from sklearn.datasets import load_iris
 
@@ -136,12 +138,15 @@ def _assert_reported_and_exported(endpoint: str, run_id: str, model_uri: str, ou
     from groveflow.engines import Stack
 
     flags = ["--endpoint-url", endpoint]
+    run_id = summary["run_id"]
     report = Path(_ok(_groveflow("report", run_id, *flags, "--out", str(out / "report"))))
-    assert report.read_text().count("data:image/png;base64,") >= 3
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") >= 3
+    assert f'id="cost-total" data-value="{summary["cost"]["total_usd"]!r}"' in page
     exported = out / f"{run_id}.joblib"
     _ok(_groveflow("export", run_id, *flags, "--out", str(exported)))
     X, _ = load_iris(return_X_y=True)
-    stored = load_forest(Stack(endpoint_url=endpoint).model_path(model_uri))
+    stored = load_forest(Stack(endpoint_url=endpoint).model_path(summary["model_uri"]))
     assert (joblib.load(exported).predict_proba(X) == stored.predict_proba(X)).all()
 
 
@@ -180,7 +185,7 @@ def test_a_stacks_runs_are_listed_reported_exported_and_deleted(
 
     # WHEN the stack's run is reported and exported from here
     # THEN the report has its plots and the export predicts as the stack's model
-    _assert_reported_and_exported(stack.endpoint, "doomed", first["model_uri"], tmp_path)
+    _assert_reported_and_exported(stack.endpoint, first, tmp_path)
 
     # WHEN a delete is not confirmed
     kept_before = _versions(s3, "runs/kept/")
