@@ -346,3 +346,42 @@ def test_a_one_hot_feature_may_not_repeat_another_column_s_name(
     assert (result.status, result.error) == ("FAILED", "InvalidDataset"), result.cause
     assert "'color=red'" in result.cause and "rename" in result.cause
     assert "BuildGroveFunction" not in [i.function for i in result.invocations]
+
+
+# --------------------------------------------------------------------------- item 22
+
+
+def test_an_integer_quantity_left_to_classification_is_refused_by_name(
+    engine: Any, tmp_path: Path
+) -> None:
+    # GIVEN house prices, whole numbers of dollars, and no model.task
+    rng = np.random.default_rng(5)
+    area = rng.uniform(50, 300, 200)
+    price = (area * 1500 + rng.integers(0, 40_000, 200)).astype(np.int64)
+    lines = [f"{a:.1f},{p}" for a, p in zip(area, price, strict=True)]
+    (tmp_path / "houses.csv").write_text("area,price\n" + "\n".join(lines) + "\n")
+    data = {"uri": str(tmp_path / "houses.csv"), "target": "price"}
+    # WHEN it trains, as the split's old advice said, with test_fraction 0; then as regression
+    guessed, _ = _train(engine, data, test_fraction=0)
+    regression, _ = _train(engine, data, model={"task": "regression"})
+    # THEN the classification is refused, naming model.task, before fan-out; regression trains
+    assert (guessed.status, guessed.error) == ("FAILED", "InvalidDataset"), guessed.cause
+    assert "model.task to 'regression'" in guessed.cause
+    assert "BuildGroveFunction" not in [i.function for i in guessed.invocations]
+    assert regression.status == "SUCCEEDED", regression.cause
+
+
+@pytest.mark.parametrize(("key", "value", "where"), [
+    ("categorical", "auto", "data.categorical"),
+    ("target", "label", "data.target"),
+    ("task", "regression", "model.task"),
+])  # fmt: skip
+def test_a_data_or_model_key_at_the_top_level_names_its_section(
+    engine: Any, key: str, value: str, where: str
+) -> None:
+    # GIVEN a request with a data or model key written at the top level
+    # WHEN it is started
+    result, _ = _train(engine, {"uri": "sklearn:iris"}, **{key: value})
+    # THEN it is refused, naming where the key belongs
+    assert (result.status, result.error) == ("FAILED", "InvalidRequest"), result.cause
+    assert f"as {where}" in result.cause

@@ -36,6 +36,7 @@ __all__ = [
     "MISSING_MARKERS",
     "ColumnFiles",
     "Dataset",
+    "check_classes",
     "check_readable",
     "column_files",
     "format_of",
@@ -463,9 +464,31 @@ def to_features(X: np.ndarray, names: list[str]) -> np.ndarray:
 
 def _labels(y: np.ndarray, task: str) -> np.ndarray:
     y = label_values(y, task)
-    if task == "classification" and np.unique(y).size < 2:
-        raise InvalidDataset(f"the target has a single class ({y[0]!r}): nothing to classify")
+    if task == "classification":
+        classes = np.unique(y)
+        if classes.size < 2:
+            raise InvalidDataset(f"the target has a single class ({y[0]!r}): nothing to classify")
+        check_classes(classes, len(y))
     return y
+
+
+FEW_CLASSES = 20
+"""Numeric classes up to this many are never taken for a quantity (small tables)."""
+
+
+def check_classes(classes: np.ndarray, n_rows: int) -> None:
+    """Refuse numbers as classes when there are more classes than half the rows (and more
+    than :data:`FEW_CLASSES`).
+
+    Most such classes have a single row, which a classifier cannot learn: the target is a
+    quantity (a price, a count) and ``model.task`` was left at ``"classification"``.
+    """
+    if classes.dtype.kind in "iuf" and classes.size > max(n_rows / 2, FEW_CLASSES):
+        raise InvalidDataset(
+            f"the target has {classes.size:,} distinct numbers in {n_rows:,} rows, so most "
+            "classes have a single row to learn from: it looks like a quantity to predict; "
+            "set model.task to 'regression' (a classification needs several rows of a class)"
+        )
 
 
 def label_values(y: np.ndarray, task: str) -> np.ndarray:

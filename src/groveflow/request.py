@@ -7,6 +7,7 @@ that names the bad value and says what would be accepted.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -406,6 +407,7 @@ def parse_train_request(value: Any) -> TrainRequest:
         raise InvalidRequest(
             f"the execution input must be a JSON object, got {type(value).__name__}"
         )
+    _refuse_misplaced_keys(value)
     check_keys("the execution input", value, TOP_KEYS)
     if "data" not in value:
         raise InvalidRequest("the execution input has no 'data' section (with a 'uri')")
@@ -453,6 +455,20 @@ def parse_train_request(value: Any) -> TrainRequest:
             else _int("rows_per_grove", value["rows_per_grove"], 2, 2**40)
         ),
     )
+
+
+def _refuse_misplaced_keys(value: dict[str, Any]) -> None:
+    """Refuse a ``data`` or ``model`` key given at the top level, naming where it belongs."""
+    for key, given in value.items():
+        if key in TOP_KEYS:
+            continue
+        for section, keys in (("data", DATA_KEYS), ("model", MODEL_KEYS)):
+            if key in keys:
+                raise InvalidRequest(
+                    f"{key!r} is not a top-level key of the execution input: it belongs in "
+                    f"the {section} section, as {section}.{key} "
+                    f'({{"{section}": {{..., "{key}": {json.dumps(given, default=str)}}}}})'
+                )
 
 
 def _cost_cap(value: Any) -> float | None:
