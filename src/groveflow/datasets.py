@@ -42,6 +42,7 @@ __all__ = [
     "format_of",
     "load_dataset",
     "mark_source",
+    "part_source",
     "read_columns",
     "read_scoring_file",
     "sources",
@@ -827,6 +828,14 @@ def column_files(sources: list[str]) -> Iterator[ColumnFiles]:
             yield columns
         finally:
             columns.close()
+
+
+def part_source(source: str) -> str:
+    """The user's file an ingested ``.gfcols`` part holds rows of; ``source`` for any other."""
+    if not source.lower().endswith(COLUMNS_SUFFIX):
+        return source
+    with column_files([source]) as columns:
+        return columns.source_name(source)
 
 
 def _where(columns: Mapping[str, Any], source: str) -> str:
