@@ -199,9 +199,9 @@ class LocalEngine:
         self.stack: Stack = load(
             self.root, bucket=self.bucket, stack_name=self.stack_name, parameters=parameters
         )
-        python = None if self.build_dir is None else _runtime_python(self.stack)
-        if python is not None and faults is not None:
+        if self.build_dir is not None and faults is not None:
             raise BuildError(_NO_FAULTS_AS_BUILT)
+        python = None if self.build_dir is None else _runtime_python(self.stack)
         self._lock = threading.Lock()
         self._reported: set[str] = set()  # ended executions already returned by ended_runs
         self.mirror = Mirror(
