@@ -371,6 +371,18 @@ def test_an_integer_quantity_left_to_classification_is_refused_by_name(
     assert regression.status == "SUCCEEDED", regression.cause
 
 
+def test_class_codes_are_classes_however_many(engine: Any, tmp_path: Path) -> None:
+    # GIVEN 30 classes given as codes 0..29 in 40 rows (what LabelEncoder gives)
+    rng = np.random.default_rng(6)
+    codes = np.arange(40) % 30
+    np.save(tmp_path / "d.npy", np.column_stack([rng.normal(size=(40, 2)), codes]))
+    # WHEN it trains as a classification on every row
+    result, run_id = _train(engine, {"uri": str(tmp_path / "d.npy")}, test_fraction=0)
+    # THEN the codes are the classes
+    assert result.status == "SUCCEEDED", result.cause
+    assert _manifest(engine, run_id)["classes"] == list(range(30))
+
+
 @pytest.mark.parametrize(("key", "value", "where"), [
     ("categorical", "auto", "data.categorical"),
     ("target", "label", "data.target"),

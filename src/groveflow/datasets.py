@@ -478,18 +478,24 @@ FEW_CLASSES = 20
 
 
 def check_classes(classes: np.ndarray, n_rows: int) -> None:
-    """Refuse numbers as classes when there are more classes than half the rows (and more
-    than :data:`FEW_CLASSES`).
+    """Refuse numbers as classes when most classes would have a single row: more classes than
+    half the rows (and than :data:`FEW_CLASSES`), and not the codes ``0..k-1`` or ``1..k``.
 
-    Most such classes have a single row, which a classifier cannot learn: the target is a
-    quantity (a price, a count) and ``model.task`` was left at ``"classification"``.
+    Such a target is a quantity (a price, a count) left to ``model.task``'s default,
+    ``"classification"``, which a classifier cannot learn. Class codes (what
+    ``LabelEncoder``, or the estimators, give) are taken as meant.
     """
-    if classes.dtype.kind in "iuf" and classes.size > max(n_rows / 2, FEW_CLASSES):
-        raise InvalidDataset(
-            f"the target has {classes.size:,} distinct numbers in {n_rows:,} rows, so most "
-            "classes have a single row to learn from: it looks like a quantity to predict; "
-            "set model.task to 'regression' (a classification needs several rows of a class)"
-        )
+    if classes.dtype.kind not in "iuf" or classes.size <= max(n_rows / 2, FEW_CLASSES):
+        return
+    codes = np.arange(classes.size)
+    if np.array_equal(classes, codes) or np.array_equal(classes, codes + 1):
+        return
+    raise InvalidDataset(
+        f"the target has {classes.size:,} distinct numbers in {n_rows:,} rows, so most "
+        "classes have a single row to learn from: it looks like a quantity to predict; "
+        "set model.task to 'regression' (to classify, give the classes as codes 0..k-1 or as "
+        "text)"
+    )
 
 
 def label_values(y: np.ndarray, task: str) -> np.ndarray:
