@@ -16,7 +16,9 @@ from typing import Any
 import boto3
 import pytest
 
+import groveflow
 from conftest import ROOT, load_event, unique_name
+from groveflow.engines import Local
 from groveflow.layout import keys
 from groveflow.local import LocalEngine
 from groveflow.local.sandbox import IMPORTS_PREFIX
@@ -64,7 +66,7 @@ def test_digits_trained_as_built_equals_the_development_run(
         imports = _imports(built_engine.log_path)
     # THEN the forest is the same, byte for byte
     assert built.output["trees_built"] == N_TREES
-    assert built_forest == development_forest
+    assert built_forest == development_forest, "is .aws-sam/build older than src/? make build"
     # and every function ran on python3.12 with numpy, scikit-learn, botocore and groveflow
     # from its built layer, and nothing from anywhere else
     layer = str(BUILD / "DependenciesLayer" / "python")
@@ -86,6 +88,52 @@ def test_digits_trained_as_built_equals_the_development_run(
             f"as built {built.seconds:.2f} s ({len(cold)} cold starts, init "
             f"{min(cold):.0f}-{max(cold):.0f} ms)"
         )
+
+
+def test_the_api_trains_and_predicts_as_built_as_the_development_venv_predicts(
+    engine: LocalEngine, state_dir: Path
+) -> None:
+    # GIVEN the Python API's local engine running the build
+    request = {**load_event("train-digits.json"), "n_trees": 10}
+    scoring = load_event("predict-digits.json")
+    with Local(build_dir=BUILD, workers=2, state_dir=state_dir) as built_engine:
+        # WHEN it trains a forest and scores the digits with it
+        trained = groveflow.train(request, engine=built_engine, run_id=unique_name("api-built"))
+        scored = groveflow.predict(
+            {**scoring, "model": trained.run_id},
+            engine=built_engine,
+            run_id=unique_name("api-built-scores"),
+        )
+        functions = {invocation.function for invocation in built_engine.engine.invocations}
+    # and the development venv's workers score the digits with the same model
+    development = engine.run(
+        "PredictStateMachine",
+        {**scoring, "model": trained.run_id},
+        name=unique_name("development-scores"),
+    )
+    # THEN both succeed, every function of both state machines ran as built, and the scores
+    # are the same, byte for byte
+    assert trained.succeeded and scored.succeeded, (scored.error, scored.cause)
+    assert development.status == "SUCCEEDED", (development.error, development.cause)
+    assert functions == {
+        "PlanFunction",
+        "BuildGroveFunction",
+        "MergeFunction",
+        "PlanPredictionsFunction",
+        "ScoreShardFunction",
+        "FinishPredictionsFunction",
+    }
+    assert scored.predictions is not None and scored.predictions["n_rows"] == 1797
+    assert _parts(engine, scored.run_id) == _parts(engine, development.output["prediction_id"])
+
+
+def _parts(engine: LocalEngine, prediction_id: str) -> list[bytes]:
+    """A prediction's scored parts, in order."""
+    prefix = keys.predictions_prefix(prediction_id)
+    listing = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=prefix)
+    names = sorted(o["Key"] for o in listing["Contents"] if "/part-" in o["Key"])
+    assert names
+    return [engine.s3.get_object(Bucket=engine.bucket, Key=n)["Body"].read() for n in names]
 
 
 # ------------------------------------------------------------------ S3 operations
