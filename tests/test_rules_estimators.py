@@ -191,3 +191,28 @@ def test_sample_weight_is_refused_by_name(engine: Local, estimator: Any) -> None
         estimator(n_trees=2, grove_size=1, engine=engine).fit(X, y, sample_weight=np.ones(len(X)))
     with pytest.raises(InvalidParameter, match=r"got \['weights'\], which it does not take"):
         estimator(n_trees=2, grove_size=1, engine=engine).fit(X, y, weights=np.ones(len(X)))
+
+
+def test_a_class_weight_error_of_a_training_request_names_its_labels(
+    engine: Local, tmp_path: Path
+) -> None:
+    # GIVEN a CSV of text labels, and class weights naming one label it does not hold
+    X, y = _pets()
+    rows = [f"{a:.3f},{b:.3f},{label}" for (a, b), label in zip(X, y, strict=True)]
+    (tmp_path / "pets.csv").write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    request = {
+        "data": {"uri": str(tmp_path / "pets.csv"), "target": "label"},
+        "n_trees": 2,
+        "grove_size": 1,
+        "model": {"params": {"class_weight": {"cat": 2, "cow": 1}}},
+    }
+
+    # WHEN it trains
+    run = train(request, engine=engine)
+
+    # THEN the plan refuses it naming the key and the labels (not the classes it weighs)
+    assert run.error == "InvalidRequest"
+    assert run.cause == (
+        "model.params.class_weight names ['cow'], not classes of the target; the classes are "
+        "['bird', 'cat', 'dog']"
+    )

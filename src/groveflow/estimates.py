@@ -287,6 +287,8 @@ def _builder_seconds(
 
     model = request.model
     classes = np.unique(y) if model.task == "classification" else None
+    if check and classes is not None:
+        _check_class_weight(model.params.get("class_weight"), classes)
     estimator = make_estimator(
         model.kind, model.task, model.params, n_trees=n_trees, seed=seed, classes=classes
     )
@@ -302,6 +304,23 @@ def _builder_seconds(
     fitted = estimator.classes_ if model.task == "classification" else None
     blob = artifact.encode_trees(estimator.estimators_, n_features=X.shape[1], classes=fitted)
     return time.perf_counter() - started, blob
+
+
+def _check_class_weight(class_weight: Any, classes: np.ndarray) -> None:
+    """Refuse a ``class_weight`` key that names no class of the target, naming the key and
+    the classes (scikit-learn's message lists the classes it finds no weight for). Keys
+    are matched to labels by their text, as :func:`groveflow.request.make_estimator` does."""
+    labels = classes.tolist()
+    texts = {str(label) for label in labels}
+    for weights in class_weight if isinstance(class_weight, list) else [class_weight]:
+        unknown = (
+            [key for key in weights if str(key) not in texts] if isinstance(weights, dict) else []
+        )
+        if unknown:
+            raise InvalidRequest(
+                f"model.params.class_weight names {unknown}, not classes of the target; the "
+                f"classes are {labels}"
+            )
 
 
 def _merge_seconds(blob: bytes, X_test: np.ndarray | None) -> float:
