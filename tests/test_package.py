@@ -160,7 +160,7 @@ def test_init_refuses_a_file_or_a_missing_parent_by_name(
     )
     # THEN one line names the problem and nothing is written
     assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith("groveflow: GroveflowError: "), done.stderr
+    assert done.stderr.startswith("groveflow: ApplicationNotWritable: "), done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from groveflow.errors import GroveflowError
 
-__all__ = ["APPLICATION_FILES", "application_root", "write_application"]
+__all__ = ["APPLICATION_FILES", "ApplicationNotWritable", "application_root", "write_application"]
 
 APPLICATION_FILES = (
     "template.yaml",
@@ -30,6 +30,12 @@ APPLICATION_FILES = (
 _WRITTEN_AS = {"deploy.mk": "Makefile"}
 """Files an application holds under another name: the repository's Makefile includes
 deploy.mk (its build and deploy targets); an application has them as its own Makefile."""
+
+
+class ApplicationNotWritable(GroveflowError):
+    """``groveflow init``'s directory cannot take the application: a file, no parent, files of
+    the application already there (nothing is overwritten), or the system refused a write."""
+
 
 _PACKAGED = Path(__file__).resolve().parent / "_application"
 _CHECKOUT = Path(__file__).resolve().parents[2]
@@ -73,7 +79,7 @@ def write_application(directory: Path) -> Path:
 
     Raises
     ------
-    GroveflowError
+    ApplicationNotWritable
         If ``directory`` is a file, its parent does not exist, it already holds any of the
         files (nothing is overwritten), or it cannot be written.
     """
@@ -92,7 +98,7 @@ def write_application(directory: Path) -> Path:
         package = Path(__file__).resolve().parent
         shutil.copytree(package, target / "src" / "groveflow", ignore=ignore)
     except OSError as error:
-        raise GroveflowError(
+        raise ApplicationNotWritable(
             f"cannot write the application to {target}: {error.strerror or error} "
             f"({error.filename or target})"
         ) from None
@@ -102,17 +108,19 @@ def write_application(directory: Path) -> Path:
 def _check_target(target: Path) -> None:
     """Refuse, by name, a directory the application cannot be written to."""
     if target.exists() and not target.is_dir():
-        raise GroveflowError(f"{target} is a file: name a new or empty directory")
+        raise ApplicationNotWritable(f"{target} is a file: name a new or empty directory")
     if target.parent.exists() and not target.parent.is_dir():
-        raise GroveflowError(f"{target.parent} is a file: name a directory in one that exists")
+        raise ApplicationNotWritable(
+            f"{target.parent} is a file: name a directory in one that exists"
+        )
     if not target.parent.exists():
-        raise GroveflowError(
+        raise ApplicationNotWritable(
             f"{target.parent} does not exist: create it first (mkdir -p {target.parent}) "
             "or name a directory in one that exists"
         )
     written = [_WRITTEN_AS.get(name, name) for name in (*APPLICATION_FILES, "src")]
     clashes = [name for name in written if (target / name).exists()]
     if clashes:
-        raise GroveflowError(
+        raise ApplicationNotWritable(
             f"{target} already holds {', '.join(clashes)}: name a new or empty directory"
         )
