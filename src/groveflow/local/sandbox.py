@@ -219,8 +219,9 @@ def serve(
         except _InitError as error:
             message = (error_document(error.error_type, str(error)), error.error_type)
         except Exception as error:
-            # As Lambda's Python runtime does: the frames of the error's own traceback only.
-            trace = traceback.format_list(traceback.extract_tb(error.__traceback__))
+            # As Lambda's Python runtime does: the frames of the error's own traceback from
+            # the handler's on (not this loop's).
+            trace = traceback.format_list(traceback.extract_tb(error.__traceback__)[1:])
             message = (
                 error_document(type(error).__name__, str(error), trace),
                 type(error).__name__,
