@@ -521,3 +521,20 @@ def test_the_runs_table_is_one_line_a_run_under_a_header(
         "broken  train    INCOMPLETE                                    2026-12-07T10:00:00+00:00",
         "no runs, searches or predictions in the state directory /x",
     ]
+
+
+def test_a_served_state_directory_is_deleted_through_its_serve(trained: Path) -> None:
+    from groveflow.catalog import serving_mark
+
+    # GIVEN a state directory that a live groveflow serve (here: this process) serves
+    with serving_mark(trained, "http://127.0.0.1:8083"):
+        # WHEN a run is deleted in the directory
+        done = _groveflow("delete", "iris", "--yes", "--state-dir", str(trained))
+    # THEN it is refused, saying how to delete through the serve, and the run stays
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"groveflow: ServedElsewhere: the state directory {trained} is served by groveflow "
+        "serve at http://127.0.0.1:8083, which holds its runs too: delete through it "
+        "(`groveflow delete iris --endpoint-url http://127.0.0.1:8083`)"
+    )
+    assert mirrored(trained, keys.manifest("iris")).is_file()

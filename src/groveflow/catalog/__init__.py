@@ -33,6 +33,7 @@ from groveflow.catalog._places import (
     Place,
     remove_versions,
     running_mark,
+    serving_mark,
 )
 from groveflow.errors import GroveflowError, InvalidRequest, ModelNotFound
 from groveflow.ids import check_id, is_valid_id
@@ -47,6 +48,7 @@ __all__ = [
     "OutputNotWritable",
     "Place",
     "RunIsRunning",
+    "ServedElsewhere",
     "delete",
     "export_run",
     "fetch_run",
@@ -56,6 +58,7 @@ __all__ = [
     "remove",
     "running_mark",
     "runs",
+    "serving_mark",
     "write_run_report",
 ]
 
@@ -70,6 +73,10 @@ class NoSuchRun(ModelNotFound):
 
 class RunIsRunning(GroveflowError):
     """An execution of the run is running: it cannot be deleted until it ends."""
+
+
+class ServedElsewhere(GroveflowError):
+    """The state directory is served by a live ``groveflow serve``: delete through it."""
 
 
 class OutputNotWritable(GroveflowError):
@@ -309,8 +316,16 @@ def plan_deletion(place: Place, run_id: str) -> Deletion:
         If nothing of that id is stored, or it is a part of a search (delete the search).
     RunIsRunning
         If an execution of it (or of a part) is running.
+    ServedElsewhere
+        If a live ``groveflow serve`` serves the state directory (delete through it).
     """
     checked = check_id(run_id, name="RUN", error=InvalidRequest)
+    endpoint = place.served_by()
+    if endpoint is not None:
+        raise ServedElsewhere(
+            f"{place.where} is served by groveflow serve at {endpoint}, which holds its runs "
+            f"too: delete through it (`groveflow delete {checked} --endpoint-url {endpoint}`)"
+        )
     run_ids = place.ids("runs/")
     searches = _searches(place, run_ids)
     owner = searches.part_of.get(checked)

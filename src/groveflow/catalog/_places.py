@@ -29,6 +29,7 @@ __all__ = [
     "Place",
     "remove_versions",
     "running_mark",
+    "serving_mark",
     "versions",
 ]
 
@@ -86,6 +87,11 @@ class Place(Protocol):
         """The run's Lambda invocations, where the place keeps them."""
         ...
 
+    def served_by(self) -> str | None:
+        """The endpoint of a live ``groveflow serve`` holding this place's runs in its own
+        memory too (deletes must go through it), or None."""
+        ...
+
 
 # ----------------------------------------------------------------- local running marks
 
@@ -104,6 +110,28 @@ def running_mark(state_dir: Path, run_id: str) -> Iterator[None]:
     mark = _marks(state_dir) / f"{check_id(run_id)}.{os.getpid()}.json"
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.write_text(json.dumps({"run_id": run_id, "pid": os.getpid()}))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            mark.unlink()
+
+
+def _serving(state_dir: Path) -> Path:
+    return state_dir / "executions" / "serving.json"
+
+
+@contextlib.contextmanager
+def serving_mark(state_dir: Path, endpoint: str) -> Iterator[None]:
+    """Mark ``state_dir`` as served by this process at ``endpoint`` (``groveflow serve``).
+
+    The served bucket holds the state directory's runs in memory too, so a delete in the
+    directory alone would leave them served (and mirrored back by the next write): while the
+    mark's process lives, deletes are sent through the endpoint instead.
+    """
+    mark = _serving(state_dir)
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    mark.write_text(json.dumps({"endpoint": endpoint, "pid": os.getpid()}))
     try:
         yield
     finally:
@@ -184,6 +212,14 @@ class DirPlace:
                 if _alive(int(value["pid"])):
                     found[str(value["run_id"])] = f"process {value['pid']} on this machine"
         return found
+
+    def served_by(self) -> str | None:
+        try:
+            value = json.loads(_serving(self.state_dir).read_text())
+            endpoint, pid = str(value["endpoint"]), int(value["pid"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
+        return endpoint if _alive(pid) else None
 
     def newest_status(self, kind: str, run_id: str) -> str | None:
         return None  # the local engine keeps no record of a failed execution
@@ -345,6 +381,9 @@ class BucketPlace:
 
     def invocations(self, run_id: str) -> list[dict[str, Any]] | None:
         return None  # the cost section (from the REPORT lines) says what they cost
+
+    def served_by(self) -> str | None:
+        return None
 
 
 def versions(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, str]]:
