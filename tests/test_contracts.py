@@ -1,8 +1,9 @@
 """Contracts of the state machines, the template and the example inputs, computed from the files.
 
 Every Lambda task in every state machine retries Lambda's own errors, not the user's; throttles
-have a retrier of their own with a budget of at least five minutes; deterministic failures
-(timeouts, exits, out-of-memory kills) are retried at most once; every stage ends in a named
+have a retrier of their own with a budget of at least five minutes; out-of-memory kills are
+retried at most once, crashes and timeouts of a Map's child often enough to outlast a 7-in-8
+failure rate, within minutes; every stage ends in a named
 Fail state when it fails; every Distributed Map writes its results with a ResultWriter the
 state machine's role may write; every ARN names its partition through ``${AWS::Partition}``;
 every file in events/ is a valid request."""
@@ -32,14 +33,18 @@ THROTTLE = "Lambda.TooManyRequestsException"
 # often has far less free concurrency than a Map's MaxConcurrency: throttled children must
 # wait minutes, not the minute six capped attempts give.
 THROTTLE_BUDGET_SECONDS = 300
-# Failures that come back the same on a retry: a grove that hit its 900 s timeout or its
-# memory will hit it again (billed each time); the tolerated percentage absorbs the rest.
-DETERMINISTIC_ERRORS = {
-    "Sandbox.Timedout",
-    "Runtime.ExitError",
-    "Runtime.OutOfMemory",
-    "Lambda.Unknown",
-}
+# Failures that come back the same on a retry: a grove that ran out of memory will run out
+# again at the same memory (billed each time). Lambda.Unknown is what Step Functions reports
+# when Lambda gives no error type, most often a runtime killed over its memory.
+DETERMINISTIC_ERRORS = {"Runtime.OutOfMemory", "Lambda.Unknown"}
+# Failures that are often transient (a host lost, a noisy neighbour): a Map's child retries
+# them on a retrier of their own, until a child whose attempts fail 7 times in 8 (STRATA,
+# Middleware 2024: 70 % of executions failing, less the throttles retried apart) is lost
+# with a probability of at most TRANSIENT_LOSS, and within TRANSIENT_WAIT_SECONDS of waits.
+TRANSIENT_ERRORS = {"Runtime.ExitError", "Sandbox.Timedout"}
+TRANSIENT_FAILURE_RATE = 7 / 8
+TRANSIENT_LOSS = 1e-3
+TRANSIENT_WAIT_SECONDS = 600
 # Errors a user causes: retrying them only delays the same failure.
 USER_ERRORS = {
     "States.ALL",
@@ -93,11 +98,49 @@ def retry_wait_seconds(rule: dict[str, Any]) -> float:
     )
 
 
+def _map_children(path: Path) -> set[str]:
+    """Names of the Tasks that run inside a Map's ItemProcessor."""
+    definition = json.loads(path.read_text())
+    return {
+        name
+        for _, state, _ in _states(definition["States"])
+        for name in (state.get("ItemProcessor") or state.get("Iterator") or {}).get("States", {})
+    }
+
+
+def _transient_findings(name: str, retry: list[dict[str, Any]]) -> list[str]:
+    """A Map child's crashes and timeouts: a retrier of their own, enough attempts to
+    outlast TRANSIENT_FAILURE_RATE, capped jittered waits within TRANSIENT_WAIT_SECONDS."""
+    rules = [r for r in retry if TRANSIENT_ERRORS & set(r["ErrorEquals"])]
+    if [set(r["ErrorEquals"]) for r in rules] != [TRANSIENT_ERRORS]:
+        return [f"{name}: {sorted(TRANSIENT_ERRORS)} not retried by a retrier of their own"]
+    (rule,) = rules
+    findings = []
+    attempts = rule.get("MaxAttempts", 3) + 1
+    lost = TRANSIENT_FAILURE_RATE**attempts
+    if lost > TRANSIENT_LOSS:
+        findings.append(
+            f"{name}: crashes and timeouts get {attempts} attempts: a child failing 7 in 8 "
+            f"is lost with probability {lost:.3f}, more than {TRANSIENT_LOSS}"
+        )
+    waited = retry_wait_seconds(rule)
+    if rule.get("JitterStrategy") != "FULL" or waited > TRANSIENT_WAIT_SECONDS:
+        findings.append(
+            f"{name}: crashes and timeouts wait {waited:.0f} s on average "
+            f"(at most {TRANSIENT_WAIT_SECONDS} s, with full jitter)"
+        )
+    return findings
+
+
 def retry_findings(path: Path) -> list[str]:
     """Throttles retried for at least THROTTLE_BUDGET_SECONDS by a retrier of their own;
-    deterministic errors retried at most once."""
+    deterministic errors retried at most once; a Map child's crashes and timeouts retried
+    as :func:`_transient_findings` says."""
     findings = []
+    children = _map_children(path)
     for name, task, _ in _tasks(path):
+        if name in children:
+            findings += _transient_findings(name, task["Retry"])
         throttles = [r for r in task["Retry"] if THROTTLE in r["ErrorEquals"]]
         if [r["ErrorEquals"] for r in throttles] != [[THROTTLE]]:
             findings.append(f"{name}: no retrier of its own for {THROTTLE}")
@@ -247,10 +290,18 @@ def test_every_stage_catches_into_a_named_fail_state(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", MACHINES, ids=[p.name for p in MACHINES])
-def test_throttles_wait_five_minutes_and_deterministic_errors_retry_at_most_once(
+def test_throttles_wait_five_minutes_and_out_of_memory_retries_at_most_once(
     path: Path,
 ) -> None:
     assert retry_findings(path) == []
+
+
+def test_every_map_child_retries_crashes_and_timeouts_apart_from_out_of_memory() -> None:
+    children = [(path, name) for path in MACHINES for name in sorted(_map_children(path))]
+    assert {name for _, name in children} == {"BuildGrove", "ScoreShard"}
+    for path, name in children:
+        (task,) = [t for n, t, _ in _tasks(path) if n == name]
+        assert _transient_findings(name, task["Retry"]) == [], path.name
 
 
 def test_the_retry_wait_is_the_expected_full_jitter_wait() -> None:
@@ -293,6 +344,18 @@ def _build_grove(definition: dict[str, Any]) -> dict[str, Any]:
         (
             lambda d: _build_grove(d)["Retry"][0]["ErrorEquals"].append(THROTTLE),
             "no retrier of its own",
+        ),
+        (
+            lambda d: _build_grove(d)["Retry"][3].update(MaxAttempts=5),
+            "lost with probability 0.449",
+        ),
+        (
+            lambda d: _build_grove(d)["Retry"][3].update(MaxDelaySeconds=30),
+            "crashes and timeouts wait 840 s on average",
+        ),
+        (
+            lambda d: _build_grove(d)["Retry"][2]["ErrorEquals"].append("Runtime.ExitError"),
+            "not retried by a retrier of their own",
         ),
     ],
 )

@@ -8,6 +8,9 @@ Every other fault happens to the real handler in its real worker process:
   ``Runtime.ExitError`` and replaces it, whatever the handler had written by then;
 - a timeout lowers the function's ``Timeout`` for that attempt and holds the handler
   at a fault point until the pool kills the overrunning worker (``Sandbox.Timedout``);
+- an out-of-memory lowers the function's ``MemorySize`` for that attempt below what the
+  worker holds and waits at a fault point until the pool's memory monitor kills it
+  (``Runtime.OutOfMemory``), as a grove too large for its memory would be every time;
 - a duplicate delivers the invocation twice at once (Lambda's at-least-once delivery):
   the two copies wait for each other at the fault point, then both carry on.
 
@@ -50,7 +53,8 @@ __all__ = [
 ]
 
 FAULT_KINDS = ("throttle", "crash", "timeout")
-"""What ``--inject-faults`` draws; :class:`Fault` also has ``duplicate``."""
+"""What ``--inject-faults`` draws; :class:`Fault` also has ``duplicate`` and ``oom``."""
+_CHOSEN_KINDS = ("duplicate", "oom")
 
 FAULT_POINTS = ("start", "end", "before:<glob>", "after:<glob>")
 
@@ -66,22 +70,25 @@ class Fault:
 
     Parameters
     ----------
-    kind : {"throttle", "crash", "timeout", "duplicate"}
+    kind : {"throttle", "crash", "timeout", "duplicate", "oom"}
     point : str, default="start"
         Where the handler meets it: ``start``, ``end``, ``before:<glob>`` or ``after:<glob>``
         (around the handler's ``PutObject`` of a bucket key matching the glob).
     timeout_seconds : int, default=1
         The function's lowered ``Timeout`` for a ``timeout`` fault.
+    memory_mb : int, default=1
+        The function's lowered ``MemorySize`` (in MB) for an ``oom`` fault.
     """
 
     kind: str
     point: str = "start"
     timeout_seconds: int = 1
+    memory_mb: int = 1
 
     def __post_init__(self) -> None:
-        if self.kind not in (*FAULT_KINDS, "duplicate"):
+        if self.kind not in (*FAULT_KINDS, *_CHOSEN_KINDS):
             raise ValueError(
-                f"bad fault kind {self.kind!r}; accepted: throttle, crash, timeout, duplicate"
+                f"bad fault kind {self.kind!r}; accepted: throttle, crash, timeout, duplicate, oom"
             )
         when, sep, pattern = self.point.partition(":")
         if not (
@@ -182,8 +189,9 @@ def run_instrumented(
 
     The worker gets the real function's spec with its entry point swapped for this
     module's (which then runs the real handler), and for a timeout the lowered
-    ``Timeout``; a duplicate is sent to two workers at once, and the first copy's
-    outcome returned. Throttles never get here (no handler runs).
+    ``Timeout``, for an out-of-memory the lowered ``MemorySize``; a duplicate is sent to
+    two workers at once, and the first copy's outcome returned. Throttles never get here
+    (no handler runs).
     """
     duplicate = fault is not None and fault.kind == "duplicate"
     barrier = Path(tempfile.mkdtemp(prefix="groveflow-twins-")) if duplicate else None
@@ -202,6 +210,7 @@ def run_instrumented(
         timeout_seconds=(
             fault.timeout_seconds if fault and fault.kind == "timeout" else spec.timeout_seconds
         ),
+        memory_mb=fault.memory_mb if fault and fault.kind == "oom" else spec.memory_mb,
     )
     try:
         if duplicate:
@@ -314,8 +323,8 @@ class _Meeting:
         )
         if self.kind == "crash":
             os.kill(os.getpid(), signal.SIGKILL)
-        elif self.kind == "timeout":
-            time.sleep(_HANG_SECONDS)  # the pool kills this worker at the lowered Timeout
+        elif self.kind in ("timeout", "oom"):
+            time.sleep(_HANG_SECONDS)  # the pool kills this worker: lowered Timeout, MemorySize
         elif self.kind == "duplicate":
             self._wait_for_twin()
 

@@ -9,7 +9,8 @@ uncorrected moto behaviour (so we notice an upstream fix) and the corrected one.
 A Distributed Map Run runs its children on a few threads (:func:`set_map_child_threads`,
 pinned by ``tests/test_moto_map_threads.py``), not on three threads per child, counts
 every item into its total from the start, and the server lists moto's services once,
-not on every request.
+not on every request. Retry waits are real sleeps, which a test may shorten
+(:func:`set_retry_wait_scale`).
 
 Departures that are avoided or only documented, not patched:
 
@@ -60,6 +61,7 @@ __all__ = [
     "exceeds_tolerance",
     "is_valid_execution_name",
     "set_map_child_threads",
+    "set_retry_wait_scale",
 ]
 
 TESTED_MOTO_RANGE = ((5, 2, 3), (5, 3, 0))
@@ -113,6 +115,7 @@ def apply_corrections() -> None:
         _answer_operations_moto_lacks()
         _page_execution_history()
         _refuse_inputs_over_the_payload_quota()
+        _scale_retry_waits()
         _applied.set()
 
 
@@ -1043,3 +1046,47 @@ def _refuse_inputs_over_the_payload_quota() -> None:
         return original(self, state_machine_arn, name, execution_input, *args, **kwargs)
 
     StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign]
+
+
+_retry_waits = {"scale": 1.0}  # set by set_retry_wait_scale
+
+
+def set_retry_wait_scale(scale: float) -> float:
+    """Wait ``scale`` times each Retry interval the States Language gives, from now on.
+
+    Not a correction: the interpreter sleeps each retrier's interval (its backoff and
+    jitter), as AWS waits, and so does the local engine by default (1.0). A test of many
+    retried faults may shorten the waits; the attempts, their order and their outcomes
+    are the same.
+
+    Parameters
+    ----------
+    scale : float
+        Between 0 and 1.
+
+    Returns
+    -------
+    float
+        The scale it replaces.
+
+    Raises
+    ------
+    ValueError
+        If ``scale`` is outside [0, 1].
+    """
+    if not 0.0 <= scale <= 1.0:
+        raise ValueError(f"a retry wait scale is between 0 and 1, got scale={scale}")
+    previous, _retry_waits["scale"] = _retry_waits["scale"], scale
+    return previous
+
+
+def _scale_retry_waits() -> None:
+    """Give ``retrier_decl`` (the Retry interval's ``time.sleep``) a clock that waits
+    :func:`set_retry_wait_scale`'s share of each interval; 1.0 by default."""
+    import time
+
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    retrier_decl.time = types.SimpleNamespace(  # type: ignore[assignment]
+        sleep=lambda seconds: time.sleep(seconds * _retry_waits["scale"])
+    )
