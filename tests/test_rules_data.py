@@ -397,3 +397,41 @@ def test_a_data_or_model_key_at_the_top_level_names_its_section(
     # THEN it is refused, naming where the key belongs
     assert (result.status, result.error) == ("FAILED", "InvalidRequest"), result.cause
     assert f"as {where}" in result.cause
+
+
+# --------------------------------------------------------------------------- item 21
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_the_missing_markers_are_missing_in_every_format_s_text(
+    engine: Any, tmp_path: Path, fmt: str
+) -> None:
+    # GIVEN a table whose text feature and target spell some cells None and "-"
+    n_rows = 40
+    kind = [["brick", "None", "stone", "-"][i % 4] for i in range(n_rows)]
+    label = [["yes", "no"][i % 2] for i in range(n_rows)]
+    columns = {"a": np.arange(n_rows, dtype=np.float64), "kind": kind, "y": label}
+    uri = _parquet(tmp_path / "d.parquet", columns) if fmt == "parquet" else str(tmp_path / "d.csv")
+    if fmt == "csv":
+        lines = [f"{i},{kind[i]},{label[i]}" for i in range(n_rows)]
+        (tmp_path / "d.csv").write_text("a,kind,y\n" + "\n".join(lines) + "\n")
+    data = {"uri": uri, "target": "y", "categorical": "auto"}
+    # WHEN it trains, and when its target holds them too
+    result, run_id = _train(engine, data)
+    missing_target = {**columns, "y": [*label[:-1], "None"]}
+    if fmt == "parquet":
+        _parquet(tmp_path / "d.parquet", missing_target)
+    else:
+        lines = [f"{i},{kind[i]},{missing_target['y'][i]}" for i in range(n_rows)]
+        (tmp_path / "d.csv").write_text("a,kind,y\n" + "\n".join(lines) + "\n")
+    refused, _ = _train(engine, data)
+    # THEN they are one missing category, not categories, and a missing target is refused
+    assert result.status == "SUCCEEDED", result.cause
+    assert _manifest(engine, run_id)["feature_names"] == [
+        "a",
+        "kind=(missing)",
+        "kind=brick",
+        "kind=stone",
+    ]
+    assert (refused.status, refused.error) == ("FAILED", "InvalidDataset"), refused.cause
+    assert "1 rows have no target value" in refused.cause

@@ -58,7 +58,8 @@ BUNDLED = {
     "diabetes": "load_diabetes",
 }
 MISSING_MARKERS = {"", "na", "nan", "n/a", "null", "none", "?", "-"}
-"""Cell values read as missing in CSV (in any letter case), by the Ingest step's reader."""
+"""Cell values read as missing (in any letter case): by the Ingest step's CSV reader, and in
+text read from any format, in features (:mod:`groveflow.encoding`) and targets alike."""
 COLUMNS_SUFFIX = ".gfcols"
 CONVERTED_FORMAT = "columns"
 """The ``format`` of the columnar copy a run's conversion step writes (never a user's)."""
@@ -131,7 +132,7 @@ def _numeric_column(values: list[str]) -> np.ndarray | None:
     """Floats with NaN for missing markers, or None if any value is not a number."""
     out = np.empty(len(values), dtype=np.float64)
     for i, text in enumerate(values):
-        if text.lower() in MISSING_MARKERS:
+        if text.strip().lower() in MISSING_MARKERS:
             out[i] = math.nan
         elif _is_number(text):
             out[i] = float(text)
@@ -539,7 +540,10 @@ def _missing_mask(y: np.ndarray) -> np.ndarray:
             [v is None or (isinstance(v, float) and math.isnan(v)) for v in y], dtype=bool
         )
     if y.dtype.kind in "US":
-        return np.char.strip(y.astype(str)) == ""
+        # The missing markers, as a CSV reader and the encoding read them: a Parquet or
+        # ``.npz`` text target holding "NA" or "None" misses those values as a CSV does.
+        marked = np.char.lower(np.char.strip(y.astype(str)))
+        return np.isin(marked, sorted(MISSING_MARKERS))
     return np.zeros(y.shape, dtype=bool)
 
 
