@@ -204,3 +204,53 @@ def test_a_reused_run_id_is_refused_naming_the_keys_that_differ(engine: Any) -> 
     assert "model.params.max_depth (absent before, 3 now)" in refused.cause
     assert "seed (17 before, 18 now)" in refused.cause
     assert _builds(refused) == []
+
+
+WINE_SEARCH = {
+    "data": {"uri": "sklearn:wine"},
+    "n_trees": 10,
+    "grove_size": 5,
+    "seed": 11,
+    "search": {
+        "space": {"min_samples_leaf": [1, 4]},
+        "strategy": "grid",
+        "metric": "oob",
+        "trees_per_round": 5,
+    },
+}
+
+
+def test_a_training_into_a_searchs_id_is_refused_naming_its_winner(
+    tmp_path: Any, capsys: Any
+) -> None:
+    from groveflow.cli import main
+    from groveflow.local.engine import mirrored
+
+    state = ["--state-dir", str(tmp_path / "state")]
+    search_file = tmp_path / "search.json"
+    search_file.write_text(json.dumps({**WINE_SEARCH, "run_id": "tuned"}))
+    train_file = tmp_path / "train.json"
+    train_file.write_text(json.dumps({k: v for k, v in WINE_SEARCH.items() if k != "search"}))
+    # GIVEN a finished search
+    assert main(["search", str(search_file), "--json", *state]) == 0
+    winner = json.loads(capsys.readouterr().out)["run_id"]
+    assert winner.startswith("tuned-c")
+    # WHEN a training names the search's id (with the search's own base input)
+    assert main(["train", str(train_file), "--run-id", "tuned", "--json", *state]) != 0
+    # THEN it is refused by name, naming the winner, and nothing is stored under the search
+    captured = capsys.readouterr()
+    refusal = captured.out + captured.err
+    assert "InvalidRequest" in refusal
+    assert "'tuned' is the id of search 'tuned'" in refusal
+    assert f"its model is run '{winner}'" in refusal
+    assert not mirrored(tmp_path / "state", keys.manifest("tuned")).exists()
+    assert not mirrored(tmp_path / "state", keys.groves_prefix("tuned")).exists()
+    # AND the search's report is its winner's
+    assert main(["report", "tuned", *state]) == 0
+    report = capsys.readouterr().out.strip()
+    assert report == str(
+        mirrored(tmp_path / "state", keys.run_prefix(winner)) / "report" / "report.html"
+    )
+    # AND the search can be repeated, to the same winner
+    assert main(["search", str(search_file), "--json", *state]) == 0
+    assert json.loads(capsys.readouterr().out)["run_id"] == winner

@@ -274,6 +274,10 @@ class RunRecord:
     estimate : RunEstimate or None, default=None
         The plan's estimate of the run's wall time and cost (:mod:`groveflow.estimates`);
         None in records written before the plan made one.
+    search_id : str or None, default=None
+        The search this run is part of (its own id for the search's run, which holds the
+        split; the search's for each candidate); None for a training run, and in records
+        written before searches said so.
     """
 
     run_id: str
@@ -285,6 +289,7 @@ class RunRecord:
     builder_estimate_mb: int | None = None
     encoding: Encoding | None = None
     estimate: RunEstimate | None = None
+    search_id: str | None = None
 
     @classmethod
     def from_dict(cls, raw: Any, where: str = "the run record") -> RunRecord:
@@ -310,11 +315,15 @@ class RunRecord:
                 run_estimate = RunEstimate.from_dict(raw["estimate"])
             except ValueError as error:
                 raise ArtifactError(f"{where}: estimate: {error}") from None
+        search_id = raw.get("search_id")
+        if search_id is not None and (not isinstance(search_id, str) or not search_id):
+            raise ArtifactError(f"{where}: search_id={search_id!r} is not a search id")
         return cls(
             **{**values, "data": data},
             builder_estimate_mb=estimate,
             encoding=encoding,
             estimate=run_estimate,
+            search_id=search_id,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from groveflow.request import (
     check_keys,
     parse_train_request,
 )
-from groveflow.training import read_split
+from groveflow.training import read_split, stored_search
 
 __all__ = [
     "SearchSpec",
@@ -420,12 +420,14 @@ def plan_search(
         raw = {**raw, "run_id": training.run_id_from(event.get("execution_name"))}
     base, spec, params = parse_search(raw)
     search_id = base.run_id
-    assert search_id is not None
-    stored = _stored_search(bucket, search_id)
+    assert search_id is not None and isinstance(raw, dict)  # parse_search accepted it
+    stored = stored_search(bucket, search_id)
     if stored is not None and stored["input"] != raw:
+        differences = training.request_differences(stored["input"], raw)
+        named = "; ".join(training.describe_difference(k, v) for k, v in differences.items())
         raise InvalidRequest(
-            f"search {search_id!r} was already run with a different input; repeat it to "
-            "resume, or choose a new run_id"
+            f"search {search_id!r} was already run with a different input: {named}. Repeat "
+            "it to resume, or choose a new run_id"
         )
     base_dict = {k: v for k, v in base.to_dict().items() if k != "predict"}
     checked: list[bool] = []
@@ -447,6 +449,7 @@ def plan_search(
         local_paths=local_paths,
         builder_reserved_concurrency=builder_reserved_concurrency,
         before_write=check,
+        search=True,
     )
     record = storage.get_json(bucket, keys.request(search_id))
     if not checked:  # the split was already stored (a resumed search): check against it
@@ -514,14 +517,6 @@ def _trial_fits(
             raise InvalidRequest(
                 f"search candidate c{number:03d} {point} does not fit this dataset: {error}"
             ) from None
-
-
-def _stored_search(bucket: str, search_id: str) -> dict[str, Any] | None:
-    try:
-        value: dict[str, Any] = storage.get_json(bucket, keys.search(search_id))
-    except FileNotFoundError:
-        return None
-    return value
 
 
 def _carve_validation(

@@ -26,13 +26,22 @@ from groveflow.training._plan import (
     split_rows,
     test_mask,
 )
-from groveflow.training._runs import grove_plan, read_split, run_id_from, split_run
+from groveflow.training._runs import (
+    describe_difference,
+    grove_plan,
+    read_split,
+    request_differences,
+    run_id_from,
+    split_run,
+    stored_search,
+)
 
 __all__ = [
     "GROVE_READERS",
     "MANIFEST_VERSION",
     "build_grove",
     "check_fits",
+    "describe_difference",
     "estimate_grove_mb",
     "grove_plan",
     "groves_to_grow",
@@ -41,9 +50,11 @@ __all__ = [
     "plan_run",
     "read_and_check",
     "read_split",
+    "request_differences",
     "run_id_from",
     "split_dataset",
     "split_rows",
     "split_run",
+    "stored_search",
     "test_mask",
 ]

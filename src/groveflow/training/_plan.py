@@ -41,6 +41,7 @@ from groveflow.training._runs import (
     grove_plan,
     request_differences,
     run_id_from,
+    stored_search,
 )
 from groveflow.training._shards import (
     SHARD_MB,
@@ -70,6 +71,7 @@ def plan_run(
     plan_memory_mb: int | None = None,
     shard_mb: float = SHARD_MB,
     seconds_left: Callable[[], float] | None = None,
+    search: bool = False,
 ) -> dict[str, Any]:
     """Validate the request, split the data once, and store the split and grove plan.
 
@@ -103,6 +105,9 @@ def plan_run(
     seconds_left : callable or None, default=None
         The plan's time left (Lambda's ``context.get_remaining_time_in_millis`` / 1000): a
         split into row shards that would not be written in it is refused before writing.
+    search : bool, default=False
+        Whether this plans a search's run (:func:`groveflow.tuning.plan_search`), whose record
+        says so: a training run is refused a search's id, and a search a training run's.
 
     Returns
     -------
@@ -120,6 +125,7 @@ def plan_run(
     run_id = request.run_id or run_id_from(event.get("execution_name"))
     telemetry.logger.append_keys(run_id=run_id)
     stored = _stored_record(bucket, run_id)
+    _check_run_kind(bucket, run_id, stored, search)
     raw = event["request"]
     left_out = tuple(key for key in RUN_DEFAULTS if key not in raw)
     grown_from = _check_same_run(stored, request, run_id, left_out)
@@ -180,6 +186,7 @@ def plan_run(
                 **record,
                 "builder_estimate_mb": read.estimate_mb,
                 "estimate": run_estimate.to_dict() if run_estimate else None,
+                "search_id": run_id if search else None,
             },
         )
         if sharded is not None:
@@ -741,6 +748,33 @@ def _check_same_run(
                 f"({key}={new}): give more trees, or a new run_id"
             )
     return int(before["n_trees"]) if "n_trees" in differences else None
+
+
+def _check_run_kind(bucket: str, run_id: str, stored: RunRecord | None, search: bool) -> None:
+    """Refuse, before anything is read or written, a training run into a search's id (its
+    own or a candidate's), and a search into a trained run's id: either would mix one's
+    forest into the other's run."""
+    search_id = stored.search_id if stored is not None else None
+    if search_id is None and stored_search(bucket, run_id) is not None:
+        search_id = run_id  # a search planned before its record said so
+    if not search and search_id is not None:
+        document = stored_search(bucket, search_id) or {}
+        winner = document.get("model_run_id")
+        what = "is the id of search" if search_id == run_id else "is a candidate of search"
+        model = (
+            f"its model is run {winner!r} (predict with model={winner!r})"
+            if winner
+            else "it has no winner yet"
+        )
+        raise InvalidRequest(
+            f"run_id {run_id!r} {what} {search_id!r}, whose split and candidates it holds; "
+            f"{model}. Train under a new run_id (the winner's parameters are in its "
+            "manifest), or repeat the search's input to resume it"
+        )
+    if search and stored is not None and search_id is None:
+        raise InvalidRequest(
+            f"run_id {run_id!r} holds a training run, not a search: give the search a new run_id"
+        )
 
 
 def _keep_run_defaults(

@@ -48,6 +48,16 @@ def _read_record(bucket: str, run_id: str) -> RunRecord:
     return RunRecord.from_dict(storage.get_json(bucket, keys.request(run_id)), where)
 
 
+def stored_search(bucket: str, search_id: str) -> dict[str, Any] | None:
+    """A search's document (``runs/<search>/search.json``: candidates, schedule, scores and,
+    once it has one, its winner's run as ``model_run_id``), or None if no search has the id."""
+    try:
+        value: dict[str, Any] = storage.get_json(bucket, keys.search(search_id))
+    except FileNotFoundError:
+        return None
+    return value
+
+
 def grove_plan(request: TrainRequest, run_id: str) -> list[dict[str, Any]]:
     """Every grove of the run, in order: a pure function of the request, so the merge
     rebuilds it instead of trusting a stored list."""
