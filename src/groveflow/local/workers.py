@@ -400,7 +400,9 @@ class WorkerPool:
         ``sys.path`` but the standard library and given, at its first invocation, the
         function's :attr:`~groveflow.local.template.FunctionSpec.sys_path`, its built code
         and layers. It serves that function only, as a Lambda sandbox does: another
-        function gets another worker (a cold start). Its environment is
+        function gets another worker, and the pool keeps up to ``size`` idle sandboxes of
+        other functions warm beside its ``size`` running ones (Lambda keeps every
+        function's; each holds some 150 MB here). Its environment is
         :func:`sandbox_environment`. Nothing is preloaded: the handler's import is the
         cold start, timed as Lambda's ``Init Duration``. None runs the development venv's
         code in workers forked from a fork server that imported ``preload``.
@@ -419,6 +421,8 @@ class WorkerPool:
         if python is not None and preload:
             raise ValueError(f"as-built workers preload nothing, got preload={preload}")
         self.python = python
+        self._size = size
+        self._parked: list[_Worker] = []  # as built: warm sandboxes set aside, oldest first
         self._context: Any = None if python is not None else _context(preload)
         self._environment = dict(environment)
         self._preload = list(preload)
@@ -499,9 +503,7 @@ class WorkerPool:
 
     def _renewed(self, worker: _Worker) -> _Worker:
         """A fresh worker in place of ``worker``, which is stopped."""
-        worker.stop()
-        with self._lock:
-            self._all.discard(worker)
+        self._stop(worker)
         return self._new_worker()
 
     def _replace(self, worker: _Worker) -> None:
@@ -561,14 +563,43 @@ class WorkerPool:
         :data:`LEFTOVER_MB` over its fresh footprint. Either is a cold start, as Lambda's
         would be."""
         worker = self._next_idle(spec.logical_id)
-        if worker.function not in (None, spec.logical_id) and (
-            self.as_built or self._holds_leftovers(worker)
-        ):
+        if self.as_built and worker.function != spec.logical_id:
+            worker = self._swapped(worker, spec.logical_id)
+        elif worker.function not in (None, spec.logical_id) and self._holds_leftovers(worker):
             worker = self._renewed(worker)
         if worker.fresh_kb is None:  # its first invocation: what it holds fresh
             worker.fresh_kb = _resident_kb(worker.process.pid)
         worker.function = spec.logical_id
         return worker
+
+    def _swapped(self, worker: _Worker, function: str) -> _Worker:
+        """As built: a sandbox set aside warm for ``function`` if there is one, else
+        ``worker`` if it is fresh, else a fresh one; ``worker``, if it ran another function,
+        is set aside warm for it (beyond ``size`` set aside, the oldest stop)."""
+        with self._lock:
+            warm = next((w for w in self._parked if w.function == function), None)
+            if warm is None and worker.function is None:
+                return worker
+            if warm is not None:
+                self._parked.remove(warm)
+            stopping = [] if worker.function is not None else [worker]  # fresh: keep none
+            if worker.function is not None:
+                self._parked.append(worker)
+            excess = max(0, len(self._parked) - self._size)
+            stopping += self._parked[:excess]
+            del self._parked[:excess]
+        for old in stopping:
+            self._stop(old)
+        if warm is not None and warm.process.is_alive():
+            return warm
+        if warm is not None:
+            self._stop(warm)
+        return self._new_worker()
+
+    def _stop(self, worker: _Worker) -> None:
+        worker.stop()
+        with self._lock:
+            self._all.discard(worker)
 
     @staticmethod
     def _holds_leftovers(worker: _Worker) -> bool:
