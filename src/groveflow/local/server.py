@@ -2,25 +2,72 @@
 
 The interpreter, the worker processes and any AWS CLI or boto3 client talk to it on a
 loopback port; every engine in the process shares it (and its bucket).
+
+``groveflow serve`` holds other clients' requests while its engine starts
+(:meth:`Server.hold_clients`): a client that calls as soon as the port opens is
+answered once the state machines exist, not with an empty list.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import boto3
+import botocore.handlers
 
 from groveflow.local import moto_compat
 from groveflow.local.lambda_service import dispatch_invoke
 from groveflow.local.mirror import install
 from groveflow.local.template import REGION
 
-__all__ = ["CREDENTIALS", "Server"]
+__all__ = ["CREDENTIALS", "Server", "port_is_free"]
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+# Requests made by this process's own botocore clients carry this header, so the server
+# can tell them from other clients' while it holds those (its value changes per process).
+_OWN_HEADER = "x-groveflow-engine"
+_OWN_TOKEN = secrets.token_hex(16)
+
+
+def port_is_free(port: int) -> bool:
+    """Whether the server could listen on ``port`` of 127.0.0.1 now.
+
+    The probe binds as the server does, with ``SO_REUSEADDR``: the connections of a
+    server stopped a moment ago wait in ``TIME_WAIT`` for a minute, and only a bind
+    without that option is refused for them.
+    """
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _mark_own_request(request: Any, **_: Any) -> None:
+    """botocore ``before-send``: mark a request from this process (see ``_OWN_HEADER``)."""
+    request.headers[_OWN_HEADER] = _OWN_TOKEN
+
+
+class _HoldClients:
+    """WSGI middleware: while ``admitted`` is clear, other processes' requests wait."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], admitted: threading.Event) -> None:
+        self.app = app
+        self.admitted = admitted
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        own = environ.get("HTTP_" + _OWN_HEADER.upper().replace("-", "_")) == _OWN_TOKEN
+        if not own:
+            self.admitted.wait()
+        return self.app(environ, start_response)
 
 
 class Server:
@@ -33,6 +80,23 @@ class Server:
     _lock = threading.Lock()
     _endpoint: str | None = None
     _started = False
+    _admitted = threading.Event()
+    _admitted.set()
+
+    @classmethod
+    def hold_clients(cls) -> None:
+        """Hold every request not made by this process until :meth:`release_clients`.
+
+        ``groveflow serve`` calls it before its engine starts and releases once its
+        state machines exist. The port may open meanwhile; a client's request then
+        waits (as for a slow answer) instead of finding no state machine.
+        """
+        cls._admitted.clear()
+
+    @classmethod
+    def release_clients(cls) -> None:
+        """Answer every client's requests again, the held ones first."""
+        cls._admitted.set()
 
     @classmethod
     def endpoint(cls, port: int | None = None) -> str:
@@ -54,15 +118,20 @@ class Server:
         endpoint = cls.endpoint()
         with cls._lock:
             if not cls._started:
-                cls._start(int(endpoint.rsplit(":", 1)[1]))
+                cls._start(int(endpoint.rsplit(":", 1)[1]), cls._admitted)
                 cls._started = True
 
     @staticmethod
-    def _start(port: int) -> None:
+    def _start(port: int, admitted: threading.Event) -> None:
         import logging
 
         from moto.core.config import default_user_config
-        from moto.server import ThreadedMotoServer
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
 
         os.environ["MOTO_PORT"] = str(port)  # the interpreter's S3 reads (ItemReader) go here
         for name, value in CREDENTIALS.items():
@@ -73,9 +142,18 @@ class Server:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         moto_compat.apply_corrections()
         install()  # the state directories' mirrors see every object as it is stored
+        # Every botocore session made from now on in this process marks its requests.
+        botocore.handlers.BUILTIN_HANDLERS.append(("before-send", _mark_own_request))
         boto3.setup_default_session(region_name=REGION)
         assert boto3.DEFAULT_SESSION is not None
         boto3.DEFAULT_SESSION.events.register(
             "before-call.lambda.Invoke", cast(Any, dispatch_invoke)
         )
-        ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
+        # moto's ThreadedMotoServer, with other clients held while ``admitted`` is clear.
+        app = _HoldClients(DomainDispatcherApplication(create_backend_app), admitted)
+        server = make_server(
+            "127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        threading.Thread(
+            target=server.serve_forever, name="groveflow-endpoint", daemon=True
+        ).start()
