@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from groveflow import storage
-from groveflow.encoding import Encoding
+from groveflow.encoding import MISSING_TEXT, Encoding
 from groveflow.encoding import fit as fit_encoding
 from groveflow.errors import DatasetNotFound, InvalidDataset, InvalidRequest
 from groveflow.request import DataSpec
@@ -57,7 +57,7 @@ BUNDLED = {
     "breast_cancer": "load_breast_cancer",
     "diabetes": "load_diabetes",
 }
-MISSING_MARKERS = {"", "na", "nan", "n/a", "null", "none", "?", "-"}
+MISSING_MARKERS = MISSING_TEXT
 """Cell values read as missing (in any letter case): by the Ingest step's CSV reader, and in
 text read from any format, in features (:mod:`groveflow.encoding`) and targets alike."""
 COLUMNS_SUFFIX = ".gfcols"
