@@ -25,12 +25,17 @@ to :data:`PART_BYTES` of decoded columns, so a big CSV becomes several parts the
 shards (and later shard readers) take one at a time. A part is written to a temporary file a
 column at a time and uploaded from the file.
 
-Column types, per part: floats ``float64`` (missing: NaN); integers ``int64``, or ``float64``
-in a part where some are missing; booleans ``bool`` (``float64`` 0/1/NaN where some are
-missing); text, and the id column a prediction names, unicode strings (missing: ``""``);
+Column types, per part: floats ``float64`` (missing: NaN); integers ``int64`` (``uint64``
+beyond its range), or ``float64`` in a part where some are missing (beyond 2**53, the nearest
+double); booleans ``bool`` (``float64`` 0/1/NaN where some are missing); text, and the id
+column a prediction names (exact, in CSV and Parquet), unicode strings (missing: ``""``);
 dates and timestamps ISO 8601 text as pyarrow writes it (``2024-01-31``,
 ``2024-01-31 12:00:00``): their numeric encoding is decided where categorical and text
-columns are encoded, not here.
+columns are encoded, not here. The Parquet files of one dataset must agree on each column's
+kind (numbers or text); columns pandas stored as the DataFrame's index (its metadata lists
+them: ``__index_level_0__``, or a named index) are not read unless the request names them.
+Each part records the user's file it holds rows of (:func:`groveflow.datasets.mark_source`),
+which messages name.
 """
 
 from __future__ import annotations
