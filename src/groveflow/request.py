@@ -59,9 +59,12 @@ class DataSpec:
     format : str or None, default=None
         ``csv``, ``parquet``, ``npy`` or ``npz``; inferred from the extension if absent.
     features : list of str or None, default=None
-        Feature columns to use; all columns but the target if absent.
+        Feature columns to use, by name; all columns but the target if absent. A matrix's
+        (``sklearn:``, ``.npy``, ``.npz``) are its feature names: the bundled dataset's, the
+        ``.npz`` file's ``feature_names``, else ``x0``, ``x1``, ... (a ``.npy`` file's columns
+        once its target column is removed). A name the data lacks is refused.
     exclude : list of str, default=[]
-        Columns to drop (identifiers, leakage).
+        Columns to drop (identifiers, leakage), named as ``features`` are.
     delimiter : str, default=","
         CSV field delimiter.
     categorical : CategoricalSpec or None, default=None
