@@ -123,6 +123,18 @@ class Serve:
         answer: dict[str, Any] = json.loads(done.stdout or "{}")
         return answer
 
+    def aws_error(self, *args: str) -> str:
+        """The AWS CLI's error line for a call the endpoint refuses (it must be refused)."""
+        done = subprocess.run(
+            [AWS, "stepfunctions", *args, "--endpoint-url", self.endpoint, "--output", "json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode != 0, (args, done.stdout[-2000:])
+        return done.stderr.strip()
+
     def machine_arn(self, logical_id: str) -> str:
         machines = self.aws("list-state-machines")["stateMachines"]
         (arn,) = [m["stateMachineArn"] for m in machines if m["name"] == f"{STACK}-{logical_id}"]
@@ -220,8 +232,81 @@ def test_each_example_that_runs_as_is_succeeds_from_the_aws_cli_in_readme_order(
     assert described["status"] == "SUCCEEDED", (described.get("error"), described.get("cause"))
 
 
+def test_serve_answers_what_moto_lacks_as_aws_does(served: Serve, tmp_path: Path) -> None:
+    # GIVEN an execution that ended on groveflow serve
+    train = served.machine_arn("TrainStateMachine")
+    small = json.dumps({"data": {"uri": "sklearn:wine"}, "n_trees": 2})
+    started = served.aws("start-execution", "--state-machine-arn", train, "--input", small)
+    assert served.wait_for_execution(started["executionArn"])["status"] == "SUCCEEDED"
+    arn = ["--execution-arn", started["executionArn"]]
+    definition = (ROOT / "statemachine" / "train.asl.json").read_text()
+    # WHEN the AWS CLI calls what moto does not implement, THEN each answers as AWS does
+    assert served.aws("validate-state-machine-definition", "--definition", definition) == {
+        "result": "OK",
+        "diagnostics": [],
+        "truncated": False,
+    }
+    assert served.aws("list-state-machine-versions", "--state-machine-arn", train) == {
+        "stateMachineVersions": []
+    }
+    refused = served.aws_error("redrive-execution", *arn)
+    assert "(ExecutionNotRedrivable)" in refused, refused
+    # AND the history pages as asked, newest first when reversed
+    every = served.aws("get-execution-history", *arn, "--no-paginate")["events"]
+    page = served.aws("get-execution-history", *arn, "--max-items", "3", "--page-size", "3")
+    assert [e["id"] for e in page["events"]] == [e["id"] for e in every[:3]]
+    assert "NextToken" in page
+    newest = served.aws("get-execution-history", *arn, "--reverse-order", "--no-paginate")
+    assert [e["id"] for e in newest["events"]] == [e["id"] for e in reversed(every)]
+    # AND an input over 262,144 bytes is refused at StartExecution
+    big = tmp_path / "big.json"
+    big.write_text(
+        json.dumps({**json.loads((EVENTS / "train-digits.json").read_text()), "pad": "x" * 262_144})
+    )
+    refused = served.aws_error(
+        "start-execution", "--state-machine-arn", train, "--input", f"file://{big}"
+    )
+    assert "(InvalidExecutionInput)" in refused, refused
+
+
 # Many one-tree groves: a run still building groves when the server is stopped.
 LONG_RUN = {"data": {"uri": "sklearn:digits"}, "n_trees": 400, "grove_size": 1}
+
+
+def _started_and_building(server: Serve) -> str:
+    """A LONG_RUN training started by the AWS CLI, once its groves are being built."""
+    started = server.aws(
+        "start-execution",
+        "--state-machine-arn",
+        server.machine_arn("TrainStateMachine"),
+        "--input",
+        json.dumps(LONG_RUN),
+    )
+    history = ["--execution-arn", started["executionArn"], "--reverse-order"]
+    while not any(
+        e["type"] == "MapRunStarted"
+        for e in server.aws("get-execution-history", *history)["events"]
+    ):
+        time.sleep(0.5)  # until groves are built: workers hold connections to the port
+    execution_arn: str = started["executionArn"]
+    return execution_arn
+
+
+def test_a_stopped_executions_map_run_is_aborted(served: Serve) -> None:
+    # GIVEN a training building its groves
+    execution_arn = _started_and_building(served)
+    # WHEN the AWS CLI stops it
+    served.aws("stop-execution", "--execution-arn", execution_arn)
+    (map_run,) = served.aws("list-map-runs", "--execution-arn", execution_arn)["mapRuns"]
+    described = served.aws("describe-map-run", "--map-run-arn", map_run["mapRunArn"])
+    while described["status"] == "RUNNING":
+        time.sleep(0.5)
+        described = served.aws("describe-map-run", "--map-run-arn", map_run["mapRunArn"])
+    # THEN its Map Run is ABORTED, the groves never started pending, none failed (as on AWS)
+    assert described["status"] == "ABORTED", described
+    counts = described["itemCounts"]
+    assert (counts["failed"], counts["running"]) == (0, 0), counts
+    assert counts["pending"] > 0 and counts["total"] == 400, counts
 
 
 @NEEDS_SERVE_READINESS
@@ -230,16 +315,8 @@ def test_serve_rebinds_its_port_at_once_after_a_stop_during_a_run(serve_factory:
     port = _free_port()
     first = serve_factory(port)
     assert first.wait_for_port(), first.stop()
-    arn = first.machine_arn("TrainStateMachine")
-    started = first.aws(
-        "start-execution", "--state-machine-arn", arn, "--input", json.dumps(LONG_RUN)
-    )
-    history = ["--execution-arn", started["executionArn"], "--reverse-order"]
-    while not any(
-        e["type"] == "MapRunStarted" for e in first.aws("get-execution-history", *history)["events"]
-    ):
-        time.sleep(0.5)  # until groves are built: workers hold connections to the port
-    status = first.aws("describe-execution", "--execution-arn", started["executionArn"])
+    execution_arn = _started_and_building(first)
+    status = first.aws("describe-execution", "--execution-arn", execution_arn)
     assert status["status"] == "RUNNING"
     # WHEN it is stopped (Ctrl-C) during the run and started again on the same port
     first.stop()
