@@ -25,16 +25,19 @@ from groveflow.local.faults import Fault, FaultInjector, parse_faults
 SMALL = {"data": {"uri": "sklearn:wine"}, "n_trees": 20, "grove_size": 2, "seed": 11}
 
 
-class CrashGroves(FaultInjector):
-    """Every attempt of the given groves crashes."""
+class OutOfMemory(FaultInjector):
+    """Every attempt of the given groves (of ``run_id``'s run, or of any) runs out of
+    memory: the same every time, so retried once (statemachine/train.asl.json)."""
 
-    def __init__(self, groves: set[int]) -> None:
+    def __init__(self, groves: set[int], run_id: str | None = None) -> None:
         super().__init__()
         object.__setattr__(self, "groves", groves)
+        object.__setattr__(self, "run_id", run_id)
 
-    def decide(self, function: str, payload: dict[str, Any], attempt: int) -> str | None:
-        failing = function == "BuildGroveFunction" and payload.get("grove") in self.groves  # type: ignore[attr-defined]
-        return "crash" if failing else None
+    def decide(self, function: str, payload: dict[str, Any], attempt: int) -> Fault | None:
+        groves, run_id = self.groves, self.run_id  # type: ignore[attr-defined]
+        hit = payload.get("grove") in groves and run_id in (None, payload.get("run_id"))
+        return Fault("oom") if function == "BuildGroveFunction" and hit else None
 
 
 def _forest(engine: Any, run_id: str) -> bytes:
@@ -140,8 +143,8 @@ def test_throttles_show_as_lambda_throttles_and_are_retried(state_dir: Any) -> N
 
 
 def test_tolerated_failures_let_a_run_finish_and_report_trees_built(state_dir: Any) -> None:
-    # GIVEN one grove of ten that always crashes, and 10% tolerated
-    with LocalEngine(ROOT, workers=2, state_dir=state_dir, faults=CrashGroves({4})) as engine:
+    # GIVEN one grove of ten that always runs out of memory, and 10% tolerated
+    with LocalEngine(ROOT, workers=2, state_dir=state_dir, faults=OutOfMemory({4})) as engine:
         run_id = unique_name("tolerated")
         result = _run(engine, {**SMALL, "tolerated_failure_percentage": 10}, run_id)
         # THEN the run succeeds and says how many trees it built
@@ -238,23 +241,11 @@ def test_ten_runs_with_faults_in_most_invocations_all_succeed_with_the_clean_for
     assert sum(1 for n in attempts.values() if n > 2) > 10
 
 
-class OutOfMemory(FaultInjector):
-    """Every attempt of one grove of one run runs out of memory (its MemorySize lowered)."""
-
-    def __init__(self, run_id: str, grove: int) -> None:
-        super().__init__()
-        object.__setattr__(self, "target", (run_id, grove))
-
-    def decide(self, function: str, payload: dict[str, Any], attempt: int) -> Fault | None:
-        hit = (payload.get("run_id"), payload.get("grove")) == self.target  # type: ignore[attr-defined]
-        return Fault("oom") if function == "BuildGroveFunction" and hit else None
-
-
 def test_a_grove_out_of_memory_fails_the_run_after_two_attempts_by_name(engine: Any) -> None:
     # GIVEN a grove that runs out of memory at its memory, every time
     run_id = unique_name("oom")
     before = engine.faults
-    engine.faults = OutOfMemory(run_id, grove=1)
+    engine.faults = OutOfMemory({1}, run_id)
     try:
         # WHEN a run of three groves goes through the state machine
         result = _run(engine, QUICK_START_SMALL, run_id)
