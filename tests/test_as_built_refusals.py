@@ -24,6 +24,7 @@ Resources:
     Type: AWS::Serverless::LayerVersion
     Properties:
       ContentUri: DependenciesLayer
+    Metadata: {metadata}
   ProbeFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -39,6 +40,7 @@ def _build(
     runtime: str = "python3.12",
     architecture: str | None = None,
     layer: str = "!Ref DependenciesLayer",
+    layer_built_for: str | None = None,
 ) -> Path:
     """A `sam build` output of one function and its layer, as .aws-sam/build lays it out."""
     (directory / "ProbeFunction").mkdir(parents=True)
@@ -49,6 +51,7 @@ def _build(
             runtime=runtime,
             architecture=architecture or machine_architecture(),
             layer=layer,
+            metadata={"BuildArchitecture": layer_built_for} if layer_built_for else {},
         )
     )
     return directory
@@ -72,17 +75,25 @@ def test_no_build_is_refused_with_the_command_that_makes_one(tmp_path: Path) -> 
         load_build(tmp_path, bucket="b")
 
 
-def test_a_build_for_another_architecture_is_refused_naming_both(tmp_path: Path) -> None:
-    # GIVEN a build for the architecture this machine is not
-    other = "arm64" if machine_architecture() == "x86_64" else "x86_64"
-    build = _build(tmp_path, architecture=other)
+@pytest.mark.parametrize("built", ["function", "layer"])
+def test_a_build_for_another_architecture_is_refused_naming_both(
+    tmp_path: Path, built: str
+) -> None:
+    # GIVEN a function, or the layer it runs with, built for the architecture this machine
+    # is not (a layer's BuildArchitecture is what its libraries were built for)
+    machine = machine_architecture()
+    other = "arm64" if machine == "x86_64" else "x86_64"
+    if built == "function":
+        build = _build(tmp_path, architecture=other)
+    else:
+        build = _build(tmp_path, architecture=machine, layer_built_for=other)
     # WHEN it is read THEN it is refused, naming both and what to do
     with pytest.raises(BuildError) as refused:
         load_build(build, bucket="b")
     assert str(refused.value) == (
-        f"ProbeFunction is built for {other} and this machine is {machine_architecture()}: "
-        f"run it as built on a {other} machine, or build for {machine_architecture()} "
-        "(the template's Architectures) to check it here"
+        f"ProbeFunction is built for {other} and this machine is {machine}: run it as built "
+        f"on a {other} machine, or build it for {machine} (the template's Architectures and "
+        "its layers' BuildArchitecture) to check it here"
     )
 
 

@@ -347,9 +347,13 @@ def _load(
             runtime = resolve.value(props.get("Runtime", defaults.get("Runtime", "python3.12")))
             layers: tuple[Path, ...] = ()
             if built:
-                _check_architecture(logical_id, props, defaults, resolve)
-                layers = _layer_dirs(
-                    root, resources, props.get("Layers", defaults.get("Layers", []))
+                declared = props.get("Layers", defaults.get("Layers", []))
+                layers = _layer_dirs(root, resources, declared)
+                architectures = props.get("Architectures", defaults.get("Architectures", []))
+                _check_architecture(
+                    logical_id,
+                    _layers_built_for(resources, declared)
+                    or [resolve.value(item) for item in architectures or ["x86_64"]],
                 )
             env_nodes = {
                 **defaults.get("Environment", {}).get("Variables", {}),
@@ -381,17 +385,22 @@ def _load(
     return stack
 
 
-def _check_architecture(
-    logical_id: str, props: dict[str, Any], defaults: dict[str, Any], resolve: _Resolver
-) -> None:
-    """Refuse a function built for another architecture than this machine's: its layers'
-    compiled libraries would not load here."""
-    declared = props.get("Architectures", defaults.get("Architectures", ["x86_64"]))
-    architectures = [resolve.value(item) for item in declared]
+def _layers_built_for(resources: dict[str, Any], layers: list[Any]) -> list[str]:
+    """The architectures a function's layers were built for: each one's
+    ``Metadata.BuildArchitecture``, where it says (what ``sam build`` built it for)."""
+    metadata = [resources[layer["Ref"]].get("Metadata", {}) for layer in layers]
+    return [str(m["BuildArchitecture"]) for m in metadata if "BuildArchitecture" in m]
+
+
+def _check_architecture(logical_id: str, built_for: list[str]) -> None:
+    """Refuse a function built for another architecture than this machine's (its layers'
+    ``BuildArchitecture``, else its ``Architectures``): its layers' compiled libraries would
+    not load here."""
     machine = machine_architecture()
-    if machine not in architectures:
+    other = next((architecture for architecture in built_for if architecture != machine), None)
+    if other is not None:
         raise BuildError(
-            f"{logical_id} is built for {', '.join(architectures)} and this machine is "
-            f"{machine}: run it as built on a {architectures[0]} machine, or build for "
-            f"{machine} (the template's Architectures) to check it here"
+            f"{logical_id} is built for {other} and this machine is {machine}: run it as "
+            f"built on a {other} machine, or build it for {machine} (the template's "
+            "Architectures and its layers' BuildArchitecture) to check it here"
         )
