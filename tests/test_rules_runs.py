@@ -254,3 +254,63 @@ def test_a_training_into_a_searchs_id_is_refused_naming_its_winner(
     # AND the search can be repeated, to the same winner
     assert main(["search", str(search_file), "--json", *state]) == 0
     assert json.loads(capsys.readouterr().out)["run_id"] == winner
+
+
+def _regression_csv(path: Any, n_rows: int, scale: float) -> str:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n_rows, 2))
+    y = scale * ((1 + X[:, 0] ** 2) / (1 + np.max(X[:, 0] ** 2)))  # at most scale
+    lines = [
+        "x0,x1,y",
+        *(f"{float(a)!r},{float(b)!r},{float(t)!r}" for (a, b), t in zip(X, y, strict=True)),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_a_regression_search_with_a_one_row_validation_split_is_refused_before_any_grove(
+    engine: Any, tmp_path: Any
+) -> None:
+    # GIVEN a regression search scored on a validation split of one row (6 training rows)
+    search_id = unique_name("one-row-validation")
+    request = {
+        "data": {"uri": _regression_csv(tmp_path / "small.csv", 8, 1.0), "target": "y"},
+        "model": {"task": "regression"},
+        "n_trees": 4,
+        "grove_size": 2,
+        "run_id": search_id,
+        "search": {
+            "space": {"min_samples_leaf": [1, 2]},
+            "strategy": "grid",
+            "metric": "validation",
+            "validation_fraction": 0.1,
+            "trees_per_round": 2,
+        },
+    }
+    result = engine.run("SearchStateMachine", request, name=unique_name(search_id))
+    # THEN the search is refused by name, before any grove is built
+    assert result.status == "FAILED"
+    assert result.error == "InvalidRequest", result.cause
+    assert "search.validation_fraction=0.1" in result.cause
+    assert "1 validation row" in result.cause
+    assert _builds(result) == []
+
+
+def test_a_regression_target_whose_squares_overflow_is_refused_before_any_grove(
+    engine: Any, tmp_path: Any
+) -> None:
+    # GIVEN a regression target near float64's largest value
+    run_id = unique_name("huge-target")
+    request = {
+        "data": {"uri": _regression_csv(tmp_path / "huge.csv", 60, 1e308), "target": "y"},
+        "model": {"task": "regression"},
+        "n_trees": 4,
+        "grove_size": 2,
+        "run_id": run_id,
+    }
+    result = engine.run("TrainStateMachine", request, name=unique_name(run_id))
+    # THEN the run is refused by name, before any grove is built
+    assert result.status == "FAILED"
+    assert result.error == "InvalidDataset", result.cause
+    assert "the regression target reaches" in result.cause
+    assert _builds(result) == []

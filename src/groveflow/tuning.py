@@ -488,12 +488,30 @@ def _check_search(
 ) -> None:
     """The whole search's budget, then every candidate's OOB coverage and trial fit."""
     _check_budget(base, spec, len(params), {"estimate": estimate})
+    _check_validation_rows(base, spec, len(y))
     for number, candidate in enumerate(params):
         try:
             check_oob_coverage(len(y), candidate, spec.trees_per_round)
         except InvalidRequest as error:
             raise InvalidRequest(f"search candidate c{number:03d}: {error}") from None
     _trial_fits(X, y, base, params, spec)
+
+
+def _check_validation_rows(base: TrainRequest, spec: SearchSpec, n_train: int) -> None:
+    """A regression search scored on a validation split needs 2 rows there (R^2 is undefined
+    on one); it holds ``ceil(validation_fraction * n_train)`` of the training rows, as
+    scikit-learn's ``train_test_split`` takes them."""
+    if spec.metric != "validation" or base.model.task != "regression":
+        return
+    n_validation = math.ceil(spec.validation_fraction * n_train)
+    if n_validation < 2:
+        fraction = spec.validation_fraction
+        raise InvalidRequest(
+            f"search.validation_fraction={fraction:g} of the {n_train} training rows makes "
+            f"{n_validation} validation row; a regression candidate's R^2 needs at least 2: "
+            f"raise search.validation_fraction to at least {2 / n_train:.2g}, add data, or use "
+            "metric 'oob'"
+        )
 
 
 def _trial_fits(

@@ -445,6 +445,7 @@ def _plan_shards(
             f"plan, more than its {plan_memory_mb} MB: set PlanMemorySize to "
             f"{min(10240, -(-needed_plan * 6 // 5 // 64) * 64)} MB (docs/deploy.md)"
         )
+    check_regression_target(scan.target_peak, scan.n_rows, request.model.task)
     test = test_mask(scan.n_rows, scan.codes, request)
     n_train = int(len(test) - test.sum())
     shard_rows = int(stored["shard_rows"]) if stored else shard_rows_for(scan.n_features, shard_mb)
@@ -624,6 +625,23 @@ def _rows_that_fit(needed: Callable[[int], int], memory_mb: int, most: int) -> i
     return low
 
 
+def check_regression_target(peak: float, n_rows: int, task: str) -> None:
+    """Refuse a regression target whose squares overflow float64: scikit-learn's squared
+    error sums the squares of the targets (and of the errors, up to twice the target) over
+    the rows, so the largest magnitude ``peak`` must stay below
+    ``sqrt(float64 max / (4 * n_rows))``; above it the trees and the metrics are not finite."""
+    if task != "regression" or n_rows == 0:
+        return
+    bound = float(np.sqrt(np.finfo(np.float64).max / (4 * n_rows)))
+    if peak > bound:
+        raise InvalidDataset(
+            f"the regression target reaches {peak:.3g}: scikit-learn's squared error sums the "
+            f"squares of the targets and their errors over the {n_rows} rows, which overflow "
+            f"float64 for targets above {bound:.3g}. Rescale the target (divide it by a power "
+            "of ten) or model its logarithm"
+        )
+
+
 def _memory_hint(needed: int) -> str:
     suggestion = min(10240, int(np.ceil(needed * 1.2 / 64)) * 64)
     if suggestion >= 10240:
@@ -648,6 +666,9 @@ def plan_checks(
     grove (which refuses parameters that do not fit the data, and times the run) and OOB
     coverage. ``groveflow estimate`` runs the same. Returns the builder memory estimate
     (in MB) and the run's estimate; raises as the plan refuses."""
+    if request.model.task == "regression":
+        y = np.concatenate([split["y_train"], split["y_test"]])
+        check_regression_target(float(np.max(np.abs(y))), len(y), request.model.task)
     estimate_mb = check_fits(split["X_train"], request, builder_memory_mb, y_train=split["y_train"])
     run_estimate = estimate_run(
         request,

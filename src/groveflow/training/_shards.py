@@ -102,6 +102,8 @@ class Scan:
     trial_y: np.ndarray | None = None
     trial_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     bytes_read: int = 0
+    target_peak: float = 0.0
+    """The largest magnitude of a regression target (0 for classification)."""
 
     @property
     def n_rows(self) -> int:
@@ -191,6 +193,8 @@ def scan_parts(spec: DataSpec, task: str) -> Scan:
                 unique, inverse = np.unique(y, return_inverse=True)
                 labels.append(unique)
                 per_part.append(inverse.astype(np.min_scalar_type(len(unique) - 1)))
+            else:
+                scan.target_peak = max(scan.target_peak, float(np.max(np.abs(y))))
             picks = np.sort(rng.choice(len(y), min(len(y), per_part_trial), replace=False))
             trial.append((X[picks], y[picks]))
             trial_rows.append(scan.n_rows - len(y) + picks)
