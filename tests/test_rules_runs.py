@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import numpy as np
+import pytest
 
 from conftest import unique_name
 from evidence import body
@@ -313,4 +314,36 @@ def test_a_regression_target_whose_squares_overflow_is_refused_before_any_grove(
     assert result.status == "FAILED"
     assert result.error == "InvalidDataset", result.cause
     assert "the regression target reaches" in result.cause
+    assert _builds(result) == []
+
+
+@pytest.mark.parametrize(
+    ("test_fraction", "advice"),
+    [
+        (0.2, "raise test_fraction to at least 0.334"),
+        (0.9, "lower test_fraction to at most 0.666"),
+    ],
+    ids=["too-few-held-out", "too-few-to-train"],
+)
+def test_too_few_rows_per_class_are_refused_with_the_fix_that_works(
+    engine: Any, tmp_path: Any, test_fraction: float, advice: str
+) -> None:
+    # GIVEN 1,000 classes of 3 rows each
+    path = tmp_path / "many-classes.csv"
+    rows = [f"{i % 7}.5,{i}.25,c{i // 3}" for i in range(3000)]
+    path.write_text("x0,x1,label\n" + "\n".join(rows) + "\n")
+    run_id = unique_name("many-classes")
+    request = {
+        "data": {"uri": str(path), "target": "label"},
+        "n_trees": 2,
+        "test_fraction": test_fraction,
+        "run_id": run_id,
+    }
+    # WHEN it is trained
+    result = engine.run("TrainStateMachine", request, name=unique_name(run_id))
+    # THEN the refusal names the counts and the change of test_fraction that would split them
+    assert result.status == "FAILED"
+    assert result.error == "InvalidDataset", result.cause
+    assert "3000 rows, 1000 classes" in result.cause
+    assert advice in result.cause
     assert _builds(result) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -956,9 +957,9 @@ def test_mask(n_rows: int, codes: np.ndarray | None, request: TrainRequest) -> n
         if counts.min() < 2 or n_test < len(counts) or n_rows - n_test < len(counts):
             raise InvalidDataset(
                 f"too few rows for a stratified split: {n_rows} rows, {len(counts)} classes, "
-                f"smallest class has {counts.min()} rows, "
-                f"test_fraction={request.test_fraction}. "
-                "Every class needs 2+ rows; add data, lower test_fraction, or set it to 0"
+                f"the smallest of {counts.min()} rows; test_fraction={request.test_fraction:g} "
+                f"holds out {n_test} and trains on {n_rows - n_test}. "
+                + _stratified_advice(n_rows, len(counts), int(counts.min()), n_test)
             )
         for number, take in enumerate(allocate(counts, n_test, keep=1)):
             rows = np.flatnonzero(codes == number)
@@ -975,6 +976,34 @@ def test_mask(n_rows: int, codes: np.ndarray | None, request: TrainRequest) -> n
     if n_rows - int(test.sum()) < 2:
         raise InvalidDataset(f"too few rows to train on: {n_rows - int(test.sum())}")
     return test
+
+
+def _stratified_advice(n_rows: int, n_classes: int, smallest: int, n_test: int) -> str:
+    """What would split ``n_rows`` rows of ``n_classes`` classes: every class needs a row in
+    each part (2+ rows), so both the held-out and the training rows must number at least
+    ``n_classes``; the ``test_fraction`` range that gives that, rounded inwards."""
+    if smallest < 2:
+        return (
+            "Every class needs 2+ rows (one held out, one to train on): add data, drop the "
+            "classes of one row, or set test_fraction to 0 for no holdout"
+        )
+    low = math.ceil(1000 * n_classes / n_rows) / 1000
+    high = math.floor(1000 * (n_rows - n_classes) / n_rows) / 1000
+    if low > high:
+        return (
+            f"The held-out and the training rows must each number at least the {n_classes} "
+            "classes, which these rows cannot give: add data, or set test_fraction to 0 for "
+            "no holdout"
+        )
+    direction = (
+        f"raise test_fraction to at least {low:g}"
+        if n_test < n_classes
+        else f"lower test_fraction to at most {high:g}"
+    )
+    return (
+        f"The held-out and the training rows must each number at least the {n_classes} "
+        f"classes: {direction}, add data, or set test_fraction to 0 for no holdout"
+    )
 
 
 def estimate_grove_mb(n_rows: int, n_features: int, n_classes: int, request: TrainRequest) -> int:
