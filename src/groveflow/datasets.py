@@ -469,7 +469,9 @@ def _labels(y: np.ndarray, task: str) -> np.ndarray:
     if task == "classification":
         classes = np.unique(y)
         if classes.size < 2:
-            raise InvalidDataset(f"the target has a single class ({y[0]!r}): nothing to classify")
+            raise InvalidDataset(
+                f"the target has a single class ({classes.tolist()[0]!r}): nothing to classify"
+            )
         check_classes(classes, len(y))
     return y
 
