@@ -347,3 +347,31 @@ def test_too_few_rows_per_class_are_refused_with_the_fix_that_works(
     assert "3000 rows, 1000 classes" in result.cause
     assert advice in result.cause
     assert _builds(result) == []
+
+
+@pytest.mark.parametrize(
+    ("manifest", "says"),
+    [
+        ({"manifest_version": 99}, "the model manifest {uri} has manifest_version=99"),
+        ({"run_id": "x"}, "the model manifest {uri} is not a groveflow document of its kind"),
+        ("{not json", "{uri} is not valid JSON"),
+    ],
+    ids=["newer-version", "missing-fields", "not-json"],
+)
+def test_a_damaged_model_manifest_is_named_once_in_a_predict_refusal(
+    engine: Any, manifest: Any, says: str
+) -> None:
+    # GIVEN a model manifest that is not one this groveflow reads
+    run_id = unique_name("damaged-manifest")
+    key = keys.manifest(run_id)
+    data = manifest if isinstance(manifest, str) else json.dumps(manifest)
+    engine.s3.put_object(Bucket=engine.bucket, Key=key, Body=data.encode())
+    # WHEN a prediction names its run
+    name = unique_name("score-damaged")
+    request = {"model": run_id, "data": {"uri": "sklearn:wine"}}
+    result = engine.run("PredictStateMachine", request, name=name, run_id=name)
+    # THEN the refusal names the manifest once, by its URI
+    assert result.status == "FAILED"
+    message = json.loads(result.cause)["errorMessage"]
+    assert message.startswith(says.format(uri=f"s3://{engine.bucket}/{key}"))
+    assert "manifest the model manifest" not in message

@@ -141,16 +141,18 @@ class ShardTask:
         return asdict(self)
 
 
-def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
-    """``manifest`` if this groveflow can read it; else :class:`ArtifactError` naming ``where``.
+def check_manifest(manifest: Any, where: str, *, document: str = "the manifest") -> dict[str, Any]:
+    """``manifest`` if this groveflow can read it; else :class:`ArtifactError` naming it as
+    ``f"{document} {where}"`` (``where``: its location, ``s3://...`` or a path).
 
     A manifest may omit both versions (a hand-written ``{"forest": {...}}`` for
     :func:`groveflow.load_forest`); a version it states must be one this groveflow reads.
     """
     from groveflow.artifact import FORMAT_VERSION
 
+    where = f"{document} {where}"
     if not isinstance(manifest, dict):
-        raise ArtifactError(f"the manifest {where} must be a JSON object")
+        raise ArtifactError(f"{where} must be a JSON object")
     for name, supported in (
         ("manifest_version", MANIFEST_VERSION),
         ("format_version", FORMAT_VERSION),
@@ -158,7 +160,7 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
         stated = manifest.get(name, supported)
         if stated != supported:
             raise ArtifactError(
-                f"the manifest {where} has {name}={stated!r}; this groveflow reads {name} "
+                f"{where} has {name}={stated!r}; this groveflow reads {name} "
                 f"{supported}: upgrade groveflow to read it (or retrain the run with this one)"
             )
     return manifest
@@ -397,7 +399,9 @@ class ModelManifest:
     """A model's manifest (``runs/<run>/model/manifest.json``), its commit point.
 
     Written last by the merge; read by the predict functions, ``groveflow report`` and
-    ``export`` through :meth:`from_dict`, which refuses another layout by name.
+    ``export`` through :meth:`from_dict`, which refuses another layout by name. Its ``where``
+    is the manifest's location (``s3://.../manifest.json``, a path, ``of run <id>``): the
+    messages call it "the model manifest <where>" (or, not JSON, "<where>").
     """
 
     run_id: str
@@ -426,7 +430,7 @@ class ModelManifest:
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> ModelManifest:
         """The manifest ``raw`` holds; :class:`ArtifactError` naming what is wrong with it."""
-        raw = check_manifest(raw, where)
+        raw = check_manifest(raw, where, document="the model manifest")
         kinds = {
             "run_id": str,
             "task": str,

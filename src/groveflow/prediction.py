@@ -177,7 +177,7 @@ def load_manifest(model: str, bucket: str) -> tuple[str, str, ModelManifest]:
     return (
         model_bucket,
         key,
-        ModelManifest.from_json(raw, f"the model manifest s3://{model_bucket}/{key}"),
+        ModelManifest.from_json(raw, f"s3://{model_bucket}/{key}"),
     )
 
 
