@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,25 @@ def _train(engine: LocalEngine, request: dict[str, Any]) -> tuple[Any, bytes]:
     return result, forest
 
 
+def _stale() -> str:
+    """Which of groveflow's sources the build's layers hold another version of, if any (a
+    build older than src/ runs older code than the development venv)."""
+    source = ROOT / "src" / "groveflow"
+    stale = set()
+    for layer in ("DependenciesLayer", "IngestLayer"):
+        built = BUILD / layer / "python" / "groveflow"
+        for path in source.rglob("*.py"):
+            relative = path.relative_to(source)
+            if relative.parts[0] == "local":  # the local engine is not in the layers
+                continue
+            copy = built / relative
+            if not copy.is_file() or copy.read_bytes() != path.read_bytes():
+                stale.add(str(relative))
+    if not stale:
+        return "the build holds src/groveflow as it is"
+    return f"the build's groveflow is not src/'s ({', '.join(sorted(stale))}): `make build`"
+
+
 def _imports(log_path: Path) -> list[dict[str, Any]]:
     """The as-built workers' IMPORTS lines: where each invocation's packages came from."""
     return [
@@ -54,40 +74,79 @@ def _imports(log_path: Path) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.fixture(scope="module")
+def built_engine(state_dir: Path) -> Iterator[LocalEngine]:
+    """The local engine running the build (its sandboxes stay warm between tests)."""
+    with LocalEngine(ROOT, workers=2, state_dir=state_dir, build_dir=BUILD) as running:
+        yield running
+
+
+def _check_imports(engine: LocalEngine, functions: set[str], packages: set[str]) -> None:
+    """Each of ``functions`` ran on python3.12 with ``packages`` imported from its built layer,
+    and nothing from anywhere else (the workers' IMPORTS lines)."""
+    imports = [line for line in _imports(engine.log_path) if line["function"] in functions]
+    assert {line["function"] for line in imports} == functions
+    for line in imports:
+        assert line["python"].startswith("3.12.")
+        assert line["executable"] == runtime_python("python3.12")
+        (layer,) = engine.stack.functions[line["function"]].layers
+        assert list(line["imported_from"]) == [str(layer / "python")], line
+        assert packages <= set(line["imported_from"][str(layer / "python")]), line
+
+
 def test_digits_trained_as_built_equals_the_development_run(
-    engine: LocalEngine, state_dir: Path, capsys: pytest.CaptureFixture[str]
+    engine: LocalEngine, built_engine: LocalEngine, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN the digits example, trained by the development venv's workers
     request = {**load_event("train-digits.json"), "n_trees": N_TREES}
     development, development_forest = _train(engine, request)
     # WHEN it is trained again by the functions as built, on python3.12
-    with LocalEngine(ROOT, workers=2, state_dir=state_dir, build_dir=BUILD) as built_engine:
-        built, built_forest = _train(built_engine, request)
-        imports = _imports(built_engine.log_path)
+    built, built_forest = _train(built_engine, request)
     # THEN the forest is the same, byte for byte
     assert built.output["trees_built"] == N_TREES
-    assert built_forest == development_forest, "is .aws-sam/build older than src/? make build"
+    assert built_forest == development_forest, _stale()
     # and every function ran on python3.12 with numpy, scikit-learn, botocore and groveflow
-    # from its built layer, and nothing from anywhere else
-    layer = str(BUILD / "DependenciesLayer" / "python")
+    # from its built layer (DependenciesLayer), and nothing from anywhere else
     ran = {invocation.function for invocation in built.invocations}
     assert ran == {"PlanFunction", "BuildGroveFunction", "MergeFunction"}
-    assert {line["function"] for line in imports} == ran
-    for line in imports:
-        assert line["python"].startswith("3.12.") and line["executable"] == runtime_python(
-            "python3.12"
-        )
-        assert list(line["imported_from"]) == [layer], line["imported_from"]
-        assert {"numpy", "sklearn", "botocore", "boto3", "groveflow"} <= set(
-            line["imported_from"][layer]
-        )
+    assert {built_engine.stack.functions[name].layers[0].name for name in ran} == {
+        "DependenciesLayer"
+    }
+    _check_imports(built_engine, ran, {"numpy", "sklearn", "botocore", "boto3", "groveflow"})
     cold = [i.init_ms for i in built.invocations if i.init_ms is not None]
     with capsys.disabled():
         print(
             f"\ndigits, {N_TREES} trees, 2 workers: development {development.seconds:.2f} s, "
-            f"as built {built.seconds:.2f} s ({len(cold)} cold starts, init "
-            f"{min(cold):.0f}-{max(cold):.0f} ms)"
+            f"as built {built.seconds:.2f} s ({len(cold)} cold starts"
+            + (f", init {min(cold):.0f}-{max(cold):.0f} ms)" if cold else ")")
         )
+
+
+def test_parquet_in_s3_is_ingested_as_built_as_in_development(
+    engine: LocalEngine, built_engine: LocalEngine
+) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # GIVEN a Parquet table in the local bucket
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(400, 3))
+    table = pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": X[:, 0] > X[:, 1]})
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    key = f"datasets/{unique_name('as-built')}/table.parquet"
+    engine.s3.put_object(Bucket=engine.bucket, Key=key, Body=buffer.getvalue().to_pybytes())
+    request = {"data": {"uri": f"s3://{engine.bucket}/{key}", "target": "y"}, "n_trees": 10}
+    # WHEN the development venv's workers and the functions as built train on it
+    _, development_forest = _train(engine, request)
+    built, built_forest = _train(built_engine, request)
+    # THEN the Ingest function read it with its built layer's pyarrow and botocore, and the
+    # forests are the same, byte for byte
+    assert "IngestFunction" in {invocation.function for invocation in built.invocations}
+    assert built_engine.stack.functions["IngestFunction"].layers[0].name == "IngestLayer"
+    _check_imports(built_engine, {"IngestFunction"}, {"pyarrow", "botocore", "groveflow"})
+    assert built_forest == development_forest, _stale()
 
 
 def test_the_api_trains_and_predicts_as_built_as_the_development_venv_predicts(
