@@ -190,6 +190,12 @@ import layer_module
 def handler(event, context):
     if event.get("exit"):
         os._exit(3)
+    if event.get("sleep"):
+        import time
+        time.sleep(event["sleep"])
+    if event.get("allocate_mb"):
+        held = bytearray(event["allocate_mb"] * 1024 * 1024)
+        held[::4096] = b"x" * len(held[::4096])
     try:
         import boto3
         boto3_file = boto3.__file__
@@ -328,3 +334,30 @@ def test_an_as_built_worker_serves_one_function_and_dies_as_a_sandbox_does(
     ]
     assert [line["function"] for line in lines] == ["First", "Second", "Second"]
     assert lines[0]["imported_from"] == {str(first.layers[0] / "python"): ["layer_module"]}
+
+
+def test_an_as_built_worker_is_held_to_its_timeout_and_memory(
+    python312: str, tmp_path: Path
+) -> None:
+    import dataclasses
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("memory is measured from /proc (Linux)")
+    # GIVEN a built function of 128 MB and 1 s, on an as-built worker
+    spec = dataclasses.replace(
+        _built_function(tmp_path, "Bounded"), memory_mb=128, timeout_seconds=1
+    )
+    built = WorkerPool(1, {}, python=python312)
+    try:
+        # WHEN it overruns its time, then its memory, then runs within both
+        slow = built.invoke(spec, b'{"sleep": 30}')
+        greedy = built.invoke(spec, b'{"allocate_mb": 300}')
+        fine = built.invoke(spec, b"{}")
+    finally:
+        built.close()
+    # THEN the first two fail as Lambda fails them, and a fresh sandbox serves the third
+    assert slow.error_type == "Sandbox.Timedout"
+    assert greedy.error_type == "Runtime.OutOfMemory"
+    assert greedy.max_memory_mb is not None and greedy.max_memory_mb > 128
+    assert fine.error_type is None and fine.cold
