@@ -52,6 +52,7 @@ __all__ = [
     "WorkerPool",
     "load_handler",
     "runtime_python",
+    "sandbox_environment",
     "start_fork_server",
 ]
 
