@@ -375,3 +375,45 @@ def test_a_damaged_model_manifest_is_named_once_in_a_predict_refusal(
     message = json.loads(result.cause)["errorMessage"]
     assert message.startswith(says.format(uri=f"s3://{engine.bucket}/{key}"))
     assert "manifest the model manifest" not in message
+
+
+def test_a_merge_killed_after_its_heavy_work_leaves_no_model_file_without_a_manifest(
+    engine: Any,
+) -> None:
+    from evidence import At, faults
+    from groveflow.local.faults import Fault
+
+    # GIVEN a merge killed (as by running out of memory) once it has evaluated the forest and
+    # computed its OOB scores, its peak, on every attempt
+    run_id = unique_name("merge-killed")
+    killed = Fault("crash", "before:runs/*/model/oob*.npy")
+    with faults(engine, At("MergeFunction", killed, attempts=tuple(range(1, 100)))):
+        result = engine.run(
+            "TrainStateMachine", {**WINE, "n_trees": 10, "run_id": run_id}, name=run_id
+        )
+    # THEN the run fails, and its model directory holds no file at all
+    assert result.status == "FAILED"
+    merges = [i.error_type for i in result.invocations if i.function == "MergeFunction"]
+    assert merges and set(merges) == {"Runtime.ExitError"}
+    listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=keys.model_prefix(run_id))
+    assert listed.get("KeyCount", 0) == 0
+    # AND the same input again stores the model whole
+    again = engine.run(
+        "TrainStateMachine", {**WINE, "n_trees": 10, "run_id": run_id}, name=unique_name(run_id)
+    )
+    assert again.status == "SUCCEEDED", (again.error, again.cause)
+    forest = load_forest(str(engine.run_dir(run_id) / "model"))
+    assert forest.n_trees == 10
+
+
+def test_estimate_refuses_a_builder_memory_lambda_cannot_have(tmp_path: Any, capsys: Any) -> None:
+    from groveflow.cli import main
+
+    request = tmp_path / "iris.json"
+    request.write_text(json.dumps({"data": {"uri": "sklearn:iris"}, "n_trees": 4}))
+    # WHEN the estimate is asked for builders of 1 MB
+    assert main(["estimate", str(request), "--builder-memory-mb", "1"]) == 2
+    # THEN it is refused by name, with what BuilderMemorySize accepts
+    assert "builder_memory_mb=1: give a whole number of MB from 256 to 10240" in (
+        capsys.readouterr().err
+    )

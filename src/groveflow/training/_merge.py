@@ -162,17 +162,23 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         )
     forest = artifact.Forest.concat(groves.forests)
     previous = _stored_manifest(bucket, run_id)
-    # The forest is encoded and stored while it is evaluated (the manifest still comes last).
+    # The forest is encoded while it is evaluated; the model's files are stored only once the
+    # evaluation and the OOB scores (the merge's peak memory) are done, then the manifest: a
+    # merge that runs out of memory leaves the model directory as it was.
     with ThreadPoolExecutor(1) as pool:
-        stored = pool.submit(_store_forest, bucket, run_id, forest, previous)
+        encoded = pool.submit(_encode_forest, forest, previous)
         holdout = _evaluate(forest, bucket, run_id, request, record)
-        blob, forest_name = stored.result()
+        blob, forest_name = encoded.result()
     trees_built = sum(r["n_trees"] for r in groves.records)
-    out_of_bag = (
+    out_of_bag, decision = (
         _out_of_bag(bucket, run_id, record, groves.records, trees_built, previous=previous)
         if wants_oob(request.model.params)
-        else None
+        else (None, b"")
     )
+    if out_of_bag is not None:
+        name = out_of_bag["decision"]["key"]
+        storage.put_bytes(bucket, f"{keys.model_prefix(run_id)}{name}", decision)
+    storage.put_bytes(bucket, f"{keys.model_prefix(run_id)}{forest_name}", blob)
     manifest = ModelManifest(
         run_id=run_id,
         task=request.model.task,
@@ -333,12 +339,13 @@ def _out_of_bag(
     n_trees: int,
     *,
     previous: ModelManifest | None,
-) -> dict[str, Any]:
-    """The forest's OOB metrics, curve and decision function, from the groves' OOB sums.
+) -> tuple[dict[str, Any], bytes]:
+    """The forest's OOB metrics, curve and decision function, from the groves' OOB sums;
+    and the decision function's bytes, which the merge stores beside the forest.
 
     The sums are read ``GROVE_READERS`` at a time and added in grove order; the decision
-    function (``oob_decision_function_``, or ``oob_prediction_`` for regression) is stored
-    beside the forest as ``oob.npy`` (named by its sha256 once the run has a model).
+    function (``oob_decision_function_``, or ``oob_prediction_`` for regression) is named
+    ``oob.npy`` (by its sha256 once the run has a model).
     """
     source = split_run(bucket, run_id)
     y_train = read_split(bucket, source, "y_train")
@@ -361,24 +368,21 @@ def _out_of_bag(
     decision = storage.npy_bytes(np.ascontiguousarray(totals.decision()))
     entry = previous.oob["decision"] if previous is not None and previous.oob else None
     name = _model_file(previous, entry, "oob.npy", decision)
-    storage.put_bytes(bucket, f"{keys.model_prefix(run_id)}{name}", decision)
-    return {
+    summary = {
         "metrics": totals.metrics(),
         "curve": curve,
         "decision": {"key": name, "sha256": storage.sha256_hex(decision)},
     }
+    return summary, decision
 
 
-def _store_forest(
-    bucket: str, run_id: str, forest: artifact.Forest, previous: ModelManifest | None
-) -> tuple[bytes, str]:
+def _encode_forest(forest: artifact.Forest, previous: ModelManifest | None) -> tuple[bytes, str]:
+    """The forest's file and the name it is stored under (:func:`_model_file`)."""
     blob = artifact.encode_forest_file(forest)
     entry = (
         None if previous is None else {"key": previous.forest.key, "sha256": previous.forest.sha256}
     )
-    name = _model_file(previous, entry, "forest.gfa", blob)
-    storage.put_bytes(bucket, f"{keys.model_prefix(run_id)}{name}", blob)
-    return blob, name
+    return blob, _model_file(previous, entry, "forest.gfa", blob)
 
 
 def _evaluate(
