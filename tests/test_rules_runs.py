@@ -66,7 +66,7 @@ def test_a_grown_forest_is_scored_with_its_new_trees_on_a_warm_engine(engine: An
     again = _predict(engine, run_id)
     # THEN the probabilities are the grown forest's own, exactly
     forest = load_forest(str(engine.run_dir(run_id) / "model"))
-    assert forest.n_trees == 40
+    assert forest.n_trees == 40 and forest.classes_ is not None
     columns, proba = _proba(engine, again.output["predictions_uri"])
     assert columns == [f"proba_{c}" for c in forest.classes_]
     assert np.max(np.abs(proba - forest.predict_proba(X))) == 0
