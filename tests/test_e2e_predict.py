@@ -270,16 +270,17 @@ def test_a_shard_that_keeps_failing_is_retried_then_reported_by_name(
 ) -> None:
     from conftest import ROOT
     from groveflow.local import LocalEngine
-    from groveflow.local.faults import FaultInjector
+    from groveflow.local.faults import Fault, FaultInjector
 
-    class ShardOneCrashes(FaultInjector):
-        def decide(self, function: str, payload: dict[str, Any], attempt: int) -> str | None:
-            return "crash" if function == "ScoreShardFunction" and payload["shard"] == 1 else None
+    class ShardOneOutOfMemory(FaultInjector):
+        def decide(self, function: str, payload: dict[str, Any], attempt: int) -> Fault | None:
+            hit = function == "ScoreShardFunction" and payload["shard"] == 1
+            return Fault("oom") if hit else None
 
-    # GIVEN an existing model, and a shard whose every attempt crashes
+    # GIVEN an existing model, and a shard whose every attempt runs out of memory
     _, run_id, _ = trained_with_scores
     path, _ = _wine_csv(tmp_path)
-    with LocalEngine(ROOT, workers=2, state_dir=state_dir, faults=ShardOneCrashes()) as engine:
+    with LocalEngine(ROOT, workers=2, state_dir=state_dir, faults=ShardOneOutOfMemory()) as engine:
         name = unique_name("failing-shard")
         request = {"model": run_id, "data": {"uri": str(path), "exclude": ["id"]}, "shard_rows": 50}
         # WHEN the predict state machine runs
@@ -290,7 +291,7 @@ def test_a_shard_that_keeps_failing_is_retried_then_reported_by_name(
             for i in result.invocations
             if i.function == "ScoreShardFunction" and i.payload["shard"] == 1
         ]
-        assert len(attempts) == 2  # a crash is deterministic: retried once
+        assert len(attempts) == 2  # out of memory is deterministic: retried once
         assert result.status == "FAILED"
         assert result.error == "States.ExceedToleratedFailureThreshold"
         listing = engine.s3.list_objects_v2(

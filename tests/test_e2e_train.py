@@ -12,7 +12,7 @@ from conftest import ROOT, load_event, unique_name
 from groveflow.artifact import decode_trees
 from groveflow.layout import keys
 from groveflow.local import LocalEngine
-from groveflow.local.faults import FaultInjector
+from groveflow.local.faults import Fault, FaultInjector
 
 
 def _train(engine: Any, request: dict[str, Any], prefix: str = "run") -> Any:
@@ -138,15 +138,14 @@ def _npy(engine: Any, key: str) -> np.ndarray:
 
 
 def test_a_grove_that_keeps_failing_fails_the_run_without_a_manifest(state_dir: Any) -> None:
-    # GIVEN an engine where every attempt of one grove crashes
-    class OneGroveCrashes(FaultInjector):
-        def decide(self, function: str, payload: dict[str, Any], attempt: int) -> str | None:
-            return (
-                "crash" if function == "BuildGroveFunction" and payload.get("grove") == 3 else None
-            )
+    # GIVEN an engine where every attempt of one grove runs out of memory
+    class OneGroveOutOfMemory(FaultInjector):
+        def decide(self, function: str, payload: dict[str, Any], attempt: int) -> Fault | None:
+            hit = function == "BuildGroveFunction" and payload.get("grove") == 3
+            return Fault("oom") if hit else None
 
     request = {**load_event("train-digits.json"), "n_trees": 20, "grove_size": 4}
-    with LocalEngine(ROOT, workers=2, state_dir=state_dir, faults=OneGroveCrashes()) as engine:
+    with LocalEngine(ROOT, workers=2, state_dir=state_dir, faults=OneGroveOutOfMemory()) as engine:
         # WHEN a run is started
         result, run_id = _train(engine, request, "crashing")
         # THEN it fails with a named error, after retrying the grove, and leaves no model
@@ -160,7 +159,7 @@ def test_a_grove_that_keeps_failing_fails_the_run_without_a_manifest(state_dir: 
             for i in result.invocations
             if i.function == "BuildGroveFunction" and i.payload["grove"] == 3
         ]
-        # a crash is deterministic: one attempt and one retry (statemachine/train.asl.json)
+        # out of memory is deterministic: one attempt and one retry (statemachine/train.asl.json)
         assert len(attempts) == 2
         assert not _exists(engine, keys.model_prefix(run_id))
         assert not any(i.function == "MergeFunction" for i in result.invocations)

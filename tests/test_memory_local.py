@@ -309,7 +309,7 @@ def test_the_size_guards_estimate_is_set_beside_the_builders_peak(
     small_run: tuple[Any, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from groveflow import console
-    from groveflow.local import runs
+    from groveflow.catalog import DirPlace, write_run_report
 
     # GIVEN a small run, whose plan recorded its size guard's estimate of a builder
     result, state = small_run
@@ -323,7 +323,7 @@ def test_the_size_guards_estimate_is_set_beside_the_builders_peak(
         f"(size guard's estimate {builders.estimate_mb} MB)"
     ) in capsys.readouterr().out
     # AND the run's report has a row per stage, the estimate in the builders'
-    page = runs.report(state, result.run_id).read_text()
+    page = write_run_report(DirPlace(state), result.run_id).read_text()
     section = page[page.index("<h2>Memory per stage</h2>") :]
     plan = result.memory["Plan"]
     assert (

@@ -18,7 +18,7 @@ from conftest import ROOT, unique_name
 from evidence import body, faults
 from groveflow.errors import InvalidRequest
 from groveflow.layout import keys
-from groveflow.local.faults import FaultInjector
+from groveflow.local.faults import Fault, FaultInjector
 from groveflow.oob import OOBTotals, read_oob
 from groveflow.tuning import parse_search, schedule
 
@@ -244,18 +244,18 @@ def test_the_report_of_the_winner_shows_the_leaderboard(engine: Any, tmp_path: P
     assert (tmp_path / "confusion_matrix.png").is_file()
 
 
-class _CrashGroves(FaultInjector):
-    """Crash every attempt of the named (candidate suffix, grove) builds."""
+class _FailingGroves(FaultInjector):
+    """Every attempt of the named (candidate suffix, grove) builds runs out of memory."""
 
     def __init__(self, groves: set[tuple[str, int]]) -> None:
         super().__init__()
         self.groves = groves
 
-    def decide(self, function: str, payload: dict[str, Any], attempt: int) -> str | None:
+    def decide(self, function: str, payload: dict[str, Any], attempt: int) -> Fault | None:
         if function != "BuildGroveFunction":
             return None
         hit = (payload["run_id"].rsplit("-", 1)[-1], payload["grove"]) in self.groves
-        return "crash" if hit else None
+        return Fault("oom") if hit else None
 
 
 def test_tolerated_failures_count_per_candidate(engine: Any) -> None:
@@ -270,7 +270,7 @@ def test_tolerated_failures_count_per_candidate(engine: Any) -> None:
             "trees_per_round": 10,
         },
     }
-    with faults(engine, _CrashGroves({("c002", 1), ("c004", 0), ("c004", 1)})):
+    with faults(engine, _FailingGroves({("c002", 1), ("c004", 0), ("c004", 1)})):
         _, result = _search(engine, request)
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     scores = {c["run_id"][-4:]: c["scores"] for c in result.output["search"]["candidates"]}

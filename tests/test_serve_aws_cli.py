@@ -28,22 +28,6 @@ from groveflow.local.template import read_template
 BIN = Path(sys.executable).parent
 
 
-def _serve_holds_clients() -> bool:
-    """Whether ``groveflow serve`` holds clients until its state machines exist and probes
-    its port as the server binds it (local/commands.py calling server.py's helpers)."""
-    import inspect
-
-    from groveflow.local import commands
-
-    source = inspect.getsource(commands.serve_forever)
-    return "hold_clients" in source and "port_is_free" in source
-
-
-NEEDS_SERVE_READINESS = pytest.mark.xfail(
-    not _serve_holds_clients(),
-    reason="local/commands.py does not yet call Server.hold_clients and port_is_free",
-    strict=True,
-)
 AWS = BIN / "aws"
 GROVEFLOW = BIN / "groveflow"
 STACK = "groveflow"  # the state machines' name prefix under groveflow serve
@@ -173,7 +157,6 @@ def serve_factory(tmp_path: Path) -> Iterator[Any]:
         server.stop()
 
 
-@NEEDS_SERVE_READINESS
 def test_a_client_calling_as_the_port_opens_finds_every_state_machine(
     serve_factory: Any,
 ) -> None:
@@ -205,11 +188,6 @@ def test_the_readme_lists_every_example_in_events() -> None:
     assert sorted(EXAMPLES) == sorted(p.name for p in EVENTS.glob("*.json"))
 
 
-@pytest.mark.xfail(
-    not _serve_holds_clients(),
-    reason="local/commands.py does not yet hold clients until the state machines exist",
-    strict=False,  # the first example meets no state machine, the later ones succeed
-)
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_each_example_that_runs_as_is_succeeds_from_the_aws_cli_in_readme_order(
     served: Serve, example: str
@@ -309,7 +287,6 @@ def test_a_stopped_executions_map_run_is_aborted(served: Serve) -> None:
     assert counts["pending"] > 0 and counts["total"] == 400, counts
 
 
-@NEEDS_SERVE_READINESS
 def test_serve_rebinds_its_port_at_once_after_a_stop_during_a_run(serve_factory: Any) -> None:
     # GIVEN groveflow serve building groves of a training started by the AWS CLI
     port = _free_port()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -35,29 +34,41 @@ def invoke_one(function: str, event: Any, state_dir: Path) -> tuple[Any, bool]:
 
 def serve_forever(state_dir: Path, port: int, workers: int | None) -> None:
     """Serve the local engine on ``port`` until Ctrl-C (or SIGTERM), printing what ends."""
+    from groveflow.catalog import serving_mark
     from groveflow.engines import start_workers
+    from groveflow.local.server import Server, port_is_free
 
-    with socket.socket() as probe:  # a taken port is one line, before any work
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError as error:
-            raise SystemExit(f"groveflow: --port {port} is not free: {error}") from None
+    if not port_is_free(port):  # a taken port is one line, before any work
+        raise SystemExit(f"groveflow: --port {port} is not free")
     start_workers()
     from groveflow.local import LocalEngine
 
-    with LocalEngine(
-        workers=workers, state_dir=state_dir, stack_name="groveflow", port=port, serve=True
-    ) as engine:
-        print(f"groveflow local endpoint: {engine.endpoint}  (region us-east-1, any credentials)")
-        for logical_id in engine.stack.state_machines:
-            print(f"  {logical_id}: {engine.state_machine_arn(logical_id)}")
-        print(f"  bucket: s3://{engine.bucket}")
-        print(f"  runs and predictions are mirrored to {engine.state_dir} as they are stored")
-        print("Ctrl-C stops the server.", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                engine.wait_for_activity(5.0)
-                _print_ended(engine)
+    Server.hold_clients()  # other clients wait until the state machines exist
+    try:
+        with (
+            LocalEngine(
+                workers=workers, state_dir=state_dir, stack_name="groveflow", port=port, serve=True
+            ) as engine,
+            serving_mark(engine.state_dir, engine.endpoint),  # deletes go through the endpoint
+        ):
+            machines = {
+                name: engine.state_machine_arn(name) for name in engine.stack.state_machines
+            }
+            Server.release_clients()
+            print(
+                f"groveflow local endpoint: {engine.endpoint}  (region us-east-1, any credentials)"
+            )
+            for logical_id, arn in machines.items():
+                print(f"  {logical_id}: {arn}")
+            print(f"  bucket: s3://{engine.bucket}")
+            print(f"  runs and predictions are mirrored to {engine.state_dir} as they are stored")
+            print("Ctrl-C stops the server.", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    engine.wait_for_activity(5.0)
+                    _print_ended(engine)
+    finally:
+        Server.release_clients()
 
 
 def _print_ended(engine: Any) -> None:
