@@ -246,6 +246,10 @@ def test_a_training_into_a_searchs_id_is_refused_naming_its_winner(
     assert f"its model is run '{winner}'" in refusal
     assert not mirrored(tmp_path / "state", keys.manifest("tuned")).exists()
     assert not mirrored(tmp_path / "state", keys.groves_prefix("tuned")).exists()
+    # AND a training into the winner's own id (a candidate of the search) likewise
+    assert main(["train", str(train_file), "--run-id", winner, "--json", *state]) != 0
+    captured = capsys.readouterr()
+    assert f"'{winner}' is a part of search 'tuned'" in captured.out + captured.err
     # AND the search's report is its winner's
     assert main(["report", "tuned", *state]) == 0
     report = capsys.readouterr().out.strip()

@@ -773,16 +773,14 @@ def _check_same_run(
 
 
 def _check_run_kind(bucket: str, run_id: str, stored: RunRecord | None, search: bool) -> None:
-    """Refuse, before anything is read or written, a training run into a search's id (its
-    own or a candidate's), and a search into a trained run's id: either would mix one's
-    forest into the other's run."""
-    search_id = stored.search_id if stored is not None else None
-    if search_id is None and stored_search(bucket, run_id) is not None:
-        search_id = run_id  # a search planned before its record said so
+    """Refuse, before any data is read or anything written, a training run into a search's
+    id or one of its parts' (a candidate, its validation split), and a search into a trained
+    run's id: either would mix one's forest or split into the other's run."""
+    search_id = _search_holding(bucket, run_id, stored)
     if not search and search_id is not None:
         document = stored_search(bucket, search_id) or {}
         winner = document.get("model_run_id")
-        what = "is the id of search" if search_id == run_id else "is a candidate of search"
+        what = "is the id of search" if search_id == run_id else "is a part of search"
         model = (
             f"its model is run {winner!r} (predict with model={winner!r})"
             if winner
@@ -797,6 +795,23 @@ def _check_run_kind(bucket: str, run_id: str, stored: RunRecord | None, search: 
         raise InvalidRequest(
             f"run_id {run_id!r} holds a training run, not a search: give the search a new run_id"
         )
+
+
+def _search_holding(bucket: str, run_id: str, stored: RunRecord | None) -> str | None:
+    """The search ``run_id`` is part of: as its record says, else (a search planned before
+    records said so) the search whose document is at ``run_id`` or names it as a candidate,
+    its validation split or its model."""
+    if stored is not None and stored.search_id is not None:
+        return stored.search_id
+    if stored_search(bucket, run_id) is not None:
+        return run_id
+    parent = run_id.rsplit("-", 1)[0]
+    document = stored_search(bucket, parent) if parent != run_id else None
+    if document is None:
+        return None
+    parts = {c.get("run_id") for c in document.get("candidates", []) if isinstance(c, dict)}
+    parts |= {document.get("source"), document.get("model_run_id")}
+    return parent if run_id in parts else None
 
 
 def _keep_run_defaults(
