@@ -278,7 +278,8 @@ def _out_of_memory(request_id: str) -> bytes:
     awslabs/aws-deployment-framework issue 758)
     ``{"errorType":"Runtime.OutOfMemory","errorMessage":"RequestId: 7464...db4 Error:
     Runtime exited with error: signal: killed"}``. (Before 2022 Lambda reported the same
-    kill as ``Runtime.ExitError``; the ASL retries both alike.)"""
+    kill as ``Runtime.ExitError``, which the ASL retries as a crash, up to 60 times; it
+    retries ``Runtime.OutOfMemory`` once.)"""
     message = f"RequestId: {request_id} Error: Runtime exited with error: signal: killed"
     return error_document(OUT_OF_MEMORY, message)
 
