@@ -313,6 +313,32 @@ def test_a_running_local_run_is_not_deleted(tmp_path: Path) -> None:
     assert not mirrored(state, keys.run_prefix("busy")).exists()
 
 
+def test_a_run_of_the_python_api_is_not_deleted_while_it_runs(tmp_path: Path) -> None:
+    import threading
+
+    import groveflow
+    from groveflow.catalog import RunIsRunning
+
+    # GIVEN a run of the Python API on a local engine, still running in another thread
+    with groveflow.Local(state_dir=tmp_path, workers=2) as engine:
+        results: list[Any] = []
+        thread = threading.Thread(
+            target=lambda: results.append(groveflow.train(SLOW, engine=engine, run_id="busy"))
+        )
+        thread.start()
+        _wait(mirrored(tmp_path, keys.request("busy")).is_file, "the run record")
+        # WHEN another engine on the state directory deletes it
+        # THEN it is refused by name, naming this process, and the run goes on to its end
+        with pytest.raises(RunIsRunning, match=f"process {os.getpid()} on this machine"):
+            groveflow.delete("busy", engine=groveflow.Local(state_dir=tmp_path))
+        assert thread.is_alive(), "ran too fast"
+        thread.join(timeout=600)
+        assert results[0].status == "SUCCEEDED"
+        # ... and once it has ended it can be deleted
+        assert groveflow.delete("busy", engine=engine).what[0][:2] == ("run", "busy")
+    assert not mirrored(tmp_path, keys.run_prefix("busy")).exists()
+
+
 def test_a_search_is_one_entry_reported_by_its_winner_and_deleted_whole(tmp_path: Path) -> None:
     state = tmp_path / "state"
     local = ["--state-dir", str(state)]
@@ -538,3 +564,15 @@ def test_a_served_state_directory_is_deleted_through_its_serve(trained: Path) ->
         "(`groveflow delete iris --endpoint-url http://127.0.0.1:8083`)"
     )
     assert mirrored(trained, keys.manifest("iris")).is_file()
+
+
+def test_a_live_serves_state_directory_is_not_deleted_from_under_it(stack: Served) -> None:
+    # GIVEN the state directory of a running groveflow serve
+    # WHEN a run is deleted in the directory rather than through the endpoint
+    done = _groveflow("delete", "anything", "--yes", "--state-dir", str(stack.state_dir))
+    # THEN it is refused, naming the endpoint to delete through
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        f"groveflow: ServedElsewhere: the state directory {stack.state_dir.resolve()} is served "
+        f"by groveflow serve at {stack.endpoint}"
+    )

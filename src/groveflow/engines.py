@@ -248,7 +248,12 @@ class Local:
         on_progress: Callable[[Progress], None] | None = None,
         on_start: Callable[[str], None] | None = None,
     ) -> Execution:
-        """Run ``machine`` on ``request`` to its end, with the run's objects mirrored."""
+        """Run ``machine`` on ``request`` to its end, with the run's objects mirrored.
+
+        While it runs, the state directory marks ``run_id`` as running in this process, so
+        ``groveflow delete`` refuses it (:func:`groveflow.catalog.running_mark`).
+        """
+        from groveflow.catalog import running_mark
         from groveflow.local.engine import execution_record
 
         engine = self.engine
@@ -257,14 +262,15 @@ class Local:
             model_run = _model_run_id(request)
             if model_run is not None:
                 engine.restore(model_run)  # a model trained by an earlier process
-        result = engine.run(
-            machine,
-            request,
-            name=execution_name(run_id),
-            run_id=run_id,
-            on_progress=on_progress,
-            on_start=on_start,
-        )
+        with running_mark(self.state_dir, run_id):
+            result = engine.run(
+                machine,
+                request,
+                name=execution_name(run_id),
+                run_id=run_id,
+                on_progress=on_progress,
+                on_start=on_start,
+            )
         history = engine.history(result.execution_arn)
         cost = _local_cost(result, history)
         if result.status == "SUCCEEDED":
