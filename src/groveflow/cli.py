@@ -26,6 +26,19 @@ from groveflow.errors import GroveflowError
 
 __all__ = ["main"]
 
+DESCRIPTION = """\
+Train scikit-learn random forests on AWS Step Functions and Lambda, or on this
+machine through an embedded engine that runs the same state machines.
+
+train, predict and search run on the local engine by default, or on a deployed
+stack (--stack NAME, --state-machine-arn or --endpoint-url). estimate predicts a
+training run's wall time and cost without starting it. serve exposes the local
+engine to the AWS CLI and boto3. runs, report, export and delete work on the
+runs stored in the state directory or a stack; invoke, follow and init on
+functions, executions and the SAM application.
+
+Run `groveflow COMMAND --help` for a command's options."""
+
 OPTIONAL = {"matplotlib": "report", "skops": "export", "pyarrow": "parquet"}
 
 
@@ -86,8 +99,11 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     from groveflow.engines import Local, StoppedFollowing
 
     request = _input(args.input)
-    # The id first: a refused one writes nothing, not even the state directory.
+    # The id and the request first: a refused one writes nothing, not even the state
+    # directory, and no engine starts.
     run_id = api.id_for(request, Path(args.input).stem, args.run_id, predicting=kind == "predict")
+    if not (args.stack or args.state_machine_arn or args.endpoint_url):
+        _check_request(request, kind)  # a stack's own ValidateRequest checks it there
     engine = _engine(args)
     bar = console.ProgressBar(enabled=not args.json)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -118,11 +134,33 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     return 0 if result.succeeded else 1
 
 
+def _check_request(request: dict[str, Any], kind: str) -> None:
+    """Refuse a request as the state machine's first step would, by the same parse
+    functions (InvalidRequest, InvalidPredictRequest naming the key or value)."""
+    if kind == "train":
+        from groveflow.request import parse_train_request
+
+        parse_train_request(request)
+    elif kind == "predict":
+        from groveflow.prediction import parse_predict_request
+
+        parse_predict_request(request)
+    else:
+        from groveflow.tuning import parse_search
+
+        parse_search(request)
+
+
 def _estimate(args: argparse.Namespace) -> int:
     from groveflow import api
 
     request = _input(args.input)
-    estimate = api.estimate(request, workers=args.workers, builder_memory_mb=args.builder_memory_mb)
+    estimate = api.estimate(
+        request,
+        workers=args.workers,
+        builder_memory_mb=args.builder_memory_mb,
+        plan_memory_mb=args.plan_memory_mb,
+    )
     console.emit_estimate(estimate, args.json)
     return 0
 
@@ -227,71 +265,123 @@ def _port(text: str) -> int:
     return value
 
 
+class _Help(argparse.HelpFormatter):
+    """Help text with each option's default, where it has one to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS)
+        if shown and action.option_strings and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a usage error as one line naming the problem."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+STATE_DIR_HELP = "the local engine's state directory: its bucket's mirror and run records"
+WORKERS_HELP = "worker processes of the local engine (default: one per core)"
+
+
+def _command(commands: Any, name: str, text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=text, description=text)
+    return parser
+
+
 def _run_parser(commands: Any, name: str, text: str, example: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = commands.add_parser(name, help=text)
-    parser.add_argument("input", help=f"execution input JSON, e.g. {example}")
-    parser.add_argument("--workers", type=_positive_int, default=None, help="worker processes")
-    parser.add_argument("--state-dir", default=".groveflow", help="the local bucket's mirror")
+    parser = _command(commands, name, text)
+    parser.add_argument("input", help=f"execution input JSON file, e.g. {example}")
+    parser.add_argument("--workers", type=_positive_int, default=None, help=WORKERS_HELP)
+    parser.add_argument("--state-dir", default=".groveflow", help=STATE_DIR_HELP)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--inject-faults", default=None, metavar="SPEC", help="local engine only")
+    parser.add_argument(
+        "--inject-faults",
+        default=None,
+        metavar="SPEC",
+        help="local engine only: make invocations fail at random, e.g. "
+        "throttle=0.2,crash=0.05,timeout=0.02,seed=7 (default: none)",
+    )
     parser.add_argument(
         "--parameter-overrides",
         nargs="+",
         metavar="NAME=VALUE",
-        help="local engine only: template parameters, e.g. BuilderMemorySize=512",
+        help="local engine only: template parameters, e.g. BuilderMemorySize=512 "
+        "(default: template.yaml's)",
     )
-    parser.add_argument("--stack", help="start the execution on this deployed stack instead")
-    parser.add_argument("--state-machine-arn", help="start the execution on this state machine")
-    parser.add_argument("--region", default=None, help="AWS region of the stack")
-    parser.add_argument("--endpoint-url", default=None, help="e.g. a warm `groveflow serve`")
+    parser.add_argument(
+        "--stack", help="run on this deployed CloudFormation stack (default: the local engine)"
+    )
+    parser.add_argument(
+        "--state-machine-arn", help="run on this deployed state machine (default: the local engine)"
+    )
+    parser.add_argument(
+        "--region", default=None, help="AWS region of the stack (default: the AWS configuration's)"
+    )
+    parser.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="Step Functions endpoint, e.g. a warm `groveflow serve`'s http://localhost:8083",
+    )
     return parser
 
 
 def _stored_parser(commands: Any, name: str, text: str) -> argparse.ArgumentParser:
     """A command on stored runs: in the state directory, or a stack's with ``--stack`` or
     ``--endpoint-url``."""
-    parser: argparse.ArgumentParser = commands.add_parser(name, help=text)
-    parser.add_argument("--state-dir", default=".groveflow", help="the local bucket's mirror")
-    parser.add_argument("--stack", help="a deployed stack's runs instead")
-    parser.add_argument("--region", default=None, help="AWS region of the stack")
-    parser.add_argument("--endpoint-url", default=None, help="e.g. `groveflow serve`'s")
+    parser = _command(commands, name, text)
+    parser.add_argument("--state-dir", default=".groveflow", help=STATE_DIR_HELP)
+    parser.add_argument("--stack", help="a deployed stack's runs instead (default: none)")
+    parser.add_argument(
+        "--region", default=None, help="AWS region of the stack (default: the AWS configuration's)"
+    )
+    parser.add_argument(
+        "--endpoint-url", default=None, help="a `groveflow serve`'s runs instead, by its URL"
+    )
     return parser
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="groveflow", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _add_training(commands: Any) -> None:
     train = _run_parser(commands, "train", "train a forest", "events/train-digits.json")
-    train.add_argument("--run-id", default=None, help="default: the input's, else file + time")
+    train.add_argument(
+        "--run-id",
+        default=None,
+        help="names the run; the same id and input again resumes it "
+        "(default: the input's run_id, else the file's name and the time)",
+    )
     train.set_defaults(func=lambda args: _run(args, "train"))
     predict = _run_parser(commands, "predict", "score rows", "events/predict-digits.json")
     predict.set_defaults(func=lambda args: _run(args, "predict"), run_id=None)
     searching = _run_parser(commands, "search", "search hyperparameters", "search.json")
-    searching.add_argument("--run-id", default=None, help="the search id; default: the input's")
-    searching.set_defaults(func=lambda args: _run(args, "search"))
-    estimate = commands.add_parser(
-        "estimate", help="predict a training run's wall time and cost, without running it"
+    searching.add_argument(
+        "--run-id", default=None, help="the search id (default: the input's run_id)"
     )
-    estimate.add_argument("input", help="execution input JSON, e.g. events/train-digits.json")
-    estimate.add_argument("--workers", type=_positive_int, default=None, help="local workers")
+    searching.set_defaults(func=lambda args: _run(args, "search"))
+    estimate = _command(
+        commands, "estimate", "predict a training run's wall time and cost, without running it"
+    )
+    estimate.add_argument("input", help="execution input JSON file, e.g. events/train-digits.json")
+    estimate.add_argument(
+        "--workers", type=_positive_int, default=None, help=f"{WORKERS_HELP}, to estimate for"
+    )
     estimate.add_argument(
         "--builder-memory-mb", type=_positive_int, default=3008, help="BuilderMemorySize"
     )
+    estimate.add_argument(
+        "--plan-memory-mb", type=_positive_int, default=3008, help="PlanMemorySize"
+    )
     estimate.add_argument("--json", action="store_true", help="print the estimate as JSON")
     estimate.set_defaults(func=_estimate)
-    follow = commands.add_parser("follow", help="follow an execution on AWS or groveflow serve")
-    follow.add_argument("execution_arn")
-    for flag in ("--region", "--endpoint-url"):
-        follow.add_argument(flag, default=None)
-    follow.add_argument("--json", action="store_true")
-    follow.set_defaults(func=_follow)
+
+
+def _add_stored(commands: Any) -> None:
     listing = _stored_parser(commands, "runs", "list runs, searches and predictions, newest first")
     listing.add_argument("--json", action="store_true", help="print them as JSON")
     listing.set_defaults(func=_runs)
@@ -306,22 +396,52 @@ def _parser() -> argparse.ArgumentParser:
         if name == "delete":
             command.add_argument("--yes", action="store_true", help="do not ask first")
             continue
-        command.add_argument("--out", default=None, help="where to write it")
+        where = "the run's report/ folder" if name == "report" else "RUN.FORMAT here"
+        command.add_argument("--out", default=None, help=f"where to write it (default: {where})")
         if name == "export":
-            command.add_argument("--format", choices=("joblib", "skops"), default="joblib")
-    invoke = commands.add_parser("invoke", help="run one function's handler on an event")
+            command.add_argument(
+                "--format", choices=("joblib", "skops"), default="joblib", help="the file's format"
+            )
+
+
+def _add_engine(commands: Any) -> None:
+    follow = _command(commands, "follow", "follow an execution on AWS or groveflow serve")
+    follow.add_argument("execution_arn", help="the execution's ARN, as `started` printed it")
+    follow.add_argument(
+        "--region", default=None, help="AWS region (default: the AWS configuration's)"
+    )
+    follow.add_argument(
+        "--endpoint-url", default=None, help="Step Functions endpoint, e.g. `groveflow serve`'s"
+    )
+    follow.add_argument("--json", action="store_true", help="print the summary as JSON")
+    follow.set_defaults(func=_follow)
+    invoke = _command(commands, "invoke", "run one function's handler on an event")
     invoke.add_argument("function", help="logical id in template.yaml, e.g. PlanFunction")
     invoke.add_argument("event", help="event JSON file (what the state machine passes it)")
-    invoke.add_argument("--state-dir", default=".groveflow")
+    invoke.add_argument("--state-dir", default=".groveflow", help=STATE_DIR_HELP)
     invoke.set_defaults(func=_invoke)
-    serve = commands.add_parser("serve", help="serve the local engine to the AWS CLI and boto3")
-    serve.add_argument("--port", type=_port, default=8083)
-    serve.add_argument("--workers", type=_positive_int, default=None)
-    serve.add_argument("--state-dir", default=".groveflow")
+    serve = _command(commands, "serve", "serve the local engine to the AWS CLI and boto3")
+    serve.add_argument("--port", type=_port, default=8083, help="the port to listen on")
+    serve.add_argument("--workers", type=_positive_int, default=None, help=WORKERS_HELP)
+    serve.add_argument("--state-dir", default=".groveflow", help=STATE_DIR_HELP)
     serve.set_defaults(func=_serve)
-    init = commands.add_parser("init", help="write the deployable SAM application to DIRECTORY")
-    init.add_argument("directory")
+    init = _command(commands, "init", "write the deployable SAM application to DIRECTORY")
+    init.add_argument("directory", help="where to write it (created if needed)")
     init.set_defaults(func=_init)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="groveflow",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND", help="one of:"
+    )
+    _add_training(commands)
+    _add_stored(commands)
+    _add_engine(commands)
     return parser
 
 
@@ -360,14 +480,32 @@ def run() -> NoReturn:
 
     A local run leaves moto's server and its modules in this process, and Python's orderly
     teardown of them took 0.4 s after the work was done. Every file is written and closed
-    by then; only the standard streams and logging are flushed.
+    by then; only the standard streams and logging are flushed. Output to a pipe closed
+    early (``groveflow train ... | head -1``) ends quietly, as a command killed by SIGPIPE
+    does (exit code 141): the run itself has ended, and what it stored is stored.
     """
-    code = main()
+    try:
+        code = main()
+    except BrokenPipeError:
+        if not _closed_pipe():
+            raise
+        code = 128 + signal.SIGPIPE
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError):  # e.g. `groveflow ... | head` closed the pipe
             stream.flush()
     os._exit(code)
+
+
+def _closed_pipe() -> bool:
+    """Whether stdout or stderr is a pipe whose reader has gone."""
+    import select
+
+    poller = select.poll()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            poller.register(stream.fileno(), select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 if __name__ == "__main__":
