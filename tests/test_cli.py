@@ -112,9 +112,11 @@ def test_malformed_input_file_is_refused_by_name(tmp_path: Path) -> None:
 def test_bad_request_fails_with_the_named_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"data": {"uri": "sklearn:digits"}, "n_trees": 0}))
-    done = _groveflow("train", str(bad), "--state-dir", str(tmp_path))
-    assert done.returncode == 1
-    assert done.stdout.startswith("run failed: InvalidRequest: n_trees=0 is out of range")
+    done = _groveflow("train", str(bad), "--state-dir", str(tmp_path / "state"))
+    # refused before the engine starts, as a usage error: nothing written
+    assert done.returncode == 2
+    assert done.stderr.startswith("groveflow: InvalidRequest: n_trees=0 is out of range")
+    assert not (tmp_path / "state").exists()
 
 
 def _free_port() -> int:
@@ -378,10 +380,10 @@ def test_predict_in_a_new_process_scores_with_a_model_trained_earlier(tmp_path: 
     scoring.write_text(
         json.dumps({"model": "wine-model", "data": {"uri": "sklearn:wine"}, "shard_rows": 100})
     )
-    done = _groveflow("predict", str(scoring), "--state-dir", state)
+    done = _groveflow("predict", str(scoring), "--state-dir", state, "--json")
     # THEN the predictions are on disk, one part per shard, 178 rows in all
     assert done.returncode == 0, done.stdout + done.stderr
-    output = json.loads(done.stdout)
+    output = json.loads(done.stdout)["predictions"]
     assert (output["n_rows"], output["n_parts"]) == (178, 2)
     parts = sorted(Path(output["predictions_dir"]).glob("part-*.csv"))
     assert sum(len(p.read_text().splitlines()) - 1 for p in parts) == 178

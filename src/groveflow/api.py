@@ -168,6 +168,10 @@ class RunResult:
         AWS cost estimate against the cost from its ``REPORT`` lines and, on the local
         engine, the local-wall estimate against the measured wall; None where the run
         record is not on this machine (a stack) or the plan made none.
+    groves_reused : int or None
+        Training on the local engine: the groves of the forest that an earlier execution of
+        the run stored and this one kept instead of fitting again (a rerun, a resumed or
+        grown run); None elsewhere.
     """
 
     kind: str
@@ -190,6 +194,7 @@ class RunResult:
     output: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, StageMemory] = field(default_factory=dict)
     estimate: EstimateCheck | None = None
+    groves_reused: int | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -303,6 +308,7 @@ def _execute(
     on_progress, on_start = callbacks
     engine = engine or default_engine()
     workers, cold_engine = _local_workers(engine)
+    groves = None if predicting else _stored_groves(engine, run_id)
     execution = engine.execute(
         PREDICT if predicting else TRAIN,
         body,
@@ -311,7 +317,33 @@ def _execute(
         on_start=on_start,
     )
     kind = "predict" if predicting else "train"
-    return result_of(kind, run_id, execution, workers=workers, cold_engine=cold_engine)
+    result = result_of(kind, run_id, execution, workers=workers, cold_engine=cold_engine)
+    if groves is None:
+        return result
+    return replace(result, groves_reused=_kept(groves, _stored_groves(engine, run_id) or {}))
+
+
+def _stored_groves(engine: Engine, run_id: str) -> dict[str, tuple[int, int]] | None:
+    """On the local engine, the run's grove files in its mirror, each with its modification
+    time (in ns) and size; None for a stack, whose groves this process does not see."""
+    from groveflow.engines import Local
+    from groveflow.layout import keys
+    from groveflow.local.engine import mirrored
+
+    if not isinstance(engine, Local):
+        return None
+    folder = mirrored(Path(engine.state_dir), keys.groves_prefix(run_id))
+    stored = {}
+    for grove in sorted(folder.glob("grove-*.gfa")) if folder.is_dir() else []:
+        stat = grove.stat()
+        stored[grove.name] = (stat.st_mtime_ns, stat.st_size)
+    return stored
+
+
+def _kept(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> int:
+    """Groves stored before an execution that it left as they were: the ones it reused (a
+    builder that reuses a verified grove does not write it again)."""
+    return sum(1 for name, stat in before.items() if after.get(name) == stat)
 
 
 def _local_workers(engine: Engine) -> tuple[int | None, bool]:
@@ -336,6 +368,7 @@ def estimate(
     builder_memory_mb: int = 3008,
     builder_reserved_concurrency: int | None = None,
     plan_memory_mb: int = PLAN_MEMORY_MB,
+    cold_engine: bool = True,
 ) -> RunEstimate:
     """Predict a training run's wall time and cost without starting it.
 
@@ -359,11 +392,16 @@ def estimate(
         The stack's ``BuilderReservedConcurrency``, which clamps ``max_concurrency``.
     plan_memory_mb : int, default=3008
         The stack's ``PlanMemorySize`` (in MB): the most the reading worker may hold.
+    cold_engine : bool, default=True
+        Whether the run starts the local engine, as each ``groveflow train`` command and a
+        process's first run do (:data:`groveflow.estimates.LOCAL_ENGINE_START_SECONDS` more).
 
     Returns
     -------
     RunEstimate
-        The AWS wall time (by part) and cost, and the local wall time (``.local``).
+        The AWS wall time (by part) and cost, and the local wall time (``.local``): the
+        figures a run's summary sets beside what it measured (:class:`EstimateCheck`), by
+        the same computation (:meth:`RunEstimate.local_wall`) for the same workers.
 
     Raises
     ------
@@ -386,8 +424,12 @@ def estimate(
                 f"{name}={value!r}: give a whole number of MB from 256 to 10240, as the "
                 "template's BuilderMemorySize and PlanMemorySize accept"
             )
+    from groveflow.local.workers import default_size
+
+    workers = workers or default_size()
     settings = (workers, builder_memory_mb, builder_reserved_concurrency)
-    return _bounded(plan_memory_mb, _estimate_here, body, settings)
+    read: RunEstimate = _bounded(plan_memory_mb, _estimate_here, body, settings)
+    return replace(read, local=read.local_wall(workers, cold_engine=cold_engine))
 
 
 def _estimate_here(

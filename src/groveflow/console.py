@@ -25,6 +25,7 @@ __all__ = [
     "emit",
     "emit_entries",
     "emit_estimate",
+    "estimate_figures",
     "interrupted",
     "read_json",
     "state_dir",
@@ -33,50 +34,83 @@ __all__ = [
 ]
 
 PLAIN_PROGRESS_SECONDS = 15.0
-"""Without a terminal, a plain progress line at most this often."""
+"""Without a terminal, a plain progress line at most this often while a stage goes on."""
 
 
 class ProgressBar:
     """The Map Run's items done, failed and running, and elapsed time, on stderr.
 
-    On a terminal one line redrawn in place; otherwise (a log file, CI) a plain line
-    at most every :data:`PLAIN_PROGRESS_SECONDS` while something changes.
+    On a terminal one line redrawn in place. Otherwise (a log file, a pipe, CI) a plain
+    line when a stage's items have all ended, at most every :data:`PLAIN_PROGRESS_SECONDS`
+    while a stage goes on and its counts change, and at :meth:`finish` the last counts
+    seen, so the output ends with the final counts. A closed stderr turns it off.
     """
 
     def __init__(self, enabled: bool, terminal: bool | None = None) -> None:
         self.enabled = enabled
         self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self._drawn = False
-        self._last_plain: tuple[float, tuple[int, int]] | None = None
+        self._last: Progress | None = None
+        self._written: tuple[str | None, int, int, int, int] | None = None
+        self._written_at = time.monotonic()
 
     def __call__(self, progress: Progress) -> None:
         if not self.enabled or not progress.total:
             return
-        text = (
-            f"{progress.succeeded}/{progress.total} done, {progress.failed} failed, "
-            f"{progress.running} running  {progress.elapsed_seconds:5.1f}s"
-        )
-        label = progress.map_label or "items"
         if self.terminal:
             width = 30
             filled = int(width * progress.succeeded / progress.total)
-            sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {text}")
+            bar = f"[{'#' * filled}{'.' * (width - filled)}]"
+            self._write(f"\r{_label(progress)} {bar} {_counts(progress)}")
             self._drawn = True
-        else:
-            now, counts = time.monotonic(), (progress.succeeded, progress.failed)
-            if self._last_plain is not None and (
-                counts == self._last_plain[1] or now - self._last_plain[0] < PLAIN_PROGRESS_SECONDS
-            ):
-                return
-            self._last_plain = (now, counts)
-            sys.stderr.write(f"{label}: {text}\n")
-        sys.stderr.flush()
+            return
+        last, self._last = self._last, progress
+        if last is not None and last.map_label != progress.map_label:
+            self._plain(last)  # the stage before ended: its last counts
+        ended = progress.running == 0 and progress.succeeded + progress.failed >= progress.total
+        due = time.monotonic() - self._written_at >= PLAIN_PROGRESS_SECONDS
+        if ended or due:
+            self._plain(progress)
 
     def finish(self) -> None:
-        """End the redrawn line, if one was drawn."""
+        """End the redrawn line; without a terminal, write the last counts if not yet written."""
         if self._drawn:
-            sys.stderr.write("\n")
+            self._write("\n")
             self._drawn = False
+        elif self.enabled and not self.terminal and self._last is not None:
+            self._plain(self._last)
+
+    def _plain(self, progress: Progress) -> None:
+        """One plain line, unless the counts are those of the line before."""
+        key = (
+            progress.map_label,
+            progress.succeeded,
+            progress.failed,
+            progress.running,
+            progress.total,
+        )
+        if key != self._written:
+            self._written, self._written_at = key, time.monotonic()
+            self._write(f"{_label(progress)}: {_counts(progress)}\n")
+
+    def _write(self, text: str) -> None:
+        try:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        except OSError:  # stderr closed (`2>&1 | head`): the run goes on without progress
+            self.enabled = False
+
+
+def _label(progress: Progress) -> str:
+    return progress.map_label or "items"
+
+
+def _counts(progress: Progress) -> str:
+    """``10/10 done, 0 failed, 0 running  2.9s``."""
+    return (
+        f"{progress.succeeded}/{progress.total} done, {progress.failed} failed, "
+        f"{progress.running} running  {progress.elapsed_seconds:5.1f}s"
+    )
 
 
 def stopped_following(execution_arn: str) -> None:
@@ -130,19 +164,27 @@ def state_dir(value: str) -> Path:
 
 
 def summary(result: RunResult) -> dict[str, Any]:
-    """The run as the ``--json`` summary states it."""
+    """The run as the ``--json`` summary states it: the same fields for a training run and
+    a prediction (``run_id`` and the forest's fields are a training run's, None for a
+    prediction; ``prediction_id`` and ``predictions`` say where scores went, if any)."""
     output = dict(result.output)
+    predictions = dict(result.predictions) if result.predictions else None
     if result.kind == "predict" and result.succeeded and result.local_dir is not None:
         output["predictions_dir"] = str(result.local_dir)
+        predictions = {**(predictions or {}), "predictions_dir": str(result.local_dir)}
     return {
         "status": result.status,
-        "run_id": output.get("run_id") if result.kind == "train" else result.run_id,
+        "run_id": output.get("run_id") if result.kind == "train" else None,
+        "prediction_id": result.run_id
+        if result.kind == "predict"
+        else (predictions or {}).get("prediction_id"),
         "trees_requested": result.trees_requested,
         "trees_built": result.trees_built,
         "groves_built": result.groves_built,
+        "groves_reused": result.groves_reused,
         "metrics": result.metrics,
         "oob": result.oob,
-        "predictions": result.predictions if result.kind == "train" else None,
+        "predictions": predictions,
         "seconds": round(result.seconds, 2),
         "model_dir": str(result.model_dir) if result.model_dir is not None else None,
         "model_uri": result.model_uri,
@@ -167,7 +209,7 @@ def _estimate(result: RunResult) -> dict[str, Any] | None:
 
 
 def emit(result: RunResult, as_json: bool) -> None:
-    """Print the run: its JSON summary, or the text summary (a prediction: its output)."""
+    """Print the run: its JSON summary, or a few lines of text."""
     described = summary(result)
     if as_json:
         print(json.dumps(json_safe(described), indent=2, allow_nan=False))
@@ -177,9 +219,32 @@ def emit(result: RunResult, as_json: bool) -> None:
             if use.out_of_memory:
                 print(_out_of_memory(use))
     elif result.kind == "predict":
-        print(json.dumps(json_safe(described["output"]), indent=2, allow_nan=False))
+        _print_prediction(described, result.memory)
     else:
         _print_training(described, result.memory)
+
+
+def _print_prediction(described: dict[str, Any], memory: dict[str, StageMemory]) -> None:
+    scored = described["predictions"] or {}
+    print(f"predict   {described['prediction_id']}")
+    print(f"rows      {scored.get('n_rows')} scored, in {scored.get('n_parts')} parts")
+    _print_costs(described, memory)
+    print(f"scores    {scored.get('predictions_dir') or scored.get('predictions_uri')}")
+
+
+def _print_costs(described: dict[str, Any], memory: dict[str, StageMemory]) -> None:
+    """The lines a training run and a prediction share: seconds, cost, estimate, memory."""
+    print(f"seconds   {described['seconds']:.1f}")
+    cost = described.get("cost")
+    if cost:
+        print(
+            f"cost      ${cost['total_usd']:.6f} on AWS ({cost['gb_seconds']:.1f} GB-s, "
+            f"{cost['lambda_requests']} requests, {cost['state_transitions']} transitions)"
+        )
+    if described.get("estimate"):
+        print(f"estimate  {_estimate_line(described['estimate'])}")
+    for n, use in enumerate(memory.values()):
+        print(f"{'memory' if n == 0 else '':<9} {_stage_memory(use)}")
 
 
 def _print_training(described: dict[str, Any], memory: dict[str, StageMemory]) -> None:
@@ -190,6 +255,11 @@ def _print_training(described: dict[str, Any], memory: dict[str, StageMemory]) -
         f"trees     {described['trees_built']} of {described['trees_requested']} "
         f"in {described['groves_built']} groves"
     )
+    if described.get("groves_reused"):
+        print(
+            f"reused    {described['groves_reused']} of {described['groves_built']} groves, "
+            "stored by an earlier execution of this run (not fitted again)"
+        )
     if headline:
         print(f"holdout   {headline} {metrics[headline]:.4f} on {metrics['n_test']} rows")
     elif metrics.get("n_test"):
@@ -210,34 +280,32 @@ def _print_training(described: dict[str, Any], memory: dict[str, StageMemory]) -
         uncovered = oob["n_rows_without_oob"]
         note = f", {uncovered} with no OOB tree" if uncovered else ""
         print(f"oob       score {oob['oob_score']:.4f} on {oob['n_rows']} training rows{note}")
-    print(f"seconds   {described['seconds']:.1f}")
-    cost = described.get("cost")
-    if cost:
-        print(
-            f"cost      ${cost['total_usd']:.6f} on AWS ({cost['gb_seconds']:.1f} GB-s, "
-            f"{cost['lambda_requests']} requests, {cost['state_transitions']} transitions)"
-        )
-    if described.get("estimate"):
-        print(f"estimate  {_estimate_line(described['estimate'])}")
-    for n, use in enumerate(memory.values()):
-        print(f"{'memory' if n == 0 else '':<9} {_stage_memory(use)}")
+    _print_costs(described, memory)
     print(f"model     {described['model_dir'] or described['model_uri']}")
     if described.get("predictions"):
         print(f"scores    {described['predictions']['predictions_uri']}")
 
 
 def _estimate_line(check: dict[str, Any]) -> str:
-    """``local 2.39 s on 2 workers (measured 2.41 s, x1.01); AWS $0.002048, 9.0 s (...)``."""
-    parts = []
-    if check["estimated_local_seconds"] is not None:
-        parts.append(
-            f"local {check['estimated_local_seconds']:.2f} s on {check['workers']} workers "
-            f"(measured {check['seconds']:.2f} s, x{check['wall_ratio']:.2f})"
-        )
-    aws = f"AWS ${check['estimated_cost_usd']:.6f}, {check['estimated_aws_seconds']:.1f} s"
-    if check["cost_usd"] is not None and check["cost_ratio"] is not None:
-        aws += f" (from REPORT lines ${check['cost_usd']:.6f}, x{check['cost_ratio']:.2f})"
-    return "; ".join([*parts, aws])
+    """The summary's estimate: what ``groveflow estimate`` gives for the run's input and
+    workers (:func:`estimate_figures`)."""
+    return estimate_figures(
+        check["estimated_local_seconds"],
+        check["workers"],
+        check["estimated_aws_seconds"],
+        check["estimated_cost_usd"],
+    )
+
+
+def estimate_figures(
+    local_seconds: float | None, workers: int | None, aws_seconds: float, cost_usd: float
+) -> str:
+    """``local 2.39 s on 2 workers; AWS 9.0 s, $0.002048``: one estimate, as both
+    ``groveflow estimate`` and a run's summary print it."""
+    aws = f"AWS {aws_seconds:.1f} s, ${cost_usd:.6f}"
+    if local_seconds is None:
+        return aws
+    return f"local {local_seconds:.2f} s on {workers} workers; {aws}"
 
 
 def emit_search(result: SearchResult, as_json: bool) -> None:
@@ -254,17 +322,28 @@ def emit_search(result: SearchResult, as_json: bool) -> None:
 
 
 def emit_estimate(estimate: RunEstimate, as_json: bool) -> None:
-    """Print a run's estimate (``groveflow estimate``): as JSON, or a few lines of text."""
+    """Print a run's estimate (``groveflow estimate``): as JSON, or a few lines of text
+    whose first, ``estimate``, is the line a run's summary prints for the same figures."""
     if as_json:
         print(json.dumps(json_safe(estimate.to_dict()), indent=2, allow_nan=False))
         return
-    aws, priced = estimate.aws, estimate.cost
+    aws, priced, local = estimate.aws, estimate.cost, estimate.local
     waves = -(-estimate.groves // estimate.concurrency)
     print(
-        f"run       {estimate.n_trees} trees in {estimate.groves} groves of "
-        f"{estimate.trees_per_grove}, {estimate.concurrency} at once; trial grove of "
-        f"{estimate.trial_trees} trees: {1000 * estimate.seconds_per_tree:.2f} ms a tree"
+        "estimate  "
+        + estimate_figures(
+            None if local is None else local.total_seconds,
+            None if local is None else local.workers,
+            aws.total_seconds,
+            priced.total_usd,
+        )
     )
+    if local is not None:
+        print(
+            f"local     {local.total_seconds:.2f} s on {local.workers} workers: engine "
+            f"{local.overhead_seconds:.2f}, plan {local.plan_seconds:.2f}, groves "
+            f"{local.groves_seconds:.2f}, merge {local.merge_seconds:.2f}"
+        )
     print(
         f"AWS       {aws.total_seconds:.1f} s: plan {aws.plan_seconds:.1f}, ramp "
         f"{aws.ramp_seconds:.0f}, cold starts {aws.cold_start_seconds:.1f}, split read "
@@ -276,13 +355,11 @@ def emit_estimate(estimate: RunEstimate, as_json: bool) -> None:
         f"{estimate.builder_memory_mb} MB builders, {priced.lambda_requests} requests, "
         f"{priced.state_transitions} transitions; {priced.region} prices of {priced.prices_as_of})"
     )
-    if estimate.local is not None:
-        local = estimate.local
-        print(
-            f"local     {local.total_seconds:.2f} s on {local.workers} workers: plan "
-            f"{local.plan_seconds:.2f}, groves {local.groves_seconds:.2f}, merge "
-            f"{local.merge_seconds:.2f}, engine {local.overhead_seconds:.2f}"
-        )
+    print(
+        f"run       {estimate.n_trees} trees in {estimate.groves} groves of "
+        f"{estimate.trees_per_grove}, {estimate.concurrency} at once; trial grove of "
+        f"{estimate.trial_trees} trees: {1000 * estimate.seconds_per_tree:.2f} ms a tree"
+    )
 
 
 def _stage_memory(use: StageMemory) -> str:
