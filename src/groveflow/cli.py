@@ -95,7 +95,6 @@ def _input(path: str) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace, kind: str) -> int:
     from groveflow import api
-    from groveflow.catalog import running_mark
     from groveflow.engines import Local, StoppedFollowing
 
     request = _input(args.input)
@@ -110,9 +109,7 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     try:
         call: Any = {"train": api.train, "predict": api.predict, "search": api.search}[kind]
         on_start = None if isinstance(engine, Local) else _started
-        marked = running_mark(engine.state_dir, run_id) if isinstance(engine, Local) else None
-        with marked or contextlib.nullcontext():
-            result = call(request, engine=engine, run_id=run_id, on_progress=bar, on_start=on_start)
+        result = call(request, engine=engine, run_id=run_id, on_progress=bar, on_start=on_start)
     except StoppedFollowing as stopped:
         bar.finish()
         console.stopped_following(stopped.execution_arn)
