@@ -184,6 +184,31 @@ def test_an_unknown_key_is_refused_before_any_engine_starts(
     assert not state.exists()
 
 
+class _EngineAskedFor(Exception):
+    pass
+
+
+def test_a_search_without_an_id_is_checked_with_the_id_it_runs_under(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import groveflow.engines
+    from groveflow.cli import main
+
+    # GIVEN a valid search naming no id (a search needs one: the command gives it the file's)
+    def engine_for(**_: Any) -> None:
+        raise _EngineAskedFor
+
+    monkeypatch.setattr(groveflow.engines, "engine_for", engine_for)
+    path = tmp_path / "valid.json"
+    space = {"max_depth": [2, 4]}
+    path.write_text(
+        json.dumps({"data": {"uri": "sklearn:iris"}, "n_trees": 8, "search": {"space": space}})
+    )
+    # WHEN it is run; THEN the check lets it through to the engine
+    with pytest.raises(_EngineAskedFor):
+        main(["search", str(path), "--state-dir", str(tmp_path / "state")])
+
+
 def test_predict_prints_a_summary_and_its_json_names_the_prediction(
     trained: Trained, tmp_path: Path
 ) -> None:
