@@ -145,6 +145,14 @@ def test_plain_progress_is_a_line_per_stage_end_and_the_last_counts_at_the_end(
     [
         ("train", {"data": {"uri": "sklearn:digits"}, "n_tres": 4}, "did you mean 'n_trees'?"),
         (
+            "train",
+            {
+                "data": {"uri": "sklearn:iris"},
+                "predict": {"data": {"uri": "x.csv"}, "shard_row": 9},
+            },
+            "predict: unknown key 'shard_row'",
+        ),
+        (
             "predict",
             {"model": "m", "data": {"uri": "sklearn:digits"}, "shard_row": 9},
             "did you mean 'shard_rows'?",

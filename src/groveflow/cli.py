@@ -135,27 +135,20 @@ def _run(args: argparse.Namespace, kind: str) -> int:
 
 
 def _check_request(request: dict[str, Any], kind: str) -> None:
-    """Refuse a request as the state machine's first step would, by the same parse
-    functions (InvalidRequest, InvalidPredictRequest naming the key or value).
+    """Refuse a request as the state machine's ValidateRequest step would
+    (:func:`groveflow.ingest.check_before_ingest`: InvalidRequest or InvalidPredictRequest
+    naming the key or value).
 
-    Imported here, as they are needed: the prediction's and the search's modules import
-    scikit-learn and take a second or more to load, the training request's a tenth of that.
-    A search's training keys are checked first, by the training request's parse (as
-    :func:`groveflow.tuning.parse_search` checks them), so a typo there is refused at once.
+    A search's training keys are checked first, by the training request's parse (as the
+    search's own check does), before the search module's import of scikit-learn, which
+    takes a second or more: a typo there is refused at once.
     """
-    if kind == "predict":
-        from groveflow.prediction import parse_predict_request
-
-        parse_predict_request(request)
-        return
+    from groveflow.ingest import check_before_ingest
     from groveflow.request import parse_train_request
 
-    searched = kind == "search"
-    parse_train_request({k: v for k, v in request.items() if not (searched and k == "search")})
-    if searched:
-        from groveflow.tuning import parse_search
-
-        parse_search(request)
+    if kind == "search":
+        parse_train_request({k: v for k, v in request.items() if k != "search"})
+    check_before_ingest({"request": request, "kind": kind})
 
 
 def _estimate(args: argparse.Namespace) -> int:
