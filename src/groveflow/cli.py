@@ -139,14 +139,15 @@ def _check_request(request: dict[str, Any], kind: str) -> None:
     (:func:`groveflow.ingest.check_before_ingest`: InvalidRequest or InvalidPredictRequest
     naming the key or value).
 
-    A search's training keys are checked first, by the training request's parse (as the
-    search's own check does), before the search module's import of scikit-learn, which
-    takes a second or more: a typo there is refused at once.
+    A training input's own keys (a search's, its search section aside) are checked first
+    by the training request's parse, as that check does, before it imports the prediction
+    and search modules (scikit-learn: a second or more): a typo there is refused at once.
+    (A run imports them anyway.)
     """
     from groveflow.ingest import check_before_ingest
     from groveflow.request import parse_train_request
 
-    if kind == "search":
+    if kind != "predict":
         parse_train_request({k: v for k, v in request.items() if k != "search"})
     check_before_ingest({"request": request, "kind": kind})
 
