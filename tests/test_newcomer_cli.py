@@ -288,3 +288,27 @@ def test_estimate_gives_the_run_summary_s_figures_for_the_same_input_and_workers
     line = _line(trained.rerun.stdout, "estimate")
     assert re.fullmatch(r"estimate  local [\d.]+ s on 2 workers; AWS [\d.]+ s, \$0\.\d{6}", line)
     assert _line(estimated, "estimate") == line
+
+
+def test_a_rerun_on_a_stack_endpoint_says_how_many_groves_it_reused(tmp_path: Path) -> None:
+    from test_cli import _serving
+
+    # GIVEN a run trained through an endpoint, as on a deployed stack (a warm groveflow serve)
+    request = tmp_path / "wine.json"
+    request.write_text(
+        json.dumps(
+            {
+                "run_id": "served-rerun",
+                "data": {"uri": "sklearn:wine"},
+                "n_trees": 4,
+                "grove_size": 2,
+            }
+        )
+    )
+    with _serving(tmp_path / "served") as served:
+        command = ("train", str(request), "--endpoint-url", served.endpoint, "--json")
+        first, rerun = _groveflow(*command), _groveflow(*command)
+    # WHEN it is run again; THEN the rerun counts the groves it kept in the bucket
+    assert first.returncode == 0 and rerun.returncode == 0, first.stderr + rerun.stderr
+    assert json.loads(first.stdout)["groves_reused"] == 0
+    assert json.loads(rerun.stdout)["groves_reused"] == 2

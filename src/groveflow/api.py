@@ -169,9 +169,10 @@ class RunResult:
         engine, the local-wall estimate against the measured wall; None where the run
         record is not on this machine (a stack) or the plan made none.
     groves_reused : int or None
-        Training on the local engine: the groves of the forest that an earlier execution of
-        the run stored and this one kept instead of fitting again (a rerun, a resumed or
-        grown run); None elsewhere.
+        Training: the groves that an earlier execution of the run stored and this one kept
+        instead of fitting again (a rerun, a resumed or grown run), seen in the local
+        engine's mirror or the stack's bucket; None where the bucket is not known (a state
+        machine given by ARN alone) or cannot be listed.
     """
 
     kind: str
@@ -318,29 +319,49 @@ def _execute(
     )
     kind = "predict" if predicting else "train"
     result = result_of(kind, run_id, execution, workers=workers, cold_engine=cold_engine)
-    if groves is None:
+    after = None if groves is None else _stored_groves(engine, run_id)
+    if groves is None or after is None:
         return result
-    return replace(result, groves_reused=_kept(groves, _stored_groves(engine, run_id) or {}))
+    return replace(result, groves_reused=_kept(groves, after))
 
 
-def _stored_groves(engine: Engine, run_id: str) -> dict[str, tuple[int, int]] | None:
-    """On the local engine, the run's grove files in its mirror, each with its modification
-    time (in ns) and size; None for a stack, whose groves this process does not see."""
-    from groveflow.engines import Local
+def _stored_groves(engine: Engine, run_id: str) -> dict[str, tuple[Any, ...]] | None:
+    """The run's stored groves, each with what changes when it is written again: on the
+    local engine the mirror's files (modification time in ns, size), on a stack the
+    bucket's objects (LastModified, ETag). None where they cannot be seen: a state machine
+    given by ARN alone (no bucket known), or no permission to list the bucket."""
+    from groveflow.engines import EngineError, Local, Stack
     from groveflow.layout import keys
     from groveflow.local.engine import mirrored
 
-    if not isinstance(engine, Local):
+    prefix = keys.groves_prefix(run_id)
+    if isinstance(engine, Local):
+        folder = mirrored(Path(engine.state_dir), prefix)
+        stored: dict[str, tuple[Any, ...]] = {}
+        for grove in sorted(folder.glob("grove-*.gfa")) if folder.is_dir() else []:
+            stat = grove.stat()
+            stored[grove.name] = (stat.st_mtime_ns, stat.st_size)
+        return stored
+    if not isinstance(engine, Stack):
         return None
-    folder = mirrored(Path(engine.state_dir), keys.groves_prefix(run_id))
-    stored = {}
-    for grove in sorted(folder.glob("grove-*.gfa")) if folder.is_dir() else []:
-        stat = grove.stat()
-        stored[grove.name] = (stat.st_mtime_ns, stat.st_size)
-    return stored
+    try:
+        bucket, s3 = engine.bucket_name(), engine.client("s3")
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return {
+            item["Key"]: (item["LastModified"], item["ETag"])
+            for page in pages
+            for item in page.get("Contents", [])
+            if item["Key"].endswith(".gfa")
+        }
+    except EngineError:
+        return None
+    except Exception as error:  # AWS's refusal (no permission...): the count is unknown
+        if type(error).__module__.startswith("botocore."):
+            return None
+        raise
 
 
-def _kept(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> int:
+def _kept(before: dict[str, tuple[Any, ...]], after: dict[str, tuple[Any, ...]]) -> int:
     """Groves stored before an execution that it left as they were: the ones it reused (a
     builder that reuses a verified grove does not write it again)."""
     return sum(1 for name, stat in before.items() if after.get(name) == stat)
