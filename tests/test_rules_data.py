@@ -435,3 +435,44 @@ def test_the_missing_markers_are_missing_in_every_format_s_text(
     ]
     assert (refused.status, refused.error) == ("FAILED", "InvalidDataset"), refused.cause
     assert "1 rows have no target value" in refused.cause
+
+
+def test_the_predictions_manifest_names_the_user_s_files_and_an_empty_prefix_is_refused(
+    engine: Any, tmp_path: Path
+) -> None:
+    # GIVEN a forest, a directory of two files to score, and a directory of header-only files
+    result, run_id = _train(engine, {"uri": _table_csv(tmp_path / "t.csv", 60), "target": "y"})
+    assert result.status == "SUCCEEDED", result.cause
+    (tmp_path / "batch").mkdir()
+    (tmp_path / "batch" / "part-0.csv").write_text("id,a,b\n1,0.5,0.1\n")
+    (tmp_path / "batch" / "part-1.csv").write_text("id,a,b\n2,-0.3,0.2\n")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "part-0.csv").write_text("id,a,b\n")
+    # WHEN both are scored
+    scored = _predict(engine, run_id, {"uri": str(tmp_path / "batch")})
+    empty = _predict(engine, run_id, {"uri": str(tmp_path / "empty")})
+    # THEN the manifest's parts name the user's files, and the empty directory is refused
+    assert scored.status == "SUCCEEDED", scored.cause
+    bucket, _, key = scored.output["predictions_uri"].removeprefix("s3://").partition("/")
+    manifest = json.loads(engine.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert [p["source"] for p in manifest["parts"]] == [
+        str(tmp_path / "batch" / "part-0.csv"),
+        str(tmp_path / "batch" / "part-1.csv"),
+    ]
+    assert (empty.status, empty.error) == ("FAILED", "InvalidPredictRequest"), empty.cause
+    assert "has no rows to score" in empty.cause
+
+
+def test_a_training_run_s_predict_section_of_no_rows_is_refused_before_fan_out(
+    engine: Any, tmp_path: Path
+) -> None:
+    # GIVEN a training input whose predict section names a directory of header-only files
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "part-0.csv").write_text("id,a,b\n")
+    data = {"uri": _table_csv(tmp_path / "t.csv", 60), "target": "y"}
+    # WHEN it is started
+    result, _ = _train(engine, data, predict={"data": {"uri": str(tmp_path / "empty")}})
+    # THEN Plan refuses it before any grove is built
+    assert (result.status, result.error) == ("FAILED", "InvalidRequest"), result.cause
+    assert "has no rows to score" in result.cause
+    assert "BuildGroveFunction" not in [i.function for i in result.invocations]

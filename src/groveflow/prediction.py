@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from groveflow import artifact, storage, telemetry
-from groveflow.datasets import CONVERTED_FORMAT, check_readable, read_scoring_file, sources
+from groveflow.datasets import (
+    CONVERTED_FORMAT,
+    check_readable,
+    part_source,
+    read_scoring_file,
+    sources,
+)
 from groveflow.documents import GroveRecord, ModelManifest, PredictJob, ShardTask, grove_problem
 from groveflow.encoding import Encoding
 from groveflow.errors import ArtifactError, InvalidPredictRequest, ModelNotFound, ShardMissing
@@ -258,6 +264,8 @@ def plan_predictions(
             )
             shards.append(task.to_item())
         first_row += len(X)
+    if first_row == 0:
+        raise InvalidPredictRequest(f"{request.data['uri']} has no rows to score")
     if len(shards) > MAX_SHARDS:
         raise InvalidPredictRequest(
             f"{len(shards)} shards is more than {MAX_SHARDS}; raise shard_rows"
@@ -469,6 +477,7 @@ def finish_predictions(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     job = _read_job(bucket, prediction_id)
     parts = []
     missing = []
+    origins: dict[str, str] = {}  # an ingested part's user file, read once per file
     for shard in job.shards:
         key = keys.predictions_part(prediction_id, shard.shard)
         try:
@@ -476,13 +485,15 @@ def finish_predictions(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         except FileNotFoundError:
             missing.append(shard.shard)
             continue
+        if shard.source not in origins:
+            origins[shard.source] = part_source(shard.source)
         parts.append(
             {
                 "key": key.rsplit("/", 1)[1],
                 "shard": shard.shard,
                 "first_row": shard.first_row,
                 "rows": shard.stop - shard.start,
-                "source": shard.source,
+                "source": origins[shard.source],
                 "sha256": storage.sha256_hex(body),
             }
         )

@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -352,8 +353,11 @@ def _fits_plan(spec: DataSpec, plan_memory_mb: int | None) -> bool:
     bytes of the split's largest array, about 1.5x the parts on top of the interpreter."""
     if plan_memory_mb is None:
         return True
-    bucket, prefix = storage.parse_s3_uri(spec.uri)
-    total = sum(size for _, size in storage.list_sizes(bucket, prefix))
+    if spec.uri.startswith("s3://"):
+        bucket, prefix = storage.parse_s3_uri(spec.uri)
+        total = sum(size for _, size in storage.list_sizes(bucket, prefix))
+    else:  # groveflow estimate's local copy of the ingested parts
+        total = sum(p.stat().st_size for p in Path(spec.uri).rglob("*") if p.is_file())
     return PYTHON_BASELINE_MB + 1.5 * total / 2**20 <= plan_memory_mb
 
 
@@ -723,8 +727,14 @@ def _predict_section(
     if converted is not None:
         data = {**predict.data, "uri": converted["uri"], "format": converted["format"]}
     spec = data_spec(data)
+    rows = 0
     for source in sources(spec.uri):
-        read_scoring_file(source, spec, feature_names, predict.data.get("id_column"), encoding)
+        X, _ = read_scoring_file(
+            source, spec, feature_names, predict.data.get("id_column"), encoding
+        )
+        rows += len(X)
+    if rows == 0:
+        raise InvalidRequest(f"predict: {predict.data['uri']} has no rows to score")
     return section
 
 

@@ -47,6 +47,7 @@ from groveflow.datasets import (
     _feature_columns,
     _numeric_features,
     _target_array,
+    check_classes,
     label_values,
     sources,
     to_features,
@@ -156,7 +157,10 @@ def _read_part(
     try:
         chosen = _feature_columns(columns, spec, spec.uri) if names is None else names
         if list(columns) and [c for c in chosen if c not in columns]:
-            raise InvalidDataset(f"{source} has columns {list(columns)}; the first part has others")
+            raise InvalidDataset(
+                f"{columns.source_name(source)} has columns {list(columns)}; "
+                "the first file has others"
+            )
         assert spec.target is not None
         y = label_values(_target_array(columns[spec.target]), task)
         if len(y) == 0:
@@ -209,23 +213,31 @@ def scan_parts(spec: DataSpec, task: str) -> Scan:
         )
     scan.sha256 = digest.hexdigest()
     if task == "classification":
-        classes = np.unique(np.concatenate(labels))
-        if classes.size < 2:
-            raise InvalidDataset(
-                f"the target has a single class ({classes[0]!r}): nothing to classify"
-            )
-        scan.codes = np.empty(scan.n_rows, dtype=np.min_scalar_type(classes.size - 1))
-        at = 0
-        for unique, inverse in zip(labels, per_part, strict=True):
-            scan.codes[at : at + len(inverse)] = np.searchsorted(classes, unique)[inverse]
-            at += len(inverse)
-        scan.classes = classes
+        scan.classes, scan.codes = _class_numbers(labels, per_part, scan.n_rows)
     scan.trial_X = np.concatenate([x for x, _ in trial])
     scan.trial_y = np.concatenate([y for _, y in trial])
     scan.trial_rows = np.concatenate(trial_rows)
     if scan.classes is not None:
         scan.trial_y = scan.trial_y.astype(scan.classes.dtype)
     return scan
+
+
+def _class_numbers(
+    labels: list[np.ndarray], per_part: list[np.ndarray], n_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The classes of every part, checked, and each row's class number in part order."""
+    classes = np.unique(np.concatenate(labels))
+    if classes.size < 2:
+        raise InvalidDataset(
+            f"the target has a single class ({classes.tolist()[0]!r}): nothing to classify"
+        )
+    check_classes(classes, n_rows)
+    codes = np.empty(n_rows, dtype=np.min_scalar_type(classes.size - 1))
+    at = 0
+    for unique, inverse in zip(labels, per_part, strict=True):
+        codes[at : at + len(inverse)] = np.searchsorted(classes, unique)[inverse]
+        at += len(inverse)
+    return classes, codes
 
 
 def shard_rows_for(n_features: int, shard_mb: float = SHARD_MB) -> int:
