@@ -109,6 +109,9 @@ class ShardTask:
         The rows of ``source`` to score (``start`` included, ``stop`` excluded).
     first_row : int
         The global 0-based index of row ``start`` in the whole input.
+    origin : str
+        The user's file the rows came from (``source`` unless Ingest converted it); what the
+        predictions' manifest names. Empty in plans written before it existed.
     """
 
     prediction_id: str
@@ -118,6 +121,7 @@ class ShardTask:
     start: int
     stop: int
     first_row: int
+    origin: str = ""
 
     @classmethod
     def from_item(cls, item: Any) -> ShardTask:
@@ -131,6 +135,7 @@ class ShardTask:
             start=_field(item, "start", int, document),
             stop=_field(item, "stop", int, document),
             first_row=_field(item, "first_row", int, document),
+            origin=_field(item, "origin", str, document) if "origin" in item else "",
         )
         if task.stop < task.start:
             raise ArtifactError(f"{document} {item!r}: stop is before start")

@@ -251,6 +251,7 @@ def plan_predictions(
     output_prefix = keys.predictions_prefix(prediction_id)
     for file_number, source in enumerate(sources(spec.uri)):
         X, _ = read_scoring_file(source, spec, feature_names, id_column, encoding)
+        origin = part_source(source) if len(X) else source
         for start in range(0, len(X), request.shard_rows):
             stop = min(start + request.shard_rows, len(X))
             task = ShardTask(
@@ -261,6 +262,7 @@ def plan_predictions(
                 start=start,
                 stop=stop,
                 first_row=first_row + start,
+                origin=origin,
             )
             shards.append(task.to_item())
         first_row += len(X)
@@ -477,7 +479,6 @@ def finish_predictions(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     job = _read_job(bucket, prediction_id)
     parts = []
     missing = []
-    origins: dict[str, str] = {}  # an ingested part's user file, read once per file
     for shard in job.shards:
         key = keys.predictions_part(prediction_id, shard.shard)
         try:
@@ -485,15 +486,13 @@ def finish_predictions(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         except FileNotFoundError:
             missing.append(shard.shard)
             continue
-        if shard.source not in origins:
-            origins[shard.source] = part_source(shard.source)
         parts.append(
             {
                 "key": key.rsplit("/", 1)[1],
                 "shard": shard.shard,
                 "first_row": shard.first_row,
                 "rows": shard.stop - shard.start,
-                "source": origins[shard.source],
+                "source": shard.origin or shard.source,  # the user's file
                 "sha256": storage.sha256_hex(body),
             }
         )
