@@ -184,8 +184,11 @@ def _writer_findings(where: str, writer: dict[str, Any] | None) -> tuple[list[st
     if parameters.get("Bucket.$") not in PLAN_BUCKETS:
         findings.append(f"{where}: results go to a bucket not the plan's")
     prefix = re.fullmatch(r"States\.Format\('([^']*)', \$[.\w]+\)", parameters.get("Prefix.$", ""))
-    if prefix is None or not re.fullmatch(r"(runs|predictions)/\{\}/[\w/-]+", prefix[1]):
-        return [*findings, f"{where}: results are not under a run's own prefix"], None
+    # map-results/ (a prefix a lifecycle rule can expire: S3's rules match a key's start only),
+    # then the run's or prediction's own id
+    own = r"map-results/(runs|predictions)/\{\}/[\w/-]+"
+    if prefix is None or not re.fullmatch(own, prefix[1]):
+        return [*findings, f"{where}: results are not under map-results/ and a run's own id"], None
     if "/groves" in prefix[1]:
         findings.append(f"{where}: results land among the groves")
     return findings, "${ModelBucket.Arn}/" + prefix[1].replace("{}", "run-1") + "/0/manifest.json"
@@ -377,7 +380,7 @@ def test_every_distributed_map_writes_its_results_where_its_role_may_write() -> 
         ),
         (
             lambda d: d["States"]["BuildGroves"]["ResultWriter"]["Parameters"].update(
-                {"Prefix.$": "States.Format('runs/{}/groves/results', $.plan.run_id)"}
+                {"Prefix.$": "States.Format('map-results/runs/{}/groves/results', $.plan.run_id)"}
             ),
             "TrainStateMachine.BuildGroves: results land among the groves",
         ),
@@ -385,7 +388,7 @@ def test_every_distributed_map_writes_its_results_where_its_role_may_write() -> 
             lambda d: d["States"]["ScoreShards"]["ResultWriter"]["Parameters"].update(
                 {"Prefix.$": "States.Format('elsewhere/{}/results', $.plan.run_id)"}
             ),
-            "TrainStateMachine.ScoreShards: results are not under a run's own prefix",
+            "TrainStateMachine.ScoreShards: results are not under map-results/ and a run's own id",
         ),
     ],
 )
@@ -455,3 +458,144 @@ def test_every_example_input_is_a_valid_request(path: Path) -> None:
         parse_predict_request(value)
     else:
         parse_train_request(value)
+
+
+# ------------------------------------------------------------ timeouts and expiry (issue 28)
+
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+# Functions whose work does not grow with the data, and why; every other one gets Lambda's
+# longest timeout (a timeout costs nothing when the work ends sooner).
+FIXED_SIZE_WORK = {"ValidateRequestFunction": "checks the request; reads no data"}
+
+
+def _function_timeouts(template: dict[str, Any]) -> dict[str, int]:
+    """Each function's Timeout (in seconds): its own, else the Globals', else Lambda's 3."""
+    default = template.get("Globals", {}).get("Function", {}).get("Timeout", 3)
+    return {
+        logical_id: int(resource["Properties"].get("Timeout", default))
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def timeout_findings(template_path: Path) -> list[str]:
+    """Every function whose work grows with the data has Timeout 900, and every Task that
+    invokes a function waits for it: its ``TimeoutSeconds`` is above the function's Timeout
+    (so a Lambda timeout reaches the Retry as ``Sandbox.Timedout``, not ``States.Timeout``)."""
+    template = read_template(template_path)
+    timeouts = _function_timeouts(template)
+    findings = [
+        f"{function}: Timeout {seconds}, not {LAMBDA_MAX_TIMEOUT_SECONDS}"
+        for function, seconds in timeouts.items()
+        if function not in FIXED_SIZE_WORK and seconds != LAMBDA_MAX_TIMEOUT_SECONDS
+    ]
+    for machine, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::StateMachine":
+            continue
+        substitutions = resource["Properties"]["DefinitionSubstitutions"]
+        asl = template_path.parent / resource["Properties"]["DefinitionUri"]
+        for name, state, _ in _tasks(asl):
+            placeholder = re.fullmatch(
+                r"\$\{(\w+)\}", str(state.get("Parameters", {}).get("FunctionName", ""))
+            )
+            if placeholder is None:
+                continue
+            function = substitutions[placeholder[1]]["Fn::GetAtt"][0]
+            waits = state.get("TimeoutSeconds")
+            if waits is None or waits <= timeouts[function]:
+                findings.append(
+                    f"{machine}.{name}: TimeoutSeconds {waits} is not above "
+                    f"{function}'s Timeout {timeouts[function]}"
+                )
+    return findings
+
+
+def test_work_that_grows_with_the_data_gets_900_seconds_and_each_task_waits_longer() -> None:
+    assert timeout_findings(TEMPLATE) == []
+
+
+def test_the_timeout_contract_fails_on_a_task_that_stops_waiting_first(tmp_path: Path) -> None:
+    # GIVEN a copy whose Plan task stops waiting at 600 s, below the plan's 900 s
+    _broken_copy(tmp_path, lambda d: d["States"]["Plan"].update({"TimeoutSeconds": 600}))
+    # THEN the contract names it
+    assert "TrainStateMachine.Plan: TimeoutSeconds 600 is not above PlanFunction's Timeout 900" in (
+        timeout_findings(tmp_path / "template.yaml")
+    )
+
+
+def test_the_timeout_contract_fails_on_a_short_function_timeout(tmp_path: Path) -> None:
+    _broken_copy(tmp_path, lambda d: None)
+    template = tmp_path / "template.yaml"
+    text = template.read_text().replace(
+        "      CodeUri: functions/finish_predictions/\n",
+        "      CodeUri: functions/finish_predictions/\n      Timeout: 300\n",
+    )
+    template.write_text(text)
+    assert "FinishPredictionsFunction: Timeout 300, not 900" in timeout_findings(template)
+
+
+def _expiring_prefixes(template: dict[str, Any]) -> dict[str, Any]:
+    """The stack bucket's lifecycle rules that expire current objects: prefix -> days."""
+    rules = template["Resources"]["ModelBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    return {
+        rule.get("Prefix", rule.get("Filter", {}).get("Prefix", "")): rule["ExpirationInDays"]
+        for rule in rules
+        if rule.get("Status") == "Enabled" and "ExpirationInDays" in rule
+    }
+
+
+def lifecycle_findings(template_path: Path) -> list[str]:
+    """The intermediate objects expire and nothing else does: each prefix Ingest writes
+    (its role's PutObject grants) and each ResultWriter prefix of the ASL lies under an
+    expiring lifecycle rule, and no rule reaches a run's or a prediction's own objects."""
+    template = read_template(template_path)
+    expiring = _expiring_prefixes(template)
+    findings = [
+        f"ModelBucket: a lifecycle rule expires {prefix!r}, where runs or predictions live"
+        for prefix in expiring
+        if "runs/".startswith(prefix) or "predictions/".startswith(prefix)
+    ]
+    written: list[tuple[str, str]] = []
+    policies = template["Resources"]["IngestFunction"]["Properties"]["Policies"]
+    for statement in policies[0]["Statement"]:
+        if isinstance(statement, dict) and statement.get("Action") == "s3:PutObject":
+            for resource in _resources(statement):
+                written.append(("IngestFunction", resource.split("}/", 1)[1].rstrip("*")))
+    for machine, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::StateMachine":
+            continue
+        asl = template_path.parent / resource["Properties"]["DefinitionUri"]
+        for name, state, _ in _states(json.loads(asl.read_text())["States"]):
+            prefix = state.get("ResultWriter", {}).get("Parameters", {}).get("Prefix.$", "")
+            literal = re.match(r"States\.Format\('([^'{]*)", prefix)
+            if prefix:
+                written.append((f"{machine}.{name}", literal[1] if literal else ""))
+    for writer, prefix in written:
+        if not any(prefix.startswith(rule) for rule in expiring):
+            findings.append(f"{writer}: writes under {prefix!r}, which no lifecycle rule expires")
+    return findings
+
+
+def test_lifecycle_rules_expire_what_ingest_and_result_writer_write() -> None:
+    # GIVEN the bucket's expiring rules, stated in days by a parameter
+    template = read_template(TEMPLATE)
+    expiring = _expiring_prefixes(template)
+    assert set(expiring) == {"converted/", "map-results/"}
+    days = {rule["Ref"] for rule in expiring.values()}
+    assert days == {"IntermediateObjectDays"}
+    assert template["Parameters"]["IntermediateObjectDays"]["Default"] == 7
+    # THEN they match where Ingest and every ResultWriter write, and nothing of a run's own
+    assert lifecycle_findings(TEMPLATE) == []
+
+
+def test_the_lifecycle_contract_fails_on_results_written_elsewhere(tmp_path: Path) -> None:
+    _broken_copy(
+        tmp_path,
+        lambda d: d["States"]["BuildGroves"]["ResultWriter"]["Parameters"].update(
+            {"Prefix.$": "States.Format('runs/{}/map-results', $.plan.run_id)"}
+        ),
+    )
+    assert (
+        "TrainStateMachine.BuildGroves: writes under 'runs/', which no lifecycle rule expires"
+        in lifecycle_findings(tmp_path / "template.yaml")
+    )

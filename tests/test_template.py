@@ -159,7 +159,7 @@ EXPECTED_S3 = {
 ITEM_PLANS = {f"{BUCKET}/runs/*/plan.json", f"{BUCKET}/predictions/*/shards.json"}
 # Where they write with ResultWriter, and the actions Step Functions' "IAM policies for
 # ResultWriter" lists for it.
-MAP_RESULTS = {f"{BUCKET}/runs/*/map-results/*", f"{BUCKET}/predictions/*/map-results/*"}
+MAP_RESULTS = {f"{BUCKET}/map-results/runs/*", f"{BUCKET}/map-results/predictions/*"}
 RESULT_WRITER_ACTIONS = {
     "s3:PutObject",
     "s3:GetObject",
@@ -307,9 +307,10 @@ class _NoManagedPolicies:
         return {}
 
 
-def transformed(template_path: Path) -> dict[str, Any]:
+def transformed(template_path: Path, parameters: dict[str, str] | None = None) -> dict[str, Any]:
     """The template after the SAM transform, offline: code URIs point to S3 as `sam package`
-    leaves them, and each definition is inlined."""
+    leaves them, and each definition is inlined. ``parameters`` are the values CloudFormation
+    hands the transform (the defaults for the others)."""
     template = copy.deepcopy(read_template(template_path))
     for logical_id, resource in template.get("Resources", {}).items():
         props = resource.get("Properties", {})
@@ -323,7 +324,7 @@ def transformed(template_path: Path) -> dict[str, Any]:
     previous = os.environ.get("AWS_DEFAULT_REGION")
     os.environ["AWS_DEFAULT_REGION"] = REGION
     try:
-        return transform(template, {}, _NoManagedPolicies())  # type: ignore[arg-type]
+        return transform(template, parameters or {}, _NoManagedPolicies())
     finally:
         if previous is None:
             del os.environ["AWS_DEFAULT_REGION"]
@@ -567,17 +568,19 @@ def test_asl_validator_reports_an_invalid_definition(tmp_path: Path) -> None:
 
 
 def test_memory_and_concurrency_parameters_reach_their_functions(stack: dict[str, Any]) -> None:
-    # GIVEN the template's memory parameters, each defaulting to the 3,008 MB every account has
+    # GIVEN the template's memory parameters, each defaulting to at most the 3,008 MB every
+    # account has; the builders to 1,769 MB, the smallest memory Lambda gives a whole vCPU
+    # (a builder fits on one thread: more memory buys it no speed)
     template = read_template(TEMPLATE)
     memory = {
-        "PlanFunction": "PlanMemorySize",
-        "BuildGroveFunction": "BuilderMemorySize",
-        "MergeFunction": "MergeMemorySize",
-        "IngestFunction": "IngestMemorySize",
+        "PlanFunction": ("PlanMemorySize", 3008),
+        "BuildGroveFunction": ("BuilderMemorySize", 1769),
+        "MergeFunction": ("MergeMemorySize", 3008),
+        "IngestFunction": ("IngestMemorySize", 3008),
     }
-    for function, parameter in memory.items():
+    for function, (parameter, default) in memory.items():
         declared = template["Parameters"][parameter]
-        assert (declared["Default"], declared["MaxValue"]) == (3008, 10240), parameter
+        assert (declared["Default"], declared["MaxValue"]) == (default, 10240), parameter
         # THEN each sizes its function
         props = stack["Resources"][function]["Properties"]
         assert props["MemorySize"] == {"Ref": parameter}, function
@@ -659,6 +662,196 @@ def test_data_bucket_access_is_conditional(stack: dict[str, Any]) -> None:
     }
     plan_env = stack["Resources"]["PlanFunction"]["Properties"]["Environment"]["Variables"]
     assert plan_env["GROVEFLOW_DATA_BUCKETS"] == {"Ref": "DataBucketNames"}
+
+
+# ------------------------------------------------------- architecture, tracing, listing (issue 28)
+
+
+def _default_of(template: dict[str, Any], node: Any) -> Any:
+    """A ``!Ref`` to a parameter as its default; anything else as it is."""
+    if isinstance(node, dict) and node.get("Ref") in template.get("Parameters", {}):
+        return template["Parameters"][node["Ref"]].get("Default")
+    return node
+
+
+def architecture_findings(template: dict[str, Any]) -> list[str]:
+    """Every function and both layers follow the ``Architecture`` parameter (x86_64 one setting
+    away), whose default is arm64; each layer is built for what it declares it runs on."""
+    parameter = template["Parameters"].get("Architecture", {})
+    findings = []
+    if parameter.get("Default") != "arm64" or sorted(parameter.get("AllowedValues", [])) != [
+        "arm64",
+        "x86_64",
+    ]:
+        findings.append(f"Architecture: {parameter} is not arm64 by default, x86_64 allowed")
+    follows = [{"Ref": "Architecture"}]
+    defaults = template.get("Globals", {}).get("Function", {})
+    for logical_id, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function":
+            # Lambda's default when a function names none is x86_64
+            declared = props.get("Architectures", defaults.get("Architectures", ["x86_64"]))
+            if declared != follows:
+                findings.append(f"{logical_id}: Architectures {declared} is not the parameter")
+        elif resource["Type"] == "AWS::Serverless::LayerVersion":
+            built = resource.get("Metadata", {}).get("BuildArchitecture", "x86_64")
+            compatible = props.get("CompatibleArchitectures")
+            if compatible != follows or built != follows[0]:
+                findings.append(
+                    f"{logical_id}: CompatibleArchitectures {compatible} and BuildArchitecture "
+                    f"{built} are not the parameter"
+                )
+    return findings
+
+
+def test_every_function_and_layer_is_arm64_by_default_and_x86_64_one_setting_away() -> None:
+    template = read_template(TEMPLATE)
+    assert architecture_findings(template) == []
+    # AND with the defaults, the transformed stack's functions are arm64
+    for logical_id, resource in transformed(TEMPLATE)["Resources"].items():
+        if resource["Type"] == "AWS::Lambda::Function":
+            (architecture,) = resource["Properties"]["Architectures"]
+            assert _default_of(template, architecture) == "arm64", logical_id
+
+
+def test_the_architecture_contract_fails_on_a_function_of_its_own(tmp_path: Path) -> None:
+    text = TEMPLATE.read_text().replace(
+        "      CodeUri: functions/merge/\n",
+        "      CodeUri: functions/merge/\n      Architectures: [x86_64]\n",
+    )
+    (tmp_path / "template.yaml").write_text(text)
+    findings = architecture_findings(read_template(tmp_path / "template.yaml"))
+    assert findings == ["MergeFunction: Architectures ['x86_64'] is not the parameter"]
+
+
+def _evaluate(stack: dict[str, Any], node: Any, parameters: dict[str, str]) -> Any:
+    """A condition's value (Fn::Equals, Fn::Not, Condition, Ref to a parameter) as
+    CloudFormation evaluates it with ``parameters`` (defaults for the others)."""
+    if isinstance(node, dict) and "Ref" in node:
+        name = node["Ref"]
+        return str(parameters.get(name, stack["Parameters"][name].get("Default")))
+    if isinstance(node, dict) and "Fn::Equals" in node:
+        left, right = (_evaluate(stack, side, parameters) for side in node["Fn::Equals"])
+        return str(left) == str(right)
+    if isinstance(node, dict) and "Fn::Not" in node:
+        return not _evaluate(stack, node["Fn::Not"][0], parameters)
+    if isinstance(node, dict) and "Condition" in node:
+        return _evaluate(stack, stack["Conditions"][node["Condition"]], parameters)
+    return node
+
+
+def _deployed_statements(
+    stack: dict[str, Any], role: dict[str, Any], parameters: dict[str, str]
+) -> Iterator[dict[str, Any]]:
+    """A role's statements as deployed with ``parameters``: each Fn::If's chosen branch."""
+    for policy in role["Properties"].get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if isinstance(statement, dict) and "Fn::If" in statement:
+                condition, then, otherwise = statement["Fn::If"]
+                chosen = (
+                    then if _evaluate(stack, {"Condition": condition}, parameters) else otherwise
+                )
+                if "Effect" in chosen:
+                    yield chosen
+            else:
+                yield statement
+
+
+def xray_grants(stack: dict[str, Any], parameters: dict[str, str] | None = None) -> list[str]:
+    """Every role of a transformed stack that may write X-Ray traces (a managed policy or an
+    ``xray:`` action) once deployed with ``parameters``, by logical id."""
+    granted = []
+    for logical_id, role in stack["Resources"].items():
+        if role["Type"] != "AWS::IAM::Role":
+            continue
+        managed = [_render(arn)[0] for arn in role["Properties"].get("ManagedPolicyArns", [])]
+        actions = [
+            action
+            for statement in _deployed_statements(stack, role, parameters or {})
+            for action in _as_list(statement.get("Action", []))
+        ]
+        if any("Xray" in arn for arn in managed) or any(a.startswith("xray:") for a in actions):
+            granted.append(logical_id)
+    return granted
+
+
+def test_tracing_disabled_gives_no_role_an_xray_permission() -> None:
+    # GIVEN the template as the SAM translator transforms it with Tracing Disabled (the default)
+    disabled = transformed(TEMPLATE)
+    # THEN no role may write traces, and no function traces
+    assert xray_grants(disabled) == []
+    functions = [r for r in disabled["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+    assert functions and all("TracingConfig" not in f["Properties"] for f in functions)
+    # AND with Tracing Active every function's role may, and each function traces
+    active = transformed(TEMPLATE, {"Tracing": "Active"})
+    roles = sorted(
+        f"{lid}Role"
+        for lid, r in active["Resources"].items()
+        if r["Type"] in ("AWS::Lambda::Function", "AWS::StepFunctions::StateMachine")
+    )
+    assert len(roles) == 13
+    assert sorted(xray_grants(active, {"Tracing": "Active"})) == roles
+    assert all(
+        r["Properties"]["TracingConfig"] == {"Mode": {"Ref": "Tracing"}}
+        for r in active["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function"
+    )
+
+
+def test_a_conditional_tracing_would_keep_the_xray_policy(tmp_path: Path) -> None:
+    # GIVEN the form SAM cannot resolve: Tracing: !If [...] (what the template had)
+    text = TEMPLATE.read_text().replace(
+        "    Tracing: !Ref Tracing\n", "    Tracing: !If [TracingOn, Active, PassThrough]\n"
+    )
+    assert text != TEMPLATE.read_text()
+    (tmp_path / "template.yaml").write_text(text)
+    (tmp_path / "statemachine").symlink_to(ROOT / "statemachine")
+    # THEN even disabled, every function's role gets the X-Ray policy: the check sees it
+    assert "PlanFunctionRole" in xray_grants(transformed(tmp_path / "template.yaml"))
+
+
+def list_bucket_findings(resources: dict[str, Any]) -> list[str]:
+    """Every ``s3:ListBucket`` grant carries an ``s3:prefix`` condition: on the stack's bucket,
+    exactly the top-level prefixes the role reads (``<prefix>/*``); on the data buckets, a
+    dataset's key or folder (a non-empty prefix, never the whole bucket's listing)."""
+    findings = []
+    for logical_id, role in resources.items():
+        if role["Type"] != "AWS::IAM::Role" or logical_id not in EXPECTED_S3:
+            continue
+        reads = {
+            target.removeprefix(f"{BUCKET}/").split("/", 1)[0] + "/*"
+            for target in EXPECTED_S3[logical_id].get("s3:GetObject", set())
+            if target.startswith(f"{BUCKET}/")
+        }
+        for statement in _statements(role):
+            if "s3:ListBucket" not in _as_list(statement["Action"]):
+                continue
+            prefixes = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+            if prefixes is None:
+                findings.append(f"{logical_id}: s3:ListBucket without an s3:prefix condition")
+                continue
+            on_data_buckets = _render(statement["Resource"]) == ["<DataBucketNames>"]
+            expected = {"?*"} if on_data_buckets else reads
+            if set(_as_list(prefixes)) != expected:
+                findings.append(
+                    f"{logical_id}: lists {sorted(_as_list(prefixes))}, not {sorted(expected)}"
+                )
+    return findings
+
+
+def test_every_list_bucket_grant_is_held_to_the_prefixes_its_role_reads(
+    stack: dict[str, Any],
+) -> None:
+    assert list_bucket_findings(stack["Resources"]) == []
+
+
+def test_the_list_bucket_contract_fails_on_a_whole_bucket_listing(stack: dict[str, Any]) -> None:
+    broken = copy.deepcopy(stack["Resources"])
+    for statement in _statements(broken["MergeFunctionRole"]):
+        statement.pop("Condition", None)
+    assert list_bucket_findings(broken) == [
+        "MergeFunctionRole: s3:ListBucket without an s3:prefix condition"
+    ]
 
 
 # ------------------------------------------------------------------------------- known-bad copies
