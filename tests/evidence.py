@@ -160,17 +160,20 @@ def stored_npy(engine: Any, key: str) -> np.ndarray:
 
 def refit_from_seeds(engine: Any, run_id: str, estimator_class: Any) -> Any:
     """scikit-learn's own forest class refitted grove by grove from a run's manifest (its
-    seeds and parameters, ``oob_score`` aside) on the stored training split, the groves'
-    trees concatenated: the reference a groveflow forest must equal."""
+    seeds and parameters, ``oob_score`` aside) on the stored training split, with its
+    weights (``fit(X, y, sample_weight=w_train)``) when the run stored them (``data.weight``),
+    the groves' trees concatenated: the reference a groveflow forest must equal."""
     manifest = json.loads(body(engine, keys.manifest(run_id)))
     X = stored_npy(engine, keys.split(run_id, "X_train"))
     y = stored_npy(engine, keys.split(run_id, "y_train"))
+    weight_key = keys.split(run_id, "w_train")
+    w = stored_npy(engine, weight_key) if has(engine, weight_key) else None
     params = {k: v for k, v in manifest["params"].items() if k != "oob_score"}
     reference = None
     for grove in manifest["groves"]:
         fitted = estimator_class(
             n_estimators=grove["n_trees"], random_state=grove["seed"], **params
-        ).fit(X, y)
+        ).fit(X, y, sample_weight=w)
         if reference is None:
             reference = fitted
         else:

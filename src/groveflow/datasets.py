@@ -38,6 +38,7 @@ __all__ = [
     "Dataset",
     "check_classes",
     "check_readable",
+    "check_weights",
     "column_files",
     "format_of",
     "load_dataset",
@@ -86,12 +87,16 @@ class Dataset:
         The forest's features (a one-hot column's categories expanded: ``color=red``).
     encoding : Encoding or None, default=None
         How the table's raw columns became ``X``, when ``data.categorical`` is set.
+    weight : ndarray of shape (n_rows,), dtype float64, or None, default=None
+        Each row's sample weight (``data.weight``), checked by :func:`check_weights`;
+        None when the request names no weight column.
     """
 
     X: np.ndarray
     y: np.ndarray
     feature_names: list[str]
     encoding: Encoding | None = None
+    weight: np.ndarray | None = None
 
 
 def format_of(name: str, spec: DataSpec) -> str:
@@ -162,10 +167,15 @@ def _feature_columns(columns: Mapping[str, Any], spec: DataSpec, source: str) ->
     unknown = [c for c in (spec.features or ()) + spec.exclude if c not in columns]
     if unknown:
         raise InvalidDataset(f"columns {unknown} are not in {source}; columns are: {list(columns)}")
+    if spec.weight is not None and spec.weight not in columns:
+        raise InvalidDataset(
+            f"weight column {spec.weight!r} (data.weight) is not in {source}; "
+            f"columns are: {list(columns)}"
+        )
     names = (
         list(spec.features)
         if spec.features is not None
-        else [c for c in columns if c != spec.target and c not in spec.exclude]
+        else [c for c in columns if c not in (spec.target, spec.weight) and c not in spec.exclude]
     )
     if not names:
         raise InvalidDataset(f"{source} has no feature columns besides the target {spec.target!r}")
@@ -187,7 +197,57 @@ def _encoded_dataset(
     encoding = fit_encoding(columns, names, rows, spec.categorical, source)
     _refuse_repeated_features(encoding, source)
     X = to_features(encoding.transform(columns, source), encoding.feature_names)
-    return Dataset(X=X, y=y, feature_names=encoding.feature_names, encoding=encoding)
+    weight = _weight_column(columns, spec, source)
+    return Dataset(X=X, y=y, feature_names=encoding.feature_names, encoding=encoding, weight=weight)
+
+
+def _weight_column(columns: Mapping[str, Any], spec: DataSpec, source: str) -> np.ndarray | None:
+    """The ``data.weight`` column of a table as float64 weights (text that reads as numbers is
+    numbers; missing markers are missing), checked by :func:`check_weights`."""
+    if spec.weight is None:
+        return None
+    column = columns[spec.weight]
+    what = f"the weight column {spec.weight!r} (data.weight) of {_where(columns, source)}"
+    if isinstance(column, list) or column.dtype.kind in "UO":
+        column = _numeric_column(["" if v is None else str(v) for v in column])
+        if column is None:
+            raise InvalidDataset(f"{what} holds text; a weight must be a number")
+    return check_weights(column, what, InvalidDataset)
+
+
+def check_weights(weight: Any, what: str, error: type[Exception] = InvalidDataset) -> np.ndarray:
+    """Sample weights as float64, refused by name unless every one is a finite number, none is
+    negative and not all are zero: the rule for ``data.weight`` and for the estimators'
+    ``fit(sample_weight=...)`` alike, checked before any grove is fitted.
+
+    Parameters
+    ----------
+    weight : array-like of shape (n_rows,)
+    what : str
+        The weights' name in messages (``"the weight column 'w' of data.csv"``).
+    error : type of Exception, default=InvalidDataset
+        What a refusal raises.
+    """
+    array = np.asarray(weight)
+    if array.ndim != 1:
+        raise error(f"{what} must be one value per row, got shape {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise error(f"{what} must hold numbers, got dtype {array.dtype}")
+    values = array.astype(np.float64)
+    for bad, how in ((np.isnan(values), "missing (NaN)"), (np.isinf(values), "infinite")):
+        if bad.any():
+            rows = np.flatnonzero(bad)[:5].tolist()
+            raise error(f"{what}: {int(bad.sum())} weights are {how} (rows {rows}...)")
+    negative = values < 0
+    if negative.any():
+        rows = np.flatnonzero(negative)[:5].tolist()
+        raise error(
+            f"{what}: {int(negative.sum())} weights are negative (rows {rows}..., the first "
+            f"{values[rows[0]]:g}); a weight must be 0 or more"
+        )
+    if len(values) and not values.any():
+        raise error(f"{what}: every weight is 0, so no row would count; give some rows weight")
+    return values
 
 
 def _chosen_matrix_features(
@@ -342,18 +402,32 @@ def _read_npy(data: bytes, spec: DataSpec, source: str) -> tuple[np.ndarray, np.
     return X, array[:, target], [f"x{i}" for i in range(X.shape[1])]
 
 
-def _read_npz(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _read_npz(
+    data: bytes, source: str, weight: str | None
+) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]:
+    """An ``.npz`` file's ``X``, ``y``, feature names and, when ``weight`` names one of its
+    arrays (``data.weight``), that array of row weights, unchecked (:func:`check_weights`)."""
     try:
         archive = np.load(io.BytesIO(data), allow_pickle=False)
         if "X" not in archive or "y" not in archive:
             raise InvalidDataset(f"{source} must hold arrays 'X' and 'y'; it has {list(archive)}")
+        if weight is not None and weight not in archive:
+            raise InvalidDataset(
+                f"data.weight={weight!r} is not an array of {source}; it has {list(archive)}"
+            )
         X, y = archive["X"], archive["y"]
+        w = None if weight is None else archive[weight]
         names = [str(n) for n in archive["feature_names"]] if "feature_names" in archive else None
     except (ValueError, OSError, EOFError) as error:
         raise InvalidDataset(f"{source} is not a readable .npz file: {error}") from None
     if X.ndim != 2:
         raise InvalidDataset(f"{source}: X must be 2-D, got shape {X.shape}")
-    return X, y, names or [f"x{i}" for i in range(X.shape[1])]
+    if w is not None and w.shape != (len(X),):
+        raise InvalidDataset(
+            f"the weight array {weight!r} (data.weight) of {source} must hold one weight per "
+            f"row of X ({len(X)}), got shape {w.shape}"
+        )
+    return X, y, names or [f"x{i}" for i in range(X.shape[1])], w
 
 
 INGESTED_FORMATS = {"csv", "parquet"}
@@ -370,12 +444,25 @@ def _refuse_uningested(fmt: str, source: str, error: type[Exception] = InvalidDa
         )
 
 
-def _read_one(name: str, data: bytes, spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _read_one(
+    name: str, data: bytes, spec: DataSpec
+) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]:
     fmt = format_of(name, spec)
     data = _decompressed(name, data)
     if fmt == "npy":
-        return _read_npy(data, spec, name)
-    return _read_npz(data, name)
+        _refuse_weight(spec, name)
+        return (*_read_npy(data, spec, name), None)
+    return _read_npz(data, name, spec.weight)
+
+
+def _refuse_weight(spec: DataSpec, source: str) -> None:
+    """``data.weight`` names a table's column or an ``.npz`` array; a bare matrix has neither."""
+    if spec.weight is not None:
+        raise InvalidDataset(
+            f"data.weight={spec.weight!r} names a column of a CSV or Parquet table or an array "
+            f"of an .npz file; {source} has no named columns: give the data as CSV, Parquet "
+            "or .npz with a weight array, or remove data.weight"
+        )
 
 
 def _sources(uri: str) -> list[str]:
@@ -421,6 +508,7 @@ def load_dataset(
     """
     if spec.uri.startswith("sklearn:"):
         _refuse_categorical(spec, spec.uri, InvalidDataset)
+        _refuse_weight(spec, spec.uri)
         X, y, names = _bundled(spec.uri.removeprefix("sklearn:"))
         X, names = _chosen_matrix_features(X, names, spec, spec.uri)
         return Dataset(X=to_features(X, names), y=_labels(y, task), feature_names=names)
@@ -433,6 +521,7 @@ def load_dataset(
             if spec.categorical is not None:
                 return _encoded_dataset(columns, spec, task, learn_rows)
             X, y, names = _table_from_columns(columns, spec, spec.uri)
+            weight = _weight_column(columns, spec, spec.uri)
     else:
         _refuse_categorical(spec, spec.uri, InvalidDataset)
         parts = [_read_one(src, storage.read_uri(src), spec) for src in files]
@@ -443,7 +532,13 @@ def load_dataset(
         X = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
         y = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
         X, names = _chosen_matrix_features(X, names, spec, spec.uri)
-    return Dataset(X=to_features(X, names), y=_labels(y, task), feature_names=names)
+        weight = None
+        if spec.weight is not None:
+            raw = np.concatenate([p[3] for p in parts if p[3] is not None])
+            what = f"the weight array {spec.weight!r} (data.weight) of {spec.uri}"
+            weight = check_weights(raw, what, InvalidDataset)
+    X = to_features(X, names)
+    return Dataset(X=X, y=_labels(y, task), feature_names=names, weight=weight)
 
 
 def to_features(X: np.ndarray, names: list[str]) -> np.ndarray:

@@ -1,10 +1,14 @@
 """scikit-learn estimators whose ``fit`` runs groveflow's training state machine.
 
-:class:`GroveForestClassifier` and :class:`GroveForestRegressor` take the forest's
-hyperparameters as scikit-learn's forests do, plus ``n_trees`` and ``grove_size``; ``fit``
-writes ``X, y`` where the engine's runs read data, trains the forest in groves on the
-engine (the embedded local engine by default), and keeps the merged forest, from which
-every prediction comes. They work in a ``Pipeline``, ``cross_val_score``, ``GridSearchCV``.
+:class:`GroveForestClassifier` and :class:`GroveForestRegressor` take every parameter of
+scikit-learn's ``RandomForestClassifier``/``Regressor`` and ``ExtraTreesClassifier``/``Regressor``
+by its name (``n_estimators`` included; ``kind="extra_trees"`` for extra trees), plus
+``grove_size``, ``max_concurrency`` and ``engine``; ``fit(X, y, sample_weight=None)`` writes
+``X, y`` (and the weights) where the engine's runs read data, trains the forest in groves on
+the engine (the embedded local engine by default), every grove fitting with the same weights,
+and keeps the merged forest, from which every prediction comes. They work in a ``Pipeline``,
+``cross_val_score``, ``GridSearchCV``. What they cannot do is refused by name
+(``warm_start=True``).
 
 A fit is a run whose id is a digest of the data and the parameters: fitting the same data
 with the same parameters again reuses the stored groves (a resume), and the forest's
@@ -27,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from groveflow.api import RunResult, train
 from groveflow.artifact import load_forest
+from groveflow.datasets import check_weights
 from groveflow.engines import Engine, default_engine
 from groveflow.errors import InvalidParameter
 from groveflow.request import ESTIMATORS
@@ -52,6 +57,9 @@ _TREE_PARAMS = (
 
 _USER_ERRORS = ("InvalidRequest", "InvalidDataset", "DatasetTooLarge")
 
+WEIGHT_ARRAY = "sample_weight"
+"""The ``.npz`` array ``fit`` writes the weights to, which the request's ``data.weight`` names."""
+
 KINDS = sorted({kind for kind, _ in ESTIMATORS})
 """The accepted ``kind`` values."""
 
@@ -68,18 +76,28 @@ def _plain(value: Any) -> Any:
 
 
 def _refuse_fit_params(estimator: BaseEstimator, fit_params: dict[str, Any]) -> None:
-    """Refuse, by name, what ``fit`` was given besides ``X`` and ``y``."""
-    name = type(estimator).__name__
-    if "sample_weight" in fit_params:
-        raise InvalidParameter(
-            f"{name}.fit(sample_weight=...) is not supported: groveflow's groves are fitted "
-            "without per-sample weights. Weigh classes with class_weight, or repeat rows; "
-            "fit(X, y) is accepted"
-        )
+    """Refuse, by name, what ``fit`` was given besides ``X``, ``y`` and ``sample_weight``."""
     if fit_params:
         raise InvalidParameter(
-            f"{name}.fit() got {sorted(fit_params)}, which it does not take; fit(X, y) is accepted"
+            f"{type(estimator).__name__}.fit() got {sorted(fit_params)}, which it does not "
+            "take; fit(X, y, sample_weight=None) is accepted"
         )
+
+
+def _sample_weight(sample_weight: Any, n_samples: int, name: str) -> np.ndarray | None:
+    """``fit``'s ``sample_weight`` as float64 weights (a number: every sample's), checked by
+    the rule ``data.weight`` follows (:func:`groveflow.datasets.check_weights`)."""
+    if sample_weight is None:
+        return None
+    what = f"{name}.fit(sample_weight=...)"
+    weight = np.asarray(sample_weight)
+    if weight.ndim == 0 and weight.dtype.kind in "biuf":
+        weight = np.full(n_samples, weight, dtype=np.float64)
+    if weight.shape != (n_samples,):
+        raise InvalidParameter(
+            f"{what} must hold one weight per sample of X ({n_samples}), got shape {weight.shape}"
+        )
+    return check_weights(weight, what, InvalidParameter)
 
 
 def _weights_by_code(class_weight: Any, classes: np.ndarray, name: str) -> Any:
@@ -116,7 +134,7 @@ class _GroveForest(BaseEstimator):
 
     _task = "classification"
 
-    def _request(self, data_uri: str, seed: int) -> dict[str, Any]:
+    def _request(self, data_uri: str, seed: int, *, weighted: bool = False) -> dict[str, Any]:
         params = {name: getattr(self, name) for name in self._forest_params()}
         if params.get("bootstrap") is None:
             params.pop("bootstrap", None)  # the kind's own default
@@ -130,12 +148,15 @@ class _GroveForest(BaseEstimator):
             model_params["class_weight"] = _weights_by_code(
                 model_params["class_weight"], self.classes_, type(self).__name__
             )
-        n_trees = _plain(self.n_trees)
+        n_trees = self._n_trees()
         grove_size = _plain(self.grove_size) if self.grove_size is not None else None
-        if grove_size is None and isinstance(n_trees, int):
+        if grove_size is None:
             grove_size = min(10, n_trees)
+        data = {"uri": data_uri, "format": "npz"}
+        if weighted:
+            data["weight"] = WEIGHT_ARRAY
         return {
-            "data": {"uri": data_uri, "format": "npz"},
+            "data": data,
             "model": {"kind": self.kind, "task": self._task, "params": model_params},
             "n_trees": n_trees,
             "grove_size": grove_size,
@@ -144,12 +165,37 @@ class _GroveForest(BaseEstimator):
             "max_concurrency": _plain(self.max_concurrency),
         }
 
-    def _check_kind(self) -> None:
+    def _n_trees(self) -> int:
+        """The forest's trees: ``n_estimators``, or ``n_trees`` (its other name) when given."""
+        name = type(self).__name__
+        n_estimators, n_trees = _plain(self.n_estimators), _plain(self.n_trees)
+        if n_trees is not None and n_estimators not in (100, n_trees):
+            raise InvalidParameter(
+                f"{name}(n_estimators={n_estimators!r}, n_trees={n_trees!r}): n_trees is "
+                "another name for n_estimators; give one of them"
+            )
+        chosen, given = (n_estimators, "n_estimators") if n_trees is None else (n_trees, "n_trees")
+        if isinstance(chosen, bool) or not isinstance(chosen, int) or chosen < 1:
+            raise InvalidParameter(
+                f"{name}({given}={chosen!r}): the number of trees must be an integer of 1 or more"
+            )
+        return chosen
+
+    def _check_params(self) -> None:
+        """Refuse, by name, a ``kind`` groveflow does not train and what it cannot do."""
+        name = type(self).__name__
         if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise InvalidParameter(
-                f"{type(self).__name__}(kind={_plain(self.kind)!r}) is not a kind of forest "
+                f"{name}(kind={_plain(self.kind)!r}) is not a kind of forest "
                 f"groveflow trains; accepted: {KINDS}"
             )
+        if self.warm_start:
+            raise InvalidParameter(
+                f"{name}(warm_start={self.warm_start!r}) is not supported: a fit trains a new "
+                "forest in groves (a refit of the same data and parameters reuses the stored "
+                "groves); set warm_start=False"
+            )
+        self._n_trees()
 
     def _forest_params(self) -> tuple[str, ...]:
         return _TREE_PARAMS
@@ -167,7 +213,7 @@ class _GroveForest(BaseEstimator):
             return int(self.random_state)
         return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
 
-    def _fit(self, X: Any, y: np.ndarray) -> RunResult:
+    def _fit(self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None = None) -> RunResult:
         if len(y) < 2:
             raise ValueError(
                 f"groveflow needs at least 2 samples to train; got n_samples = {len(y)}"
@@ -178,15 +224,19 @@ class _GroveForest(BaseEstimator):
         arrays: dict[str, np.ndarray] = {"X": np.asarray(X, dtype=np.float64), "y": y}
         if names is not None:
             arrays["feature_names"] = np.asarray(names, dtype=str)
+        weighted = sample_weight is not None
+        if sample_weight is not None:
+            arrays[WEIGHT_ARRAY] = sample_weight
         np.savez(buffer, **arrays)  # type: ignore[arg-type]
         data = buffer.getvalue()
         engine: Engine = self.engine if self.engine is not None else default_engine()
         digest = hashlib.sha256(data)
-        probe = self._request("", seed)
+        probe = self._request("", seed, weighted=weighted)
         digest.update(json.dumps(probe, sort_keys=True, default=str).encode())
         name = digest.hexdigest()[:20]
         uri = engine.data_uri(f"{name}.npz", data)
-        run = train(self._request(uri, seed), engine=engine, run_id=f"fit-{name}")
+        request = self._request(uri, seed, weighted=weighted)
+        run = train(request, engine=engine, run_id=f"fit-{name}")
         if run.error in _USER_ERRORS:  # the data or the parameters: scikit-learn's ValueError
             raise ValueError(f"{run.error}: {run.cause}")
         run.raise_for_status()
@@ -232,10 +282,12 @@ class GroveForestClassifier(ClassifierMixin, _GroveForest):
 
     Parameters
     ----------
-    n_trees : int, default=100
+    n_estimators : int, default=100
         Trees in the forest.
+    n_trees : int or None, default=None
+        Another name for ``n_estimators`` (groveflow's request calls it so); used when given.
     grove_size : int or None, default=None
-        Trees each grove builder fits; ``min(10, n_trees)`` if None.
+        Trees each grove builder fits; ``min(10, n_estimators)`` if None.
     kind : {"random_forest", "extra_trees"}, default="random_forest"
     criterion, max_depth, min_samples_split, min_samples_leaf, min_weight_fraction_leaf,
     max_features, max_leaf_nodes, min_impurity_decrease, bootstrap, ccp_alpha,
@@ -247,6 +299,11 @@ class GroveForestClassifier(ClassifierMixin, _GroveForest):
         ``oob_score=True`` does for the same trees.
     random_state : int, RandomState or None, default=None
         Seeds the groves (``SeedSequence(random_state).spawn``); None draws one.
+    verbose : int, default=0
+        Accepted as scikit-learn's forests take it; the engine reports a run's progress.
+    warm_start : bool, default=False
+        Only False: True is refused by name (a refit of the same data and parameters
+        reuses the stored groves instead).
     max_concurrency : int, default=40
         Grove builders at once.
     n_jobs : int or None, default=None
@@ -276,8 +333,9 @@ class GroveForestClassifier(ClassifierMixin, _GroveForest):
 
     def __init__(
         self,
-        n_trees: int = 100,
+        n_estimators: int = 100,
         *,
+        n_trees: int | None = None,
         grove_size: int | None = None,
         kind: str = "random_forest",
         criterion: str = "gini",
@@ -295,10 +353,13 @@ class GroveForestClassifier(ClassifierMixin, _GroveForest):
         oob_score: bool = False,
         class_weight: Any = None,
         random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
         max_concurrency: int = 40,
         n_jobs: int | None = None,
         engine: Engine | None = None,
     ) -> None:
+        self.n_estimators = n_estimators
         self.n_trees = n_trees
         self.grove_size = grove_size
         self.kind = kind
@@ -317,6 +378,8 @@ class GroveForestClassifier(ClassifierMixin, _GroveForest):
         self.oob_score = oob_score
         self.class_weight = class_weight
         self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
         self.max_concurrency = max_concurrency
         self.n_jobs = n_jobs
         self.engine = engine
@@ -324,7 +387,9 @@ class GroveForestClassifier(ClassifierMixin, _GroveForest):
     def _forest_params(self) -> tuple[str, ...]:
         return (*_TREE_PARAMS, "class_weight")
 
-    def fit(self, X: Any, y: Any, **fit_params: Any) -> GroveForestClassifier:
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, **fit_params: Any
+    ) -> GroveForestClassifier:
         """Train the forest on the engine.
 
         Parameters
@@ -334,9 +399,12 @@ class GroveForestClassifier(ClassifierMixin, _GroveForest):
         y : array-like of shape (n_samples,)
             Class labels (numbers, strings or booleans); they are trained as their
             indices into ``classes_`` (``class_weight`` names the labels themselves).
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Each sample's weight, as scikit-learn's forests take it: every grove fits with
+            these weights (times its bootstrap counts, times ``class_weight``'s). Finite,
+            none negative, not all zero. None: every sample weighs 1.
         **fit_params
-            None is accepted: ``sample_weight`` is refused by name (groves are fitted
-            without per-sample weights; ``class_weight`` weighs classes).
+            None is accepted: any other argument is refused by name.
 
         Returns
         -------
@@ -345,16 +413,18 @@ class GroveForestClassifier(ClassifierMixin, _GroveForest):
         Raises
         ------
         InvalidParameter
-            A ``ValueError`` naming a ``kind`` that is not accepted, a ``class_weight`` that
-            names a label ``y`` lacks, or a ``fit`` argument other than ``X`` and ``y``.
+            A ``ValueError`` naming a ``kind`` that is not accepted, ``warm_start=True``, a
+            ``class_weight`` that names a label ``y`` lacks, a ``sample_weight`` that breaks
+            the rule above, or a ``fit`` argument other than these.
         """
         _refuse_fit_params(self, fit_params)
-        self._check_kind()
+        self._check_params()
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float32)
         check_classification_targets(y)
+        weight = _sample_weight(sample_weight, len(y), type(self).__name__)
         self.classes_, codes = np.unique(y, return_inverse=True)
         _weights_by_code(self.class_weight, self.classes_, type(self).__name__)
-        self._fit(X, codes.astype(np.int64))
+        self._fit(X, codes.astype(np.int64), weight)
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -375,7 +445,8 @@ class GroveForestRegressor(RegressorMixin, _GroveForest):
 
     Parameters
     ----------
-    n_trees : int, default=100
+    n_estimators : int, default=100
+    n_trees : int or None, default=None
     grove_size : int or None, default=None
     kind : {"random_forest", "extra_trees"}, default="random_forest"
     criterion : str, default="squared_error"
@@ -385,7 +456,7 @@ class GroveForestRegressor(RegressorMixin, _GroveForest):
     oob_score
         As scikit-learn's ``RandomForestRegressor`` (``oob_score``: see
         :class:`GroveForestClassifier`; gives ``oob_score_``, an R^2, and ``oob_prediction_``).
-    random_state, max_concurrency, n_jobs, engine
+    random_state, verbose, warm_start, max_concurrency, n_jobs, engine
         As :class:`GroveForestClassifier`.
 
     Attributes
@@ -401,8 +472,9 @@ class GroveForestRegressor(RegressorMixin, _GroveForest):
 
     def __init__(
         self,
-        n_trees: int = 100,
+        n_estimators: int = 100,
         *,
+        n_trees: int | None = None,
         grove_size: int | None = None,
         kind: str = "random_forest",
         criterion: str = "squared_error",
@@ -419,10 +491,13 @@ class GroveForestRegressor(RegressorMixin, _GroveForest):
         monotonic_cst: Any = None,
         oob_score: bool = False,
         random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
         max_concurrency: int = 40,
         n_jobs: int | None = None,
         engine: Engine | None = None,
     ) -> None:
+        self.n_estimators = n_estimators
         self.n_trees = n_trees
         self.grove_size = grove_size
         self.kind = kind
@@ -440,11 +515,15 @@ class GroveForestRegressor(RegressorMixin, _GroveForest):
         self.monotonic_cst = monotonic_cst
         self.oob_score = oob_score
         self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
         self.max_concurrency = max_concurrency
         self.n_jobs = n_jobs
         self.engine = engine
 
-    def fit(self, X: Any, y: Any, **fit_params: Any) -> GroveForestRegressor:
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, **fit_params: Any
+    ) -> GroveForestRegressor:
         """Train the forest on the engine.
 
         Parameters
@@ -452,9 +531,10 @@ class GroveForestRegressor(RegressorMixin, _GroveForest):
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
             Numeric targets.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            As :meth:`GroveForestClassifier.fit`.
         **fit_params
-            None is accepted: ``sample_weight`` is refused by name (groves are fitted
-            without per-sample weights).
+            None is accepted: any other argument is refused by name.
 
         Returns
         -------
@@ -463,15 +543,17 @@ class GroveForestRegressor(RegressorMixin, _GroveForest):
         Raises
         ------
         InvalidParameter
-            A ``ValueError`` naming a ``kind`` that is not accepted, or a ``fit`` argument
-            other than ``X`` and ``y``.
+            A ``ValueError`` naming a ``kind`` that is not accepted, ``warm_start=True``, a
+            ``sample_weight`` that is not finite, non-negative and not all zero, or a
+            ``fit`` argument other than these.
         """
         _refuse_fit_params(self, fit_params)
-        self._check_kind()
+        self._check_params()
         X, y = validate_data(
             self, X, y, ensure_all_finite="allow-nan", dtype=np.float32, y_numeric=True
         )
-        self._fit(X, np.asarray(y, dtype=np.float64))
+        weight = _sample_weight(sample_weight, len(y), type(self).__name__)
+        self._fit(X, np.asarray(y, dtype=np.float64), weight)
         return self
 
     def predict(self, X: Any) -> np.ndarray:

@@ -393,7 +393,11 @@ def _ingest_file(
             if downloaded:
                 path.unlink()
             return (*ranged, {})
-    named = {*text_columns, *(spec.features or ()), *([spec.target] if spec.target else [])}
+    named = {
+        *text_columns,
+        *(spec.features or ()),
+        *(name for name in (spec.target, spec.weight) if name),
+    }
     batches_of = (
         _parquet_batches(path, source, named)
         if fmt == "parquet"

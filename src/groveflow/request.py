@@ -70,6 +70,11 @@ class DataSpec:
     categorical : CategoricalSpec or None, default=None
         Which text columns to encode and how (:mod:`groveflow.encoding`); None refuses
         non-numeric features.
+    weight : str or None, default=None
+        The column (CSV, Parquet) or ``.npz`` array holding each row's sample weight, as
+        ``fit(X, y, sample_weight=...)`` takes it: every grove fits with these weights,
+        and the column is not a feature. Weights must be finite numbers, none negative,
+        not all zero (:func:`groveflow.datasets.check_weights`). None: every row weighs 1.
     """
 
     uri: str
@@ -79,6 +84,7 @@ class DataSpec:
     exclude: tuple[str, ...] = ()
     delimiter: str = ","
     categorical: CategoricalSpec | None = None
+    weight: str | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +174,8 @@ class TrainRequest:
             del out["data"]["categorical"]  # as records written before data.categorical read
         else:
             out["data"]["categorical"] = self.data.categorical.to_dict()
+        if self.data.weight is None:
+            del out["data"]["weight"]  # as records written before data.weight read
         if self.max_cost_usd is None:
             del out["max_cost_usd"]  # as records written before max_cost_usd read
         return out
@@ -220,7 +228,16 @@ def _string_list(name: str, value: Any, error: type[Exception] = InvalidRequest)
     return tuple(value)
 
 
-DATA_KEYS = {"uri", "target", "format", "features", "exclude", "delimiter", "categorical"}
+DATA_KEYS = {
+    "uri",
+    "target",
+    "format",
+    "features",
+    "exclude",
+    "delimiter",
+    "categorical",
+    "weight",
+}
 DATA_FORMATS = {"csv", "parquet", "npy", "npz"}
 
 
@@ -274,11 +291,39 @@ def parse_data(
         exclude=_string_list(f"{section}.exclude", value.get("exclude", []), error),
         delimiter=delimiter,
         categorical=parse_categorical(value.get("categorical"), f"{section}.categorical", error),
+        weight=None
+        if value.get("weight") is None
+        else _string(f"{section}.weight", value["weight"], error),
     )
     if spec.target is not None and spec.target in (spec.features or ()) + spec.exclude:
         raise error(f"{section}.target {spec.target!r} is also listed as a feature or excluded")
+    _check_weight_column(spec, section, error)
     _check_categorical(spec, section, error)
     return spec
+
+
+def _check_weight_column(spec: DataSpec, section: str, error: type[Exception]) -> None:
+    """Refuse a ``weight`` column that is also the target, a feature, excluded or encoded:
+    the weight column is read as each row's weight and nothing else."""
+    weight = spec.weight
+    if weight is None:
+        return
+    if weight == spec.target:
+        raise error(f"{section}.weight {weight!r} is the target: name the column of row weights")
+    if weight in (spec.features or ()):
+        raise error(
+            f"{section}.weight {weight!r} is listed in {section}.features: the weight column "
+            "is never a feature; remove it from features"
+        )
+    if weight in spec.exclude:
+        raise error(
+            f"{section}.weight {weight!r} is listed in {section}.exclude: the weight column is "
+            "read as the rows' weights (and is never a feature); remove it from exclude"
+        )
+    if spec.categorical is not None and weight in spec.categorical.named():
+        raise error(
+            f"{section}.categorical names the weight column {weight!r}: it is not a feature"
+        )
 
 
 def _check_categorical(spec: DataSpec, section: str, error: type[Exception]) -> None:
@@ -432,6 +477,7 @@ def parse_train_request(value: Any) -> TrainRequest:
     run_id = value.get("run_id")
     if run_id is not None:
         run_id = check_id(run_id, name="run_id")
+    _refuse_sampled_weights(value)
     return TrainRequest(
         data=_parse_data(value["data"]),
         model=_parse_model(value.get("model", {})),
@@ -458,6 +504,23 @@ def parse_train_request(value: Any) -> TrainRequest:
             else _int("rows_per_grove", value["rows_per_grove"], 2, 2**40)
         ),
     )
+
+
+def _refuse_sampled_weights(value: dict[str, Any]) -> None:
+    """Refuse ``data.weight`` with ``rows_per_grove``: a grove's sample is drawn across row
+    shards, which hold features and labels only, so its weights could not be the rows'."""
+    data = value.get("data")
+    if (
+        isinstance(data, dict)
+        and data.get("weight") is not None
+        and value.get("rows_per_grove") is not None
+    ):
+        raise InvalidRequest(
+            f"data.weight={data['weight']!r} cannot be combined with rows_per_grove="
+            f"{value['rows_per_grove']!r}: each grove samples rows across row shards, which "
+            "do not carry weights; remove rows_per_grove (every grove then fits the whole "
+            "training split, weighted) or data.weight"
+        )
 
 
 def _refuse_misplaced_keys(value: dict[str, Any]) -> None:

@@ -27,39 +27,56 @@ from groveflow.request import make_estimator
 from groveflow.training._runs import _check_grove, _read_record, read_split, split_run
 from groveflow.training._shards import grove_data, read_document
 
-_TRAIN_CACHE: dict[tuple[str, str], tuple[RunRecord, np.ndarray, np.ndarray]] = {}
+_TRAIN_CACHE: dict[
+    tuple[str, str], tuple[RunRecord, np.ndarray, np.ndarray, np.ndarray | None]
+] = {}
 _SEEN: dict[tuple[str, str], dict[str, int]] = {}
 
 
 def _training_split(
     bucket: str, run_id: str, seed: int
-) -> tuple[RunRecord, np.ndarray, np.ndarray, dict[str, int] | None]:
-    """The run record and the grove's training rows, and how it saw them when the split is
-    in row shards. The whole training split is cached across warm invocations of a
-    builder; a grove's own sample (``rows_per_grove``) is not, each grove drawing another."""
+) -> tuple[RunRecord, np.ndarray, np.ndarray, np.ndarray | None, dict[str, int] | None]:
+    """The run record and the grove's training rows with their weights (``data.weight``;
+    None when the request names none), and how it saw them when the split is in row shards.
+    The whole training split is cached across warm invocations of a builder; a grove's own
+    sample (``rows_per_grove``) is not, each grove drawing another."""
     key = (bucket, run_id)
     if key in _TRAIN_CACHE:
-        record, X, y = _TRAIN_CACHE[key]
+        record, X, y, w = _TRAIN_CACHE[key]
         seen = _SEEN.get(key)  # the rows read by an earlier grove: this one read nothing
-        return record, X, y, None if seen is None else {**seen, "shards": 0, "bytes_read": 0}
+        return record, X, y, w, None if seen is None else {**seen, "shards": 0, "bytes_read": 0}
     record = _read_record(bucket, run_id)
     source = split_run(bucket, run_id)
     _TRAIN_CACHE.clear()  # before reading: a builder holds one run's rows at a time
     _SEEN.clear()
+    w = None
     if record.data.shards is None:
         X = read_split(bucket, source, "X_train")
         y = read_split(bucket, source, "y_train")
+        if weighted(record):
+            w = read_split(bucket, source, WEIGHT_SPLIT)
         seen = None
     else:
+        # The plan refuses data.weight for a split in row shards (their rows carry no weight).
+        assert not weighted(record), "a weighted run's split is never in row shards"
         classes = record.classes_array()
         label_dtype = classes.dtype if classes is not None else np.dtype(np.float64)
         document = read_document(bucket, source)
         X, y, seen = grove_data(bucket, source, document, seed, label_dtype, classes=classes)
         if document.get("rows_per_grove") is not None:
-            return record, X, y, seen
+            return record, X, y, None, seen
         _SEEN[key] = seen
-    _TRAIN_CACHE[key] = (record, X, y)
-    return record, X, y, seen
+    _TRAIN_CACHE[key] = (record, X, y, w)
+    return record, X, y, w, seen
+
+
+WEIGHT_SPLIT = "w_train"
+"""The split holding the training rows' weights (float64), stored when ``data.weight`` is set."""
+
+
+def weighted(record: RunRecord) -> bool:
+    """Whether a run's groves fit with sample weights: its request names ``data.weight``."""
+    return record.request["data"].get("weight") is not None
 
 
 def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
@@ -81,14 +98,16 @@ def build_grove(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     if _stored_grove_ok(bucket, key, item):
         telemetry.logger.info("grove already stored and verified: reused")
         return {"grove": grove, "reused": True}
-    record, X, y, seen = _training_split(bucket, run_id, seed)
+    record, X, y, w, seen = _training_split(bucket, run_id, seed)
     model = record.request["model"]
     classes = np.unique(y) if model["task"] == "classification" else None
     estimator = make_estimator(
         model["kind"], model["task"], model["params"], n_trees=n_trees, seed=seed, classes=classes
     )
     started = time.perf_counter()
-    estimator.fit(X, y)
+    # scikit-learn's forest.fit(X, y, sample_weight): each tree's weights are these times its
+    # bootstrap counts (times class_weight's), as in one forest of all the groves' trees.
+    estimator.fit(X, y, sample_weight=w)
     fit_seconds = time.perf_counter() - started
     classes = estimator.classes_ if model["task"] == "classification" else None
     blob = artifact.encode_trees(estimator.estimators_, n_features=X.shape[1], classes=classes)

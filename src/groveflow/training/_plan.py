@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from groveflow import storage, telemetry
-from groveflow.datasets import Dataset, check_readable, load_dataset
+from groveflow.datasets import Dataset, check_readable, check_weights, load_dataset
 from groveflow.documents import (
     DataRecord,
     RunRecord,
@@ -32,6 +32,7 @@ from groveflow.oob import (
     check_oob_coverage,
 )
 from groveflow.request import DataSpec, TrainRequest, parse_train_request
+from groveflow.training._build import WEIGHT_SPLIT
 from groveflow.training._runs import (
     GROWTH_KEYS,
     RUN_DEFAULTS,
@@ -204,7 +205,9 @@ def plan_run(
             )
         else:
             assert read.split is not None
-            for name in SPLITS:
+            # The weights first: y_test, written last, says the split is stored.
+            names = (WEIGHT_SPLIT, *SPLITS) if WEIGHT_SPLIT in read.split else SPLITS
+            for name in names:
                 storage.put_bytes(
                     bucket, keys.split(run_id, name), storage.npy_bytes(read.split[name])
                 )
@@ -266,6 +269,11 @@ def read_and_check(
     ``claimed_whole`` (a claimed run stored whole) never goes to row shards. Raises as the
     plan refuses."""
     _check_shardable(request, ingested)
+    if whole_only and request.data.weight is not None:
+        raise InvalidRequest(
+            f"data.weight={request.data.weight!r}: a search does not fit its candidates with "
+            "sample weights yet; search without data.weight, then train the winner with it"
+        )
     if whole_only and request.rows_per_grove is not None:
         raise InvalidRequest(
             "rows_per_grove samples row shards, and a search holds its split in one function: "
@@ -273,6 +281,12 @@ def read_and_check(
         )
 
     def sharded(why: str) -> _Read:
+        if request.data.weight is not None:
+            raise DatasetTooLarge(
+                f"data.weight={request.data.weight!r} needs the training split whole in each "
+                f"grove (row shards carry no weights), and this data does not fit: {why}. "
+                "Train on a sample of the rows, raise the builders' memory, or remove data.weight"
+            )
         if whole_only:
             raise DatasetTooLarge(
                 f"a search holds its split in one function, and this data does not fit: {why}. "
@@ -918,14 +932,20 @@ def _claim(bucket: str, run_id: str, request: TrainRequest, record: dict[str, An
 
 
 def split_dataset(dataset: Dataset, request: TrainRequest) -> dict[str, np.ndarray]:
+    """The training and held-out rows (the split ignores weights), and the training rows'
+    weights (``w_train``) when the data has them; held-out metrics are unweighted."""
     train, test = split_rows(dataset.y, request)
-    return {
+    split = {
         "X_train": dataset.X[train],
         "y_train": dataset.y[train],
         "X_test": dataset.X[test],
         "y_test": dataset.y[test],
         "test_rows": test,
     }
+    if dataset.weight is not None:
+        what = f"the training rows' weights (data.weight={request.data.weight!r})"
+        split[WEIGHT_SPLIT] = check_weights(dataset.weight[train], what)
+    return split
 
 
 def split_rows(y: np.ndarray, request: TrainRequest) -> tuple[np.ndarray, np.ndarray]:
@@ -1078,6 +1098,15 @@ def _rows_sha256(X: np.ndarray, y: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def _data_sha256(dataset: Dataset) -> str:
+    """The rows' sha256, and their weights' when the data has them (a run trained on other
+    weights is other data)."""
+    rows = _rows_sha256(dataset.X, dataset.y)
+    if dataset.weight is None:
+        return rows
+    return hashlib.sha256(f"{rows}:{_sha256_of(dataset.weight)}".encode()).hexdigest()
+
+
 def _sha256_of(*arrays: np.ndarray) -> str:
     digest = hashlib.sha256()
     for array in arrays:
@@ -1097,7 +1126,7 @@ def _run_record(
         classes_dtype=classes.dtype.str if classes is not None else None,
         data=DataRecord(
             uri=request.data.uri,
-            sha256=_rows_sha256(dataset.X, dataset.y),
+            sha256=_data_sha256(dataset),
             n_rows=len(dataset.y),
             n_features=dataset.X.shape[1],
             n_train=len(split["y_train"]),
