@@ -12,6 +12,7 @@ import csv
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,13 @@ from sklearn.ensemble import (
 from conftest import unique_name
 from evidence import has, refit_from_seeds, stored_npy
 from groveflow.artifact import load_forest
+from groveflow.datasets import Dataset
 from groveflow.engines import Local
-from groveflow.errors import InvalidParameter, InvalidRequest
+from groveflow.errors import DatasetTooLarge, InvalidDataset, InvalidParameter, InvalidRequest
 from groveflow.estimators import GroveForestClassifier, GroveForestRegressor
 from groveflow.layout import keys
 from groveflow.request import parse_train_request
+from groveflow.training._plan import read_and_check, split_dataset, split_rows
 
 
 def _wine_table(path: Path, weights: list[str]) -> np.ndarray:
@@ -264,3 +267,38 @@ def test_what_the_estimators_cannot_do_is_refused_by_name() -> None:
         GroveForestRegressor(n_estimators=0).fit(X, y)
     with pytest.raises(InvalidParameter, match=r"got \['weights'\], which it does not take"):
         GroveForestClassifier().fit(X, y, weights=np.ones(10))
+
+
+def _weighted_request(**top: Any) -> Any:
+    data = {"uri": "table.csv", "target": "y", "weight": "w"}
+    return parse_train_request({"data": data, "model": {"task": "regression"}, **top})
+
+
+def test_weights_zero_on_every_training_row_are_refused_by_name() -> None:
+    # GIVEN weights whose only non-zero one falls on a held-out row
+    request = _weighted_request(test_fraction=0.5)
+    y = np.arange(10.0)
+    _, held_out = split_rows(y, request)
+    weight = np.zeros(10)
+    weight[held_out[0]] = 1.0
+    dataset = Dataset(X=np.ones((10, 2), np.float32), y=y, feature_names=["a", "b"], weight=weight)
+    # WHEN the plan splits the rows, THEN it refuses them by name
+    with pytest.raises(InvalidDataset, match=r"training rows' weights \(data.weight='w'\): every"):
+        split_dataset(dataset, request)
+
+
+def test_weights_in_a_search_or_in_row_shards_are_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "part-00000.gfcols").write_bytes(b"0" * 1024)
+    request = _weighted_request(data={"uri": str(tmp_path), "target": "y", "weight": "w"})
+    spec = replace(request.data, format="columns")
+    common: dict[str, Any] = {
+        "builder_memory_mb": 3008,
+        "builder_reserved_concurrency": None,
+        "started": 0.0,
+    }
+    # GIVEN a search's plan (which holds its split in one function)
+    with pytest.raises(InvalidRequest, match=r"a search does not fit its candidates with sample"):
+        read_and_check(request, spec, ingested=True, whole_only=True, **common)
+    # GIVEN ingested data larger than the plan holds whole (so it would go to row shards)
+    with pytest.raises(DatasetTooLarge, match=r"row shards carry no weights.*larger than the plan"):
+        read_and_check(request, spec, ingested=True, plan_memory_mb=1, **common)
