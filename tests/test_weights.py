@@ -51,6 +51,19 @@ def _wine_table(path: Path, weights: list[str]) -> np.ndarray:
     return bunch.data.astype(np.float32)
 
 
+def _wine_parquet(path: Path, weights: np.ndarray) -> np.ndarray:
+    """wine as a Parquet table of 13 float features, the cultivar (text) and float weights."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bunch = load_wine()
+    columns: dict[str, Any] = {f"f{i}": bunch.data[:, i] for i in range(13)}
+    columns["cultivar"] = np.array(["barolo", "grignolino", "barbera"])[bunch.target].tolist()
+    columns["w"] = weights
+    pq.write_table(pa.table(columns), path)
+    return bunch.data.astype(np.float32)
+
+
 def _some_weights(n_rows: int) -> np.ndarray:
     """Weights of 0 to 4 and fractions: enough zeros and spread to change every tree."""
     rng = np.random.default_rng(30)
@@ -68,15 +81,20 @@ def _request(path: Path, run_id: str, **data: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_a_weight_column_trains_every_grove_as_scikit_learn_with_those_weights(
-    engine: Any, tmp_path: Path
+    engine: Any, tmp_path: Path, fmt: str
 ) -> None:
-    # GIVEN wine as CSV with a weight column, class_weight="balanced" and max_samples
+    # GIVEN wine as CSV or Parquet with a weight column, class_weight="balanced", max_samples
     weights = _some_weights(178)
-    X_all = _wine_table(tmp_path / "wine.csv", [repr(float(w)) for w in weights])
+    path = tmp_path / f"wine.{fmt}"
+    if fmt == "csv":
+        X_all = _wine_table(path, [repr(float(w)) for w in weights])
+    else:
+        X_all = _wine_parquet(path, weights)
     run_id = unique_name("weighted")
     # WHEN it trains in 3 groves of 2 trees
-    result = engine.run("TrainStateMachine", _request(tmp_path / "wine.csv", run_id), name=run_id)
+    result = engine.run("TrainStateMachine", _request(path, run_id), name=run_id)
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     # THEN the training rows' weights are stored beside the split, and the forest has 13
     # features (the weight column is not one)
@@ -302,3 +320,22 @@ def test_weights_in_a_search_or_in_row_shards_are_refused_by_name(tmp_path: Path
     # GIVEN ingested data larger than the plan holds whole (so it would go to row shards)
     with pytest.raises(DatasetTooLarge, match=r"row shards carry no weights.*larger than the plan"):
         read_and_check(request, spec, ingested=True, plan_memory_mb=1, **common)
+
+
+def test_a_weighted_oob_score_is_scikit_learns(local: Local) -> None:
+    from groveflow.layout import grove_seeds
+
+    # GIVEN one grove of 32 trees (one scikit-learn fit), weighted, with oob_score
+    bunch = load_wine()
+    X, y = bunch.data, bunch.target
+    w = _some_weights(len(y))
+    ours = GroveForestClassifier(
+        n_estimators=32, grove_size=32, oob_score=True, random_state=4, engine=local
+    ).fit(X, y, sample_weight=w)
+    # WHEN scikit-learn fits the same trees with the same weights and oob_score=True
+    theirs = RandomForestClassifier(
+        n_estimators=32, random_state=grove_seeds(4, 1)[0], oob_score=True
+    ).fit(X.astype(np.float32), y, sample_weight=w)
+    # THEN the OOB score (unweighted, as scikit-learn's) and OOB probabilities are its own
+    assert ours.oob_score_ == theirs.oob_score_
+    np.testing.assert_array_equal(ours.oob_decision_function_, theirs.oob_decision_function_)
