@@ -279,6 +279,10 @@ def test_what_the_estimators_cannot_do_is_refused_by_name() -> None:
     y = np.arange(10) % 2
     with pytest.raises(InvalidParameter, match=r"warm_start=True\) is not supported"):
         GroveForestClassifier(warm_start=True).fit(X, y)
+    with pytest.raises(
+        InvalidParameter, match=r"oob_score=<built-in function len>\): a scoring function"
+    ):
+        GroveForestClassifier(oob_score=len).fit(X, y)
     with pytest.raises(InvalidParameter, match=r"n_trees is another name for n_estimators"):
         GroveForestRegressor(n_estimators=50, n_trees=20).fit(X, y)
     with pytest.raises(InvalidParameter, match=r"n_estimators=0\): the number of trees"):

@@ -182,12 +182,19 @@ class _GroveForest(BaseEstimator):
         return chosen
 
     def _check_params(self) -> None:
-        """Refuse, by name, a ``kind`` groveflow does not train and what it cannot do."""
+        """Refuse, by name, a ``kind`` groveflow does not train and what it cannot do
+        (``warm_start=True``, a scoring function as ``oob_score``)."""
         name = type(self).__name__
         if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise InvalidParameter(
                 f"{name}(kind={_plain(self.kind)!r}) is not a kind of forest "
                 f"groveflow trains; accepted: {KINDS}"
+            )
+        if callable(self.oob_score):
+            raise InvalidParameter(
+                f"{name}(oob_score={self.oob_score!r}): a scoring function is not supported; "
+                "oob_score=True scores out of bag as scikit-learn's default does (accuracy, "
+                "or R^2 for a regressor)"
             )
         if self.warm_start:
             raise InvalidParameter(
