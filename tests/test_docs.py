@@ -44,7 +44,11 @@ DOC_PORT = "8083"
 BLOCK_TIMEOUT_SECONDS = 600
 
 AWS = "needs: aws (an AWS account, or the deployed stack's outputs)"
-CI_BUILD = "installation step: `make test` (CI's .ci/run) runs it before the suite"
+CI_BUILD = (
+    "installation step: `make test` (CI's .ci/run) runs make build before the suite, and "
+    "tests/test_journey_deploy.py runs make sam-venv, validate and build as docs/deploy.md "
+    "writes them, in an application from groveflow init"
+)
 SKIPPED_BY_NAME = {
     ("docs/deploy.md", "aws lambda get-account-settings \\"): AWS,
     ("docs/deploy.md", "make sam-venv"): CI_BUILD,
