@@ -324,18 +324,21 @@ class LocalEngine:
         run_id = given if isinstance(given, str) else name
         return run_id if is_valid_id(run_id) else None
 
-    def _pause(self, seconds: float) -> None:
-        """Wait up to ``seconds`` between polls, cut short after an invocation ends.
+    def _pause(self, seconds: float, ended: threading.Event) -> None:
+        """Wait up to ``seconds`` between polls, cut short after an invocation ends, and
+        at once when the execution has ended (``ended``, set by the interpreter).
 
         The execution may have ended with that invocation, so the follower looks again
         once the interpreter has had a moment to record it, but at most ten times a second.
         """
         began = time.monotonic()
+        if ended.is_set():
+            return
         if self.lambdas.ended.wait(seconds):
             self.lambdas.ended.clear()
             now = time.monotonic()
             look = max(now + _SETTLE_SECONDS, began + _MIN_POLL_SECONDS)
-            time.sleep(max(0.0, min(look, began + seconds) - now))
+            ended.wait(max(0.0, min(look, began + seconds) - now))
 
     def state_machine_arn(self, logical_id: str) -> str:
         """The local ARN of a template state machine (``TrainStateMachine``...), created
@@ -400,13 +403,30 @@ class LocalEngine:
             name=name,
             input=json.dumps(execution_input),
         )["executionArn"]
+        # Registered before the first look: an end before it is seen by that look.
+        ended = threading.Event()
+
+        def wake() -> None:
+            ended.set()
+            self.lambdas.ended.set()
+
+        cancel = moto_compat.when_execution_ends(arn, wake)
         if on_start is not None:
             on_start(arn)
         # Each look costs this process's server a few milliseconds of the CPU the workers
-        # use, so the follower looks once a second, and soon after each invocation ends
-        # (see _pause): the progress bar moves when an item does.
+        # use, so the follower looks once a second, soon after each invocation ends (the
+        # progress bar moves when an item does), and as soon as the execution ends.
         self.lambdas.ended.clear()
-        description = follow(self.sfn, arn, on_progress, poll_seconds=1.0, wait=self._pause)
+        try:
+            description = follow(
+                self.sfn,
+                arn,
+                on_progress,
+                poll_seconds=1.0,
+                wait=lambda seconds: self._pause(seconds, ended),
+            )
+        finally:
+            cancel()
         output = description.get("output")
         return ExecutionResult(
             execution_arn=arn,

@@ -3,8 +3,10 @@
 The embedded local engine runs unmodified ASL in moto's interpreter (a port of
 LocalStack's). In the tested moto range it departs from AWS in ways that would
 let a run succeed locally and fail in the cloud, or run slower than it must.
-:func:`apply_corrections` applies twenty-one patches; each is one short function below
-that names the moto symbol it replaces. ``tests/test_moto_compat.py`` pins both the
+:func:`apply_corrections` applies twenty-one patches, keeps parse trees
+(:func:`_parse_each_definition_once`) and announces ended executions
+(:func:`when_execution_ends`); each is one short function below that names the moto
+symbol it replaces. ``tests/test_moto_compat.py`` pins both the
 uncorrected moto behaviour (so we notice an upstream fix) and the corrected one.
 A Distributed Map Run runs its children on a few threads (:func:`set_map_child_threads`,
 pinned by ``tests/test_moto_map_threads.py``), not on three threads per child, counts
@@ -62,6 +64,7 @@ __all__ = [
     "is_valid_execution_name",
     "set_map_child_threads",
     "set_retry_wait_scale",
+    "when_execution_ends",
 ]
 
 TESTED_MOTO_RANGE = ((5, 2, 3), (5, 3, 0))
@@ -97,6 +100,7 @@ def apply_corrections() -> None:
             return
         _check_moto_version(moto.__version__)
         _import_interpreter_without_batch_backend()
+        _parse_each_definition_once()  # before the integer percentages' wrapper
         _return_failed_children_whole()  # before the tolerance check, which wraps it
         _fail_map_run_beyond_tolerance()
         _write_map_results_as_aws_does()
@@ -116,6 +120,7 @@ def apply_corrections() -> None:
         _page_execution_history()
         _refuse_inputs_over_the_payload_quota()
         _scale_retry_waits()
+        _announce_ended_executions()
         _applied.set()
 
 
@@ -264,6 +269,54 @@ def _import_interpreter_without_batch_backend() -> None:
     finally:
         if sys.modules.get("moto.batch") is placeholder:
             del sys.modules["moto.batch"]
+
+
+_PARSED_DEFINITIONS = 64
+"""Parse trees kept (of state machine definitions, and of intrinsic functions apart)."""
+
+
+def _parse_each_definition_once() -> None:
+    """Keep the parse trees of ``AmazonStateLanguageParser.parse`` and
+    ``IntrinsicParser.parse`` (asl/parse/), and build each call's components afresh from
+    the kept tree.
+
+    Not a correction: moto lexes and parses a state machine's whole definition with
+    ANTLR's Python runtime at every ``StartExecution`` (and each intrinsic function as it
+    builds the program), 0.1-0.2 s of the engine's CPU per execution, beside its workers,
+    for the same text every time. The components (what executes) are still made new for
+    each execution by moto's own preprocessor, from an unchanged tree; a definition that
+    does not parse is not kept, so it fails as before.
+    """
+    from moto.stepfunctions.parser.asl.parse import asl_parser, preprocessor
+    from moto.stepfunctions.parser.asl.parse.intrinsic import intrinsic_parser
+    from moto.stepfunctions.parser.asl.parse.intrinsic import preprocessor as intrinsic
+
+    lock = threading.Lock()
+
+    def kept(original: Callable[[str], Any], visitor: type) -> Callable[[str], Any]:
+        trees: dict[str, Any] = {}
+
+        def parse(source: str) -> Any:
+            tree = trees.get(source)
+            if tree is None:
+                component, tree = original(source)
+                with lock:
+                    if len(trees) >= _PARSED_DEFINITIONS:
+                        trees.pop(next(iter(trees)))
+                    trees[source] = tree
+                return component, tree
+            return visitor().visit(tree), tree
+
+        return parse
+
+    language = asl_parser.AmazonStateLanguageParser
+    language.parse = staticmethod(  # type: ignore[method-assign,assignment]
+        kept(language.parse, preprocessor.Preprocessor)
+    )
+    functions = intrinsic_parser.IntrinsicParser
+    functions.parse = staticmethod(  # type: ignore[method-assign,assignment]
+        kept(functions.parse, intrinsic.Preprocessor)
+    )
 
 
 def _accept_integer_tolerated_failure_percentage() -> None:
@@ -751,6 +804,50 @@ def _list_moto_services_once() -> None:
 
     listed = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: listed
+
+
+_end_callbacks: dict[str, Callable[[], None]] = {}
+_end_lock = threading.Lock()
+
+
+def when_execution_ends(execution_arn: str, callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` (in the interpreter's thread) once the execution has ended, its
+    status, output, error and cause already recorded; returns what cancels the call.
+
+    An execution that ended before this call is not announced: a follower registers
+    before it first describes the execution, so it either sees the end or is told of it.
+    """
+    with _end_lock:
+        _end_callbacks[execution_arn] = callback
+
+    def cancel() -> None:
+        with _end_lock:
+            if _end_callbacks.get(execution_arn) is callback:
+                del _end_callbacks[execution_arn]
+
+    return cancel
+
+
+def _announce_ended_executions() -> None:
+    """Wrap ``BaseExecutionWorkerCommunication.terminated`` to call the callback
+    :func:`when_execution_ends` registered for the execution.
+
+    Not a correction: the engine's follower otherwise learns that an execution ended only
+    by polling ``DescribeExecution``, up to a poll interval late, which every fit in a
+    cross-validation pays. The recorded status is moto's, unchanged.
+    """
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+    terminated = BaseExecutionWorkerCommunication.terminated
+
+    def announce(self: Any) -> None:
+        terminated(self)
+        with _end_lock:
+            callback = _end_callbacks.pop(self.execution.exec_arn, None)
+        if callback is not None:
+            callback()
+
+    BaseExecutionWorkerCommunication.terminated = announce  # type: ignore[method-assign]
 
 
 def set_map_child_threads(threads: int) -> int:

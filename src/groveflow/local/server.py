@@ -14,6 +14,7 @@ import os
 import secrets
 import socket
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
@@ -68,6 +69,96 @@ class _HoldClients:
         if not own:
             self.admitted.wait()
         return self.app(environ, start_response)
+
+
+class _InProcess:
+    """botocore ``before-send``: this process's own requests to the endpoint are answered
+    by the endpoint's WSGI application in this thread, without a socket.
+
+    The interpreter's S3 reads and writes (ItemReader, ResultWriter), the follower's
+    ``DescribeExecution`` and the engine's own calls would otherwise each cost a TCP
+    connection (the server closes every one), a server thread and the HTTP encoding
+    both ways, all on the CPU the workers need. The request reaches the same application
+    with the same headers and body as over HTTP (underscored header names preserved as
+    moto's request handler preserves them), so the answer is the same; other processes'
+    requests, the workers' included, still come over HTTP.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], port: int) -> None:
+        self.app = app
+        self.origins = (f"http://127.0.0.1:{port}/", f"http://localhost:{port}/")
+
+    def __call__(self, request: Any, **_: Any) -> Any:
+        if not request.url.startswith(self.origins):
+            return None
+        from botocore.awsrequest import AWSResponse
+        from botocore.compat import HTTPHeaders
+        from moto.core.botocore_stubber import MockRawResponse
+        from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+        body = request.body
+        if hasattr(body, "read"):
+            body = body.read()
+        if isinstance(body, str):
+            body = body.encode()
+        headers = [
+            (name, value.decode("latin-1") if isinstance(value, bytes) else str(value))
+            for name, value in request.headers.items()
+        ]
+        url = urllib.parse.urlsplit(request.url)
+        builder = EnvironBuilder(
+            path=url.path,
+            base_url=f"{url.scheme}://{url.netloc}",
+            query_string=url.query,
+            method=request.method,
+            headers=headers,
+            data=body or b"",
+        )
+        try:
+            environ = builder.get_environ()
+        finally:
+            builder.close()
+        environ["RAW_URI"] = environ["REQUEST_URI"] = url.path + (
+            f"?{url.query}" if url.query else ""
+        )
+        _preserve_header_names(environ, headers)
+        chunks, status, response_headers = run_wsgi_app(self.app, environ, buffered=True)
+        try:
+            content = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        code = int(status.split(" ", 1)[0])
+        answered = HTTPHeaders()
+        for name, value in response_headers:
+            answered[name] = value
+        return AWSResponse(request.url, code, answered, MockRawResponse(content))
+
+
+def _preserve_header_names(environ: dict[str, Any], headers: list[tuple[str, str]]) -> None:
+    """What moto's ``MotoRequestHandler.make_environ`` adds to a request's environ: the
+    original spelling of headers whose names hold an underscore (S3 metadata keys)."""
+    from moto.core.request import (
+        PRESERVED_HEADER_NAMES_ENVIRON_KEY,
+        environ_key_for_header,
+        should_preserve_original_header_name,
+    )
+
+    dashed = {environ_key_for_header(name) for name, _ in headers if "_" not in name}
+    names: dict[str, str] = {}
+    values: dict[str, list[str]] = {}
+    for name, value in headers:
+        if not should_preserve_original_header_name(name):
+            continue
+        key = environ_key_for_header(name)
+        if key in dashed:
+            continue
+        names.setdefault(key, name)
+        values.setdefault(key, []).append(value.replace("\r\n", ""))
+    for key, key_values in values.items():
+        environ[key] = ",".join(key_values)
+    environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = names
 
 
 class Server:
@@ -142,15 +233,17 @@ class Server:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         moto_compat.apply_corrections()
         install()  # the state directories' mirrors see every object as it is stored
-        # Every botocore session made from now on in this process marks its requests.
+        # moto's ThreadedMotoServer, with other clients held while ``admitted`` is clear.
+        app = _HoldClients(DomainDispatcherApplication(create_backend_app), admitted)
+        # Every botocore session made from now on in this process marks its requests, and
+        # has those to the endpoint answered in process.
         botocore.handlers.BUILTIN_HANDLERS.append(("before-send", _mark_own_request))
+        botocore.handlers.BUILTIN_HANDLERS.append(("before-send", _InProcess(app, port)))
         boto3.setup_default_session(region_name=REGION)
         assert boto3.DEFAULT_SESSION is not None
         boto3.DEFAULT_SESSION.events.register(
             "before-call.lambda.Invoke", cast(Any, dispatch_invoke)
         )
-        # moto's ThreadedMotoServer, with other clients held while ``admitted`` is clear.
-        app = _HoldClients(DomainDispatcherApplication(create_backend_app), admitted)
         server = make_server(
             "127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler
         )
