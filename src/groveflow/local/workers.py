@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
+import itertools
 import multiprocessing
 import os
 import queue
@@ -47,6 +48,7 @@ from groveflow.local.template import FunctionSpec
 
 __all__ = [
     "HANDLER_PRELOAD",
+    "SANDBOX_PROCESS_NAME",
     "MemoryMonitor",
     "Outcome",
     "WorkerPool",
@@ -424,6 +426,7 @@ class WorkerPool:
             raise ValueError(f"as-built workers preload nothing, got preload={preload}")
         self.python = python
         self._size = size
+        self._numbers = itertools.count(1)
         self._parked: list[_Worker] = []  # as built: warm sandboxes set aside, oldest first
         self._context: Any = None if python is not None else _context(preload)
         self._environment = dict(environment)
@@ -453,6 +456,7 @@ class WorkerPool:
                 target=sandbox.serve,
                 args=(child, self._environment, self._preload, self.log_path),
                 daemon=True,
+                name=f"{SANDBOX_PROCESS_NAME}-{next(self._numbers)}",
             )
             process.start()
             return process
@@ -641,11 +645,46 @@ def _context(preload: tuple[str, ...]) -> Any:
     """
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(preload))
+    _leave_the_main_module_alone()
     _start_fork_server_without_joblib_multiprocessing()
     return context
 
 
+SANDBOX_PROCESS_NAME = "groveflow-sandbox"
+"""How the development workers' processes are named (``multiprocessing``'s ``name``)."""
+
 _fork_server_lock = threading.Lock()
+
+
+def _leave_the_main_module_alone() -> None:
+    """Start the pool's workers without running the caller's main module in them.
+
+    ``multiprocessing`` tells each child it starts to import the parent's ``__main__``
+    (its script, ``python -m`` module, or ``<stdin>``) as ``__mp_main__`` before it runs,
+    so that functions defined there can be unpickled. A worker runs
+    :func:`groveflow.local.sandbox.serve` with plain arguments, and needs none of it:
+    importing it would run a script without the ``if __name__ == "__main__":`` guard
+    again in every worker (which then fails starting an engine of its own, with the
+    fork server's tracebacks), print its module-level output once per worker, and fail
+    for a script read from stdin (there is no file ``<stdin>`` to run). So the
+    preparation data of a process named :data:`SANDBOX_PROCESS_NAME` leaves the main
+    module out; every other process is prepared as ``multiprocessing`` prepares it.
+    """
+    from multiprocessing import spawn
+
+    original = spawn.get_preparation_data
+    if getattr(original, "_groveflow", False):
+        return
+
+    def get_preparation_data(name: str) -> dict[str, Any]:
+        data: dict[str, Any] = original(name)
+        if str(name).startswith(SANDBOX_PROCESS_NAME):
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+        return data
+
+    get_preparation_data._groveflow = True  # type: ignore[attr-defined]
+    spawn.get_preparation_data = get_preparation_data
 
 
 def _start_fork_server_without_joblib_multiprocessing() -> None:
