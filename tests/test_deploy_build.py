@@ -158,8 +158,10 @@ def test_layer_holds_groveflow_without_the_local_engine_tests_or_stale_bytecode(
     assert not (python / "groveflow" / "local").exists()
     for absent in ("moto", "yaml"):
         assert not (python / absent).exists(), f"{absent} is in the layer"
-    # the AWS SDK is the layer's own, with the one service model the functions call
-    assert {p.name for p in (python / "botocore" / "data").iterdir() if p.is_dir()} == {"s3"}
+    # the AWS SDK is the layer's own, with the service models the functions call: S3, and
+    # Lambda's for the plan's GetAccountSettings
+    models = {p.name for p in (python / "botocore" / "data").iterdir() if p.is_dir()}
+    assert models == {"s3", "lambda"}
     assert not [p for p in python.rglob("tests") if p.is_dir()]
     assert not list(python.rglob("*.pyi"))
     pyc = list(python.rglob("*.pyc"))

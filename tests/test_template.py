@@ -174,7 +174,7 @@ ALLOWED_MANAGED_POLICIES = {
 RESOURCE_STAR_ACTIONS = re.compile(
     r"^(logs:(Create|Get|Update|Delete|List)LogDelivery|logs:ListLogDeliveries"
     r"|logs:PutResourcePolicy|logs:DescribeResourcePolicies"
-    r"|logs:DescribeLogGroups|xray:[A-Za-z]+)$"
+    r"|logs:DescribeLogGroups|xray:[A-Za-z]+|lambda:GetAccountSettings)$"
 )
 
 

@@ -14,6 +14,7 @@ last, the manifest that makes the model exist.
 
 from groveflow.documents import MANIFEST_VERSION
 from groveflow.training._build import build_grove
+from groveflow.training._concurrency import unreserved_concurrency
 from groveflow.training._merge import GROVE_READERS, merge_run
 from groveflow.training._plan import (
     check_fits,
@@ -57,4 +58,5 @@ __all__ = [
     "split_run",
     "stored_search",
     "test_mask",
+    "unreserved_concurrency",
 ]

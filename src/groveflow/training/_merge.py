@@ -131,6 +131,9 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     The forest is written first and the manifest last: a model exists only
     once its manifest does, so a merge that dies midway leaves no model.
 
+    ``event``: ``{"run_id", "n_trees", "plan"}``, ``plan`` the plan's output (its
+    ``fan_out``, the Map's concurrency and why it was clamped, is passed on to the summary).
+
     Raises
     ------
     GroveMissing
@@ -226,6 +229,8 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         "merge_seconds": round(merge_seconds, 3),
         **({"search": manifest.search} if manifest.search else {}),
         **({"data": _data_seen(record, groves.records)} if record.data.shards else {}),
+        # the plan's account of the Map's concurrency (clamped or not, and why), for the summary
+        **({"fan_out": event["plan"]["fan_out"]} if "fan_out" in event.get("plan", {}) else {}),
     }
 
 

@@ -33,6 +33,7 @@ from groveflow.oob import (
 )
 from groveflow.request import DataSpec, TrainRequest, parse_train_request
 from groveflow.training._build import WEIGHT_SPLIT
+from groveflow.training._concurrency import ConcurrencyLimit, concurrency_limit, fan_out_report
 from groveflow.training._runs import (
     GROWTH_KEYS,
     RUN_DEFAULTS,
@@ -70,6 +71,7 @@ def plan_run(
     data_buckets: tuple[str, ...] = (),
     local_paths: bool = False,
     builder_reserved_concurrency: int | None = None,
+    account_concurrency: Callable[[], int | None] | None = None,
     before_write: Callable[[dict[str, np.ndarray], dict[str, Any]], None] | None = None,
     plan_memory_mb: int | None = None,
     shard_mb: float = SHARD_MB,
@@ -94,6 +96,11 @@ def plan_run(
     builder_reserved_concurrency : int or None, default=None
         The builders' reserved concurrency, when the stack sets one: no more can run at
         once, so ``max_concurrency`` is clamped to it (more would only be throttled).
+    account_concurrency : callable or None, default=None
+        Reads the account's unreserved concurrency (``lambda:GetAccountSettings``,
+        :func:`groveflow.training.unreserved_concurrency`); without reserved builders,
+        ``max_concurrency`` is clamped to it less a headroom for the other functions
+        (:func:`groveflow.training._concurrency.concurrency_limit`). None reads nothing.
     before_write : callable or None, default=None
         Called with the split and the run's estimate (a dict) after the plan's own checks and
         before anything is written, for a caller's checks (a search's candidates): what it
@@ -115,11 +122,13 @@ def plan_run(
     Returns
     -------
     dict
-        ``run_id``, ``bucket``, ``plan_key``, ``n_groves``, ``max_concurrency`` and
-        ``tolerated_failure_percentage``: small, so it fits any state payload.
+        ``run_id``, ``bucket``, ``plan_key``, ``n_groves``, ``max_concurrency``,
+        ``fan_out`` (the requested concurrency and why it was clamped, for the run summary)
+        and ``tolerated_failure_percentage``: small, so it fits any state payload.
     """
+    limit = concurrency_limit(builder_reserved_concurrency, account_concurrency)
     if event.get("grow") is not None:
-        return _plan_round(event, bucket, builder_reserved_concurrency)
+        return _plan_round(event, bucket, limit)
     started = time.perf_counter()
     request = parse_train_request(event.get("request"))
     readable = (bucket, *data_buckets)
@@ -148,7 +157,7 @@ def plan_run(
             layout=None if stored is None else stored.data.shards,
             claimed_whole=stored is not None and stored.data.shards is None,
             builder_memory_mb=builder_memory_mb,
-            builder_reserved_concurrency=builder_reserved_concurrency,
+            builder_reserved_concurrency=limit.builders,
             plan_memory_mb=plan_memory_mb,
             shard_mb=shard_mb,
             started=started,
@@ -220,7 +229,7 @@ def plan_run(
         "run_id": run_id,
         "bucket": bucket,
         "plan_key": keys.plan(run_id),
-        **_fan_out(request, plan, builder_reserved_concurrency),
+        **_fan_out(request, plan, limit),
         "tolerated_failure_percentage": request.tolerated_failure_percentage,
         "estimate": None if run_estimate is None else run_estimate.summary(),
         "predict": predict,
@@ -858,9 +867,7 @@ def _keep_run_defaults(
     return request
 
 
-def _plan_round(
-    event: dict[str, Any], bucket: str, builder_reserved_concurrency: int | None
-) -> dict[str, Any]:
+def _plan_round(event: dict[str, Any], bucket: str, limit: ConcurrencyLimit) -> dict[str, Any]:
     """Plan the next round of an ``n_trees: "auto"`` run: its groves to grow, nothing else.
 
     ``event["grow"]`` is ``{"run_id", "n_trees", "from_n_trees"}`` (the round's target and
@@ -875,22 +882,21 @@ def _plan_round(
         bucket, run_id, grove_plan(request, run_id), int(grow["from_n_trees"]), request.grove_size
     )
     storage.put_json(bucket, keys.plan(run_id), plan)
-    return {**event["plan"], **_fan_out(request, plan, builder_reserved_concurrency)}
+    return {**event["plan"], **_fan_out(request, plan, limit)}
 
 
 def _fan_out(
-    request: TrainRequest, plan: list[dict[str, Any]], builder_reserved_concurrency: int | None
-) -> dict[str, int]:
+    request: TrainRequest, plan: list[dict[str, Any]], limit: ConcurrencyLimit
+) -> dict[str, Any]:
     """The Map's size and concurrency for ``plan``: ``max_concurrency`` clamped to the
-    groves to build and to the builders' reserved concurrency (more would be throttled)."""
+    groves to build and to the builders' limit (reserved, or what the account leaves: more
+    would be throttled), with the summary's account of it (``fan_out``)."""
+    fan_out = fan_out_report(request.max_concurrency, len(plan), limit)
     return {
         "n_groves": len(plan),
         "n_trees": request.n_trees,
-        "max_concurrency": min(
-            request.max_concurrency,
-            len(plan),
-            builder_reserved_concurrency or request.max_concurrency,
-        ),
+        "max_concurrency": fan_out["max_concurrency"],
+        "fan_out": fan_out,
     }
 
 
