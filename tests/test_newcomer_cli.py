@@ -312,3 +312,28 @@ def test_a_rerun_on_a_stack_endpoint_says_how_many_groves_it_reused(tmp_path: Pa
     assert first.returncode == 0 and rerun.returncode == 0, first.stderr + rerun.stderr
     assert json.loads(first.stdout)["groves_reused"] == 0
     assert json.loads(rerun.stdout)["groves_reused"] == 2
+
+
+def test_estimate_prices_the_builders_the_run_is_given(
+    trained: Trained, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import groveflow.api
+    from groveflow.cli import main
+    from groveflow.estimates import RunEstimate
+
+    # GIVEN the run's plan, which priced builders of the memory the engine gave them
+    record = trained.state / "s3" / "groveflow-local" / "runs" / "digits-demo" / "run.json"
+    planned = RunEstimate.from_dict(json.loads(record.read_text())["estimate"])
+    asked: list[tuple[Any, ...]] = []
+
+    def bounded(limit_mb: int, work: Any, body: Any, settings: tuple[Any, ...]) -> RunEstimate:
+        asked.append((limit_mb, *settings))
+        return planned
+
+    monkeypatch.setattr(groveflow.api, "_bounded", bounded)
+    # WHEN the same input is estimated without memory options
+    assert main(["estimate", str(EVENTS / "train-digits.json"), "--workers", "2"]) == 0
+    capsys.readouterr()
+    # THEN it reads at the plan's memory and prices the builders the run had
+    plan_mb, workers, builder_mb, _ = asked[0]
+    assert (plan_mb, workers, builder_mb) == (3008, 2, planned.builder_memory_mb)

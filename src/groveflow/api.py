@@ -386,7 +386,7 @@ def estimate(
     request: Mapping[str, Any] | str | Path,
     *,
     workers: int | None = None,
-    builder_memory_mb: int = 3008,
+    builder_memory_mb: int | None = None,
     builder_reserved_concurrency: int | None = None,
     plan_memory_mb: int = PLAN_MEMORY_MB,
     cold_engine: bool = True,
@@ -407,8 +407,9 @@ def estimate(
         The execution input.
     workers : int or None, default=None
         Worker processes of the local engine to predict for; one per core if None.
-    builder_memory_mb : int, default=3008
-        The stack's ``BuilderMemorySize`` (in MB).
+    builder_memory_mb : int or None, default=None
+        The stack's ``BuilderMemorySize`` (in MB); template.yaml's default if None, as the
+        local engine and a stack deployed without overrides give the builders.
     builder_reserved_concurrency : int or None, default=None
         The stack's ``BuilderReservedConcurrency``, which clamps ``max_concurrency``.
     plan_memory_mb : int, default=3008
@@ -436,6 +437,8 @@ def estimate(
 
     body, _ = _read(request, InvalidRequest)
     parse_train_request(body)  # a malformed request is refused here, before any worker
+    if builder_memory_mb is None:
+        builder_memory_mb = template_default("BuilderMemorySize")
     for name, value in (
         ("builder_memory_mb", builder_memory_mb),
         ("plan_memory_mb", plan_memory_mb),
@@ -713,6 +716,16 @@ def stage_memory(
             estimate_mb=builder_estimate_mb if function == BUILDER else None,
         )
     return memory
+
+
+def template_default(parameter: str) -> int:
+    """A number parameter's default in template.yaml (``BuilderMemorySize``...): what the
+    local engine and a stack deployed without overrides use."""
+    from groveflow.application import application_root
+    from groveflow.local.template import read_template
+
+    parameters = read_template(application_root() / "template.yaml").get("Parameters", {})
+    return int(parameters[parameter]["Default"])
 
 
 @functools.lru_cache(maxsize=1)

@@ -373,7 +373,10 @@ def _add_training(commands: Any) -> None:
         "--workers", type=_positive_int, default=None, help=f"{WORKERS_HELP}, to estimate for"
     )
     estimate.add_argument(
-        "--builder-memory-mb", type=_positive_int, default=3008, help="BuilderMemorySize"
+        "--builder-memory-mb",
+        type=_positive_int,
+        default=None,
+        help="BuilderMemorySize (default: template.yaml's, as the local engine's)",
     )
     estimate.add_argument(
         "--plan-memory-mb", type=_positive_int, default=3008, help="PlanMemorySize"
