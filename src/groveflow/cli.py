@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -267,7 +268,11 @@ def _port(text: str) -> int:
 
 
 class _Help(argparse.HelpFormatter):
-    """Help text with each option's default, where it has one to show."""
+    """Help text with each option's default, where it has one to show; file names and
+    options (``events/train-digits.json``) are not broken at their hyphens."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -370,7 +375,10 @@ def _add_training(commands: Any) -> None:
     )
     estimate.add_argument("input", help="execution input JSON file, e.g. events/train-digits.json")
     estimate.add_argument(
-        "--workers", type=_positive_int, default=None, help=f"{WORKERS_HELP}, to estimate for"
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="worker processes of the local engine to estimate for (default: one per core)",
     )
     estimate.add_argument(
         "--builder-memory-mb",
