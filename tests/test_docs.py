@@ -219,10 +219,21 @@ def test_the_block_runs(
         path = where / f"block-{block.line}.py"
         path.write_text(script)
         done = _run([sys.executable, str(path)], where)
-    # THEN it exits with 0
+    # THEN it exits with 0, and prints what its page says it prints
     assert done.returncode == 0, (
         f"{block.page}:{block.line} exited {done.returncode}:\n{done.stdout}"
     )
+    for expected in _said_to_print(block):
+        assert expected in done.stdout, (expected, done.stdout)
+
+
+def _said_to_print(block: Block) -> list[str]:
+    """What the page says the block prints: the Quick start's holdout accuracy."""
+    if block.page != "README.md" or not block.first_command.startswith("python3 -m venv"):
+        return []
+    said = re.search(r"holdout accuracy \((\d\.\d+) on", (ROOT / block.page).read_text())
+    assert said, "README.md no longer says the Quick start's holdout accuracy"
+    return [f"accuracy {said.group(1)}"]
 
 
 @pytest.mark.parametrize("block", JSON_BLOCKS, ids=lambda b: f"{b.page}:{b.line}")
