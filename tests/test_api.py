@@ -7,6 +7,7 @@ real run of the training state machine on one warm local engine.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,13 +31,15 @@ from groveflow.local.engine import mirrored
 GROVEFLOW = [sys.executable, "-m", "groveflow.cli"]
 
 # One warm engine for every estimator check: started by the first fit, closed at the end.
-WARM = Local(workers=2, state_dir=Path(tempfile.mkdtemp(prefix="groveflow-api-")))
+WARM_STATE = Path(tempfile.mkdtemp(prefix="groveflow-api-"))
+WARM = Local(workers=2, state_dir=WARM_STATE)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _close_the_warm_engine() -> Iterator[None]:
     yield
     WARM.close()
+    shutil.rmtree(WARM_STATE, ignore_errors=True)  # nothing left behind in the temp directory
 
 
 def _expected_failures(estimator: Any) -> dict[str, str]:
