@@ -281,3 +281,28 @@ def test_a_failing_command_fails_its_block_and_installation_alone_is_left_out(
     ]
     assert done.returncode != 0
     assert "never" not in done.stdout
+
+
+def _anchors(page: Path) -> set[str]:
+    """The heading anchors GitHub gives a page (lower case, punctuation dropped, spaces -)."""
+    headings = re.findall(r"^#+\s+(.+)$", page.read_text(), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-") for title in headings}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_link_of_a_page_reaches_a_file_and_heading(page: Path) -> None:
+    # GIVEN the page's relative links (a moved section must not leave a dead link)
+    links = [
+        link
+        for link in re.findall(r"\]\(([^)\s]+)\)", page.read_text())
+        if not link.startswith(("http://", "https://"))
+    ]
+    # WHEN each is resolved from the page's folder
+    dead = []
+    for link in links:
+        path, _, anchor = link.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        if not target.is_file() or (anchor and anchor not in _anchors(target)):
+            dead.append(link)
+    # THEN every one reaches a file, and the heading it names
+    assert dead == [], dead
