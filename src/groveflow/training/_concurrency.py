@@ -103,5 +103,5 @@ def fan_out_report(requested: int, n_groves: int, limit: ConcurrencyLimit) -> di
     if chosen < requested and limit.builders is not None and chosen == limit.builders:
         why = f"{clamped}: {limit.why}"
     elif chosen < requested:
-        why = f"{clamped}: only {n_groves:,} groves to build"
+        why = f"{clamped}: only {n_groves:,} grove{'' if n_groves == 1 else 's'} to build"
     return {"requested": requested, "max_concurrency": chosen, "why": why}
