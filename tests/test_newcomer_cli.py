@@ -326,7 +326,10 @@ def test_estimate_prices_the_builders_the_run_is_given(
     planned = RunEstimate.from_dict(json.loads(record.read_text())["estimate"])
     asked: list[tuple[Any, ...]] = []
 
-    def bounded(limit_mb: int, work: Any, body: Any, settings: tuple[Any, ...]) -> RunEstimate:
+    def bounded(limit_mb: int, parameter: str, work: Any, *args: Any) -> Any:
+        if parameter == "IngestMemorySize":
+            return False  # sklearn: data, nothing to ingest
+        _body, settings, _converted = args
         asked.append((limit_mb, *settings))
         return planned
 
@@ -335,5 +338,5 @@ def test_estimate_prices_the_builders_the_run_is_given(
     assert main(["estimate", str(EVENTS / "train-digits.json"), "--workers", "2"]) == 0
     capsys.readouterr()
     # THEN it reads at the plan's memory and prices the builders the run had
-    plan_mb, workers, builder_mb, _ = asked[0]
+    plan_mb, workers, builder_mb, _, _ = asked[0]
     assert (plan_mb, workers, builder_mb) == (3008, 2, planned.builder_memory_mb)

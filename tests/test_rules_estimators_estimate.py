@@ -55,3 +55,23 @@ def test_a_memory_size_the_template_would_refuse_is_refused(memory: dict[str, in
 
     with pytest.raises(InvalidRequest, match=rf"^{name}={value}: give a whole number of MB"):
         estimate({"data": {"uri": "sklearn:iris"}}, **memory)
+
+
+def test_a_csv_the_plan_would_split_into_row_shards_is_estimated_not_refused(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a 31 MB CSV that a 256 MB plan does not read whole but splits into row shards
+    # (a run with PlanMemorySize=256 trains it), ingested by a function of its own on AWS
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400_000, 8)).astype(np.float32)
+    header = ",".join([f"f{i}" for i in range(8)] + ["label"])
+    rows = np.column_stack([X, X[:, 0] > 0])
+    np.savetxt(tmp_path / "big.csv", rows, delimiter=",", header=header, comments="", fmt="%.6f")
+    request = {"data": {"uri": str(tmp_path / "big.csv"), "target": "label"}, "n_trees": 4}
+
+    # WHEN it is estimated for that plan
+    estimated = estimate(request, plan_memory_mb=256, workers=2)
+
+    # THEN the estimate is made (Ingest and the plan each within their own memory), as the
+    # run would be, rather than refused as data the plan cannot hold
+    assert estimated.groves >= 1 and estimated.cost_usd > 0

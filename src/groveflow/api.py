@@ -17,11 +17,10 @@ options over these calls.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -240,7 +239,7 @@ def train(
     Parameters
     ----------
     request : dict, or str or Path of a JSON file
-        The execution input (see the README's table, or ``events/``).
+        The execution input (see docs/input.md's table, or ``events/``).
     engine : Engine or None, default=None
         Where to run; the process's embedded local engine if None.
     run_id : str or None, default=None
@@ -451,41 +450,72 @@ def estimate(
     from groveflow.local.workers import default_size
 
     workers = workers or default_size()
-    settings = (workers, builder_memory_mb, builder_reserved_concurrency)
-    read: RunEstimate = _bounded(plan_memory_mb, _estimate_here, body, settings)
+    import tempfile
+
+    # Two workers, as on AWS two functions: Ingest (CSV and Parquet to columnar parts, within
+    # IngestMemorySize), then the plan's read and checks within plan_memory_mb.
+    with tempfile.TemporaryDirectory(prefix="groveflow-estimate-") as scratch:
+        ingest_mb = int(template_default("IngestMemorySize"))
+        ingested = _bounded(ingest_mb, "IngestMemorySize", _ingest_here, body["data"], scratch)
+        converted = scratch if ingested else None
+        settings = (workers, builder_memory_mb, builder_reserved_concurrency, plan_memory_mb)
+        read: RunEstimate = _bounded(
+            plan_memory_mb, "PlanMemorySize", _estimate_here, body, settings, converted
+        )
     return replace(read, local=read.local_wall(workers, cold_engine=cold_engine))
 
 
+def _ingest_here(data: Any, scratch: str) -> bool:
+    """The Ingest step's work for :func:`estimate`, in its bounded worker: CSV and Parquet
+    written to ``scratch`` as columnar parts; whether the data needed it."""
+    import shutil
+
+    from groveflow import telemetry
+    from groveflow.ingest import _ingested_spec, ingest_parts
+
+    spec = _ingested_spec(data)
+    if spec is None:
+        return False
+    telemetry.logger.setLevel("WARNING")  # the Lambda step's log lines, not the command's
+    for number, part in enumerate(ingest_parts(spec)):
+        shutil.copy(part, Path(scratch) / f"part-{number:05d}{part.suffix}")
+    return True
+
+
 def _estimate_here(
-    body: dict[str, Any], settings: tuple[int | None, int, int | None]
+    body: dict[str, Any], settings: tuple[int | None, int, int | None, int], converted: str | None
 ) -> RunEstimate:
     """:func:`estimate`'s work, in the process that runs it (its bounded worker)."""
     import time
 
+    from groveflow.datasets import CONVERTED_FORMAT
     from groveflow.local.workers import default_size
     from groveflow.request import parse_train_request
     from groveflow.training import read_and_check
 
-    workers, builder_memory_mb, builder_reserved_concurrency = settings
+    workers, builder_memory_mb, builder_reserved_concurrency, plan_memory_mb = settings
     parsed = parse_train_request(body)
     started = time.perf_counter()
-    with _readable(body["data"], parsed) as (spec, ingested):
-        read = read_and_check(
-            parsed,
-            spec,
-            ingested=ingested,
-            builder_memory_mb=builder_memory_mb,
-            builder_reserved_concurrency=builder_reserved_concurrency,
-            started=started,
-            workers=workers or default_size(),
-        )
+    spec = parsed.data
+    if converted is not None:  # Ingest's parts, as the plan reads them
+        spec = replace(spec, uri=f"{converted}/", format=CONVERTED_FORMAT)
+    read = read_and_check(
+        parsed,
+        spec,
+        ingested=converted is not None,
+        builder_memory_mb=builder_memory_mb,
+        builder_reserved_concurrency=builder_reserved_concurrency,
+        plan_memory_mb=plan_memory_mb,  # data the plan would split is estimated so too
+        started=started,
+        workers=workers or default_size(),
+    )
     return read.estimate
 
 
-def _bounded(limit_mb: int, work: Callable[..., Any], *args: Any) -> Any:
-    """``work(*args)`` run in a worker process whose memory is held to ``limit_mb``, as a
-    Lambda function's is (the local engine's :class:`~groveflow.local.workers.MemoryMonitor`);
-    its result, or the error it raised.
+def _bounded(limit_mb: int, parameter: str, work: Callable[..., Any], *args: Any) -> Any:
+    """``work(*args)`` run in a worker process whose memory is held to ``limit_mb`` (the
+    template's ``parameter``), as a Lambda function's is (the local engine's
+    :class:`~groveflow.local.workers.MemoryMonitor`); its result, or the error it raised.
 
     Raises
     ------
@@ -522,11 +552,12 @@ def _bounded(limit_mb: int, work: Callable[..., Any], *args: Any) -> Any:
             process.join()
         receiver.close()
     if watch.killed:
+        stage = "the plan" if parameter == "PlanMemorySize" else "the Ingest step"
         raise DatasetTooLarge(
-            f"reading and checking this data took more than the plan's {limit_mb} MB "
-            f"(at least {peak_mb} MB), and the plan would run out of memory too: train on "
-            "fewer rows or columns, or give the stack's larger PlanMemorySize "
-            "(plan_memory_mb, up to 10240)"
+            f"reading and checking this data took more than {stage}'s {limit_mb} MB "
+            f"({parameter}; at least {peak_mb} MB), and {stage} would run out of memory too: "
+            f"train on fewer rows or columns, or give the stack a larger {parameter} "
+            "(up to 10240)"
         )
     if answer is None:
         raise GroveflowError(
@@ -549,32 +580,6 @@ def _answer(sender: Any, work: Callable[..., Any], args: tuple[Any, ...]) -> Non
     except Exception:  # an error that does not pickle: its name and message
         sender.send((False, GroveflowError(f"{type(answer[1]).__name__}: {answer[1]}")))
     sender.close()
-
-
-@contextlib.contextmanager
-def _readable(data: Any, request: Any) -> Iterator[tuple[Any, bool]]:
-    """The request's data as the plan reads it: CSV and Parquet ingested to a temporary
-    directory of columnar parts first (as the Ingest step does); whether they were."""
-    import shutil
-    import tempfile
-
-    from groveflow import telemetry
-    from groveflow.datasets import CONVERTED_FORMAT
-    from groveflow.ingest import _ingested_spec, ingest_parts
-
-    spec = _ingested_spec(data)
-    if spec is None:
-        yield request.data, False
-        return
-    level = telemetry.logger.log_level
-    telemetry.logger.setLevel("WARNING")  # the Lambda step's log lines, not this command's output
-    try:
-        with tempfile.TemporaryDirectory(prefix="groveflow-estimate-") as scratch:
-            for number, part in enumerate(ingest_parts(spec)):
-                shutil.copy(part, Path(scratch) / f"part-{number:05d}{part.suffix}")
-            yield replace(request.data, uri=f"{scratch}/", format=CONVERTED_FORMAT), True
-    finally:
-        telemetry.logger.setLevel(level)
 
 
 def _read(
