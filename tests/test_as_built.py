@@ -365,3 +365,39 @@ def test_every_s3_call_groveflow_makes_is_accepted_by_each_built_layers_botocore
             assert any(o == "GetObject" and "Range" in p for o, p in sent)
     finally:
         pool.close()
+
+
+def test_the_command_line_invokes_a_handler_as_built(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    # GIVEN a Plan event, as the state machine would send it
+    event = tmp_path / "plan-event.json"
+    request = {"data": {"uri": "sklearn:iris"}, "n_trees": 4, "grove_size": 2}
+    event.write_text(json.dumps({"request": request, "execution_name": "invoked"}))
+    # WHEN `groveflow invoke --build-dir` runs the built PlanFunction
+    command = [sys.executable, "-m", "groveflow.cli", "invoke", "PlanFunction", str(event)]
+    state = ["--state-dir", str(tmp_path / "state")]
+    done = subprocess.run(
+        [*command, *state, "--build-dir", str(BUILD)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    # THEN the built function plans the run; and a directory with no build is one line
+    assert done.returncode == 0, done.stderr
+    planned = json.loads(done.stdout)
+    assert (planned["run_id"], planned["n_groves"]) == ("invoked", 2)
+    missing = subprocess.run(
+        [*command, *state, "--build-dir", str(tmp_path / "nothing")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert missing.returncode != 0
+    assert missing.stderr.startswith("groveflow: ") and "Traceback" not in missing.stderr

@@ -19,9 +19,14 @@ from typing import Any
 
 import pytest
 
-from conftest import EVENTS, ROOT, unique_name
+from conftest import ROOT, load_event, unique_name
 from groveflow.layout import keys
 from groveflow.local.engine import mirrored
+
+# The Quick start's input without its run_id ("digits-demo"): the execution's name names the run.
+UNNAMED_DIGITS = json.dumps(
+    {key: value for key, value in load_event("train-digits.json").items() if key != "run_id"}
+)
 
 GROVEFLOW = [sys.executable, "-m", "groveflow.cli"]
 AWS_ENV = {
@@ -246,7 +251,7 @@ def test_aws_cli_creates_starts_waits_describes_and_fetches_the_model(
         "--name",
         name,
         "--input",
-        f"file://{EVENTS / 'train-digits.json'}",
+        UNNAMED_DIGITS,
     )
     for _ in range(600):
         described = _aws(
@@ -516,7 +521,7 @@ def test_the_aws_cli_drives_serve_with_and_without_names(
         "--state-machine-arn",
         TRAIN_ARN,
         "--input",
-        f"file://{EVENTS / 'train-digits.json'}",
+        UNNAMED_DIGITS,
     )
     # THEN AWS's answer: a generated UUID name, and the server stays up
     assert UUID_NAME.search(started["executionArn"]), started

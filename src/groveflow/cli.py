@@ -69,6 +69,7 @@ def _engine(args: argparse.Namespace) -> Any:
         state_dir=args.state_dir if remote else console.state_dir(args.state_dir),
         faults=faults,
         parameters=_overrides(args.parameter_overrides),
+        build_dir=args.build_dir,
     )
 
 
@@ -231,7 +232,8 @@ def _invoke(args: argparse.Namespace) -> int:
     from groveflow.local.commands import invoke_one
 
     event = console.read_json(args.event, "event")
-    result, ok = invoke_one(args.function, event, console.state_dir(args.state_dir))
+    state_dir = console.state_dir(args.state_dir)
+    result, ok = invoke_one(args.function, event, state_dir, build_dir=_build_dir(args))
     print(json.dumps(result, indent=2))
     return 0 if ok else 1
 
@@ -241,15 +243,19 @@ def _serve(args: argparse.Namespace) -> int:
 
     state_dir = console.state_dir(args.state_dir)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    serve_forever(state_dir, args.port, args.workers)
+    serve_forever(state_dir, args.port, args.workers, build_dir=_build_dir(args))
     return 0
+
+
+def _build_dir(args: argparse.Namespace) -> Path | None:
+    return Path(args.build_dir) if args.build_dir else None
 
 
 def _init(args: argparse.Namespace) -> int:
     from groveflow.application import write_application
 
     print(f"the groveflow SAM application is in {write_application(Path(args.directory))}")
-    print("next: cd there, then `sam build` and `sam deploy --guided` (see docs/deploy.md)")
+    print("next: cd there, then `make sam-venv validate build` and `make deploy` (docs/deploy.md)")
     return 0
 
 
@@ -302,6 +308,17 @@ def _command(commands: Any, name: str, text: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _add_build_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--build-dir",
+        default=None,
+        metavar="DIR",
+        help="local engine only: run the functions as `sam build` built them in DIR, e.g. "
+        ".aws-sam/build: on python3.12 with only their code and layers (default: this "
+        "environment's groveflow)",
+    )
+
+
 def _run_parser(commands: Any, name: str, text: str, example: str) -> argparse.ArgumentParser:
     parser = _command(commands, name, text)
     parser.add_argument("input", help=f"execution input JSON file, e.g. {example}")
@@ -322,6 +339,7 @@ def _run_parser(commands: Any, name: str, text: str, example: str) -> argparse.A
         help="local engine only: template parameters, e.g. BuilderMemorySize=512 "
         "(default: template.yaml's)",
     )
+    _add_build_dir(parser)
     parser.add_argument(
         "--stack", help="run on this deployed CloudFormation stack (default: the local engine)"
     )
@@ -431,11 +449,13 @@ def _add_engine(commands: Any) -> None:
     invoke.add_argument("function", help="logical id in template.yaml, e.g. PlanFunction")
     invoke.add_argument("event", help="event JSON file (what the state machine passes it)")
     invoke.add_argument("--state-dir", default=".groveflow", help=STATE_DIR_HELP)
+    _add_build_dir(invoke)
     invoke.set_defaults(func=_invoke)
     serve = _command(commands, "serve", "serve the local engine to the AWS CLI and boto3")
     serve.add_argument("--port", type=_port, default=8083, help="the port to listen on")
     serve.add_argument("--workers", type=_positive_int, default=None, help=WORKERS_HELP)
     serve.add_argument("--state-dir", default=".groveflow", help=STATE_DIR_HELP)
+    _add_build_dir(serve)
     serve.set_defaults(func=_serve)
     init = _command(commands, "init", "write the deployable SAM application to DIRECTORY")
     init.add_argument("directory", help="where to write it (created if needed)")
