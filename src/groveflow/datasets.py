@@ -15,6 +15,7 @@ import io
 import math
 import tempfile
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -417,7 +418,7 @@ def _read_npz(
             )
         X, y = archive["X"], archive["y"]
         w = None if weight is None else archive[weight]
-        names = [str(n) for n in archive["feature_names"]] if "feature_names" in archive else None
+        given = archive.get("feature_names")
     except (ValueError, OSError, EOFError) as error:
         raise InvalidDataset(f"{source} is not a readable .npz file: {error}") from None
     if X.ndim != 2:
@@ -427,7 +428,39 @@ def _read_npz(
             f"the weight array {weight!r} (data.weight) of {source} must hold one weight per "
             f"row of X ({len(X)}), got shape {w.shape}"
         )
-    return X, y, names or [f"x{i}" for i in range(X.shape[1])], w
+    names = _column_names(given, X.shape[1], source, InvalidDataset)
+    return X, y, names if names is not None else [f"x{i}" for i in range(X.shape[1])], w
+
+
+def _column_names(
+    given: np.ndarray | None, n_columns: int, source: str, error: type[Exception]
+) -> list[str] | None:
+    """An ``.npz`` file's ``feature_names``, checked to name each of its ``n_columns``
+    columns of ``X`` once, or None if it has none.
+
+    These names are a forest's feature names, and a file to score is matched to them by
+    name; names that do not fit the columns would mislabel them, so they are refused.
+    """
+    if given is None:
+        return None
+    if given.ndim != 1:
+        raise error(
+            f"the feature_names of {source} must be a list of names, one per column of X; "
+            f"got an array of shape {given.shape}"
+        )
+    names = [str(n) for n in given]
+    if len(names) != n_columns:
+        raise error(
+            f"{source} has {len(names)} feature_names {_shown(names)} for the {n_columns} "
+            "columns of its X: give one name per column, in X's order (or no feature_names)"
+        )
+    repeated = sorted(n for n, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise error(
+            f"the feature_names of {source} name more than one column of X {repeated}: "
+            "give each column a name of its own"
+        )
+    return names
 
 
 INGESTED_FORMATS = {"csv", "parquet"}
@@ -659,9 +692,11 @@ def read_scoring_file(
     """Read one file to score: its features in the model's order, and its id column if any.
 
     The file's columns (less ``id_column`` and ``spec.exclude``) must be exactly the
-    model's feature names in the model's order: groveflow never guesses a mapping. A
-    model with an ``encoding`` reads its raw input columns (``encoding.input_names``),
-    encoded as in training: a batch may lack categories or hold new ones.
+    model's feature names in the model's order: groveflow never guesses a mapping. An
+    ``.npz`` file's ``feature_names`` name its columns as a header does; only a ``.npy``
+    file or an ``.npz`` file without them is read by position. A model with an
+    ``encoding`` reads its raw input columns (``encoding.input_names``), encoded as in
+    training: a batch may lack categories or hold new ones.
 
     Raises
     ------
@@ -708,32 +743,48 @@ def read_scoring_file(
 def _scoring_matrix(
     source: str, fmt: str, data: bytes, feature_names: list[str], exclude: tuple[str, ...]
 ) -> np.ndarray:
-    """A matrix to score: its columns less ``exclude`` (named as in training:
-    :func:`_chosen_matrix_features`), in the model's order."""
+    """A matrix to score, less ``exclude``, in the model's order.
+
+    An ``.npz`` file's ``feature_names`` name its columns, which must then be the model's
+    features in the model's order, as a CSV's header must (:func:`_check_scoring_columns`).
+    A ``.npy`` file, or an ``.npz`` file without names, is read by position: its columns are
+    named ``x0``, ``x1``, ... for ``exclude``, as in training (:func:`_chosen_matrix_features`).
+    """
     from groveflow.errors import InvalidPredictRequest
 
-    names = None
+    given = None
     try:
         if fmt == "npy":
             matrix = storage.read_npy(data)
         else:
             archive = np.load(io.BytesIO(data), allow_pickle=False)
             matrix = archive["X"]
-            if "feature_names" in archive:
-                names = [str(n) for n in archive["feature_names"]]
+            given = archive.get("feature_names")
     except (ValueError, OSError, KeyError) as error:
         raise InvalidPredictRequest(f"{source} is not a readable .{fmt} file: {error}") from None
-    if matrix.ndim == 2 and (names is None or len(names) != matrix.shape[1]):
-        names = [f"x{i}" for i in range(matrix.shape[1])]
-    if matrix.ndim == 2 and names is not None:
-        present = _kept(names, exclude, source)
-        matrix = matrix[:, [names.index(c) for c in present]]
-    if matrix.ndim != 2 or matrix.shape[1] != len(feature_names) or matrix.shape[0] == 0:
+    if matrix.ndim != 2 or matrix.shape[0] == 0:
         raise InvalidPredictRequest(
             f"{source} has shape {matrix.shape}; "
             f"the model needs rows of {len(feature_names)} columns"
         )
-    return to_features(matrix, feature_names)
+    names = _column_names(given, matrix.shape[1], source, InvalidPredictRequest)
+    if names is not None:
+        present = _kept(names, exclude, source)
+        _check_scoring_columns(present, feature_names, source)
+    else:
+        names = [f"x{i}" for i in range(matrix.shape[1])]
+        present = _kept(names, exclude, source)
+        if len(present) != len(feature_names):
+            kept = " (less data.exclude)" if exclude else ""
+            raise InvalidPredictRequest(
+                f"{source} has {len(present)} columns{kept}; the model needs "
+                f"{len(feature_names)}, {_shown(feature_names)}. Its columns are read by "
+                "position, as it names none (a .npy file, or an .npz file without "
+                "feature_names): give the model's columns in its order, or an .npz file "
+                "whose feature_names name them"
+            )
+    position = {name: i for i, name in enumerate(names)}
+    return to_features(matrix[:, [position[c] for c in present]], feature_names)
 
 
 def _kept(names: list[str], exclude: tuple[str, ...], source: str) -> list[str]:
