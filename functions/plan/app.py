@@ -17,6 +17,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         local_paths=environment.local_paths_allowed(),
         builder_reserved_concurrency=environment.builder_reserved_concurrency(),
         plan_memory_mb=environment.function_memory_mb(),
+        merge_memory_mb=environment.merge_memory_mb(),
         shard_mb=environment.shard_mb(),
         seconds_left=lambda: context.get_remaining_time_in_millis() / 1000,
     )

@@ -15,6 +15,7 @@ __all__ = [
     "data_buckets",
     "function_memory_mb",
     "local_paths_allowed",
+    "merge_memory_mb",
     "pyenv_root",
     "runtime_interpreter",
     "shard_mb",
@@ -34,6 +35,13 @@ def bucket() -> str:
 def builder_memory_mb() -> int:
     """``GROVEFLOW_BUILDER_MEMORY_MB``: each grove builder's memory (in MB), for the size guard."""
     return int(os.environ.get("GROVEFLOW_BUILDER_MEMORY_MB", "3008"))
+
+
+def merge_memory_mb() -> int | None:
+    """``GROVEFLOW_MERGE_MEMORY_MB``: the merge's memory (in MB, the template's
+    ``MergeMemorySize``), which the plan checks the forest's merge against; None unset."""
+    value = os.environ.get("GROVEFLOW_MERGE_MEMORY_MB", "")
+    return int(value) if value.isdigit() else None
 
 
 def builder_reserved_concurrency() -> int | None:

@@ -80,6 +80,7 @@ import numpy as np
 
 from groveflow import cost
 from groveflow.errors import BudgetExceeded, InvalidRequest
+from groveflow.merge_memory import MergeSize, merge_size
 from groveflow.request import TrainRequest, make_estimator
 
 __all__ = [
@@ -214,6 +215,8 @@ class Trial:
         The merge's work per tree: decoding, re-encoding, scoring the held-out rows.
     grove_mb_per_tree : float
         Encoded size (in MB) per tree.
+    nodes_per_tree : float, default=0.0
+        Nodes per tree (the merge's memory, :mod:`groveflow.merge_memory`).
     """
 
     trees: int
@@ -222,6 +225,7 @@ class Trial:
     grove_overhead_seconds: float
     merge_seconds_per_tree: float
     grove_mb_per_tree: float
+    nodes_per_tree: float = 0.0
 
 
 def measure_trial(
@@ -266,6 +270,7 @@ def measure_trial(
         grove_overhead_seconds=overhead,
         merge_seconds_per_tree=merge_per_tree,
         grove_mb_per_tree=len(blob) / 2**20 / k,
+        nodes_per_tree=_nodes(blob) / k,
     )
 
 
@@ -321,6 +326,13 @@ def _check_class_weight(class_weight: Any, classes: np.ndarray) -> None:
                 f"model.params.class_weight names {unknown}, not classes of the target; the "
                 f"classes are {labels}"
             )
+
+
+def _nodes(blob: bytes) -> int:
+    """The nodes of an encoded grove's trees."""
+    from groveflow import artifact
+
+    return int(artifact.decode_trees(blob)._meta.n_nodes)
 
 
 def _merge_seconds(blob: bytes, X_test: np.ndarray | None) -> float:
@@ -447,6 +459,9 @@ class RunEstimate:
     reads_per_grove : bool, default=False
         Whether every grove reads its rows (``split_mb``) itself: a sample drawn across row
         shards (``rows_per_grove``), not the training split a warm builder reads once.
+    merge_fixed_mb, merge_mb_per_tree : float, default=0.0
+        The merge's memory model (:class:`groveflow.merge_memory.MergeSize`), from the trial
+        grove: 0 in an estimate made before it was.
     """
 
     seconds_per_tree: float
@@ -471,6 +486,8 @@ class RunEstimate:
     local: LocalWall | None = None
     rounds: int = 1
     reads_per_grove: bool = False
+    merge_fixed_mb: float = 0.0
+    merge_mb_per_tree: float = 0.0
     version: int = ESTIMATE_VERSION
 
     @property
@@ -530,6 +547,11 @@ class RunEstimate:
     def _grove_fit_seconds(self, factor: float) -> float:
         return (self.grove_overhead_seconds + self.trees_per_grove * self.seconds_per_tree) * factor
 
+    @property
+    def merge_size(self) -> MergeSize:
+        """The merge's memory model: its peak for any number of trees like the trial's."""
+        return MergeSize(self.merge_fixed_mb, self.merge_mb_per_tree)
+
     def summary(self) -> dict[str, Any]:
         """The few figures the plan's output carries (it must stay small)."""
         return {
@@ -542,6 +564,7 @@ class RunEstimate:
         """As a JSON-ready dictionary, with the totals spelled out."""
         out = asdict(self)
         out["aws"]["total_seconds"] = self.aws.total_seconds
+        out["merge_peak_mb"] = self.merge_size.peak_mb(self.n_trees)
         if self.local is not None:
             out["local"]["total_seconds"] = self.local.total_seconds
         return out
@@ -624,11 +647,21 @@ def estimate_run(
     split_mb = (X_train.nbytes + y_train.nbytes) / 2**20
     test_mb = 0.0 if X_test is None else (X_test.nbytes + 8 * len(X_test)) / 2**20
     reads_per_grove = False
+    n_train, n_test = len(X_train), 0 if X_test is None else len(X_test)
     if scale_to is not None:
-        fit_rows, test_rows, read_rows = scale_to
-        trial, _, test_mb = _scaled(trial, X_train, X_test, fit_rows, test_rows)
-        split_mb = read_rows * (X_train.shape[1] * 4 + 8) / 2**20
-        reads_per_grove = fit_rows < read_rows
+        fit_rows, n_test, n_train = scale_to
+        trial, _, test_mb = _scaled(trial, X_train, X_test, fit_rows, n_test)
+        split_mb = n_train * (X_train.shape[1] * 4 + 8) / 2**20
+        reads_per_grove = fit_rows < n_train
+    merge = merge_size(
+        encoded_bytes_per_tree=trial.grove_mb_per_tree * 2**20,
+        nodes_per_tree=trial.nodes_per_tree,
+        n_values=len(np.unique(y_train)) if request.model.task == "classification" else 1,
+        n_test=n_test,
+        n_features=X_train.shape[1],
+        n_train=n_train,
+        oob=wants_oob(request.model.params),
+    )
     n_trees, rounds = request.n_trees, 1
     if request.auto is not None and request.auto.max_trees > n_trees:
         rounds += math.ceil((request.auto.max_trees - n_trees) / request.auto.round_trees)
@@ -657,6 +690,8 @@ def estimate_run(
         cost=cost.estimate_cost([], 0),
         rounds=rounds,
         reads_per_grove=reads_per_grove,
+        merge_fixed_mb=merge.fixed_mb,
+        merge_mb_per_tree=merge.mb_per_tree,
     )
     aws, invocations = _on_aws(shape)
     transitions = (
@@ -681,6 +716,7 @@ def _scaled(
         trial,
         seconds_per_tree=trial.seconds_per_tree * (rows * math.log2(rows)) / (n * math.log2(n)),
         grove_mb_per_tree=trial.grove_mb_per_tree * rows / n,
+        nodes_per_tree=trial.nodes_per_tree * rows / n,
         merge_seconds_per_tree=trial.merge_seconds_per_tree
         * test_rows
         / max(1, 0 if X_test is None else len(X_test)),

@@ -56,6 +56,7 @@ from groveflow.training._shards import (
     shards_key,
     write_shards,
 )
+from groveflow.training._sizing import check_merge_fits
 
 PYTHON_BASELINE_MB = 200  # interpreter + numpy + scikit-learn, measured on python3.12
 
@@ -77,6 +78,7 @@ def plan_run(
     shard_mb: float = SHARD_MB,
     seconds_left: Callable[[], float] | None = None,
     search: bool = False,
+    merge_memory_mb: int | None = None,
 ) -> dict[str, Any]:
     """Validate the request, split the data once, and store the split and grove plan.
 
@@ -118,6 +120,10 @@ def plan_run(
     search : bool, default=False
         Whether this plans a search's run (:func:`groveflow.tuning.plan_search`), whose record
         says so: a training run is refused a search's id, and a search a training run's.
+    merge_memory_mb : int or None, default=None
+        The merge's memory (in MB, ``MergeMemorySize``): a forest whose merge the trial
+        grove predicts would not fit it, or the merge's Timeout, is refused before any
+        grove (:func:`groveflow.training._sizing.check_merge_fits`). None checks nothing.
 
     Returns
     -------
@@ -168,6 +174,7 @@ def plan_run(
         if before_write is not None:
             assert read.split is not None  # whole_only: a search's split is never sharded
             before_write(read.split, run_estimate.to_dict())
+    check_merge_fits(request, run_estimate, merge_memory_mb)
     # Everything is checked before anything is written: a refused run leaves nothing behind.
     predict = _predict_section(
         request,
