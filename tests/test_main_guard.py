@@ -19,6 +19,7 @@ result = groveflow.train(
     {"data": {"uri": "sklearn:iris"}, "n_trees": 4, "grove_size": 2, "run_id": "no-guard"}
 )
 print("status", result.status, result.error)
+if result.error: print(result.cause)
 """
 
 
