@@ -372,6 +372,72 @@ def test_a_search_is_one_entry_reported_by_its_winner_and_deleted_whole(tmp_path
     assert _files(runs / "kept") == kept
 
 
+def test_a_search_owns_only_the_runs_it_made(tmp_path: Path) -> None:
+    from groveflow.catalog import DirPlace, plan_deletion
+
+    state = tmp_path / "state"
+    local = ["--state-dir", str(state)]
+    iris = _write(tmp_path, "iris", IRIS)
+    # GIVEN ordinary runs named as a validation search's parts would be, then an OOB search
+    # (which makes neither a validation split nor a refit winner) beside them
+    for bystander in ("exp-val", "exp-final"):
+        _summary("train", str(iris), "--run-id", bystander, *local)
+    summary = _summary(
+        "search", str(_write(tmp_path, "search", {**WINE_SEARCH, "run_id": "exp"})), *local
+    )
+    # ... and a candidate whose record names the search, stored before the search's document
+    # listed it (a search stopped between the two writes)
+    runs = mirrored(state, "runs")
+    late = json.loads((runs / "exp-c000" / "run.json").read_text())
+    (runs / "exp-c009").mkdir()
+    (runs / "exp-c009" / "run.json").write_text(json.dumps({**late, "run_id": "exp-c009"}))
+    bystanders = {name: _files(runs / name) for name in ("exp-val", "exp-final")}
+    # WHEN the runs are listed
+    listed = _listed(*local)
+    # THEN the bystanders are runs of their own; the search's candidates are not listed
+    assert {i: e["kind"] for i, e in listed.items()} == {
+        "exp": "search",
+        "exp-final": "train",
+        "exp-val": "train",
+    }
+    # WHEN deleting a bystander is planned, it is its own run, not a part of the search
+    planned = plan_deletion(DirPlace(state), "exp-final")
+    assert [(kind, name) for kind, name, _ in planned.what] == [("run", "exp-final")]
+    # WHEN the search is deleted
+    deleted = _ok(_groveflow("delete", "exp", "--yes", *local))
+    # THEN it goes with its candidates (the late one too) and nothing else
+    parts = sorted({summary["run_id"], "exp-c000", "exp-c001", "exp-c009"})
+    assert deleted.startswith("deleted search exp (")
+    assert all(f"search part {part} (" in deleted for part in parts)
+    assert "exp-val" not in deleted and "exp-final" not in deleted
+    assert sorted(p.name for p in runs.iterdir()) == ["exp-final", "exp-val"]
+    assert {name: _files(runs / name) for name in bystanders} == bystanders
+    assert set(_listed(*local)) == {"exp-final", "exp-val"}
+    # ... and a bystander is deleted on its own
+    assert _ok(_groveflow("delete", "exp-final", "--yes", *local)).startswith(
+        "deleted run exp-final ("
+    )
+    assert sorted(p.name for p in runs.iterdir()) == ["exp-val"]
+
+
+def test_a_validation_searchs_split_and_refit_winner_are_its_parts(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    local = ["--state-dir", str(state)]
+    # GIVEN a search scored on a validation split, so it makes vs-val and refits vs-final
+    validated = {**WINE_SEARCH, "run_id": "vs"}
+    validated["search"] = {**WINE_SEARCH["search"], "metric": "validation"}
+    summary = _summary("search", str(_write(tmp_path, "search", validated)), *local)
+    assert summary["run_id"] == "vs-final"
+    runs = mirrored(state, "runs")
+    assert {"vs-val", "vs-final"} <= {p.name for p in runs.iterdir()}
+    # WHEN the runs are listed, THEN the search is one entry
+    assert list(_listed(*local)) == ["vs"]
+    # WHEN the search is deleted, THEN its split and refit winner go with it
+    deleted = _ok(_groveflow("delete", "vs", "--yes", *local))
+    assert "search part vs-val (" in deleted and "search part vs-final (" in deleted
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+
 def test_the_python_api_lists_and_deletes(tmp_path: Path) -> None:
     # GIVEN two fits of an estimator, each leaving a run and its staged data behind
     from sklearn.datasets import load_iris

@@ -19,6 +19,7 @@ import numpy as np
 from groveflow.encoding import Encoding, stored_encoding
 from groveflow.errors import ArtifactError
 from groveflow.estimates import RunEstimate
+from groveflow.ids import is_valid_id
 from groveflow.storage import sha256_hex
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "ShardTask",
     "check_manifest",
     "grove_problem",
+    "search_parts",
 ]
 
 MANIFEST_VERSION = 1
@@ -352,6 +354,21 @@ def _classes_array(classes: list[Any] | None, dtype: str | None) -> np.ndarray |
     if classes is None:
         return None
     return np.asarray(classes, dtype=np.dtype(dtype) if dtype else None)
+
+
+def search_parts(search_id: str, document: dict[str, Any]) -> set[str]:
+    """The runs a search's document (``runs/<search>/search.json``) names besides the search:
+    its candidates, the run holding the split they are scored on (``source``: the validation
+    split ``<search>-val``, or the search itself) and its winner (``model_run_id``: a
+    candidate, or the refit ``<search>-final``).
+
+    Only what the document names: an OOB search makes no ``-val`` and no ``-final``, so runs
+    of those names beside it are runs of their own. A run whose :class:`RunRecord` names the
+    search as its ``search_id`` is a part too (a candidate stored before the document).
+    """
+    named = [c.get("run_id") for c in document.get("candidates", []) if isinstance(c, dict)]
+    named += [document.get("source"), document.get("model_run_id")]
+    return {str(run_id) for run_id in named if is_valid_id(run_id) and run_id != search_id}
 
 
 @dataclass(frozen=True)

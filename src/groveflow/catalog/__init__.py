@@ -7,9 +7,11 @@ between them (which ids are stored, an object's bytes, which executions run, wha
 how to remove a prefix); what belongs to a run, a search's parts, a run's status and the
 refusal to delete a running one are decided here, once, for both.
 
-A search (``runs/<search>/search.json``) is listed as one entry: its candidates
-(``<search>-c007``), its validation split (``<search>-val``) and its refit winner
-(``<search>-final``) are parts of it, deleted with it and never on their own.
+A search (``runs/<search>/search.json``) is listed as one entry. Its parts are the runs it
+recorded (:func:`groveflow.documents.search_parts`: its candidates ``<search>-c007``, a
+validation search's split ``<search>-val`` and refit winner ``<search>-final``) and the runs
+whose record names it as their ``search_id``; they are deleted with it and never on their own.
+A run merely named like a part (``<search>-final`` beside an OOB search) is a run of its own.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from groveflow.catalog._places import (
     running_mark,
     serving_mark,
 )
+from groveflow.documents import ModelManifest, search_parts
 from groveflow.errors import GroveflowError, InvalidRequest, ModelNotFound
 from groveflow.ids import check_id, is_valid_id
 from groveflow.layout import keys
@@ -164,34 +167,48 @@ def _json(place: Place, key: str) -> tuple[Any, datetime] | None:
 
 
 @dataclass
-class _Searches:
-    """Every search's document, and which run ids are parts of which search."""
+class _Stored:
+    """What the runs under ``runs/`` say of themselves, read once.
 
+    ``records`` holds each run's record and when it was stored (a prefix without one is no
+    run's), ``documents`` each search's document; ``searches`` the ids of searches (a document,
+    or a record naming its own id as ``search_id``: a search stopped before its document);
+    ``part_of`` each part -> its search (see the module's docstring).
+    """
+
+    records: dict[str, tuple[Any, datetime]]
     documents: dict[str, dict[str, Any]]
+    searches: set[str]
     part_of: dict[str, str]
 
-
-def _searches(place: Place, run_ids: list[str]) -> _Searches:
-    documents, part_of = {}, {}
-    for run_id in run_ids:
-        found = _json(place, keys.search(run_id))
-        if found is None or not isinstance(found[0], dict):
-            continue
-        documents[run_id] = found[0]
-        for part in _search_parts(run_id, found[0]):
-            part_of[part] = run_id
-    return _Searches(documents, part_of)
+    def parts(self, search_id: str) -> list[str]:
+        """The runs ``search_id`` made besides its own, stored or only named."""
+        return sorted(part for part, owner in self.part_of.items() if owner == search_id)
 
 
-def _search_parts(search_id: str, document: dict[str, Any]) -> list[str]:
-    """The runs a search made besides its own: candidates, validation split, refit winner."""
-    from groveflow.tuning import final_id, validation_id
+def _stored(place: Place, run_ids: list[str]) -> _Stored:
+    with ThreadPoolExecutor(DESCRIBE_THREADS) as pool:
+        records = list(pool.map(lambda run_id: _json(place, keys.request(run_id)), run_ids))
+        found = list(pool.map(lambda run_id: _json(place, keys.search(run_id)), run_ids))
+    stored = {r: record for r, record in zip(run_ids, records, strict=True) if record is not None}
+    documents = {
+        run_id: document[0]
+        for run_id, document in zip(run_ids, found, strict=True)
+        if document is not None and isinstance(document[0], dict)
+    }
+    claimed = {run_id: _search_id(record[0]) for run_id, record in stored.items()}
+    searches = set(documents) | {run_id for run_id, owner in claimed.items() if owner == run_id}
+    part_of = {part: s for s, document in documents.items() for part in search_parts(s, document)}
+    for run_id, owner in claimed.items():
+        if owner is not None and owner in searches and owner != run_id:
+            part_of.setdefault(run_id, owner)
+    return _Stored(stored, documents, searches, part_of)
 
-    parts: list[Any] = [
-        c.get("run_id") for c in document.get("candidates", []) if isinstance(c, dict)
-    ]
-    parts += [validation_id(search_id), final_id(search_id), document.get("model_run_id")]
-    return sorted({str(p) for p in parts if is_valid_id(p) and p != search_id})
+
+def _search_id(record: Any) -> str | None:
+    """The search a run record says its run is part of (``search_id``), if any."""
+    owner = record.get("search_id") if isinstance(record, dict) else None
+    return owner if is_valid_id(owner) else None
 
 
 def search_model_run(place: Place, search_id: str) -> str | None:
@@ -237,13 +254,12 @@ def list_entries(place: Place) -> list[Entry]:
 
     A search's parts are not listed on their own (see the module's docstring).
     """
-    run_ids = place.ids("runs/")
-    searches = _searches(place, run_ids)
+    stored = _stored(place, place.ids("runs/"))
     running = place.running()
     tasks: list[Callable[[], Entry | None]] = [
-        functools.partial(_run_entry, place, run_id, searches, running)
-        for run_id in run_ids
-        if run_id not in searches.part_of
+        functools.partial(_run_entry, place, run_id, stored, running)
+        for run_id in stored.records
+        if run_id not in stored.part_of
     ]
     tasks += [
         functools.partial(_prediction_entry, place, prediction_id, running)
@@ -254,16 +270,12 @@ def list_entries(place: Place) -> list[Entry]:
     return sorted(entries, key=lambda e: (e.created, e.id), reverse=True)
 
 
-def _run_entry(
-    place: Place, run_id: str, searches: _Searches, running: dict[str, str]
-) -> Entry | None:
-    record = _json(place, keys.request(run_id))
-    if record is None:
-        return None  # not a run's prefix (an interrupted claim, or another tool's)
-    kind = "search" if run_id in searches.documents else "train"
+def _run_entry(place: Place, run_id: str, stored: _Stored, running: dict[str, str]) -> Entry:
+    record = stored.records[run_id]
+    kind = "search" if run_id in stored.searches else "train"
     model_run: str | None = run_id
     if kind == "search":
-        winner = searches.documents[run_id].get("model_run_id")
+        winner = stored.documents.get(run_id, {}).get("model_run_id")
         model_run = winner if is_valid_id(winner) else None
     trees, metric, value = _model_figures(place, model_run)
     return Entry(
@@ -327,8 +339,8 @@ def plan_deletion(place: Place, run_id: str) -> Deletion:
             f"too: delete through it (`groveflow delete {checked} --endpoint-url {endpoint}`)"
         )
     run_ids = place.ids("runs/")
-    searches = _searches(place, run_ids)
-    owner = searches.part_of.get(checked)
+    stored = _stored(place, run_ids)
+    owner = stored.part_of.get(checked)
     if owner is not None:
         raise NoSuchRun(
             f"{checked} is a part of search {owner!r} in {place.where}: delete the search "
@@ -336,10 +348,8 @@ def plan_deletion(place: Place, run_id: str) -> Deletion:
         )
     deletion = Deletion(checked)
     if checked in run_ids:
-        kind = "search" if checked in searches.documents else "run"
-        parts = [checked]
-        if kind == "search":
-            parts += _search_parts(checked, searches.documents[checked])
+        kind = "search" if checked in stored.searches else "run"
+        parts = [checked, *(stored.parts(checked) if kind == "search" else [])]
         for part in parts:
             prefix = keys.run_prefix(part)
             count = place.count(prefix)
@@ -474,8 +484,6 @@ def fetch_run(place: Place, run_id: str) -> Iterator[tuple[Path, str]]:
 
 def _download_run(place: Place, run_id: str, runs: Path) -> Path:
     """The objects a report and an export read, laid out as the local mirror lays them."""
-    from groveflow.documents import ModelManifest
-
     stored = place.read(keys.manifest(run_id))
     assert stored is not None
     manifest = ModelManifest.from_json(stored[0], f"{place.where}/{keys.manifest(run_id)}")
@@ -545,7 +553,6 @@ def export_run(place: Place, run_id: str, fmt: str, out: Path | None = None) -> 
         If the file cannot be written there.
     """
     from groveflow.artifact import load_forest
-    from groveflow.documents import ModelManifest
 
     target = out or Path(f"{run_id}.{fmt}")
     with fetch_run(place, run_id) as (run_dir, _):
