@@ -19,6 +19,10 @@ from groveflow.oob import check_oob_request, estimator_params
 
 __all__ = [
     "ESTIMATORS",
+    "HISTORY_EVENTS_PER_ROUND",
+    "HISTORY_EVENTS_RESERVED",
+    "HISTORY_EVENT_LIMIT",
+    "MAX_AUTO_ROUNDS",
     "MAX_GROVES",
     "MAX_TREES",
     "DataSpec",
@@ -33,6 +37,23 @@ MAX_TREES = 100_000
 MAX_GROVES = 10_000
 MAX_CONCURRENCY = 10_000
 DEFAULT_MAX_CONCURRENCY = 40
+
+HISTORY_EVENT_LIMIT = 25_000
+"""Events a Step Functions execution's history holds: past them the execution fails
+(https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html)."""
+HISTORY_EVENTS_PER_ROUND = 18
+"""Events each further round of ``n_trees: "auto"`` adds to the training execution's history:
+it passes GrowRound (a Lambda task: entered, scheduled, started, succeeded, exited),
+BuildGroves (a Distributed Map: entered, started, map run started and succeeded, succeeded,
+exited), Merge (a task) and GrowAgain (a Choice: entered, exited). Counted from
+statemachine/train.asl.json and a local run's history by tests/test_fanout_rounds.py."""
+HISTORY_EVENTS_RESERVED = 5_000
+"""Events kept for the rest of the run: its first pass (ingest, plan, the first round,
+a prediction: under 100) and the Lambda retries of every round (three events each)."""
+MAX_AUTO_ROUNDS = (HISTORY_EVENT_LIMIT - HISTORY_EVENTS_RESERVED) // HISTORY_EVENTS_PER_ROUND
+"""The most rounds an ``n_trees: "auto"`` run may take, ``ceil(max_trees / round_trees)``:
+more would run past Step Functions' history, so the request is refused when parsed (by
+ValidateRequest, or the Plan), before anything runs."""
 
 # Parameters groveflow sets itself: a user value would break seeding or merging.
 MANAGED_PARAMS = {"n_estimators", "random_state", "n_jobs", "warm_start", "verbose"}
@@ -585,6 +606,14 @@ def _parse_auto(value: dict[str, Any]) -> AutoTrees | None:
         "round_trees", value.get("round_trees", min(default.round_trees, max_trees)), 1, max_trees
     )
     tolerance = _number("oob_tolerance", value.get("oob_tolerance", default.oob_tolerance), 0, 1)
+    rounds = -(-max_trees // round_trees)
+    if rounds > MAX_AUTO_ROUNDS:
+        raise InvalidRequest(
+            f"n_trees='auto' with max_trees={max_trees} and round_trees={round_trees} may grow "
+            f"in {rounds} rounds, more than the {MAX_AUTO_ROUNDS} that Step Functions' history "
+            f"holds ({HISTORY_EVENT_LIMIT:,} events, {HISTORY_EVENTS_PER_ROUND} a round): raise "
+            f"round_trees to at least {-(-max_trees // MAX_AUTO_ROUNDS)}, or lower max_trees"
+        )
     return AutoTrees(max_trees=max_trees, round_trees=round_trees, oob_tolerance=tolerance)
 
 
