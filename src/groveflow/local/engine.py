@@ -48,6 +48,7 @@ __all__ = ["ExecutionResult", "Invocation", "LocalEngine", "mirrored", "project_
 LOCAL_BUCKET = "groveflow-local"
 _SETTLE_SECONDS = 0.02  # after an invocation ends, for the interpreter to record it
 _MIN_POLL_SECONDS = 0.1
+_UNANNOUNCED_END_SECONDS = 1.0  # a follower with no progress to show looks this often too
 
 
 def mirrored(state_dir: Path, key: str) -> Path:
@@ -223,6 +224,7 @@ class LocalEngine:
             preload=HANDLER_PRELOAD if python is None else (),
             log_path=self.log_path,
             python=python,
+            endpoint=Server.answer,  # development workers' S3 requests, through their pipes
         )
         self.lambdas = LambdaService(self.stack, self.pool, faults=faults, on_invoke=on_invoke)
         Server.start()
@@ -418,6 +420,11 @@ class LocalEngine:
         # progress bar moves when an item does), and as soon as the execution ends.
         self.lambdas.ended.clear()
         try:
+            if on_progress is None:  # nothing to show meanwhile: one look, once it ended
+                while not ended.wait(_UNANNOUNCED_END_SECONDS):
+                    status = self.sfn.describe_execution(executionArn=arn)["status"]
+                    if status != "RUNNING":
+                        break
             description = follow(
                 self.sfn,
                 arn,

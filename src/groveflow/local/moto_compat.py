@@ -41,6 +41,7 @@ Departures that are avoided or only documented, not patched:
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import re
@@ -101,6 +102,8 @@ def apply_corrections() -> None:
         _check_moto_version(moto.__version__)
         _import_interpreter_without_batch_backend()
         _parse_each_definition_once()  # before the integer percentages' wrapper
+        _parse_each_json_path_once()
+        _share_error_lookups()
         _return_failed_children_whole()  # before the tolerance check, which wraps it
         _fail_map_run_beyond_tolerance()
         _write_map_results_as_aws_does()
@@ -317,6 +320,40 @@ def _parse_each_definition_once() -> None:
     functions.parse = staticmethod(  # type: ignore[method-assign,assignment]
         kept(functions.parse, intrinsic.Preprocessor)
     )
+
+
+def _parse_each_json_path_once() -> None:
+    """Keep the JSONPath expressions moto parses (``extract_json`` in asl/utils/json_path.py,
+    ``ResultPath`` in asl/component/common/path/result_path.py), by their text.
+
+    Not a correction: moto parses a path each time a state reads or writes one, and each
+    parse builds jsonpath_ng's PLY parser anew (its grammar tables included), several times
+    per Map child. A parsed expression is only read by ``find`` and ``update``, so one
+    serves every evaluation of the same text, with the same matches.
+    """
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    for module in (json_path, result_path):
+        module.parse = functools.lru_cache(maxsize=1024)(module.parse)  # type: ignore[attr-defined]
+
+
+def _share_error_lookups() -> None:
+    """Let every ``ErrorLookupFactory`` (moto/core/errors.py) share one cache.
+
+    Not a correction: ``get_error_model`` makes a new factory for each error it answers, so
+    its cache of a service's error shapes is built and dropped every time: a grove
+    builder's "no stored grove yet" (S3 ``NoSuchKey``) cost the server more than the object
+    it then stores. The shapes come from the same service model; the answers are the same.
+    """
+    from moto.core import errors
+
+    shared: dict[str, Any] = {}
+
+    def __init__(self: Any) -> None:
+        self._error_lut_cache = shared
+
+    errors.ErrorLookupFactory.__init__ = __init__  # type: ignore[method-assign]
 
 
 def _accept_integer_tolerated_failure_percentage() -> None:

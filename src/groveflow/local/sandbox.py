@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import json
 import os
 import platform
@@ -36,7 +37,20 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["IMPORTS_PREFIX", "Context", "error_document", "load_handler", "main", "serve"]
+__all__ = [
+    "ENDPOINT_REQUEST",
+    "IMPORTS_PREFIX",
+    "Context",
+    "error_document",
+    "load_handler",
+    "main",
+    "serve",
+]
+
+ENDPOINT_REQUEST = "groveflow-endpoint-request"
+"""Tags a message a development worker sends the pool in the middle of an invocation: a
+request to the engine's endpoint, ``(ENDPOINT_REQUEST, method, url, headers, body)``,
+answered with ``(status, headers, body)`` (see :func:`send_endpoint_requests_through`)."""
 
 IMPORTS_PREFIX = "IMPORTS "
 """How an as-built worker's log line saying where an invocation's imports came from begins
@@ -159,12 +173,69 @@ def _log_imports(function: str, before: set[str]) -> None:
         print(IMPORTS_PREFIX + json.dumps(line), flush=True)
 
 
+class _RawBody(io.BytesIO):
+    """A response body as botocore reads it from urllib3 (a stream with ``stream``), as
+    moto's ``MockRawResponse`` is."""
+
+    def stream(self, **_: Any) -> Any:
+        while chunk := self.read(65536):
+            yield chunk
+
+
+def send_endpoint_requests_through(conn: Connection, endpoint: str) -> None:
+    """Send this worker's requests to the engine's ``endpoint`` (its S3) through the pool's
+    pipe instead of a TCP connection of their own (development workers only).
+
+    The pool answers each with the endpoint's own application (the same one its HTTP
+    server runs), so the answer is the same; a worker's request no longer costs the
+    engine a connection, a server thread and the HTTP parsing. Registered on botocore's
+    default session (``before-send``), which every client a handler makes copies; a lock
+    keeps one request at a time on the pipe (the merge reads from several threads).
+    """
+    import threading
+
+    import boto3
+    from botocore.awsrequest import AWSResponse
+    from botocore.compat import HTTPHeaders
+
+    origin = endpoint.rstrip("/") + "/"
+    lock = threading.Lock()
+
+    def send(request: Any, **_: Any) -> Any:
+        if not request.url.startswith(origin):
+            return None
+        body = request.body
+        if hasattr(body, "read"):
+            body = body.read()
+        if isinstance(body, str):
+            body = body.encode()
+        headers = [
+            (name, value.decode("latin-1") if isinstance(value, bytes) else str(value))
+            for name, value in request.headers.items()
+        ]
+        message = (ENDPOINT_REQUEST, request.method, request.url, headers, body or b"")
+        with lock:
+            conn.send(message)
+            status, answered, content = conn.recv()
+        response_headers = HTTPHeaders()
+        for name, value in answered:
+            response_headers[name] = value
+        return AWSResponse(request.url, status, response_headers, _RawBody(content))
+
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+    boto3.DEFAULT_SESSION.events.register("before-send", send)
+
+
 def serve(
     conn: Connection,
     base_environment: dict[str, str],
     preload: list[str],
     log_path: Path | None,
     report_imports: bool = False,
+    *,
+    endpoint_through_pipe: bool = False,
 ) -> None:
     """A worker's main loop: receive an invocation, run it, send the outcome.
 
@@ -181,6 +252,9 @@ def serve(
     report_imports : bool, default=False
         Log, after each invocation that imported packages, where they came from
         (:data:`IMPORTS_PREFIX`).
+    endpoint_through_pipe : bool, default=False
+        Send requests to ``AWS_ENDPOINT_URL_S3`` through ``conn``
+        (:func:`send_endpoint_requests_through`); needs botocore.
     """
     if log_path is not None:
         redirect_output(log_path)
@@ -188,6 +262,8 @@ def serve(
     baseline = dict(os.environ)
     for name in preload:
         importlib.import_module(name)
+    if endpoint_through_pipe and base_environment.get("AWS_ENDPOINT_URL_S3"):
+        send_endpoint_requests_through(conn, base_environment["AWS_ENDPOINT_URL_S3"])
     modules: dict[Path, ModuleType] = {}
     bound_path: list[str] | None = None
     while True:

@@ -94,7 +94,6 @@ class _InProcess:
         from botocore.awsrequest import AWSResponse
         from botocore.compat import HTTPHeaders
         from moto.core.botocore_stubber import MockRawResponse
-        from werkzeug.test import EnvironBuilder, run_wsgi_app
 
         body = request.body
         if hasattr(body, "read"):
@@ -105,14 +104,28 @@ class _InProcess:
             (name, value.decode("latin-1") if isinstance(value, bytes) else str(value))
             for name, value in request.headers.items()
         ]
-        url = urllib.parse.urlsplit(request.url)
+        code, response_headers, content = self.answer(
+            request.method, request.url, headers, body or b""
+        )
+        answered = HTTPHeaders()
+        for name, value in response_headers:
+            answered[name] = value
+        return AWSResponse(request.url, code, answered, MockRawResponse(content))
+
+    def answer(
+        self, method: str, address: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """One request to the endpoint, answered by its application: status, headers, body."""
+        from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+        url = urllib.parse.urlsplit(address)
         builder = EnvironBuilder(
             path=url.path,
             base_url=f"{url.scheme}://{url.netloc}",
             query_string=url.query,
-            method=request.method,
+            method=method,
             headers=headers,
-            data=body or b"",
+            data=body,
         )
         try:
             environ = builder.get_environ()
@@ -129,11 +142,7 @@ class _InProcess:
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
-        code = int(status.split(" ", 1)[0])
-        answered = HTTPHeaders()
-        for name, value in response_headers:
-            answered[name] = value
-        return AWSResponse(request.url, code, answered, MockRawResponse(content))
+        return int(status.split(" ", 1)[0]), list(response_headers), content
 
 
 def _preserve_header_names(environ: dict[str, Any], headers: list[tuple[str, str]]) -> None:
@@ -203,17 +212,28 @@ class Server:
                 raise RuntimeError(f"the local engine already serves on {cls._endpoint}")
             return cls._endpoint
 
+    _in_process: _InProcess | None = None
+
+    @classmethod
+    def answer(
+        cls, method: str, address: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """A request to the endpoint (from a worker, through its pipe), answered in process
+        by the endpoint's application, as over HTTP: status, headers and body."""
+        assert cls._in_process is not None, "the server is not started"
+        return cls._in_process.answer(method, address, headers, body)
+
     @classmethod
     def start(cls) -> None:
         """Start the server at :meth:`endpoint` unless it runs already."""
         endpoint = cls.endpoint()
         with cls._lock:
             if not cls._started:
-                cls._start(int(endpoint.rsplit(":", 1)[1]), cls._admitted)
+                cls._in_process = cls._start(int(endpoint.rsplit(":", 1)[1]), cls._admitted)
                 cls._started = True
 
     @staticmethod
-    def _start(port: int, admitted: threading.Event) -> None:
+    def _start(port: int, admitted: threading.Event) -> _InProcess:
         import logging
 
         from moto.core.config import default_user_config
@@ -238,7 +258,8 @@ class Server:
         # Every botocore session made from now on in this process marks its requests, and
         # has those to the endpoint answered in process.
         botocore.handlers.BUILTIN_HANDLERS.append(("before-send", _mark_own_request))
-        botocore.handlers.BUILTIN_HANDLERS.append(("before-send", _InProcess(app, port)))
+        in_process = _InProcess(app, port)
+        botocore.handlers.BUILTIN_HANDLERS.append(("before-send", in_process))
         boto3.setup_default_session(region_name=REGION)
         assert boto3.DEFAULT_SESSION is not None
         boto3.DEFAULT_SESSION.events.register(
@@ -250,3 +271,4 @@ class Server:
         threading.Thread(
             target=server.serve_forever, name="groveflow-endpoint", daemon=True
         ).start()
+        return in_process

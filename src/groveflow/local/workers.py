@@ -410,6 +410,13 @@ class WorkerPool:
         :func:`sandbox_environment`. Nothing is preloaded: the handler's import is the
         cold start, timed as Lambda's ``Init Duration``. None runs the development venv's
         code in workers forked from a fork server that imported ``preload``.
+    endpoint : callable or None, default=None
+        For development workers: answers ``(method, url, headers, body)`` with
+        ``(status, headers, body)``, the engine's endpoint in process
+        (:meth:`groveflow.local.server.Server.answer`). The workers then send their
+        requests to ``AWS_ENDPOINT_URL_S3`` through their pipe
+        (:func:`groveflow.local.sandbox.send_endpoint_requests_through`), and the pool
+        answers them while it waits for the invocation's outcome. None: over HTTP.
     """
 
     def __init__(
@@ -419,12 +426,15 @@ class WorkerPool:
         preload: tuple[str, ...] = (),
         log_path: Path | None = None,
         python: str | None = None,
+        *,
+        endpoint: Callable[[str, str, list[tuple[str, str]], bytes], Any] | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"a worker pool needs at least one worker, got size={size}")
         if python is not None and preload:
             raise ValueError(f"as-built workers preload nothing, got preload={preload}")
         self.python = python
+        self.endpoint = endpoint if python is None else None
         self._size = size
         self._numbers = itertools.count(1)
         self._parked: list[_Worker] = []  # as built: warm sandboxes set aside, oldest first
@@ -452,9 +462,11 @@ class WorkerPool:
     def _start_process(self, child: Connection) -> Any:
         """Start a worker's process on ``child``, the worker's end of its pipe."""
         if self.python is None:
+            through_pipe = self.endpoint is not None
             process = self._context.Process(
                 target=sandbox.serve,
                 args=(child, self._environment, self._preload, self.log_path),
+                kwargs={"endpoint_through_pipe": through_pipe},
                 daemon=True,
                 name=f"{SANDBOX_PROCESS_NAME}-{next(self._numbers)}",
             )
@@ -527,7 +539,8 @@ class WorkerPool:
         watch = self.memory.begin(worker.process.pid, spec.memory_mb)
         try:
             worker.conn.send((_invocation(spec, self.as_built), payload))
-            if not worker.conn.poll(spec.timeout_seconds):
+            outcome = self._outcome_of(worker, started + spec.timeout_seconds)
+            if outcome is None:
                 peak = self.memory.end(watch)
                 self._replace(worker)
                 if watch.killed:  # killed by the monitor as the timeout came
@@ -540,7 +553,7 @@ class WorkerPool:
                     seconds * 1000,
                     max_memory_mb=peak,
                 )
-            body, error_type, duration_ms, init_ms = worker.conn.recv()
+            body, error_type, duration_ms, init_ms = outcome
         except (EOFError, OSError):
             peak = self.memory.end(watch)
             self._replace(worker)
@@ -560,6 +573,17 @@ class WorkerPool:
             return self._out_of_memory(started, peak, init_ms)
         self._idle.put(worker)
         return Outcome(body, error_type, duration_ms, init_ms, max_memory_mb=peak)
+
+    def _outcome_of(self, worker: _Worker, deadline: float) -> tuple[Any, ...] | None:
+        """The invocation's outcome, answering the worker's endpoint requests meanwhile;
+        None if none came by ``deadline`` (``time.monotonic()``)."""
+        while worker.conn.poll(max(0.0, deadline - time.monotonic())):
+            message = worker.conn.recv()
+            if message[0] != sandbox.ENDPOINT_REQUEST:
+                return tuple(message)
+            assert self.endpoint is not None
+            worker.conn.send(self.endpoint(*message[1:]))
+        return None
 
     def _sandbox_for(self, spec: FunctionSpec) -> _Worker:
         """An idle worker to run ``spec``. On Lambda each function has sandboxes of its own,
