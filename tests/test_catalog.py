@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +211,47 @@ def test_a_stacks_runs_are_listed_reported_exported_and_deleted(
     assert again.returncode == 2
     assert again.stderr.strip() == (
         f"groveflow: NoSuchRun: no run, search or prediction 'doomed' in s3://{LOCAL_BUCKET}"
+    )
+    stack.assert_up()
+
+
+def _keys_of(keys: Iterable[str], ids: list[str]) -> set[str]:
+    """The keys with one of ``ids`` as a whole path segment (``abc`` is not ``abc-2``)."""
+    return {key for key in keys if any(f"/{i}/" in f"/{key}" for i in ids)}
+
+
+def test_a_deleted_run_leaves_no_map_results_behind(stack: Served, tmp_path: Path) -> None:
+    endpoint = ["--endpoint-url", stack.endpoint]
+    s3 = _s3(stack.endpoint)
+    # GIVEN a run, a search and a prediction, each with a neighbour whose id extends theirs
+    iris = _write(tmp_path, "iris", IRIS)
+    for run_id in ("wm", "wm-2"):
+        _summary("train", str(iris), "--run-id", run_id, *endpoint)
+    search = {**WINE_SEARCH, "run_id": "ws"}
+    winner = _summary("search", str(_write(tmp_path, "search", search)), *endpoint)["run_id"]
+    _summary("train", str(iris), "--run-id", "ws-2", *endpoint)
+    for prediction_id in ("wp", "wp-2"):
+        scoring = {"model": "wm-2", "data": {"uri": "sklearn:iris"}, "prediction_id": prediction_id}
+        _summary("predict", str(_write(tmp_path, prediction_id, scoring)), *endpoint)
+    doomed = ["wm", "ws", "ws-c000", "ws-c001", "wp"]
+    neighbours = ["wm-2", "ws-2", "wp-2"]
+    assert winner in doomed
+    before = _versions(s3, "")
+    # ... whose Maps stored result files under map-results/ (else this test proves nothing)
+    for prefix in ("runs/wm/", "runs/wm-2/", "runs/ws/", "predictions/wp/", "predictions/wp-2/"):
+        assert any(key.startswith(f"map-results/{prefix}") for key, _ in before), prefix
+    # WHEN the run, the search and the prediction are deleted
+    for deleted in ("wm", "ws", "wp"):
+        _ok(_groveflow("delete", deleted, "--yes", *endpoint))
+    # THEN no version of any of their keys remains anywhere in the bucket, nor in its mirror
+    after = _versions(s3, "")
+    assert _keys_of((key for key, _ in after), doomed) == set()
+    assert _keys_of(_files(stack.state_dir / "s3" / LOCAL_BUCKET), doomed) == set()
+    # ... and every other version, the neighbours' map results included, is as it was
+    gone = _keys_of((key for key, _ in before), doomed)
+    assert after == {version: sha for version, sha in before.items() if version[0] not in gone}
+    assert _keys_of((key for key, _ in after), neighbours) == _keys_of(
+        (key for key, _ in before), neighbours
     )
     stack.assert_up()
 

@@ -137,7 +137,7 @@ class Deletion:
     what : list of (str, str, int)
         ``(kind, id, objects)`` for each run, search part or prediction it removes.
     prefixes : list of str
-        Bucket key prefixes (``runs/<id>/``...) or whole keys.
+        Bucket key prefixes (``runs/<id>/``, ``map-results/runs/<id>/``...) or whole keys.
     elsewhere : list of str
         Things the place keeps beside the bucket (a local run's execution record, an
         estimator's staged dataset), in the place's own terms.
@@ -351,21 +351,34 @@ def plan_deletion(place: Place, run_id: str) -> Deletion:
         kind = "search" if checked in stored.searches else "run"
         parts = [checked, *(stored.parts(checked) if kind == "search" else [])]
         for part in parts:
-            prefix = keys.run_prefix(part)
-            count = place.count(prefix)
+            prefixes = _with_map_results(keys.run_prefix(part))
+            count = sum(place.count(prefix) for prefix in prefixes)
             if count or part == checked:
                 deletion.what.append((kind if part == checked else "search part", part, count))
-                deletion.prefixes.append(prefix)
+                deletion.prefixes += prefixes
             deletion.elsewhere += place.owned_elsewhere("train", part, _data_uri(place, part))
     if checked in place.ids("predictions/"):
-        prefix = keys.predictions_prefix(checked)
-        deletion.what.append(("prediction", checked, place.count(prefix)))
-        deletion.prefixes.append(prefix)
+        prefixes = _with_map_results(keys.predictions_prefix(checked))
+        deletion.what.append(("prediction", checked, sum(place.count(p) for p in prefixes)))
+        deletion.prefixes += prefixes
         deletion.elsewhere += place.owned_elsewhere("predict", checked, None)
     if not deletion.what:
         raise NoSuchRun(f"no run, search or prediction {checked!r} in {place.where}")
     _refuse_running(place, deletion)
     return deletion
+
+
+MAP_RESULTS = "map-results/"
+"""Where a Distributed Map's ResultWriter stores its result files: under this, then the run's
+or prediction's own prefix (``map-results/runs/<id>/build-groves/...``,
+``map-results/predictions/<id>/score-shards/...``: the ``Prefix`` of statemachine/*.asl.json),
+a prefix the stack's lifecycle rule expires."""
+
+
+def _with_map_results(prefix: str) -> list[str]:
+    """``runs/<id>/`` (or ``predictions/<id>/``) and its Maps' result files' prefix; each ends
+    in ``/``, so ``abc`` never matches ``abc-2``."""
+    return [prefix, f"{MAP_RESULTS}{prefix}"]
 
 
 def _data_uri(place: Place, run_id: str) -> str | None:
