@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -437,7 +438,10 @@ def score_shard(item: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     rows = slice(task.start, task.stop)
     mean = _scores(job.model_manifest_uri, manifest, request.trees_per_group, X[rows])
     part = _part_csv(mean, manifest, task.first_row, None if ids is None else ids[rows], request)
-    storage.put_bytes(bucket, keys.predictions_part(prediction_id, task.shard), part)
+    # What FinishPredictions records, carried by the part itself: it reads them by HEAD.
+    receipt = {"sha256": storage.sha256_hex(part), "rows": str(len(mean))}
+    key = keys.predictions_part(prediction_id, task.shard)
+    storage.put_bytes(bucket, key, part, metadata=receipt)
     telemetry.logger.info("shard scored", extra={"rows": len(mean)})
     telemetry.metrics.add_metric(
         name="RowsScored", unit=telemetry.MetricUnit.Count, value=len(mean)
@@ -473,29 +477,58 @@ def _part_csv(
     return buffer.getvalue().encode()
 
 
+PART_READERS = 32
+"""Parts whose receipts FinishPredictions reads at once (S3's latency bounds one reader)."""
+
+
+def _receipt(bucket: str, prediction_id: str, shard: ShardTask) -> dict[str, Any] | None:
+    """What the shard's ScoreShard reported for its part (its object metadata, by HEAD):
+    the part's manifest entry, or None if the shard wrote no part. The part is not read.
+
+    Raises
+    ------
+    ShardMissing
+        If the part does not say its rows and sha256 (written by an earlier groveflow) or
+        holds other rows than the shard was planned with.
+    """
+    key = keys.predictions_part(prediction_id, shard.shard)
+    try:
+        metadata = storage.head_metadata(bucket, key)
+    except FileNotFoundError:
+        return None
+    planned = shard.stop - shard.start
+    if "sha256" not in metadata or not metadata.get("rows", "").isdigit():
+        raise ShardMissing(
+            f"shard {shard.shard}'s part {key} does not say its rows and sha256 (it was written "
+            "by an earlier groveflow): run the prediction again"
+        )
+    if int(metadata["rows"]) != planned:
+        raise ShardMissing(
+            f"shard {shard.shard}'s part {key} holds {metadata['rows']} rows, and the shard was "
+            f"planned with {planned}: run the prediction again"
+        )
+    return {
+        "key": key.rsplit("/", 1)[1],
+        "shard": shard.shard,
+        "first_row": shard.first_row,
+        "rows": planned,
+        "source": shard.origin or shard.source,  # the user's file
+        "sha256": metadata["sha256"],
+    }
+
+
 def finish_predictions(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
-    """Check every shard's part exists and write the predictions manifest, last."""
+    """Check every shard's part exists and write the predictions manifest, last.
+
+    Each part's rows and sha256 are what its shard reported (the part's metadata, read by
+    HEAD, :data:`PART_READERS` at once): no part is read.
+    """
     prediction_id = event["prediction_id"]
     job = _read_job(bucket, prediction_id)
-    parts = []
-    missing = []
-    for shard in job.shards:
-        key = keys.predictions_part(prediction_id, shard.shard)
-        try:
-            body = storage.get_bytes(bucket, key)
-        except FileNotFoundError:
-            missing.append(shard.shard)
-            continue
-        parts.append(
-            {
-                "key": key.rsplit("/", 1)[1],
-                "shard": shard.shard,
-                "first_row": shard.first_row,
-                "rows": shard.stop - shard.start,
-                "source": shard.origin or shard.source,  # the user's file
-                "sha256": storage.sha256_hex(body),
-            }
-        )
+    with ThreadPoolExecutor(PART_READERS) as pool:
+        receipts = list(pool.map(lambda s: _receipt(bucket, prediction_id, s), job.shards))
+    parts = [r for r in receipts if r is not None]
+    missing = [s.shard for s, r in zip(job.shards, receipts, strict=True) if r is None]
     if missing:
         raise ShardMissing(f"shards {missing[:10]} wrote no predictions part; nothing was recorded")
     manifest = {

@@ -28,6 +28,7 @@ __all__ = [
     "get_bytes",
     "get_json",
     "get_object",
+    "head_metadata",
     "list_keys",
     "npy_bytes",
     "parse_s3_uri",
@@ -90,6 +91,18 @@ def get_object(bucket: str, key: str) -> tuple[bytes, dict[str, str]]:
             raise FileNotFoundError(f"s3://{bucket}/{key}") from error
         raise
     return response["Body"].read(), dict(response.get("Metadata", {}))
+
+
+def head_metadata(bucket: str, key: str) -> dict[str, str]:
+    """One object's user metadata, read without its body (a HEAD); a missing object
+    raises ``FileNotFoundError``."""
+    try:
+        response = _s3().head_object(Bucket=bucket, Key=key)
+    except Exception as error:
+        if _is_missing(error):
+            raise FileNotFoundError(f"s3://{bucket}/{key}") from error
+        raise
+    return dict(response.get("Metadata", {}))
 
 
 def get_bytes(bucket: str, key: str) -> bytes:
