@@ -28,27 +28,6 @@ from groveflow.request import parse_train_request
 from groveflow.training._sizing import check_merge_fits
 
 MERGE_MEMORY_MB = 1024  # template.yaml's smallest MergeMemorySize
-PLAN_VARIABLE = "GROVEFLOW_MERGE_MEMORY_MB"
-
-
-def _application(tmp: Path) -> Path:
-    """The application whose plan is told ``MergeMemorySize``: this one, or, while
-    template.yaml does not pass it yet, a copy whose PlanFunction gets it (the one-line
-    change reported for template.yaml's owner)."""
-    template = (ROOT / "template.yaml").read_text()
-    plan = read_template(ROOT / "template.yaml")["Resources"]["PlanFunction"]["Properties"]
-    if PLAN_VARIABLE in plan["Environment"]["Variables"]:
-        return ROOT
-    line = "          GROVEFLOW_BUILDER_MEMORY_MB: !Ref BuilderMemorySize\n"
-    start = template.index("  PlanFunction:")
-    at = template.index(line, start) + len(line)
-    patched = template[:at] + f"          {PLAN_VARIABLE}: !Ref MergeMemorySize\n" + template[at:]
-    root = tmp / "app"
-    root.mkdir()
-    (root / "template.yaml").write_text(patched)
-    for name in ("functions", "statemachine", "layers"):
-        (root / name).symlink_to(ROOT / name)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +37,7 @@ def small_merge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     tmp = tmp_path_factory.mktemp("merge-memory")
     parameters = {"MergeMemorySize": str(MERGE_MEMORY_MB)}
-    with LocalEngine(
-        _application(tmp), workers=2, state_dir=tmp / "state", parameters=parameters
-    ) as running:
+    with LocalEngine(ROOT, workers=2, state_dir=tmp / "state", parameters=parameters) as running:
         yield running
     shutil.rmtree(tmp, ignore_errors=True)
 
@@ -212,6 +189,13 @@ def test_a_merge_past_its_timeout_is_refused() -> None:
         check_merge_fits(request, _estimate(mb_per_tree=0.01), 3008)
     # AND 8,000 trees (800 s) are not
     check_merge_fits(replace(request, n_trees=8000), _estimate(mb_per_tree=0.01), 3008)
+
+
+def test_the_plan_is_told_the_merges_memory() -> None:
+    resources = read_template(ROOT / "template.yaml")["Resources"]
+    plan = resources["PlanFunction"]["Properties"]["Environment"]["Variables"]
+    assert plan["GROVEFLOW_MERGE_MEMORY_MB"] == {"Ref": "MergeMemorySize"}
+    assert resources["MergeFunction"]["Properties"]["MemorySize"] == {"Ref": "MergeMemorySize"}
 
 
 def test_the_merge_timeout_is_the_templates() -> None:
