@@ -23,7 +23,7 @@ from groveflow.errors import DatasetTooLarge
 from groveflow.estimates import RunEstimate
 from groveflow.layout import keys
 from groveflow.local.template import read_template
-from groveflow.merge_memory import MEASURED_FACTOR, MERGE_TIMEOUT_SECONDS, MergeSize
+from groveflow.merge_memory import MEASURED_FACTOR, MERGE_TIMEOUT_SECONDS, MergeSize, merge_size
 from groveflow.request import parse_train_request
 from groveflow.training._sizing import check_merge_fits
 
@@ -50,6 +50,11 @@ def _table(directory: Path, name: str, task: str, rows: int, features: int) -> s
     y = 3 * X[:, 0] + np.sin(X[:, 1]) + rng.normal(size=rows)
     if task == "classification":
         y = (np.abs(2 * X[:, 0] + X[:, 1]) * 5 / 3).astype(int) % 5
+    if name.endswith(".csv"):  # through Ingest, so the plan may split it into row shards
+        path = directory / name
+        header = ",".join([*(f"f{i}" for i in range(features)), "y"])
+        np.savetxt(path, np.column_stack([X, y]), delimiter=",", header=header, comments="")
+        return str(path)
     path = directory / f"{name}.npy"
     np.save(path, np.column_stack([X, y]))
     return str(path)
@@ -57,7 +62,7 @@ def _table(directory: Path, name: str, task: str, rows: int, features: int) -> s
 
 def _request(uri: str, task: str, n_trees: int, **params: Any) -> dict[str, Any]:
     return {
-        "data": {"uri": uri},
+        "data": {"uri": uri, **({"target": "y"} if uri.endswith(".csv") else {})},
         "model": {"task": task, "params": params},
         "n_trees": n_trees,
         "grove_size": 10,
@@ -114,20 +119,28 @@ def test_the_same_forest_trains_where_its_merge_fits(
 
 
 @pytest.mark.parametrize(
-    ("task", "rows", "n_trees", "params"),
+    ("task", "rows", "n_trees", "params", "more"),
     [
-        ("regression", 20_000, 120, {}),
-        ("classification", 30_000, 80, {"oob_score": True}),
-        ("classification", 30_000, 20, {"min_samples_leaf": 20}),
+        ("regression", 20_000, 120, {}, {}),
+        ("classification", 30_000, 80, {"oob_score": True}, {}),
+        ("classification", 30_000, 20, {"min_samples_leaf": 20}, {}),
+        ("regression", 20_000, 100, {}, {"rows_per_grove": 5000}),
     ],
-    ids=["deep-regression", "classes-with-oob", "shallow"],
+    ids=["deep-regression", "classes-with-oob", "shallow", "row-shards"],
 )
 def test_the_predicted_merge_memory_is_within_its_factor_of_the_measured(
-    small_merge: Any, tmp_path: Path, task: str, rows: int, n_trees: int, params: dict[str, Any]
+    small_merge: Any,
+    tmp_path: Path,
+    task: str,
+    rows: int,
+    n_trees: int,
+    params: dict[str, Any],
+    more: dict[str, Any],
 ) -> None:
     # GIVEN a run merged on the local engine, which measures each invocation's peak
-    uri = _table(tmp_path, task, task, rows, 8)
-    result = _run(small_merge, _request(uri, task, n_trees, **params), "measured")
+    name = f"{task}.csv" if more else task
+    uri = _table(tmp_path, name, task, rows, 8)
+    result = _run(small_merge, {**_request(uri, task, n_trees, **params), **more}, "measured")
     assert result.status == "SUCCEEDED", result.cause
     measured = max(
         i.max_memory_mb or 0 for i in result.invocations if i.function == "MergeFunction"
@@ -204,6 +217,26 @@ def test_the_merge_timeout_is_the_templates() -> None:
         "Timeout", resources["Globals"]["Function"]["Timeout"]
     )
     assert timeout == MERGE_TIMEOUT_SECONDS
+
+
+def test_a_split_in_row_shards_is_scored_a_shard_at_a_time() -> None:
+    # GIVEN 10 million held-out rows of 50 features (2 GB of float32)
+    def size(test_whole: bool) -> MergeSize:
+        return merge_size(
+            encoded_bytes_per_tree=1e5,
+            nodes_per_tree=1e3,
+            n_values=1,
+            n_test=10_000_000,
+            n_features=50,
+            n_train=40_000_000,
+            oob=False,
+            test_whole=test_whole,
+        )
+
+    # THEN read whole they count, and in row shards one shard's worth does
+    whole, sharded = size(True), size(False)
+    assert whole.fixed_mb - sharded.fixed_mb == pytest.approx(10_000_000 * 400 / 2**20 - 64)
+    assert whole.mb_per_tree == sharded.mb_per_tree
 
 
 def test_the_merge_size_is_a_line_in_trees() -> None:

@@ -661,6 +661,7 @@ def estimate_run(
         n_features=X_train.shape[1],
         n_train=n_train,
         oob=wants_oob(request.model.params),
+        test_whole=scale_to is None,
     )
     n_trees, rounds = request.n_trees, 1
     if request.auto is not None and request.auto.max_trees > n_trees:

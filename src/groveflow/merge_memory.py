@@ -11,7 +11,8 @@ rows. All but the last three grow with the trees, so the peak is a line in ``n_t
 - per tree = :data:`ENCODED_COPIES` x the trial tree's encoded bytes
   + its nodes x (:data:`SKLEARN_NODE_BYTES` + 8 bytes per class value);
 - fixed = :data:`MERGE_BASELINE_MB` + the held-out rows (float32 features, read and
-  converted) and their predictions (a float64 row of class values per thread, and the sum)
+  converted; a shard of them, :data:`TEST_SHARD_MB`, for a split in row shards) and their
+  predictions (a float64 row of class values per thread, and the sum)
   + with OOB, the training rows' sums (the totals and :data:`OOB_READERS` groves' read at
   once, each as bytes and as an array).
 
@@ -33,6 +34,7 @@ __all__ = [
     "MERGE_TIMEOUT_SECONDS",
     "OOB_READERS",
     "SKLEARN_NODE_BYTES",
+    "TEST_SHARD_MB",
     "MergeSize",
     "merge_size",
 ]
@@ -53,6 +55,9 @@ grove's OOB sums twice (the file and its arrays) while it reads them."""
 MERGE_THREADS = 2
 """The threads that score the held-out rows, each holding a tree's predictions for its
 rows (the local engine's workers and a 3,008 MB merge have two vCPUs)."""
+TEST_SHARD_MB = 64
+"""The held-out features a merge of a split in row shards holds at once: one shard (16 MiB
+of float32 features, ``GROVEFLOW_SHARD_MB``'s default) as read and as scored, with room."""
 MERGE_TIMEOUT_SECONDS = 900
 """MergeFunction's Timeout in template.yaml (its Globals': Lambda's longest)."""
 LAMBDA_MAX_MEMORY_MB = 10240
@@ -60,7 +65,7 @@ LAMBDA_MAX_MEMORY_MB = 10240
 MEASURED_FACTOR = 1.5
 """The prediction is at least the measured peak, and at most this many times it (measured
 1.17-1.32 times on the local engine, 2026-12-07: forests of 0.4-65 MB, 40-300 trees,
-regression and classification, with and without OOB)."""
+regression and classification, with and without OOB, whole and in row shards)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ def merge_size(
     n_features: int,
     n_train: int,
     oob: bool,
+    test_whole: bool = True,
 ) -> MergeSize:
     """The merge's memory model for a forest of trees like the trial's.
 
@@ -116,11 +122,17 @@ def merge_size(
         The training rows (OOB sums are one row of values each).
     oob : bool
         Whether the merge adds the groves' OOB sums (``oob_score``).
+    test_whole : bool, default=True
+        Whether the held-out features are read whole; False for a split in row shards,
+        which the merge scores a shard at a time (at most :data:`TEST_SHARD_MB` at once).
     """
     per_tree = ENCODED_COPIES * encoded_bytes_per_tree + nodes_per_tree * (
         SKLEARN_NODE_BYTES + 8 * n_values
     )
-    held_out = n_test * (2 * 4 * n_features + 8 * n_values * (MERGE_THREADS + 2))
+    features = n_test * 2 * 4 * n_features
+    if not test_whole:
+        features = min(features, TEST_SHARD_MB * 2**20)
+    held_out = features + n_test * 8 * n_values * (MERGE_THREADS + 2)
     sums = n_train * 8 * (n_values + 1)  # a grove's sums and counts
     out_of_bag = (2 + 2 * OOB_READERS) * sums if oob else 0
     return MergeSize(
