@@ -360,6 +360,12 @@ def emit_estimate(estimate: RunEstimate, as_json: bool) -> None:
         f"{estimate.trees_per_grove}, {estimate.concurrency} at once; trial grove of "
         f"{estimate.trial_trees} trees: {1000 * estimate.seconds_per_tree:.2f} ms a tree"
     )
+    if estimate.merge_mb_per_tree > 0:
+        print(
+            f"merge     about {estimate.merge_size.peak_mb(estimate.n_trees)} MB at its peak "
+            f"({estimate.merge_mb_per_tree:.3f} MB a tree, {estimate.merge_fixed_mb:.0f} MB "
+            "besides); MergeMemorySize must hold it"
+        )
 
 
 def _stage_memory(use: StageMemory) -> str:
