@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -215,12 +216,41 @@ def test_a_stacks_runs_are_listed_reported_exported_and_deleted(
     stack.assert_up()
 
 
+def test_a_running_run_on_a_stack_is_not_deleted(stack: Served) -> None:
+    # GIVEN a run started on the stack and still running
+    s3, sfn = _s3(stack.endpoint), _served_sfn(stack.endpoint)
+    machine = next(
+        m["stateMachineArn"]
+        for m in sfn.list_state_machines()["stateMachines"]
+        if m["name"].endswith("-TrainStateMachine")
+    )
+    arn = sfn.start_execution(
+        stateMachineArn=machine, input=json.dumps({**SLOW, "run_id": "busy"})
+    )["executionArn"]
+    _wait(
+        lambda: "Contents" in s3.list_objects_v2(Bucket=LOCAL_BUCKET, Prefix="runs/busy/"), "busy"
+    )
+    # WHEN it is deleted
+    done = _groveflow("delete", "busy", "--yes", "--endpoint-url", stack.endpoint)
+    # THEN the delete is refused by name, naming the execution, and nothing goes
+    assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING", "ran too fast"
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"groveflow: RunIsRunning: busy has a running execution ({arn})")
+    assert s3.head_object(Bucket=LOCAL_BUCKET, Key=keys.request("busy"))
+    assert _listed("--endpoint-url", stack.endpoint)["busy"]["status"] == "RUNNING"
+    # ... and once the execution has ended it can be deleted
+    _wait(lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING", "the run", 600)
+    _ok(_groveflow("delete", "busy", "--yes", "--endpoint-url", stack.endpoint))
+    assert _versions(s3, "runs/busy/") == {}
+
+
 def _keys_of(keys: Iterable[str], ids: list[str]) -> set[str]:
     """The keys with one of ``ids`` as a whole path segment (``abc`` is not ``abc-2``)."""
     return {key for key in keys if any(f"/{i}/" in f"/{key}" for i in ids)}
 
 
 def test_a_deleted_run_leaves_no_map_results_behind(stack: Served, tmp_path: Path) -> None:
+    # After the test of a running run: the runs this adds would make that listing slower
     endpoint = ["--endpoint-url", stack.endpoint]
     s3 = _s3(stack.endpoint)
     # GIVEN a run, a search and a prediction, each with a neighbour whose id extends theirs
@@ -254,34 +284,6 @@ def test_a_deleted_run_leaves_no_map_results_behind(stack: Served, tmp_path: Pat
         (key for key, _ in before), neighbours
     )
     stack.assert_up()
-
-
-def test_a_running_run_on_a_stack_is_not_deleted(stack: Served) -> None:
-    # GIVEN a run started on the stack and still running
-    s3, sfn = _s3(stack.endpoint), _served_sfn(stack.endpoint)
-    machine = next(
-        m["stateMachineArn"]
-        for m in sfn.list_state_machines()["stateMachines"]
-        if m["name"].endswith("-TrainStateMachine")
-    )
-    arn = sfn.start_execution(
-        stateMachineArn=machine, input=json.dumps({**SLOW, "run_id": "busy"})
-    )["executionArn"]
-    _wait(
-        lambda: "Contents" in s3.list_objects_v2(Bucket=LOCAL_BUCKET, Prefix="runs/busy/"), "busy"
-    )
-    # WHEN it is deleted
-    done = _groveflow("delete", "busy", "--yes", "--endpoint-url", stack.endpoint)
-    # THEN the delete is refused by name, naming the execution, and nothing goes
-    assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING", "ran too fast"
-    assert done.returncode == 2
-    assert done.stderr.startswith(f"groveflow: RunIsRunning: busy has a running execution ({arn})")
-    assert s3.head_object(Bucket=LOCAL_BUCKET, Key=keys.request("busy"))
-    assert _listed("--endpoint-url", stack.endpoint)["busy"]["status"] == "RUNNING"
-    # ... and once the execution has ended it can be deleted
-    _wait(lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING", "the run", 600)
-    _ok(_groveflow("delete", "busy", "--yes", "--endpoint-url", stack.endpoint))
-    assert _versions(s3, "runs/busy/") == {}
 
 
 # --------------------------------------------------------------------- a state directory
@@ -378,6 +380,73 @@ def test_a_run_of_the_python_api_is_not_deleted_while_it_runs(tmp_path: Path) ->
         # ... and once it has ended it can be deleted
         assert groveflow.delete("busy", engine=engine).what[0][:2] == ("run", "busy")
     assert not mirrored(tmp_path, keys.run_prefix("busy")).exists()
+
+
+def test_a_run_and_a_prediction_of_one_id_are_deleted_apart(tmp_path: Path) -> None:
+    import groveflow
+    from groveflow.catalog import DirPlace, NoSuchRun, plan_deletion
+    from groveflow.errors import InvalidRequest
+
+    state = tmp_path / "state"
+    local = ["--state-dir", str(state)]
+    # GIVEN a run and a prediction with the same id
+    _summary("train", str(_write(tmp_path, "iris", IRIS)), "--run-id", "both", *local)
+    scoring = {"model": "both", "data": {"uri": "sklearn:iris"}, "prediction_id": "both"}
+    _summary("predict", str(_write(tmp_path, "scoring", scoring)), *local)
+    prediction = _files(mirrored(state, keys.predictions_prefix("both")))
+    # WHEN it is deleted without a kind
+    question = _delete_answering("n", "both", *local)
+    # THEN the question names the run it deletes and the prediction it keeps
+    what = r"run both \(\d+ objects; not prediction both, which --kind predict deletes\)"
+    where = re.escape(f"from the state directory {state.resolve()}")
+    assert re.fullmatch(f"delete {what} {where}\\? \\[y/N\\] nothing deleted\n", question.stderr)
+    deleted = _ok(_groveflow("delete", "both", "--yes", *local))
+    # ... and only the run goes: the prediction's files are byte for byte as they were
+    assert re.fullmatch(f"deleted {what} {where}", deleted)
+    assert not mirrored(state, keys.run_prefix("both")).exists()
+    assert _files(mirrored(state, keys.predictions_prefix("both"))) == prediction
+    assert {i: e["kind"] for i, e in _listed(*local).items()} == {"both": "predict"}
+    # WHEN the run is asked for by kind, THEN there is none, and the prediction is named
+    with pytest.raises(NoSuchRun) as none:
+        plan_deletion(DirPlace(state), "both", kind="train")
+    assert str(none.value) == (
+        f"no run or search 'both' in the state directory {state.resolve()}; "
+        "there is prediction both: --kind predict"
+    )
+    # WHEN the prediction is deleted by its kind, THEN it goes
+    gone = groveflow.delete("both", engine=groveflow.Local(state_dir=state), kind="predict")
+    assert [(kind, name) for kind, name, _ in gone.what] == [("prediction", "both")]
+    assert not mirrored(state, keys.predictions_prefix("both")).exists()
+    # ... and a kind that is none of groveflow runs' KINDs is refused by name
+    with pytest.raises(InvalidRequest, match="kind='run' is not one of 'train', "):
+        plan_deletion(DirPlace(state), "both", kind="run")
+
+
+def test_a_stale_running_mark_names_the_file_to_remove(tmp_path: Path) -> None:
+    from groveflow.catalog import running_mark
+
+    state = tmp_path / "state"
+    local = ["--state-dir", str(state)]
+    _summary("train", str(_write(tmp_path, "iris", IRIS)), "--run-id", "stale", *local)
+    # GIVEN a running mark whose process is alive but not running the run (here: this test,
+    # as when a killed run's process id is taken by another process)
+    with running_mark(state, "stale"):
+        mark = state.resolve() / "executions" / "running" / f"stale.{os.getpid()}.json"
+        assert mark.is_file()
+        # WHEN the run is deleted
+        refused = _groveflow("delete", "stale", "--yes", *local)
+        # THEN the refusal says which file to remove if that process is not groveflow
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == (
+            f"groveflow: RunIsRunning: stale has a running execution (process {os.getpid()} "
+            "on this machine): wait for it to end, or stop it, then delete; if that process "
+            "is not groveflow (a killed run's process id, taken since by another process), "
+            f"remove {mark} and delete again"
+        )
+        # ... and once that file is removed, the run is deleted
+        mark.unlink()
+        _ok(_groveflow("delete", "stale", "--yes", *local))
+    assert not mirrored(state, keys.run_prefix("stale")).exists()
 
 
 def test_a_search_is_one_entry_reported_by_its_winner_and_deleted_whole(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from groveflow.catalog._places import (
     BucketPlace,
     DirPlace,
     Place,
+    Running,
     remove_versions,
     running_mark,
     serving_mark,
@@ -43,6 +44,7 @@ from groveflow.ids import check_id, is_valid_id
 from groveflow.layout import keys
 
 __all__ = [
+    "KINDS",
     "BucketPlace",
     "Deletion",
     "DirPlace",
@@ -51,6 +53,7 @@ __all__ = [
     "OutputNotWritable",
     "Place",
     "RunIsRunning",
+    "Running",
     "ServedElsewhere",
     "delete",
     "export_run",
@@ -141,16 +144,25 @@ class Deletion:
     elsewhere : list of str
         Things the place keeps beside the bucket (a local run's execution record, an
         estimator's staged dataset), in the place's own terms.
+    kept : list of (str, str, str)
+        ``(kind, id, delete_kind)`` for a run or prediction of the same id that it keeps,
+        and the ``kind`` of :func:`delete` (``--kind``) that would delete that instead.
     """
 
     id: str
     what: list[tuple[str, str, int]] = field(default_factory=list)
     prefixes: list[str] = field(default_factory=list)
     elsewhere: list[str] = field(default_factory=list)
+    kept: list[tuple[str, str, str]] = field(default_factory=list)
 
     def describe(self) -> str:
-        """``run fit-1 (12 objects), prediction fit-1 (3 objects)``."""
-        return ", ".join(f"{kind} {name} ({n} objects)" for kind, name, n in self.what)
+        """``search s (9 objects), search part s-c000 (4 objects)``; what it keeps of the same
+        id is named: ``run x (12 objects; not prediction x, which --kind predict deletes)``."""
+        items = [f"{kind} {name} ({n} objects" for kind, name, n in self.what]
+        items[0] += "".join(
+            f"; not {kind} {name}, which --kind {flag} deletes" for kind, name, flag in self.kept
+        )
+        return ", ".join(f"{item})" for item in items)
 
 
 # ------------------------------------------------------------------------------ reading
@@ -235,7 +247,9 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def _status(place: Place, running: dict[str, str], kind: str, run_id: str, committed: bool) -> str:
+def _status(
+    place: Place, running: dict[str, Running], kind: str, run_id: str, committed: bool
+) -> str:
     if run_id in running:
         return "RUNNING"
     if committed:
@@ -270,7 +284,7 @@ def list_entries(place: Place) -> list[Entry]:
     return sorted(entries, key=lambda e: (e.created, e.id), reverse=True)
 
 
-def _run_entry(place: Place, run_id: str, stored: _Stored, running: dict[str, str]) -> Entry:
+def _run_entry(place: Place, run_id: str, stored: _Stored, running: dict[str, Running]) -> Entry:
     record = stored.records[run_id]
     kind = "search" if run_id in stored.searches else "train"
     model_run: str | None = run_id
@@ -291,7 +305,9 @@ def _run_entry(place: Place, run_id: str, stored: _Stored, running: dict[str, st
     )
 
 
-def _prediction_entry(place: Place, prediction_id: str, running: dict[str, str]) -> Entry | None:
+def _prediction_entry(
+    place: Place, prediction_id: str, running: dict[str, Running]
+) -> Entry | None:
     from groveflow.layout import run_of_model
 
     job = _json(place, keys.predictions_job(prediction_id))
@@ -316,22 +332,42 @@ def _prediction_entry(place: Place, prediction_id: str, running: dict[str, str])
 # ----------------------------------------------------------------------------- deleting
 
 
-def plan_deletion(place: Place, run_id: str) -> Deletion:
-    """What deleting ``run_id`` would remove: the run (a search: with its parts) and the
-    prediction of that id, whichever are stored.
+KINDS = ("train", "search", "predict")
+"""What ``kind`` (``groveflow delete --kind``) names: the KIND ``groveflow runs`` shows. A
+run and a search are one side of an id, a prediction the other."""
+
+
+def plan_deletion(place: Place, run_id: str, kind: str | None = None) -> Deletion:
+    """What deleting ``run_id`` would remove: the run (a search: with its parts), or the
+    prediction of that id.
+
+    Parameters
+    ----------
+    place : Place
+    run_id : str
+    kind : {"train", "search", "predict"} or None, default=None
+        ``"predict"`` deletes the prediction ``run_id``; ``"train"`` or ``"search"`` the run
+        or search; None the run or search if one is stored, else the prediction. A run and a
+        prediction of one id are unrelated: one is never deleted for the other.
 
     Raises
     ------
     InvalidRequest
-        If ``run_id`` is not an accepted id.
+        If ``run_id`` is not an accepted id, or ``kind`` none of :data:`KINDS`.
     NoSuchRun
-        If nothing of that id is stored, or it is a part of a search (delete the search).
+        If nothing of that id (and kind) is stored, or it is a part of a search (delete the
+        search).
     RunIsRunning
         If an execution of it (or of a part) is running.
     ServedElsewhere
         If a live ``groveflow serve`` serves the state directory (delete through it).
     """
     checked = check_id(run_id, name="RUN", error=InvalidRequest)
+    if kind is not None and kind not in KINDS:
+        raise InvalidRequest(
+            f"kind={kind!r} is not one of 'train', 'search' or 'predict' (the KIND that "
+            "`groveflow runs` shows)"
+        )
     endpoint = place.served_by()
     if endpoint is not None:
         raise ServedElsewhere(
@@ -339,6 +375,30 @@ def plan_deletion(place: Place, run_id: str) -> Deletion:
             f"too: delete through it (`groveflow delete {checked} --endpoint-url {endpoint}`)"
         )
     run_ids = place.ids("runs/")
+    predicted = checked in place.ids("predictions/")
+    deletion = Deletion(checked)
+    if kind == "predict" or (kind is None and checked not in run_ids):
+        if predicted:
+            _plan_prediction(place, deletion)
+        if checked in run_ids:
+            search = place.read(keys.search(checked)) is not None
+            deletion.kept.append(("search" if search else "run", checked, "train"))
+    else:
+        if checked in run_ids:
+            _plan_run(place, run_ids, deletion)
+        if predicted:
+            deletion.kept.append(("prediction", checked, "predict"))
+    if not deletion.what:
+        wanted = {None: "run, search or prediction", "predict": "prediction"}.get(kind)
+        there = "".join(f"; there is {k} {checked}: --kind {f}" for k, _, f in deletion.kept)
+        raise NoSuchRun(f"no {wanted or 'run or search'} {checked!r} in {place.where}{there}")
+    _refuse_running(place, deletion)
+    return deletion
+
+
+def _plan_run(place: Place, run_ids: list[str], deletion: Deletion) -> None:
+    """Add the run ``deletion.id`` (a search: with its parts) to ``deletion``."""
+    checked = deletion.id
     stored = _stored(place, run_ids)
     owner = stored.part_of.get(checked)
     if owner is not None:
@@ -346,26 +406,23 @@ def plan_deletion(place: Place, run_id: str) -> Deletion:
             f"{checked} is a part of search {owner!r} in {place.where}: delete the search "
             f"(`groveflow delete {owner}`), which deletes its candidates with it"
         )
-    deletion = Deletion(checked)
-    if checked in run_ids:
-        kind = "search" if checked in stored.searches else "run"
-        parts = [checked, *(stored.parts(checked) if kind == "search" else [])]
-        for part in parts:
-            prefixes = _with_map_results(keys.run_prefix(part))
-            count = sum(place.count(prefix) for prefix in prefixes)
-            if count or part == checked:
-                deletion.what.append((kind if part == checked else "search part", part, count))
-                deletion.prefixes += prefixes
-            deletion.elsewhere += place.owned_elsewhere("train", part, _data_uri(place, part))
-    if checked in place.ids("predictions/"):
-        prefixes = _with_map_results(keys.predictions_prefix(checked))
-        deletion.what.append(("prediction", checked, sum(place.count(p) for p in prefixes)))
-        deletion.prefixes += prefixes
-        deletion.elsewhere += place.owned_elsewhere("predict", checked, None)
-    if not deletion.what:
-        raise NoSuchRun(f"no run, search or prediction {checked!r} in {place.where}")
-    _refuse_running(place, deletion)
-    return deletion
+    kind = "search" if checked in stored.searches else "run"
+    parts = [checked, *(stored.parts(checked) if kind == "search" else [])]
+    for part in parts:
+        prefixes = _with_map_results(keys.run_prefix(part))
+        count = sum(place.count(prefix) for prefix in prefixes)
+        if count or part == checked:
+            deletion.what.append((kind if part == checked else "search part", part, count))
+            deletion.prefixes += prefixes
+        deletion.elsewhere += place.owned_elsewhere("train", part, _data_uri(place, part))
+
+
+def _plan_prediction(place: Place, deletion: Deletion) -> None:
+    """Add the prediction ``deletion.id`` to ``deletion``."""
+    prefixes = _with_map_results(keys.predictions_prefix(deletion.id))
+    deletion.what.append(("prediction", deletion.id, sum(place.count(p) for p in prefixes)))
+    deletion.prefixes += prefixes
+    deletion.elsewhere += place.owned_elsewhere("predict", deletion.id, None)
 
 
 MAP_RESULTS = "map-results/"
@@ -391,11 +448,19 @@ def _data_uri(place: Place, run_id: str) -> str | None:
 def _refuse_running(place: Place, deletion: Deletion) -> None:
     running = place.running()
     for _, name, _ in deletion.what:
-        if name in running:
-            raise RunIsRunning(
-                f"{name} has a running execution ({running[name]}): wait for it to end, or "
-                "stop it, then delete"
+        execution = running.get(name)
+        if execution is None:
+            continue
+        message = (
+            f"{name} has a running execution ({execution.what}): wait for it to end, or stop "
+            "it, then delete"
+        )
+        if execution.mark is not None:
+            message += (
+                "; if that process is not groveflow (a killed run's process id, taken since by "
+                f"another process), remove {execution.mark} and delete again"
             )
+        raise RunIsRunning(message)
 
 
 def remove(place: Place, deletion: Deletion) -> None:
@@ -435,11 +500,21 @@ def runs(engine: Any = None) -> list[Entry]:
     return list_entries(place_of(engine))
 
 
-def delete(run_id: str, engine: Any = None) -> Deletion:
-    """Delete every object of a run, search (with its candidates) or prediction; what went.
+def delete(run_id: str, engine: Any = None, *, kind: str | None = None) -> Deletion:
+    """Delete every object of a run, search (with its parts) or prediction; what went.
 
     On a versioned bucket every version goes. Other runs are untouched. A local engine
     running in this process forgets the run too.
+
+    Parameters
+    ----------
+    run_id : str
+        The run, search or prediction id.
+    engine : groveflow.Local, groveflow.Stack or None, default=None
+        Where it is stored (see :func:`runs`).
+    kind : {"train", "search", "predict"} or None, default=None
+        Which of a run and a prediction sharing the id to delete: None deletes the run
+        (or search) if one is stored, else the prediction; ``"predict"`` the prediction.
 
     Raises
     ------
@@ -452,7 +527,7 @@ def delete(run_id: str, engine: Any = None) -> Deletion:
 
     engine = engine if engine is not None else default_engine()
     place = place_of(engine)
-    deletion = plan_deletion(place, run_id)
+    deletion = plan_deletion(place, run_id, kind)
     remove(place, deletion)
     running = getattr(engine, "_engine", None) if isinstance(engine, Local) else None
     if running is not None:  # its bucket, in this process's memory, holds the run too

@@ -14,6 +14,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ __all__ = [
     "BucketPlace",
     "DirPlace",
     "Place",
+    "Running",
     "remove_versions",
     "running_mark",
     "serving_mark",
@@ -37,6 +39,23 @@ DELETE_BATCH = 1000
 """Keys per ``DeleteObjects`` call: the most S3 takes in one request."""
 DESCRIBE_THREADS = 8
 """Concurrent ``DescribeExecution`` (and cost) look-ups when listing a stack's runs."""
+
+
+@dataclass(frozen=True)
+class Running:
+    """An execution running for an id.
+
+    Parameters
+    ----------
+    what : str
+        How a message names it: its execution ARN, or ``process <pid> on this machine``.
+    mark : Path or None, default=None
+        The local running mark that says so (:func:`running_mark`), for a local process:
+        a killed run's mark whose process id another process reused says so too.
+    """
+
+    what: str
+    mark: Path | None = None
 
 
 class Place(Protocol):
@@ -61,8 +80,8 @@ class Place(Protocol):
         """Remove every object (every version) under ``prefixes`` and the ``elsewhere`` things."""
         ...
 
-    def running(self) -> dict[str, str]:
-        """Each id with a running execution -> that execution (its ARN, or a process)."""
+    def running(self) -> dict[str, Running]:
+        """Each id with a running execution -> that execution."""
         ...
 
     def newest_status(self, kind: str, run_id: str) -> str | None:
@@ -105,7 +124,8 @@ def running_mark(state_dir: Path, run_id: str) -> Iterator[None]:
     """Mark ``run_id`` as running in ``state_dir`` while this process runs it locally.
 
     The mark names this process; a mark whose process has ended (killed) is ignored, so
-    it never blocks a delete.
+    it does not block a delete, unless another process has since taken its process id: the
+    delete's refusal then names the mark to remove.
     """
     mark = _marks(state_dir) / f"{check_id(run_id)}.{os.getpid()}.json"
     mark.parent.mkdir(parents=True, exist_ok=True)
@@ -203,14 +223,15 @@ class DirPlace:
                 with contextlib.suppress(FileNotFoundError):
                     target.unlink()
 
-    def running(self) -> dict[str, str]:
+    def running(self) -> dict[str, Running]:
         found = {}
         directory = _marks(self.state_dir)
         for mark in directory.glob("*.json") if directory.is_dir() else []:
             with contextlib.suppress(ValueError, OSError, KeyError, TypeError):
                 value = json.loads(mark.read_text())
                 if _alive(int(value["pid"])):
-                    found[str(value["run_id"])] = f"process {value['pid']} on this machine"
+                    what = f"process {value['pid']} on this machine"
+                    found[str(value["run_id"])] = Running(what, mark)
         return found
 
     def served_by(self) -> str | None:
@@ -348,9 +369,9 @@ class BucketPlace:
                 self._executions = self._described(None)
             return self._executions
 
-    def running(self) -> dict[str, str]:
+    def running(self) -> dict[str, Running]:
         return {
-            run_id: executions[0][1]["executionArn"]
+            run_id: Running(executions[0][1]["executionArn"])
             for run_id, executions in self._described("RUNNING").items()
         }
 
