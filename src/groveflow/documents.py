@@ -137,7 +137,7 @@ class ShardTask:
             start=_field(item, "start", int, document),
             stop=_field(item, "stop", int, document),
             first_row=_field(item, "first_row", int, document),
-            origin=_field(item, "origin", str, document) if "origin" in item else "",
+            origin=_field(item, "origin", str, document) if item.get("origin") else "",
         )
         if task.stop < task.start:
             raise ArtifactError(f"{document} {item!r}: stop is before start")
