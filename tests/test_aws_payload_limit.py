@@ -87,7 +87,7 @@ def with_writer(tmp_path_factory: pytest.TempPathFactory) -> Any:
     result, engine = _run(root, tmp_path_factory.mktemp("state"))
     try:
         results = engine.s3.list_objects_v2(
-            Bucket=engine.bucket, Prefix=f"runs/{result.output['run_id']}/map-results/"
+            Bucket=engine.bucket, Prefix=f"map-results/runs/{result.output['run_id']}/"
         )
         files = {
             item["Key"].rsplit("/", 1)[1]: json.loads(
