@@ -219,7 +219,7 @@ def _delete(args: argparse.Namespace) -> int:
     from groveflow.catalog import plan_deletion, remove
 
     place = _place(args)
-    deletion = plan_deletion(place, args.run)
+    deletion = plan_deletion(place, args.run, args.kind)
     if not args.yes and not console.confirm(f"delete {deletion.describe()} from {place.where}?"):
         print("nothing deleted", file=sys.stderr)
         return 1
@@ -425,6 +425,14 @@ def _add_stored(commands: Any) -> None:
         command.set_defaults(func=func)
         if name == "delete":
             command.add_argument("--yes", action="store_true", help="do not ask first")
+            command.add_argument(
+                "--kind",
+                choices=("train", "search", "predict"),
+                default=None,
+                help="which of a run and a prediction of this id to delete, as `groveflow "
+                "runs` shows its KIND (default: the run or search if there is one, else the "
+                "prediction)",
+            )
             continue
         where = "the run's report/ folder" if name == "report" else "RUN.FORMAT here"
         command.add_argument("--out", default=None, help=f"where to write it (default: {where})")

@@ -17,6 +17,7 @@ from groveflow.datasets import Dataset, check_readable, check_weights, load_data
 from groveflow.documents import (
     DataRecord,
     RunRecord,
+    search_parts,
 )
 from groveflow.encoding import Encoding
 from groveflow.errors import (
@@ -849,9 +850,7 @@ def _search_holding(bucket: str, run_id: str, stored: RunRecord | None) -> str |
     document = stored_search(bucket, parent) if parent != run_id else None
     if document is None:
         return None
-    parts = {c.get("run_id") for c in document.get("candidates", []) if isinstance(c, dict)}
-    parts |= {document.get("source"), document.get("model_run_id")}
-    return parent if run_id in parts else None
+    return parent if run_id in search_parts(parent, document) else None
 
 
 def _keep_run_defaults(
