@@ -4,7 +4,7 @@ from typing import Any
 
 from groveflow import environment
 from groveflow.telemetry import lambda_handler
-from groveflow.training import plan_run
+from groveflow.training import plan_run, unreserved_concurrency
 
 
 @lambda_handler
@@ -16,6 +16,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         data_buckets=environment.data_buckets(),
         local_paths=environment.local_paths_allowed(),
         builder_reserved_concurrency=environment.builder_reserved_concurrency(),
+        account_concurrency=unreserved_concurrency,
         plan_memory_mb=environment.function_memory_mb(),
         merge_memory_mb=environment.merge_memory_mb(),
         shard_mb=environment.shard_mb(),
