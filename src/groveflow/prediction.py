@@ -14,11 +14,11 @@ import io
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from groveflow import artifact, storage, telemetry
+from groveflow import storage, telemetry
 from groveflow.datasets import (
     CONVERTED_FORMAT,
     check_readable,
@@ -32,6 +32,9 @@ from groveflow.errors import ArtifactError, InvalidPredictRequest, ModelNotFound
 from groveflow.ids import check_id
 from groveflow.layout import keys, model_manifest
 from groveflow.request import DataSpec, check_keys, parse_data
+
+if TYPE_CHECKING:  # imported where used: scikit-learn takes a second to import, and a
+    from groveflow import artifact  # request's parse (the CLI's check before a run) needs none
 
 __all__ = [
     "PredictRequest",
@@ -362,6 +365,8 @@ def _read_job(bucket: str, prediction_id: str) -> PredictJob:
 
 def _whole_forest(manifest_uri: str, manifest: ModelManifest) -> artifact.Forest:
     """The model as one forest, cached while the Lambda is warm (:data:`_FOREST_CACHE`)."""
+    from groveflow import artifact
+
     key = (manifest_uri, manifest.forest.sha256)
     if key not in _FOREST_CACHE:
         _FOREST_CACHE.clear()
@@ -377,6 +382,8 @@ def _grove_groups(
     Only one group is in memory at once: this is how a forest too big for one Lambda's
     memory is scored.
     """
+    from groveflow import artifact
+
     current: list[artifact.Forest] = []
     for grove in manifest.groves:
         current.append(artifact.decode_trees(_verified_grove(bucket, grove)))
