@@ -23,8 +23,10 @@ from groveflow.local.engine import LOCAL_BUCKET, execution_record, mirrored
 from test_cli import GROVEFLOW, Served, _files, _groveflow, _served_sfn, _serving
 
 IRIS = {"data": {"uri": "sklearn:iris"}, "n_trees": 4, "grove_size": 2}
-SLOW = {"data": {"uri": "sklearn:digits"}, "n_trees": 400, "grove_size": 2}
-"""A run that takes long enough (200 groves) to be caught running."""
+SLOW = {"data": {"uri": "sklearn:digits"}, "n_trees": 2400, "grove_size": 3}
+"""A run that takes long enough (800 groves: about 8 s on an idle 2-core machine, 17 s at a
+load of 4) to be caught running by a delete started in another process; 200 groves took
+2-5 s, which the delete's own start could outlast on an idle machine."""
 WINE_SEARCH = {
     "data": {"uri": "sklearn:wine"},
     "n_trees": 10,
