@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from groveflow.api import RunResult, train
 from groveflow.artifact import load_forest
 from groveflow.datasets import check_weights
-from groveflow.engines import Engine, default_engine
+from groveflow.engines import Engine, Local, default_engine
 from groveflow.errors import InvalidParameter
 from groveflow.request import ESTIMATORS
 
@@ -250,6 +251,15 @@ class _GroveForest(BaseEstimator):
         self.run_ = run
         assert run.model_uri is not None
         model_dir = engine.model_path(run.model_uri)
+        try:
+            self._load(model_dir, run)
+        finally:
+            if not isinstance(engine, Local):  # a stack's model, downloaded to a temp dir
+                shutil.rmtree(model_dir, ignore_errors=True)
+        return run
+
+    def _load(self, model_dir: str, run: RunResult) -> None:
+        """The fitted forest (and its OOB decision) from the model's files in ``model_dir``."""
         self.forest_ = load_forest(model_dir)
         self.forest_.n_jobs = self.n_jobs
         if self.oob_score:
@@ -262,7 +272,6 @@ class _GroveForest(BaseEstimator):
                 self.oob_decision_function_ = decision
             else:
                 self.oob_prediction_ = decision
-        return run
 
     def _check_X(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "forest_")

@@ -75,7 +75,9 @@ def _is_training_split(key: str) -> bool:
     in row shards is not mirrored at all (its document neither), so a resume rewrites it."""
     if not key.startswith("runs/"):
         return False
-    split = key.endswith(("/data/X_train.npy", "/data/y_train.npy", "/data/train_codes.npy"))
+    split = key.endswith(
+        ("/data/X_train.npy", "/data/y_train.npy", "/data/w_train.npy", "/data/train_codes.npy")
+    )
     return (
         split or "/data/train/" in key or "/data/test/" in key or key.endswith("/data/shards.json")
     )
