@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -309,7 +308,7 @@ def test_a_state_directorys_runs_are_listed_reported_exported_and_deleted(
     _assert_listed_as_summarised(listed["doomed"], first)
     _assert_listed_as_summarised(listed["kept"], second)
     # ... and the report and export work as before
-    assert Path(_ok(_groveflow("report", "doomed", *local))).is_file()
+    assert Path(_ok(_groveflow("report", "doomed", *local, cwd=tmp_path))).is_file()
     exported = tmp_path / "doomed.skops"
     _ok(_groveflow("export", "doomed", *local, "--format", "skops", "--out", str(exported)))
     assert exported.stat().st_size > 0
@@ -467,9 +466,9 @@ def test_a_search_is_one_entry_reported_by_its_winner_and_deleted_whole(tmp_path
     assert (listed["tuned"]["kind"], listed["tuned"]["model_run"]) == ("search", winner)
     _assert_listed_as_summarised(listed["tuned"], summary)
     # WHEN the search is reported
-    report = Path(_ok(_groveflow("report", "tuned", *local)))
-    # THEN the report is its winner's
-    assert report == mirrored(state, keys.run_prefix(winner)) / "report" / "report.html"
+    report = Path(_ok(_groveflow("report", "tuned", *local, cwd=tmp_path)))
+    # THEN the report is its winner's, written in the working directory
+    assert report == tmp_path / "tuned-report" / "report.html"
     assert winner in report.read_text()
     # WHEN a candidate alone is deleted, it is refused, naming the search
     part = _groveflow("delete", winner, "--yes", *local)
@@ -614,40 +613,53 @@ def test_a_bad_out_path_is_a_named_error(
 def test_a_report_whose_default_place_is_taken_says_to_pass_out(
     trained: Path, tmp_path: Path
 ) -> None:
-    # GIVEN a file where the run's report directory would go
-    taken = mirrored(trained, keys.run_prefix("iris")) / "report"
-    if taken.is_dir():
-        shutil.rmtree(taken)
+    # GIVEN a file where the run's report directory would go (RUN-report/, here)
+    taken = tmp_path / "iris-report"
     taken.write_text("not a directory")
-    try:
-        # WHEN the run is reported without --out
-        done = _groveflow("report", "iris", "--state-dir", str(trained))
-    finally:
-        taken.unlink()
+    # WHEN the run is reported without --out
+    done = _groveflow("report", "iris", "--state-dir", str(trained), cwd=tmp_path)
     # THEN one line names the place and says what to do, and the file is untouched
     assert done.returncode == 2
     assert done.stderr.strip() == (
         f"groveflow: OutputNotWritable: {taken} is a file, not a directory: pass --out DIR"
     )
+    assert taken.read_text() == "not a directory"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")
-def test_a_report_in_a_read_only_state_dir_says_to_pass_out(trained: Path, tmp_path: Path) -> None:
-    run_dir = mirrored(trained, keys.run_prefix("iris"))
-    run_dir.chmod(0o555)
+def test_a_report_from_a_read_only_working_dir_says_to_pass_out(
+    trained: Path, tmp_path: Path
+) -> None:
+    here = tmp_path / "here"
+    here.mkdir()
+    here.chmod(0o555)
     try:
-        done = _groveflow("report", "iris", "--state-dir", str(trained))
+        done = _groveflow("report", "iris", "--state-dir", str(trained), cwd=here)
     finally:
-        run_dir.chmod(0o755)
+        here.chmod(0o755)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        f"groveflow: OutputNotWritable: {run_dir / 'report'} cannot be written "
-        f"({run_dir} is not writable): pass --out DIR"
+        f"groveflow: OutputNotWritable: {here / 'iris-report'} cannot be written "
+        f"({here} is not writable): pass --out DIR"
     )
     elsewhere = Path(
         _ok(_groveflow("report", "iris", "--state-dir", str(trained), "--out", str(tmp_path)))
     )
     assert elsewhere == tmp_path / "report.html"
+
+
+def test_a_report_of_a_read_only_state_dir_is_written_here(trained: Path, tmp_path: Path) -> None:
+    # GIVEN a state directory that takes no writes (another user's, a shared mount)
+    run_dir = mirrored(trained, keys.run_prefix("iris"))
+    run_dir.chmod(0o555)
+    try:
+        done = _groveflow("report", "iris", "--state-dir", str(trained), cwd=tmp_path)
+    finally:
+        run_dir.chmod(0o755)
+    # THEN the report is written in the working directory, and the state directory untouched
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()) == tmp_path / "iris-report" / "report.html"
+    assert not (run_dir / "report").exists()
 
 
 # ------------------------------------------------------------------------ without engine

@@ -38,11 +38,11 @@ AWS_ENV = {
 
 
 def _groveflow(
-    *args: str, timeout: int = 300, env: dict[str, str] | None = None
+    *args: str, timeout: int = 300, env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*GROVEFLOW, *args],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -74,9 +74,11 @@ def test_train_prints_a_json_summary_and_leaves_the_model_on_disk(tmp_path: Path
     assert {"Plan", "BuildGroves", "Merge"} <= set(summary["phases"])
     assert sum(summary["phases"].values()) <= summary["seconds"]
     # and the report and export commands work on it
-    report = _groveflow("report", summary["run_id"], "--state-dir", str(tmp_path))
+    report = _groveflow("report", summary["run_id"], "--state-dir", str(tmp_path), cwd=tmp_path)
     assert report.returncode == 0, report.stderr
-    assert Path(report.stdout.strip()).read_text().count("data:image/png;base64,") >= 3
+    written = Path(report.stdout.strip())  # in the working directory, by default
+    assert written == tmp_path / f"{summary['run_id']}-report" / "report.html"
+    assert written.read_text().count("data:image/png;base64,") >= 3
     exported = _groveflow(
         "export",
         summary["run_id"],

@@ -434,7 +434,7 @@ def _add_stored(commands: Any) -> None:
                 "prediction)",
             )
             continue
-        where = "the run's report/ folder" if name == "report" else "RUN.FORMAT here"
+        where = "RUN-report/ here" if name == "report" else "RUN.FORMAT here"
         command.add_argument("--out", default=None, help=f"where to write it (default: {where})")
         if name == "export":
             command.add_argument(

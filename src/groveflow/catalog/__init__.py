@@ -598,8 +598,8 @@ def _download_run(place: Place, run_id: str, runs: Path) -> Path:
 def write_run_report(place: Place, run_id: str, out: Path | None = None) -> Path:
     """Write the run's ``report.html`` (a search's: its winner's) and its plots; its path.
 
-    Written to ``out``, else beside a state directory's run (``<run>/report/``), else to
-    ``<run_id>-report/`` in the working directory.
+    Written to ``out``, else to ``<run_id>-report/`` in the working directory (the user's
+    place, not the state directory: a read-only or shared state directory takes no writes).
 
     Raises
     ------
@@ -614,8 +614,7 @@ def write_run_report(place: Place, run_id: str, out: Path | None = None) -> Path
     from groveflow.report import write_report
 
     with fetch_run(place, run_id) as (run_dir, _):
-        local = place.local_run_dir(run_id) is not None
-        target = out or (run_dir / "report" if local else Path(f"{run_id}-report"))
+        target = out or Path.cwd() / f"{run_id}-report"
         _check_writable(target, directory=True, hint="pass --out DIR" if out is None else "")
         kind = "search" if place.read(keys.search(run_id)) is not None else "train"
         cost = place.cost(kind, run_id)
