@@ -49,6 +49,8 @@ EXPECTED_S3 = {
             f"{BUCKET}/datasets/*",
             f"{BUCKET}/converted/*",
             f"{BUCKET}/runs/*/run.json",
+            # is the run id a search's, or a part of one? (refused by name)
+            f"{BUCKET}/runs/*/search.json",
             f"{BUCKET}/runs/*/data/*",
             "<DataBucketNames>/*",
         },
