@@ -19,7 +19,14 @@ from typing import Any
 
 from groveflow.local.template import ACCOUNT, REGION, local_arn, read_template
 
-__all__ = ["Statement", "allowed", "function_policies", "iam_request", "matches"]
+__all__ = [
+    "ACCOUNT_ACTIONS",
+    "Statement",
+    "allowed",
+    "function_policies",
+    "iam_request",
+    "matches",
+]
 
 # S3 operations -> the IAM action AWS authorizes them as (the service authorization reference).
 S3_ACTIONS = {
@@ -39,6 +46,9 @@ S3_ACTIONS = {
     "GetObjectVersion": "s3:GetObjectVersion",
 }
 _BUCKET_ACTIONS = {"s3:ListBucket", "s3:ListBucketVersions"}
+# Actions the service authorization reference lists with no resource type: a policy can only
+# grant them on "*" (Lambda's GetAccountSettings: the plan's read of the account's concurrency).
+ACCOUNT_ACTIONS = {("lambda", "GetAccountSettings"): "lambda:GetAccountSettings"}
 _NO_VALUE = object()
 
 
@@ -87,6 +97,8 @@ def iam_request(record: dict[str, Any]) -> tuple[str, str]:
         if action in _BUCKET_ACTIONS:
             return action, f"arn:aws:s3:::{bucket}"
         return action, f"arn:aws:s3:::{bucket}/{record['key']}"
+    if (service, operation) in ACCOUNT_ACTIONS:
+        return ACCOUNT_ACTIONS[service, operation], "*"
     raise ValueError(
         f"no IAM mapping for {service}:{operation} (recorded by {record.get('function')}); "
         "add it to groveflow.local.iam"
