@@ -548,6 +548,13 @@ class RunEstimate:
         return (self.grove_overhead_seconds + self.trees_per_grove * self.seconds_per_tree) * factor
 
     @property
+    def aws_grove_seconds(self) -> float:
+        """One grove's fit on a builder of ``builder_memory_mb`` on AWS (its CPU share), as
+        the trial grove predicts it, with the first read of the training split."""
+        first_read = FIRST_GROVE_S3_REQUESTS * S3_LATENCY_SECONDS + self.split_mb / S3_MB_PER_SECOND
+        return self._grove_fit_seconds(vcpu_factor(self.builder_memory_mb)) + first_read
+
+    @property
     def merge_size(self) -> MergeSize:
         """The merge's memory model: its peak for any number of trees like the trial's."""
         return MergeSize(self.merge_fixed_mb, self.merge_mb_per_tree)

@@ -97,8 +97,9 @@ def iam_request(record: dict[str, Any]) -> tuple[str, str]:
         if action in _BUCKET_ACTIONS:
             return action, f"arn:aws:s3:::{bucket}"
         return action, f"arn:aws:s3:::{bucket}/{record['key']}"
-    if (service, operation) in ACCOUNT_ACTIONS:
-        return ACCOUNT_ACTIONS[service, operation], "*"
+    account_action = ACCOUNT_ACTIONS.get((str(service), str(operation)))
+    if account_action is not None:
+        return account_action, "*"
     raise ValueError(
         f"no IAM mapping for {service}:{operation} (recorded by {record.get('function')}); "
         "add it to groveflow.local.iam"

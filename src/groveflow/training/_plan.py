@@ -57,7 +57,7 @@ from groveflow.training._shards import (
     shards_key,
     write_shards,
 )
-from groveflow.training._sizing import check_merge_fits
+from groveflow.training._sizing import check_grove_fits, check_merge_fits
 
 PYTHON_BASELINE_MB = 200  # interpreter + numpy + scikit-learn, measured on python3.12
 
@@ -176,6 +176,7 @@ def plan_run(
             assert read.split is not None  # whole_only: a search's split is never sharded
             before_write(read.split, run_estimate.to_dict())
     check_merge_fits(request, run_estimate, merge_memory_mb)
+    check_grove_fits(request, run_estimate)
     # Everything is checked before anything is written: a refused run leaves nothing behind.
     predict = _predict_section(
         request,

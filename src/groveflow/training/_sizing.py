@@ -7,7 +7,15 @@ from groveflow.estimates import RunEstimate, vcpu_factor
 from groveflow.merge_memory import LAMBDA_MAX_MEMORY_MB, MERGE_TIMEOUT_SECONDS
 from groveflow.request import TrainRequest
 
-__all__ = ["check_merge_fits"]
+__all__ = ["BUILDER_TIMEOUT_SECONDS", "GROVE_TIMEOUT_SHARE", "check_grove_fits", "check_merge_fits"]
+
+BUILDER_TIMEOUT_SECONDS = 900
+"""BuildGroveFunction's Timeout in template.yaml (a contract test holds them equal)."""
+
+GROVE_TIMEOUT_SHARE = 0.5
+"""The share of the builders' Timeout a grove may be predicted to take. The trial grove's
+prediction is good to about 2x; a grove that times out is retried as a transient fault (up to
+60 times, each attempt billed to its Timeout), so one predicted near the limit is refused."""
 
 
 def check_merge_fits(
@@ -60,6 +68,45 @@ def check_merge_fits(
             f"more than the merge's Timeout of {timeout_seconds} s: ask for fewer trees "
             "(n_trees, or max_trees), or shallower ones (max_depth, min_samples_leaf)"
         )
+
+
+def check_grove_fits(
+    request: TrainRequest,
+    estimate: RunEstimate | None,
+    *,
+    timeout_seconds: int = BUILDER_TIMEOUT_SECONDS,
+) -> None:
+    """Refuse, before any grove, groves the trial predicts would take more than
+    :data:`GROVE_TIMEOUT_SHARE` of the builders' Timeout: such a grove would time out, be
+    retried as a transient fault and billed on every attempt, and fail the run after all.
+
+    Raises
+    ------
+    DatasetTooLarge
+        Naming the grove's predicted seconds, the Timeout, and the fix (a smaller
+        ``grove_size``, shallower trees, or fewer rows a grove).
+    """
+    if estimate is None:
+        return
+    seconds = estimate.aws_grove_seconds
+    limit = GROVE_TIMEOUT_SHARE * timeout_seconds
+    if seconds <= limit:
+        return
+    per_tree = max(estimate.aws_grove_seconds / max(1, request.grove_size), 1e-9)
+    fits = int(limit // per_tree)
+    fix = (
+        f"lower grove_size to {fits} or fewer"
+        if 1 <= fits < request.grove_size
+        else "grow shallower trees (max_depth, min_samples_leaf) or fit each grove on fewer "
+        "rows (max_samples, rows_per_grove)"
+    )
+    raise DatasetTooLarge(
+        f"a grove of {request.grove_size} trees is predicted to take about {seconds:.0f} s on "
+        f"a {estimate.builder_memory_mb} MB builder ({1000 * estimate.seconds_per_tree:.1f} ms "
+        f"a tree in the trial grove), more than {GROVE_TIMEOUT_SHARE:.0%} of the builders' "
+        f"Timeout of {timeout_seconds} s; a grove that times out is retried and billed on every "
+        f"attempt: {fix}"
+    )
 
 
 def _merge_hint(needed_mb: int) -> str:
