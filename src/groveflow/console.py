@@ -266,6 +266,9 @@ def _print_training(described: dict[str, Any], memory: dict[str, StageMemory]) -
         print(f"holdout   undefined on {metrics['n_test']} rows: {metrics.get('undefined')}")
     else:
         print("holdout   none (test_fraction=0)")
+    why = (described["output"].get("fan_out") or {}).get("why") or ""
+    if why and not why.endswith("to build"):  # the account or reserved builders clamped it
+        print(f"fan-out   {why}")
     seen = described["output"].get("data")
     if seen:
         read = ""
