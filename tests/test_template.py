@@ -828,7 +828,9 @@ def list_bucket_findings(resources: dict[str, Any]) -> list[str]:
         for statement in _statements(role):
             if "s3:ListBucket" not in _as_list(statement["Action"]):
                 continue
-            prefixes = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+            # IfExists: a GET of a missing key carries no s3:prefix, and must read as a 404
+            condition = statement.get("Condition", {})
+            prefixes = condition.get("StringLikeIfExists", {}).get("s3:prefix")
             if prefixes is None:
                 findings.append(f"{logical_id}: s3:ListBucket without an s3:prefix condition")
                 continue
