@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -148,7 +149,11 @@ def _assert_reported_and_exported(endpoint: str, summary: dict[str, Any], out: P
     exported = out / f"{run_id}.joblib"
     _ok(_groveflow("export", run_id, *flags, "--out", str(exported)))
     X, _ = load_iris(return_X_y=True)
-    stored = load_forest(Stack(endpoint_url=endpoint).model_path(summary["model_uri"]))
+    downloaded = Stack(endpoint_url=endpoint).model_path(summary["model_uri"])
+    try:
+        stored = load_forest(downloaded)
+    finally:
+        shutil.rmtree(downloaded)  # a temporary directory of the stack's model
     assert (joblib.load(exported).predict_proba(X) == stored.predict_proba(X)).all()
 
 
