@@ -432,6 +432,8 @@ def estimate(
         As the plan would refuse the run, or when reading and checking the data needs more
         than ``plan_memory_mb``.
     """
+    import tempfile
+
     from groveflow.request import parse_train_request
 
     body, _ = _read(request, InvalidRequest)
@@ -450,8 +452,6 @@ def estimate(
     from groveflow.local.workers import default_size
 
     workers = workers or default_size()
-    import tempfile
-
     # Two workers, as on AWS two functions: Ingest (CSV and Parquet to columnar parts, within
     # IngestMemorySize), then the plan's read and checks within plan_memory_mb.
     with tempfile.TemporaryDirectory(prefix="groveflow-estimate-") as scratch:
