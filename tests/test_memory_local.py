@@ -309,7 +309,7 @@ def test_a_runs_summary_shows_each_stages_peak_against_its_memory(
 
 
 def test_the_size_guards_estimate_is_set_beside_the_builders_peak(
-    small_run: tuple[Any, Path], capsys: pytest.CaptureFixture[str]
+    small_run: tuple[Any, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     from groveflow import console
     from groveflow.catalog import DirPlace, write_run_report
@@ -326,7 +326,7 @@ def test_the_size_guards_estimate_is_set_beside_the_builders_peak(
         f"(size guard's estimate {builders.estimate_mb} MB)"
     ) in capsys.readouterr().out
     # AND the run's report has a row per stage, the estimate in the builders'
-    page = write_run_report(DirPlace(state), result.run_id).read_text()
+    page = write_run_report(DirPlace(state), result.run_id, tmp_path / "report").read_text()
     section = page[page.index("<h2>Memory per stage</h2>") :]
     plan = result.memory["Plan"]
     assert (
