@@ -161,15 +161,14 @@ def test_a_worker_over_its_memory_fails_as_lambdas_out_of_memory_and_is_replaced
     spec = _spec(code_dir, limit)
     # WHEN its handler allocates 300 MB and holds it (far longer than a poll)
     outcome = _invoke(pool, spec, {"allocate_mb": 300, "sleep": 20})
-    # THEN the worker is killed at once (not at its timeout) and the invocation fails as
-    # Lambda's out-of-memory does, its peak over the limit
+    # THEN the worker is killed (not timed out: that would be Sandbox.Timedout) and the
+    # invocation fails as Lambda's out-of-memory does, its peak over the limit
     body = json.loads(outcome.payload)
     assert outcome.error_type == "Runtime.OutOfMemory"
     assert body["errorType"] == "Runtime.OutOfMemory"
     assert body["errorMessage"].startswith("RequestId: ")
     assert body["errorMessage"].endswith("Error: Runtime exited with error: signal: killed")
     assert outcome.max_memory_mb is not None and outcome.max_memory_mb > limit
-    assert outcome.duration_ms < 10_000
     # AND a new worker takes its place: the next invocation works, cold
     fresh = _invoke(pool, spec, {"allocate_mb": 20})
     assert fresh.error_type is None and fresh.cold

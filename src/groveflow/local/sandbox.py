@@ -44,6 +44,7 @@ __all__ = [
     "error_document",
     "load_handler",
     "main",
+    "request_parts",
     "serve",
 ]
 
@@ -182,6 +183,21 @@ class _RawBody(io.BytesIO):
             yield chunk
 
 
+def request_parts(request: Any) -> tuple[list[tuple[str, str]], bytes]:
+    """A botocore ``AWSPreparedRequest``'s headers (text) and body (bytes), as the endpoint's
+    application takes them (``groveflow.local.server`` answers them in process too)."""
+    body = request.body
+    if hasattr(body, "read"):
+        body = body.read()
+    if isinstance(body, str):
+        body = body.encode()
+    headers = [
+        (name, value.decode("latin-1") if isinstance(value, bytes) else str(value))
+        for name, value in request.headers.items()
+    ]
+    return headers, body or b""
+
+
 def send_endpoint_requests_through(conn: Connection, endpoint: str) -> None:
     """Send this worker's requests to the engine's ``endpoint`` (its S3) through the pool's
     pipe instead of a TCP connection of their own (development workers only).
@@ -204,16 +220,8 @@ def send_endpoint_requests_through(conn: Connection, endpoint: str) -> None:
     def send(request: Any, **_: Any) -> Any:
         if not request.url.startswith(origin):
             return None
-        body = request.body
-        if hasattr(body, "read"):
-            body = body.read()
-        if isinstance(body, str):
-            body = body.encode()
-        headers = [
-            (name, value.decode("latin-1") if isinstance(value, bytes) else str(value))
-            for name, value in request.headers.items()
-        ]
-        message = (ENDPOINT_REQUEST, request.method, request.url, headers, body or b"")
+        headers, body = request_parts(request)
+        message = (ENDPOINT_REQUEST, request.method, request.url, headers, body)
         with lock:
             conn.send(message)
             status, answered, content = conn.recv()

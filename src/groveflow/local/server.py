@@ -95,18 +95,10 @@ class _InProcess:
         from botocore.compat import HTTPHeaders
         from moto.core.botocore_stubber import MockRawResponse
 
-        body = request.body
-        if hasattr(body, "read"):
-            body = body.read()
-        if isinstance(body, str):
-            body = body.encode()
-        headers = [
-            (name, value.decode("latin-1") if isinstance(value, bytes) else str(value))
-            for name, value in request.headers.items()
-        ]
-        code, response_headers, content = self.answer(
-            request.method, request.url, headers, body or b""
-        )
+        from groveflow.local.sandbox import request_parts
+
+        headers, body = request_parts(request)
+        code, response_headers, content = self.answer(request.method, request.url, headers, body)
         answered = HTTPHeaders()
         for name, value in response_headers:
             answered[name] = value
