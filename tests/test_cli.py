@@ -432,7 +432,8 @@ def test_invoke_runs_one_handler_in_place_of_sam_local_invoke(tmp_path: Path) ->
     assert json.loads(failed.stdout)["errorType"] == "InvalidRequest"
 
 
-def test_ctrl_c_stops_following_not_the_run(served: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("when", ["map under way", "right after the start"])
+def test_ctrl_c_stops_following_not_the_run(served: str, tmp_path: Path, when: str) -> None:
     import signal
 
     # GIVEN a long run followed on the served endpoint
@@ -460,8 +461,9 @@ def test_ctrl_c_stops_following_not_the_run(served: str, tmp_path: Path) -> None
     started = follower.stderr.readline()
     assert started.startswith("started "), started
     sfn = _served_sfn(served)
-    _wait_for_map_run(lambda: sfn.list_map_runs(executionArn=started.split()[1]))
-    # WHEN the user presses Ctrl-C
+    if when == "map under way":
+        _wait_for_map_run(lambda: sfn.list_map_runs(executionArn=started.split()[1]))
+    # WHEN the user presses Ctrl-C (also before following has begun: the start is the line)
     follower.send_signal(signal.SIGINT)
     _, stderr = follower.communicate(timeout=60)
     # THEN following stops with a hint naming the execution, and the execution goes on

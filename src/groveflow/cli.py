@@ -110,10 +110,16 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         )
     engine = _engine(args)
     bar = console.ProgressBar(enabled=not args.json)
+    started_arns: list[str] = []
+
+    def _on_start(execution_arn: str) -> None:
+        started_arns.append(execution_arn)
+        _started(execution_arn)
+
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         call: Any = {"train": api.train, "predict": api.predict, "search": api.search}[kind]
-        on_start = None if isinstance(engine, Local) else _started
+        on_start = None if isinstance(engine, Local) else _on_start
         result = call(request, engine=engine, run_id=run_id, on_progress=bar, on_start=on_start)
     except StoppedFollowing as stopped:
         bar.finish()
@@ -121,6 +127,9 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         return 130
     except KeyboardInterrupt as interrupt:
         bar.finish()
+        if started_arns:  # Ctrl-C between the start and following: the execution goes on
+            console.stopped_following(started_arns[-1])
+            return 143 if isinstance(interrupt, _Terminated) else 130
         run_flag = "" if kind == "predict" else f" --run-id {run_id}"
         console.interrupted(f"{args.command} {args.input}{run_flag}", run_id, args.state_dir)
         return 143 if isinstance(interrupt, _Terminated) else 130

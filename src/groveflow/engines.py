@@ -429,12 +429,12 @@ class Stack:
         self, execution_arn: str, on_progress: Callable[[Progress], None] | None = None
     ) -> Execution:
         """Follow an execution to its end; Ctrl-C raises :class:`StoppedFollowing`."""
-        sfn = self.client("stepfunctions")
         started = time.monotonic()
         # A groveflow serve endpoint on this machine answers fast, but each look costs its
         # server a few milliseconds of the CPU the workers use.
         poll = 0.5 if _is_loopback(self.endpoint_url) else 2.0
         try:
+            sfn = self.client("stepfunctions")
             description = follow(sfn, execution_arn, on_progress, poll_seconds=poll)
         except KeyboardInterrupt:
             raise StoppedFollowing(execution_arn) from None
