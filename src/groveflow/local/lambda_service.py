@@ -24,8 +24,9 @@ from botocore.response import StreamingBody
 
 from groveflow.cost import report_line
 from groveflow.local.faults import FaultInjector, run_instrumented
+from groveflow.local.intrinsics import ACCOUNT, REGION
 from groveflow.local.logs import FunctionLogs
-from groveflow.local.template import ACCOUNT, REGION, FunctionSpec, Stack, function_name_of
+from groveflow.local.template import FunctionSpec, Stack, function_name_of
 from groveflow.local.workers import Outcome, WorkerPool
 
 __all__ = ["Invocation", "LambdaService", "dispatch_invoke"]

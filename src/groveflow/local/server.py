@@ -22,9 +22,9 @@ import boto3
 import botocore.handlers
 
 from groveflow.local import moto_compat
+from groveflow.local.intrinsics import REGION
 from groveflow.local.lambda_service import dispatch_invoke
 from groveflow.local.mirror import install
-from groveflow.local.template import REGION
 
 __all__ = ["CREDENTIALS", "Server", "port_is_free"]
 

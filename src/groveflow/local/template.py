@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from groveflow.local.intrinsics import ACCOUNT, REGION, IntrinsicResolver
+
 __all__ = [
     "BuildError",
     "FunctionSpec",
@@ -25,9 +27,6 @@ __all__ = [
     "machine_architecture",
     "read_template",
 ]
-
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -148,89 +147,26 @@ def function_name_of(name_or_arn: str) -> str:
     return parts[6] if name_or_arn.startswith("arn:") and len(parts) > 6 else name_or_arn
 
 
-def local_arn(
-    resources: dict[str, Any], target: str, attribute: str, bucket: str, stack_name: str
-) -> str:
-    """``!GetAtt target.Arn`` as the local engine names it: the bucket's or a function's."""
-    kind = resources.get(target, {}).get("Type", "")
-    if kind == "AWS::Serverless::Function" and attribute == "Arn":
-        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{stack_name}-{target}"
-    if kind == "AWS::S3::Bucket" and attribute == "Arn":
-        return f"arn:aws:s3:::{bucket}"
-    raise ValueError(f"the local engine cannot resolve !GetAtt {target}.{attribute}")
+def _check_overrides(parameters: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Refuse a parameter override the template does not declare, or a value it does not
+    accept (see :func:`_parameter_problem`), as ``sam deploy --parameter-overrides`` would.
 
-
-class _Resolver:
-    """Resolves the intrinsic functions the template uses to local values."""
-
-    def __init__(
-        self,
-        template: dict[str, Any],
-        bucket: str,
-        stack_name: str,
-        overrides: dict[str, Any] | None = None,
-    ) -> None:
-        self.resources: dict[str, Any] = template.get("Resources", {})
-        self.parameters: dict[str, Any] = template.get("Parameters", {})
-        self.bucket = bucket
-        self.stack_name = stack_name
-        self.overrides = {name: str(value) for name, value in (overrides or {}).items()}
-        unknown = sorted(set(self.overrides) - set(self.parameters))
-        if unknown:
-            raise ParameterError(
-                f"parameter overrides {unknown} are not parameters of the template; "
-                f"its parameters are: {sorted(self.parameters)}"
-            )
-        for name, value in self.overrides.items():
-            problem = _parameter_problem(self.parameters[name], value)
-            if problem:
-                raise ParameterError(f"parameter {name}={value!r} {problem}")
-
-    def ref(self, name: str) -> str:
-        if name in self.overrides:
-            return self.overrides[name]
-        if name in self.parameters:
-            return str(self.parameters[name].get("Default", ""))
-        pseudo = {
-            "AWS::StackName": self.stack_name,
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT,
-            "AWS::Partition": "aws",
-        }
-        by_type = {
-            "AWS::S3::Bucket": self.bucket,
-            "AWS::Serverless::Function": f"{self.stack_name}-{name}",
-            "AWS::Serverless::StateMachine": (
-                f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
-            ),
-        }
-        kind = self.resources.get(name, {}).get("Type", "")
-        value = pseudo.get(name) or by_type.get(kind)
-        if value is None:
-            raise ValueError(f"the local engine cannot resolve !Ref {name}")
-        return value
-
-    def value(self, node: Any) -> str:
-        if isinstance(node, str | int | float):
-            return str(node)
-        if isinstance(node, dict) and "Ref" in node:
-            return self.ref(node["Ref"])
-        if isinstance(node, dict) and "Fn::GetAtt" in node:
-            target, attribute = node["Fn::GetAtt"]
-            return local_arn(self.resources, target, attribute, self.bucket, self.stack_name)
-        if isinstance(node, dict) and "Fn::Sub" in node and isinstance(node["Fn::Sub"], str):
-            text = node["Fn::Sub"]
-            while "${" in text:
-                start = text.index("${")
-                end = text.index("}", start)
-                name = text[start + 2 : end]
-                target, _, attribute = name.partition(".")
-                resolved = self.value(
-                    {"Fn::GetAtt": [target, attribute]} if attribute else {"Ref": name}
-                )
-                text = text[:start] + resolved + text[end + 1 :]
-            return text
-        raise ValueError(f"the local engine cannot resolve {node!r}")
+    Raises
+    ------
+    ParameterError
+        Naming the parameter and the value, and what is accepted.
+    """
+    given = {name: str(value) for name, value in overrides.items()}
+    unknown = sorted(set(given) - set(parameters))
+    if unknown:
+        raise ParameterError(
+            f"parameter overrides {unknown} are not parameters of the template; "
+            f"its parameters are: {sorted(parameters)}"
+        )
+    for name, value in given.items():
+        problem = _parameter_problem(parameters[name], value)
+        if problem:
+            raise ParameterError(f"parameter {name}={value!r} {problem}")
 
 
 class BuildError(ValueError):
@@ -337,14 +273,15 @@ def _load(
     built: bool,
 ) -> Stack:
     template = read_template(root / "template.yaml")
-    resolve = _Resolver(template, bucket, stack_name, parameters)
+    _check_overrides(template.get("Parameters", {}), parameters or {})
+    resolve = IntrinsicResolver(template, bucket, stack_name, parameters)
     defaults = template.get("Globals", {}).get("Function", {})
     resources = template.get("Resources", {})
     stack = Stack(root=root)
     for logical_id, resource in resources.items():
         props = resource.get("Properties", {})
         if resource.get("Type") == "AWS::Serverless::Function":
-            runtime = resolve.value(props.get("Runtime", defaults.get("Runtime", "python3.12")))
+            runtime = resolve.text(props.get("Runtime", defaults.get("Runtime", "python3.12")))
             layers: tuple[Path, ...] = ()
             if built:
                 declared = props.get("Layers", defaults.get("Layers", []))
@@ -353,7 +290,7 @@ def _load(
                 _check_architecture(
                     logical_id,
                     _layers_built_for(resources, declared)
-                    or [resolve.value(item) for item in architectures or ["x86_64"]],
+                    or [resolve.text(item) for item in architectures or ["x86_64"]],
                 )
             env_nodes = {
                 **defaults.get("Environment", {}).get("Variables", {}),
@@ -364,12 +301,10 @@ def _load(
                 function_name=f"{stack_name}-{logical_id}",
                 code_dir=root / props["CodeUri"],
                 handler=props["Handler"],
-                environment={k: resolve.value(v) for k, v in env_nodes.items()},
-                timeout_seconds=int(
-                    resolve.value(props.get("Timeout", defaults.get("Timeout", 3)))
-                ),
+                environment={k: resolve.text(v) for k, v in env_nodes.items()},
+                timeout_seconds=int(resolve.text(props.get("Timeout", defaults.get("Timeout", 3)))),
                 memory_mb=int(
-                    resolve.value(props.get("MemorySize", defaults.get("MemorySize", 128)))
+                    resolve.text(props.get("MemorySize", defaults.get("MemorySize", 128)))
                 ),
                 runtime=runtime,
                 layers=layers,
@@ -379,7 +314,7 @@ def _load(
                 logical_id=logical_id,
                 definition_path=root / props["DefinitionUri"],
                 substitutions={
-                    k: resolve.value(v) for k, v in props.get("DefinitionSubstitutions", {}).items()
+                    k: resolve.text(v) for k, v in props.get("DefinitionSubstitutions", {}).items()
                 },
             )
     return stack
