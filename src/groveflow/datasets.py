@@ -27,7 +27,7 @@ from groveflow import storage
 from groveflow.encoding import MISSING_TEXT, Encoding
 from groveflow.encoding import fit as fit_encoding
 from groveflow.errors import DatasetNotFound, InvalidDataset, InvalidRequest
-from groveflow.request import DataSpec
+from groveflow.request import CONVERTED_FORMAT, DataSpec
 
 __all__ = [
     "BUNDLED",
@@ -63,8 +63,6 @@ MISSING_MARKERS = MISSING_TEXT
 """Cell values read as missing (in any letter case): by the Ingest step's CSV reader, and in
 text read from any format, in features (:mod:`groveflow.encoding`) and targets alike."""
 COLUMNS_SUFFIX = ".gfcols"
-CONVERTED_FORMAT = "columns"
-"""The ``format`` of the columnar copy a run's conversion step writes (never a user's)."""
 DATA_SUFFIXES = {
     ".csv": "csv",
     ".tsv": "csv",

@@ -42,6 +42,15 @@ from typing import Any
 
 import numpy as np
 
+from groveflow.constraints import (
+    Columns,
+    Constraint,
+    Interval,
+    Options,
+    Rule,
+    check_section,
+    check_value,
+)
 from groveflow.errors import ArtifactError, InvalidDataset, InvalidRequest
 
 __all__ = [
@@ -127,7 +136,16 @@ class CategoricalSpec:
         return (*listed, *(c for c in self.encodings if c not in listed))
 
 
-CATEGORICAL_KEYS = {"columns", "encoding", "max_categories", "encodings"}
+CATEGORICAL: dict[str, Constraint | None] = {
+    "columns": Columns(auto=True),
+    "encoding": Options(ENCODINGS),
+    "max_categories": Interval(int, 1, MAX_ONEHOT_CATEGORIES),
+    "encodings": Rule(
+        lambda v: isinstance(v, dict), "{name} must map column names to encodings, got {value!r}"
+    ),
+}
+"""The ``data.categorical`` section (its object form): which text columns become numbers, how."""
+CATEGORICAL_KEYS = set(CATEGORICAL)
 
 
 def parse_categorical(
@@ -138,48 +156,24 @@ def parse_categorical(
     The object form is ``{"columns": "auto" | [...], "encoding": "onehot" | "ordinal",
     "max_categories": int, "encodings": {column: "onehot" | "ordinal" | "date"}}``.
     """
-    from groveflow.request import check_keys
-
     if value is None:
         return None
     if isinstance(value, str | list):
         value = {"columns": value}
     if not isinstance(value, dict):
         raise error(f"{section} must be 'auto', a list of column names or an object, got {value!r}")
-    check_keys(section, value, CATEGORICAL_KEYS, error)
+    check_section(section, value, CATEGORICAL, prefix=f"{section}.", error=error)
     columns = value.get("columns", AUTO)
-    if columns != AUTO:
-        if not isinstance(columns, list) or not all(isinstance(c, str) and c for c in columns):
-            raise error(
-                f"{section}.columns must be 'auto' or a list of column names, got {columns!r}"
-            )
-        if len(set(columns)) != len(columns):
-            raise error(f"{section}.columns lists a column twice: {columns!r}")
-        columns = tuple(columns)
-    encoding = value.get("encoding", "onehot")
-    if encoding not in ENCODINGS:
-        raise error(
-            f"{section}.encoding={encoding!r} is not supported; accepted: {list(ENCODINGS)}"
-        )
-    cap = value.get("max_categories", DEFAULT_MAX_CATEGORIES)
-    if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_ONEHOT_CATEGORIES:
-        raise error(
-            f"{section}.max_categories must be an integer from 1 to {MAX_ONEHOT_CATEGORIES}, "
-            f"got {cap!r}"
-        )
+    columns = columns if columns == AUTO else tuple(columns)
     encodings = value.get("encodings", {})
-    if not isinstance(encodings, dict):
-        raise error(f"{section}.encodings must map column names to encodings, got {encodings!r}")
     for column, chosen in encodings.items():
-        if chosen not in OVERRIDES:
-            raise error(
-                f"{section}.encodings[{column!r}]={chosen!r} is not supported; "
-                f"accepted: {list(OVERRIDES)}"
-            )
+        check_value(f"{section}.encodings[{column!r}]", chosen, Options(OVERRIDES), error)
         if isinstance(columns, tuple) and column not in columns:
             raise error(
                 f"{section}.encodings names {column!r}, which {section}.columns does not list"
             )
+    encoding = value.get("encoding", "onehot")
+    cap = value.get("max_categories", DEFAULT_MAX_CATEGORIES)
     return CategoricalSpec(columns, encoding, cap, dict(encodings))
 
 

@@ -13,25 +13,24 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from groveflow import storage, telemetry
-from groveflow.datasets import (
-    CONVERTED_FORMAT,
-    check_readable,
-    part_source,
-    read_scoring_file,
-    sources,
-)
+from groveflow.datasets import check_readable, part_source, read_scoring_file, sources
 from groveflow.documents import GroveRecord, ModelManifest, PredictJob, ShardTask, grove_problem
 from groveflow.encoding import Encoding
 from groveflow.errors import ArtifactError, InvalidPredictRequest, ModelNotFound, ShardMissing
 from groveflow.ids import check_id
 from groveflow.layout import keys, model_manifest
-from groveflow.request import DataSpec, check_keys, parse_data
+from groveflow.request import (
+    MAX_SHARDS,
+    PredictRequest,
+    data_spec,
+    parse_predict_request,
+)
 
 if TYPE_CHECKING:  # imported where used: scikit-learn takes a second to import, and a
     from groveflow import artifact  # request's parse (the CLI's check before a run) needs none
@@ -45,111 +44,6 @@ __all__ = [
     "plan_predictions",
     "score_shard",
 ]
-
-DEFAULT_SHARD_ROWS = 100_000
-MAX_SHARDS = 10_000
-
-
-@dataclass(frozen=True)
-class PredictRequest:
-    """A validated prediction request.
-
-    Parameters
-    ----------
-    model : str
-        ``s3://bucket/.../manifest.json`` (or its directory), or a run id in the stack's bucket.
-    data : dict
-        ``uri`` (file or prefix), and optionally ``format``, ``delimiter``, ``id_column``,
-        ``exclude``.
-    shard_rows : int, default=100000
-        Rows per shard: each predict Lambda scores at most this many.
-    probabilities : bool, default=False
-        Also write one ``proba_<class>`` column per class (classification).
-    trees_per_group : int or None, default=None
-        Score the forest a group of groves at a time (for forests too big for one
-        Lambda's memory); the answers are exactly the whole forest's.
-    max_concurrency : int, default=40
-    prediction_id : str or None, default=None
-        Names the output prefix; the execution name when absent.
-    """
-
-    model: str
-    data: dict[str, Any]
-    shard_rows: int = DEFAULT_SHARD_ROWS
-    probabilities: bool = False
-    trees_per_group: int | None = None
-    max_concurrency: int = 40
-    prediction_id: str | None = None
-
-
-PREDICT_KEYS = {
-    "model",
-    "data",
-    "shard_rows",
-    "probabilities",
-    "trees_per_group",
-    "max_concurrency",
-    "prediction_id",
-}
-PREDICT_DATA_KEYS = {"uri", "format", "delimiter", "id_column", "exclude"}
-
-
-def _positive(name: str, value: Any, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-        raise InvalidPredictRequest(f"{name} must be an integer from 1 to {high}, got {value!r}")
-    return value
-
-
-def parse_predict_request(value: Any, *, model_required: bool = True) -> PredictRequest:
-    """Validate a prediction request (the predict execution input, or a run's ``predict``).
-
-    Raises
-    ------
-    InvalidPredictRequest
-        Naming the bad value and what would be accepted.
-    """
-    if not isinstance(value, dict):
-        raise InvalidPredictRequest(f"the prediction request must be a JSON object, got {value!r}")
-    check_keys("the prediction request", value, PREDICT_KEYS, InvalidPredictRequest)
-    model = value.get("model", "" if not model_required else None)
-    if not isinstance(model, str) or (model_required and not model):
-        raise InvalidPredictRequest("'model' must name a model: s3://.../manifest.json or a run id")
-    data = value.get("data")
-    if not isinstance(data, dict) or not isinstance(data.get("uri"), str) or not data["uri"]:
-        raise InvalidPredictRequest("'data' must be an object with a 'uri' of the rows to score")
-    check_keys("the prediction data", data, PREDICT_DATA_KEYS, InvalidPredictRequest)
-    data_spec(data)  # format, delimiter and exclude, by the training request's own rules
-    id_column = data.get("id_column")
-    if id_column is not None and (not isinstance(id_column, str) or not id_column):
-        raise InvalidPredictRequest(f"data.id_column must be a column name, got {id_column!r}")
-    trees_per_group = value.get("trees_per_group")
-    prediction_id = value.get("prediction_id")
-    if prediction_id is not None:
-        prediction_id = check_id(prediction_id, name="prediction_id", error=InvalidPredictRequest)
-    probabilities = value.get("probabilities", False)
-    if not isinstance(probabilities, bool):
-        raise InvalidPredictRequest(f"probabilities must be true or false, got {probabilities!r}")
-    return PredictRequest(
-        model=model,
-        data=dict(data),
-        shard_rows=_positive("shard_rows", value.get("shard_rows", DEFAULT_SHARD_ROWS), 10**7),
-        probabilities=probabilities,
-        trees_per_group=None
-        if trees_per_group is None
-        else _positive("trees_per_group", trees_per_group, 10**6),
-        max_concurrency=_positive("max_concurrency", value.get("max_concurrency", 40), 10_000),
-        prediction_id=prediction_id,
-    )
-
-
-def data_spec(data: dict[str, Any]) -> DataSpec:
-    """The rows to score, as :func:`groveflow.request.parse_data` reads a ``data`` section."""
-    rows = {key: value for key, value in data.items() if key != "id_column"}
-    converted = rows.get("format") == CONVERTED_FORMAT  # the run's ingested copy of the rows
-    if converted:
-        rows.pop("format")
-    spec = parse_data(rows, error=InvalidPredictRequest, allowed=PREDICT_DATA_KEYS - {"id_column"})
-    return replace(spec, format=CONVERTED_FORMAT) if converted else spec
 
 
 def _manifest_location(model: str, bucket: str) -> tuple[str, str]:

@@ -6,14 +6,27 @@ that names the bad value and says what would be accepted.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from groveflow.constraints import (
+    Boolean,
+    Columns,
+    Constraint,
+    Interval,
+    Maybe,
+    Options,
+    Rule,
+    Text,
+    check_keys,
+    check_section,
+    check_value,
+    is_integer,
+)
 from groveflow.encoding import CategoricalSpec, parse_categorical
-from groveflow.errors import InvalidRequest
+from groveflow.errors import InvalidPredictRequest, InvalidRequest
 from groveflow.ids import check_id
 from groveflow.oob import check_oob_request, estimator_params
 
@@ -27,9 +40,13 @@ __all__ = [
     "MAX_TREES",
     "DataSpec",
     "ModelSpec",
+    "PredictRequest",
     "TrainRequest",
     "check_keys",
+    "data_spec",
     "make_estimator",
+    "parse_data",
+    "parse_predict_request",
     "parse_train_request",
 ]
 
@@ -202,68 +219,30 @@ class TrainRequest:
         return out
 
 
-def check_keys(
-    section: str,
-    value: dict[str, Any],
-    allowed: set[str],
-    error: type[Exception] = InvalidRequest,
-) -> None:
-    """Refuse keys outside ``allowed``, suggesting the closest accepted key."""
-    for key in value:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise error(
-                f"unknown key {key!r} in {section}{hint} "
-                f"Accepted keys: {', '.join(sorted(allowed))}"
-            )
+DATA_FORMATS = ("csv", "npy", "npz", "parquet")
+CONVERTED_FORMAT = "columns"
+"""The ``format`` of the columnar copy a run's conversion step writes (never a user's)."""
 
-
-def _int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-    if not low <= value <= high:
-        raise InvalidRequest(f"{name}={value} is out of range; accepted: {low} to {high}")
-    return value
-
-
-def _number(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise InvalidRequest(f"{name} must be a number in [{low}, {high}], got {value!r}")
-    if not low <= value <= high:
-        raise InvalidRequest(f"{name}={value} is out of range; accepted: {low} to {high}")
-    return float(value)
-
-
-def _string(name: str, value: Any, error: type[Exception] = InvalidRequest) -> str:
-    if not isinstance(value, str) or not value:
-        raise error(f"{name} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _string_list(name: str, value: Any, error: type[Exception] = InvalidRequest) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise error(f"{name} must be a list of column names, got {value!r}")
-    if len(set(value)) != len(value):
-        raise error(f"{name} lists a column twice: {value!r}")
-    return tuple(value)
-
-
-DATA_KEYS = {
-    "uri",
-    "target",
-    "format",
-    "features",
-    "exclude",
-    "delimiter",
-    "categorical",
-    "weight",
+DATA: dict[str, Constraint | None] = {
+    "uri": Text(),
+    "target": Maybe(
+        Rule(
+            lambda v: is_integer(v) or (isinstance(v, str) and bool(v)),
+            "{name} must be a non-empty string, got {value!r}",
+        )
+    ),
+    "format": Maybe(Options(DATA_FORMATS)),
+    "features": Maybe(Columns()),
+    "exclude": Columns(),
+    "delimiter": Rule(
+        lambda v: isinstance(v, str) and len(v) == 1 and v not in '"\r\n',
+        "{name} must be one character (not a quote), got {value!r}",
+    ),
+    "categorical": None,  # parse_categorical
+    "weight": Maybe(Text()),
 }
-DATA_FORMATS = {"csv", "parquet", "npy", "npz"}
-
-
-def _parse_data(value: Any) -> DataSpec:
-    return parse_data(value)
+"""The ``data`` section: where the rows are, which column to learn, how to read them."""
+DATA_KEYS = set(DATA)
 
 
 def parse_data(
@@ -288,33 +267,21 @@ def parse_data(
     """
     if not isinstance(value, dict):
         raise error(f"{section} must be an object with a 'uri', got {value!r}")
-    check_keys(section, value, allowed, error)
+    table = {key: DATA[key] for key in allowed}
+    check_section(section, value, table, prefix=f"{section}.", error=error)
     if "uri" not in value:
         raise error(f"{section}.uri is missing: give sklearn:NAME, a path or an s3:// URI")
-    uri = _string(f"{section}.uri", value["uri"], error)
     target = value.get("target")
-    if target is not None:
-        if isinstance(target, int) and not isinstance(target, bool):
-            target = str(target)
-        target = _string(f"{section}.target", target, error)
-    fmt = value.get("format")
-    if fmt is not None and fmt not in DATA_FORMATS:
-        raise error(f"{section}.format={fmt!r} is not supported; accepted: {sorted(DATA_FORMATS)}")
     features = value.get("features")
-    delimiter = value.get("delimiter", ",")
-    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
-        raise error(f"{section}.delimiter must be one character (not a quote), got {delimiter!r}")
     spec = DataSpec(
-        uri=uri,
-        target=target,
-        format=fmt,
-        features=None if features is None else _string_list(f"{section}.features", features, error),
-        exclude=_string_list(f"{section}.exclude", value.get("exclude", []), error),
-        delimiter=delimiter,
+        uri=value["uri"],
+        target=None if target is None else str(target),
+        format=value.get("format"),
+        features=None if features is None else tuple(features),
+        exclude=tuple(value.get("exclude", ())),
+        delimiter=value.get("delimiter", ","),
         categorical=parse_categorical(value.get("categorical"), f"{section}.categorical", error),
-        weight=None
-        if value.get("weight") is None
-        else _string(f"{section}.weight", value["weight"], error),
+        weight=value.get("weight"),
     )
     if spec.target is not None and spec.target in (spec.features or ()) + spec.exclude:
         raise error(f"{section}.target {spec.target!r} is also listed as a feature or excluded")
@@ -362,7 +329,14 @@ def _check_categorical(spec: DataSpec, section: str, error: type[Exception]) -> 
         raise error(f"{section}.categorical names {unused}, not among {section}.features")
 
 
-MODEL_KEYS = {"kind", "task", "params"}
+MODEL: dict[str, Constraint | None] = {
+    "kind": Options(tuple(sorted({kind for kind, _ in ESTIMATORS}))),
+    "task": Options(tuple(sorted({task for _, task in ESTIMATORS}))),
+    "params": Rule(lambda v: isinstance(v, dict), "{name} must be an object, got {value!r}"),
+}
+"""The ``model`` section: the estimator each grove fits (``params`` then go to scikit-learn's
+own constraints, :func:`_validate_params`)."""
+MODEL_KEYS = set(MODEL)
 
 
 def make_estimator(
@@ -429,39 +403,45 @@ def _validate_params(kind: str, task: str, params: dict[str, Any]) -> None:
 def _parse_model(value: Any) -> ModelSpec:
     if not isinstance(value, dict):
         raise InvalidRequest(f"model must be an object, got {value!r}")
-    check_keys("model", value, MODEL_KEYS)
-    kind = value.get("kind", "random_forest")
-    task = value.get("task", "classification")
-    kinds = sorted({k for k, _ in ESTIMATORS})
-    tasks = sorted({t for _, t in ESTIMATORS})
-    if kind not in kinds:
-        raise InvalidRequest(f"model.kind={kind!r} is not supported; accepted: {kinds}")
-    if task not in tasks:
-        raise InvalidRequest(f"model.task={task!r} is not supported; accepted: {tasks}")
-    params = value.get("params", {})
-    if not isinstance(params, dict):
-        raise InvalidRequest(f"model.params must be an object, got {params!r}")
-    _validate_params(kind, task, params)
-    return ModelSpec(kind=kind, task=task, params=dict(params))
+    check_section("model", value, MODEL, prefix="model.")
+    spec = ModelSpec(**{**value, "params": dict(value.get("params", {}))})
+    _validate_params(spec.kind, spec.task, spec.params)
+    return spec
 
 
-TOP_KEYS = {
-    "data",
-    "max_trees",
-    "round_trees",
-    "oob_tolerance",
-    "model",
-    "n_trees",
-    "grove_size",
-    "seed",
-    "test_fraction",
-    "max_concurrency",
-    "tolerated_failure_percentage",
-    "run_id",
-    "predict",
-    "max_cost_usd",
-    "rows_per_grove",
+N_TREES = Interval(int, 1, MAX_TREES)
+TRAIN: dict[str, Constraint | None] = {
+    "data": None,  # parse_data
+    "model": None,  # _parse_model
+    "n_trees": None,  # "auto" (_parse_auto) or N_TREES
+    "max_trees": Interval(int, 1, MAX_TREES),
+    "round_trees": Interval(int, 1, MAX_TREES),  # and at most max_trees: _parse_auto
+    "oob_tolerance": Interval(float, 0, 1),
+    "grove_size": Interval(int, 1, MAX_TREES),
+    "seed": Interval(int, 0, 2**32 - 1),
+    "test_fraction": Interval(float, 0.0, 0.9),
+    "max_concurrency": Interval(int, 1, MAX_CONCURRENCY),
+    "tolerated_failure_percentage": Interval(float, 0.0, 100.0),
+    "run_id": None,  # groveflow.ids.check_id
+    "predict": Maybe(
+        Rule(
+            lambda v: isinstance(v, dict),
+            "{name} must be an object with a 'data' section, got {value!r}",
+        )
+    ),
+    "max_cost_usd": Maybe(
+        Interval(
+            float,
+            0,
+            math.inf,
+            closed="neither",
+            message="{name} must be a positive number of US dollars (e.g. 0.05), got {value!r}",
+        )
+    ),
+    "rows_per_grove": Maybe(Interval(int, 2, 2**40)),
 }
+"""The execution input's top level: how many trees, in groves of how many, seeded how."""
+TOP_KEYS = set(TRAIN)
 
 
 def parse_train_request(value: Any) -> TrainRequest:
@@ -481,8 +461,36 @@ def parse_train_request(value: Any) -> TrainRequest:
     if "data" not in value:
         raise InvalidRequest("the execution input has no 'data' section (with a 'uri')")
     auto = _parse_auto(value)
-    n_trees = auto.round_trees if auto else _int("n_trees", value.get("n_trees", 100), 1, MAX_TREES)
-    grove_size = _int("grove_size", value.get("grove_size", min(10, n_trees)), 1, MAX_TREES)
+    n_trees = (
+        auto.round_trees if auto else check_value("n_trees", value.get("n_trees", 100), N_TREES)
+    )
+    check_section("the execution input", value, TRAIN)
+    grove_size = value.get("grove_size", min(10, n_trees))
+    _check_groves(n_trees, grove_size, auto)
+    run_id = value.get("run_id")
+    if run_id is not None:
+        run_id = check_id(run_id, name="run_id")
+    _refuse_sampled_weights(value)
+    max_cost_usd = value.get("max_cost_usd")
+    return TrainRequest(
+        data=parse_data(value["data"]),
+        model=_parse_model(value.get("model", {})),
+        n_trees=n_trees,
+        grove_size=grove_size,
+        seed=value.get("seed", 0),
+        test_fraction=float(value.get("test_fraction", 0.2)),
+        max_concurrency=value.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
+        tolerated_failure_percentage=float(value.get("tolerated_failure_percentage", 0)),
+        run_id=run_id,
+        predict=_parse_predict(value.get("predict")),
+        auto=auto,
+        max_cost_usd=None if max_cost_usd is None else float(max_cost_usd),
+        rows_per_grove=value.get("rows_per_grove"),
+    )
+
+
+def _check_groves(n_trees: int, grove_size: int, auto: AutoTrees | None) -> None:
+    """Refuse groves larger than the forest, or more of them than a run builds."""
     if grove_size > n_trees:
         raise InvalidRequest(f"grove_size={grove_size} is larger than n_trees={n_trees}")
     if auto is not None and -(-auto.max_trees // grove_size) > MAX_GROVES:
@@ -495,36 +503,6 @@ def parse_train_request(value: Any) -> TrainRequest:
             f"n_trees={n_trees} in groves of {grove_size} makes more than {MAX_GROVES} groves; "
             "raise grove_size"
         )
-    run_id = value.get("run_id")
-    if run_id is not None:
-        run_id = check_id(run_id, name="run_id")
-    _refuse_sampled_weights(value)
-    return TrainRequest(
-        data=_parse_data(value["data"]),
-        model=_parse_model(value.get("model", {})),
-        n_trees=n_trees,
-        grove_size=grove_size,
-        seed=_int("seed", value.get("seed", 0), 0, 2**32 - 1),
-        test_fraction=_number("test_fraction", value.get("test_fraction", 0.2), 0.0, 0.9),
-        max_concurrency=_int(
-            "max_concurrency",
-            value.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
-            1,
-            MAX_CONCURRENCY,
-        ),
-        tolerated_failure_percentage=_number(
-            "tolerated_failure_percentage", value.get("tolerated_failure_percentage", 0), 0.0, 100.0
-        ),
-        run_id=run_id,
-        predict=_parse_predict(value.get("predict")),
-        auto=auto,
-        max_cost_usd=_cost_cap(value.get("max_cost_usd")),
-        rows_per_grove=(
-            None
-            if value.get("rows_per_grove") is None
-            else _int("rows_per_grove", value["rows_per_grove"], 2, 2**40)
-        ),
-    )
 
 
 def _refuse_sampled_weights(value: dict[str, Any]) -> None:
@@ -558,22 +536,6 @@ def _refuse_misplaced_keys(value: dict[str, Any]) -> None:
                 )
 
 
-def _cost_cap(value: Any) -> float | None:
-    """``max_cost_usd``: None, or a positive, finite number of US dollars."""
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise InvalidRequest(
-            f"max_cost_usd must be a positive number of US dollars (e.g. 0.05), got {value!r}"
-        )
-    return float(value)
-
-
 @dataclass(frozen=True)
 class AutoTrees:
     """How ``n_trees: "auto"`` grows a forest: rounds of ``round_trees`` more trees while the
@@ -601,11 +563,17 @@ def _parse_auto(value: dict[str, Any]) -> AutoTrees | None:
             "model.params.oob_score=true (and keep bootstrap)"
         )
     default = AutoTrees()
-    max_trees = _int("max_trees", value.get("max_trees", default.max_trees), 1, MAX_TREES)
-    round_trees = _int(
-        "round_trees", value.get("round_trees", min(default.round_trees, max_trees)), 1, max_trees
+    max_trees = check_value(
+        "max_trees", value.get("max_trees", default.max_trees), Interval(int, 1, MAX_TREES)
     )
-    tolerance = _number("oob_tolerance", value.get("oob_tolerance", default.oob_tolerance), 0, 1)
+    round_trees = check_value(
+        "round_trees",
+        value.get("round_trees", min(default.round_trees, max_trees)),
+        Interval(int, 1, max_trees),
+    )
+    tolerance = check_value(
+        "oob_tolerance", value.get("oob_tolerance", default.oob_tolerance), Interval(float, 0, 1)
+    )
     rounds = -(-max_trees // round_trees)
     if rounds > MAX_AUTO_ROUNDS:
         raise InvalidRequest(
@@ -620,10 +588,117 @@ def _parse_auto(value: dict[str, Any]) -> AutoTrees | None:
 def _parse_predict(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"predict must be an object with a 'data' section, got {value!r}")
     if "model" in value:
         raise InvalidRequest(
             "predict.model is not accepted in a training input: the run's model is used"
         )
     return dict(value)
+
+
+# ----------------------------------------------------------------------------- predict
+
+DEFAULT_SHARD_ROWS = 100_000
+MAX_SHARDS = 10_000
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """A validated prediction request (the predict execution input, or a run's ``predict``).
+
+    Parameters
+    ----------
+    model : str
+        ``s3://bucket/.../manifest.json`` (or its directory), or a run id in the stack's bucket.
+    data : dict
+        ``uri`` (file or prefix), and optionally ``format``, ``delimiter``, ``id_column``,
+        ``exclude``.
+    shard_rows : int, default=100000
+        Rows per shard: each predict Lambda scores at most this many.
+    probabilities : bool, default=False
+        Also write one ``proba_<class>`` column per class (classification).
+    trees_per_group : int or None, default=None
+        Score the forest a group of groves at a time (for forests too big for one
+        Lambda's memory); the answers are exactly the whole forest's.
+    max_concurrency : int, default=40
+    prediction_id : str or None, default=None
+        Names the output prefix; the execution name when absent.
+    """
+
+    model: str
+    data: dict[str, Any]
+    shard_rows: int = DEFAULT_SHARD_ROWS
+    probabilities: bool = False
+    trees_per_group: int | None = None
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    prediction_id: str | None = None
+
+
+MODEL_NAME = Rule(
+    lambda v: isinstance(v, str), "'model' must name a model: s3://.../manifest.json or a run id"
+)
+ROWS = Rule(
+    lambda v: isinstance(v, dict) and isinstance(v.get("uri"), str) and bool(v["uri"]),
+    "'data' must be an object with a 'uri' of the rows to score",
+)
+ID_COLUMN = Maybe(Text("a column name"))
+PREDICT: dict[str, Constraint | None] = {
+    "model": MODEL_NAME,
+    "data": ROWS,
+    "shard_rows": Interval(int, 1, 10**7),
+    "probabilities": Boolean(),
+    "trees_per_group": Maybe(Interval(int, 1, 10**6)),
+    "max_concurrency": Interval(int, 1, MAX_CONCURRENCY),
+    "prediction_id": None,  # groveflow.ids.check_id
+}
+"""The prediction request: which model scores which rows, in shards of how many."""
+PREDICT_KEYS = set(PREDICT)
+PREDICT_DATA: dict[str, Constraint | None] = {
+    **{key: DATA[key] for key in ("uri", "format", "delimiter", "exclude")},
+    "id_column": ID_COLUMN,
+}
+"""The rows a prediction scores: a ``data`` section without target, features or weights."""
+PREDICT_DATA_KEYS = set(PREDICT_DATA)
+
+
+def parse_predict_request(value: Any, *, model_required: bool = True) -> PredictRequest:
+    """Validate a prediction request (the predict execution input, or a run's ``predict``).
+
+    Raises
+    ------
+    InvalidPredictRequest
+        Naming the bad value and what would be accepted.
+    """
+    if not isinstance(value, dict):
+        raise InvalidPredictRequest(f"the prediction request must be a JSON object, got {value!r}")
+    check_keys("the prediction request", value, PREDICT_KEYS, InvalidPredictRequest)
+    model = value.get("model", "" if not model_required else None)
+    model = check_value("model", model, MODEL_NAME, InvalidPredictRequest)
+    if model_required and not model:
+        raise InvalidPredictRequest("'model' must name a model: s3://.../manifest.json or a run id")
+    data = check_value("data", value.get("data"), ROWS, InvalidPredictRequest)
+    check_keys("the prediction data", data, PREDICT_DATA_KEYS, InvalidPredictRequest)
+    data_spec(data)  # format, delimiter and exclude, by the training request's own rules
+    check_value("data.id_column", data.get("id_column"), ID_COLUMN, InvalidPredictRequest)
+    check_section("the prediction request", value, PREDICT, error=InvalidPredictRequest)
+    prediction_id = value.get("prediction_id")
+    if prediction_id is not None:
+        prediction_id = check_id(prediction_id, name="prediction_id", error=InvalidPredictRequest)
+    return PredictRequest(
+        model=model,
+        data=dict(data),
+        shard_rows=value.get("shard_rows", DEFAULT_SHARD_ROWS),
+        probabilities=value.get("probabilities", False),
+        trees_per_group=value.get("trees_per_group"),
+        max_concurrency=value.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
+        prediction_id=prediction_id,
+    )
+
+
+def data_spec(data: dict[str, Any]) -> DataSpec:
+    """The rows to score, as :func:`parse_data` reads a ``data`` section."""
+    rows = {key: value for key, value in data.items() if key != "id_column"}
+    converted = rows.get("format") == CONVERTED_FORMAT  # the run's ingested copy of the rows
+    if converted:
+        rows.pop("format")
+    spec = parse_data(rows, error=InvalidPredictRequest, allowed=PREDICT_DATA_KEYS - {"id_column"})
+    return replace(spec, format=CONVERTED_FORMAT) if converted else spec
