@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from groveflow.constraints import Interval, check_value
 from groveflow.engines import PREDICT, TRAIN, Engine, Execution, default_engine
 from groveflow.errors import (
     DatasetTooLarge,
@@ -379,6 +380,14 @@ def _local_workers(engine: Engine) -> tuple[int | None, bool]:
 
 PLAN_MEMORY_MB = 3008
 """The template's default ``PlanMemorySize`` (in MB): what :func:`estimate` holds its read to."""
+MEMORY_MB = Interval(
+    int,
+    256,
+    10240,
+    message="{name}={value!r}: give a whole number of MB from 256 to 10240, as the "
+    "template's BuilderMemorySize and PlanMemorySize accept",
+)
+"""A function's memory (in MB), as the template's BuilderMemorySize and PlanMemorySize take it."""
 
 
 def estimate(
@@ -440,15 +449,8 @@ def estimate(
     parse_train_request(body)  # a malformed request is refused here, before any worker
     if builder_memory_mb is None:
         builder_memory_mb = template_default("BuilderMemorySize")
-    for name, value in (
-        ("builder_memory_mb", builder_memory_mb),
-        ("plan_memory_mb", plan_memory_mb),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or not 256 <= value <= 10240:
-            raise InvalidRequest(
-                f"{name}={value!r}: give a whole number of MB from 256 to 10240, as the "
-                "template's BuilderMemorySize and PlanMemorySize accept"
-            )
+    check_value("builder_memory_mb", builder_memory_mb, MEMORY_MB)
+    check_value("plan_memory_mb", plan_memory_mb, MEMORY_MB)
     from groveflow.local.workers import default_size
 
     workers = workers or default_size()

@@ -16,7 +16,7 @@ import difflib
 import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from groveflow.errors import InvalidRequest
 
@@ -39,7 +39,7 @@ __all__ = [
 _BRACKETS = {"both": "[]", "left": "[)", "right": "(]", "neither": "()"}
 
 
-def is_integer(value: Any) -> bool:
+def is_integer(value: Any) -> TypeGuard[int]:
     """Whether ``value`` is an integer as JSON gives one (``True`` and ``1.0`` are not)."""
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from groveflow.constraints import is_integer
 from groveflow.encoding import Encoding, stored_encoding
 from groveflow.errors import ArtifactError
 from groveflow.estimates import RunEstimate
@@ -49,7 +50,7 @@ JOB_VERSION = 1
 
 def _field(item: Any, name: str, kind: type, document: str) -> Any:
     value = item.get(name) if isinstance(item, dict) else None
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+    if kind is int and (not is_integer(value) or value < 0):
         raise ArtifactError(f"{document} {item!r}: {name} must be a whole number >= 0")
     if kind is str and (not isinstance(value, str) or not value):
         raise ArtifactError(f"{document} {item!r}: {name} must be a non-empty string")
@@ -228,7 +229,6 @@ def _typed(raw: Any, names: dict[str, Any], where: str) -> dict[str, Any]:
     return {name: raw[name] for name in names}
 
 
-_NUMBER = (int, float)
 _NULL = type(None)
 
 
@@ -314,7 +314,7 @@ class RunRecord:
         values = _typed(raw, kinds, where)
         _check_version(raw, "record_version", RECORD_VERSION, where)
         estimate = raw.get("builder_estimate_mb")
-        if estimate is not None and (isinstance(estimate, bool) or not isinstance(estimate, int)):
+        if estimate is not None and not is_integer(estimate):
             raise ArtifactError(f"{where}: builder_estimate_mb={estimate!r} is not a whole number")
         data = DataRecord.from_dict(values["data"], where)
         encoding = stored_encoding(raw, where)
@@ -390,7 +390,7 @@ class GroveRecord:
         kinds = {"run_id": str, "grove": int, "seed": int, "n_trees": int, "sha256": str}
         values = _typed(raw, kinds, f"{where}'s grove entry")
         seconds = raw.get("fit_seconds")
-        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, _NUMBER)):
+        if seconds is not None and not (is_integer(seconds) or isinstance(seconds, float)):
             raise ArtifactError(f"{where}'s grove entry: fit_seconds={seconds!r} is not a number")
         data = raw.get("data")
         if data is not None and not (

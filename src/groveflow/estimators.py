@@ -32,6 +32,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from groveflow.api import RunResult, train
 from groveflow.artifact import load_forest
+from groveflow.constraints import is_integer
 from groveflow.datasets import check_weights
 from groveflow.engines import Engine, Local, default_engine
 from groveflow.errors import InvalidParameter
@@ -122,7 +123,7 @@ def _weights_by_code(class_weight: Any, classes: np.ndarray, name: str) -> Any:
             f"{name}(class_weight=...) names {unknown}, not classes of y; the classes are {labels}"
         )
     for label, weight in class_weight.items():
-        if isinstance(weight, bool) or not isinstance(weight, int | float):
+        if not (is_integer(weight) or isinstance(weight, float)):
             raise InvalidParameter(
                 f"{name}(class_weight=...) gives class {label!r} the weight {weight!r}; "
                 "a weight must be a number"
@@ -176,7 +177,7 @@ class _GroveForest(BaseEstimator):
                 "another name for n_estimators; give one of them"
             )
         chosen, given = (n_estimators, "n_estimators") if n_trees is None else (n_trees, "n_trees")
-        if isinstance(chosen, bool) or not isinstance(chosen, int) or chosen < 1:
+        if not is_integer(chosen) or chosen < 1:
             raise InvalidParameter(
                 f"{name}({given}={chosen!r}): the number of trees must be an integer of 1 or more"
             )

@@ -24,6 +24,7 @@ from groveflow.constraints import (
     check_section,
     check_value,
     is_integer,
+    is_number,
 )
 from groveflow.encoding import CategoricalSpec, parse_categorical
 from groveflow.errors import InvalidPredictRequest, InvalidRequest
@@ -41,12 +42,14 @@ __all__ = [
     "DataSpec",
     "ModelSpec",
     "PredictRequest",
+    "SearchSpec",
     "TrainRequest",
     "check_keys",
     "data_spec",
     "make_estimator",
     "parse_data",
     "parse_predict_request",
+    "parse_search_section",
     "parse_train_request",
 ]
 
@@ -702,3 +705,118 @@ def data_spec(data: dict[str, Any]) -> DataSpec:
         rows.pop("format")
     spec = parse_data(rows, error=InvalidPredictRequest, allowed=PREDICT_DATA_KEYS - {"id_column"})
     return replace(spec, format=CONVERTED_FORMAT) if converted else spec
+
+
+# ------------------------------------------------------------------------------ search
+
+STRATEGIES = ("grid", "random", "halving")
+METRICS = ("oob", "validation")
+DISTRIBUTIONS = ("uniform", "loguniform", "randint")
+MAX_CANDIDATES = 200
+"""The most candidates a search takes: the leaderboard travels in the Merge step's output,
+which Step Functions caps at 256 KB (about 200 bytes a candidate)."""
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """A validated ``search`` section.
+
+    Parameters
+    ----------
+    space : dict
+        ``model.params`` name to a list of values, or (random sampling) to
+        ``{"uniform": [a, b]}``, ``{"loguniform": [a, b]}`` or ``{"randint": [a, b]}``
+        (``b`` excluded, as scipy's ``randint``).
+    strategy : {"grid", "random", "halving"}, default="halving"
+        ``grid`` and ``random`` score every candidate once at ``trees_per_round`` trees;
+        ``halving`` keeps the best ``1 / factor`` each round and multiplies their trees by
+        ``factor``.
+    n_candidates : int or None, default=None
+        Candidates drawn (random, or halving over a random draw); None takes the grid.
+    metric : {"oob", "validation"}, default="oob"
+    factor : int, default=3
+    trees_per_round : int, default=min(20, n_trees)
+        Trees per candidate in the first round.
+    validation_fraction : float, default=0.2
+        With ``metric="validation"``, the share of the training split candidates are scored on.
+    """
+
+    space: dict[str, Any]
+    strategy: str = "halving"
+    n_candidates: int | None = None
+    metric: str = "oob"
+    factor: int = 3
+    trees_per_round: int = 20
+    validation_fraction: float = 0.2
+
+
+SPACE = Rule(
+    lambda v: isinstance(v, dict) and bool(v),
+    "search.space is empty: give model.params names and their values, e.g. "
+    '{{"max_features": ["sqrt", 0.5], "min_samples_leaf": [1, 5]}}',
+)
+SEARCH: dict[str, Constraint | None] = {
+    "space": SPACE,
+    "strategy": Options(STRATEGIES, message="{name}={value!r}; accepted: {accepted}"),
+    "n_candidates": Maybe(Interval(int, 1, MAX_CANDIDATES)),
+    "metric": Options(METRICS, message="{name}={value!r}; accepted: {accepted}"),
+    "factor": Interval(int, 2, 100),
+    "trees_per_round": Interval(int, 1, MAX_TREES),  # and at most n_trees
+    "validation_fraction": Interval(float, 0, 1, closed="neither"),
+}
+"""A search's ``search`` section: which candidates, ranked how, in rounds of how many trees."""
+SEARCH_KEYS = set(SEARCH)
+
+
+def parse_search_section(raw: dict[str, Any], n_trees: int) -> SearchSpec:
+    """Validate a ``search`` section, for a search whose winner grows to ``n_trees``."""
+    check_section("search", raw, SEARCH, prefix="search.")
+    space = check_value("search.space", raw.get("space"), SPACE)
+    for name, values in space.items():
+        _check_dimension(f"search.space.{name}", values)
+    strategy = raw.get("strategy", "halving")
+    n_candidates = raw.get("n_candidates")
+    sampled = [n for n, v in space.items() if isinstance(v, dict)]
+    if n_candidates is None and (strategy == "random" or sampled):
+        raise InvalidRequest(
+            f"search.n_candidates is needed to sample {sampled or 'the space'} "
+            f"(strategy={strategy!r})"
+        )
+    if strategy == "grid" and sampled:
+        raise InvalidRequest(f"search.strategy='grid' needs lists; {sampled} are distributions")
+    trees = raw.get("trees_per_round", min(20, n_trees))
+    return SearchSpec(
+        space=dict(space),
+        strategy=strategy,
+        n_candidates=n_candidates,
+        metric=raw.get("metric", "oob"),
+        factor=raw.get("factor", 3),
+        trees_per_round=check_value("search.trees_per_round", trees, Interval(int, 1, n_trees)),
+        validation_fraction=float(raw.get("validation_fraction", 0.2)),
+    )
+
+
+def _check_dimension(where: str, values: Any) -> None:
+    """One dimension of ``search.space``: a list of values, or a distribution's bounds."""
+    if isinstance(values, list):
+        if not values:
+            raise InvalidRequest(f"{where} is an empty list: give at least one value")
+        return
+    if not isinstance(values, dict) or len(values) != 1 or next(iter(values)) not in DISTRIBUTIONS:
+        raise InvalidRequest(
+            f"{where}={values!r}: give a list of values or one of "
+            + ", ".join(f'{{"{d}": [a, b]}}' for d in DISTRIBUTIONS)
+        )
+    ((kind, bounds),) = values.items()
+    numbers = isinstance(bounds, list) and len(bounds) == 2
+    numbers = numbers and all(is_number(b) for b in bounds)
+    if not numbers or not bounds[0] < bounds[1]:
+        raise InvalidRequest(f"{where}.{kind} must be [low, high] with low < high, got {bounds!r}")
+    if not all(abs(b) <= 2**62 for b in bounds) or not math.isfinite(bounds[1] - bounds[0]):
+        raise InvalidRequest(
+            f"{where}.{kind}: bounds {bounds!r} are too large; give values within +-2**62"
+        )
+    if kind == "loguniform" and bounds[0] <= 0:
+        raise InvalidRequest(f"{where}.loguniform needs low > 0, got {bounds!r}")
+    if kind == "randint" and not all(is_integer(b) for b in bounds):
+        raise InvalidRequest(f"{where}.randint needs whole numbers, got {bounds!r}")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -31,16 +31,18 @@ from groveflow.ids import ACCEPTED, is_valid_id
 from groveflow.layout import keys
 from groveflow.oob import check_oob_coverage
 from groveflow.request import (
+    MAX_CANDIDATES,
     MAX_GROVES,
+    SearchSpec,
     TrainRequest,
     _validate_params,
-    check_keys,
+    parse_search_section,
     parse_train_request,
 )
 from groveflow.training import read_split, stored_search
 
 __all__ = [
-    "SearchSpec",
+    "SearchSpec",  # declared in groveflow.request with the other input sections
     "candidate_params",
     "leaderboard",
     "parse_search",
@@ -51,54 +53,6 @@ __all__ = [
 ]
 
 SEARCH_VERSION = 1
-STRATEGIES = ("grid", "random", "halving")
-METRICS = ("oob", "validation")
-DISTRIBUTIONS = ("uniform", "loguniform", "randint")
-SEARCH_KEYS = {
-    "space",
-    "strategy",
-    "n_candidates",
-    "metric",
-    "factor",
-    "trees_per_round",
-    "validation_fraction",
-}
-MAX_CANDIDATES = 200
-"""The most candidates a search takes: the leaderboard travels in the Merge step's output,
-which Step Functions caps at 256 KB (about 200 bytes a candidate)."""
-
-
-@dataclass(frozen=True)
-class SearchSpec:
-    """A validated ``search`` section.
-
-    Parameters
-    ----------
-    space : dict
-        ``model.params`` name to a list of values, or (random sampling) to
-        ``{"uniform": [a, b]}``, ``{"loguniform": [a, b]}`` or ``{"randint": [a, b]}``
-        (``b`` excluded, as scipy's ``randint``).
-    strategy : {"grid", "random", "halving"}, default="halving"
-        ``grid`` and ``random`` score every candidate once at ``trees_per_round`` trees;
-        ``halving`` keeps the best ``1 / factor`` each round and multiplies their trees by
-        ``factor``.
-    n_candidates : int or None, default=None
-        Candidates drawn (random, or halving over a random draw); None takes the grid.
-    metric : {"oob", "validation"}, default="oob"
-    factor : int, default=3
-    trees_per_round : int, default=min(20, n_trees)
-        Trees per candidate in the first round.
-    validation_fraction : float, default=0.2
-        With ``metric="validation"``, the share of the training split candidates are scored on.
-    """
-
-    space: dict[str, Any]
-    strategy: str = "halving"
-    n_candidates: int | None = None
-    metric: str = "oob"
-    factor: int = 3
-    trees_per_round: int = 20
-    validation_fraction: float = 0.2
 
 
 # ------------------------------------------------------------------------------ the input
@@ -126,7 +80,7 @@ def parse_search(value: Any) -> tuple[TrainRequest, SearchSpec, list[dict[str, A
     base = parse_train_request({k: v for k, v in value.items() if k != "search"})
     if base.run_id is None:
         raise InvalidRequest("a search needs a run_id (the search id)")
-    spec = _parse_spec(value["search"], base)
+    spec = parse_search_section(value["search"], base.n_trees)
     params = candidate_params(spec, base)
     if len(params) > MAX_CANDIDATES:
         raise InvalidRequest(
@@ -142,85 +96,6 @@ def parse_search(value: Any) -> tuple[TrainRequest, SearchSpec, list[dict[str, A
                 f"({candidate_id(base.run_id, number)!r}); run ids are {ACCEPTED}"
             )
     return base, spec, params
-
-
-def _parse_spec(raw: dict[str, Any], base: TrainRequest) -> SearchSpec:
-    check_keys("search", raw, SEARCH_KEYS)
-    space = raw.get("space")
-    if not isinstance(space, dict) or not space:
-        raise InvalidRequest(
-            "search.space is empty: give model.params names and their values, e.g. "
-            '{"max_features": ["sqrt", 0.5], "min_samples_leaf": [1, 5]}'
-        )
-    for name, values in space.items():
-        _check_dimension(name, values)
-    strategy = raw.get("strategy", "halving")
-    if strategy not in STRATEGIES:
-        raise InvalidRequest(f"search.strategy={strategy!r}; accepted: {list(STRATEGIES)}")
-    metric = raw.get("metric", "oob")
-    if metric not in METRICS:
-        raise InvalidRequest(f"search.metric={metric!r}; accepted: {list(METRICS)}")
-    n_candidates = raw.get("n_candidates")
-    if n_candidates is not None:
-        n_candidates = _whole("search.n_candidates", n_candidates, 1, MAX_CANDIDATES)
-    sampled = [n for n, v in space.items() if isinstance(v, dict)]
-    if n_candidates is None and (strategy == "random" or sampled):
-        raise InvalidRequest(
-            f"search.n_candidates is needed to sample {sampled or 'the space'} "
-            f"(strategy={strategy!r})"
-        )
-    if strategy == "grid" and sampled:
-        raise InvalidRequest(f"search.strategy='grid' needs lists; {sampled} are distributions")
-    factor = _whole("search.factor", raw.get("factor", 3), 2, 100)
-    trees = _whole(
-        "search.trees_per_round", raw.get("trees_per_round", min(20, base.n_trees)), 1, base.n_trees
-    )
-    fraction = raw.get("validation_fraction", 0.2)
-    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
-        raise InvalidRequest(f"search.validation_fraction must be in (0, 1), got {fraction!r}")
-    return SearchSpec(
-        space=dict(space),
-        strategy=strategy,
-        n_candidates=n_candidates,
-        metric=metric,
-        factor=factor,
-        trees_per_round=trees,
-        validation_fraction=float(fraction),
-    )
-
-
-def _whole(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidRequest(f"{name} must be a whole number in [{low}, {high}], got {value!r}")
-    return value
-
-
-def _check_dimension(name: str, values: Any) -> None:
-    where = f"search.space.{name}"
-    if isinstance(values, list):
-        if not values:
-            raise InvalidRequest(f"{where} is an empty list: give at least one value")
-        return
-    if not isinstance(values, dict) or len(values) != 1 or next(iter(values)) not in DISTRIBUTIONS:
-        raise InvalidRequest(
-            f"{where}={values!r}: give a list of values or one of "
-            + ", ".join(f'{{"{d}": [a, b]}}' for d in DISTRIBUTIONS)
-        )
-    ((kind, bounds),) = values.items()
-    numbers = isinstance(bounds, list) and len(bounds) == 2
-    numbers = numbers and all(
-        isinstance(b, int | float) and not isinstance(b, bool) for b in bounds
-    )
-    if not numbers or not bounds[0] < bounds[1]:
-        raise InvalidRequest(f"{where}.{kind} must be [low, high] with low < high, got {bounds!r}")
-    if not all(abs(b) <= 2**62 for b in bounds) or not math.isfinite(bounds[1] - bounds[0]):
-        raise InvalidRequest(
-            f"{where}.{kind}: bounds {bounds!r} are too large; give values within +-2**62"
-        )
-    if kind == "loguniform" and bounds[0] <= 0:
-        raise InvalidRequest(f"{where}.loguniform needs low > 0, got {bounds!r}")
-    if kind == "randint" and not all(isinstance(b, int) for b in bounds):
-        raise InvalidRequest(f"{where}.randint needs whole numbers, got {bounds!r}")
 
 
 def candidate_params(spec: SearchSpec, base: TrainRequest) -> list[dict[str, Any]]:
