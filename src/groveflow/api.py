@@ -510,6 +510,8 @@ def _estimate_here(
         plan_memory_mb=plan_memory_mb,  # data the plan would split is estimated so too
         started=started,
         workers=workers or default_size(),
+        # as the plan of a new run: grove_size left out (and no n_trees "auto") is chosen
+        grove_size_left_out="grove_size" not in body and parsed.auto is None,
     )
     return read.estimate
 
