@@ -61,9 +61,14 @@ def test_a_cap_above_the_estimate_runs_and_the_estimate_prices_the_run(engine: A
     # run's own (how close its local wall comes to the measured one is benchmarks/'s claim:
     # a ratio of times fails whenever the machine is busy)
     estimate = RunEstimate.from_dict(_record(engine, run_id)["estimate"])
-    actual = _local_cost(result, engine.history(result.execution_arn))
+    actual = _local_cost(result, engine.history(result.execution_arn), engine.s3)
     assert estimate.cost.lambda_requests == actual["lambda_requests"] == 6
     assert estimate.cost.state_transitions == actual["state_transitions"]
+    # AND the summary's cost counts the estimate's categories, at the stack's architecture
+    assert set(actual["charges"]) == set(estimate.cost.charges)
+    assert actual["architecture"] == estimate.architecture == "arm64"
+    for counted in ("s3_requests", "logs", "transitions", "init"):
+        assert actual["charges"][counted] > 0, counted
     assert estimate.groves == 4 and estimate.trees_per_grove == 10
     assert estimate.local_wall(2).total_seconds > 0
     assert result.output["trees_built"] == 40

@@ -241,6 +241,8 @@ def _print_costs(described: dict[str, Any], memory: dict[str, StageMemory]) -> N
             f"cost      ${cost['total_usd']:.6f} on AWS ({cost['gb_seconds']:.1f} GB-s, "
             f"{cost['lambda_requests']} requests, {cost['state_transitions']} transitions)"
         )
+        if cost.get("charges"):  # the same categories as the estimate's
+            print(f"charges   {_charges(cost['charges'])}")
     if described.get("estimate"):
         print(f"estimate  {_estimate_line(described['estimate'])}")
     for n, use in enumerate(memory.values()):
@@ -266,9 +268,12 @@ def _print_training(described: dict[str, Any], memory: dict[str, StageMemory]) -
         print(f"holdout   undefined on {metrics['n_test']} rows: {metrics.get('undefined')}")
     else:
         print("holdout   none (test_fraction=0)")
-    why = (described["output"].get("fan_out") or {}).get("why") or ""
+    fan_out = described["output"].get("fan_out") or {}
+    why = fan_out.get("why") or ""
     if why and not why.endswith("to build"):  # the account or reserved builders clamped it
         print(f"fan-out   {why}")
+    if fan_out.get("grove_choice"):  # the request left grove_size out: what the plan chose
+        print(f"groves    {fan_out['grove_choice']}")
     seen = described["output"].get("data")
     if seen:
         read = ""
@@ -355,20 +360,32 @@ def emit_estimate(estimate: RunEstimate, as_json: bool) -> None:
     )
     print(
         f"cost      ${priced.total_usd:.6f} on AWS ({priced.gb_seconds:.1f} GB-s at "
-        f"{estimate.builder_memory_mb} MB builders, {priced.lambda_requests} requests, "
-        f"{priced.state_transitions} transitions; {priced.region} prices of {priced.prices_as_of})"
+        f"{estimate.builder_memory_mb} MB {estimate.architecture} builders, "
+        f"{priced.lambda_requests} requests, {priced.state_transitions} transitions; "
+        f"{priced.region} prices of {priced.prices_as_of})"
     )
+    if priced.charges:
+        print(f"charges   {_charges(priced.charges)}")
     print(
         f"run       {estimate.n_trees} trees in {estimate.groves} groves of "
         f"{estimate.trees_per_grove}, {estimate.concurrency} at once; trial grove of "
         f"{estimate.trial_trees} trees: {1000 * estimate.seconds_per_tree:.2f} ms a tree"
     )
+    if estimate.grove_choice:
+        print(f"groves    {estimate.grove_choice}")
     if estimate.merge_mb_per_tree > 0:
         print(
             f"merge     about {estimate.merge_size.peak_mb(estimate.n_trees)} MB at its peak "
             f"({estimate.merge_mb_per_tree:.3f} MB a tree, {estimate.merge_fixed_mb:.0f} MB "
             "besides); MergeMemorySize must hold it"
         )
+
+
+def _charges(charges: dict[str, float]) -> str:
+    """The cost by category (``cost.charges``), largest first, those under $0.0000005 left
+    out."""
+    shown = sorted(((usd, name) for name, usd in charges.items() if usd >= 5e-7), reverse=True)
+    return ", ".join(f"{name.replace('_', ' ')} ${usd:.6f}" for usd, name in shown)
 
 
 def _stage_memory(use: StageMemory) -> str:

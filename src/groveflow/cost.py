@@ -1,23 +1,34 @@
-"""What a training run costs on AWS: Lambda compute and requests plus Step Functions transitions.
+"""What a run costs on AWS: every charge it incurs, each priced by a named, dated price.
 
-The estimate uses list prices, ignores the free tiers (they are monthly and account-wide, so a
-single run cannot know how much of them is left) and leaves out S3 requests and storage, which are
-small next to compute for every run groveflow is meant for.
+The charges: Lambda duration (x86_64 or arm64, a cold start's INIT included) and requests,
+Lambda ephemeral storage configured above 512 MB, Step Functions transitions, S3 requests, and
+CloudWatch Logs ingestion. The estimate uses list prices and ignores the free tiers (they are
+monthly and account-wide, so a single run cannot know how much of them is left); S3 storage
+(the run's objects, a few cents a GB-month) and data transfer inside the region (free) are
+not a run's charges.
 
 Prices
 ------
-Every price lives in the constants below, with the date they were checked and where:
+Every price lives in :data:`PRICES`, each with the date it was recorded and where it is listed
+(us-east-1):
 
-- Lambda, us-east-1, x86: $0.0000166667 per GB-second of duration and $0.20 per million
-  requests; duration is billed rounded up to the nearest 1 ms with no minimum, and a GB is
-  1,024 MB (https://aws.amazon.com/lambda/pricing/ and the 1 ms billing announcement,
+- Lambda duration: $0.0000166667 per GB-second on x86_64, $0.0000133334 on arm64 (the first
+  tier, 6 billion GB-seconds a month); $0.20 per million requests; duration is billed rounded
+  up to the nearest 1 ms with no minimum, and a GB is 1,024 MB
+  (https://aws.amazon.com/lambda/pricing/ and the 1 ms billing announcement,
   https://aws.amazon.com/blogs/aws/new-for-aws-lambda-1ms-billing-granularity-adds-cost-savings/).
   Since August 2025 the INIT phase of managed runtimes is billed too: the ``Billed Duration``
   of a cold start's ``REPORT`` line covers its ``Init Duration`` and its ``Duration``. Cost is
   read from ``Billed Duration``, never from ``Duration``.
-- Step Functions Standard Workflows, us-east-1: $0.025 per 1,000 state transitions; "Step
+- Lambda ephemeral storage: $0.0000000309 per GB-second of ``/tmp`` configured above the
+  512 MB every function has, for the invocation's billed duration (same page).
+- Step Functions Standard Workflows: $0.025 per 1,000 state transitions; "Step
   Functions counts a state transition each time a step of your workflow is executed ... across all
   your state machines, including retries" (https://aws.amazon.com/step-functions/pricing/).
+- S3 Standard requests: $0.005 per 1,000 PUT, COPY, POST and LIST requests, $0.0004 per 1,000
+  GET (and HEAD) requests (https://aws.amazon.com/s3/pricing/).
+- CloudWatch Logs: $0.50 per GB ingested (Standard log class); each event is counted with 26
+  bytes of metadata (https://aws.amazon.com/cloudwatch/pricing/).
 
 How state transitions are counted
 ---------------------------------
@@ -41,20 +52,27 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
+    "ARCHITECTURES",
+    "LAMBDA_FREE_EPHEMERAL_MB",
     "LAMBDA_USD_PER_GB_SECOND",
     "LAMBDA_USD_PER_REQUEST",
+    "LOG_EVENT_OVERHEAD_BYTES",
+    "PRICES",
     "PRICES_AS_OF",
     "PRICE_REGION",
+    "STACK_ARCHITECTURE",
+    "STAGE_OF_FUNCTION",
     "STEP_FUNCTIONS_USD_PER_TRANSITION",
     "Billed",
     "CostEstimate",
     "FunctionUse",
     "InvocationLike",
+    "Price",
     "billed_ms",
     "child_transitions",
     "count_state_transitions",
@@ -62,16 +80,91 @@ __all__ = [
     "function_of_log_group",
     "function_use",
     "invocations_from_logs",
+    "lambda_usd_per_gb_second",
+    "logs_of_functions",
     "parse_report_line",
     "report_line",
 ]
 
+
 # ---------------------------------------------------------------- prices (the one place)
-PRICES_AS_OF = "2026-11-24"
+@dataclass(frozen=True)
+class Price:
+    """One list price: ``usd`` per ``unit``, as recorded on ``as_of`` from ``source``."""
+
+    usd: float
+    unit: str
+    as_of: str
+    source: str
+
+
 PRICE_REGION = "us-east-1"
-LAMBDA_USD_PER_GB_SECOND = 0.0000166667  # x86 duration
-LAMBDA_USD_PER_REQUEST = 0.20 / 1_000_000
-STEP_FUNCTIONS_USD_PER_TRANSITION = 0.025 / 1_000  # Standard Workflows
+_LAMBDA = "https://aws.amazon.com/lambda/pricing/"
+PRICES = {
+    "lambda_x86_64": Price(0.0000166667, "GB-second of x86_64 duration", "2026-11-24", _LAMBDA),
+    "lambda_arm64": Price(0.0000133334, "GB-second of arm64 duration", "2026-12-07", _LAMBDA),
+    "lambda_request": Price(0.20 / 1_000_000, "Lambda request", "2026-11-24", _LAMBDA),
+    "lambda_ephemeral_storage": Price(
+        0.0000000309, "GB-second of /tmp configured above 512 MB", "2026-12-07", _LAMBDA
+    ),
+    "step_functions_transition": Price(
+        0.025 / 1_000,
+        "Standard state transition",
+        "2026-11-24",
+        "https://aws.amazon.com/step-functions/pricing/",
+    ),
+    "s3_write_request": Price(
+        0.005 / 1_000,
+        "S3 PUT, COPY, POST or LIST request",
+        "2026-12-07",
+        "https://aws.amazon.com/s3/pricing/",
+    ),
+    "s3_read_request": Price(
+        0.0004 / 1_000, "S3 GET or HEAD request", "2026-12-07", "https://aws.amazon.com/s3/pricing/"
+    ),
+    "logs_ingestion": Price(
+        0.50,
+        "GB of CloudWatch Logs ingested (Standard class)",
+        "2026-12-07",
+        "https://aws.amazon.com/cloudwatch/pricing/",
+    ),
+}
+"""Every price a run's cost uses, by name (us-east-1)."""
+PRICES_AS_OF = max(price.as_of for price in PRICES.values())
+"""The latest date a price was recorded."""
+LAMBDA_USD_PER_GB_SECOND = PRICES["lambda_x86_64"].usd
+LAMBDA_USD_PER_REQUEST = PRICES["lambda_request"].usd
+STEP_FUNCTIONS_USD_PER_TRANSITION = PRICES["step_functions_transition"].usd
+LAMBDA_FREE_EPHEMERAL_MB = 512
+"""The ``/tmp`` every function has without charge (in MB)."""
+LOG_EVENT_OVERHEAD_BYTES = 26
+"""What CloudWatch Logs counts per event besides its message."""
+ARCHITECTURES = ("arm64", "x86_64")
+STACK_ARCHITECTURE = "arm64"
+"""template.yaml's default ``Architecture``: a stack deployed without overrides, and the
+local engine's runs, are priced at it."""
+
+
+def lambda_usd_per_gb_second(architecture: str) -> float:
+    """Lambda's duration price for ``architecture`` (``arm64`` or ``x86_64``)."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture={architecture!r} is not one of {list(ARCHITECTURES)}")
+    return PRICES[f"lambda_{architecture}"].usd
+
+
+STAGE_OF_FUNCTION = {
+    "ValidateRequestFunction": "ingest",
+    "IngestFunction": "ingest",
+    "PlanFunction": "plan",
+    "SearchPlanFunction": "plan",
+    "BuildGroveFunction": "fitting",
+    "MergeFunction": "merge",
+    "ScoreRoundFunction": "merge",
+    "PlanPredictionsFunction": "predict",
+    "ScoreShardFunction": "predict",
+    "FinishPredictionsFunction": "predict",
+}
+"""The cost breakdown's stage of each function's duration (its INIT is counted as ``init``)."""
 
 MB_PER_GB = 1024
 _TASK_SCHEDULED = frozenset({"TaskScheduled", "LambdaFunctionScheduled", "ActivityScheduled"})
@@ -113,12 +206,27 @@ class CostEstimate:
     lambda_compute_usd, lambda_request_usd, step_functions_usd, total_usd : float
         Each charge and their sum, in US dollars.
     prices_as_of : str
-        The date (ISO 8601) the prices were checked.
+        The date (ISO 8601) the latest price was recorded (each price's own: :data:`PRICES`).
     region : str, default="us-east-1"
         The region the prices are for.
     by_function : dict of str to dict, default={}
         Each function's share (see :class:`FunctionUse`, as a dictionary): its invocations,
         GB-seconds, configured memory and the peak memory it used, by logical id.
+    architecture : str, default="x86_64"
+        The functions' architecture, which prices their duration.
+    init_gb_seconds : float, default=0.0
+        The part of ``gb_seconds`` that is cold starts' INIT.
+    s3_read_requests, s3_write_requests : int, default=0
+        S3 GET/HEAD requests, and PUT/COPY/POST/LIST requests.
+    log_bytes : int, default=0
+        CloudWatch Logs ingested (messages plus each event's 26 bytes), in bytes.
+    ephemeral_storage_usd, s3_usd, logs_usd : float, default=0.0
+        Those charges, in US dollars (included in ``total_usd``).
+    charges : dict of str to float, default={}
+        ``total_usd`` by category, in US dollars: ``init`` (every function's billed INIT),
+        the duration of ``ingest`` (ValidateRequest, Ingest), ``plan``, ``fitting`` (the
+        grove builders), ``merge`` and ``predict``, then ``lambda_requests``,
+        ``ephemeral_storage``, ``transitions``, ``s3_requests`` and ``logs``.
     """
 
     gb_seconds: float
@@ -131,6 +239,15 @@ class CostEstimate:
     prices_as_of: str
     region: str = PRICE_REGION
     by_function: dict[str, dict[str, Any]] = field(default_factory=dict)
+    architecture: str = "x86_64"
+    init_gb_seconds: float = 0.0
+    s3_read_requests: int = 0
+    s3_write_requests: int = 0
+    log_bytes: int = 0
+    ephemeral_storage_usd: float = 0.0
+    s3_usd: float = 0.0
+    logs_usd: float = 0.0
+    charges: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The estimate as a JSON-ready dictionary."""
@@ -170,27 +287,83 @@ def billed_ms(invocation: InvocationLike) -> int:
     return math.ceil(total)
 
 
-def estimate_cost(invocations: Sequence[InvocationLike], state_transitions: int) -> CostEstimate:
-    """Price a run from its Lambda invocations and its Step Functions state transitions.
+def estimate_cost(
+    invocations: Sequence[InvocationLike],
+    state_transitions: int,
+    *,
+    architecture: str = "x86_64",
+    s3_read_requests: int = 0,
+    s3_write_requests: int = 0,
+    log_bytes: int = 0,
+    ephemeral_mb: Mapping[str, int] | None = None,
+) -> CostEstimate:
+    """Price a run from its Lambda invocations, its Step Functions state transitions, its S3
+    requests and the logs it wrote.
 
     Parameters
     ----------
     invocations : sequence of InvocationLike
         Every Lambda invocation of the run, failed ones and retries included (Lambda bills
-        them), each billed :func:`billed_ms` (cold starts' INIT included).
+        them), each billed :func:`billed_ms` (cold starts' INIT included); one with an
+        ``ephemeral_mb`` above 512 is charged for the storage above it too.
     state_transitions : int
         Standard state transitions, e.g. from :func:`count_state_transitions`.
+    architecture : {"x86_64", "arm64"}, default="x86_64"
+        The functions' architecture, which prices their duration.
+    s3_read_requests, s3_write_requests : int, default=0
+        S3 GET/HEAD requests, and PUT/COPY/POST/LIST requests, of every function.
+    log_bytes : int, default=0
+        CloudWatch Logs ingested, in bytes (each event's message plus 26 bytes).
+    ephemeral_mb : mapping of str to int or None, default=None
+        Each function's configured ``/tmp`` (in MB), by logical id, for invocations that do
+        not carry their own ``ephemeral_mb``.
 
     Returns
     -------
     CostEstimate
     """
-    if state_transitions < 0:
-        raise ValueError(f"state_transitions={state_transitions} must be >= 0")
+    counts = {
+        "state_transitions": state_transitions,
+        "s3_read_requests": s3_read_requests,
+        "s3_write_requests": s3_write_requests,
+        "log_bytes": log_bytes,
+    }
+    for name, count in counts.items():
+        if count < 0:
+            raise ValueError(f"{name}={count} must be >= 0")
+    usd_per_gb_second = lambda_usd_per_gb_second(architecture)
+    by_stage: dict[str, float] = {"init": 0.0}
+    ephemeral_gb_seconds = 0.0
+    for invocation in invocations:
+        billed = billed_ms(invocation)
+        init = min(billed, math.ceil(getattr(invocation, "init_ms", None) or 0.0))
+        gb = invocation.memory_mb / MB_PER_GB
+        by_stage["init"] += gb * init / 1000
+        stage = STAGE_OF_FUNCTION.get(getattr(invocation, "function", None) or "", "other")
+        by_stage[stage] = by_stage.get(stage, 0.0) + gb * (billed - init) / 1000
+        storage = getattr(invocation, "ephemeral_mb", None) or (ephemeral_mb or {}).get(
+            getattr(invocation, "function", None) or "", 0
+        )
+        above = max(0, storage - LAMBDA_FREE_EPHEMERAL_MB)
+        ephemeral_gb_seconds += above / MB_PER_GB * billed / 1000
     gb_seconds = math.fsum(billed_gb_seconds(billed_ms(i), i.memory_mb) for i in invocations)
-    compute = gb_seconds * LAMBDA_USD_PER_GB_SECOND
+    compute = gb_seconds * usd_per_gb_second
     requests = len(invocations) * LAMBDA_USD_PER_REQUEST
     transitions = state_transitions * STEP_FUNCTIONS_USD_PER_TRANSITION
+    ephemeral = ephemeral_gb_seconds * PRICES["lambda_ephemeral_storage"].usd
+    s3 = (
+        s3_read_requests * PRICES["s3_read_request"].usd
+        + s3_write_requests * PRICES["s3_write_request"].usd
+    )
+    logs = log_bytes / 2**30 * PRICES["logs_ingestion"].usd
+    charges = {stage: gb * usd_per_gb_second for stage, gb in by_stage.items()}
+    charges.update(
+        lambda_requests=requests,
+        ephemeral_storage=ephemeral,
+        transitions=transitions,
+        s3_requests=s3,
+        logs=logs,
+    )
     return CostEstimate(
         gb_seconds=gb_seconds,
         lambda_requests=len(invocations),
@@ -198,9 +371,18 @@ def estimate_cost(invocations: Sequence[InvocationLike], state_transitions: int)
         lambda_compute_usd=compute,
         lambda_request_usd=requests,
         step_functions_usd=transitions,
-        total_usd=compute + requests + transitions,
+        total_usd=compute + requests + transitions + ephemeral + s3 + logs,
         prices_as_of=PRICES_AS_OF,
         by_function={name: use.to_dict() for name, use in function_use(invocations).items()},
+        architecture=architecture,
+        init_gb_seconds=by_stage["init"],
+        s3_read_requests=s3_read_requests,
+        s3_write_requests=s3_write_requests,
+        log_bytes=log_bytes,
+        ephemeral_storage_usd=ephemeral,
+        s3_usd=s3,
+        logs_usd=logs,
+        charges=charges,
     )
 
 
@@ -345,6 +527,8 @@ class Billed:
     function : str or None, default=None
         The function's logical id, from the log group the line was read from
         (see :func:`function_of_log_group`).
+    ephemeral_mb : int or None, default=None
+        The function's ``EphemeralStorage`` (in MB); None for the free 512 MB.
     """
 
     duration_ms: float
@@ -354,6 +538,7 @@ class Billed:
     max_memory_mb: int | None = None
     error_type: str | None = None
     function: str | None = None
+    ephemeral_mb: int | None = None
 
 
 def report_line(
@@ -462,23 +647,40 @@ def invocations_from_logs(
     same window would be counted too, so the figure is for one run at a time. Each
     record names its function (:func:`function_of_log_group`).
     """
+    return _read_logs(logs, log_groups, start_ms, end_ms, '"REPORT RequestId"')[0]
+
+
+def logs_of_functions(
+    logs: Any, log_groups: Iterable[str], start_ms: int, end_ms: int
+) -> tuple[list[Billed], int]:
+    """Every invocation Lambda reported in ``log_groups`` between two times (ms since
+    epoch), as :func:`invocations_from_logs` reads them, and the bytes CloudWatch Logs
+    ingested there: every event's message and :data:`LOG_EVENT_OVERHEAD_BYTES`."""
+    return _read_logs(logs, log_groups, start_ms, end_ms, None)
+
+
+def _read_logs(
+    logs: Any, log_groups: Iterable[str], start_ms: int, end_ms: int, pattern: str | None
+) -> tuple[list[Billed], int]:
     billed: list[Billed] = []
+    ingested = 0
     for group in log_groups:
         function = function_of_log_group(group)
-        kwargs: dict[str, Any] = {
-            "logGroupName": group,
-            "startTime": start_ms,
-            "endTime": end_ms,
-            "filterPattern": '"REPORT RequestId"',
-        }
+        kwargs: dict[str, Any] = {"logGroupName": group, "startTime": start_ms, "endTime": end_ms}
+        if pattern is not None:
+            kwargs["filterPattern"] = pattern
         while True:
             try:
                 page = logs.filter_log_events(**kwargs)
             except logs.exceptions.ResourceNotFoundException:
                 break
-            records = (parse_report_line(e["message"], function) for e in page.get("events", []))
-            billed.extend(record for record in records if record is not None)
+            for event in page.get("events", []):
+                message = event["message"]
+                ingested += len(message.encode()) + LOG_EVENT_OVERHEAD_BYTES
+                record = parse_report_line(message, function)
+                if record is not None:
+                    billed.append(record)
             if not page.get("nextToken"):
                 break
             kwargs["nextToken"] = page["nextToken"]
-    return billed
+    return billed, ingested

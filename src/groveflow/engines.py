@@ -272,7 +272,7 @@ class Local:
                 on_start=on_start,
             )
         history = engine.history(result.execution_arn)
-        cost = _local_cost(result, history)
+        cost = _local_cost(result, history, engine.s3)
         if result.status == "SUCCEEDED":
             ids = {"prediction_id": run_id} if predicting else {"run_id": run_id}
             _write_record(execution_record(engine.state_dir, **ids), result, cost)
@@ -438,7 +438,9 @@ class Stack:
             description = follow(sfn, execution_arn, on_progress, poll_seconds=poll)
         except KeyboardInterrupt:
             raise StoppedFollowing(execution_arn) from None
-        cost = execution_cost(sfn, self.client("lambda"), self.client("logs"), description)
+        cost = execution_cost(
+            sfn, self.client("lambda"), self.client("logs"), description, self.client("s3")
+        )
         history = _history(sfn, execution_arn)
         return Execution(
             execution_arn=execution_arn,
@@ -565,13 +567,36 @@ def _model_run_id(request: dict[str, Any]) -> str | None:
     return run_of_model(model) if isinstance(model, str) else None
 
 
-def _local_cost(result: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
+def _local_cost(result: Any, history: list[dict[str, Any]], s3: Any = None) -> dict[str, Any]:
+    """A local run's cost as a stack deployed with template.yaml's defaults would bill it:
+    its invocations at the template's architecture and Ingest's ephemeral storage, its
+    transitions, its S3 requests counted as the estimate counts them (with the run's stored
+    estimate read through ``s3``, the engine's client, when given), and its logs at the
+    estimate's bytes an invocation (the engine writes every run's handler lines to one file,
+    and Lambda's own START, END and REPORT lines are not written)."""
     from groveflow.cost import child_transitions, count_state_transitions, estimate_cost
+    from groveflow.estimates import (
+        ARCHITECTURE,
+        INGEST_STORAGE_MB,
+        LOG_BYTES_PER_INVOCATION,
+        run_s3_requests,
+    )
+    from groveflow.follow import run_estimate
 
     children = [i for i in result.invocations if i.function in MAP_CHILD_FUNCTIONS]
     items = {(i.function, json.dumps(i.payload, sort_keys=True)) for i in children}
     transitions = count_state_transitions(history, child_transitions(len(items), len(children)))
-    return estimate_cost(result.invocations, transitions).to_dict()
+    model_uri = (result.output or {}).get("model_uri") if isinstance(result.output, dict) else None
+    reads, writes = run_s3_requests(run_estimate(s3, model_uri), result.invocations)
+    return estimate_cost(
+        result.invocations,
+        transitions,
+        architecture=ARCHITECTURE,
+        s3_read_requests=reads,
+        s3_write_requests=writes,
+        log_bytes=len(result.invocations) * LOG_BYTES_PER_INVOCATION,
+        ephemeral_mb={"IngestFunction": INGEST_STORAGE_MB},
+    ).to_dict()
 
 
 def _write_record(path: Path, result: Any, cost: dict[str, Any]) -> None:

@@ -19,13 +19,27 @@ AWS wall = plan + ramp + cold starts + S3 read of the split + waves x grove + me
 - ramp = 10 s for every 1,000 environments past the first 1,000 (Lambda's scaling rate);
 - merge = reading the groves ``GROVE_READERS`` at a time, then per tree x the vCPU factor.
 
-Cost = the Lambda GB-seconds those durations bill at the configured memories (a cold start's
-INIT included), one request per invocation, and the state transitions of a training run
-(:data:`PARENT_STATES` plus two per grove child), priced by :func:`groveflow.cost.estimate_cost`.
-With ``n_trees: "auto"`` the estimate is the worst case, every round up to ``max_trees``
-(each further round a grow plan, at least one wave and a merge of the whole forest), and the
-cap is checked against it. Prediction (a ``predict`` section) and Ingest's compute are not
-estimated.
+Cost = the Lambda GB-seconds those durations bill at the configured memories and the stack's
+architecture (a cold start's INIT included), one request per invocation, Ingest's ephemeral
+storage above 512 MB, the state transitions of a training run (:data:`PARENT_STATES` plus two
+per grove child), its S3 requests (each stage's, counted below, and the Maps' ItemReader and
+ResultWriter) and its CloudWatch Logs (:data:`LOG_BYTES_PER_INVOCATION`), priced by
+:func:`groveflow.cost.estimate_cost`. A CSV or Parquet run adds ValidateRequest and Ingest
+(:data:`VALIDATE_SECONDS`; Ingest reading its input and writing the columnar copy at
+:data:`INGEST_MB_PER_SECOND`); a ``predict`` section adds PlanPredictions, a ScoreShard per
+shard (scoring as the merge scores its held-out rows, per row and tree) and
+FinishPredictions, for as many rows as the training data has (the plan does not read the rows
+to score). With ``n_trees: "auto"`` the estimate is the worst case, every round up to
+``max_trees`` (each further round a grow plan, at least one wave and a merge of the whole
+forest), and the cap is checked against it.
+
+Grove size
+----------
+When the request leaves ``grove_size`` out, :func:`choose_grove_size` picks it from the trial:
+the fewest groves (so the fewest cold starts, whose billed INIT is most of a small grove's
+cost) whose estimated wall stays within :data:`GROVE_WALL_MARGIN` of the fastest grove size's,
+each grove fitting a builder's memory. The run's summary states the INIT share it leaves
+against :data:`INIT_SHARE_TARGET`.
 
 Local wall = a fixed engine overhead + the plan + ceil(groves / workers) x (grove + dispatch) +
 the merge, with the same measured per-tree seconds (the local engine runs ``workers`` builders
@@ -56,6 +70,21 @@ Constants and sources (checked 2026-12-01)
   :data:`INGEST_STATES`, :data:`ROUND_STATES` and :data:`END_STATES`: the states
   statemachine/train.asl.json enters.
 - :data:`DEFAULT_MEMORY_MB`: template.yaml's ``PlanMemorySize`` and ``MergeMemorySize`` defaults.
+- :data:`ARCHITECTURE`, :data:`VALIDATE_MEMORY_MB`, :data:`INGEST_STORAGE_MB`: template.yaml's
+  ``Architecture`` default, ValidateRequest's ``MemorySize``, ``IngestStorageSize``'s default.
+- :data:`VALIDATE_SECONDS`, :data:`INGEST_MB_PER_SECOND`: measured on the local engine, not
+  on AWS (their docstrings say how); ``python benchmarks/estimate.py --charges`` sets each
+  category beside a local run's.
+- :data:`LOG_BYTES_PER_INVOCATION`: the handlers' own lines measured on the local engine
+  (675 bytes an invocation, 2026-12-07), Lambda's START/END/REPORT lines, and CloudWatch's 26
+  bytes an event (https://aws.amazon.com/cloudwatch/pricing/).
+- :data:`STEP_FUNCTIONS_S3_READS`, :data:`STEP_FUNCTIONS_S3_WRITES`, :data:`INGEST_PART_MB`:
+  the ASL's ItemReader and ResultWriter, and :mod:`groveflow.ingest`'s part size.
+- :data:`PREDICT_STATES`: the states statemachine/train.asl.json enters for a ``predict``
+  section.
+- :data:`GROVE_WALL_MARGIN`, :data:`INIT_SHARE_TARGET`, :data:`GROVE_SIZE_LADDER`: this
+  project's choices for :func:`choose_grove_size` (issue 28), which keeps to
+  :data:`MAX_GROVES` (:mod:`groveflow.request`'s: the Distributed Map's scale).
 - :data:`TRIAL_TARGET_SECONDS`: issue 19 asks for a trial of about 0.5-2 s.
 - :data:`CONSTANTS_CHECKED`: the date the sources above were read.
 - :data:`PLAN_S3_REQUESTS`, :data:`GROW_PLAN_S3_REQUESTS`, :data:`GROVE_S3_REQUESTS`,
@@ -73,6 +102,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -81,9 +112,10 @@ import numpy as np
 from groveflow import cost
 from groveflow.errors import BudgetExceeded, InvalidRequest
 from groveflow.merge_memory import MergeSize, merge_size
-from groveflow.request import TrainRequest, make_estimator
+from groveflow.request import MAX_GROVES, TrainRequest, make_estimator
 
 __all__ = [
+    "AWS",
     "COLD_START_SECONDS",
     "CONSTANTS_CHECKED",
     "DEFAULT_MEMORY_MB",
@@ -111,12 +143,16 @@ __all__ = [
     "AwsWall",
     "EstimateCheck",
     "LocalWall",
+    "Platform",
     "RunEstimate",
     "Trial",
     "check_budget",
     "check_growth_budget",
+    "choose_grove_size",
     "estimate_run",
     "measure_trial",
+    "priced",
+    "run_s3_requests",
     "vcpu_factor",
 ]
 
@@ -128,6 +164,23 @@ LAMBDA_MB_PER_VCPU = 1769
 LAMBDA_NEW_ENVIRONMENTS_PER_PERIOD = 1000
 LAMBDA_SCALING_PERIOD_SECONDS = 10.0
 COLD_START_SECONDS = 2.0  # an assumption for the scikit-learn layer; see the docstring
+ARCHITECTURE = cost.STACK_ARCHITECTURE
+"""template.yaml's default ``Architecture``, which prices the functions' duration."""
+VALIDATE_MEMORY_MB = 512
+"""template.yaml's ValidateRequestFunction ``MemorySize``."""
+VALIDATE_SECONDS = 0.05
+"""ValidateRequest's work after its INIT: parsing the request (it reads no data); 38 ms
+measured on the local engine (2026-12-07)."""
+INGEST_STORAGE_MB = 10240
+"""template.yaml's default ``IngestStorageSize``: its ``/tmp`` above 512 MB is charged."""
+INGEST_MB_PER_SECOND = 10.0
+"""Ingest's conversion of CSV or Parquet to columnar parts, per MB of the split's float32
+size, besides its S3 transfers: 18,000 rows of 64 integer features (4.5 MB as float32) took
+0.56 s on the local engine (2026-12-07)."""
+LOG_BYTES_PER_INVOCATION = 1150
+"""CloudWatch Logs ingested per invocation: the handler's own lines (675 bytes measured on
+the local engine: two lines a grove), Lambda's START, END and REPORT lines (about 340 bytes),
+and 26 bytes an event."""
 S3_MB_PER_SECOND = 85.0
 S3_LATENCY_SECONDS = 0.1
 S3_GETS_PER_SECOND_PER_PREFIX = 5500
@@ -150,6 +203,8 @@ INGEST_STATES = ("ValidateRequest", "Ingest")
 """Entered instead of ``NoConversion`` when the data is CSV or Parquet."""
 ROUND_STATES = ("GrowRound", "BuildGroves", "Merge", "GrowAgain")
 """Entered again by each further round of ``n_trees: "auto"``."""
+PREDICT_STATES = ("PlanPredictions", "ScoreShards", "FinishPredictions")
+"""Entered besides when the request has a ``predict`` section."""
 END_STATES = 1  # Trained
 
 # ------------------------------------------------------------ S3 requests (training.py's)
@@ -166,6 +221,23 @@ GROW_PLAN_S3_REQUESTS = 3
 MERGE_S3_REQUESTS = 6
 """The merge's besides the groves: the record, the test split (2), the listing, the forest's
 and the manifest's writes (each grove one more read, and its OOB sums another)."""
+
+STEP_FUNCTIONS_S3_READS = 1
+"""A Distributed Map's ItemReader: the plan (or the shards' plan) read once."""
+STEP_FUNCTIONS_S3_WRITES = 2
+"""A Distributed Map's ResultWriter: the manifest and the SUCCEEDED results file."""
+INGEST_PART_MB = 8
+"""The columnar copy's part size (MiB of columns): a write by Ingest and a read by the plan."""
+
+# ------------------------------------------------------------ grove size (chosen)
+GROVE_WALL_MARGIN = 0.05
+"""A chosen ``grove_size`` may lengthen the estimated wall by at most this share of the
+fastest grove size's."""
+INIT_SHARE_TARGET = 0.25
+"""The share of the run's cost its billed INIT is aimed to stay under (stated in the
+summary, with the share reached when the wall margin does not allow it)."""
+GROVE_SIZE_LADDER = (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000)
+"""The grove sizes :func:`choose_grove_size` tries (up to ``n_trees``), besides ``n_trees``."""
 
 # ------------------------------------------------------------ local engine (measured)
 LOCAL_RUN_OVERHEAD_SECONDS = 0.1
@@ -369,6 +441,10 @@ class AwsWall:
         The waves of groves, each as long as one full grove (fit and write).
     merge_seconds : float
         Reading the groves, merging, scoring the held-out rows, writing the forest.
+    ingest_seconds : float, default=0.0
+        ValidateRequest and Ingest, with their cold starts (CSV and Parquet).
+    predict_seconds : float, default=0.0
+        A ``predict`` section: its plan, a wave of shards and the finish, cold starts included.
     """
 
     plan_seconds: float
@@ -377,6 +453,8 @@ class AwsWall:
     s3_read_seconds: float
     groves_seconds: float
     merge_seconds: float
+    ingest_seconds: float = 0.0
+    predict_seconds: float = 0.0
 
     @property
     def total_seconds(self) -> float:
@@ -462,6 +540,15 @@ class RunEstimate:
     merge_fixed_mb, merge_mb_per_tree : float, default=0.0
         The merge's memory model (:class:`groveflow.merge_memory.MergeSize`), from the trial
         grove: 0 in an estimate made before it was.
+    architecture : str, default="arm64"
+        The functions' architecture (template.yaml's ``Architecture``), which prices them.
+    test_rows : int, default=0
+        Held-out rows the merge scores (the predict section's scoring is priced per row
+        from the merge's).
+    predict_rows, predict_shards : int, default=0
+        Rows a ``predict`` section scores and the shards it scores them in; 0 without one.
+    grove_choice : str or None, default=None
+        When the plan chose ``grove_size`` (the request left it out), what it chose and why.
     """
 
     seconds_per_tree: float
@@ -489,6 +576,11 @@ class RunEstimate:
     merge_fixed_mb: float = 0.0
     merge_mb_per_tree: float = 0.0
     version: int = ESTIMATE_VERSION
+    architecture: str = ARCHITECTURE
+    test_rows: int = 0
+    predict_rows: int = 0
+    predict_shards: int = 0
+    grove_choice: str | None = None
 
     @property
     def cost_usd(self) -> float:
@@ -594,7 +686,7 @@ class RunEstimate:
 
 
 def _parts(kind: Any, raw: Any) -> Any:
-    return kind(**{f.name: raw[f.name] for f in fields(kind)})
+    return kind(**{f.name: raw[f.name] for f in fields(kind) if f.name in raw})
 
 
 def estimate_run(
@@ -611,6 +703,7 @@ def estimate_run(
     ingested: bool = False,
     workers: int | None = None,
     scale_to: tuple[int, int, int] | None = None,
+    architecture: str = ARCHITECTURE,
 ) -> RunEstimate:
     """Measure a trial grove on the real split and predict the run's wall time and cost.
 
@@ -638,6 +731,8 @@ def estimate_run(
         grove fits on, the held-out rows, and the training rows each grove reads (more
         than it fits on when it samples them). A tree's time is scaled as ``n log n`` in
         rows, its size and the data read linearly, the merge's scoring by the held-out rows.
+    architecture : {"arm64", "x86_64"}, default="arm64"
+        The stack's ``Architecture``, which prices the functions' duration.
 
     Returns
     -------
@@ -700,17 +795,121 @@ def estimate_run(
         reads_per_grove=reads_per_grove,
         merge_fixed_mb=merge.fixed_mb,
         merge_mb_per_tree=merge.mb_per_tree,
+        architecture=architecture,
+        test_rows=n_test,
     )
-    aws, invocations = _on_aws(shape)
+    if request.predict is not None:
+        rows = n_train + n_test  # the plan does not read the rows to score: as many
+        shard_rows = int(request.predict.get("shard_rows", 100_000))
+        shape = replace(shape, predict_rows=rows, predict_shards=math.ceil(rows / shard_rows))
+    shape = priced(shape)
+    local = None if workers is None else shape.local_wall(workers)
+    return replace(shape, local=local)
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Where the functions run, as the estimate sees it: one S3 request's latency and one
+    object's throughput, and a cold start's INIT (all in seconds, MB/s)."""
+
+    s3_latency_seconds: float
+    s3_mb_per_second: float
+    cold_start_seconds: float
+
+
+AWS = Platform(S3_LATENCY_SECONDS, S3_MB_PER_SECOND, COLD_START_SECONDS)
+"""Lambda and S3 in one region (the constants above)."""
+
+
+def priced(shape: RunEstimate, platform: Platform | None = None) -> RunEstimate:
+    """``shape`` with its AWS wall and cost computed from its measured and counted parts
+    (``platform``: AWS's unless given another's, e.g. the local engine's for a comparison
+    with its REPORT lines)."""
+    aws, invocations = _on_aws(shape, platform)
     transitions = (
         len(PARENT_STATES)
         + END_STATES
-        + (len(INGEST_STATES) - 1 if ingested else 0)
-        + len(ROUND_STATES) * (rounds - 1)
+        + (len(INGEST_STATES) - 1 if shape.ingested else 0)
+        + len(ROUND_STATES) * (shape.rounds - 1)
+        + cost.child_transitions(shape.groves, shape.groves)
     )
-    priced = cost.estimate_cost(invocations, transitions + cost.child_transitions(groves, groves))
-    local = None if workers is None else shape.local_wall(workers)
-    return replace(shape, aws=aws, cost=priced, local=local)
+    if shape.predict_shards:
+        transitions += len(PREDICT_STATES) + cost.child_transitions(
+            shape.predict_shards, shape.predict_shards
+        )
+    reads, writes = _s3_requests(shape)
+    estimate = cost.estimate_cost(
+        invocations,
+        transitions,
+        architecture=shape.architecture,
+        s3_read_requests=reads,
+        s3_write_requests=writes,
+        log_bytes=len(invocations) * LOG_BYTES_PER_INVOCATION,
+    )
+    return replace(shape, aws=aws, cost=estimate)
+
+
+def _s3_requests(shape: RunEstimate) -> tuple[int, int]:
+    """The run's S3 requests: (GET/HEAD, PUT/LIST), every stage's and the Maps', as counted
+    in the calls a local run of each stage records (:mod:`groveflow.local.access_log`)."""
+    # plan: the record's lookup, the splits' check and the data (reads); the claim, four
+    # splits and the grove plan (writes)
+    reads, writes = 3, PLAN_S3_REQUESTS - 2
+    first_wave = shape.groves if shape.reads_per_grove else shape.concurrency
+    reads += FIRST_GROVE_S3_REQUESTS * first_wave + shape.groves  # and each grove's check
+    writes += shape.groves * (shape._grove_requests() - 1)
+    merge_reads = 3 + shape.groves * shape._merge_reads_per_grove()
+    reads += shape.rounds * merge_reads + (shape.rounds - 1) * 2
+    writes += shape.rounds * (MERGE_S3_REQUESTS - 3) + (shape.rounds - 1)
+    reads += STEP_FUNCTIONS_S3_READS * shape.rounds
+    writes += STEP_FUNCTIONS_S3_WRITES * shape.rounds
+    if shape.ingested:
+        sections = 2 if shape.predict_shards else 1  # the rows to score are converted too
+        parts = sections * max(1, math.ceil(shape.data_mb / INGEST_PART_MB))
+        reads += sections + 8  # Ingest reads each input; the plan its parts' manifest, columns
+        writes += 4 * parts + 1 + 3  # each part in a multipart upload; the plan's listings
+    if shape.predict_shards:
+        more_reads, more_writes = _predict_s3_requests(shape.predict_shards)
+        reads, writes = reads + more_reads, writes + more_writes
+    return reads, writes
+
+
+def _predict_s3_requests(shards: int) -> tuple[int, int]:
+    """A ``predict`` section's S3 requests (GET/HEAD, PUT/LIST) for ``shards`` shards."""
+    # PlanPredictions: the model's manifest and forest, the rows' manifest, the claim's
+    # lookup (8); the job and the shards (3 with a listing). Each shard: the job, the
+    # model, its rows (5); its part. FinishPredictions: the job and each part; the manifest.
+    reads = 8 + 5 * shards + 2 + shards + 1 + STEP_FUNCTIONS_S3_READS
+    writes = 3 + shards + 1 + STEP_FUNCTIONS_S3_WRITES
+    return reads, writes
+
+
+def run_s3_requests(
+    shape: RunEstimate | None, invocations: Sequence[cost.InvocationLike]
+) -> tuple[int, int]:
+    """A run's S3 requests as it ran (GET/HEAD, PUT/LIST), for its summary's cost: the
+    estimate's count (:func:`priced`) at the groves, rounds, cold builders and prediction
+    shards its invocations show (retries included), with the run's own shape (``shape``:
+    its stored estimate, for OOB, sampled rows and the data's size). Lambda does not report
+    a function's S3 requests and S3's request metrics are per bucket and per day, so they
+    are counted, not read. Without ``shape`` (a prediction of its own, or a run refused
+    before its record, or no training plan among ``invocations``) only a ``predict``
+    section's are counted."""
+    calls = Counter(getattr(i, "function", None) for i in invocations)
+    shards = calls["ScoreShardFunction"]
+    if shape is None or not calls["PlanFunction"]:  # no training run's plan in these
+        return _predict_s3_requests(shards) if shards else (0, 0)
+    builders = [i for i in invocations if getattr(i, "function", None) == "BuildGroveFunction"]
+    cold = sum(1 for i in builders if getattr(i, "init_ms", None))
+    built = replace(
+        shape,
+        groves=calls["BuildGroveFunction"],
+        concurrency=cold,
+        rounds=max(1, calls["MergeFunction"]),
+        ingested=calls["IngestFunction"] > 0,
+        predict_shards=shards,
+    )
+    return _s3_requests(built)
 
 
 def _scaled(
@@ -732,45 +931,53 @@ def _scaled(
     return scaled, fit_rows * row_mb, test_rows * row_mb
 
 
-def _on_aws(shape: RunEstimate) -> tuple[AwsWall, list[cost.Billed]]:
-    """The wall time on AWS by part, and the invocations it bills."""
+def _on_aws(
+    shape: RunEstimate, platform: Platform | None = None
+) -> tuple[AwsWall, list[cost.Billed]]:
+    """The wall time on AWS by part, and the invocations it bills (``platform``: AWS's
+    S3 and cold starts unless given another's)."""
+    platform = platform or AWS
     from groveflow.training import GROVE_READERS
 
     environments = shape.concurrency
     waves = math.ceil(shape.groves / environments) + shape.rounds - 1
-    write_grove = shape._grove_requests() * S3_LATENCY_SECONDS + shape.grove_mb / S3_MB_PER_SECOND
+    write_grove = (
+        shape._grove_requests() * platform.s3_latency_seconds
+        + shape.grove_mb / platform.s3_mb_per_second
+    )
     grove = shape._grove_fit_seconds(vcpu_factor(shape.builder_memory_mb)) + write_grove
     read = (
-        FIRST_GROVE_S3_REQUESTS * S3_LATENCY_SECONDS
-        + shape.split_mb / S3_MB_PER_SECOND
+        FIRST_GROVE_S3_REQUESTS * platform.s3_latency_seconds
+        + shape.split_mb / platform.s3_mb_per_second
         + 2 * environments / S3_GETS_PER_SECOND_PER_PREFIX  # X and y, every first-wave builder
     )
     plan = (
         shape.plan_seconds
-        + PLAN_S3_REQUESTS * S3_LATENCY_SECONDS
-        + shape.data_mb / S3_MB_PER_SECOND
+        + PLAN_S3_REQUESTS * platform.s3_latency_seconds
+        + shape.data_mb / platform.s3_mb_per_second
     )
     readers = min(GROVE_READERS, shape.groves)
     merge = (
-        MERGE_S3_REQUESTS * S3_LATENCY_SECONDS
-        + S3_LATENCY_SECONDS * math.ceil(shape.groves * shape._merge_reads_per_grove() / readers)
-        + shape.groves * shape.grove_mb / (S3_MB_PER_SECOND * readers)
+        MERGE_S3_REQUESTS * platform.s3_latency_seconds
+        + platform.s3_latency_seconds
+        * math.ceil(shape.groves * shape._merge_reads_per_grove() / readers)
+        + shape.groves * shape.grove_mb / (platform.s3_mb_per_second * readers)
         + shape.n_trees * shape.merge_seconds_per_tree * vcpu_factor(shape.merge_memory_mb)
-        + shape.groves * shape.grove_mb / S3_MB_PER_SECOND  # the forest, written once
+        + shape.groves * shape.grove_mb / platform.s3_mb_per_second  # the forest, written once
     )
-    grow_plan = GROW_PLAN_S3_REQUESTS * S3_LATENCY_SECONDS
+    grow_plan = GROW_PLAN_S3_REQUESTS * platform.s3_latency_seconds
     ramp = LAMBDA_SCALING_PERIOD_SECONDS * (
         (environments - 1) // LAMBDA_NEW_ENVIRONMENTS_PER_PERIOD
     )
     wall = AwsWall(
         plan_seconds=plan,
         ramp_seconds=ramp,
-        cold_start_seconds=3 * COLD_START_SECONDS,
+        cold_start_seconds=3 * platform.cold_start_seconds,
         s3_read_seconds=read,
         groves_seconds=waves * grove,
         merge_seconds=shape.rounds * merge + (shape.rounds - 1) * grow_plan,
     )
-    init_ms = COLD_START_SECONDS * 1000
+    init_ms = platform.cold_start_seconds * 1000
     invocations = [_billed("PlanFunction", plan, shape.plan_memory_mb, init_ms)]
     if shape.reads_per_grove:  # every grove reads its sample
         grove, read = grove + read, 0.0
@@ -787,7 +994,68 @@ def _on_aws(shape: RunEstimate) -> tuple[AwsWall, list[cost.Billed]]:
     for _ in range(shape.rounds - 1):
         invocations.append(_billed("PlanFunction", grow_plan, shape.plan_memory_mb, None))
         invocations.append(_billed("MergeFunction", merge, shape.merge_memory_mb, None))
+    if shape.ingested:
+        ingest = (
+            3 * platform.s3_latency_seconds
+            + 2 * shape.data_mb / platform.s3_mb_per_second  # read, then the columnar copy written
+            + shape.data_mb / INGEST_MB_PER_SECOND
+        )
+        invocations.append(
+            _billed("ValidateRequestFunction", VALIDATE_SECONDS, VALIDATE_MEMORY_MB, init_ms)
+        )
+        invocations.append(
+            replace(
+                _billed("IngestFunction", ingest, DEFAULT_MEMORY_MB, init_ms),
+                ephemeral_mb=INGEST_STORAGE_MB,
+            )
+        )
+        wall = replace(
+            wall, ingest_seconds=2 * platform.cold_start_seconds + VALIDATE_SECONDS + ingest
+        )
+    if shape.predict_shards:
+        wall, billed = _predict_on_aws(shape, wall, init_ms, platform)
+        invocations.extend(billed)
     return wall, invocations
+
+
+def _predict_on_aws(
+    shape: RunEstimate, wall: AwsWall, init_ms: float, platform: Platform
+) -> tuple[AwsWall, list[cost.Billed]]:
+    """A ``predict`` section's wall and invocations: its plan (reading the forest), one
+    ScoreShard per shard (scoring as the merge scores, per row and tree; a wave of at most
+    the builders' concurrency, each cold) and the finish (each part read)."""
+    forest_mb = shape.groves * shape.grove_mb
+    per_row_tree = shape.merge_seconds_per_tree / max(1, shape.test_rows)
+    shard_rows = math.ceil(shape.predict_rows / shape.predict_shards)
+    row_mb = shape.split_mb / max(1, shape.predict_rows - shape.test_rows)  # as training's
+    rows_mb = shape.predict_rows * row_mb
+    # the plan verifies the forest (each grove decoded, as the merge decodes them) and reads
+    # the rows' columns; each shard reads the forest and its rows, and scores them
+    plan = (
+        4 * platform.s3_latency_seconds
+        + (forest_mb + rows_mb) / platform.s3_mb_per_second
+        + shape.n_trees * shape.merge_seconds_per_tree
+    )
+    shard = (
+        5 * platform.s3_latency_seconds
+        + (forest_mb + shard_rows * row_mb) / platform.s3_mb_per_second
+        + shard_rows * shape.n_trees * per_row_tree * vcpu_factor(DEFAULT_MEMORY_MB)
+    )
+    finish = (shape.predict_shards + 1) * platform.s3_latency_seconds
+    waves = math.ceil(shape.predict_shards / max(1, shape.concurrency))
+    billed = [_billed("PlanPredictionsFunction", plan, DEFAULT_MEMORY_MB, init_ms)]
+    billed += [
+        _billed(
+            "ScoreShardFunction",
+            shard,
+            DEFAULT_MEMORY_MB,
+            init_ms if n < shape.concurrency else None,
+        )
+        for n in range(shape.predict_shards)
+    ]
+    billed.append(_billed("FinishPredictionsFunction", finish, VALIDATE_MEMORY_MB, init_ms))
+    seconds = 3 * platform.cold_start_seconds + plan + waves * shard + finish
+    return replace(wall, predict_seconds=seconds), billed
 
 
 def _billed(function: str, seconds: float, memory_mb: int, init_ms: float | None) -> cost.Billed:
@@ -916,3 +1184,68 @@ class EstimateCheck:
             workers=workers,
             seconds=seconds,
         )
+
+
+def choose_grove_size(
+    shape: RunEstimate, *, max_concurrency: int, fits: Callable[[int], bool]
+) -> RunEstimate:
+    """The run's estimate at the grove size the plan chooses when the request leaves
+    ``grove_size`` out: of the sizes in :data:`GROVE_SIZE_LADDER` (and ``n_trees``) whose grove
+    ``fits`` a builder and that make at most 10,000 groves, the cheapest whose estimated
+    wall is within :data:`GROVE_WALL_MARGIN` of the fastest's, its builders running at once
+    up to ``max_concurrency``. Fewer groves mean fewer cold starts, whose billed INIT is
+    most of a small grove's cost; its ``grove_choice`` says what was chosen and why, with
+    the INIT share reached against :data:`INIT_SHARE_TARGET`.
+
+    Parameters
+    ----------
+    shape : RunEstimate
+        The run's estimate at the request's default grove size (the trial's per-tree
+        figures do not depend on it).
+    max_concurrency : int
+        The most builders at once (the request's, clamped to the stack's limit).
+    fits : callable
+        Whether a grove of that many trees fits a builder's memory (the size guard).
+    """
+    n_trees = shape.n_trees
+    sizes = sorted(
+        size
+        for size in {*GROVE_SIZE_LADDER, n_trees}
+        if size <= n_trees and math.ceil(n_trees / size) <= MAX_GROVES and fits(size)
+    )
+    if not sizes:
+        return shape
+    mb_per_tree = shape.grove_mb / shape.trees_per_grove
+    candidates = []
+    for size in sizes:
+        groves = math.ceil(n_trees / size)
+        candidates.append(
+            priced(
+                replace(
+                    shape,
+                    trees_per_grove=size,
+                    groves=groves,
+                    concurrency=min(groves, max_concurrency),
+                    grove_mb=mb_per_tree * size,
+                )
+            )
+        )
+    fastest = min(c.aws_seconds for c in candidates)
+    within = [c for c in candidates if c.aws_seconds <= fastest * (1 + GROVE_WALL_MARGIN)]
+    chosen = min(within, key=lambda c: (c.cost_usd, c.aws_seconds))
+    share = chosen.cost.charges.get("init", 0.0) / chosen.cost_usd
+    why = (
+        f"grove_size {chosen.trees_per_grove} (left out, so chosen): "
+        f"{_count(chosen.groves, 'grove')}, {_count(chosen.concurrency, 'builder')} at once; "
+        f"billed INIT is {share:.0%} of the estimated "
+        f"${chosen.cost_usd:.6f} (aimed under {INIT_SHARE_TARGET:.0%}) at a wall of "
+        f"{chosen.aws_seconds:.1f} s, within {GROVE_WALL_MARGIN:.0%} of the fastest grove "
+        f"size's {fastest:.1f} s"
+    )
+    if share > INIT_SHARE_TARGET and chosen.groves > 1:
+        why += "; fewer, larger groves would lengthen the wall beyond that margin"
+    return replace(chosen, grove_choice=why)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 __all__ = ["Progress", "execution_cost", "follow", "history", "phase_seconds", "poll"]
@@ -142,31 +142,55 @@ def _function_names(node: Any, inside_map: bool = False) -> dict[str, bool]:
     return found
 
 
-def _log_group(lambda_client: Any, function: str) -> str:
-    """Where a function logs: its LoggingConfig's group, else Lambda's default group."""
+@dataclass(frozen=True)
+class _Configured:
+    """What a deployed function's configuration says of its bill: where it logs, its
+    architecture (None: not said) and its ``/tmp`` (in MB)."""
+
+    log_group: str
+    architecture: str | None
+    ephemeral_mb: int
+
+
+def _configured(lambda_client: Any, function: str) -> _Configured:
+    """A function's LoggingConfig group (else Lambda's default group), architecture and
+    ephemeral storage, from its configuration."""
     try:
         configuration = lambda_client.get_function_configuration(FunctionName=function)
-        group = configuration.get("LoggingConfig", {}).get("LogGroup")
-    except Exception:  # not found, or no permission: fall back to Lambda's default
-        group = None
-    return str(group or f"/aws/lambda/{function.split(':')[6] if ':' in function else function}")
+    except Exception:  # not found, or no permission: fall back to Lambda's defaults
+        configuration = {}
+    group = configuration.get("LoggingConfig", {}).get("LogGroup")
+    name = function.split(":")[6] if ":" in function else function
+    return _Configured(
+        log_group=str(group or f"/aws/lambda/{name}"),
+        architecture=(configuration.get("Architectures") or [None])[0],
+        ephemeral_mb=int(configuration.get("EphemeralStorage", {}).get("Size", 512)),
+    )
 
 
 def execution_cost(
-    sfn: Any, lambda_client: Any, logs: Any, description: dict[str, Any]
+    sfn: Any, lambda_client: Any, logs: Any, description: dict[str, Any], s3: Any = None
 ) -> dict[str, Any]:
     """What an ended execution cost on AWS, from Lambda's REPORT lines and the history.
 
     The functions are found in the state machine's definition and their REPORT lines read
     from their log groups for the execution's time window (other executions of the same
-    functions in that window are counted too).
+    functions in that window are counted too), with every event's bytes for the logs'
+    ingestion; their duration is priced at the architecture and ephemeral storage their
+    configuration gives (template.yaml's default architecture where it does not say). The
+    S3 requests are counted as the estimate counts them
+    (:func:`groveflow.estimates.run_s3_requests`), with the run's stored estimate read
+    through ``s3`` when given (the run record the output's ``model_uri`` names).
     """
     from groveflow.cost import (
+        STACK_ARCHITECTURE,
+        Billed,
         child_transitions,
         count_state_transitions,
         estimate_cost,
-        invocations_from_logs,
+        logs_of_functions,
     )
+    from groveflow.estimates import run_s3_requests
 
     definition = json.loads(
         sfn.describe_state_machine(stateMachineArn=description["stateMachineArn"])["definition"]
@@ -174,13 +198,17 @@ def execution_cost(
     functions = _function_names(definition)
     start_ms = int(description["startDate"].timestamp() * 1000)
     end_ms = int(description["stopDate"].timestamp() * 1000) + 1000
-    invocations, child_attempts = [], 0
+    invocations: list[Billed] = []
+    child_attempts, log_bytes = 0, 0
+    architectures: set[str] = set()
     for function, in_map in functions.items():
-        billed = invocations_from_logs(
-            logs, [_log_group(lambda_client, function)], start_ms, end_ms
-        )
-        invocations.extend(billed)
+        configured = _configured(lambda_client, function)
+        billed, logged = logs_of_functions(logs, [configured.log_group], start_ms, end_ms)
+        invocations.extend(replace(b, ephemeral_mb=configured.ephemeral_mb) for b in billed)
+        log_bytes += logged
         child_attempts += len(billed) if in_map else 0
+        if configured.architecture is not None:
+            architectures.add(configured.architecture)
     events = history(sfn, description["executionArn"])
     runs = sfn.list_map_runs(executionArn=description["executionArn"]).get("mapRuns", [])
     children = sum(
@@ -191,4 +219,34 @@ def execution_cost(
         events,
         child_transitions(children, max(child_attempts, children)),
     )
-    return estimate_cost(invocations, transitions).to_dict()
+    output = json.loads(description.get("output") or "null") or {}
+    reads, writes = run_s3_requests(run_estimate(s3, output.get("model_uri")), invocations)
+    return estimate_cost(
+        invocations,
+        transitions,
+        # one architecture per stack (template.yaml's Architecture parameter)
+        architecture=min(architectures) if len(architectures) == 1 else STACK_ARCHITECTURE,
+        s3_read_requests=reads,
+        s3_write_requests=writes,
+        log_bytes=log_bytes,
+    ).to_dict()
+
+
+def run_estimate(s3: Any, model_uri: Any) -> Any:
+    """The estimate stored in the record of the run whose model ``model_uri`` names
+    (a :class:`groveflow.estimates.RunEstimate`), or None: no client, no such model, no
+    record or estimate readable (a run refused before its record is written)."""
+    if s3 is None or not isinstance(model_uri, str) or not model_uri.startswith("s3://"):
+        return None
+    from groveflow.estimates import RunEstimate
+    from groveflow.layout import keys, run_of_model
+
+    bucket = model_uri[len("s3://") :].split("/", 1)[0]
+    try:
+        run_id = run_of_model(model_uri)
+        if run_id is None:
+            return None
+        body = s3.get_object(Bucket=bucket, Key=keys.request(run_id))["Body"].read()
+        return RunEstimate.from_dict(json.loads(body)["estimate"])
+    except Exception:  # missing, unreadable or from another version: not counted from it
+        return None

@@ -27,7 +27,13 @@ from groveflow.errors import (
     InvalidPredictRequest,
     InvalidRequest,
 )
-from groveflow.estimates import RunEstimate, check_budget, check_growth_budget, estimate_run
+from groveflow.estimates import (
+    RunEstimate,
+    check_budget,
+    check_growth_budget,
+    choose_grove_size,
+    estimate_run,
+)
 from groveflow.layout import keys
 from groveflow.oob import (
     check_oob_coverage,
@@ -153,8 +159,11 @@ def plan_run(
     read: _Read | None = None
     if resumed:
         assert stored is not None
-        feature_names, encoding = stored.feature_names, stored.encoding
-        run_estimate = stored.estimate
+        feature_names, encoding, run_estimate = (
+            stored.feature_names,
+            stored.encoding,
+            stored.estimate,
+        )
     else:
         read = read_and_check(
             request,
@@ -169,8 +178,12 @@ def plan_run(
             shard_mb=shard_mb,
             started=started,
             seconds_left=seconds_left,
+            # grove_size left out of a new run: chosen from the trial (its estimate says)
+            grove_size_left_out="grove_size" in left_out and stored is None and not request.auto,
         )
         feature_names, encoding, run_estimate = read.feature_names, read.encoding, read.estimate
+        # the grove size the estimate is at: the request's, or the one the plan chose
+        request = replace(request, grove_size=run_estimate.trees_per_grove)
         check_budget(request, run_estimate)
         if before_write is not None:
             assert read.split is not None  # whole_only: a search's split is never sharded
@@ -238,7 +251,9 @@ def plan_run(
         "run_id": run_id,
         "bucket": bucket,
         "plan_key": keys.plan(run_id),
-        **_fan_out(request, plan, limit),
+        **_fan_out(
+            request, plan, limit, None if run_estimate is None else run_estimate.grove_choice
+        ),
         "tolerated_failure_percentage": request.tolerated_failure_percentage,
         "estimate": None if run_estimate is None else run_estimate.summary(),
         "predict": predict,
@@ -277,6 +292,7 @@ def read_and_check(
     started: float,
     workers: int | None = None,
     seconds_left: Callable[[], float] | None = None,
+    grove_size_left_out: bool = False,
 ) -> _Read:
     """What the plan reads and checks, before it writes anything (``groveflow estimate``
     runs the same): the data whole, or, for ingested tables that do not fit the plan or
@@ -343,6 +359,7 @@ def read_and_check(
             plan_seconds=time.perf_counter() - started,
             ingested=ingested,
             workers=workers,
+            grove_size_left_out=grove_size_left_out,
         )
     except DatasetTooLarge as error:
         # A training split too large for a builder: CSV or Parquet data goes to row shards,
@@ -698,11 +715,15 @@ def plan_checks(
     plan_seconds: float,
     ingested: bool,
     workers: int | None = None,
+    grove_size_left_out: bool = False,
 ) -> tuple[int, RunEstimate]:
     """What the plan checks against the split, and its estimate: the size guard, a trial
     grove (which refuses parameters that do not fit the data, and times the run) and OOB
-    coverage. ``groveflow estimate`` runs the same. Returns the builder memory estimate
-    (in MB) and the run's estimate; raises as the plan refuses."""
+    coverage. ``groveflow estimate`` runs the same. ``grove_size_left_out`` (the request left
+    it out): the estimate is at the grove size the plan chooses
+    (:func:`groveflow.estimates.choose_grove_size`, each grove within the size guard), its
+    ``grove_choice`` saying which and why. Returns the builder memory estimate (in MB) and
+    the run's estimate; raises as the plan refuses."""
     if request.model.task == "regression":
         y = np.concatenate([split["y_train"], split["y_test"]])
         check_regression_target(float(np.max(np.abs(y))), len(y), request.model.task)
@@ -722,6 +743,26 @@ def plan_checks(
         ingested=ingested,
         workers=workers,
     )
+    if grove_size_left_out:
+
+        def fits(grove_size: int) -> bool:
+            try:
+                check_fits(
+                    split["X_train"],
+                    replace(request, grove_size=grove_size),
+                    builder_memory_mb,
+                    y_train=split["y_train"],
+                )
+            except DatasetTooLarge:
+                return False
+            return True
+
+        most = min(request.max_concurrency, builder_reserved_concurrency or request.max_concurrency)
+        run_estimate = choose_grove_size(run_estimate, max_concurrency=most, fits=fits)
+        chosen = replace(request, grove_size=run_estimate.trees_per_grove)
+        estimate_mb = check_fits(
+            split["X_train"], chosen, builder_memory_mb, y_train=split["y_train"]
+        )
     check_oob_coverage(len(split["y_train"]), request.model.params, request.n_trees)
     return estimate_mb, run_estimate
 
@@ -893,12 +934,18 @@ def _plan_round(event: dict[str, Any], bucket: str, limit: ConcurrencyLimit) -> 
 
 
 def _fan_out(
-    request: TrainRequest, plan: list[dict[str, Any]], limit: ConcurrencyLimit
+    request: TrainRequest,
+    plan: list[dict[str, Any]],
+    limit: ConcurrencyLimit,
+    grove_choice: str | None = None,
 ) -> dict[str, Any]:
     """The Map's size and concurrency for ``plan``: ``max_concurrency`` clamped to the
     groves to build and to the builders' limit (reserved, or what the account leaves: more
-    would be throttled), with the summary's account of it (``fan_out``)."""
+    would be throttled), with the summary's account of it (``fan_out``, and the grove size
+    the plan chose with why, when it chose)."""
     fan_out = fan_out_report(request.max_concurrency, len(plan), limit)
+    if grove_choice is not None:
+        fan_out = {**fan_out, "grove_size": request.grove_size, "grove_choice": grove_choice}
     return {
         "n_groves": len(plan),
         "n_trees": request.n_trees,
