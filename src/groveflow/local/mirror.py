@@ -256,7 +256,6 @@ def install() -> None:
         if _installed.is_set():
             return
         _installed.set()
-    from moto.s3.exceptions import PreconditionFailed
     from moto.s3.models import S3Backend
     from moto.s3.responses import S3Response
 
@@ -267,33 +266,8 @@ def install() -> None:
         key = self.parse_key_name()
         mirrors = _covering(self.bucket_name, key)
         if self.headers.get("If-None-Match") != "*":
-            answer = original_put(self)
-            job = key.endswith(JOB_SUFFIX)
-            if not mirrors and not job:
-                return answer
-            stored = self.backend.get_object(self.bucket_name, key)
-            value = bytes(stored.value)
-            for mirror in _covering(self.bucket_name, key, value) if job else mirrors:
-                mirror.write(key, value, _user_metadata(stored))
-            return answer
-        # Conditional writes one at a time, mirrored or not: moto checks and then stores,
-        # so two at once could both pass. A claim another process made is on disk only:
-        # load it first, so the write fails here as it would on one shared S3 bucket.
-        with _claim_lock:
-            for mirror in mirrors:
-                on_disk = mirror.read(key)
-                if on_disk is not None and self.backend.get_object(self.bucket_name, key) is None:
-                    _store_in_backend(self.backend, self.bucket_name, key, on_disk)
-            answer = original_put(self)
-            stored = self.backend.get_object(self.bucket_name, key)
-            value, metadata = bytes(stored.value), _user_metadata(stored)
-            for mirror in _covering(self.bucket_name, key, value):
-                if not mirror.claim(key, value, metadata):  # claimed on disk meanwhile
-                    winner = mirror.read(key)
-                    if winner is not None:
-                        _store_in_backend(self.backend, self.bucket_name, key, winner)
-                    raise PreconditionFailed("If-None-Match")
-            return answer
+            return _put_and_mirror(self, original_put, key, mirrors)
+        return _claim_and_mirror(self, original_put, key, mirrors)
 
     def delete_object(self: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
         answer = original_delete(self, bucket_name, key_name, *args, **kwargs)
@@ -303,3 +277,47 @@ def install() -> None:
 
     S3Response.put_object = put_object  # type: ignore[method-assign]
     S3Backend.delete_object = delete_object  # type: ignore[method-assign]
+
+
+def _put_and_mirror(
+    response: Any, original_put: Callable[[Any], Any], key: str, mirrors: list[Mirror]
+) -> Any:
+    """An unconditional PUT, then the stored object written to the mirrors that take it."""
+    answer = original_put(response)
+    job = key.endswith(JOB_SUFFIX)
+    if not mirrors and not job:
+        return answer
+    stored = response.backend.get_object(response.bucket_name, key)
+    value = bytes(stored.value)
+    for mirror in _covering(response.bucket_name, key, value) if job else mirrors:
+        mirror.write(key, value, _user_metadata(stored))
+    return answer
+
+
+def _claim_and_mirror(
+    response: Any, original_put: Callable[[Any], Any], key: str, mirrors: list[Mirror]
+) -> Any:
+    """A conditional PUT (``If-None-Match: *``), claimed on the mirrors too.
+
+    Conditional writes one at a time, mirrored or not: moto checks and then stores, so two
+    at once could both pass. A claim another process made is on disk only: load it first,
+    so the write fails here as it would on one shared S3 bucket.
+    """
+    from moto.s3.exceptions import PreconditionFailed
+
+    backend, bucket = response.backend, response.bucket_name
+    with _claim_lock:
+        for mirror in mirrors:
+            on_disk = mirror.read(key)
+            if on_disk is not None and backend.get_object(bucket, key) is None:
+                _store_in_backend(backend, bucket, key, on_disk)
+        answer = original_put(response)
+        stored = backend.get_object(bucket, key)
+        value, metadata = bytes(stored.value), _user_metadata(stored)
+        for mirror in _covering(bucket, key, value):
+            if not mirror.claim(key, value, metadata):  # claimed on disk meanwhile
+                winner = mirror.read(key)
+                if winner is not None:
+                    _store_in_backend(backend, bucket, key, winner)
+                raise PreconditionFailed("If-None-Match")
+        return answer
