@@ -11,6 +11,7 @@ scores a group of groves.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -24,9 +25,11 @@ from groveflow.ids import is_valid_id
 from groveflow.storage import sha256_hex
 
 __all__ = [
+    "FORMAT_VERSION",
     "JOB_VERSION",
     "MANIFEST_VERSION",
     "RECORD_VERSION",
+    "SEARCH_VERSION",
     "DataRecord",
     "ForestEntry",
     "GroveRecord",
@@ -36,16 +39,24 @@ __all__ = [
     "RunRecord",
     "ShardTask",
     "check_manifest",
+    "check_search",
     "grove_problem",
+    "leaderboard",
     "search_parts",
+    "search_rank",
 ]
 
+FORMAT_VERSION = 1
+"""The forest file's blob layout (:mod:`groveflow.artifact`), written in its header and the
+manifest as ``format_version``; other versions are refused on load."""
 MANIFEST_VERSION = 1
 """The model manifest's layout, written as ``manifest_version``."""
 RECORD_VERSION = 1
 """The run record's layout (``runs/<run>/run.json``), written as ``record_version``."""
 JOB_VERSION = 1
 """The prediction job's layout (``predictions/<id>/job.json``), written as ``job_version``."""
+SEARCH_VERSION = 1
+"""The search record's layout (``runs/<search>/search.json``), written as ``search_version``."""
 
 
 def _field(item: Any, name: str, kind: type, document: str) -> Any:
@@ -156,8 +167,6 @@ def check_manifest(manifest: Any, where: str, *, document: str = "the manifest")
     A manifest may omit both versions (a hand-written ``{"forest": {...}}`` for
     :func:`groveflow.load_forest`); a version it states must be one this groveflow reads.
     """
-    from groveflow.artifact import FORMAT_VERSION
-
     where = f"{document} {where}"
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{where} must be a JSON object")
@@ -172,6 +181,63 @@ def check_manifest(manifest: Any, where: str, *, document: str = "the manifest")
                 f"{supported}: upgrade groveflow to read it (or retrain the run with this one)"
             )
     return manifest
+
+
+def check_search(document: Any, where: str) -> dict[str, Any]:
+    """A search record (``runs/<search>/search.json``: the input, the spec, its candidates,
+    schedule, scores and survivors, then its winner) if this groveflow can read it; else
+    :class:`ArtifactError` naming it (``where``: its location)."""
+    if not isinstance(document, dict):
+        raise ArtifactError(f"the search record {where} must be a JSON object")
+    stated = document.get("search_version")
+    if stated != SEARCH_VERSION:
+        raise ArtifactError(
+            f"the search record {where} has search_version={stated!r}; this groveflow reads "
+            f"search_version {SEARCH_VERSION}: upgrade groveflow to read it"
+        )
+    return document
+
+
+def search_rank(score: float | None) -> float:
+    """Sorts a search's candidates best first; one that lost too many groves (None) last."""
+    return math.inf if score is None else -score
+
+
+def leaderboard(search_id: str, document: dict[str, Any]) -> dict[str, Any]:
+    """The search's leaderboard for the winner's manifest, from its record: each candidate's
+    params and its ``[trees, score]`` per round it ran, best first (the rounds run, then the
+    last score, then the candidate number), with the winner and the trees fitted."""
+    order = {c["run_id"]: i for i, c in enumerate(document["candidates"])}
+    scores = document["scores"]
+    candidates = sorted(
+        document["candidates"],
+        key=lambda c: (
+            -len(scores[c["run_id"]]),
+            search_rank(scores[c["run_id"]][-1][1]),
+            order[c["run_id"]],
+        ),
+    )
+    spec = document["spec"]
+    return {
+        "search_id": search_id,
+        "strategy": spec["strategy"],
+        "metric": spec["metric"],
+        "factor": spec["factor"],
+        "rounds": document["schedule"],
+        "winner": document["winner"],
+        "winner_params": next(
+            c["params"] for c in document["candidates"] if c["run_id"] == document["winner"]
+        ),
+        "trees_fitted": document["trees_fitted"],
+        "candidates": [
+            {
+                "run_id": c["run_id"],
+                "params": {k: c["params"][k] for k in spec["space"]},
+                "scores": document["scores"][c["run_id"]],
+            }
+            for c in candidates
+        ],
+    }
 
 
 def grove_problem(

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from groveflow import storage, telemetry
+from groveflow.documents import SEARCH_VERSION, check_search, search_rank
 from groveflow.errors import GroveMissing, InvalidDataset, InvalidRequest
 from groveflow.ids import ACCEPTED, is_valid_id
 from groveflow.layout import keys
@@ -44,16 +45,12 @@ from groveflow.training import read_split, stored_search
 __all__ = [
     "SearchSpec",  # declared in groveflow.request with the other input sections
     "candidate_params",
-    "leaderboard",
     "parse_search",
     "plan_search",
     "run_ids",
     "schedule",
     "score_round",
 ]
-
-SEARCH_VERSION = 1
-
 
 # ------------------------------------------------------------------------------ the input
 
@@ -544,7 +541,7 @@ def score_round(
     from groveflow import training
 
     search_id = event["run_id"]
-    document = storage.get_json(bucket, keys.search(search_id))
+    document = _search_record(bucket, search_id)
     number = int(event["round"])
     base = parse_train_request(_base_input(document))
     alive, trees = document["schedule"][number]
@@ -556,7 +553,7 @@ def score_round(
         request = replace(_candidate_request(base, run_id, params[run_id]), n_trees=trees)
         score = _score(bucket, document, request, run_id)
         scores[run_id] = [*scores.get(run_id, [])[:number], [trees, score]]
-    ranked = sorted(scored, key=lambda r: (_rank(scores[r][-1][1]), order[r]))
+    ranked = sorted(scored, key=lambda r: (search_rank(scores[r][-1][1]), order[r]))
     if scores[ranked[0]][-1][1] is None:
         raise GroveMissing(
             f"round {number}: every candidate lost more groves than "
@@ -580,11 +577,6 @@ def score_round(
     document = {**document, "winner": ranked[0], "model_run_id": winner}
     stage = {"round": number, "stage": "final", "winner": winner}
     return _write_plan(bucket, document, plan, stage, base, reserved=builder_reserved_concurrency)
-
-
-def _rank(score: float | None) -> float:
-    """Sorts best first; a candidate that lost too many groves (None) last."""
-    return math.inf if score is None else -score
 
 
 def _score(
@@ -651,38 +643,7 @@ def _built_groves(bucket: str, request: TrainRequest, run_id: str) -> list[dict[
     return built
 
 
-def leaderboard(bucket: str, search_id: str) -> dict[str, Any]:
-    """The search's leaderboard for the winner's manifest: each candidate's params and its
-    ``[trees, score]`` per round it ran, best first, with the winner and the trees fitted."""
-    document = storage.get_json(bucket, keys.search(search_id))
-    order = {c["run_id"]: i for i, c in enumerate(document["candidates"])}
-    scores = document["scores"]
-    candidates = sorted(
-        document["candidates"],
-        key=lambda c: (
-            -len(scores[c["run_id"]]),
-            _rank(scores[c["run_id"]][-1][1]),
-            order[c["run_id"]],
-        ),
-    )
-    spec = document["spec"]
-    return {
-        "search_id": search_id,
-        "strategy": spec["strategy"],
-        "metric": spec["metric"],
-        "factor": spec["factor"],
-        "rounds": document["schedule"],
-        "winner": document["winner"],
-        "winner_params": next(
-            c["params"] for c in document["candidates"] if c["run_id"] == document["winner"]
-        ),
-        "trees_fitted": document["trees_fitted"],
-        "candidates": [
-            {
-                "run_id": c["run_id"],
-                "params": {k: c["params"][k] for k in spec["space"]},
-                "scores": document["scores"][c["run_id"]],
-            }
-            for c in candidates
-        ],
-    }
+def _search_record(bucket: str, search_id: str) -> dict[str, Any]:
+    """The search's record, refused by name if another groveflow's version wrote it."""
+    key = keys.search(search_id)
+    return check_search(storage.get_json(bucket, key), f"s3://{bucket}/{key}")

@@ -6,14 +6,10 @@
 - :mod:`._loading`: loading by URI (an artifact, a manifest, or a model directory).
 """
 
-from groveflow.artifact._container import (
-    FORMAT_VERSION,
-    decode_trees,
-    encode_forest_file,
-    encode_trees,
-)
+from groveflow.artifact._container import decode_trees, encode_forest_file, encode_trees
 from groveflow.artifact._forest import Forest, n_threads_for
 from groveflow.artifact._loading import load_forest
+from groveflow.documents import FORMAT_VERSION  # the versions live with the documents
 
 __all__ = [
     "FORMAT_VERSION",

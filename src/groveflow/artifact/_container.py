@@ -83,10 +83,8 @@ from groveflow.artifact._codec import (
     _tree_columns,
 )
 from groveflow.artifact._forest import Forest
+from groveflow.documents import FORMAT_VERSION
 from groveflow.errors import ArtifactError
-
-FORMAT_VERSION: int = 1
-"""Version of the blob layout written by this module; other versions are refused on load."""
 
 _FORMAT_NAME = "groveflow.forest"
 _MAGIC = b"\x93GFOREST"

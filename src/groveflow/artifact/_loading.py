@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from groveflow import storage
 from groveflow.artifact._container import _decode, decode_trees
+from groveflow.documents import check_manifest
 from groveflow.errors import ArtifactError, DatasetNotFound, ModelNotFound
 from groveflow.layout import model_manifest
 
@@ -111,8 +112,6 @@ def _parse_manifest(raw: bytes, uri: str) -> dict:
         manifest = json.loads(raw)
     except (ValueError, RecursionError) as error:
         raise ArtifactError(f"the manifest of {uri} is not valid JSON: {error}") from None
-    from groveflow.documents import check_manifest
-
     return check_manifest(manifest, f"of {uri}")
 
 

@@ -12,11 +12,14 @@ import numpy as np
 
 from groveflow import artifact, storage, telemetry
 from groveflow.documents import (
+    FORMAT_VERSION,
     ForestEntry,
     GroveRecord,
     ModelManifest,
     RunRecord,
+    check_search,
     grove_problem,
+    leaderboard,
 )
 from groveflow.errors import (
     ArtifactError,
@@ -200,7 +203,7 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         seed=request.seed,
         metrics=holdout,
         versions=_versions(),
-        format_version=artifact.FORMAT_VERSION,
+        format_version=FORMAT_VERSION,
         encoding=record.encoding,
         oob=out_of_bag,
         auto=_next_round(previous, request, out_of_bag),
@@ -255,9 +258,9 @@ def _search_of(bucket: str, search_id: Any) -> dict[str, Any] | None:
     """A search's leaderboard, for its winner's manifest (None for a plain run)."""
     if search_id is None:
         return None
-    from groveflow.tuning import leaderboard
-
-    return leaderboard(bucket, str(search_id))
+    key = keys.search(str(search_id))
+    document = check_search(storage.get_json(bucket, key), f"s3://{bucket}/{key}")
+    return leaderboard(str(search_id), document)
 
 
 def _stored_manifest(bucket: str, run_id: str) -> ModelManifest | None:

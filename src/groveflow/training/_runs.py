@@ -7,10 +7,7 @@ from typing import Any
 import numpy as np
 
 from groveflow import artifact, storage
-from groveflow.documents import (
-    GroveTask,
-    RunRecord,
-)
+from groveflow.documents import GroveTask, RunRecord, check_search
 from groveflow.errors import (
     ArtifactError,
     GroveMismatch,
@@ -51,11 +48,12 @@ def _read_record(bucket: str, run_id: str) -> RunRecord:
 def stored_search(bucket: str, search_id: str) -> dict[str, Any] | None:
     """A search's document (``runs/<search>/search.json``: candidates, schedule, scores and,
     once it has one, its winner's run as ``model_run_id``), or None if no search has the id."""
+    key = keys.search(search_id)
     try:
-        value: dict[str, Any] = storage.get_json(bucket, keys.search(search_id))
+        value = storage.get_json(bucket, key)
     except FileNotFoundError:
         return None
-    return value
+    return check_search(value, f"s3://{bucket}/{key}")
 
 
 def grove_plan(request: TrainRequest, run_id: str) -> list[dict[str, Any]]:
