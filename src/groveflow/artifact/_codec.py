@@ -286,21 +286,6 @@ def _bounded(name: str, values: np.ndarray, bound: int) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def _decode_columns(meta: _Meta, stored: Mapping[str, np.ndarray]) -> _Columns:
-    rows = {"tree": meta.n_trees, "split": meta.n_splits, "leaf": meta.n_leaves}
-    decoded = {
-        name: _column(stored, name, 0, rows[per]).astype(np.int64)
-        for name, per in _INT_COLUMNS.items()
-    }
-    decoded["node_is_leaf"] = np.unpackbits(stored["node_is_leaf"], count=meta.n_nodes).view(bool)
-    decoded["split_missing_left"] = np.unpackbits(
-        stored["split_missing_left"], count=meta.n_splits
-    ).view(bool)
-    for name in _FLOAT_COLUMNS:
-        decoded[name] = _column(stored, name, 0, rows[name.split("_")[0]])
-    return _Columns(**decoded)
-
-
 def _build_sklearn_trees(meta: _Meta, stored: Mapping[str, np.ndarray]) -> list[Tree]:
     """Genuine scikit-learn trees from validated arrays (never call it before validation).
 

@@ -22,9 +22,7 @@ from sklearn.utils import check_array
 
 from groveflow.artifact._codec import (
     _build_sklearn_trees,
-    _Columns,
     _concat_stored,
-    _decode_columns,
     _Meta,
 )
 from groveflow.encoding import Encoding
@@ -276,9 +274,6 @@ class Forest:
         if self._trees is None:
             self._trees = _build_sklearn_trees(self._meta, self._stored)
         return self._trees
-
-    def _columns(self) -> _Columns:
-        return _decode_columns(self._meta, self._stored)
 
     # -- conversion ------------------------------------------------------------------
 
