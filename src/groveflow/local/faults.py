@@ -38,6 +38,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from groveflow import storage
+from groveflow.local.access_log import append, recording
+from groveflow.local.sandbox import load_handler
+
 if TYPE_CHECKING:
     from groveflow.local.template import FunctionSpec
     from groveflow.local.workers import Outcome, WorkerPool
@@ -235,8 +239,6 @@ _MODULES: dict[Path, ModuleType] = {}
 def _real_handler(code_dir: str, handler: str) -> Callable[..., Any]:
     """The function's own handler, imported once per worker (as the pool imports it)."""
     if (code_dir, handler) not in _HANDLERS:
-        from groveflow.local.workers import load_handler
-
         name = f"_groveflow_instrumented_{len(_MODULES)}"
         _HANDLERS[code_dir, handler] = load_handler(Path(code_dir), handler, _MODULES, name)
     return _HANDLERS[code_dir, handler]
@@ -252,8 +254,6 @@ def handler_with_fault(event: dict[str, Any], context: Any) -> Any:
     handler = _real_handler(settings["code_dir"], settings["handler"])
     fault = settings["fault"]
     meet = _Meeting(fault, settings["barrier"], settings["record_to"])
-    from groveflow.local.access_log import recording
-
     with recording(settings["record_to"]), meet.around_writes():
         meet.at("start")
         result = handler(event, context)
@@ -282,8 +282,6 @@ class _Meeting:
         if self.point is None or ":" not in self.point:
             yield
             return
-        from groveflow import storage
-
         when, _, pattern = self.point.partition(":")
         events = storage._s3().meta.events
 
@@ -309,8 +307,6 @@ class _Meeting:
             events.unregister("after-call.s3.PutObject", unique_id="groveflow-fault-after")
 
     def _happen(self, key: str | None) -> None:
-        from groveflow.local.access_log import append
-
         append(
             self.record_to,
             {

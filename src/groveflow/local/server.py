@@ -10,6 +10,7 @@ answered once the state machines exist, not with an empty list.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -25,6 +26,7 @@ from groveflow.local import moto_compat
 from groveflow.local.intrinsics import REGION
 from groveflow.local.lambda_service import dispatch_invoke
 from groveflow.local.mirror import install
+from groveflow.local.sandbox import request_parts
 
 __all__ = ["CREDENTIALS", "Server", "port_is_free"]
 
@@ -94,8 +96,6 @@ class _InProcess:
         from botocore.awsrequest import AWSResponse
         from botocore.compat import HTTPHeaders
         from moto.core.botocore_stubber import MockRawResponse
-
-        from groveflow.local.sandbox import request_parts
 
         headers, body = request_parts(request)
         code, response_headers, content = self.answer(request.method, request.url, headers, body)
@@ -226,8 +226,6 @@ class Server:
 
     @staticmethod
     def _start(port: int, admitted: threading.Event) -> _InProcess:
-        import logging
-
         from moto.core.config import default_user_config
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,

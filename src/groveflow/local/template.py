@@ -8,6 +8,7 @@ state machine's definition file and ``DefinitionSubstitutions``.
 from __future__ import annotations
 
 import platform
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,8 +182,6 @@ class ParameterError(ValueError):
 def _parameter_problem(parameter: dict[str, Any], value: str) -> str | None:
     """What is wrong with ``value`` for a template ``parameter`` (as CloudFormation checks
     it: Number, MinValue/MaxValue, AllowedValues, AllowedPattern), or None."""
-    import re
-
     allowed = parameter.get("AllowedValues")
     if allowed is not None and value not in [str(a) for a in allowed]:
         return f"is not one of {allowed}"
