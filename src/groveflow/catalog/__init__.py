@@ -35,13 +35,12 @@ from groveflow.catalog._places import (
     Place,
     Running,
     remove_versions,
-    running_mark,
-    serving_mark,
 )
 from groveflow.documents import ModelManifest, search_parts
 from groveflow.errors import GroveflowError, InvalidRequest, ModelNotFound
 from groveflow.ids import check_id, is_valid_id
 from groveflow.layout import keys
+from groveflow.marks import running_mark, serving_mark
 
 __all__ = [
     "KINDS",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -20,8 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from groveflow.errors import GroveflowError
-from groveflow.ids import check_id, is_valid_id
+from groveflow.ids import is_valid_id
 from groveflow.layout import keys
+from groveflow.marks import alive, running_marks, serving_file
 
 __all__ = [
     "DELETE_BATCH",
@@ -30,8 +30,6 @@ __all__ = [
     "Place",
     "Running",
     "remove_versions",
-    "running_mark",
-    "serving_mark",
     "versions",
 ]
 
@@ -112,63 +110,6 @@ class Place(Protocol):
         ...
 
 
-# ----------------------------------------------------------------- local running marks
-
-
-def _marks(state_dir: Path) -> Path:
-    return state_dir / "executions" / "running"
-
-
-@contextlib.contextmanager
-def running_mark(state_dir: Path, run_id: str) -> Iterator[None]:
-    """Mark ``run_id`` as running in ``state_dir`` while this process runs it locally.
-
-    The mark names this process; a mark whose process has ended (killed) is ignored, so
-    it does not block a delete, unless another process has since taken its process id: the
-    delete's refusal then names the mark to remove.
-    """
-    mark = _marks(state_dir) / f"{check_id(run_id)}.{os.getpid()}.json"
-    mark.parent.mkdir(parents=True, exist_ok=True)
-    mark.write_text(json.dumps({"run_id": run_id, "pid": os.getpid()}))
-    try:
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            mark.unlink()
-
-
-def _serving(state_dir: Path) -> Path:
-    return state_dir / "executions" / "serving.json"
-
-
-@contextlib.contextmanager
-def serving_mark(state_dir: Path, endpoint: str) -> Iterator[None]:
-    """Mark ``state_dir`` as served by this process at ``endpoint`` (``groveflow serve``).
-
-    The served bucket holds the state directory's runs in memory too, so a delete in the
-    directory alone would leave them served (and mirrored back by the next write): while the
-    mark's process lives, deletes are sent through the endpoint instead.
-    """
-    mark = _serving(state_dir)
-    mark.parent.mkdir(parents=True, exist_ok=True)
-    mark.write_text(json.dumps({"endpoint": endpoint, "pid": os.getpid()}))
-    try:
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            mark.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
-
-
 # ----------------------------------------------------------------------------- places
 
 
@@ -225,22 +166,22 @@ class DirPlace:
 
     def running(self) -> dict[str, Running]:
         found = {}
-        directory = _marks(self.state_dir)
+        directory = running_marks(self.state_dir)
         for mark in directory.glob("*.json") if directory.is_dir() else []:
             with contextlib.suppress(ValueError, OSError, KeyError, TypeError):
                 value = json.loads(mark.read_text())
-                if _alive(int(value["pid"])):
+                if alive(int(value["pid"])):
                     what = f"process {value['pid']} on this machine"
                     found[str(value["run_id"])] = Running(what, mark)
         return found
 
     def served_by(self) -> str | None:
         try:
-            value = json.loads(_serving(self.state_dir).read_text())
+            value = json.loads(serving_file(self.state_dir).read_text())
             endpoint, pid = str(value["endpoint"]), int(value["pid"])
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             return None
-        return endpoint if _alive(pid) else None
+        return endpoint if alive(pid) else None
 
     def newest_status(self, kind: str, run_id: str) -> str | None:
         return None  # the local engine keeps no record of a failed execution
