@@ -329,7 +329,9 @@ class BucketPlace:
             if seen == kind and description["status"] == "SUCCEEDED":
                 sfn = self.stack.client("stepfunctions")
                 lambdas, logs = self.stack.client("lambda"), self.stack.client("logs")
-                return execution_cost(sfn, lambdas, logs, description)
+                # s3: the run's stored estimate, which its S3 requests are counted with
+                s3 = self.stack.client("s3")
+                return execution_cost(sfn, lambdas, logs, description, s3)
         return None
 
     def owned_elsewhere(self, kind: str, run_id: str, data_uri: str | None) -> list[str]:
