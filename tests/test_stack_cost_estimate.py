@@ -325,3 +325,18 @@ def test_the_run_summary_says_which_grove_size_the_plan_chose_and_why(
     assert summary(again)["output"]["fan_out"]["grove_choice"] == fan_out["grove_choice"]
     # AND its cost counts the estimate's categories
     assert {"s3_requests", "logs", "transitions"} <= set(described["cost"]["charges"])
+
+
+def test_a_chosen_grove_size_keeps_each_grove_within_the_grove_time_guard() -> None:
+    # GIVEN the 5,000-tree run's estimate, and the time a grove of 20 trees takes on AWS
+    shape = _estimate({**DIGITS_5000, "grove_size": 10})
+    free = estimates.choose_grove_size(shape, max_concurrency=500, fits=lambda _: True)
+    at_20 = estimates.priced(replace(shape, trees_per_grove=20, grove_mb=shape.grove_mb * 2))
+    assert free.trees_per_grove > 20  # unbounded, larger groves are chosen
+    # WHEN the longest a grove may take is that
+    bounded = estimates.choose_grove_size(
+        shape, max_concurrency=500, fits=lambda _: True, max_grove_seconds=at_20.aws_grove_seconds
+    )
+    # THEN no larger grove is chosen
+    assert bounded.trees_per_grove <= 20
+    assert bounded.aws_grove_seconds <= at_20.aws_grove_seconds

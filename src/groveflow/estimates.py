@@ -1187,15 +1187,20 @@ class EstimateCheck:
 
 
 def choose_grove_size(
-    shape: RunEstimate, *, max_concurrency: int, fits: Callable[[int], bool]
+    shape: RunEstimate,
+    *,
+    max_concurrency: int,
+    fits: Callable[[int], bool],
+    max_grove_seconds: float | None = None,
 ) -> RunEstimate:
     """The run's estimate at the grove size the plan chooses when the request leaves
     ``grove_size`` out: of the sizes in :data:`GROVE_SIZE_LADDER` (and ``n_trees``) whose grove
-    ``fits`` a builder and that make at most 10,000 groves, the cheapest whose estimated
-    wall is within :data:`GROVE_WALL_MARGIN` of the fastest's, its builders running at once
-    up to ``max_concurrency``. Fewer groves mean fewer cold starts, whose billed INIT is
-    most of a small grove's cost; its ``grove_choice`` says what was chosen and why, with
-    the INIT share reached against :data:`INIT_SHARE_TARGET`.
+    ``fits`` a builder, that make at most 10,000 groves and whose grove takes at most
+    ``max_grove_seconds``, the cheapest whose estimated wall is within
+    :data:`GROVE_WALL_MARGIN` of the fastest's, its builders running at once up to
+    ``max_concurrency``. Fewer groves mean fewer cold starts, whose billed INIT is most of
+    a small grove's cost; its ``grove_choice`` says what was chosen and why, with the INIT
+    share reached against :data:`INIT_SHARE_TARGET`.
 
     Parameters
     ----------
@@ -1206,6 +1211,10 @@ def choose_grove_size(
         The most builders at once (the request's, clamped to the stack's limit).
     fits : callable
         Whether a grove of that many trees fits a builder's memory (the size guard).
+    max_grove_seconds : float or None, default=None
+        The longest a grove may take on AWS (:attr:`RunEstimate.aws_grove_seconds`; the
+        plan's grove-time guard). When no size is that quick, the smallest is kept, for the
+        guard to refuse by name.
     """
     n_trees = shape.n_trees
     sizes = sorted(
@@ -1230,6 +1239,12 @@ def choose_grove_size(
                 )
             )
         )
+    timely = [
+        c
+        for c in candidates
+        if max_grove_seconds is None or c.aws_grove_seconds <= max_grove_seconds
+    ]
+    candidates = timely or candidates[:1]
     fastest = min(c.aws_seconds for c in candidates)
     within = [c for c in candidates if c.aws_seconds <= fastest * (1 + GROVE_WALL_MARGIN)]
     chosen = min(within, key=lambda c: (c.cost_usd, c.aws_seconds))

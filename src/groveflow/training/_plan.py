@@ -63,7 +63,12 @@ from groveflow.training._shards import (
     shards_key,
     write_shards,
 )
-from groveflow.training._sizing import check_grove_fits, check_merge_fits
+from groveflow.training._sizing import (
+    BUILDER_TIMEOUT_SECONDS,
+    GROVE_TIMEOUT_SHARE,
+    check_grove_fits,
+    check_merge_fits,
+)
 
 PYTHON_BASELINE_MB = 200  # interpreter + numpy + scikit-learn, measured on python3.12
 
@@ -758,7 +763,12 @@ def plan_checks(
             return True
 
         most = min(request.max_concurrency, builder_reserved_concurrency or request.max_concurrency)
-        run_estimate = choose_grove_size(run_estimate, max_concurrency=most, fits=fits)
+        run_estimate = choose_grove_size(
+            run_estimate,
+            max_concurrency=most,
+            fits=fits,
+            max_grove_seconds=GROVE_TIMEOUT_SHARE * BUILDER_TIMEOUT_SECONDS,  # check_grove_fits
+        )
         chosen = replace(request, grove_size=run_estimate.trees_per_grove)
         estimate_mb = check_fits(
             split["X_train"], chosen, builder_memory_mb, y_train=split["y_train"]
