@@ -201,3 +201,17 @@ def test_an_auto_forest_is_estimated_at_its_worst_case_of_every_round() -> None:
     assert worst.cost.state_transitions == once.cost.state_transitions + 4 * 4
     assert worst.cost.lambda_requests == once.cost.lambda_requests + 2 * 4
     assert worst.aws.merge_seconds > 3 * once.aws.merge_seconds  # a merge per round
+
+
+def test_estimate_chooses_the_grove_size_the_plan_would_when_it_is_left_out() -> None:
+    from groveflow.api import estimate
+
+    # GIVEN an input that leaves grove_size out, and the same with grove_size 10
+    body = {"data": {"uri": "sklearn:digits"}, "n_trees": 400, "seed": 0}
+    # WHEN each is estimated
+    chosen = estimate(body, workers=2)
+    kept = estimate({**body, "grove_size": 10}, workers=2)
+    # THEN the first is at the size the plan chooses, saying so; the second as given
+    assert chosen.grove_choice is not None
+    assert chosen.grove_choice.startswith(f"grove_size {chosen.trees_per_grove} (left out")
+    assert (kept.trees_per_grove, kept.grove_choice) == (10, None)
