@@ -35,6 +35,7 @@ from groveflow.errors import (
 )
 from groveflow.follow import Progress
 from groveflow.ids import check_id, default_id
+from groveflow.layout import keys
 
 if TYPE_CHECKING:
     from groveflow.estimates import EstimateCheck, RunEstimate
@@ -331,7 +332,6 @@ def _stored_groves(engine: Engine, run_id: str) -> dict[str, tuple[Any, ...]] | 
     bucket's objects (LastModified, ETag). None where they cannot be seen: a state machine
     given by ARN alone (no bucket known), or no permission to list the bucket."""
     from groveflow.engines import EngineError, Local, Stack
-    from groveflow.layout import keys
     from groveflow.local.engine import mirrored
 
     prefix = keys.groves_prefix(run_id)
@@ -897,7 +897,7 @@ def search(
         except InvalidRequest:
             candidates = []  # the search's plan refuses it, by name
         for candidate in candidates:  # mirrored and restored as the search's own run is
-            engine.engine.mirror.take(f"runs/{candidate}/")
+            engine.engine.mirror.take(keys.run_prefix(candidate))
             engine.engine.restore(candidate)
     execution = engine.execute(
         SEARCH, body, run_id=search_id, on_progress=on_progress, on_start=on_start

@@ -63,6 +63,7 @@ from groveflow.datasets import (
     write_columns,
 )
 from groveflow.errors import InvalidDataset, InvalidRequest
+from groveflow.layout import keys
 from groveflow.request import DataSpec, parse_data
 
 __all__ = [
@@ -613,7 +614,7 @@ def _ingest_section(
     """Ingest every file a section names; the parts go under ``s3://bucket/prefix``."""
     number = 0
     for number, part in enumerate(ingest_parts(spec, text_columns=text_columns), start=1):
-        storage.put_file(bucket, f"{prefix}part-{number - 1:05d}{COLUMNS_SUFFIX}", part)
+        storage.put_file(bucket, keys.converted_part(prefix, number - 1, COLUMNS_SUFFIX), part)
     return {"uri": f"s3://{bucket}/{prefix}", "format": CONVERTED_FORMAT, "files": number}
 
 
@@ -711,7 +712,7 @@ def ingest(
     name = str(event.get("execution_name", ""))
     # Execution names are unique per state machine only: a train and a predict execution
     # of one name must not share their parts.
-    machine = f"{event['state_machine']}/" if event.get("state_machine") else ""
+    machine = str(event.get("state_machine") or "")
     converted: dict[str, Any] = {}
     if isinstance(request, dict):
         predict = request.get("predict")
@@ -726,6 +727,6 @@ def ingest(
             if spec is not None:
                 id_column = data.get("id_column") if isinstance(data, dict) else None
                 text = (id_column,) if isinstance(id_column, str) else ()
-                prefix = f"converted/{machine}{name}/{section}/"
+                prefix = keys.converted(machine, name, section)
                 converted[section] = _ingest_section(spec, bucket, prefix, text)
     return {"request": request, "converted": converted}

@@ -55,11 +55,54 @@ def run_of_model(model: str) -> str | None:
 
 
 class keys:
-    """S3 keys of one run, all under ``runs/<run_id>/``."""
+    """Every S3 key groveflow writes: a run's under ``runs/<run_id>/``, a prediction's under
+    ``predictions/<prediction_id>/``, the Maps' result files under ``map-results/`` and
+    Ingest's columnar copies under ``converted/``."""
+
+    RUNS = "runs/"
+    PREDICTIONS = "predictions/"
+    MAP_RESULTS = "map-results/"
+    """Where a Distributed Map's ResultWriter stores its result files: under this, then the
+    run's or prediction's own prefix (``map-results/runs/<id>/build-groves/...``,
+    ``map-results/predictions/<id>/score-shards/...``: the ``Prefix`` of
+    statemachine/*.asl.json), a prefix the stack's lifecycle rule expires."""
+    CONVERTED = "converted/"
+    FOREST = "forest.gfa"
+    """A run's first forest's file name (:meth:`model_file_name` names those that follow)."""
+    OOB_DECISION = "oob.npy"
+    """A run's first OOB decision's file name."""
 
     @staticmethod
     def run_prefix(run_id: str) -> str:
         return f"runs/{run_id}/"
+
+    @staticmethod
+    def map_results(prefix: str) -> str:
+        """The prefix of the Map result files of the run or prediction under ``prefix``."""
+        return f"{keys.MAP_RESULTS}{prefix}"
+
+    @staticmethod
+    def converted(state_machine: str, execution: str, section: str) -> str:
+        """The prefix of Ingest's columnar parts of one section (``data``, ``predict``) of
+        an execution's input. Execution names are unique per state machine only, so the
+        machine's name comes first (when known: ``""`` leaves it out)."""
+        machine = f"{state_machine}/" if state_machine else ""
+        return f"{keys.CONVERTED}{machine}{execution}/{section}/"
+
+    @staticmethod
+    def converted_part(prefix: str, number: int, suffix: str) -> str:
+        """Ingest's ``number``-th part under a :meth:`converted` prefix."""
+        return f"{prefix}part-{number:05d}{suffix}"
+
+    @staticmethod
+    def shards(run_id: str) -> str:
+        """The shard document of a run whose split is in row shards."""
+        return f"runs/{run_id}/data/shards.json"
+
+    @staticmethod
+    def shard(run_id: str, part: str, number: int) -> str:
+        """Row shard ``number`` of the split's ``part`` (``train``, ``test``)."""
+        return f"runs/{run_id}/data/{part}/shard-{number:05d}.npz"
 
     @staticmethod
     def request(run_id: str) -> str:
@@ -104,18 +147,36 @@ class keys:
 
     @staticmethod
     def forest(run_id: str) -> str:
-        return f"runs/{run_id}/model/forest.gfa"
+        return keys.model_file(run_id, keys.FOREST)
+
+    @staticmethod
+    def model_file(run_id: str, name: str) -> str:
+        """A file of the run's model, by the name its manifest gives it."""
+        return f"runs/{run_id}/model/{name}"
+
+    @staticmethod
+    def model_file_name(name: str, sha256: str) -> str:
+        """The name of a model file stored beside a model it will replace: ``name``
+        (``forest.gfa``, ``oob.npy``) with its bytes' sha256 prefix, ``forest-<16 hex>.gfa``."""
+        stem, _, suffix = name.rpartition(".")
+        return f"{stem}-{sha256[:16]}.{suffix}"
+
+    @staticmethod
+    def beside(key: str, name: str) -> str:
+        """The key of ``name`` in the same "directory" as ``key`` (a model file beside the
+        manifest that names it)."""
+        return f"{key.rsplit('/', 1)[0]}/{name}"
 
     @staticmethod
     def forest_of(manifest: dict[str, Any]) -> str:
         """The key of the forest a (JSON) model manifest names: ``forest.gfa`` for a run's
         first model, ``forest-<sha256 prefix>.gfa`` once it has grown."""
-        return f"runs/{manifest['run_id']}/model/{manifest['forest']['key']}"
+        return keys.model_file(manifest["run_id"], manifest["forest"]["key"])
 
     @staticmethod
     def oob_decision(run_id: str) -> str:
         """The forest's OOB decision function (or regression predictions) on the training rows."""
-        return f"runs/{run_id}/model/oob.npy"
+        return keys.model_file(run_id, keys.OOB_DECISION)
 
     @staticmethod
     def predictions_prefix(prediction_id: str) -> str:

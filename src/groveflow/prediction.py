@@ -103,9 +103,8 @@ def verify_model(
         for grove in manifest.groves:
             _verified_grove(bucket, grove)
         return
-    prefix = manifest_key.rsplit("/", 1)[0]
     forest = manifest.forest
-    key = f"{prefix}/{forest.key}"
+    key = keys.beside(manifest_key, forest.key)
     try:
         blob = storage.get_bytes(bucket, key)
     except FileNotFoundError:

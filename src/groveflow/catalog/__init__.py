@@ -267,7 +267,7 @@ def list_entries(place: Place) -> list[Entry]:
 
     A search's parts are not listed on their own (see the module's docstring).
     """
-    stored = _stored(place, place.ids("runs/"))
+    stored = _stored(place, place.ids(keys.RUNS))
     running = place.running()
     tasks: list[Callable[[], Entry | None]] = [
         functools.partial(_run_entry, place, run_id, stored, running)
@@ -276,7 +276,7 @@ def list_entries(place: Place) -> list[Entry]:
     ]
     tasks += [
         functools.partial(_prediction_entry, place, prediction_id, running)
-        for prediction_id in place.ids("predictions/")
+        for prediction_id in place.ids(keys.PREDICTIONS)
     ]
     with ThreadPoolExecutor(DESCRIBE_THREADS) as pool:
         entries = [entry for entry in pool.map(lambda task: task(), tasks) if entry is not None]
@@ -373,8 +373,8 @@ def plan_deletion(place: Place, run_id: str, kind: str | None = None) -> Deletio
             f"{place.where} is served by groveflow serve at {endpoint}, which holds its runs "
             f"too: delete through it (`groveflow delete {checked} --endpoint-url {endpoint}`)"
         )
-    run_ids = place.ids("runs/")
-    predicted = checked in place.ids("predictions/")
+    run_ids = place.ids(keys.RUNS)
+    predicted = checked in place.ids(keys.PREDICTIONS)
     deletion = Deletion(checked)
     if kind == "predict" or (kind is None and checked not in run_ids):
         if predicted:
@@ -424,17 +424,10 @@ def _plan_prediction(place: Place, deletion: Deletion) -> None:
     deletion.elsewhere += place.owned_elsewhere("predict", deletion.id, None)
 
 
-MAP_RESULTS = "map-results/"
-"""Where a Distributed Map's ResultWriter stores its result files: under this, then the run's
-or prediction's own prefix (``map-results/runs/<id>/build-groves/...``,
-``map-results/predictions/<id>/score-shards/...``: the ``Prefix`` of statemachine/*.asl.json),
-a prefix the stack's lifecycle rule expires."""
-
-
 def _with_map_results(prefix: str) -> list[str]:
     """``runs/<id>/`` (or ``predictions/<id>/``) and its Maps' result files' prefix; each ends
     in ``/``, so ``abc`` never matches ``abc-2``."""
-    return [prefix, f"{MAP_RESULTS}{prefix}"]
+    return [prefix, keys.map_results(prefix)]
 
 
 def _data_uri(place: Place, run_id: str) -> str | None:

@@ -183,8 +183,8 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     )
     if out_of_bag is not None:
         name = out_of_bag["decision"]["key"]
-        storage.put_bytes(bucket, f"{keys.model_prefix(run_id)}{name}", decision)
-    storage.put_bytes(bucket, f"{keys.model_prefix(run_id)}{forest_name}", blob)
+        storage.put_bytes(bucket, keys.model_file(run_id, name), decision)
+    storage.put_bytes(bucket, keys.model_file(run_id, forest_name), blob)
     manifest = ModelManifest(
         run_id=run_id,
         task=request.model.task,
@@ -285,8 +285,7 @@ def _model_file(
     digest = storage.sha256_hex(data)
     if previous_entry is not None and previous_entry.get("sha256") == digest:
         return str(previous_entry["key"])
-    stem, _, suffix = name.rpartition(".")
-    return f"{stem}-{digest[:16]}.{suffix}"
+    return keys.model_file_name(name, digest)
 
 
 def _delete_replaced(
@@ -375,7 +374,7 @@ def _out_of_bag(
         curve = totals.add_all(pool.map(read, groves), n_trees)
     decision = storage.npy_bytes(np.ascontiguousarray(totals.decision()))
     entry = previous.oob["decision"] if previous is not None and previous.oob else None
-    name = _model_file(previous, entry, "oob.npy", decision)
+    name = _model_file(previous, entry, keys.OOB_DECISION, decision)
     summary = {
         "metrics": totals.metrics(),
         "curve": curve,
@@ -390,7 +389,7 @@ def _encode_forest(forest: artifact.Forest, previous: ModelManifest | None) -> t
     entry = (
         None if previous is None else {"key": previous.forest.key, "sha256": previous.forest.sha256}
     )
-    return blob, _model_file(previous, entry, "forest.gfa", blob)
+    return blob, _model_file(previous, entry, keys.FOREST, blob)
 
 
 def _evaluate(

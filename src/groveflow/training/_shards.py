@@ -251,9 +251,15 @@ class _ShardWriter:
     class (``class_counts``), from the class numbers appended with the rows."""
 
     def __init__(
-        self, bucket: str, prefix: str, shard_rows: int, scratch: Path, n_classes: int = 0
+        self,
+        bucket: str,
+        shards: tuple[str, str],
+        shard_rows: int,
+        scratch: Path,
+        n_classes: int = 0,
     ) -> None:
-        self.bucket, self.prefix, self.scratch = bucket, prefix, scratch
+        self.bucket, self.scratch = bucket, scratch
+        self.run_id, self.part = shards  # the shards' keys: keys.shard(run_id, part, n)
         self.shard_rows, self.n_classes = shard_rows, n_classes
         self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         self.buffered = 0
@@ -287,7 +293,7 @@ class _ShardWriter:
                 self.pending[0] = (X[left:], y[left:], None if codes is None else codes[left:])
                 left = 0
         self.buffered -= rows
-        key = f"{self.prefix}shard-{len(self.written):05d}.npz"
+        key = keys.shard(self.run_id, self.part, len(self.written))
         path = self.scratch / "shard.npz"
         _write_npz(path, {"X": [x for x, _, _ in taken], "y": [y for _, y, _ in taken]})
         entry: dict[str, Any] = {"key": key, "rows": rows}
@@ -350,14 +356,13 @@ def write_shards(
 ) -> dict[str, Any]:
     """The second pass (see the module): every part's rows into train and test shards, the
     training labels beside them, the shard document last. Returns the document."""
-    prefix = f"{keys.run_prefix(run_id)}data/"
     n_train = int(len(test) - test.sum())
     label_dtype = scan.classes.dtype if scan.classes is not None else np.dtype(np.float64)
     with tempfile.TemporaryDirectory(prefix="groveflow-shards-") as directory:
         scratch = Path(directory)
         n_classes = 0 if scan.classes is None else len(scan.classes)
-        train = _ShardWriter(bucket, f"{prefix}train/", shard_rows, scratch, n_classes)
-        held = _ShardWriter(bucket, f"{prefix}test/", shard_rows, scratch)
+        train = _ShardWriter(bucket, (run_id, "train"), shard_rows, scratch, n_classes)
+        held = _ShardWriter(bucket, (run_id, "test"), shard_rows, scratch)
         y_train = _NpyStream(scratch / "y_train.npy", n_train, label_dtype)
         codes = (
             None
@@ -400,9 +405,8 @@ def write_shards(
     return document
 
 
-def shards_key(run_id: str) -> str:
-    """The shard document of a run whose split is in row shards."""
-    return f"{keys.run_prefix(run_id)}data/shards.json"
+shards_key = keys.shards
+"""The shard document of a run whose split is in row shards (:meth:`keys.shards`)."""
 
 
 def read_document(bucket: str, run_id: str) -> dict[str, Any]:
