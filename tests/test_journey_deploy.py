@@ -25,7 +25,7 @@ import pytest
 from conftest import ROOT
 from groveflow.local.template import read_template
 from test_deploy_build import LAMBDA_UNZIPPED_LIMIT_BYTES, MB, function_sizes, python312
-from test_package import install_wheel
+from test_package import checkout_copy, install_wheel
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("GROVEFLOW_BUILD_TESTS") != "1",
@@ -66,7 +66,7 @@ def release_wheel(work: Path) -> Path:
     if importlib.util.find_spec("build.__main__") is None:  # (not the in-tree build/ folder)
         pytest.skip("needs the test extra's build (pypa/build): pip install -e '.[test]'")
     done = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(work / "dist"), str(ROOT)],
+        [sys.executable, "-m", "build", "--outdir", str(work / "dist"), str(checkout_copy(work))],
         capture_output=True,
         text=True,
         timeout=600,

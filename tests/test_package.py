@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -14,12 +15,37 @@ import pytest
 
 from conftest import ROOT
 
+# What a build never reads: the venvs, the SAM build, node's packages, caches, build output.
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git",
+    ".venv*",
+    ".aws-sam",
+    "node_modules",
+    "build",
+    "dist",
+    "*.egg-info",
+    ".groveflow",
+    "__pycache__",
+    ".*_cache",
+    "*-report",
+)
+
+
+def checkout_copy(work: Path) -> Path:
+    """A copy of this checkout's sources in ``work``: setuptools builds in the source tree
+    (``build/``, ``*.egg-info``), so a wheel built from the checkout itself leaves those in it."""
+    copy = work / "source"
+    shutil.copytree(ROOT, copy, ignore=NOT_SOURCE)
+    return copy
+
 
 def build_wheel(work: Path) -> Path:
     """The groveflow wheel of this checkout, built in ``work`` as ``pip install .`` builds it
-    (an isolated build, which runs setup.py's copy of the application files)."""
+    (an isolated build, which runs setup.py's copy of the application files), from a copy of
+    the sources so that the checkout is left as it was."""
+    source = checkout_copy(work)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT), "-w", str(work)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(source), "-w", str(work)],
         check=True,
         timeout=600,
     )
