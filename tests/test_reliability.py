@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytest
@@ -19,7 +17,7 @@ import pytest
 from conftest import ROOT, load_event, unique_name
 from groveflow.layout import keys
 from groveflow.local import LocalEngine, moto_compat
-from groveflow.local.faults import Fault, FaultInjector, parse_faults
+from groveflow.local.faults import FAULT_KINDS, Fault, FaultInjector, parse_faults
 
 # 10 groves of 2 trees on wine: big enough to fan out, quick enough to run many times.
 SMALL = {"data": {"uri": "sklearn:wine"}, "n_trees": 20, "grove_size": 2, "seed": 11}
@@ -69,36 +67,23 @@ def _grove_retries(error: str) -> int:
     return int(retrier.get("MaxAttempts", 3))
 
 
-@dataclass(frozen=True)
-class WithinRetries(FaultInjector):
-    """The drawn faults, less crashes and timeouts beyond what the ASL retries.
+class Chosen(FaultInjector):
+    """The given faults, attempt by attempt, of the given groves of ``run_id``'s run; the
+    (grove, attempt) of each grove attempt is kept in ``asked`` (throttled ones included)."""
 
-    Draws are a pure function of (seed, payload, attempt), so the crashes and timeouts
-    of a grove's earlier attempts are known: once a grove has met as many as its
-    retrier allows, its later attempts draw only throttles (retried on their own budget).
-    """
+    def __init__(self, run_id: str, faults: dict[int, list[Fault]]) -> None:
+        super().__init__()
+        object.__setattr__(self, "run_id", run_id)
+        object.__setattr__(self, "faults", faults)
+        object.__setattr__(self, "asked", set())
 
-    budget: int = 0
-
-    def decide(self, function: str, payload: dict[str, Any], attempt: int) -> Fault | str | None:
-        fault = super().decide(function, payload, attempt)
-        if not isinstance(fault, Fault) or fault.kind == "throttle":
-            return fault
-        earlier = [
-            super(WithinRetries, self).decide(function, payload, a) for a in range(1, attempt)
-        ]
-        met = sum(1 for f in earlier if isinstance(f, Fault) and f.kind != "throttle")
-        return fault if met < self.budget else None
-
-
-@pytest.fixture
-def faulty_engine(state_dir: Any) -> Iterator[LocalEngine]:
-    drawn = parse_faults("throttle=0.2,crash=0.05,timeout=0.02,seed=7")
-    budget = _grove_retries("Runtime.ExitError")
-    assert budget == _grove_retries("Sandbox.Timedout")
-    faults = WithinRetries(**{**asdict(drawn), "budget": budget})
-    with LocalEngine(ROOT, workers=2, state_dir=state_dir, faults=faults) as engine:
-        yield engine
+    def decide(self, function: str, payload: dict[str, Any], attempt: int) -> Fault | None:
+        run_id, faults, asked = self.run_id, self.faults, self.asked  # type: ignore[attr-defined]
+        if function != "BuildGroveFunction" or payload.get("run_id") != run_id:
+            return None
+        asked.add((payload["grove"], attempt))
+        chosen = faults.get(payload["grove"], [])
+        return chosen[attempt - 1] if attempt <= len(chosen) else None
 
 
 def test_parse_faults_rejects_bad_specs() -> None:
@@ -109,25 +94,49 @@ def test_parse_faults_rejects_bad_specs() -> None:
 
 
 def test_runs_under_injected_faults_all_succeed_with_the_clean_forest(
-    faulty_engine: LocalEngine, clean_forest: bytes
+    engine: Any, clean_forest: bytes
 ) -> None:
-    # GIVEN throttles (20%), crashes (5%) and timeouts (2%) on grove attempts, as many
-    # crashes and timeouts in a row as the ASL retries
-    retried = 0
-    for number in range(20):
-        # WHEN 20 seeded runs go through the state machine
-        # Draws hash the seed and the payload (run id included): both fixed, so are the faults.
-        object.__setattr__(faulty_engine.faults, "seed", number)
-        run_id = f"faulty-run-{number}"
-        result = _run(faulty_engine, SMALL, run_id)
-        # THEN each succeeds with a forest byte-identical to the fault-free run's
-        assert result.status == "SUCCEEDED", (number, result.error, result.cause)
-        assert _forest(faulty_engine, run_id) == clean_forest
-        history = faulty_engine.history(result.execution_arn)
-        retried += sum(1 for i in result.invocations if i.error_type is not None)
-        assert history[-1]["type"] == "ExecutionSucceeded"
-    # and faults really happened and were retried
-    assert retried > 0
+    # GIVEN each kind of fault --inject-faults draws, at each point it draws, on its own grove,
+    # and on one more grove a throttle then crashes and timeouts in a row (one retrier)
+    in_a_row = [Fault("crash", "start"), Fault("timeout", "start"), Fault("crash", "end")]
+    chosen = {
+        0: [Fault("throttle")],
+        1: [Fault("crash", "start")],
+        2: [Fault("crash", "end")],
+        3: [Fault("timeout", "start")],
+        4: [Fault("timeout", "end")],
+        5: [Fault("throttle"), *in_a_row, Fault("timeout", "end")],
+    }
+    assert len(chosen[5]) - 1 <= _grove_retries("Runtime.ExitError") == 60
+    assert {(f.kind, f.point) for faults in chosen.values() for f in faults} == {
+        (kind, point) for kind in FAULT_KINDS for point in ("start", "end")
+    } - {("throttle", "end")}  # a throttle happens before any handler runs
+    run_id = unique_name("faulty-run")
+    injector = Chosen(run_id, chosen)
+    before, engine.faults = engine.faults, injector
+    waits = moto_compat.set_retry_wait_scale(0.05)  # the same attempts; their sleeps are the cost
+    try:
+        # WHEN the run goes through the state machine
+        result = _run(engine, SMALL, run_id)
+    finally:
+        engine.faults = before
+        moto_compat.set_retry_wait_scale(waits)
+    # THEN it succeeds with a forest byte-identical to the fault-free run's
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert _forest(engine, run_id) == clean_forest
+    assert engine.history(result.execution_arn)[-1]["type"] == "ExecutionSucceeded"
+    # AND every fault happened and was retried: each grove's attempts went one past its
+    # faults, its handler failing by name at each crash or timeout (a throttle runs none)
+    every = {(g, a) for g, faults in chosen.items() for a in range(1, len(faults) + 2)}
+    assert every <= injector.asked  # type: ignore[attr-defined]
+    errors = {"crash": "Runtime.ExitError", "timeout": "Sandbox.Timedout"}
+    for grove, faults in chosen.items():
+        ran = [
+            i.error_type
+            for i in result.invocations
+            if i.function == "BuildGroveFunction" and i.payload["grove"] == grove
+        ]
+        assert ran == [errors[f.kind] for f in faults if f.kind != "throttle"] + [None], grove
 
 
 def test_throttles_show_as_lambda_throttles_and_are_retried(state_dir: Any) -> None:
@@ -192,7 +201,7 @@ def _grove_attempts(invocations: list[Any], run_ids: set[str]) -> Counter[tuple[
     )
 
 
-def test_ten_runs_with_faults_in_most_invocations_all_succeed_with_the_clean_forest(
+def test_runs_at_once_with_faults_in_most_invocations_all_succeed_with_the_clean_forest(
     engine: Any,
 ) -> None:
     # GIVEN the clean run's forest of the Quick start's request
@@ -201,12 +210,13 @@ def test_ten_runs_with_faults_in_most_invocations_all_succeed_with_the_clean_for
     assert clean.status == "SUCCEEDED", (clean.error, clean.cause)
     # AND crashes (50 %), timeouts (20 %) and throttles (20 %) drawn for every grove attempt,
     # the retries' waits a twentieth of the ASL's (the same attempts; their sleeps are the cost)
-    run_ids = [f"chaos-{number}" for number in range(10)]  # fixed ids: fixed draws
+    # (three runs of three groves: the faults' logic is the same at ten, the cost is not)
+    run_ids = [f"chaos-{number}" for number in range(3)]  # fixed ids: fixed draws
     first = len(engine.invocations)
     engine.faults = parse_faults(CHAOS)
     waits = moto_compat.set_retry_wait_scale(0.05)
     try:
-        # WHEN ten runs of it start at once, each with its own run id
+        # WHEN three runs of it start at once, each with its own run id
         machine = engine.state_machine_arn("TrainStateMachine")
         arns = [
             engine.sfn.start_execution(
@@ -222,7 +232,7 @@ def test_ten_runs_with_faults_in_most_invocations_all_succeed_with_the_clean_for
         moto_compat.set_retry_wait_scale(waits)
     # THEN every run succeeds with the clean run's forest, byte for byte
     outcomes = [(d["status"], d.get("error"), d.get("cause")) for d in described]
-    assert [status for status, _, _ in outcomes] == ["SUCCEEDED"] * 10, outcomes
+    assert [status for status, _, _ in outcomes] == ["SUCCEEDED"] * len(run_ids), outcomes
     for run_id in run_ids:
         assert _forest(engine, run_id) == _forest(engine, clean_id), run_id
     # AND the faults were as drawn: most grove invocations failed, many groves more than twice
@@ -236,9 +246,9 @@ def test_ten_runs_with_faults_in_most_invocations_all_succeed_with_the_clean_for
         f"attempts per grove: most {max(attempts.values())}, "
         f"{sum(1 for n in attempts.values() if n > 2)} groves past two"
     )
-    assert len(attempts) == 30
+    assert len(attempts) == 3 * len(run_ids)
     assert failed > 0.7 * sum(attempts.values())
-    assert sum(1 for n in attempts.values() if n > 2) > 10
+    assert sum(1 for n in attempts.values() if n > 2) > len(attempts) / 3
 
 
 def test_a_grove_out_of_memory_fails_the_run_after_two_attempts_by_name(engine: Any) -> None:
