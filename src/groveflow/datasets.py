@@ -26,7 +26,7 @@ import numpy as np
 from groveflow import storage
 from groveflow.encoding import MISSING_TEXT, Encoding
 from groveflow.encoding import fit as fit_encoding
-from groveflow.errors import DatasetNotFound, InvalidDataset, InvalidRequest
+from groveflow.errors import DatasetNotFound, InvalidDataset, InvalidPredictRequest, InvalidRequest
 from groveflow.request import CONVERTED_FORMAT, DataSpec
 
 __all__ = [
@@ -701,8 +701,6 @@ def read_scoring_file(
     InvalidPredictRequest
         Naming missing, extra, reordered or non-numeric columns.
     """
-    from groveflow.errors import InvalidPredictRequest
-
     if source.startswith("sklearn:"):
         X, _, names = _bundled(source.removeprefix("sklearn:"))
         present = _kept(names, spec.exclude, source)
@@ -748,8 +746,6 @@ def _scoring_matrix(
     A ``.npy`` file, or an ``.npz`` file without names, is read by position: its columns are
     named ``x0``, ``x1``, ... for ``exclude``, as in training (:func:`_chosen_matrix_features`).
     """
-    from groveflow.errors import InvalidPredictRequest
-
     given = None
     try:
         if fmt == "npy":
@@ -787,8 +783,6 @@ def _scoring_matrix(
 
 def _kept(names: list[str], exclude: tuple[str, ...], source: str) -> list[str]:
     """A matrix's feature names less ``data.exclude``, whose every name it must have."""
-    from groveflow.errors import InvalidPredictRequest
-
     unknown = [c for c in exclude if c not in names]
     if unknown:
         raise InvalidPredictRequest(
@@ -799,8 +793,6 @@ def _kept(names: list[str], exclude: tuple[str, ...], source: str) -> list[str]:
 
 
 def _id_values(columns: Mapping[str, Any], id_column: str | None, source: str) -> np.ndarray | None:
-    from groveflow.errors import InvalidPredictRequest
-
     if id_column is None:
         return None
     if id_column not in columns:
@@ -809,8 +801,6 @@ def _id_values(columns: Mapping[str, Any], id_column: str | None, source: str) -
 
 
 def _check_scoring_columns(present: list[str], feature_names: list[str], source: str) -> None:
-    from groveflow.errors import InvalidPredictRequest
-
     if present == feature_names:
         return
     missing = [c for c in feature_names if c not in present]

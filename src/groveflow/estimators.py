@@ -36,7 +36,7 @@ from groveflow.constraints import is_integer
 from groveflow.datasets import check_weights
 from groveflow.engines import Engine, Local, default_engine
 from groveflow.errors import InvalidParameter
-from groveflow.request import ESTIMATORS
+from groveflow.request import ESTIMATORS, make_estimator
 
 __all__ = ["GroveForestClassifier", "GroveForestRegressor"]
 
@@ -210,8 +210,6 @@ class _GroveForest(BaseEstimator):
         return _TREE_PARAMS
 
     def _sklearn_defaults(self) -> dict[str, Any]:
-        from groveflow.request import make_estimator
-
         probe = make_estimator(self.kind, self._task, {}, n_trees=1, seed=0)
         return dict(probe.get_params())
 

@@ -62,9 +62,9 @@ from groveflow.datasets import (
     sources,
     write_columns,
 )
-from groveflow.errors import InvalidDataset, InvalidRequest
+from groveflow.errors import DatasetNotFound, GroveflowError, InvalidDataset, InvalidRequest
 from groveflow.layout import keys
-from groveflow.request import DataSpec, parse_data
+from groveflow.request import DataSpec, parse_data, parse_predict_request, parse_train_request
 
 __all__ = [
     "BLOCK_BYTES",
@@ -385,8 +385,6 @@ def _ingest_file(
         path = scratch / ("input" + "".join(Path(source).suffixes[-2:]))
         storage.download(source, path)
     elif not path.is_file():
-        from groveflow.errors import DatasetNotFound
-
         raise DatasetNotFound(f"no such file or object: {source}")
     if fmt == "csv":
         ranged = _ranged_csv(path, source, spec, text_columns, scratch)
@@ -662,15 +660,13 @@ def check_before_ingest(event: dict[str, Any]) -> dict[str, Any]:
     InvalidPredictRequest
         For a prediction request that PlanPredictions would refuse.
     """
-    from groveflow.errors import GroveflowError
-    from groveflow.prediction import parse_predict_request
-    from groveflow.request import parse_train_request
-
     kind = event.get("kind")
     request = event.get("request")
     if kind == "predict":
         parse_predict_request(request)
     elif kind == "search":
+        # Here, not at the top, for ValidateRequest's cold start: tuning imports training
+        # and the artifact (scikit-learn's trees), which only a search's input needs.
         from groveflow.tuning import parse_search
 
         if isinstance(request, dict) and request.get("run_id") is None:

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from groveflow.ids import is_valid_id
+
 __all__ = ["grove_seeds", "keys", "model_manifest", "run_of_model"]
 
 
@@ -28,8 +30,6 @@ def model_manifest(model: str, bucket: str) -> tuple[str, str] | None:
     The one rule, for the predict functions and the local engine: a run id (in
     ``bucket``), ``s3://b/.../manifest.json``, or ``s3://b/<prefix>`` of a model directory.
     """
-    from groveflow.ids import is_valid_id
-
     if model.startswith("s3://"):
         model_bucket, _, key = model[len("s3://") :].partition("/")
         if not model_bucket:
@@ -44,8 +44,6 @@ def model_manifest(model: str, bucket: str) -> tuple[str, str] | None:
 
 def run_of_model(model: str) -> str | None:
     """The run id a ``model`` names (a run id, or ``s3://b/runs/<id>/...``), if any."""
-    from groveflow.ids import is_valid_id
-
     location = model_manifest(model, "")
     if location is None:
         return None

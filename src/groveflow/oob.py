@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from groveflow.errors import InvalidRequest
+from groveflow.metrics import classification_metrics, regression_metrics
 
 __all__ = ["OOB_PARAM", "OOBTotals", "check_oob_request", "grove_oob", "oob_bytes", "read_oob"]
 
@@ -178,8 +179,6 @@ class OOBTotals:
 
     def metrics(self) -> dict[str, Any]:
         """The OOB metrics, over the rows some tree left out, and the score over all rows."""
-        from groveflow.metrics import classification_metrics, regression_metrics
-
         assert self.counts is not None
         covered = self.counts > 0
         decision = self.decision()

@@ -258,7 +258,7 @@ def _read_job(bucket: str, prediction_id: str) -> PredictJob:
 
 def _whole_forest(manifest_uri: str, manifest: ModelManifest) -> artifact.Forest:
     """The model as one forest, cached while the Lambda is warm (:data:`_FOREST_CACHE`)."""
-    from groveflow import artifact
+    from groveflow import artifact  # scikit-learn, where a forest is loaded: see the imports
 
     key = (manifest_uri, manifest.forest.sha256)
     if key not in _FOREST_CACHE:
@@ -275,7 +275,7 @@ def _grove_groups(
     Only one group is in memory at once: this is how a forest too big for one Lambda's
     memory is scored.
     """
-    from groveflow import artifact
+    from groveflow import artifact  # scikit-learn, where a forest is loaded: see the imports
 
     current: list[artifact.Forest] = []
     for grove in manifest.groves:

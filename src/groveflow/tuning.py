@@ -25,18 +25,20 @@ from typing import Any
 
 import numpy as np
 
-from groveflow import storage, telemetry
-from groveflow.documents import SEARCH_VERSION, check_search, search_rank
-from groveflow.errors import GroveMissing, InvalidDataset, InvalidRequest
+from groveflow import artifact, storage, telemetry, training
+from groveflow.documents import SEARCH_VERSION, RunRecord, check_search, search_rank
+from groveflow.errors import BudgetExceeded, GroveMissing, InvalidDataset, InvalidRequest
+from groveflow.estimates import RunEstimate
 from groveflow.ids import ACCEPTED, is_valid_id
 from groveflow.layout import keys
-from groveflow.oob import check_oob_coverage
+from groveflow.oob import OOBTotals, check_oob_coverage, read_oob
 from groveflow.request import (
     MAX_CANDIDATES,
     MAX_GROVES,
     SearchSpec,
     TrainRequest,
     _validate_params,
+    make_estimator,
     parse_search_section,
     parse_train_request,
 )
@@ -193,8 +195,6 @@ def _check_budget(base: TrainRequest, spec: SearchSpec, n: int, record: dict[str
     one run of ``n_trees`` (a trial grove on the real split, :mod:`groveflow.estimates`),
     scaled by the search's grove builds over that run's (the builders dominate a run's cost,
     and every grove but a last partial one has ``grove_size`` trees)."""
-    from groveflow.errors import BudgetExceeded
-
     if base.max_cost_usd is None:
         return
     if record.get("estimate") is None:
@@ -216,8 +216,6 @@ def _check_budget(base: TrainRequest, spec: SearchSpec, n: int, record: dict[str
 
 def search_cost_usd(estimate: dict[str, Any], groves: int) -> float:
     """A run's estimate (``RunRecord.estimate``) scaled to ``groves`` grove builds."""
-    from groveflow.estimates import RunEstimate
-
     run = RunEstimate.from_dict(estimate)
     return run.cost_usd * groves / max(1, run.groves)
 
@@ -285,8 +283,6 @@ def plan_search(
         The first round's plan (``run_id`` the search id, ``plan_key``, ``n_groves``,
         ``max_concurrency``...), with ``round`` and ``stage``.
     """
-    from groveflow import training
-
     raw = event.get("request")
     if isinstance(raw, dict) and raw.get("run_id") is None:  # as a run: the execution's name
         raw = {**raw, "run_id": training.run_id_from(event.get("execution_name"))}
@@ -393,8 +389,6 @@ def _trial_fits(
     cheap), so what scikit-learn checks only against the data (``max_features`` above the
     feature count, ``monotonic_cst`` with several classes...) is refused here, by candidate,
     not in every grove builder."""
-    from groveflow.request import make_estimator
-
     kind, task = base.model.kind, base.model.task
     classes = np.unique(y) if task == "classification" else None
     for number, candidate in enumerate(params):
@@ -473,8 +467,6 @@ def _plan_round(
     builder_reserved_concurrency: int | None,
 ) -> dict[str, Any]:
     """Write round ``number``'s grove plan (the survivors' groves past last round's)."""
-    from groveflow import training
-
     base = parse_train_request(_base_input(document))
     alive, trees = document["schedule"][number]
     previous = document["schedule"][number - 1][1] if number else 0
@@ -538,8 +530,6 @@ def score_round(
     remaining groves are planned (``stage="final"``, ``winner`` its run id): with the OOB
     metric it grows to ``n_trees``; with validation it is refit on the whole training split.
     """
-    from groveflow import training
-
     search_id = event["run_id"]
     document = _search_record(bucket, search_id)
     number = int(event["round"])
@@ -588,9 +578,6 @@ def _score(
     allows (counted per candidate: it ranks last)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from groveflow import artifact, training
-    from groveflow.documents import RunRecord
-
     record = RunRecord.from_dict(storage.get_json(bucket, keys.request(run_id)))
     classes = record.classes_array()
     source = document["source"]
@@ -599,8 +586,6 @@ def _score(
         return None
     with ThreadPoolExecutor(training.GROVE_READERS) as pool:
         if document["spec"]["metric"] == "oob":
-            from groveflow.oob import OOBTotals, read_oob
-
             y = read_split(bucket, source, "y_train")
             width = 1 if classes is None else len(classes)
 
@@ -627,8 +612,6 @@ def _score(
 def _built_groves(bucket: str, request: TrainRequest, run_id: str) -> list[dict[str, Any]] | None:
     """The candidate's planned groves that were built; None if more are missing than its
     ``tolerated_failure_percentage`` allows (counted per candidate, as for a run)."""
-    from groveflow import training
-
     planned = training.grove_plan(request, run_id)
     stored = set(storage.list_keys(bucket, keys.groves_prefix(run_id)))
     built = [item for item in planned if keys.grove(run_id, item["grove"]) in stored]

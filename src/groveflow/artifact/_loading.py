@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from groveflow import storage
 from groveflow.artifact._container import _decode, decode_trees
 from groveflow.documents import check_manifest
+from groveflow.encoding import Encoding
 from groveflow.errors import ArtifactError, DatasetNotFound, ModelNotFound
 from groveflow.layout import model_manifest
 
@@ -66,8 +67,6 @@ def load_forest(uri: str, manifest: dict | None = None) -> Forest:
     # The manifest's sha256 covers every byte, so the embedded checksum need not be recomputed.
     forest = _decode(blob, verify_checksum=False)
     if manifest.get("encoding") is not None:
-        from groveflow.encoding import Encoding
-
         where = f"the encoding in the manifest of {uri}"
         forest.encoding = Encoding.from_dict(manifest["encoding"], where)
         if len(forest.encoding.feature_names) != forest.n_features_in_:

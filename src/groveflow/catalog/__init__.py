@@ -36,10 +36,12 @@ from groveflow.catalog._places import (
     Running,
     remove_versions,
 )
+from groveflow.cost import CostEstimate
 from groveflow.documents import ModelManifest, search_parts
+from groveflow.engines import Local, default_engine
 from groveflow.errors import GroveflowError, InvalidRequest, ModelNotFound
 from groveflow.ids import check_id, is_valid_id
-from groveflow.layout import keys
+from groveflow.layout import keys, run_of_model
 from groveflow.marks import running_mark, serving_mark
 
 __all__ = [
@@ -307,8 +309,6 @@ def _run_entry(place: Place, run_id: str, stored: _Stored, running: dict[str, Ru
 def _prediction_entry(
     place: Place, prediction_id: str, running: dict[str, Running]
 ) -> Entry | None:
-    from groveflow.layout import run_of_model
-
     job = _json(place, keys.predictions_job(prediction_id))
     if job is None:
         return None
@@ -467,8 +467,6 @@ def remove(place: Place, deletion: Deletion) -> None:
 def place_of(engine: Any = None) -> Place:
     """Where ``engine`` stores runs: a :class:`groveflow.Local` engine's state directory,
     a :class:`groveflow.Stack`'s bucket; the process's default engine's if None."""
-    from groveflow.engines import Local, default_engine
-
     engine = engine if engine is not None else default_engine()
     if isinstance(engine, Local):
         return DirPlace(engine.state_dir)
@@ -515,8 +513,6 @@ def delete(run_id: str, engine: Any = None, *, kind: str | None = None) -> Delet
     RunIsRunning
         If an execution of it is running.
     """
-    from groveflow.engines import Local, default_engine
-
     engine = engine if engine is not None else default_engine()
     place = place_of(engine)
     deletion = plan_deletion(place, run_id, kind)
@@ -602,7 +598,8 @@ def write_run_report(place: Place, run_id: str, out: Path | None = None) -> Path
     """
     from types import SimpleNamespace
 
-    from groveflow.cost import CostEstimate
+    # The report imports the Python API and the artifact (scikit-learn): loaded for a report
+    # only, so listing or deleting runs starts fast.
     from groveflow.report import write_report
 
     with fetch_run(place, run_id) as (run_dir, _):
@@ -631,7 +628,7 @@ def export_run(place: Place, run_id: str, fmt: str, out: Path | None = None) -> 
     OutputNotWritable
         If the file cannot be written there.
     """
-    from groveflow.artifact import load_forest
+    from groveflow.artifact import load_forest  # scikit-learn: loaded for an export only
 
     target = out or Path(f"{run_id}.{fmt}")
     with fetch_run(place, run_id) as (run_dir, _):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from groveflow.errors import GroveflowError
+from groveflow.follow import execution_cost
 from groveflow.ids import is_valid_id
 from groveflow.layout import keys
 from groveflow.marks import alive, running_marks, serving_file
@@ -122,6 +123,8 @@ class DirPlace:
     """
 
     def __init__(self, state_dir: Path) -> None:
+        # The local engine imports moto's server: here, not at the top, so listing a
+        # stack's runs (groveflow runs --stack) never loads it.
         from groveflow.local.engine import LOCAL_BUCKET
 
         self.state_dir = Path(state_dir).expanduser().resolve()
@@ -187,7 +190,7 @@ class DirPlace:
         return None  # the local engine keeps no record of a failed execution
 
     def _record(self, kind: str, run_id: str) -> Path:
-        from groveflow.local.engine import execution_record
+        from groveflow.local.engine import execution_record  # moto: see __init__
 
         if kind == "predict":
             return execution_record(self.state_dir, prediction_id=run_id)
@@ -323,8 +326,6 @@ class BucketPlace:
         return None
 
     def cost(self, kind: str, run_id: str) -> dict[str, Any] | None:
-        from groveflow.follow import execution_cost
-
         for seen, description in self._all_executions().get(run_id, []):
             if seen == kind and description["status"] == "SUCCEEDED":
                 sfn = self.stack.client("stepfunctions")
