@@ -151,21 +151,7 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     request = parse_train_request(record.request)
     if event.get("n_trees") is not None:  # the round of an n_trees="auto" run
         request = replace(request, n_trees=int(event["n_trees"]))
-    plan = grove_plan(request, run_id)
-    # An n_trees="auto" run resumed (or re-run) from its first round finds later rounds'
-    # groves stored: they are its own, reused as the rounds replay.
-    known = (
-        grove_plan(replace(request, n_trees=request.auto.max_trees), run_id)
-        if request.auto
-        else plan
-    )
-    groves = _collect_groves(bucket, run_id, plan, record, known)
-    allowed = request.tolerated_failure_percentage
-    if groves.missing and (100 * len(groves.missing) / len(plan) > allowed or not groves.forests):
-        raise GroveMissing(
-            f"{len(groves.missing)} of {len(plan)} groves were not built (groves "
-            f"{groves.missing[:10]}); tolerated_failure_percentage={allowed:g}"
-        )
+    groves = _planned_groves(bucket, run_id, request, record)
     forest = artifact.Forest.concat(groves.forests)
     previous = _stored_manifest(bucket, run_id)
     # The forest is encoded while it is evaluated; the model's files are stored only once the
@@ -181,9 +167,8 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
         if wants_oob(request.model.params)
         else (None, b"")
     )
-    if out_of_bag is not None:
-        name = out_of_bag["decision"]["key"]
-        storage.put_bytes(bucket, keys.model_file(run_id, name), decision)
+    if out_of_bag is not None:  # the model's files first, the manifest last
+        storage.put_bytes(bucket, keys.model_file(run_id, out_of_bag["decision"]["key"]), decision)
     storage.put_bytes(bucket, keys.model_file(run_id, forest_name), blob)
     manifest = ModelManifest(
         run_id=run_id,
@@ -212,6 +197,36 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     storage.put_json(bucket, keys.manifest(run_id), manifest.to_dict())
     _delete_replaced(bucket, run_id, previous, manifest)
     merge_seconds = time.perf_counter() - started
+    _log_merge(trees_built, holdout, merge_seconds)
+    return {
+        **_merge_output(bucket, manifest, record, groves, merge_seconds),
+        # the plan's account of the Map's concurrency (clamped or not, and why), for the summary
+        **({"fan_out": event["plan"]["fan_out"]} if "fan_out" in event.get("plan", {}) else {}),
+    }
+
+
+def _planned_groves(bucket: str, run_id: str, request: TrainRequest, record: RunRecord) -> _Groves:
+    """The plan's groves, checked, or :class:`GroveMissing` if more are missing than
+    ``tolerated_failure_percentage`` allows (or all are)."""
+    plan = grove_plan(request, run_id)
+    # An n_trees="auto" run resumed (or re-run) from its first round finds later rounds'
+    # groves stored: they are its own, reused as the rounds replay.
+    known = (
+        grove_plan(replace(request, n_trees=request.auto.max_trees), run_id)
+        if request.auto
+        else plan
+    )
+    groves = _collect_groves(bucket, run_id, plan, record, known)
+    allowed = request.tolerated_failure_percentage
+    if groves.missing and (100 * len(groves.missing) / len(plan) > allowed or not groves.forests):
+        raise GroveMissing(
+            f"{len(groves.missing)} of {len(plan)} groves were not built (groves "
+            f"{groves.missing[:10]}); tolerated_failure_percentage={allowed:g}"
+        )
+    return groves
+
+
+def _log_merge(trees_built: int, holdout: dict[str, Any], merge_seconds: float) -> None:
     telemetry.logger.info("model stored", extra={"trees_built": trees_built, "metrics": holdout})
     telemetry.metrics.add_metric(
         name="ForestTrees", unit=telemetry.MetricUnit.Count, value=trees_built
@@ -219,21 +234,25 @@ def merge_run(event: dict[str, Any], *, bucket: str) -> dict[str, Any]:
     telemetry.metrics.add_metric(
         name="MergeSeconds", unit=telemetry.MetricUnit.Seconds, value=merge_seconds
     )
+
+
+def _merge_output(
+    bucket: str, manifest: ModelManifest, record: RunRecord, groves: _Groves, seconds: float
+) -> dict[str, Any]:
+    """The Merge step's output: the model, its figures and what the next round needs."""
     return {
-        "run_id": run_id,
-        "model_uri": f"s3://{bucket}/{keys.manifest(run_id)}",
-        "trees_requested": request.n_trees,
-        "trees_built": trees_built,
+        "run_id": manifest.run_id,
+        "model_uri": f"s3://{bucket}/{keys.manifest(manifest.run_id)}",
+        "trees_requested": manifest.trees_requested,
+        "trees_built": manifest.trees_built,
         "groves_built": len(groves.records),
         "groves_missing": len(groves.missing),
-        "metrics": holdout,
-        "oob": None if out_of_bag is None else out_of_bag["metrics"],
+        "metrics": manifest.metrics,
+        "oob": None if manifest.oob is None else manifest.oob["metrics"],
         "next_n_trees": manifest.auto["next_n_trees"] if manifest.auto else None,
-        "merge_seconds": round(merge_seconds, 3),
+        "merge_seconds": round(seconds, 3),
         **({"search": manifest.search} if manifest.search else {}),
         **({"data": _data_seen(record, groves.records)} if record.data.shards else {}),
-        # the plan's account of the Map's concurrency (clamped or not, and why), for the summary
-        **({"fan_out": event["plan"]["fan_out"]} if "fan_out" in event.get("plan", {}) else {}),
     }
 
 
