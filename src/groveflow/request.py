@@ -711,7 +711,15 @@ def data_spec(data: dict[str, Any]) -> DataSpec:
 
 STRATEGIES = ("grid", "random", "halving")
 METRICS = ("oob", "validation")
-DISTRIBUTIONS = ("uniform", "loguniform", "randint")
+DISTRIBUTIONS: dict[str, tuple[Rule, ...]] = {
+    "uniform": (),
+    "loguniform": (Rule(lambda b: b[0] > 0, "{name} needs low > 0, got {value!r}"),),
+    "randint": (
+        Rule(lambda b: all(map(is_integer, b)), "{name} needs whole numbers, got {value!r}"),
+    ),
+}
+"""The distributions a ``search.space`` dimension may be drawn from, and what each adds to
+the bounds' rules (:data:`BOUNDS`, :data:`SMALL_BOUNDS`)."""
 MAX_CANDIDATES = 200
 """The most candidates a search takes: the leaderboard travels in the Merge step's output,
 which Step Functions caps at 256 KB (about 200 bytes a candidate)."""
@@ -808,15 +816,17 @@ def _check_dimension(where: str, values: Any) -> None:
             + ", ".join(f'{{"{d}": [a, b]}}' for d in DISTRIBUTIONS)
         )
     ((kind, bounds),) = values.items()
-    numbers = isinstance(bounds, list) and len(bounds) == 2
-    numbers = numbers and all(is_number(b) for b in bounds)
-    if not numbers or not bounds[0] < bounds[1]:
-        raise InvalidRequest(f"{where}.{kind} must be [low, high] with low < high, got {bounds!r}")
-    if not all(abs(b) <= 2**62 for b in bounds) or not math.isfinite(bounds[1] - bounds[0]):
-        raise InvalidRequest(
-            f"{where}.{kind}: bounds {bounds!r} are too large; give values within +-2**62"
-        )
-    if kind == "loguniform" and bounds[0] <= 0:
-        raise InvalidRequest(f"{where}.loguniform needs low > 0, got {bounds!r}")
-    if kind == "randint" and not all(is_integer(b) for b in bounds):
-        raise InvalidRequest(f"{where}.randint needs whole numbers, got {bounds!r}")
+    for constraint in (BOUNDS, SMALL_BOUNDS, *DISTRIBUTIONS[kind]):
+        check_value(f"{where}.{kind}", bounds, constraint)
+
+
+def _low_below_high(bounds: Any) -> bool:
+    numbers = isinstance(bounds, list) and len(bounds) == 2 and all(is_number(b) for b in bounds)
+    return numbers and bool(bounds[0] < bounds[1])
+
+
+BOUNDS = Rule(_low_below_high, "{name} must be [low, high] with low < high, got {value!r}")
+SMALL_BOUNDS = Rule(
+    lambda b: all(abs(v) <= 2**62 for v in b) and math.isfinite(b[1] - b[0]),
+    "{name}: bounds {value!r} are too large; give values within +-2**62",
+)
