@@ -157,6 +157,19 @@ def _table_from_columns(
 def _feature_columns(columns: Mapping[str, Any], spec: DataSpec, source: str) -> list[str]:
     """The feature columns ``spec`` chooses from a table's, checked against them."""
     source = _where(columns, source)
+    _check_named_columns(columns, spec, source)
+    names = (
+        list(spec.features)
+        if spec.features is not None
+        else [c for c in columns if c not in (spec.target, spec.weight) and c not in spec.exclude]
+    )
+    if not names:
+        raise InvalidDataset(f"{source} has no feature columns besides the target {spec.target!r}")
+    return names
+
+
+def _check_named_columns(columns: Mapping[str, Any], spec: DataSpec, source: str) -> None:
+    """Refuse a target, feature, excluded or weight column the table does not have."""
     if spec.target is None:
         raise InvalidDataset(f"data.target is required for {source}: name the column to learn")
     if spec.target not in columns:
@@ -171,14 +184,6 @@ def _feature_columns(columns: Mapping[str, Any], spec: DataSpec, source: str) ->
             f"weight column {spec.weight!r} (data.weight) is not in {source}; "
             f"columns are: {list(columns)}"
         )
-    names = (
-        list(spec.features)
-        if spec.features is not None
-        else [c for c in columns if c not in (spec.target, spec.weight) and c not in spec.exclude]
-    )
-    if not names:
-        raise InvalidDataset(f"{source} has no feature columns besides the target {spec.target!r}")
-    return names
 
 
 def _encoded_dataset(
