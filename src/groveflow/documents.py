@@ -42,6 +42,7 @@ __all__ = [
     "check_search",
     "grove_problem",
     "leaderboard",
+    "new_search_record",
     "search_parts",
     "search_rank",
 ]
@@ -196,6 +197,29 @@ def check_search(document: Any, where: str) -> dict[str, Any]:
             f"search_version {SEARCH_VERSION}: upgrade groveflow to read it"
         )
     return document
+
+
+def new_search_record(
+    raw: dict[str, Any],
+    spec: dict[str, Any],
+    candidates: dict[str, dict[str, Any]],
+    rounds: list[tuple[int, int]],
+    source: str,
+) -> dict[str, Any]:
+    """A search's record as its plan first writes it: its input and ``search`` section
+    (``spec``), each candidate's run id and ``model.params``, the rounds' ``(candidates,
+    trees)``, the run whose split scores them (``source``), no scores yet, all surviving."""
+    return {
+        "search_version": SEARCH_VERSION,
+        "input": raw,
+        "spec": spec,
+        "candidates": [{"run_id": r, "params": p} for r, p in candidates.items()],
+        "schedule": [list(r) for r in rounds],
+        "source": source,
+        "scores": {},
+        "survivors": list(candidates),
+        "trees_fitted": 0,
+    }
 
 
 def search_rank(score: float | None) -> float:

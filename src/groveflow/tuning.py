@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from groveflow import artifact, storage, telemetry, training
-from groveflow.documents import SEARCH_VERSION, RunRecord, check_search, search_rank
+from groveflow.documents import RunRecord, check_search, new_search_record, search_rank
 from groveflow.errors import BudgetExceeded, GroveMissing, InvalidDataset, InvalidRequest
 from groveflow.estimates import RunEstimate
 from groveflow.ids import ACCEPTED, is_valid_id
@@ -289,14 +289,7 @@ def plan_search(
     base, spec, params = parse_search(raw)
     search_id = base.run_id
     assert search_id is not None and isinstance(raw, dict)  # parse_search accepted it
-    stored = stored_search(bucket, search_id)
-    if stored is not None and stored["input"] != raw:
-        differences = training.request_differences(stored["input"], raw)
-        named = "; ".join(training.describe_difference(k, v) for k, v in differences.items())
-        raise InvalidRequest(
-            f"search {search_id!r} was already run with a different input: {named}. Repeat "
-            "it to resume, or choose a new run_id"
-        )
+    _refuse_another_input(stored_search(bucket, search_id), raw, search_id)
     base_dict = {k: v for k, v in base.to_dict().items() if k != "predict"}
     checked: list[bool] = []
 
@@ -331,18 +324,24 @@ def plan_search(
     for run_id, candidate in zip(ids, params, strict=True):
         _write_candidate(bucket, record, run_id, candidate, base=base, source=source)
     rounds = schedule(spec, len(ids), base.n_trees)
-    document = {
-        "search_version": SEARCH_VERSION,
-        "input": raw,
-        "spec": asdict(spec),
-        "candidates": [{"run_id": r, "params": p} for r, p in zip(ids, params, strict=True)],
-        "schedule": [list(r) for r in rounds],
-        "source": source,
-        "scores": {},
-        "survivors": ids,
-        "trees_fitted": 0,
-    }
+    document = new_search_record(
+        raw, asdict(spec), dict(zip(ids, params, strict=True)), rounds, source
+    )
     return _plan_round(bucket, search_id, document, 0, builder_reserved_concurrency)
+
+
+def _refuse_another_input(
+    stored: dict[str, Any] | None, raw: dict[str, Any], search_id: str
+) -> None:
+    """Refuse a search id already run with another input (the same input resumes it)."""
+    if stored is None or stored["input"] == raw:
+        return
+    differences = training.request_differences(stored["input"], raw)
+    named = "; ".join(training.describe_difference(k, v) for k, v in differences.items())
+    raise InvalidRequest(
+        f"search {search_id!r} was already run with a different input: {named}. Repeat "
+        "it to resume, or choose a new run_id"
+    )
 
 
 def _check_search(
