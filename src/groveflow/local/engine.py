@@ -204,12 +204,29 @@ class LocalEngine:
         )
         if self.build_dir is not None and faults is not None:
             raise BuildError(_NO_FAULTS_AS_BUILT)
-        python = None if self.build_dir is None else _runtime_python(self.stack)
         self._lock = threading.Lock()
         self._reported: set[str] = set()  # ended executions already returned by ended_runs
         self.mirror = Mirror(
             self.state_dir, LOCAL_BUCKET, everything=serve, skip=_is_training_split
         )
+        self.log_path = self.state_dir / "logs" / f"{self.stack_name}.log"
+        # Workers start in the background (the fork server imports scikit-learn) meanwhile.
+        self.pool = self._worker_pool(workers or default_size())
+        self.lambdas = LambdaService(self.stack, self.pool, faults=faults, on_invoke=on_invoke)
+        Server.start()
+        # A Distributed Map Run's children beyond what the workers can serve only wait:
+        # one thread for a child on each worker and one ready for each (the process's
+        # setting: the last engine made sets it).
+        moto_compat.set_map_child_threads(2 * (workers or default_size()))
+        self._connect()
+        if serve:
+            self.mirror.restore("")  # runs trained earlier: resumable, scorable, guarded
+        self._machines: dict[str, str] = {}  # created on first use: each parse costs 0.1 s
+        self.lambdas.open()
+
+    def _worker_pool(self, size: int) -> WorkerPool:
+        """The workers, with the environment a function sees on Lambda pointed here."""
+        python = None if self.build_dir is None else _runtime_python(self.stack)
         environment = {
             **CREDENTIALS,
             "AWS_DEFAULT_REGION": REGION,
@@ -218,22 +235,17 @@ class LocalEngine:
             "AWS_ENDPOINT_URL_S3": self.endpoint,
             "GROVEFLOW_LOCAL_ENGINE": "1",
         }
-        self.log_path = self.state_dir / "logs" / f"{self.stack_name}.log"
-        # Workers start in the background (the fork server imports scikit-learn) meanwhile.
-        self.pool = WorkerPool(
-            workers or default_size(),
+        return WorkerPool(
+            size,
             environment,
             preload=HANDLER_PRELOAD if python is None else (),
             log_path=self.log_path,
             python=python,
             endpoint=Server.answer,  # development workers' S3 requests, through their pipes
         )
-        self.lambdas = LambdaService(self.stack, self.pool, faults=faults, on_invoke=on_invoke)
-        Server.start()
-        # A Distributed Map Run's children beyond what the workers can serve only wait:
-        # one thread for a child on each worker and one ready for each (the process's
-        # setting: the last engine made sets it).
-        moto_compat.set_map_child_threads(2 * (workers or default_size()))
+
+    def _connect(self) -> None:
+        """The engine's own clients of the endpoint, its bucket, and its mirror opened."""
         session = boto3.session.Session(
             aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
@@ -244,11 +256,7 @@ class LocalEngine:
         self.sfn = session.client("stepfunctions", endpoint_url=self.endpoint, config=config)
         self.s3.create_bucket(Bucket=self.bucket)
         self.mirror.open()
-        if serve:
-            self.mirror.restore("")  # runs trained earlier: resumable, scorable, guarded
-        self._machines: dict[str, str] = {}  # created on first use: each parse costs 0.1 s
         self.logs = session.client("logs", endpoint_url=self.endpoint, config=config)
-        self.lambdas.open()
 
     @property
     def faults(self) -> FaultInjector | None:
@@ -390,6 +398,32 @@ class LocalEngine:
         InvalidRequest
             If the run id is not accepted (see :mod:`groveflow.ids`); nothing is written.
         """
+        self._take(state_machine, execution_input, run_id, name)
+        first = len(self.invocations)
+        started = time.monotonic()
+        arn = self.sfn.start_execution(
+            stateMachineArn=self.state_machine_arn(state_machine),
+            name=name,
+            input=json.dumps(execution_input),
+        )["executionArn"]
+        description = self._follow(arn, on_progress, on_start)
+        output = description.get("output")
+        return ExecutionResult(
+            execution_arn=arn,
+            status=description["status"],
+            output=json.loads(output) if output else None,
+            error=description.get("error"),
+            cause=description.get("cause"),
+            seconds=time.monotonic() - started,
+            invocations=self.invocations[first:],
+        )
+
+    def _take(
+        self, state_machine: str, execution_input: dict[str, Any], run_id: str | None, name: str
+    ) -> str:
+        """The id of the run (or prediction) an execution named ``name`` is about to run:
+        ``run_id``, else the input's, else ``name``. The mirror takes its prefix, and what
+        an earlier process mirrored of it is restored."""
         predicting = state_machine == "PredictStateMachine"
         id_key = "prediction_id" if predicting else "run_id"
         given = execution_input.get(id_key) if isinstance(execution_input, dict) else None
@@ -400,13 +434,15 @@ class LocalEngine:
         else:
             self.mirror.take(keys.run_prefix(run_id))
             self.restore(run_id)
-        first = len(self.invocations)
-        started = time.monotonic()
-        arn = self.sfn.start_execution(
-            stateMachineArn=self.state_machine_arn(state_machine),
-            name=name,
-            input=json.dumps(execution_input),
-        )["executionArn"]
+        return run_id
+
+    def _follow(
+        self,
+        arn: str,
+        on_progress: Callable[[Progress], None] | None,
+        on_start: Callable[[str], None] | None,
+    ) -> dict[str, Any]:
+        """Wait for a started execution to end, showing its progress; its description."""
         # Registered before the first look: an end before it is seen by that look.
         ended = threading.Event()
 
@@ -427,7 +463,7 @@ class LocalEngine:
                     status = self.sfn.describe_execution(executionArn=arn)["status"]
                     if status != "RUNNING":
                         break
-            description = follow(
+            return follow(
                 self.sfn,
                 arn,
                 on_progress,
@@ -436,16 +472,6 @@ class LocalEngine:
             )
         finally:
             cancel()
-        output = description.get("output")
-        return ExecutionResult(
-            execution_arn=arn,
-            status=description["status"],
-            output=json.loads(output) if output else None,
-            error=description.get("error"),
-            cause=description.get("cause"),
-            seconds=time.monotonic() - started,
-            invocations=self.invocations[first:],
-        )
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         """Every event of an execution's history, oldest first."""

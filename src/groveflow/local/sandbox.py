@@ -273,46 +273,60 @@ def serve(
     if endpoint_through_pipe and base_environment.get("AWS_ENDPOINT_URL_S3"):
         send_endpoint_requests_through(conn, base_environment["AWS_ENDPOINT_URL_S3"])
     modules: dict[Path, ModuleType] = {}
-    bound_path: list[str] | None = None
+    bound_path: list[str] = []  # as built: the function's code and layers, once bound
     while True:
         try:
             invocation, payload = conn.recv()
         except (EOFError, OSError, KeyboardInterrupt):
             return
         started = time.monotonic()
-        os.environ.clear()
-        os.environ.update(baseline)
-        os.environ.update(invocation["environment"])
-        os.environ["AWS_LAMBDA_FUNCTION_NAME"] = invocation["function"]
-        os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(invocation["memory_mb"])
-        if invocation["sys_path"] and bound_path is None:  # a sandbox is one function's
-            bound_path = list(invocation["sys_path"])
-            sys.path[:0] = bound_path
-            os.environ["LAMBDA_TASK_ROOT"] = bound_path[0]
+        _enter(invocation, baseline, bound_path)
         before = set(sys.modules) if report_imports else set()
-        init_ms: float | None = None
-        try:
-            loaded = len(modules)
-            handler = _init(invocation, modules)
-            if len(modules) > loaded:
-                init_ms = (time.monotonic() - started) * 1000
-                started = time.monotonic()
-            deadline = started + invocation["timeout_seconds"]
-            result = handler(json.loads(payload), Context(invocation, deadline))
-            message: tuple[bytes, str | None] = (json.dumps(result).encode(), None)
-        except _InitError as error:
-            message = (error_document(error.error_type, str(error)), error.error_type)
-        except Exception as error:
-            # As Lambda's Python runtime does: the frames of the error's own traceback from
-            # the handler's on (not this loop's).
-            trace = traceback.format_list(traceback.extract_tb(error.__traceback__)[1:])
-            message = (
-                error_document(type(error).__name__, str(error), trace),
-                type(error).__name__,
-            )
+        outcome = _run(invocation, payload, modules, started)
         if report_imports:
             _log_imports(invocation["function"], before)
-        conn.send((*message, (time.monotonic() - started) * 1000, init_ms))
+        conn.send(outcome)
+
+
+def _enter(invocation: dict[str, Any], baseline: dict[str, str], bound_path: list[str]) -> None:
+    """Give the invocation the worker's environment and the function's; an as-built
+    sandbox's first invocation also puts the function's ``sys_path`` first on ``sys.path``
+    (into ``bound_path``): a sandbox is one function's."""
+    os.environ.clear()
+    os.environ.update(baseline)
+    os.environ.update(invocation["environment"])
+    os.environ["AWS_LAMBDA_FUNCTION_NAME"] = invocation["function"]
+    os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(invocation["memory_mb"])
+    if invocation["sys_path"] and not bound_path:
+        bound_path.extend(invocation["sys_path"])
+        sys.path[:0] = bound_path
+        os.environ["LAMBDA_TASK_ROOT"] = bound_path[0]
+
+
+def _run(
+    invocation: dict[str, Any], payload: bytes, modules: dict[Path, ModuleType], started: float
+) -> tuple[bytes, str | None, float, float | None]:
+    """Run one invocation that arrived at ``started`` (``time.monotonic()``): its
+    ``(body, error_type, duration_ms, init_ms)``, the handler's import (a cold start)
+    timed as its init, not its duration."""
+    init_ms: float | None = None
+    try:
+        loaded = len(modules)
+        handler = _init(invocation, modules)
+        if len(modules) > loaded:
+            init_ms = (time.monotonic() - started) * 1000
+            started = time.monotonic()
+        deadline = started + invocation["timeout_seconds"]
+        result = handler(json.loads(payload), Context(invocation, deadline))
+        message: tuple[bytes, str | None] = (json.dumps(result).encode(), None)
+    except _InitError as error:
+        message = (error_document(error.error_type, str(error)), error.error_type)
+    except Exception as error:
+        # As Lambda's Python runtime does: the frames of the error's own traceback from
+        # the handler's on (not this function's).
+        trace = traceback.format_list(traceback.extract_tb(error.__traceback__)[1:])
+        message = (error_document(type(error).__name__, str(error), trace), type(error).__name__)
+    return (*message, (time.monotonic() - started) * 1000, init_ms)
 
 
 def main(argv: list[str]) -> None:

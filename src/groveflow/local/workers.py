@@ -343,9 +343,12 @@ class _Worker:
         self.function: str | None = None  # the function it last ran
         self.fresh_kb: int | None = None  # its resident memory before its first invocation
 
-    def stop(self) -> None:
+    def kill(self) -> None:
         if self.process.is_alive():
             self.process.kill()
+
+    def stop(self) -> None:
+        self.kill()
         self.process.join(timeout=5)
         # An invocation still waiting on this pipe (Ctrl-C while the pool closes) may have
         # seen it break and let go of it already: a pipe that is gone is closed enough.
@@ -443,7 +446,11 @@ class WorkerPool:
         self._preload = list(preload)
         self.log_path = log_path
         self._idle: queue.Queue[_Worker] = queue.Queue()
-        self._all: set[_Worker] = set()
+        self._all: set[_Worker] = set()  # the workers in service (the standby is not)
+        self._standby: _Worker | None = None  # a fresh worker started ahead (see _fresh)
+        self._standby_start: threading.Thread | None = None
+        self._reaping: list[threading.Thread] = []  # workers killed, being waited for
+        self._closed = False
         self.memory = MemoryMonitor()
         self._lock = threading.Lock()
         # Workers start in the background (the first waits for the fork server's imports);
@@ -521,10 +528,70 @@ class WorkerPool:
 
     def _renewed(self, worker: _Worker) -> _Worker:
         """A fresh worker in place of ``worker``, which is stopped."""
-        self._stop(worker)
-        return self._new_worker()
+        self._retire(worker)
+        return self._fresh()
+
+    def _fresh(self) -> _Worker:
+        """A fresh worker put in service: the standby if one was started, else one started
+        now; either way the next standby starts in the background.
+
+        A fresh worker is a cold start all the same (its handler is imported at its first
+        invocation), but the invocation waits for neither its process nor its start (50 to
+        150 ms here: the fork, the preparation multiprocessing sends it, its botocore
+        session), which a warm engine would otherwise pay at every Plan or Merge that
+        follows another function's leftovers (see :meth:`_sandbox_for`), i.e. in every
+        fit of a cross-validation.
+        """
+        starting = self._standby_start
+        if starting is not None:
+            starting.join()
+        with self._lock:
+            worker, self._standby = self._standby, None
+        if worker is not None and not worker.process.is_alive():
+            self._retire(worker)
+            worker = None
+        if worker is None:
+            worker = self._new_worker()
+        else:
+            with self._lock:
+                self._all.add(worker)
+        with self._lock:
+            running = self._standby_start is not None and self._standby_start.is_alive()
+            if self._closed or running or self._standby is not None:
+                return worker
+            self._standby_start = threading.Thread(
+                target=self._start_standby, name="groveflow-worker-standby", daemon=True
+            )
+            self._standby_start.start()
+        return worker
+
+    def _start_standby(self) -> None:
+        try:
+            worker = _Worker(self._start_process)
+        except Exception:  # the next renewal starts its worker itself, and says why it cannot
+            return
+        with self._lock:
+            if not self._closed and self._standby is None:
+                self._standby = worker
+                return
+        worker.stop()
+
+    def _retire(self, worker: _Worker) -> None:
+        """Take a worker out of service: killed now, waited for in the background."""
+        with self._lock:
+            self._all.discard(worker)
+        worker.kill()
+        reaping = threading.Thread(target=worker.stop, name="groveflow-worker-stop", daemon=True)
+        reaping.start()
+        with self._lock:
+            self._reaping = [thread for thread in self._reaping if thread.is_alive()]
+            self._reaping.append(reaping)
 
     def _replace(self, worker: _Worker) -> None:
+        """A fresh worker in place of one that failed (crashed, timed out, over its memory),
+        which is stopped first: its exit status is known, and it is gone, when the
+        invocation's outcome is."""
+        worker.stop()
         self._idle.put(self._renewed(worker))
 
     def invoke(self, spec: FunctionSpec, payload: bytes) -> Outcome:
@@ -619,17 +686,12 @@ class WorkerPool:
             stopping += self._parked[:excess]
             del self._parked[:excess]
         for old in stopping:
-            self._stop(old)
+            self._retire(old)
         if warm is not None and warm.process.is_alive():
             return warm
         if warm is not None:
-            self._stop(warm)
-        return self._new_worker()
-
-    def _stop(self, worker: _Worker) -> None:
-        worker.stop()
-        with self._lock:
-            self._all.discard(worker)
+            self._retire(warm)
+        return self._fresh()
 
     @staticmethod
     def _holds_leftovers(worker: _Worker) -> bool:
@@ -651,10 +713,21 @@ class WorkerPool:
         self._starting.join()
         self.memory.close()
         with self._lock:
+            self._closed = True
+            starting = self._standby_start
+        if starting is not None:
+            starting.join()
+        with self._lock:
             workers = list(self._all)
             self._all.clear()
+            if self._standby is not None:
+                workers.append(self._standby)
+                self._standby = None
+            reaping = list(self._reaping)
         for worker in workers:
             worker.stop()
+        for thread in reaping:
+            thread.join()
 
 
 def _context(preload: tuple[str, ...]) -> Any:
