@@ -4,29 +4,90 @@ bucket) and against a local state directory."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
+import test_cli
 from conftest import ROOT
 from groveflow.layout import keys
 from groveflow.local.engine import LOCAL_BUCKET, execution_record, mirrored
+from groveflow.local.faults import FaultInjector
 from test_cli import GROVEFLOW, Served, _files, _groveflow, _served_sfn, _serving
 
 IRIS = {"data": {"uri": "sklearn:iris"}, "n_trees": 4, "grove_size": 2}
-SLOW = {"data": {"uri": "sklearn:digits"}, "n_trees": 2400, "grove_size": 3}
-"""A run that takes long enough (800 groves: about 8 s on an idle 2-core machine, 17 s at a
-load of 4) to be caught running by a delete started in another process; 200 groves took
-2-5 s, which the delete's own start could outlast on an idle machine."""
+HOLDING = """
+import os
+import sys
+import time
+from pathlib import Path
+
+import groveflow.local
+from groveflow.local.faults import FaultInjector
+
+HELD = Path(os.environ["GROVEFLOW_TEST_HELD"])
+
+
+class Held(FaultInjector):
+    def decide(self, function, payload, attempt):
+        first = (payload.get("run_id"), payload.get("grove"), attempt) == ("busy", 0, 1)
+        if function == "BuildGroveFunction" and first:
+            (HELD / "held").touch()
+            while not (HELD / "released").exists():
+                time.sleep(0.05)
+        return None
+
+
+class HeldEngine(groveflow.local.LocalEngine):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{**kwargs, "faults": Held()})
+
+
+groveflow.local.LocalEngine = HeldEngine
+from groveflow.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+"""``python -c HOLDING ARGS`` is ``groveflow ARGS`` whose engine holds run busy at the first
+attempt of its first grove until the file ``released`` is in the directory named by
+``GROVEFLOW_TEST_HELD``, having put a file ``held`` there: a run kept running by an event,
+however fast or loaded the machine."""
+
+
+def _holding(held: Path) -> dict[str, str]:
+    """The environment of a ``HOLDING`` process whose hold is ``held`` (a directory)."""
+    return {**os.environ, "GROVEFLOW_TEST_HELD": str(held)}
+
+
+@dataclass(frozen=True)
+class Held(FaultInjector):
+    """Holds run busy at the first attempt of its first grove until ``released`` is set,
+    having set ``reached`` (for an engine in this process)."""
+
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def decide(self, function: str, payload: dict[str, Any], attempt: int) -> None:
+        first = (payload.get("run_id"), payload.get("grove"), attempt) == ("busy", 0, 1)
+        if function == "BuildGroveFunction" and first:
+            self.reached.set()
+            self.released.wait()
+
+
 WINE_SEARCH = {
     "data": {"uri": "sklearn:wine"},
     "n_trees": 10,
@@ -99,9 +160,21 @@ def _versions(s3: Any, prefix: str) -> dict[tuple[str, str], str]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """``groveflow serve`` with its bucket versioned, as a deployed stack's is."""
-    with _serving(tmp_path_factory.mktemp("stack")) as served:
+def stack_held(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stack's hold of run busy (see ``HOLDING``)."""
+    return tmp_path_factory.mktemp("held")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, stack_held: Path) -> Iterator[Served]:
+    """``groveflow serve`` with its bucket versioned, as a deployed stack's is, holding run
+    busy at its first grove until released (``HOLDING``)."""
+    with contextlib.ExitStack() as serving:
+        with (
+            mock.patch.object(test_cli, "GROVEFLOW", [sys.executable, "-c", HOLDING]),
+            mock.patch.dict(os.environ, _holding(stack_held)),
+        ):
+            served = serving.enter_context(_serving(tmp_path_factory.mktemp("stack")))
         _s3(served.endpoint).put_bucket_versioning(
             Bucket=LOCAL_BUCKET, VersioningConfiguration={"Status": "Enabled"}
         )
@@ -222,8 +295,8 @@ def test_a_stacks_runs_are_listed_reported_exported_and_deleted(
     stack.assert_up()
 
 
-def test_a_running_run_on_a_stack_is_not_deleted(stack: Served) -> None:
-    # GIVEN a run started on the stack and still running
+def test_a_running_run_on_a_stack_is_not_deleted(stack: Served, stack_held: Path) -> None:
+    # GIVEN a run started on the stack, held running at its first grove
     s3, sfn = _s3(stack.endpoint), _served_sfn(stack.endpoint)
     machine = next(
         m["stateMachineArn"]
@@ -231,19 +304,22 @@ def test_a_running_run_on_a_stack_is_not_deleted(stack: Served) -> None:
         if m["name"].endswith("-TrainStateMachine")
     )
     arn = sfn.start_execution(
-        stateMachineArn=machine, input=json.dumps({**SLOW, "run_id": "busy"})
+        stateMachineArn=machine, input=json.dumps({**IRIS, "run_id": "busy"})
     )["executionArn"]
-    _wait(
-        lambda: "Contents" in s3.list_objects_v2(Bucket=LOCAL_BUCKET, Prefix="runs/busy/"), "busy"
-    )
-    # WHEN it is deleted
-    done = _groveflow("delete", "busy", "--yes", "--endpoint-url", stack.endpoint)
-    # THEN the delete is refused by name, naming the execution, and nothing goes
-    assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING", "ran too fast"
-    assert done.returncode == 2
-    assert done.stderr.startswith(f"groveflow: RunIsRunning: busy has a running execution ({arn})")
-    assert s3.head_object(Bucket=LOCAL_BUCKET, Key=keys.request("busy"))
-    assert _listed("--endpoint-url", stack.endpoint)["busy"]["status"] == "RUNNING"
+    try:
+        _wait((stack_held / "held").exists, "the run held")
+        # WHEN it is deleted
+        done = _groveflow("delete", "busy", "--yes", "--endpoint-url", stack.endpoint)
+        # THEN the delete is refused by name, naming the execution, and nothing goes
+        assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
+        assert done.returncode == 2
+        assert done.stderr.startswith(
+            f"groveflow: RunIsRunning: busy has a running execution ({arn})"
+        )
+        assert s3.head_object(Bucket=LOCAL_BUCKET, Key=keys.request("busy"))
+        assert _listed("--endpoint-url", stack.endpoint)["busy"]["status"] == "RUNNING"
+    finally:
+        (stack_held / "released").touch()
     # ... and once the execution has ended it can be deleted
     _wait(lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING", "the run", 600)
     _ok(_groveflow("delete", "busy", "--yes", "--endpoint-url", stack.endpoint))
@@ -333,22 +409,24 @@ def test_a_state_directorys_runs_are_listed_reported_exported_and_deleted(
 
 
 def test_a_running_local_run_is_not_deleted(tmp_path: Path) -> None:
-    # GIVEN a local run in another process, still running
+    # GIVEN a local run in another process, held running at its first grove
     state = tmp_path / "state"
-    request = _write(tmp_path, "slow", SLOW)
+    train = ["train", str(_write(tmp_path, "iris", IRIS)), "--run-id", "busy"]
     running = subprocess.Popen(
-        [*GROVEFLOW, "train", str(request), "--run-id", "busy", "--state-dir", str(state)],
+        [sys.executable, "-c", HOLDING, *train, "--state-dir", str(state)],
         cwd=ROOT,
+        env=_holding(tmp_path),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
+        _wait((tmp_path / "held").exists, "the run held")
         record = mirrored(state, keys.request("busy"))
-        _wait(record.is_file, "the run record")
+        assert record.is_file()
         # WHEN it is deleted
         done = _groveflow("delete", "busy", "--yes", "--state-dir", str(state))
         # THEN the delete is refused by name and the run's files stay
-        assert running.poll() is None, "ran too fast"
+        assert running.poll() is None
         assert done.returncode == 2
         assert done.stderr.startswith(
             f"groveflow: RunIsRunning: busy has a running execution (process {running.pid} "
@@ -356,6 +434,7 @@ def test_a_running_local_run_is_not_deleted(tmp_path: Path) -> None:
         assert record.is_file()
         assert _listed("--state-dir", str(state))["busy"]["status"] == "RUNNING"
     finally:
+        (tmp_path / "released").touch()
         assert running.wait(timeout=600) == 0
     # ... and once it has ended it can be deleted
     _ok(_groveflow("delete", "busy", "--yes", "--state-dir", str(state)))
@@ -363,25 +442,28 @@ def test_a_running_local_run_is_not_deleted(tmp_path: Path) -> None:
 
 
 def test_a_run_of_the_python_api_is_not_deleted_while_it_runs(tmp_path: Path) -> None:
-    import threading
-
     import groveflow
     from groveflow.catalog import RunIsRunning
 
-    # GIVEN a run of the Python API on a local engine, still running in another thread
-    with groveflow.Local(state_dir=tmp_path, workers=2) as engine:
+    # GIVEN a run of the Python API on a local engine, held running in another thread
+    held = Held()
+    with groveflow.Local(state_dir=tmp_path, workers=2, faults=held) as engine:
         results: list[Any] = []
         thread = threading.Thread(
-            target=lambda: results.append(groveflow.train(SLOW, engine=engine, run_id="busy"))
+            target=lambda: results.append(groveflow.train(IRIS, engine=engine, run_id="busy"))
         )
         thread.start()
-        _wait(mirrored(tmp_path, keys.request("busy")).is_file, "the run record")
-        # WHEN another engine on the state directory deletes it
-        # THEN it is refused by name, naming this process, and the run goes on to its end
-        with pytest.raises(RunIsRunning, match=f"process {os.getpid()} on this machine"):
-            groveflow.delete("busy", engine=groveflow.Local(state_dir=tmp_path))
-        assert thread.is_alive(), "ran too fast"
-        thread.join(timeout=600)
+        try:
+            held.reached.wait()
+            assert mirrored(tmp_path, keys.request("busy")).is_file()
+            # WHEN another engine on the state directory deletes it
+            # THEN it is refused by name, naming this process, and the run goes on to its end
+            with pytest.raises(RunIsRunning, match=f"process {os.getpid()} on this machine"):
+                groveflow.delete("busy", engine=groveflow.Local(state_dir=tmp_path))
+            assert thread.is_alive()
+        finally:
+            held.released.set()
+            thread.join(timeout=600)
         assert results[0].status == "SUCCEEDED"
         # ... and once it has ended it can be deleted
         assert groveflow.delete("busy", engine=engine).what[0][:2] == ("run", "busy")
