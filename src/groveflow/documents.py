@@ -13,27 +13,32 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
 from groveflow.constraints import is_integer
+from groveflow.cost import STACK_ARCHITECTURE, CostEstimate
 from groveflow.encoding import Encoding, stored_encoding
 from groveflow.errors import ArtifactError
-from groveflow.estimates import RunEstimate
 from groveflow.ids import is_valid_id
+from groveflow.merge_memory import MergeSize
 from groveflow.storage import sha256_hex
 
 __all__ = [
+    "ESTIMATE_VERSION",
     "FORMAT_VERSION",
     "JOB_VERSION",
     "MANIFEST_VERSION",
     "RECORD_VERSION",
     "SEARCH_VERSION",
+    "AwsWall",
     "DataRecord",
+    "EstimateRecord",
     "ForestEntry",
     "GroveRecord",
     "GroveTask",
+    "LocalWall",
     "ModelManifest",
     "PredictJob",
     "RunRecord",
@@ -57,6 +62,8 @@ RECORD_VERSION = 1
 JOB_VERSION = 1
 """The prediction job's layout (``predictions/<id>/job.json``), written as ``job_version``."""
 SEARCH_VERSION = 1
+ESTIMATE_VERSION = 1
+"""The estimate's layout in the run record (:class:`EstimateRecord`), written as ``version``."""
 """The search record's layout (``runs/<search>/search.json``), written as ``search_version``."""
 
 
@@ -352,6 +359,197 @@ class DataRecord:
 
 
 @dataclass(frozen=True)
+class AwsWall:
+    """The predicted wall time of a run on AWS, in seconds, by part.
+
+    Attributes
+    ----------
+    plan_seconds : float
+        Reading and splitting the data and the trial (as measured), and writing the split.
+    ramp_seconds : float
+        Waiting for Lambda to add environments past its first 1,000.
+    cold_start_seconds : float
+        The plan's, the first wave of builders' and the merge's cold starts.
+    s3_read_seconds : float
+        Each first-wave builder reading the training split.
+    groves_seconds : float
+        The waves of groves, each as long as one full grove (fit and write).
+    merge_seconds : float
+        Reading the groves, merging, scoring the held-out rows, writing the forest.
+    ingest_seconds : float, default=0.0
+        ValidateRequest and Ingest, with their cold starts (CSV and Parquet).
+    predict_seconds : float, default=0.0
+        A ``predict`` section: its plan, a wave of shards and the finish, cold starts included.
+    """
+
+    plan_seconds: float
+    ramp_seconds: float
+    cold_start_seconds: float
+    s3_read_seconds: float
+    groves_seconds: float
+    merge_seconds: float
+    ingest_seconds: float = 0.0
+    predict_seconds: float = 0.0
+
+    @property
+    def total_seconds(self) -> float:
+        """The sum of the parts."""
+        return math.fsum(getattr(self, f.name) for f in fields(self))
+
+
+@dataclass(frozen=True)
+class LocalWall:
+    """The predicted wall time of a run on the local engine with ``workers`` workers.
+
+    Attributes
+    ----------
+    workers : int
+    overhead_seconds : float
+        The engine's own per run (:data:`LOCAL_RUN_OVERHEAD_SECONDS`, and
+        :data:`LOCAL_ENGINE_START_SECONDS` on an engine just started).
+    plan_seconds, groves_seconds, merge_seconds : float
+        The stages, as in :class:`AwsWall`, on this machine's cores.
+    """
+
+    workers: int
+    overhead_seconds: float
+    plan_seconds: float
+    groves_seconds: float
+    merge_seconds: float
+
+    @property
+    def total_seconds(self) -> float:
+        """The sum of the parts."""
+        parts = (self.overhead_seconds, self.plan_seconds, self.groves_seconds, self.merge_seconds)
+        return math.fsum(parts)
+
+
+@dataclass(frozen=True)
+class EstimateRecord:
+    """A training run's predicted wall time and cost, from a trial fit on its real split, as
+    the run record stores it (:class:`groveflow.estimates.RunEstimate` adds the maths).
+
+    Attributes
+    ----------
+    seconds_per_tree : float
+        A builder's measured work per tree (fit, OOB sums, encoding) on one vCPU, in seconds.
+    grove_overhead_seconds : float
+        A builder's measured work per grove besides its trees.
+    merge_seconds_per_tree : float
+        The merge's measured work per tree.
+    trial_trees : int
+        Trees in the trial grove.
+    trees_per_grove : int
+        ``grove_size``.
+    n_trees, groves : int
+        Trees in the forest and groves to build.
+    concurrency : int
+        Builders the Map runs at once (``max_concurrency``, clamped).
+    builder_memory_mb, plan_memory_mb, merge_memory_mb : int
+        Each function's memory (in MB), which bills and sets its share of a vCPU.
+    split_mb : float
+        The training split (features and labels, in MB), which each builder reads.
+    data_mb : float
+        All four splits (in MB), which the plan writes.
+    grove_mb : float
+        One full grove's encoded size (in MB).
+    plan_seconds : float
+        The plan's measured work up to the estimate: reading, splitting, the trial.
+    oob : bool
+        Whether the run sums out-of-bag predictions (``oob_score``): a write per grove more,
+        and a read per grove more at the merge.
+    ingested : bool
+        Whether the run goes through ValidateRequest and Ingest (CSV, Parquet).
+    aws : AwsWall
+        The predicted wall time on AWS.
+    cost : groveflow.cost.CostEstimate
+        The predicted cost on AWS.
+    local : LocalWall or None, default=None
+        The predicted wall time on the local engine, when a worker count was given.
+    rounds : int, default=1
+        Rounds of growth: with ``n_trees: "auto"``, as many as reach ``max_trees``, the
+        worst case (``n_trees`` and ``groves`` are then ``max_trees``'s), which the cap
+        is checked against; each round adds a grow plan, a wave and a merge.
+    reads_per_grove : bool, default=False
+        Whether every grove reads its rows (``split_mb``) itself: a sample drawn across row
+        shards (``rows_per_grove``), not the training split a warm builder reads once.
+    merge_fixed_mb, merge_mb_per_tree : float, default=0.0
+        The merge's memory model (:class:`groveflow.merge_memory.MergeSize`), from the trial
+        grove: 0 in an estimate made before it was.
+    architecture : str, default="arm64"
+        The functions' architecture (template.yaml's ``Architecture``), which prices them.
+    test_rows : int, default=0
+        Held-out rows the merge scores (the predict section's scoring is priced per row
+        from the merge's).
+    predict_rows, predict_shards : int, default=0
+        Rows a ``predict`` section scores and the shards it scores them in; 0 without one.
+    grove_choice : str or None, default=None
+        When the plan chose ``grove_size`` (the request left it out), what it chose and why.
+    """
+
+    seconds_per_tree: float
+    grove_overhead_seconds: float
+    merge_seconds_per_tree: float
+    trial_trees: int
+    trees_per_grove: int
+    n_trees: int
+    groves: int
+    concurrency: int
+    builder_memory_mb: int
+    plan_memory_mb: int
+    merge_memory_mb: int
+    split_mb: float
+    data_mb: float
+    grove_mb: float
+    plan_seconds: float
+    oob: bool
+    ingested: bool
+    aws: AwsWall
+    cost: CostEstimate
+    local: LocalWall | None = None
+    rounds: int = 1
+    reads_per_grove: bool = False
+    merge_fixed_mb: float = 0.0
+    merge_mb_per_tree: float = 0.0
+    version: int = ESTIMATE_VERSION
+    architecture: str = STACK_ARCHITECTURE
+    test_rows: int = 0
+    predict_rows: int = 0
+    predict_shards: int = 0
+    grove_choice: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As a JSON-ready dictionary, with the totals spelled out."""
+        out = asdict(self)
+        out["aws"]["total_seconds"] = self.aws.total_seconds
+        merge = MergeSize(self.merge_fixed_mb, self.merge_mb_per_tree)
+        out["merge_peak_mb"] = merge.peak_mb(self.n_trees)
+        if self.local is not None:
+            out["local"]["total_seconds"] = self.local.total_seconds
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Self:
+        """The estimate :meth:`to_dict` gave; ValueError naming what is missing or damaged."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"an estimate must be an object, got {type(raw).__name__}")
+        if raw.get("version") != ESTIMATE_VERSION:
+            raise ValueError(f"estimate version {raw.get('version')!r}, not {ESTIMATE_VERSION}")
+        try:
+            values = {f.name: raw[f.name] for f in fields(cls) if f.name in raw}
+            values["aws"] = _parts(AwsWall, raw["aws"])
+            values["cost"] = CostEstimate(**raw["cost"])
+            values["local"] = None if raw.get("local") is None else _parts(LocalWall, raw["local"])
+            return cls(**values)
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"the estimate is missing or has a damaged field: {error}") from None
+
+
+def _parts(kind: Any, raw: Any) -> Any:
+    return kind(**{f.name: raw[f.name] for f in fields(kind) if f.name in raw})
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """A run's record (``runs/<run>/run.json``): the claim on its id, written once by the plan.
 
@@ -370,7 +568,7 @@ class RunRecord:
         The plan's size guard: the memory (in MB) it expects one grove builder to use.
     encoding : Encoding or None, default=None
         How the raw columns became the features, when the request set ``data.categorical``.
-    estimate : RunEstimate or None, default=None
+    estimate : EstimateRecord or None, default=None
         The plan's estimate of the run's wall time and cost (:mod:`groveflow.estimates`);
         None in records written before the plan made one.
     search_id : str or None, default=None
@@ -387,7 +585,7 @@ class RunRecord:
     data: DataRecord
     builder_estimate_mb: int | None = None
     encoding: Encoding | None = None
-    estimate: RunEstimate | None = None
+    estimate: EstimateRecord | None = None
     search_id: str | None = None
 
     @classmethod
@@ -411,7 +609,7 @@ class RunRecord:
         run_estimate = None
         if raw.get("estimate") is not None:
             try:
-                run_estimate = RunEstimate.from_dict(raw["estimate"])
+                run_estimate = EstimateRecord.from_dict(raw["estimate"])
             except ValueError as error:
                 raise ArtifactError(f"{where}: estimate: {error}") from None
         search_id = raw.get("search_id")

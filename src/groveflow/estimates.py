@@ -90,7 +90,8 @@ Constants and sources (checked 2026-12-01)
 - :data:`PLAN_S3_REQUESTS`, :data:`GROW_PLAN_S3_REQUESTS`, :data:`GROVE_S3_REQUESTS`,
   :data:`FIRST_GROVE_S3_REQUESTS`, :data:`MERGE_S3_REQUESTS`: counted in
   :mod:`groveflow.training` (each costs a latency on the critical path; the merge's grove
-  reads ``GROVE_READERS`` at a time).
+  reads :data:`GROVE_READERS` at a time: the merge's own choice, held here so that the merge
+  and this model read one figure).
 - :data:`LOCAL_RUN_OVERHEAD_SECONDS`, :data:`LOCAL_INVOCATION_OVERHEAD_SECONDS`,
   :data:`LOCAL_S3_REQUEST_SECONDS`, :data:`LOCAL_S3_MB_PER_SECOND`: measured on the local
   engine (2 workers, 2 cores, 2026-12-01) from the stage times of a run of 40 one-tree groves,
@@ -104,12 +105,13 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
 from groveflow import cost
+from groveflow.documents import AwsWall, EstimateRecord, LocalWall
 from groveflow.errors import BudgetExceeded, InvalidRequest
 from groveflow.merge_memory import MergeSize, merge_size
 from groveflow.request import MAX_GROVES, TrainRequest, make_estimator
@@ -156,7 +158,10 @@ __all__ = [
     "vcpu_factor",
 ]
 
-ESTIMATE_VERSION = 1
+GROVE_READERS = 32
+"""Groves the merge fetches and verifies at once: as many as the S3 client's connection pool
+holds (``max_pool_connections=64`` in :mod:`groveflow.storage`). On AWS each reader waits
+on S3's latency, so more readers divide the merge's time by as many."""
 CONSTANTS_CHECKED = "2026-12-01"
 
 # ------------------------------------------------------------ AWS (sources in the docstring)
@@ -359,6 +364,8 @@ def _builder_seconds(
 
     ``check=False`` (the warm-up on a few rows) lets a fit fail quietly: the real split
     is what the parameters are checked against."""
+    # The artifact (scikit-learn's trees) where a trial runs, not at the top: the CLI and the
+    # console read a stored estimate (RunEstimate) without loading it.
     from groveflow import artifact
     from groveflow.oob import grove_oob, wants_oob
 
@@ -402,14 +409,14 @@ def _check_class_weight(class_weight: Any, classes: np.ndarray) -> None:
 
 def _nodes(blob: bytes) -> int:
     """The nodes of an encoded grove's trees."""
-    from groveflow import artifact
+    from groveflow import artifact  # scikit-learn: see _builder_seconds
 
     return int(artifact.decode_trees(blob)._meta.n_nodes)
 
 
 def _merge_seconds(blob: bytes, X_test: np.ndarray | None) -> float:
     """What the merge does with a grove's trees: decode, re-encode, score the held-out rows."""
-    from groveflow import artifact
+    from groveflow import artifact  # scikit-learn: see _builder_seconds
 
     started = time.perf_counter()
     grove = artifact.decode_trees(blob)
@@ -424,163 +431,9 @@ def _merge_seconds(blob: bytes, X_test: np.ndarray | None) -> float:
 
 
 @dataclass(frozen=True)
-class AwsWall:
-    """The predicted wall time of a run on AWS, in seconds, by part.
-
-    Attributes
-    ----------
-    plan_seconds : float
-        Reading and splitting the data and the trial (as measured), and writing the split.
-    ramp_seconds : float
-        Waiting for Lambda to add environments past its first 1,000.
-    cold_start_seconds : float
-        The plan's, the first wave of builders' and the merge's cold starts.
-    s3_read_seconds : float
-        Each first-wave builder reading the training split.
-    groves_seconds : float
-        The waves of groves, each as long as one full grove (fit and write).
-    merge_seconds : float
-        Reading the groves, merging, scoring the held-out rows, writing the forest.
-    ingest_seconds : float, default=0.0
-        ValidateRequest and Ingest, with their cold starts (CSV and Parquet).
-    predict_seconds : float, default=0.0
-        A ``predict`` section: its plan, a wave of shards and the finish, cold starts included.
-    """
-
-    plan_seconds: float
-    ramp_seconds: float
-    cold_start_seconds: float
-    s3_read_seconds: float
-    groves_seconds: float
-    merge_seconds: float
-    ingest_seconds: float = 0.0
-    predict_seconds: float = 0.0
-
-    @property
-    def total_seconds(self) -> float:
-        """The sum of the parts."""
-        return math.fsum(getattr(self, f.name) for f in fields(self))
-
-
-@dataclass(frozen=True)
-class LocalWall:
-    """The predicted wall time of a run on the local engine with ``workers`` workers.
-
-    Attributes
-    ----------
-    workers : int
-    overhead_seconds : float
-        The engine's own per run (:data:`LOCAL_RUN_OVERHEAD_SECONDS`, and
-        :data:`LOCAL_ENGINE_START_SECONDS` on an engine just started).
-    plan_seconds, groves_seconds, merge_seconds : float
-        The stages, as in :class:`AwsWall`, on this machine's cores.
-    """
-
-    workers: int
-    overhead_seconds: float
-    plan_seconds: float
-    groves_seconds: float
-    merge_seconds: float
-
-    @property
-    def total_seconds(self) -> float:
-        """The sum of the parts."""
-        parts = (self.overhead_seconds, self.plan_seconds, self.groves_seconds, self.merge_seconds)
-        return math.fsum(parts)
-
-
-@dataclass(frozen=True)
-class RunEstimate:
-    """A training run's predicted wall time and cost, from a trial fit on its real split.
-
-    Attributes
-    ----------
-    seconds_per_tree : float
-        A builder's measured work per tree (fit, OOB sums, encoding) on one vCPU, in seconds.
-    grove_overhead_seconds : float
-        A builder's measured work per grove besides its trees.
-    merge_seconds_per_tree : float
-        The merge's measured work per tree.
-    trial_trees : int
-        Trees in the trial grove.
-    trees_per_grove : int
-        ``grove_size``.
-    n_trees, groves : int
-        Trees in the forest and groves to build.
-    concurrency : int
-        Builders the Map runs at once (``max_concurrency``, clamped).
-    builder_memory_mb, plan_memory_mb, merge_memory_mb : int
-        Each function's memory (in MB), which bills and sets its share of a vCPU.
-    split_mb : float
-        The training split (features and labels, in MB), which each builder reads.
-    data_mb : float
-        All four splits (in MB), which the plan writes.
-    grove_mb : float
-        One full grove's encoded size (in MB).
-    plan_seconds : float
-        The plan's measured work up to the estimate: reading, splitting, the trial.
-    oob : bool
-        Whether the run sums out-of-bag predictions (``oob_score``): a write per grove more,
-        and a read per grove more at the merge.
-    ingested : bool
-        Whether the run goes through ValidateRequest and Ingest (CSV, Parquet).
-    aws : AwsWall
-        The predicted wall time on AWS.
-    cost : groveflow.cost.CostEstimate
-        The predicted cost on AWS.
-    local : LocalWall or None, default=None
-        The predicted wall time on the local engine, when a worker count was given.
-    rounds : int, default=1
-        Rounds of growth: with ``n_trees: "auto"``, as many as reach ``max_trees``, the
-        worst case (``n_trees`` and ``groves`` are then ``max_trees``'s), which the cap
-        is checked against; each round adds a grow plan, a wave and a merge.
-    reads_per_grove : bool, default=False
-        Whether every grove reads its rows (``split_mb``) itself: a sample drawn across row
-        shards (``rows_per_grove``), not the training split a warm builder reads once.
-    merge_fixed_mb, merge_mb_per_tree : float, default=0.0
-        The merge's memory model (:class:`groveflow.merge_memory.MergeSize`), from the trial
-        grove: 0 in an estimate made before it was.
-    architecture : str, default="arm64"
-        The functions' architecture (template.yaml's ``Architecture``), which prices them.
-    test_rows : int, default=0
-        Held-out rows the merge scores (the predict section's scoring is priced per row
-        from the merge's).
-    predict_rows, predict_shards : int, default=0
-        Rows a ``predict`` section scores and the shards it scores them in; 0 without one.
-    grove_choice : str or None, default=None
-        When the plan chose ``grove_size`` (the request left it out), what it chose and why.
-    """
-
-    seconds_per_tree: float
-    grove_overhead_seconds: float
-    merge_seconds_per_tree: float
-    trial_trees: int
-    trees_per_grove: int
-    n_trees: int
-    groves: int
-    concurrency: int
-    builder_memory_mb: int
-    plan_memory_mb: int
-    merge_memory_mb: int
-    split_mb: float
-    data_mb: float
-    grove_mb: float
-    plan_seconds: float
-    oob: bool
-    ingested: bool
-    aws: AwsWall
-    cost: cost.CostEstimate
-    local: LocalWall | None = None
-    rounds: int = 1
-    reads_per_grove: bool = False
-    merge_fixed_mb: float = 0.0
-    merge_mb_per_tree: float = 0.0
-    version: int = ESTIMATE_VERSION
-    architecture: str = ARCHITECTURE
-    test_rows: int = 0
-    predict_rows: int = 0
-    predict_shards: int = 0
-    grove_choice: str | None = None
+class RunEstimate(EstimateRecord):
+    """A training run's predicted wall time and cost (its stored fields:
+    :class:`groveflow.documents.EstimateRecord`), with the maths that reads them."""
 
     @property
     def cost_usd(self) -> float:
@@ -646,6 +499,11 @@ class RunEstimate:
         first_read = FIRST_GROVE_S3_REQUESTS * S3_LATENCY_SECONDS + self.split_mb / S3_MB_PER_SECOND
         return self._grove_fit_seconds(vcpu_factor(self.builder_memory_mb)) + first_read
 
+    @classmethod
+    def of(cls, record: EstimateRecord) -> RunEstimate:
+        """The estimate a run record holds, with its maths."""
+        return cls(**{f.name: getattr(record, f.name) for f in fields(record)})
+
     @property
     def merge_size(self) -> MergeSize:
         """The merge's memory model: its peak for any number of trees like the trial's."""
@@ -658,35 +516,6 @@ class RunEstimate:
             "aws_seconds": round(self.aws_seconds, 2),
             "seconds_per_tree": round(self.seconds_per_tree, 6),
         }
-
-    def to_dict(self) -> dict[str, Any]:
-        """As a JSON-ready dictionary, with the totals spelled out."""
-        out = asdict(self)
-        out["aws"]["total_seconds"] = self.aws.total_seconds
-        out["merge_peak_mb"] = self.merge_size.peak_mb(self.n_trees)
-        if self.local is not None:
-            out["local"]["total_seconds"] = self.local.total_seconds
-        return out
-
-    @classmethod
-    def from_dict(cls, raw: Any) -> RunEstimate:
-        """The estimate :meth:`to_dict` gave; ValueError naming what is missing or damaged."""
-        if not isinstance(raw, dict):
-            raise ValueError(f"an estimate must be an object, got {type(raw).__name__}")
-        if raw.get("version") != ESTIMATE_VERSION:
-            raise ValueError(f"estimate version {raw.get('version')!r}, not {ESTIMATE_VERSION}")
-        try:
-            values = {f.name: raw[f.name] for f in fields(cls) if f.name in raw}
-            values["aws"] = _parts(AwsWall, raw["aws"])
-            values["cost"] = cost.CostEstimate(**raw["cost"])
-            values["local"] = None if raw.get("local") is None else _parts(LocalWall, raw["local"])
-            return cls(**values)
-        except (KeyError, TypeError) as error:
-            raise ValueError(f"the estimate is missing or has a damaged field: {error}") from None
-
-
-def _parts(kind: Any, raw: Any) -> Any:
-    return kind(**{f.name: raw[f.name] for f in fields(kind) if f.name in raw})
 
 
 def estimate_run(
@@ -937,7 +766,6 @@ def _on_aws(
     """The wall time on AWS by part, and the invocations it bills (``platform``: AWS's
     S3 and cold starts unless given another's)."""
     platform = platform or AWS
-    from groveflow.training import GROVE_READERS
 
     environments = shape.concurrency
     waves = math.ceil(shape.groves / environments) + shape.rounds - 1

@@ -13,9 +13,10 @@ last, the manifest that makes the model exist.
 """
 
 from groveflow.documents import MANIFEST_VERSION
+from groveflow.estimates import GROVE_READERS
 from groveflow.training._build import build_grove
 from groveflow.training._concurrency import unreserved_concurrency
-from groveflow.training._merge import GROVE_READERS, merge_run
+from groveflow.training._merge import merge_run
 from groveflow.training._plan import (
     check_fits,
     estimate_grove_mb,

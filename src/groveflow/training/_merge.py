@@ -26,6 +26,7 @@ from groveflow.errors import (
     GroveMismatch,
     GroveMissing,
 )
+from groveflow.estimates import GROVE_READERS
 from groveflow.layout import keys
 from groveflow.metrics import classification_metrics, regression_metrics
 from groveflow.oob import (
@@ -42,14 +43,6 @@ from groveflow.training._runs import (
     split_run,
 )
 from groveflow.training._shards import read_document, test_shards
-
-# --------------------------------------------------------------------------- grove
-
-GROVE_READERS = 32
-"""Groves the merge fetches and verifies at once: as many as the S3 client's connection pool
-holds (``max_pool_connections=64`` in :mod:`groveflow.storage`). On AWS each reader waits
-on S3's latency, so more readers divide the merge's time by as many."""
-
 
 # --------------------------------------------------------------------------- merge
 

@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 
 from groveflow import storage, telemetry
-from groveflow.datasets import Dataset, check_readable, check_weights, load_dataset
+from groveflow.datasets import (
+    Dataset,
+    check_readable,
+    check_weights,
+    load_dataset,
+    read_scoring_file,
+    sources,
+)
 from groveflow.documents import (
     DataRecord,
     RunRecord,
@@ -38,7 +45,13 @@ from groveflow.layout import keys
 from groveflow.oob import (
     check_oob_coverage,
 )
-from groveflow.request import DataSpec, TrainRequest, parse_train_request
+from groveflow.request import (
+    DataSpec,
+    TrainRequest,
+    data_spec,
+    parse_predict_request,
+    parse_train_request,
+)
 from groveflow.training._build import WEIGHT_SPLIT
 from groveflow.training._concurrency import ConcurrencyLimit, concurrency_limit, fan_out_report
 from groveflow.training._runs import (
@@ -58,6 +71,7 @@ from groveflow.training._shards import (
     SHARD_MB,
     RowsDigest,
     Scan,
+    allocate,
     scan_parts,
     shard_rows_for,
     shards_key,
@@ -167,7 +181,7 @@ def plan_run(
         feature_names, encoding, run_estimate = (
             stored.feature_names,
             stored.encoding,
-            stored.estimate,
+            None if stored.estimate is None else RunEstimate.of(stored.estimate),
         )
     else:
         read = read_and_check(
@@ -797,9 +811,6 @@ def _predict_section(
     """Validate the run's predict section now, against the training columns, before any fan-out."""
     if request.predict is None:
         return None
-    from groveflow.datasets import read_scoring_file, sources
-    from groveflow.prediction import data_spec, parse_predict_request
-
     section = {"prediction_id": run_id, **request.predict, "model": run_id}
     try:
         predict = parse_predict_request(section)
@@ -1027,29 +1038,6 @@ def split_rows(y: np.ndarray, request: TrainRequest) -> tuple[np.ndarray, np.nda
         codes = np.unique(y, return_inverse=True)[1].reshape(-1)
     test = test_mask(len(y), codes, request)
     return np.flatnonzero(~test), np.flatnonzero(test)
-
-
-def allocate(counts: np.ndarray, total: int, keep: int) -> np.ndarray:
-    """``total`` rows shared among classes of ``counts`` rows: one each, the rest in
-    proportion to the classes' sizes (largest remainders first), none given more than
-    leaves it ``keep`` rows; the shares add up to ``total`` exactly (the caller checks
-    ``len(counts) <= total <= sum(counts - keep)``)."""
-    counts = np.asarray(counts, dtype=np.int64)
-    take = np.ones(len(counts), dtype=np.int64)
-    room = counts - keep - 1
-    left = int(total) - len(counts)
-    while left > 0:
-        open_ = room > 0
-        exact = left * np.where(open_, counts, 0) / counts[open_].sum()
-        add = np.minimum(np.floor(exact).astype(np.int64), room)
-        if add.sum() == 0:  # a row each to the largest remainders among the open classes
-            order = np.argsort(-np.where(open_, exact, -1.0), kind="stable")[:left]
-            add = np.zeros_like(take)
-            add[order[open_[order]]] = 1
-        take += add
-        room -= add
-        left -= int(add.sum())
-    return take
 
 
 def test_mask(n_rows: int, codes: np.ndarray | None, request: TrainRequest) -> np.ndarray:

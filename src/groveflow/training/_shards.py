@@ -440,8 +440,6 @@ def _shard_draws(
     then each class's among the shards as a draw without replacement from all its rows
     (``multivariate_hypergeometric`` over the shards' class counts): the counts a uniform
     sample of the class's rows would have. Also the generator the picks go on with."""
-    from groveflow.training._plan import allocate
-
     rng = np.random.default_rng([seed, SAMPLE_STREAM])
     entries = document["train"]
     if all("class_counts" in e for e in entries):
@@ -538,3 +536,26 @@ def test_shards(bucket: str, document: dict[str, Any]) -> Iterator[tuple[np.ndar
     with tempfile.TemporaryDirectory(prefix="groveflow-test-") as scratch:
         for entry in document["test"]:
             yield _read_shard(bucket, entry, Path(scratch))
+
+
+def allocate(counts: np.ndarray, total: int, keep: int) -> np.ndarray:
+    """``total`` rows shared among classes of ``counts`` rows: one each, the rest in
+    proportion to the classes' sizes (largest remainders first), none given more than
+    leaves it ``keep`` rows; the shares add up to ``total`` exactly (the caller checks
+    ``len(counts) <= total <= sum(counts - keep)``)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    take = np.ones(len(counts), dtype=np.int64)
+    room = counts - keep - 1
+    left = int(total) - len(counts)
+    while left > 0:
+        open_ = room > 0
+        exact = left * np.where(open_, counts, 0) / counts[open_].sum()
+        add = np.minimum(np.floor(exact).astype(np.int64), room)
+        if add.sum() == 0:  # a row each to the largest remainders among the open classes
+            order = np.argsort(-np.where(open_, exact, -1.0), kind="stable")[:left]
+            add = np.zeros_like(take)
+            add[order[open_[order]]] = 1
+        take += add
+        room -= add
+        left -= int(add.sum())
+    return take
