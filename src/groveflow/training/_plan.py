@@ -224,43 +224,7 @@ def plan_run(
         plan = groves_to_grow(bucket, run_id, plan, grown_from, request.grove_size)
         check_growth_budget(request, run_estimate, len(plan))
     if read is not None:
-        sharded = read.sharded
-        record = (
-            read.sharded.record(request, run_id)
-            if read.sharded is not None
-            else _run_record(request, run_id, read.dataset, read.split or {})
-        )
-        # The size guard's estimate, kept so a run's summary can set it beside the measured peak.
-        _claim(
-            bucket,
-            run_id,
-            request,
-            {
-                **record,
-                "builder_estimate_mb": read.estimate_mb,
-                "estimate": run_estimate.to_dict() if run_estimate else None,
-                "search_id": run_id if search else None,
-            },
-        )
-        if sharded is not None:
-            write_shards(
-                bucket,
-                run_id,
-                sharded.spec,
-                sharded.scan,
-                sharded.test,
-                task=request.model.task,
-                shard_rows=sharded.shard_rows,
-                rows_per_grove=sharded.rows_per_grove,
-            )
-        else:
-            assert read.split is not None
-            # The weights first: y_test, written last, says the split is stored.
-            names = (WEIGHT_SPLIT, *SPLITS) if WEIGHT_SPLIT in read.split else SPLITS
-            for name in names:
-                storage.put_bytes(
-                    bucket, keys.split(run_id, name), storage.npy_bytes(read.split[name])
-                )
+        _store_split(bucket, run_id, request, read, search=search)
     elif stored is not None and stored.request != request.to_dict():
         # grown, or resumed with other settings (max_concurrency, tolerated failures...)
         updated = replace(stored, request=request.to_dict())
@@ -280,6 +244,48 @@ def plan_run(
         # prediction is recognised as the same request whichever execution ingested it.
         "predict_converted": {"data": converted["predict"]} if converted.get("predict") else None,
     }
+
+
+def _store_split(
+    bucket: str, run_id: str, request: TrainRequest, read: _Read, *, search: bool
+) -> None:
+    """Claim the run (its record, with the size guard's estimate, kept so a run's summary can
+    set it beside the measured peak, and the run's estimate), then store its split: whole, or
+    in row shards. The record first, the split's last file last: a stored split is whole."""
+    sharded = read.sharded
+    record = (
+        sharded.record(request, run_id)
+        if sharded is not None
+        else _run_record(request, run_id, read.dataset, read.split or {})
+    )
+    _claim(
+        bucket,
+        run_id,
+        request,
+        {
+            **record,
+            "builder_estimate_mb": read.estimate_mb,
+            "estimate": read.estimate.to_dict() if read.estimate else None,
+            "search_id": run_id if search else None,
+        },
+    )
+    if sharded is not None:
+        write_shards(
+            bucket,
+            run_id,
+            sharded.spec,
+            sharded.scan,
+            sharded.test,
+            task=request.model.task,
+            shard_rows=sharded.shard_rows,
+            rows_per_grove=sharded.rows_per_grove,
+        )
+        return
+    assert read.split is not None
+    # The weights first: y_test, written last, says the split is stored.
+    names = (WEIGHT_SPLIT, *SPLITS) if WEIGHT_SPLIT in read.split else SPLITS
+    for name in names:
+        storage.put_bytes(bucket, keys.split(run_id, name), storage.npy_bytes(read.split[name]))
 
 
 @dataclass
