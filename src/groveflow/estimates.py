@@ -1044,14 +1044,32 @@ def choose_grove_size(
         plan's grove-time guard). When no size is that quick, the smallest is kept, for the
         guard to refuse by name.
     """
+    candidates = _grove_sizes(shape, max_concurrency, fits)
+    if not candidates:
+        return shape
+    timely = [
+        c
+        for c in candidates
+        if max_grove_seconds is None or c.aws_grove_seconds <= max_grove_seconds
+    ]
+    candidates = timely or candidates[:1]
+    fastest = min(c.aws_seconds for c in candidates)
+    within = [c for c in candidates if c.aws_seconds <= fastest * (1 + GROVE_WALL_MARGIN)]
+    chosen = min(within, key=lambda c: (c.cost_usd, c.aws_seconds))
+    return replace(chosen, grove_choice=_grove_choice(chosen, fastest))
+
+
+def _grove_sizes(
+    shape: RunEstimate, max_concurrency: int, fits: Callable[[int], bool]
+) -> list[RunEstimate]:
+    """The run priced at each grove size of :data:`GROVE_SIZE_LADDER` (and ``n_trees``) that
+    fits a builder and makes at most :data:`MAX_GROVES` groves, smallest first."""
     n_trees = shape.n_trees
     sizes = sorted(
         size
         for size in {*GROVE_SIZE_LADDER, n_trees}
         if size <= n_trees and math.ceil(n_trees / size) <= MAX_GROVES and fits(size)
     )
-    if not sizes:
-        return shape
     mb_per_tree = shape.grove_mb / shape.trees_per_grove
     candidates = []
     for size in sizes:
@@ -1067,15 +1085,11 @@ def choose_grove_size(
                 )
             )
         )
-    timely = [
-        c
-        for c in candidates
-        if max_grove_seconds is None or c.aws_grove_seconds <= max_grove_seconds
-    ]
-    candidates = timely or candidates[:1]
-    fastest = min(c.aws_seconds for c in candidates)
-    within = [c for c in candidates if c.aws_seconds <= fastest * (1 + GROVE_WALL_MARGIN)]
-    chosen = min(within, key=lambda c: (c.cost_usd, c.aws_seconds))
+    return candidates
+
+
+def _grove_choice(chosen: RunEstimate, fastest: float) -> str:
+    """What the plan chose for a grove size left out, and why (the estimate's ``grove_choice``)."""
     share = chosen.cost.charges.get("init", 0.0) / chosen.cost_usd
     why = (
         f"grove_size {chosen.trees_per_grove} (left out, so chosen): "
@@ -1087,7 +1101,7 @@ def choose_grove_size(
     )
     if share > INIT_SHARE_TARGET and chosen.groves > 1:
         why += "; fewer, larger groves would lengthen the wall beyond that margin"
-    return replace(chosen, grove_choice=why)
+    return why
 
 
 def _count(number: int, noun: str) -> str:
