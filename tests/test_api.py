@@ -191,3 +191,15 @@ def test_the_package_exports_the_api() -> None:
     assert {"train", "predict", "load_forest", "Local", "Stack"} <= set(groveflow.__all__)
     assert groveflow.GroveForestClassifier is GroveForestClassifier
     assert callable(groveflow.load_forest)
+
+
+def test_a_local_engine_shows_its_settings_not_a_memory_address(tmp_path: Path) -> None:
+    # GIVEN an engine given some settings, and one given none
+    engine = Local(workers=2, state_dir=tmp_path)
+    # WHEN each is shown, and an estimator holding one (as a test id shows it)
+    shown = repr(GroveForestClassifier(n_estimators=4, engine=engine))
+    # THEN they name the settings given, not where the object lives in memory
+    assert repr(engine) == f"Local(workers=2, state_dir={str(tmp_path.resolve())!r})"
+    assert repr(Local()) == "Local()"
+    assert "Local(workers=2" in shown
+    assert "0x" not in shown

@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 SOURCE = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "groveflow"
 
@@ -184,11 +182,6 @@ def _cycle_in(graph: dict[str, list[Edge]], group: set[str]) -> list[Edge]:
     raise AssertionError(f"no cycle through {start} in {sorted(group)}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="one cycle left until engines.py takes running_mark from groveflow.marks: "
-    "api -> engines -> catalog -> report -> api",
-)
 def test_the_import_graph_has_no_cycle() -> None:
     # GIVEN the import graph of src/groveflow, read from the source
     graph = import_graph()

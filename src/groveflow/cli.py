@@ -238,7 +238,7 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    from groveflow.local.commands import invoke_one
+    from groveflow.local_commands import invoke_one
 
     event = console.read_json(args.event, "event")
     state_dir = console.state_dir(args.state_dir)
@@ -248,7 +248,7 @@ def _invoke(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from groveflow.local.commands import serve_forever
+    from groveflow.local_commands import serve_forever
 
     state_dir = console.state_dir(args.state_dir)
     signal.signal(signal.SIGTERM, _on_sigterm)

@@ -179,6 +179,22 @@ class Local:
         self.build_dir = None if build_dir is None else Path(build_dir).expanduser().resolve()
         self._engine: Any = None
 
+    def __repr__(self) -> str:
+        """Its settings, those given other than the defaults (as scikit-learn shows an
+        estimator's): an estimator holding it, and a test id made from one, carry no memory
+        address."""
+        default_state = Path(".groveflow").resolve()
+        given = {
+            "workers": self.workers,
+            "state_dir": None if self.state_dir == default_state else str(self.state_dir),
+            "faults": self.faults,
+            "root": None if self.root is None else str(self.root),
+            "parameters": self.parameters or None,
+            "build_dir": None if self.build_dir is None else str(self.build_dir),
+        }
+        shown = ", ".join(f"{name}={value!r}" for name, value in given.items() if value is not None)
+        return f"Local({shown})"
+
     def __deepcopy__(self, memo: dict[int, Any]) -> Local:
         return self  # a handle on a running service, shared, as a client is
 
@@ -251,10 +267,10 @@ class Local:
         """Run ``machine`` on ``request`` to its end, with the run's objects mirrored.
 
         While it runs, the state directory marks ``run_id`` as running in this process, so
-        ``groveflow delete`` refuses it (:func:`groveflow.catalog.running_mark`).
+        ``groveflow delete`` refuses it (:func:`groveflow.marks.running_mark`).
         """
-        from groveflow.catalog import running_mark
         from groveflow.local.engine import execution_record
+        from groveflow.marks import running_mark
 
         engine = self.engine
         predicting = machine == PREDICT
