@@ -162,51 +162,42 @@ def plan_run(
     if event.get("grow") is not None:
         return _plan_round(event, bucket, limit)
     started = time.perf_counter()
+    limits = PlanLimits(
+        readable=(bucket, *data_buckets),
+        local_paths=local_paths,
+        concurrency=limit,
+        builder_memory_mb=builder_memory_mb,
+        plan_memory_mb=plan_memory_mb,
+        merge_memory_mb=merge_memory_mb,
+        shard_mb=shard_mb,
+        seconds_left=seconds_left,
+    )
     request = parse_train_request(event.get("request"))
-    readable = (bucket, *data_buckets)
-    check_readable(request.data.uri, readable, local_paths)
+    check_readable(request.data.uri, limits.readable, local_paths)
     converted = event.get("converted") or {}
     run_id = request.run_id or run_id_from(event.get("execution_name"))
     telemetry.logger.append_keys(run_id=run_id)
     stored = _stored_record(bucket, run_id)
     _check_run_kind(bucket, run_id, stored, search)
-    raw = event["request"]
-    left_out = tuple(key for key in RUN_DEFAULTS if key not in raw)
-    grown_from = _check_same_run(stored, request, run_id, left_out)
+    left_out = tuple(key for key in RUN_DEFAULTS if key not in event["request"])
+    mode = PlanMode(
+        stored=stored,
+        grown_from=_check_same_run(stored, request, run_id, left_out),
+        resumed=stored is not None and _split_stored(bucket, run_id, stored),
+        search=search,
+        left_out=left_out,
+    )
     request = _keep_run_defaults(request, stored, left_out)
-    resumed = stored is not None and _split_stored(bucket, run_id, stored)
     read: _Read | None = None
-    if resumed:
+    if mode.resumed:
         assert stored is not None
-        feature_names, encoding, run_estimate = (
-            stored.feature_names,
-            stored.encoding,
-            None if stored.estimate is None else RunEstimate.of(stored.estimate),
-        )
+        feature_names, encoding = stored.feature_names, stored.encoding
+        run_estimate = None if stored.estimate is None else RunEstimate.of(stored.estimate)
     else:
-        read = read_and_check(
-            request,
-            _as_read(request.data, converted.get("data")),
-            ingested=converted.get("data") is not None,
-            whole_only=before_write is not None,
-            layout=None if stored is None else stored.data.shards,
-            claimed_whole=stored is not None and stored.data.shards is None,
-            builder_memory_mb=builder_memory_mb,
-            builder_reserved_concurrency=limit.builders,
-            plan_memory_mb=plan_memory_mb,
-            shard_mb=shard_mb,
-            started=started,
-            seconds_left=seconds_left,
-            # grove_size left out of a new run: chosen from the trial (its estimate says)
-            grove_size_left_out="grove_size" in left_out and stored is None and not request.auto,
+        request, read = _read_new(
+            request, mode, converted, limits, started=started, before_write=before_write
         )
         feature_names, encoding, run_estimate = read.feature_names, read.encoding, read.estimate
-        # the grove size the estimate is at: the request's, or the one the plan chose
-        request = replace(request, grove_size=run_estimate.trees_per_grove)
-        check_budget(request, run_estimate)
-        if before_write is not None:
-            assert read.split is not None  # whole_only: a search's split is never sharded
-            before_write(read.split, run_estimate.to_dict())
     check_merge_fits(request, run_estimate, merge_memory_mb)
     check_grove_fits(request, run_estimate)
     # Everything is checked before anything is written: a refused run leaves nothing behind.
@@ -216,12 +207,12 @@ def plan_run(
         feature_names=feature_names,
         encoding=encoding,
         converted=converted.get("predict"),
-        readable=readable,
+        readable=limits.readable,
         local_paths=local_paths,
     )
     plan = grove_plan(request, run_id)
-    if grown_from is not None:
-        plan = groves_to_grow(bucket, run_id, plan, grown_from, request.grove_size)
+    if mode.grown_from is not None:
+        plan = groves_to_grow(bucket, run_id, plan, mode.grown_from, request.grove_size)
         check_growth_budget(request, run_estimate, len(plan))
     if read is not None:
         _store_split(bucket, run_id, request, read, search=search)
@@ -244,6 +235,82 @@ def plan_run(
         # prediction is recognised as the same request whichever execution ingested it.
         "predict_converted": {"data": converted["predict"]} if converted.get("predict") else None,
     }
+
+
+@dataclass(frozen=True)
+class PlanMode:
+    """Which plan this is, decided once from what is stored under the run's id.
+
+    A *fresh* run has no record (``stored`` None); a *claimed* one has a record but not its
+    whole split (an earlier plan stopped): both read the data. A *resumed* run's split is
+    stored: nothing is read, the record's estimate is reused. A *grown* run asks for more
+    trees than its stored forest (``grown_from`` of them): only the new groves are planned.
+    A *search*'s base run (``search``) holds its split whole, for its candidates. A round
+    of ``n_trees: "auto"`` (the event's ``grow``) is planned apart (:func:`_plan_round`).
+    """
+
+    stored: RunRecord | None
+    grown_from: int | None
+    resumed: bool
+    search: bool
+    left_out: tuple[str, ...]
+    """The run defaults the input leaves out (a resumed run keeps its stored ones)."""
+
+    @property
+    def chooses_grove_size(self) -> bool:
+        """A new run (no record) that left ``grove_size`` out: the trial chooses it."""
+        return "grove_size" in self.left_out and self.stored is None
+
+
+@dataclass(frozen=True)
+class PlanLimits:
+    """What the plan may read and use, built once from its caller's settings: where data may
+    be read from, the Map's concurrency limit, the functions' memory (in MB), the row
+    shards' size (MiB) and the plan's time left (seconds)."""
+
+    readable: tuple[str, ...]
+    local_paths: bool
+    concurrency: ConcurrencyLimit
+    builder_memory_mb: int
+    plan_memory_mb: int | None
+    merge_memory_mb: int | None
+    shard_mb: float
+    seconds_left: Callable[[], float] | None
+
+
+def _read_new(
+    request: TrainRequest,
+    mode: PlanMode,
+    converted: dict[str, Any],
+    limits: PlanLimits,
+    *,
+    started: float,
+    before_write: Callable[[dict[str, np.ndarray], dict[str, Any]], None] | None,
+) -> tuple[TrainRequest, _Read]:
+    """A fresh or claimed run's data, read and checked (its budget, and a caller's checks),
+    and the request at the grove size its estimate is at (the request's, or the chosen one)."""
+    stored = mode.stored
+    read = read_and_check(
+        request,
+        _as_read(request.data, converted.get("data")),
+        ingested=converted.get("data") is not None,
+        whole_only=before_write is not None,
+        layout=None if stored is None else stored.data.shards,
+        claimed_whole=stored is not None and stored.data.shards is None,
+        builder_memory_mb=limits.builder_memory_mb,
+        builder_reserved_concurrency=limits.concurrency.builders,
+        plan_memory_mb=limits.plan_memory_mb,
+        shard_mb=limits.shard_mb,
+        started=started,
+        seconds_left=limits.seconds_left,
+        grove_size_left_out=mode.chooses_grove_size and not request.auto,
+    )
+    request = replace(request, grove_size=read.estimate.trees_per_grove)
+    check_budget(request, read.estimate)
+    if before_write is not None:
+        assert read.split is not None  # whole_only: a search's split is never sharded
+        before_write(read.split, read.estimate.to_dict())
+    return request, read
 
 
 def _store_split(
