@@ -342,8 +342,7 @@ def test_rows_per_grove_on_data_read_whole_is_refused_by_name(s3_env: Any) -> No
 
 
 def _float_table(path: Path, rows: int, features: int) -> None:
-    """``rows`` x ``features`` float32 columns and a 0/1 label, written a row group (of 20
-    million values, 76 MiB) at a time."""
+    """``rows`` x ``features`` float32 columns and a 0/1 label, written a row group at a time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -353,9 +352,8 @@ def _float_table(path: Path, rows: int, features: int) -> None:
         [*(pa.field(f"f{i}", pa.float32()) for i in range(features)), pa.field("label", pa.int8())]
     )
     with pq.ParquetWriter(path, schema) as writer:
-        group = 20_000_000 // features
-        for start in range(0, rows, group):
-            n = min(group, rows - start)
+        for start in range(0, rows, 200_000):
+            n = min(200_000, rows - start)
             X = rng.normal(size=(n, features)).astype(np.float32)
             y = (X @ weights + np.sin(3 * X[:, 0]) + rng.normal(scale=0.5, size=n)) > 0
             columns = [pa.array(X[:, i]) for i in range(features)] + [pa.array(y.astype(np.int8))]
@@ -368,10 +366,8 @@ def test_data_larger_than_the_plan_and_builders_trains_with_their_memory_enforce
     import groveflow
     from groveflow.engines import Local
 
-    # GIVEN 352 MiB of float32 features, and a plan of 320 MB and builders of 256 MB (the
-    # template's least), enforced: the data larger than either, in few rows of many features
-    # (the logic is that of more rows; the trees and scikit-learn's reference are cheaper)
-    plan_memory, builder_memory, rows, features = 320, 256, 262_144, 352
+    # GIVEN 400 MB of float32 features, and a plan and builders of 320 MB each, enforced
+    memory, rows, features = 320, 1_048_576, 100
     table = tmp_path / "large.parquet"
     _float_table(table, rows, features)
     request = {
@@ -380,23 +376,21 @@ def test_data_larger_than_the_plan_and_builders_trains_with_their_memory_enforce
         "grove_size": 2,
         "model": {"params": {"max_depth": 10}},
     }
-    parameters = {"PlanMemorySize": plan_memory, "BuilderMemorySize": builder_memory}
+    parameters = {"PlanMemorySize": memory, "BuilderMemorySize": memory}
     # WHEN it trains on the local engine
     with Local(workers=2, state_dir=tmp_path / "state", parameters=parameters) as engine:
         result = groveflow.train(request, engine=engine, run_id=unique_name("larger"))
     # THEN it finished, no function over its memory, each grove on a sample it could hold
     assert result.succeeded, (result.cause, result.memory)
-    assert rows * features * 4 / 2**20 == 352 > plan_memory > builder_memory
-    for stage, memory in (("Plan", plan_memory), ("BuildGroves", builder_memory)):
+    assert rows * features * 4 / 2**20 == 400
+    for stage in ("Plan", "BuildGroves"):
         use = result.memory[stage]
         assert use.memory_mb == memory and use.out_of_memory == 0
         assert use.max_memory_used_mb is not None and use.max_memory_used_mb <= memory
     seen = result.output["data"]
     n_train = seen["n_train"]
     assert seen["rows_per_grove"] is not None and seen["grove_rows"] == seen["rows_per_grove"]
-    assert (
-        seen["grove_rows"] * features * 4 < (builder_memory - 200) * 2**20 < n_train * features * 4
-    )
+    assert seen["grove_rows"] * features * 4 < (memory - 200) * 2**20 < n_train * features * 4
     # AND its holdout accuracy is scikit-learn's, with max_samples the groves' share of the
     # same training rows, within sampling noise
     import pyarrow.parquet as pq
@@ -417,7 +411,7 @@ def test_data_larger_than_the_plan_and_builders_trains_with_their_memory_enforce
             n_estimators=8, max_depth=10, max_samples=share, n_jobs=2, random_state=seed
         ).fit(X[~test], y[~test])
         theirs.append(float((reference.predict(X[test]) == y[test]).mean()))
-    # (a forest of 8 trees varies with its seed more than the 52,000 held-out rows' sampling:
+    # (a forest of 8 trees varies with its seed more than the 210,000 held-out rows' sampling:
     # within the spread of scikit-learn's own seeds, widened by a point)
     ours = result.metrics["accuracy"]
     assert min(theirs) - 0.01 <= ours <= max(theirs) + 0.01, (ours, theirs)
