@@ -24,9 +24,6 @@ from groveflow.training._plan import (
     plan_checks,
     plan_run,
     read_and_check,
-    split_dataset,
-    split_rows,
-    test_mask,
 )
 from groveflow.training._runs import (
     describe_difference,
@@ -37,6 +34,7 @@ from groveflow.training._runs import (
     split_run,
     stored_search,
 )
+from groveflow.training._split import split_dataset, split_rows, test_mask
 
 __all__ = [
     "GROVE_READERS",

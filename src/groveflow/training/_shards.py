@@ -7,7 +7,7 @@ reads the parts one at a time, twice:
 
 1. :func:`scan_parts`: each part's labels (kept as one class number per row), a digest
    of its rows, and its features checked as the in-memory reader checks them; a sample of
-   every part's rows is kept for the trial grove. Then the split (:func:`~._plan.test_mask`,
+   every part's rows is kept for the trial grove. Then the split (:func:`~._split.test_mask`,
    the same rule as a run read whole, so both hold out the same rows) and every check,
    before anything is written.
 2. :func:`write_shards`: each part's training and held-out rows are appended to row
