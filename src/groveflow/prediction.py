@@ -23,6 +23,7 @@ from groveflow.datasets import check_readable, part_source, read_scoring_file, s
 from groveflow.documents import GroveRecord, ModelManifest, PredictJob, ShardTask, grove_problem
 from groveflow.encoding import Encoding
 from groveflow.errors import ArtifactError, InvalidPredictRequest, ModelNotFound, ShardMissing
+from groveflow.fan_out import fan_out_concurrency
 from groveflow.ids import check_id
 from groveflow.layout import keys, model_manifest
 from groveflow.request import (
@@ -183,7 +184,7 @@ def plan_predictions(
         "prediction_id": prediction_id,
         "shards_key": keys.predictions_shards(prediction_id),
         "n_shards": len(shards),
-        "max_concurrency": min(request.max_concurrency, max(1, len(shards))),
+        "max_concurrency": fan_out_concurrency(request.max_concurrency, items=len(shards)),
         "output_prefix": output_prefix,
     }
 

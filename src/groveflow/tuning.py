@@ -29,6 +29,7 @@ from groveflow import artifact, storage, telemetry, training
 from groveflow.documents import RunRecord, check_search, new_search_record, search_rank
 from groveflow.errors import BudgetExceeded, GroveMissing, InvalidDataset, InvalidRequest
 from groveflow.estimates import RunEstimate
+from groveflow.fan_out import fan_out_concurrency
 from groveflow.ids import ACCEPTED, is_valid_id
 from groveflow.layout import keys
 from groveflow.oob import OOBTotals, check_oob_coverage, read_oob
@@ -506,10 +507,8 @@ def _write_plan(
         "bucket": bucket,
         "plan_key": keys.plan(search_id),
         "n_groves": len(plan),
-        "max_concurrency": min(
-            base.max_concurrency,
-            max(1, len(plan)),
-            reserved or base.max_concurrency,
+        "max_concurrency": fan_out_concurrency(
+            base.max_concurrency, items=len(plan), limit=reserved
         ),
         "tolerated_failure_percentage": base.tolerated_failure_percentage,
         **stage,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from groveflow import telemetry
+from groveflow.fan_out import fan_out_concurrency
 
 __all__ = [
     "HEADROOM_FRACTION",
@@ -97,7 +98,7 @@ def concurrency_limit(
 def fan_out_report(requested: int, n_groves: int, limit: ConcurrencyLimit) -> dict[str, Any]:
     """The Map's concurrency for ``n_groves`` groves (``max_concurrency``) and what the run
     summary says of it: the request's, clamped to the groves and to ``limit``."""
-    chosen = min(requested, n_groves, limit.builders or requested)
+    chosen = fan_out_concurrency(requested, items=n_groves, limit=limit.builders)
     why = None
     clamped = f"max_concurrency {requested:,} clamped to {chosen:,}"
     if chosen < requested and limit.builders is not None and chosen == limit.builders:
