@@ -75,16 +75,19 @@ from groveflow.training._shards import (
     shards_key,
     write_shards,
 )
-from groveflow.training._sizing import (
+from groveflow.training._sizing import (  # noqa: F401 (benchmarks/scale.py imports some here)
     BUILDER_TIMEOUT_SECONDS,
     GROVE_TIMEOUT_SHARE,
+    PYTHON_BASELINE_MB,
+    _rows_that_fit,
+    _shard_overhead_mb,
+    check_fits,
     check_grove_fits,
     check_merge_fits,
+    estimate_grove_mb,
+    grove_rows,
 )
 from groveflow.training._split import split_dataset, split_rows, test_mask
-
-PYTHON_BASELINE_MB = 200  # interpreter + numpy + scikit-learn, measured on python3.12
-
 
 # --------------------------------------------------------------------------- plan
 
@@ -594,7 +597,7 @@ def _plan_shards(
     test = test_mask(scan.n_rows, scan.codes, request)
     n_train = int(len(test) - test.sum())
     shard_rows = int(stored["shard_rows"]) if stored else shard_rows_for(scan.n_features, shard_mb)
-    rows, why, needed = _grove_rows(
+    rows, why, needed = grove_rows(
         request, scan, n_train, shard_rows, builder_memory_mb=builder_memory_mb, stored=stored
     )
     run_estimate = _sharded_estimate(
@@ -642,67 +645,6 @@ def _check_time_left(
             f"first pass took {scan_seconds:.0f} s. Raise PlanFunction's Timeout in "
             "template.yaml (Lambda allows 900 s), or split the data into several runs"
         )
-
-
-def _grove_rows(
-    request: TrainRequest,
-    scan: Scan,
-    n_train: int,
-    shard_rows: int,
-    *,
-    builder_memory_mb: int,
-    stored: dict[str, Any] | None,
-) -> tuple[int | None, str, Callable[[int], int]]:
-    """The rows each grove fits on (None: every training row), why, and the builder memory
-    (MB) a grove of so many rows needs; refusing what does not fit, by name."""
-    n_classes = 1 if scan.classes is None else len(scan.classes)
-    overhead = _shard_overhead_mb(shard_rows, scan.n_features)
-
-    def needed(rows: int) -> int:
-        return estimate_grove_mb(rows, scan.n_features, n_classes, request) + overhead
-
-    fitting = _rows_that_fit(needed, builder_memory_mb, n_train)
-    smallest = max(2, n_classes)
-    if stored is not None:
-        rows, why = stored.get("rows_per_grove"), str(stored.get("why"))
-    else:
-        rows, why = request.rows_per_grove, f"rows_per_grove={request.rows_per_grove} was set"
-    if rows is not None and rows > n_train:
-        raise InvalidRequest(
-            f"rows_per_grove={rows} is more than the training split's {n_train} rows: "
-            "give at most that, or remove rows_per_grove to train every grove on all of them"
-        )
-    if rows is not None and rows < smallest:
-        raise InvalidRequest(
-            f"rows_per_grove={rows} is smaller than a stratified sample needs: "
-            f"{n_classes} classes need at least one row each ({smallest} rows at least)"
-            if n_classes > 1
-            else f"rows_per_grove={rows} is too small: a grove needs 2 rows at least"
-        )
-    if rows == n_train:
-        rows = None  # a sample of every row is every row
-    if rows is None and stored is None and fitting < n_train:
-        if fitting < smallest:
-            raise DatasetTooLarge(
-                f"a grove of {request.grove_size} trees on {scan.n_features} features does not "
-                f"fit a {builder_memory_mb} MB builder even on {smallest} rows; "
-                f"{_memory_hint(needed(smallest))}, or lower grove_size"
-            )
-        rows = fitting
-        why = (
-            f"the {n_train} training rows need about {needed(n_train)} MB per builder, more "
-            f"than its {builder_memory_mb} MB: rows_per_grove={rows}, the most that fit"
-        )
-    elif rows is None and stored is None:
-        why = "the dataset does not fit the plan's memory whole"
-    if needed(rows or n_train) > builder_memory_mb:
-        given = f"rows_per_grove={rows}" if rows is not None else f"all {n_train} training rows"
-        raise DatasetTooLarge(
-            f"{given} on {scan.n_features} features needs about {needed(rows or n_train)} MB "
-            f"per grove builder, more than its {builder_memory_mb} MB: at most {fitting} rows "
-            f"fit; lower rows_per_grove or {_memory_hint(needed(rows or n_train))}"
-        )
-    return rows, why, needed
 
 
 def _sharded_estimate(
@@ -754,22 +696,6 @@ def _sharded_estimate(
     )
 
 
-def _shard_overhead_mb(shard_rows: int, n_features: int) -> int:
-    """What a builder holds besides its rows while it reads: a shard's file and its arrays."""
-    return int(np.ceil(2 * shard_rows * (n_features * 4 + 16) / 2**20))
-
-
-def _rows_that_fit(needed: Callable[[int], int], memory_mb: int, most: int) -> int:
-    """The most rows (at most ``most``) whose grove ``needed`` says fits ``memory_mb``."""
-    if needed(most) <= memory_mb:
-        return most
-    low, high = 0, most  # needed(low) fits (or low is 0), needed(high) does not
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (middle, high) if needed(middle) <= memory_mb else (low, middle)
-    return low
-
-
 def check_regression_target(peak: float, n_rows: int, task: str) -> None:
     """Refuse a regression target whose squares overflow float64: scikit-learn's squared
     error sums the squares of the targets (and of the errors, up to twice the target) over
@@ -785,16 +711,6 @@ def check_regression_target(peak: float, n_rows: int, task: str) -> None:
             f"float64 for targets above {bound:.3g}. Rescale the target (divide it by a power "
             "of ten) or model its logarithm"
         )
-
-
-def _memory_hint(needed: int) -> str:
-    suggestion = min(10240, int(np.ceil(needed * 1.2 / 64)) * 64)
-    if suggestion >= 10240:
-        return "Lambda's 10,240 MB ceiling is not enough: sample the data or lower grove_size"
-    return (
-        f"set the grove builder's memory to {suggestion} MB (the BuilderMemorySize "
-        "parameter; above 3,008 MB only where the account allows it, see docs/deploy.md)"
-    )
 
 
 def plan_checks(
@@ -1082,47 +998,6 @@ def _claim(bucket: str, run_id: str, request: TrainRequest, record: dict[str, An
         )
     if stored is not None and (grown_from is not None or stored.request != record["request"]):
         storage.put_json(bucket, keys.request(run_id), record)
-
-
-def estimate_grove_mb(n_rows: int, n_features: int, n_classes: int, request: TrainRequest) -> int:
-    """Rough peak memory (in MB) of one grove builder.
-
-    The cached split (float32 features), scikit-learn's per-tree working set
-    (sample weights, indices and sort buffers, about 40 bytes a row) and the
-    fitted trees (at most ``2 * n_rows / min_samples_leaf`` nodes each, at about
-    64 bytes plus 8 bytes per class value).
-    """
-    leaf = request.model.params.get("min_samples_leaf", 1)
-    min_leaf = leaf if isinstance(leaf, int) else max(1, int(leaf * n_rows))
-    nodes = 2 * n_rows / min_leaf
-    tree_bytes = nodes * (64 + 8 * max(n_classes, 1))
-    total = 2 * n_rows * n_features * 4 + 40 * n_rows + request.grove_size * tree_bytes
-    return PYTHON_BASELINE_MB + int(np.ceil(total / 2**20))
-
-
-def check_fits(
-    X_train: np.ndarray, request: TrainRequest, memory_mb: int, y_train: np.ndarray | None = None
-) -> int:
-    """Refuse a grove too big for the builder's ``memory_mb``, with the memory it would need;
-    the estimate (MB, :func:`estimate_grove_mb`) of one that fits.
-
-    Classification counts the training split's classes (each node of each tree stores a
-    value per class); ``y_train`` None, the call of an older plan, counts two.
-    """
-    n_classes = 1 if request.model.task == "regression" else 2
-    if y_train is not None and request.model.task == "classification":
-        n_classes = len(np.unique(y_train))
-    needed = estimate_grove_mb(X_train.shape[0], X_train.shape[1], n_classes, request)
-    if needed > memory_mb:
-        hint = _memory_hint(needed)
-        if request.data.categorical is None:
-            hint += "; or give CSV or Parquet data, which each grove can sample (rows_per_grove)"
-        raise DatasetTooLarge(
-            f"a grove of {request.grove_size} trees on "
-            f"{X_train.shape[0]} x {X_train.shape[1]} rows "
-            f"needs about {needed} MB, more than the builder's {memory_mb} MB; {hint}"
-        )
-    return needed
 
 
 def _rows_sha256(X: np.ndarray, y: np.ndarray) -> str:

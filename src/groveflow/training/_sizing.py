@@ -1,13 +1,30 @@
-"""The plan's checks that a run fits the functions that run it, before any grove."""
+"""The plan's sizing rules: what a grove builder holds (:func:`estimate_grove_mb`), how many
+rows each grove of a run in row shards fits on (:func:`grove_rows`), and the checks that a
+run fits the functions that run it, before any grove."""
 
 from __future__ import annotations
 
-from groveflow.errors import DatasetTooLarge
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from groveflow.errors import DatasetTooLarge, InvalidRequest
 from groveflow.estimates import RunEstimate, vcpu_factor
 from groveflow.merge_memory import LAMBDA_MAX_MEMORY_MB, MERGE_TIMEOUT_SECONDS
 from groveflow.request import TrainRequest
+from groveflow.training._shards import Scan
 
-__all__ = ["BUILDER_TIMEOUT_SECONDS", "GROVE_TIMEOUT_SHARE", "check_grove_fits", "check_merge_fits"]
+__all__ = [
+    "BUILDER_TIMEOUT_SECONDS",
+    "GROVE_TIMEOUT_SHARE",
+    "PYTHON_BASELINE_MB",
+    "check_fits",
+    "check_grove_fits",
+    "check_merge_fits",
+    "estimate_grove_mb",
+    "grove_rows",
+]
 
 BUILDER_TIMEOUT_SECONDS = 900
 """BuildGroveFunction's Timeout in template.yaml (a contract test holds them equal)."""
@@ -121,4 +138,167 @@ def _merge_hint(needed_mb: int) -> str:
         f"{fewer[0].upper()}{fewer[1:]}; or set MergeMemorySize to {suggestion} MB (up to "
         f"{LAMBDA_MAX_MEMORY_MB:,} MB; above 3,008 MB only where the account allows it, "
         "docs/deploy.md)"
+    )
+
+
+# ------------------------------------------------------------------ a builder's grove
+
+PYTHON_BASELINE_MB = 200  # interpreter + numpy + scikit-learn, measured on python3.12
+
+
+def estimate_grove_mb(n_rows: int, n_features: int, n_classes: int, request: TrainRequest) -> int:
+    """Rough peak memory (in MB) of one grove builder.
+
+    The cached split (float32 features), scikit-learn's per-tree working set
+    (sample weights, indices and sort buffers, about 40 bytes a row) and the
+    fitted trees (at most ``2 * n_rows / min_samples_leaf`` nodes each, at about
+    64 bytes plus 8 bytes per class value).
+    """
+    leaf = request.model.params.get("min_samples_leaf", 1)
+    min_leaf = leaf if isinstance(leaf, int) else max(1, int(leaf * n_rows))
+    nodes = 2 * n_rows / min_leaf
+    tree_bytes = nodes * (64 + 8 * max(n_classes, 1))
+    total = 2 * n_rows * n_features * 4 + 40 * n_rows + request.grove_size * tree_bytes
+    return PYTHON_BASELINE_MB + int(np.ceil(total / 2**20))
+
+
+def check_fits(
+    X_train: np.ndarray, request: TrainRequest, memory_mb: int, y_train: np.ndarray | None = None
+) -> int:
+    """Refuse a grove too big for the builder's ``memory_mb``, with the memory it would need;
+    the estimate (MB, :func:`estimate_grove_mb`) of one that fits.
+
+    Classification counts the training split's classes (each node of each tree stores a
+    value per class); ``y_train`` None, the call of an older plan, counts two.
+    """
+    n_classes = 1 if request.model.task == "regression" else 2
+    if y_train is not None and request.model.task == "classification":
+        n_classes = len(np.unique(y_train))
+    needed = estimate_grove_mb(X_train.shape[0], X_train.shape[1], n_classes, request)
+    if needed > memory_mb:
+        hint = _memory_hint(needed)
+        if request.data.categorical is None:
+            hint += "; or give CSV or Parquet data, which each grove can sample (rows_per_grove)"
+        raise DatasetTooLarge(
+            f"a grove of {request.grove_size} trees on "
+            f"{X_train.shape[0]} x {X_train.shape[1]} rows "
+            f"needs about {needed} MB, more than the builder's {memory_mb} MB; {hint}"
+        )
+    return needed
+
+
+def grove_rows(
+    request: TrainRequest,
+    scan: Scan,
+    n_train: int,
+    shard_rows: int,
+    *,
+    builder_memory_mb: int,
+    stored: dict[str, Any] | None,
+) -> tuple[int | None, str, Callable[[int], int]]:
+    """The rows each grove fits on (None: every training row), why, and the builder memory
+    (MB) a grove of so many rows needs; refusing what does not fit, by name."""
+    n_classes = 1 if scan.classes is None else len(scan.classes)
+    overhead = _shard_overhead_mb(shard_rows, scan.n_features)
+
+    def needed(rows: int) -> int:
+        return estimate_grove_mb(rows, scan.n_features, n_classes, request) + overhead
+
+    fitting = _rows_that_fit(needed, builder_memory_mb, n_train)
+    smallest = max(2, n_classes)
+    rows, why = _rows_given(request, stored)
+    if rows is not None:
+        _check_rows_asked(rows, n_train, n_classes)
+    if rows == n_train:
+        rows = None  # a sample of every row is every row
+    if rows is None and stored is None and fitting < n_train:
+        if fitting < smallest:
+            raise DatasetTooLarge(
+                f"a grove of {request.grove_size} trees on {scan.n_features} features does not "
+                f"fit a {builder_memory_mb} MB builder even on {smallest} rows; "
+                f"{_memory_hint(needed(smallest))}, or lower grove_size"
+            )
+        rows = fitting
+        why = (
+            f"the {n_train} training rows need about {needed(n_train)} MB per builder, more "
+            f"than its {builder_memory_mb} MB: rows_per_grove={rows}, the most that fit"
+        )
+    elif rows is None and stored is None:
+        why = "the dataset does not fit the plan's memory whole"
+    if needed(rows or n_train) > builder_memory_mb:
+        _refuse_rows(
+            rows,
+            n_train,
+            needed,
+            n_features=scan.n_features,
+            builder_memory_mb=builder_memory_mb,
+            fitting=fitting,
+        )
+    return rows, why, needed
+
+
+def _rows_given(request: TrainRequest, stored: dict[str, Any] | None) -> tuple[int | None, str]:
+    """The rows per grove a claimed run's layout (``stored``) or the request gives, and why."""
+    if stored is not None:
+        return stored.get("rows_per_grove"), str(stored.get("why"))
+    return request.rows_per_grove, f"rows_per_grove={request.rows_per_grove} was set"
+
+
+def _check_rows_asked(rows: int, n_train: int, n_classes: int) -> None:
+    """Refuse ``rows_per_grove`` above the training split, or below a stratified sample's."""
+    if rows > n_train:
+        raise InvalidRequest(
+            f"rows_per_grove={rows} is more than the training split's {n_train} rows: "
+            "give at most that, or remove rows_per_grove to train every grove on all of them"
+        )
+    if rows < max(2, n_classes):
+        raise InvalidRequest(
+            f"rows_per_grove={rows} is smaller than a stratified sample needs: "
+            f"{n_classes} classes need at least one row each ({max(2, n_classes)} rows at least)"
+            if n_classes > 1
+            else f"rows_per_grove={rows} is too small: a grove needs 2 rows at least"
+        )
+
+
+def _refuse_rows(
+    rows: int | None,
+    n_train: int,
+    needed: Callable[[int], int],
+    *,
+    n_features: int,
+    builder_memory_mb: int,
+    fitting: int,
+) -> None:
+    """Refuse, by name, groves of ``rows`` (None: every training row) too big for a builder."""
+    given = f"rows_per_grove={rows}" if rows is not None else f"all {n_train} training rows"
+    raise DatasetTooLarge(
+        f"{given} on {n_features} features needs about {needed(rows or n_train)} MB "
+        f"per grove builder, more than its {builder_memory_mb} MB: at most {fitting} rows "
+        f"fit; lower rows_per_grove or {_memory_hint(needed(rows or n_train))}"
+    )
+
+
+def _shard_overhead_mb(shard_rows: int, n_features: int) -> int:
+    """What a builder holds besides its rows while it reads: a shard's file and its arrays."""
+    return int(np.ceil(2 * shard_rows * (n_features * 4 + 16) / 2**20))
+
+
+def _rows_that_fit(needed: Callable[[int], int], memory_mb: int, most: int) -> int:
+    """The most rows (at most ``most``) whose grove ``needed`` says fits ``memory_mb``."""
+    if needed(most) <= memory_mb:
+        return most
+    low, high = 0, most  # needed(low) fits (or low is 0), needed(high) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if needed(middle) <= memory_mb else (low, middle)
+    return low
+
+
+def _memory_hint(needed: int) -> str:
+    suggestion = min(10240, int(np.ceil(needed * 1.2 / 64)) * 64)
+    if suggestion >= 10240:
+        return "Lambda's 10,240 MB ceiling is not enough: sample the data or lower grove_size"
+    return (
+        f"set the grove builder's memory to {suggestion} MB (the BuilderMemorySize "
+        "parameter; above 3,008 MB only where the account allows it, see docs/deploy.md)"
     )
