@@ -113,7 +113,9 @@ import numpy as np
 from groveflow import cost
 from groveflow.documents import AwsWall, EstimateRecord, LocalWall
 from groveflow.errors import BudgetExceeded, InvalidRequest
+from groveflow.layout import grove_seeds
 from groveflow.merge_memory import MergeSize, merge_size
+from groveflow.oob import grove_oob, wants_oob
 from groveflow.request import MAX_GROVES, TrainRequest, make_estimator
 
 __all__ = [
@@ -324,8 +326,6 @@ def measure_trial(
     InvalidRequest
         If the parameters do not fit this data.
     """
-    from groveflow.layout import grove_seeds
-
     seed = grove_seeds(request.seed, 1)[0]
     # A first fit imports what scikit-learn imports lazily: not a tree's time.
     _builder_seconds(request, X_train[:64], y_train[:64], 1, seed, check=False)
@@ -367,7 +367,6 @@ def _builder_seconds(
     # The artifact (scikit-learn's trees) where a trial runs, not at the top: the CLI and the
     # console read a stored estimate (RunEstimate) without loading it.
     from groveflow import artifact
-    from groveflow.oob import grove_oob, wants_oob
 
     model = request.model
     classes = np.unique(y) if model.task == "classification" else None
@@ -572,8 +571,6 @@ def estimate_run(
     InvalidRequest
         If the model's parameters do not fit this data (see :func:`measure_trial`).
     """
-    from groveflow.oob import wants_oob
-
     trial = measure_trial(request, X_train, y_train, X_test)
     split_mb = (X_train.nbytes + y_train.nbytes) / 2**20
     test_mb = 0.0 if X_test is None else (X_test.nbytes + 8 * len(X_test)) / 2**20

@@ -40,9 +40,7 @@ from groveflow.estimates import (
     estimate_run,
 )
 from groveflow.layout import keys
-from groveflow.oob import (
-    check_oob_coverage,
-)
+from groveflow.oob import check_oob_coverage, wants_oob
 from groveflow.request import (
     DataSpec,
     TrainRequest,
@@ -661,8 +659,6 @@ def _sharded_estimate(
 ) -> RunEstimate:
     """Check the parameters against a sample of the training rows (the trial grove) and
     estimate the run, scaled to the rows each grove fits on."""
-    from groveflow.oob import wants_oob
-
     n_train = int(len(test) - test.sum())
     if grove_rows < n_train and (wants_oob(request.model.params) or request.auto is not None):
         raise InvalidRequest(
