@@ -113,6 +113,7 @@ import numpy as np
 from groveflow import cost
 from groveflow.documents import AwsWall, EstimateRecord, LocalWall
 from groveflow.errors import BudgetExceeded, InvalidRequest
+from groveflow.fan_out import fan_out_concurrency
 from groveflow.layout import grove_seeds
 from groveflow.merge_memory import MergeSize, merge_size
 from groveflow.oob import grove_oob, wants_oob
@@ -596,7 +597,7 @@ def estimate_run(
         rounds += math.ceil((request.auto.max_trees - n_trees) / request.auto.round_trees)
         n_trees = request.auto.max_trees
     groves = math.ceil(n_trees / request.grove_size)
-    environments = min(groves, concurrency or request.max_concurrency)
+    environments = fan_out_concurrency(concurrency or request.max_concurrency, items=groves)
     shape = RunEstimate(
         seconds_per_tree=trial.seconds_per_tree,
         grove_overhead_seconds=trial.grove_overhead_seconds,
@@ -1077,7 +1078,7 @@ def _grove_sizes(
                     shape,
                     trees_per_grove=size,
                     groves=groves,
-                    concurrency=min(groves, max_concurrency),
+                    concurrency=fan_out_concurrency(max_concurrency, items=groves),
                     grove_mb=mb_per_tree * size,
                 )
             )

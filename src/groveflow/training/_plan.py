@@ -39,6 +39,7 @@ from groveflow.estimates import (
     choose_grove_size,
     estimate_run,
 )
+from groveflow.fan_out import fan_out_concurrency
 from groveflow.layout import keys
 from groveflow.oob import check_oob_coverage, wants_oob
 from groveflow.request import (
@@ -605,10 +606,8 @@ def _plan_shards(
         rows or n_train,
         why,
         builder_memory_mb=builder_memory_mb,
-        concurrency=min(
-            request.max_concurrency,
-            request.n_groves,
-            builder_reserved_concurrency or request.max_concurrency,
+        concurrency=fan_out_concurrency(
+            request.max_concurrency, items=request.n_groves, limit=builder_reserved_concurrency
         ),
         # the scan so far; the second pass (read again, write the shards) about as long
         plan_seconds=2 * (time.perf_counter() - started),
@@ -737,10 +736,8 @@ def plan_checks(
         split["y_train"],
         split["X_test"],
         builder_memory_mb=builder_memory_mb,
-        concurrency=min(
-            request.max_concurrency,
-            request.n_groves,
-            builder_reserved_concurrency or request.max_concurrency,
+        concurrency=fan_out_concurrency(
+            request.max_concurrency, items=request.n_groves, limit=builder_reserved_concurrency
         ),
         plan_seconds=plan_seconds,
         ingested=ingested,
@@ -760,7 +757,7 @@ def plan_checks(
                 return False
             return True
 
-        most = min(request.max_concurrency, builder_reserved_concurrency or request.max_concurrency)
+        most = fan_out_concurrency(request.max_concurrency, limit=builder_reserved_concurrency)
         run_estimate = choose_grove_size(
             run_estimate,
             max_concurrency=most,
