@@ -37,7 +37,6 @@ ALLOWED: dict[str, str] = {
     "groveflow.console:_print_training": "one optional summary line per section of a run",
     "groveflow.console:emit_entries": "optional cells of the runs table as conditional expressions",
     "groveflow.cost:estimate_cost": "every charge of a run summed in one formula, each named",
-    "groveflow.datasets:_feature_columns": "one guard per data.* column rule (issue 29: declared)",
     "groveflow.datasets:_sources": "S3 prefix and local directory listed side by side",
     "groveflow.datasets:load_dataset": "every file format's reader dispatched in one function",
     "groveflow.datasets:read_scoring_file": "every file format's reader dispatched in one function",
@@ -49,16 +48,9 @@ ALLOWED: dict[str, str] = {
     "groveflow.ingest:_csv_batches": "CSV parse options and errors per batch",
     "groveflow.ingest:_ingest_file": "one branch per input format and byte range",
     "groveflow.ingest:_ranged_csv": "a CSV byte range's first and last partial rows; to split",
-    "groveflow.local.engine:LocalEngine.__init__": "builds the server, pool, mirror and logs in order; to split",
-    "groveflow.local.engine:LocalEngine.run": "start, follow and mirror of one execution; to split",
-    "groveflow.local.sandbox:serve": "a worker's loop: limits, invocation and answer in one; to split",
     "groveflow.report:_groves_section": "an HTML table with optional columns",
-    "groveflow.request:_check_dimension": "hand-written search-space checks (issue 29: declared)",
-    "groveflow.training._merge:merge_run": "checks, combines, evaluates and records a forest; to split",
-    "groveflow.training._plan:_grove_rows": "the sharded split's sizing rules (issue 29: own module)",
-    "groveflow.training._plan:plan_run": "the plan's modes, unnamed (issue 29 names them)",
+    "groveflow.training._plan:plan_run": "the modes' steps in order (PlanMode names the mode); to split",
     "groveflow.training._plan:read_and_check": "the plan's reading of the data (issue 29: split)",
-    "groveflow.tuning:plan_search": "a search's round planning in one function; to split",
 }
 
 
