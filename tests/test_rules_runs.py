@@ -261,6 +261,37 @@ def test_a_training_into_a_searchs_id_is_refused_naming_its_winner(
     assert json.loads(capsys.readouterr().out)["run_id"] == winner
 
 
+def test_a_search_whose_parts_ids_hold_runs_is_refused_before_anything_is_written(
+    tmp_path: Any, capsys: Any
+) -> None:
+    from groveflow.cli import main
+    from groveflow.local.engine import mirrored
+
+    state = ["--state-dir", str(tmp_path / "state")]
+    train_file = tmp_path / "train.json"
+    train_file.write_text(json.dumps({k: v for k, v in WINE_SEARCH.items() if k != "search"}))
+    search_file = tmp_path / "search.json"
+    validation = {**WINE_SEARCH["search"], "metric": "validation"}
+    search_file.write_text(json.dumps({**WINE_SEARCH, "run_id": "exp", "search": validation}))
+    # GIVEN an ordinary run named as a validation search "exp"'s split would be
+    assert main(["train", str(train_file), "--run-id", "exp-val", "--json", *state]) == 0
+    capsys.readouterr()
+    record, manifest = (
+        mirrored(tmp_path / "state", key).read_bytes()
+        for key in (keys.request("exp-val"), keys.manifest("exp-val"))
+    )
+    # WHEN the search "exp" is started
+    assert main(["search", str(search_file), "--json", *state]) != 0
+    # THEN it is refused by name, before the search writes anything, and the run is intact
+    captured = capsys.readouterr()
+    refusal = captured.out + captured.err
+    assert "InvalidRequest" in refusal
+    assert "would make run 'exp-val', which already holds a run of its own" in refusal
+    assert not mirrored(tmp_path / "state", keys.request("exp")).exists()
+    assert mirrored(tmp_path / "state", keys.request("exp-val")).read_bytes() == record
+    assert mirrored(tmp_path / "state", keys.manifest("exp-val")).read_bytes() == manifest
+
+
 def _regression_csv(path: Any, n_rows: int, scale: float) -> str:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(n_rows, 2))

@@ -253,10 +253,32 @@ def run_ids(value: Any) -> list[str]:
     """Every run a search input makes besides the search's own (for a local mirror)."""
     base, spec, params = parse_search(value)
     assert base.run_id is not None
-    ids = [candidate_id(base.run_id, i) for i in range(len(params))]
+    return _part_ids(base.run_id, spec, len(params))
+
+
+def _part_ids(search_id: str, spec: SearchSpec, n_candidates: int) -> list[str]:
+    """The runs a search makes: its candidates, and with ``metric="validation"`` the run
+    holding the validation split and the winner's refit."""
+    ids = [candidate_id(search_id, i) for i in range(n_candidates)]
     if spec.metric == "validation":
-        ids += [validation_id(base.run_id), final_id(base.run_id)]
+        ids += [validation_id(search_id), final_id(search_id)]
     return ids
+
+
+def _refuse_taken_parts(bucket: str, search_id: str, part_ids: list[str]) -> None:
+    """Refuse, before anything is written, a search whose parts' ids hold runs of their own
+    (an ordinary run ``<search>-val`` would have its split overwritten by the validation
+    split; ``<search>-final`` would be refused only after every round was paid for). A part
+    this search wrote names it as its ``search_id`` (the validation split has no record)."""
+    for run_id in part_ids:
+        key = keys.request(run_id)
+        if not storage.exists(bucket, key):
+            continue
+        if storage.get_json(bucket, key).get("search_id") != search_id:
+            raise InvalidRequest(
+                f"search {search_id!r} would make run {run_id!r}, which already holds a run "
+                f"of its own; choose another run_id for the search, or delete {run_id!r}"
+            )
 
 
 # ------------------------------------------------------------------------------- the plan
@@ -291,6 +313,7 @@ def plan_search(
     search_id = base.run_id
     assert search_id is not None and isinstance(raw, dict)  # parse_search accepted it
     _refuse_another_input(stored_search(bucket, search_id), raw, search_id)
+    _refuse_taken_parts(bucket, search_id, _part_ids(search_id, spec, len(params)))
     base_dict = {k: v for k, v in base.to_dict().items() if k != "predict"}
     checked: list[bool] = []
 
