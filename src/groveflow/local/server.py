@@ -10,8 +10,10 @@ answered once the state machines exist, not with an empty list.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import re
 import secrets
 import socket
 import threading
@@ -21,6 +23,7 @@ from typing import Any, cast
 
 import boto3
 import botocore.handlers
+from botocore.exceptions import ClientError
 
 from groveflow.local import moto_compat
 from groveflow.local.intrinsics import REGION
@@ -86,9 +89,12 @@ class _InProcess:
     requests, the workers' included, still come over HTTP.
     """
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], port: int) -> None:
+    def __init__(
+        self, app: Callable[..., Iterable[bytes]], port: int, admitted: threading.Event
+    ) -> None:
         self.app = app
         self.origins = (f"http://127.0.0.1:{port}/", f"http://localhost:{port}/")
+        self.admitted = admitted
 
     def __call__(self, request: Any, **_: Any) -> Any:
         if not request.url.startswith(self.origins):
@@ -107,7 +113,19 @@ class _InProcess:
     def answer(
         self, method: str, address: str, headers: list[tuple[str, str]], body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]:
-        """One request to the endpoint, answered by its application: status, headers, body."""
+        """One request to the endpoint, answered by its application: status, headers, body.
+
+        An S3 request is answered by moto's S3 handler without the Flask application
+        around it (see :func:`_answer_s3`), with the answer that application gives.
+        """
+        answered = _answer_s3(method, address, headers, body, self.admitted)
+        if answered is not None:
+            return answered
+        return self._answer_wsgi(method, address, headers, body)
+
+    def _answer_wsgi(
+        self, method: str, address: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         from werkzeug.test import EnvironBuilder, run_wsgi_app
 
         url = urllib.parse.urlsplit(address)
@@ -135,6 +153,88 @@ class _InProcess:
             if close is not None:
                 close()
         return int(status.split(" ", 1)[0]), list(response_headers), content
+
+
+@functools.cache
+def _s3_routes() -> tuple[tuple[re.Pattern[str], Callable[..., Any]], ...]:
+    """moto's S3 URL paths (moto/s3/urls.py) for a path-style request to the endpoint, in
+    moto's order, with their handlers."""
+    from moto.s3 import urls
+
+    return tuple((re.compile(path.format("")), handler) for path, handler in urls.url_paths.items())
+
+
+def _answer_s3(
+    method: str,
+    address: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    admitted: threading.Event,
+) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """An S3 request (signed for ``s3``) answered by moto's S3 handler, as moto's in-process
+    mode (``mock_aws``, moto/core/botocore_stubber.py) calls it, with what the server's
+    Flask application adds to its answer (see :func:`_as_flask_answers`); None for any
+    other request.
+
+    Not a correction: the Flask application only routes the request to the same handler
+    with the same request (moto's ``BackendRequest``, its raw URL kept) and wraps the
+    answer, but costs as much CPU as the handler, on the engine's one interpreter lock,
+    for every object a grove builder reads or stores. Requests from other processes wait
+    while the server holds them (:class:`_HoldClients`).
+    """
+    authorization = next((v for n, v in headers if n.lower() == "authorization"), "")
+    if "/s3/aws4_request" not in authorization or any(n.lower() == "origin" for n, _ in headers):
+        return None  # not S3, or a browser's request: Flask-CORS would answer it too
+    url = urllib.parse.urlsplit(address)
+    handler = next((h for pattern, h in _s3_routes() if pattern.match(url.path)), None)
+    if handler is None:
+        return None
+    if not any(n.lower() == _OWN_HEADER and v == _OWN_TOKEN for n, v in headers):
+        admitted.wait()
+    from moto.moto_api import recorder
+    from moto.moto_server.werkzeug_app import BackendRequest
+    from werkzeug.exceptions import HTTPException
+
+    request = BackendRequest.from_primitives(method, address, dict(headers), body)
+    request.environ["RAW_URI"] = request.environ["REQUEST_URI"] = url.path + (
+        f"?{url.query}" if url.query else ""
+    )
+    try:
+        recorder._record_request(request)
+        status, answered, content = handler(request, request.raw_url, dict(request.headers))
+    except HTTPException as error:  # what Flask answers for it
+        status, answered, content = error.code, error.get_headers(), error.get_body()
+    except ClientError as error:  # as moto's convert_to_flask_response
+        status, answered, content = 400, {}, error.response["Error"]["Message"]
+    return _as_flask_answers(method, int(status or 500), answered, content)
+
+
+def _as_flask_answers(
+    method: str, status: int, headers: Any, content: str | bytes | None
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A handler's answer as moto's Flask application sends it (werkzeug's ``Response``):
+    a ``Content-Type`` by default, Flask-CORS's ``Access-Control-Allow-Origin`` (unless
+    moto's global CORS is off), a ``Content-Length`` unless the status has no content
+    (the handler's own for ``HEAD``), and no body for ``HEAD``, 1xx, 204 or 304."""
+    from moto.settings import DISABLE_GLOBAL_CORS
+    from werkzeug.http import remove_entity_headers
+
+    data = content.encode() if isinstance(content, str) else content or b""
+    items = headers.items() if hasattr(headers, "items") else headers
+    answered = [(str(name), str(value)) for name, value in items]
+    names = {name.lower() for name, _ in answered}
+    if "content-type" not in names:
+        answered.append(("Content-Type", "text/html; charset=utf-8"))
+    if not DISABLE_GLOBAL_CORS and "access-control-allow-origin" not in names:
+        answered.append(("Access-Control-Allow-Origin", "*"))  # Flask-CORS's, always sent
+    if status == 304:
+        remove_entity_headers(answered)
+    elif 100 <= status < 200 or status == 204:
+        answered = [(n, v) for n, v in answered if n.lower() != "content-length"]
+    elif "content-length" not in names:
+        answered.append(("Content-Length", str(len(data))))
+    empty = method == "HEAD" or 100 <= status < 200 or status in (204, 304)
+    return status, answered, b"" if empty else data
 
 
 def _preserve_header_names(environ: dict[str, Any], headers: list[tuple[str, str]]) -> None:
@@ -248,7 +348,7 @@ class Server:
         # Every botocore session made from now on in this process marks its requests, and
         # has those to the endpoint answered in process.
         botocore.handlers.BUILTIN_HANDLERS.append(("before-send", _mark_own_request))
-        in_process = _InProcess(app, port)
+        in_process = _InProcess(app, port, admitted)
         botocore.handlers.BUILTIN_HANDLERS.append(("before-send", in_process))
         boto3.setup_default_session(region_name=REGION)
         assert boto3.DEFAULT_SESSION is not None

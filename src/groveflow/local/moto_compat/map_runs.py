@@ -185,7 +185,8 @@ def abort_the_map_run_of_a_stopped_execution() -> None:
     environment, counting each ``failed``. AWS reports the Map Run ``ABORTED``, the
     children that were running ``aborted`` and the items never started ``pending``.
     An item whose execution has stopped is now counted pending and not run; an aborted
-    child leaves ``executionCounts.running``; the Map Run ends ``ABORTED``. (Its
+    child leaves ``executionCounts.running``, and a child whose task ended in an error
+    because its execution stopped counts aborted, not failed; the Map Run ends ``ABORTED``. (Its
     history still shows ``MapRunSucceeded`` before ``ExecutionAborted``.)
     """
     from moto.stepfunctions.parser.api import MapRunStatus
@@ -218,9 +219,18 @@ def abort_the_map_run_of_a_stopped_execution() -> None:
         if not env.is_running():  # the execution was stopped before this item started
             record.item_counter.pending.count()
             return
+        failed = record.item_counter.failed.get()
         eval_job(self, env, job)
         if isinstance(env.program_state(), ProgramStopped):
             record.execution_counter.running.offset(-1)
+        elif (
+            isinstance(self._env.program_state(), ProgramStopped)
+            and record.item_counter.failed.get() > failed
+        ):
+            # the execution stopped while this child ran and its task ended in an error,
+            # which moto counts failed: AWS counts the child aborted
+            record.item_counter.failed.offset(-1)
+            record.item_counter.aborted.count()
 
     worker_cls._eval_job = _eval_job  # type: ignore[method-assign]
 
