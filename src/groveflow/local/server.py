@@ -182,31 +182,53 @@ def _answer_s3(
     for every object a grove builder reads or stores. Requests from other processes wait
     while the server holds them (:class:`_HoldClients`).
     """
-    authorization = next((v for n, v in headers if n.lower() == "authorization"), "")
-    if "/s3/aws4_request" not in authorization or any(n.lower() == "origin" for n, _ in headers):
-        return None  # not S3, or a browser's request: Flask-CORS would answer it too
-    url = urllib.parse.urlsplit(address)
-    handler = next((h for pattern, h in _s3_routes() if pattern.match(url.path)), None)
+    handler = _s3_handler(address, headers)
     if handler is None:
         return None
     if not any(n.lower() == _OWN_HEADER and v == _OWN_TOKEN for n, v in headers):
         admitted.wait()
+    status, answered, content = _call_s3_handler(handler, method, address, headers, body)
+    return _as_flask_answers(method, int(status or 500), answered, content)
+
+
+def _s3_handler(address: str, headers: list[tuple[str, str]]) -> Callable[..., Any] | None:
+    """moto's S3 handler of a request signed for ``s3``; None for another service's, for
+    a browser's (Flask-CORS would answer it too) or for a path moto's S3 does not route."""
+    authorization = next((v for n, v in headers if n.lower() == "authorization"), "")
+    if "/s3/aws4_request" not in authorization or any(n.lower() == "origin" for n, _ in headers):
+        return None
+    path = urllib.parse.urlsplit(address).path
+    return next((h for pattern, h in _s3_routes() if pattern.match(path)), None)
+
+
+def _call_s3_handler(
+    handler: Callable[..., Any],
+    method: str,
+    address: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+) -> tuple[Any, Any, str | bytes | None]:
+    """The handler's status, headers and content for the request, or the error answer
+    Flask (an ``HTTPException``) or moto (a ``ClientError``) would give."""
     from moto.moto_api import recorder
     from moto.moto_server.werkzeug_app import BackendRequest
     from werkzeug.exceptions import HTTPException
 
+    url = urllib.parse.urlsplit(address)
     request = BackendRequest.from_primitives(method, address, dict(headers), body)
     request.environ["RAW_URI"] = request.environ["REQUEST_URI"] = url.path + (
         f"?{url.query}" if url.query else ""
     )
     try:
         recorder._record_request(request)
-        status, answered, content = handler(request, request.raw_url, dict(request.headers))
+        answer: tuple[Any, Any, str | bytes | None] = handler(
+            request, request.raw_url, dict(request.headers)
+        )
+        return answer
     except HTTPException as error:  # what Flask answers for it
-        status, answered, content = error.code, error.get_headers(), error.get_body()
+        return error.code, error.get_headers(), error.get_body()
     except ClientError as error:  # as moto's convert_to_flask_response
-        status, answered, content = 400, {}, error.response["Error"]["Message"]
-    return _as_flask_answers(method, int(status or 500), answered, content)
+        return 400, {}, error.response["Error"]["Message"]
 
 
 def _as_flask_answers(
@@ -216,25 +238,40 @@ def _as_flask_answers(
     a ``Content-Type`` by default, Flask-CORS's ``Access-Control-Allow-Origin`` (unless
     moto's global CORS is off), a ``Content-Length`` unless the status has no content
     (the handler's own for ``HEAD``), and no body for ``HEAD``, 1xx, 204 or 304."""
-    from moto.settings import DISABLE_GLOBAL_CORS
-    from werkzeug.http import remove_entity_headers
-
     data = content.encode() if isinstance(content, str) else content or b""
     items = headers.items() if hasattr(headers, "items") else headers
-    answered = [(str(name), str(value)) for name, value in items]
+    answered = _with_flask_defaults([(str(name), str(value)) for name, value in items])
+    answered = _with_length(status, answered, len(data))
+    empty = method == "HEAD" or 100 <= status < 200 or status in (204, 304)
+    return status, answered, b"" if empty else data
+
+
+def _with_flask_defaults(answered: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The headers with Flask's default ``Content-Type`` and Flask-CORS's origin added."""
+    from moto.settings import DISABLE_GLOBAL_CORS
+
     names = {name.lower() for name, _ in answered}
     if "content-type" not in names:
         answered.append(("Content-Type", "text/html; charset=utf-8"))
     if not DISABLE_GLOBAL_CORS and "access-control-allow-origin" not in names:
         answered.append(("Access-Control-Allow-Origin", "*"))  # Flask-CORS's, always sent
+    return answered
+
+
+def _with_length(
+    status: int, answered: list[tuple[str, str]], length: int
+) -> list[tuple[str, str]]:
+    """werkzeug's length rules: no entity headers for 304, no ``Content-Length`` for 1xx
+    and 204, else the content's length unless the handler gave one."""
+    from werkzeug.http import remove_entity_headers
+
     if status == 304:
         remove_entity_headers(answered)
     elif 100 <= status < 200 or status == 204:
         answered = [(n, v) for n, v in answered if n.lower() != "content-length"]
-    elif "content-length" not in names:
-        answered.append(("Content-Length", str(len(data))))
-    empty = method == "HEAD" or 100 <= status < 200 or status in (204, 304)
-    return status, answered, b"" if empty else data
+    elif "content-length" not in {name.lower() for name, _ in answered}:
+        answered.append(("Content-Length", str(length)))
+    return answered
 
 
 def _preserve_header_names(environ: dict[str, Any], headers: list[tuple[str, str]]) -> None:
