@@ -218,3 +218,15 @@ def test_estimate_chooses_the_grove_size_the_plan_would_when_it_is_left_out() ->
     assert chosen.grove_choice is not None
     assert chosen.grove_choice.startswith(f"grove_size {chosen.trees_per_grove} (left out")
     assert (kept.trees_per_grove, kept.grove_choice) == (10, None)
+
+
+def test_an_estimate_stored_before_architectures_were_priced_reads_as_x86_64() -> None:
+    # GIVEN a fresh estimate (arm64) and the same one as a record from before stored it
+    fresh = _estimate({**DIGITS, "n_trees": 20}).to_dict()
+    old = {k: v for k, v in fresh.items() if k != "architecture"}
+    old["cost"] = {k: v for k, v in fresh["cost"].items() if k != "architecture"}
+    # WHEN each is read back
+    # THEN the fresh one keeps its architecture, and the old one is its cost's (x86_64 then)
+    assert RunEstimate.from_dict(fresh).architecture == "arm64"
+    assert RunEstimate.from_dict(old).architecture == "x86_64"
+    assert RunEstimate.from_dict(old).cost.architecture == "x86_64"

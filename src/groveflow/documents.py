@@ -539,6 +539,8 @@ class EstimateRecord:
             values = {f.name: raw[f.name] for f in fields(cls) if f.name in raw}
             values["aws"] = _parts(AwsWall, raw["aws"])
             values["cost"] = CostEstimate(**raw["cost"])
+            # a record from before architectures were priced: its cost's (x86_64 then)
+            values.setdefault("architecture", values["cost"].architecture)
             values["local"] = None if raw.get("local") is None else _parts(LocalWall, raw["local"])
             return cls(**values)
         except (KeyError, TypeError) as error:
