@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 
 from groveflow import artifact, storage, telemetry, training
-from groveflow.documents import RunRecord, check_search, new_search_record, search_rank
+from groveflow.documents import (
+    RunRecord,
+    check_search,
+    new_search_record,
+    search_parts,
+    search_rank,
+)
 from groveflow.errors import BudgetExceeded, GroveMissing, InvalidDataset, InvalidRequest
 from groveflow.estimates import RunEstimate
 from groveflow.fan_out import fan_out_concurrency
@@ -265,12 +271,16 @@ def _part_ids(search_id: str, spec: SearchSpec, n_candidates: int) -> list[str]:
     return ids
 
 
-def _refuse_taken_parts(bucket: str, search_id: str, part_ids: list[str]) -> None:
+def _refuse_taken_parts(
+    bucket: str, search_id: str, part_ids: list[str], stored: dict[str, Any] | None
+) -> None:
     """Refuse, before anything is written, a search whose parts' ids hold runs of their own
     (an ordinary run ``<search>-val`` would have its split overwritten by the validation
     split; ``<search>-final`` would be refused only after every round was paid for). A part
-    this search wrote names it as its ``search_id`` (the validation split has no record)."""
-    for run_id in part_ids:
+    this search wrote names it as its ``search_id`` (the validation split has no record), or
+    is named by its stored document (``stored``: records written before they said so)."""
+    named = search_parts(search_id, stored) if stored is not None else set()
+    for run_id in (run_id for run_id in part_ids if run_id not in named):
         key = keys.request(run_id)
         if not storage.exists(bucket, key):
             continue
@@ -312,8 +322,9 @@ def plan_search(
     base, spec, params = parse_search(raw)
     search_id = base.run_id
     assert search_id is not None and isinstance(raw, dict)  # parse_search accepted it
-    _refuse_another_input(stored_search(bucket, search_id), raw, search_id)
-    _refuse_taken_parts(bucket, search_id, _part_ids(search_id, spec, len(params)))
+    stored = stored_search(bucket, search_id)
+    _refuse_another_input(stored, raw, search_id)
+    _refuse_taken_parts(bucket, search_id, _part_ids(search_id, spec, len(params)), stored)
     base_dict = {k: v for k, v in base.to_dict().items() if k != "predict"}
     checked: list[bool] = []
 
